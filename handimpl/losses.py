@@ -1,0 +1,312 @@
+"""Losses J(a, y) with their gradients ∂J/∂a, named as in torch.nn.functional.
+
+``a`` is the network output a⁽ᴸ⁾, shape (m, k); ``y`` is the target, shape
+(m, k), or (m,) of int64 class indices for ``cross_entropy``/``nll_loss``.
+Each loss is one small object:
+
+- ``value(a, y, reduction, **opts)``  J as a 0-d array of a's dtype;
+- ``grad(a, y, reduction, **opts)``   ∂J/∂a, shape (m, k), a's dtype;
+- ``shortcut(z, a, y, reduction, **opts)``  only for losses with canonical
+  output activations (``canonical``): the seed's δ⁽ᴸ⁾ = (a - y)/m in its true
+  form, to be compared with the general chain-rule path ∂J/∂a ⊙ f'(z).
+
+``reduction`` is torch's: 'sum' adds the per-element terms; 'mean' divides by
+the number of terms torch divides by, which is m·k for the elementwise losses
+(mse_loss, l1_loss, ..., binary_cross_entropy, kl_div) and m for
+cross_entropy and nll_loss. ``quadratic`` is the seed's J = (1/m) Σᵢ ½‖ŷᵢ - yᵢ‖².
+
+``target`` names the kind of y a loss takes (for drawing valid data) and
+``domain`` the interval a⁽ᴸ⁾ must lie in (checked against the output
+activation's range).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .activations import _exp, _sigmoid, ACTIVATIONS
+from .registry import Registry
+
+Array = np.ndarray
+INF = math.inf
+
+
+class Loss:
+    """A loss; ``options`` are its own keyword arguments with torch's defaults."""
+
+    name: str = ""
+    options: dict = {}
+    reductions: tuple[str, ...] = ("mean", "sum")
+    target: str = "real"          # real | unit | sign | counts | class | distribution
+    canonical: tuple[str, ...] = ()  # output activations with a (a - y)/m shortcut
+
+    def domain(self, **opts) -> tuple[float, float]:
+        """Closed interval the input a⁽ᴸ⁾ must lie in."""
+        return (-INF, INF)
+
+    def terms(self, a: Array, y: Array, **opts) -> Array:
+        """The per-element loss terms ℓ(a, y), shape (m, k)."""
+        raise NotImplementedError
+
+    def dterms(self, a: Array, y: Array, **opts) -> Array:
+        """∂ℓ/∂a elementwise, shape (m, k)."""
+        raise NotImplementedError
+
+    def count(self, a: Array, reduction: str) -> int:
+        """What 'mean' divides by (torch: every element), 1 for 'sum'."""
+        return a.size if reduction == "mean" else 1
+
+    def value(self, a: Array, y: Array, reduction: str = "mean", **opts) -> Array:
+        """J = Σ ℓ / N, N as ``count``."""
+        return np.asarray(self.terms(a, y, **opts).sum() / self.count(a, reduction), dtype=a.dtype)
+
+    def grad(self, a: Array, y: Array, reduction: str = "mean", **opts) -> Array:
+        """∂J/∂a = (∂ℓ/∂a) / N."""
+        return (self.dterms(a, y, **opts) / self.count(a, reduction)).astype(a.dtype, copy=False)
+
+    def shortcut(self, z: Array, a: Array, y: Array, reduction: str = "mean", **opts) -> Array:
+        raise NotImplementedError(f"{self.name} has no canonical output activation")
+
+    def __repr__(self) -> str:
+        return f"<loss {self.name}>"
+
+
+class MSELoss(Loss):
+    """ℓ = (a - y)²;  ∂ℓ/∂a = 2(a - y). 'mean' divides by m·k (every element), not by m.
+    Canonical with identity: δ⁽ᴸ⁾ = 2(a - y)/(m·k)."""
+    name, canonical = "mse_loss", ("identity",)
+
+    def terms(self, a, y):
+        d = a - y
+        return d * d
+
+    def dterms(self, a, y):
+        return 2 * (a - y)
+
+    def shortcut(self, z, a, y, reduction="mean"):
+        return 2 * (a - y) / self.count(a, reduction)
+
+
+class Quadratic(Loss):
+    """The seed's cost J = (1/m) Σᵢ ½‖aᵢ - yᵢ‖²  ('sum': no 1/m);  ∂J/∂a = (a - y)/m.
+    Canonical with identity: δ⁽ᴸ⁾ = (a - y)/m, the seed's δ = a - y per example."""
+    name, canonical = "quadratic", ("identity",)
+
+    def count(self, a, reduction):
+        return a.shape[0] if reduction == "mean" else 1
+
+    def terms(self, a, y):
+        d = a - y
+        return 0.5 * (d * d)
+
+    def dterms(self, a, y):
+        return a - y
+
+    def shortcut(self, z, a, y, reduction="mean"):
+        return (a - y) / self.count(a, reduction)
+
+
+class L1Loss(Loss):
+    """ℓ = |a - y|;  ∂ℓ/∂a = sign(a - y), with torch's sign(0) = 0."""
+    name = "l1_loss"
+
+    def terms(self, a, y):
+        return np.abs(a - y)
+
+    def dterms(self, a, y):
+        return np.sign(a - y)
+
+
+class HuberLoss(Loss):
+    """ℓ = ½d² if |d| < δ else δ(|d| - ½δ), d = a - y;  ∂ℓ/∂a = clip(d, -δ, δ)."""
+    name, options = "huber_loss", {"delta": 1.0}
+
+    def terms(self, a, y, delta=1.0):
+        d = np.abs(a - y)
+        return np.where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta))
+
+    def dterms(self, a, y, delta=1.0):
+        return np.clip(a - y, -delta, delta)
+
+
+class SmoothL1Loss(Loss):
+    """ℓ = ½d²/β if |d| < β else |d| - ½β, d = a - y;  ∂ℓ/∂a = d/β if |d| < β else sign(d).
+    β = 0 is l1_loss (torch's special case)."""
+    name, options = "smooth_l1_loss", {"beta": 1.0}
+
+    def terms(self, a, y, beta=1.0):
+        d = np.abs(a - y)
+        if beta == 0:
+            return d
+        return np.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta)
+
+    def dterms(self, a, y, beta=1.0):
+        d = a - y
+        if beta == 0:
+            return np.sign(d)
+        return np.where(np.abs(d) < beta, d / beta, np.sign(d))
+
+
+class BCELoss(Loss):
+    """ℓ = -[y·max(log a, -100) + (1 - y)·max(log(1 - a), -100)] (torch clamps each log at -100);
+    ∂ℓ/∂a = (a - y)/max(a(1 - a), 1e-12) (torch's ε keeps the saturated ends finite).
+    Canonical with sigmoid: δ⁽ᴸ⁾ = (a - y)/(m·k)."""
+    name, target, canonical = "binary_cross_entropy", "unit", ("sigmoid",)
+    eps = 1e-12
+
+    def domain(self, **opts):
+        return (0.0, 1.0)
+
+    def terms(self, a, y):
+        with np.errstate(divide="ignore"):
+            log_a = np.maximum(np.log(a), -100)
+            log_1a = np.maximum(np.log(1 - a), -100)
+        return -(y * log_a + (1 - y) * log_1a)
+
+    def dterms(self, a, y):
+        return (a - y) / np.maximum((1 - a) * a, self.eps)
+
+    def shortcut(self, z, a, y, reduction="mean"):
+        return (a - y) / self.count(a, reduction)
+
+
+class BCEWithLogitsLoss(Loss):
+    """ℓ = (1 - y)a + log(1 + e^{-a}) = max(a, 0) - a·y + log(1 + e^{-|a|}) on logits a;
+    ∂ℓ/∂a = σ(a) - y. Canonical with identity: δ⁽ᴸ⁾ = (σ(z) - y)/(m·k)."""
+    name, target, canonical = "binary_cross_entropy_with_logits", "unit", ("identity",)
+
+    def terms(self, a, y):
+        return np.maximum(a, 0) - a * y + np.log1p(np.exp(-np.abs(a)))
+
+    def dterms(self, a, y):
+        return _sigmoid(a) - y
+
+    def shortcut(self, z, a, y, reduction="mean"):
+        return (_sigmoid(a) - y) / self.count(a, reduction)
+
+
+def _log_softmax(a: Array) -> Array:
+    return ACTIVATIONS["log_softmax"].f(a)
+
+
+def _class_rows(y: Array, k: int, dtype) -> Array:
+    """Class-index targets (m,) as one-hot rows (m, k); probability rows pass through."""
+    if y.ndim == 1:
+        return np.eye(k, dtype=dtype)[y]
+    return y
+
+
+class CrossEntropyLoss(Loss):
+    """On logits a, with class indices y (m,) or probability rows y (m, k):
+    J = -Σᵢ Σⱼ tᵢⱼ log softmax(aᵢ)ⱼ / m, t = (1 - ε)·onehot(y) + ε/k (label smoothing ε);
+    ∂J/∂a = (softmax(a) - t)/m. 'mean' divides by m (the batch), not by m·k.
+    Canonical with identity: δ⁽ᴸ⁾ = (softmax(z) - t)/m, the seed's (a - y)/m."""
+    name, target, canonical = "cross_entropy", "class", ("identity",)
+    options = {"label_smoothing": 0.0}
+
+    def count(self, a, reduction):
+        return a.shape[0] if reduction == "mean" else 1
+
+    def _t(self, a, y, label_smoothing):
+        t = _class_rows(y, a.shape[1], a.dtype)
+        return t * (1 - label_smoothing) + label_smoothing / a.shape[1]
+
+    def terms(self, a, y, label_smoothing=0.0):
+        return -self._t(a, y, label_smoothing) * _log_softmax(a)
+
+    def dterms(self, a, y, label_smoothing=0.0):
+        t = self._t(a, y, label_smoothing)
+        return np.exp(_log_softmax(a)) * t.sum(axis=1, keepdims=True) - t
+
+    def shortcut(self, z, a, y, reduction="mean", label_smoothing=0.0):
+        return (np.exp(_log_softmax(a)) - self._t(a, y, label_smoothing)) / self.count(a, reduction)
+
+
+class NLLLoss(Loss):
+    """On log-probabilities a with class indices y: J = -Σᵢ a[i, yᵢ] / m;
+    ∂J/∂a = -onehot(y)/m. Canonical with log_softmax: δ⁽ᴸ⁾ = (e^{a} - onehot(y))/m."""
+    name, target, canonical = "nll_loss", "class", ("log_softmax",)
+
+    def domain(self, **opts):
+        return (-INF, 0.0)
+
+    def count(self, a, reduction):
+        return a.shape[0] if reduction == "mean" else 1
+
+    def terms(self, a, y):
+        return -_class_rows(y, a.shape[1], a.dtype) * a
+
+    def dterms(self, a, y):
+        return -_class_rows(y, a.shape[1], a.dtype)
+
+    def shortcut(self, z, a, y, reduction="mean"):
+        return (np.exp(a) - _class_rows(y, a.shape[1], a.dtype)) / self.count(a, reduction)
+
+
+class KLDivLoss(Loss):
+    """On log-probabilities a, target probabilities y: ℓ = y·log y - y·a, with 0·log 0 = 0;
+    ∂ℓ/∂a = -y. With log_target: ℓ = e^{y}(y - a), ∂ℓ/∂a = -e^{y}.
+    'mean' divides by m·k as torch does; 'batchmean' divides by m."""
+    name, target, reductions = "kl_div", "distribution", ("mean", "sum", "batchmean")
+    options = {"log_target": False}
+
+    def domain(self, **opts):
+        return (-INF, 0.0)
+
+    def count(self, a, reduction):
+        return a.shape[0] if reduction == "batchmean" else super().count(a, reduction)
+
+    def terms(self, a, y, log_target=False):
+        if log_target:
+            return np.exp(y) * (y - a)
+        ylogy = np.where(y > 0, y * np.log(np.where(y > 0, y, 1)), 0)   # xlogy(y, y), as torch
+        return ylogy - y * a
+
+    def dterms(self, a, y, log_target=False):
+        return -np.exp(y) + 0 * a if log_target else -y + 0 * a
+
+
+class SoftMarginLoss(Loss):
+    """ℓ = log(1 + e^{-y·a}), y = ±1;  ∂ℓ/∂a = -y·e^{-ya}/(1 + e^{-ya}).
+    Written exactly as torch computes it, which is not overflow-safe: for
+    -y·a beyond exp's range torch returns J = inf and ∂J/∂a = nan, and so do we."""
+    name, target = "soft_margin_loss", "sign"
+
+    def terms(self, a, y):
+        return np.log1p(_exp(-y * a))
+
+    def dterms(self, a, y):
+        e = _exp(-y * a)
+        with np.errstate(invalid="ignore"):
+            return -y * e / (1 + e)
+
+
+class PoissonNLLLoss(Loss):
+    """log_input (default): ℓ = e^{a} - y·a, ∂ℓ/∂a = e^{a} - y.
+    Otherwise: ℓ = a - y·log(a + eps), ∂ℓ/∂a = 1 - y/(a + eps), a >= 0.
+    full adds Stirling's y·log y - y + ½log(2πy) where y > 1 (no gradient)."""
+    name, target = "poisson_nll_loss", "counts"
+    options = {"log_input": True, "full": False, "eps": 1e-8}
+
+    def domain(self, log_input=True, **opts):
+        return (-INF, INF) if log_input else (0.0, INF)
+
+    def terms(self, a, y, log_input=True, full=False, eps=1e-8):
+        t = _exp(a) - y * a if log_input else a - y * np.log(a + eps)
+        if full:
+            safe = np.where(y > 1, y, 2)
+            stirling = safe * np.log(safe) - safe + 0.5 * np.log(2 * math.pi * safe)
+            t = t + np.where(y > 1, stirling, 0)
+        return t
+
+    def dterms(self, a, y, log_input=True, full=False, eps=1e-8):
+        return _exp(a) - y if log_input else 1 - y / (a + eps)
+
+
+LOSSES: Registry[Loss] = Registry("loss", {
+    cls.name: cls() for cls in (
+        MSELoss, L1Loss, HuberLoss, SmoothL1Loss, BCELoss, BCEWithLogitsLoss,
+        CrossEntropyLoss, NLLLoss, KLDivLoss, SoftMarginLoss, PoissonNLLLoss, Quadratic,
+    )
+})

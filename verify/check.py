@@ -1,0 +1,96 @@
+"""verify.check: one case, both sides, every tensor compared."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+import handimpl
+
+from .compare import Comparison, compare, problem_record, tolerances
+from .data import draw_case
+from .spec import NetSpec
+from .twin import torch_trace
+
+Impl = Callable[[Any, list, np.ndarray, np.ndarray], Any]
+
+
+def trace_order(spec: NetSpec) -> list[str]:
+    """Every traced tensor in forward-then-backward order (then the step)."""
+    L = spec.depth
+    names = [n for l in range(1, L + 1) for n in (f"z{l}", f"a{l}")] + ["loss"]
+    for l in range(L, 0, -1):
+        names += [f"delta{l}", f"dW{l}"] + ([f"db{l}"] if spec.bias else [])
+    names.append("dx")
+    for l in range(1, L + 1):
+        names += [f"W{l}_after"] + ([f"b{l}_after"] if spec.bias else [])
+    return names
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    spec: NetSpec
+    seed: int
+    batch: int
+    records: tuple[Comparison, ...]
+    error: str = ""          # what the implementation raised, if it did
+    scale: float = 1.0
+    zero_fraction: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and all(r.passed for r in self.records)
+
+    @property
+    def first_divergence(self) -> Comparison | None:
+        """The first failing tensor in forward-then-backward order."""
+        return next((r for r in self.records if not r.passed), None)
+
+    @property
+    def repro(self) -> str:
+        return f"verify check '{self.spec}' --seed {self.seed} --batch {self.batch}"
+
+
+def _after_step(params: list, hand: dict, lr: float) -> dict[str, Any]:
+    grads = {k: v for k, v in hand.items() if k.startswith(("dW", "db"))}
+    stepped = handimpl.sgd_step(params, grads, lr)
+    out: dict[str, Any] = {}
+    for l, (W, b) in enumerate(stepped, start=1):
+        out[f"W{l}_after"] = W
+        if b is not None:
+            out[f"b{l}_after"] = b
+    return out
+
+
+def compare_traces(spec: NetSpec, hand: dict, ref: dict, ref64: dict | None,
+                   rtol: float, atol: float, names: list[str]) -> list[Comparison]:
+    records = []
+    for name in names:
+        if name not in hand:
+            continue
+        r64 = ref64[name] if ref64 is not None else None
+        records.append(compare(name, hand[name], ref[name], dtype=spec.dtype,
+                               rtol=rtol, atol=atol, ref64=r64))
+    return records
+
+
+def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
+          lr: float = 0.1, rtol: float | None = None, atol: float | None = None) -> CaseResult:
+    """Run one case on both sides and compare every tensor.
+
+    Data (parameters, x, y) are drawn reproducibly from ``seed`` (verify.data).
+    ``impl`` defaults to handimpl.backprop; any function with its contract works.
+    """
+    spec = NetSpec.coerce(spec)
+    rtol, atol = tolerances(spec.dtype, rtol, atol)
+    case = draw_case(spec, seed, batch)
+    ref = torch_trace(spec, case.params, case.x, case.y, lr)
+    ref64 = torch_trace(spec, case.params, case.x, case.y, lr, dtype="float64") \
+        if spec.dtype == "float32" else None
+    names = trace_order(spec)
+    hand = dict((impl or handimpl.backprop)(spec, case.params, case.x, case.y))
+    hand.update(_after_step(case.params, hand, lr))
+    records = compare_traces(spec, hand, ref, ref64, rtol, atol, names)
+    return CaseResult(spec, seed, batch, tuple(records), scale=case.scale,
+                      zero_fraction=case.zero_fraction)

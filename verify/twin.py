@@ -1,0 +1,115 @@
+"""The torch twin: the same network as nn.Sequential, its trace, and the way back.
+
+``build_twin`` copies the NumPy parameters into nn.Linear layers (never
+re-draws them); ``torch_trace`` runs one forward/backward pass and one SGD step
+and names every tensor as handimpl.backprop does; ``from_torch`` turns an
+existing nn.Sequential of Linear + supported activations into a spec and
+parameters.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .spec import NetSpec, SpecError
+from .torch_ops import TORCH_ACTIVATIONS, TORCH_LOSSES, activation_name
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def build_twin(spec: NetSpec, params: Sequence, dtype: str | None = None) -> nn.Sequential:
+    """nn.Sequential(Linear, act, Linear, act, ...) holding copies of ``params``."""
+    tdtype = TORCH_DTYPES[dtype or spec.dtype]
+    layers: list[nn.Module] = []
+    for l, ((W, b), name) in enumerate(zip(params, spec.activations), start=1):
+        linear = nn.Linear(spec.widths[l - 1], spec.widths[l], bias=spec.bias, dtype=tdtype)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(np.array(W)))
+            if spec.bias:
+                linear.bias.copy_(torch.from_numpy(np.array(b)))
+        layers += [linear, TORCH_ACTIVATIONS[name]()]
+    return nn.Sequential(*layers)
+
+
+def _target(y: np.ndarray, tdtype: torch.dtype) -> torch.Tensor:
+    t = torch.from_numpy(np.array(y))
+    return t if t.dtype == torch.int64 else t.to(tdtype)
+
+
+def torch_trace(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
+                lr: float = 0.1, dtype: str | None = None) -> dict[str, Any]:
+    """One forward/backward on the twin: loss, z{l}, a{l}, delta{l} (= z{l}.grad), dW{l},
+    db{l}, dx, and W{l}_after/b{l}_after one torch.optim.SGD step with learning rate lr.
+    ``dtype`` overrides the spec's (the float64 reference of a float32 case)."""
+    tdtype = TORCH_DTYPES[dtype or spec.dtype]
+    model = build_twin(spec, params, dtype)
+    X = torch.from_numpy(np.array(x)).to(tdtype).requires_grad_(True)
+    h, zs, acts = X, [], []
+    for linear, act in zip(model[0::2], model[1::2]):
+        z = linear(h)
+        z.retain_grad()                      # δ⁽ˡ⁾ = ∂J/∂z⁽ˡ⁾ is z.grad
+        h = act(z)
+        zs.append(z)
+        acts.append(h)
+    J = TORCH_LOSSES[spec.loss](h, _target(y, tdtype), **spec.loss_kwargs)
+    J.backward()
+    out: dict[str, Any] = {"loss": J.item()}
+    for l, (z, a, linear) in enumerate(zip(zs, acts, model[0::2]), start=1):
+        out[f"z{l}"], out[f"a{l}"] = z.detach().numpy(), a.detach().numpy()
+        out[f"delta{l}"] = z.grad.numpy()
+        out[f"dW{l}"] = linear.weight.grad.numpy().copy()
+        if spec.bias:
+            out[f"db{l}"] = linear.bias.grad.numpy().copy()
+    out["dx"] = X.grad.numpy()
+    torch.optim.SGD(model.parameters(), lr=lr).step()
+    for l, linear in enumerate(model[0::2], start=1):
+        out[f"W{l}_after"] = linear.weight.detach().numpy().copy()
+        if spec.bias:
+            out[f"b{l}_after"] = linear.bias.detach().numpy().copy()
+    return out
+
+
+def from_torch(module: nn.Module, loss: str = "mse_loss", **options: Any) -> tuple[NetSpec, list]:
+    """(NetSpec, params) for an nn.Sequential of nn.Linear layers, each optionally followed
+    by one supported activation module with default settings. ``options`` are the spec's
+    (reduction, the loss's own options, init)."""
+    modules = list(module.children()) if isinstance(module, nn.Sequential) else [module]
+    widths: list[int] = []
+    acts: list[str] = []
+    params: list = []
+    biases: set[bool] = set()
+    dtypes: set[torch.dtype] = set()
+    for i, m in enumerate(modules):
+        if isinstance(m, nn.Linear):
+            if widths and widths[-1] != m.in_features:
+                raise SpecError(f"layer {i}: Linear takes {m.in_features} features after {widths[-1]}")
+            widths = widths or [m.in_features]
+            widths.append(m.out_features)
+            acts.append("identity")
+            biases.add(m.bias is not None)
+            dtypes.add(m.weight.dtype)
+            b = None if m.bias is None else m.bias.detach().numpy().copy()
+            params.append((m.weight.detach().numpy().copy(), b))
+            continue
+        name = activation_name(m)
+        if name is None or not acts or acts[-1] != "identity" or \
+                not isinstance(modules[i - 1], nn.Linear):
+            supported = ", ".join(TORCH_ACTIVATIONS)
+            raise SpecError(f"layer {i}: {m!r} is not supported here; expected nn.Linear, each "
+                            f"optionally followed by one of (default settings): {supported}")
+        acts[-1] = name
+    if not params:
+        raise SpecError("no nn.Linear layer found")
+    if len(biases) > 1:
+        raise SpecError("some Linear layers have a bias and some do not")
+    dtype = {torch.float32: "float32", torch.float64: "float64"}.get(dtypes.pop()) if len(dtypes) == 1 else None
+    if dtype is None:
+        raise SpecError("parameters must all be float32 or all float64")
+    reduction = options.pop("reduction", "mean")
+    init = options.pop("init", "default")
+    spec = NetSpec(tuple(widths), tuple(acts), loss, tuple(options.items()), reduction=reduction,
+                   bias=biases.pop(), dtype=dtype, init=init)
+    return spec, params
