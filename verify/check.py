@@ -10,6 +10,7 @@ import handimpl
 
 from .compare import Comparison, compare, problem_record, tolerances
 from .data import draw_case
+from .propagate import floors
 from .spec import NetSpec
 from .twin import torch_trace
 
@@ -63,15 +64,35 @@ def _after_step(params: list, hand: dict, lr: float) -> dict[str, Any]:
     return out
 
 
-def compare_traces(spec: NetSpec, hand: dict, ref: dict, ref64: dict | None,
-                   rtol: float, atol: float, names: list[str]) -> list[Comparison]:
+def nudge(case_params: list, x: np.ndarray, seed: int) -> tuple[list, np.ndarray]:
+    """x and the parameters multiplied by (1 ± 2⁻²³): one float32 rounding unit, zeros kept."""
+    rng = np.random.default_rng([seed, 23])
+    def f(a):
+        return None if a is None else (a * (1 + rng.choice([-1.0, 1.0], a.shape) * 2.0**-23)).astype(a.dtype)
+    return [(f(W), f(b)) for W, b in case_params], f(x)
+
+
+def references(spec: NetSpec, case, seed: int, lr: float) -> tuple[dict, dict | None, dict | None]:
+    """torch's trace; for float32 also the float64 reference and the nudged float32 run."""
+    ref = torch_trace(spec, case.params, case.x, case.y, lr)
+    if spec.dtype != "float32":
+        return ref, None, None
+    ref64 = torch_trace(spec, case.params, case.x, case.y, lr, dtype="float64")
+    params, x = nudge(case.params, case.x, seed)
+    return ref, ref64, torch_trace(spec, params, x, case.y, lr)
+
+
+def compare_traces(spec: NetSpec, case, hand: dict, refs: tuple, lr: float,
+                   rtol: float, atol: float) -> list[Comparison]:
+    ref, ref64, nudged = refs
+    carried = floors(spec, hand, ref, case.params, case.x, lr)
     records = []
-    for name in names:
+    for name in trace_order(spec):
         if name not in hand:
             continue
-        r64 = ref64[name] if ref64 is not None else None
-        records.append(compare(name, hand[name], ref[name], dtype=spec.dtype,
-                               rtol=rtol, atol=atol, ref64=r64))
+        extra = {} if ref64 is None else {"ref64": ref64[name], "nudged": nudged[name]}
+        records.append(compare(name, hand[name], ref[name], dtype=spec.dtype, rtol=rtol, atol=atol,
+                               floor=carried.get(name, 0.0), **extra))
     return records
 
 
@@ -85,12 +106,9 @@ def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | No
     spec = NetSpec.coerce(spec)
     rtol, atol = tolerances(spec.dtype, rtol, atol)
     case = draw_case(spec, seed, batch)
-    ref = torch_trace(spec, case.params, case.x, case.y, lr)
-    ref64 = torch_trace(spec, case.params, case.x, case.y, lr, dtype="float64") \
-        if spec.dtype == "float32" else None
-    names = trace_order(spec)
+    refs = references(spec, case, seed, lr)
     hand = dict((impl or handimpl.backprop)(spec, case.params, case.x, case.y))
     hand.update(_after_step(case.params, hand, lr))
-    records = compare_traces(spec, hand, ref, ref64, rtol, atol, names)
+    records = compare_traces(spec, case, hand, refs, lr, rtol, atol)
     return CaseResult(spec, seed, batch, tuple(records), scale=case.scale,
                       zero_fraction=case.zero_fraction)

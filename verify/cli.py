@@ -1,0 +1,156 @@
+"""The `verify` command: check, run, mutants, explain.
+
+Exit status everywhere: 0 all agree, 1 a discrepancy, 2 bad input (one line on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+import pandas as pd
+
+from handimpl import UnknownNameError
+
+from .spec import SpecError
+
+
+class UsageError(ValueError):
+    """Bad input from the command line: reported as one line, exit status 2."""
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None) -> None:
+    """The options `verify run` and `verify check --impl` share."""
+    p.add_argument("--examples", type=_positive, default=examples, help="number of random cases")
+    p.add_argument("--seed", type=_seed, default=0, help="sweep seed (same seed, same CSV files)")
+    p.add_argument("--out", default=None, help="report directory")
+    p.add_argument("--activations", type=_csv, default=None, help="comma-separated activation names")
+    p.add_argument("--losses", type=_csv, default=None, help="comma-separated loss names")
+    p.add_argument("--dtypes", type=_csv, default=None, help="float32,float64")
+    p.add_argument("--max-depth", type=_positive, default=4)
+    p.add_argument("--max-width", type=_positive, default=16)
+    p.add_argument("--max-batch", type=_positive, default=16)
+    p.add_argument("--jobs", type=_positive, default=1, help="worker processes")
+
+
+def case_table(result) -> pd.DataFrame:
+    """One row per compared tensor of a CaseResult, for the terminal."""
+    rows = [{
+        "tensor": r.name, "shape": "x".join(map(str, r.shape)) or "()",
+        "max_abs_err": r.max_abs_err, "max_rel_err": r.max_rel_err, "norm_rel_err": r.norm_rel_err,
+        "max_ulp": r.max_ulp, "worst_index": str(r.worst_index), "hand": r.hand_value,
+        "torch": r.torch_value, "bad": r.n_mismatched, "passed": "yes" if r.passed else "NO",
+        "note": r.problem,
+    } for r in result.records]
+    return pd.DataFrame(rows)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    if args.impl:
+        from .impl import check_impl_command
+        return check_impl_command(args)
+    if not args.spec:
+        raise UsageError("give a SPEC (e.g. '2-2-1:sigmoid:quadratic') or --impl TARGET")
+    from .check import check
+    result = check(args.spec, seed=args.seed, batch=args.batch or 4)
+    table = case_table(result)
+    with pd.option_context("display.max_rows", None, "display.width", 200,
+                           "display.float_format", "{:.3g}".format):
+        print(f"{result.spec}  seed={result.seed}  batch={result.batch}  "
+              f"(x scale {result.scale:g}, zero fraction {result.zero_fraction:g})")
+        print(table.drop(columns=["note"] if not table["note"].any() else []).to_string(index=False))
+    first = result.first_divergence
+    if result.passed:
+        print(f"PASS: all {len(result.records)} tensors agree")
+        return 0
+    print(f"FAIL: {sum(not r.passed for r in result.records)} of {len(result.records)} tensors differ; "
+          f"first to diverge: {first.name if first else '-'}")
+    return 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .sweep import run_command
+    return run_command(args)
+
+
+def cmd_mutants(args: argparse.Namespace) -> int:
+    from .mutants import mutants_command
+    return mutants_command(args)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain_command
+    return explain_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="verify", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="one case (SPEC) or a user implementation (--impl)")
+    p.add_argument("spec", nargs="?", help="WIDTHS:ACTIVATIONS:LOSS[:KEY=VALUE,...]")
+    p.add_argument("--batch", type=_positive, default=None, help="batch size m (default 4)")
+    p.add_argument("--impl", default=None, help="package.module:function or path/to/file.py:function")
+    add_sweep_options(p, examples=None)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("run", help="hypothesis sweep -> reports")
+    add_sweep_options(p, examples=None)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("mutants", help="run the harness on planted backprop bugs")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--examples", type=_positive, default=None)
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=cmd_mutants)
+
+    p = sub.add_parser("explain", help="why each δ formula is what autograd computes")
+    p.add_argument("spec", nargs="?")
+    p.add_argument("--seed-example", action="store_true", help="the seed's 2-2-1 sigmoid example")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--batch", type=_positive, default=None)
+    p.add_argument("--format", choices=("text", "md", "html"), default="text")
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=cmd_explain)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:          # argparse already printed its one-line message
+        return 0 if e.code == 0 else 2
+    try:
+        return args.func(args)
+    except (SpecError, UnknownNameError, UsageError) as e:
+        print(f"verify: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
