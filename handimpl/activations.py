@@ -259,7 +259,8 @@ class ReLU6(Hardtanh):
 
 
 class Hardsigmoid(Activation):
-    """relu6(z + 3)/6;  f'(z) = 1/6 for -3 < z < 3, else 0 (torch: 0 at both corners)."""
+    """relu6(z + 3)/6;  f'(z) = 1/6 for -3 < z < 3, else 0 (torch: 0 at both corners).
+    (torch's float64 kernel uses 1/6 rounded to float32, 5e-9 off; we use the exact 1/6.)"""
     name, range = "hardsigmoid", (0.0, 1.0)
 
     def f(self, z):

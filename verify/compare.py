@@ -88,8 +88,14 @@ def _ordered(x: np.ndarray) -> np.ndarray:
     return np.where(i < 0, np.iinfo(ints).min - i, i)
 
 
+def _norm(v: np.ndarray) -> float:
+    """‖v‖₂ without overflow: scaled by max|v| first."""
+    top = float(np.max(np.abs(v), initial=0.0))
+    return top * float(np.linalg.norm(v.ravel() / top)) if 0 < top < np.inf else top
+
+
 def _norm_rel(d: np.ndarray, ref: np.ndarray) -> float:
-    nd, nr = float(np.linalg.norm(d.ravel())), float(np.linalg.norm(ref.ravel()))
+    nd, nr = _norm(d), _norm(ref)
     return nd / nr if nr > 0 else (0.0 if nd == 0 else float("inf"))
 
 

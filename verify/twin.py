@@ -75,7 +75,7 @@ def torch_trace(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
 def from_torch(module: nn.Module, loss: str = "mse_loss", **options: Any) -> tuple[NetSpec, list]:
     """(NetSpec, params) for an nn.Sequential of nn.Linear layers, each optionally followed
     by one supported activation module with default settings. ``options`` are the spec's
-    (reduction, the loss's own options, init)."""
+    (reduction, init, target and the loss's own options)."""
     modules = list(module.children()) if isinstance(module, nn.Sequential) else [module]
     widths: list[int] = []
     acts: list[str] = []
@@ -110,6 +110,7 @@ def from_torch(module: nn.Module, loss: str = "mse_loss", **options: Any) -> tup
         raise SpecError("parameters must all be float32 or all float64")
     reduction = options.pop("reduction", "mean")
     init = options.pop("init", "default")
+    target = options.pop("target", "index")
     spec = NetSpec(tuple(widths), tuple(acts), loss, tuple(options.items()), reduction=reduction,
-                   bias=biases.pop(), dtype=dtype, init=init)
+                   bias=biases.pop(), dtype=dtype, init=init, target=target)
     return spec, params

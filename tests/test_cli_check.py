@@ -1,0 +1,52 @@
+"""`verify check SPEC`: a table, exit 0 when all agree, 2 with one line for bad input."""
+import subprocess
+import sys
+
+import pytest
+
+import handimpl
+import verify.check  # noqa: F401  (the module, for monkeypatching)
+
+from verify.cli import main
+
+
+def test_check_prints_every_tensor_and_exits_0(capsys):
+    assert main(["check", "2-2-1:sigmoid:quadratic", "--seed", "3", "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    for name in ("z1", "a2", "loss", "delta2", "dW1", "db1", "dx", "W2_after", "PASS"):
+        assert name in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["check", "2-2-1:sigmod:quadratic"], "unknown activation 'sigmod'"),
+    (["check", "2-2-1:identity:binary_cross_entropy"], "output activations that fit"),
+    (["check"], "give a SPEC"),
+])
+def test_bad_input_gets_one_line_and_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_bad_batch_is_rejected_by_the_parser_with_exit_2(capsys):
+    assert main(["check", "2-2-1:sigmoid:quadratic", "--batch", "0"]) == 2
+
+
+def test_a_failing_case_is_reported_with_its_first_diverging_tensor_and_exit_1(monkeypatch, capsys):
+    check_module = sys.modules["verify.check"]
+    real_check = check_module.check
+
+    def doubled_dW1(spec, params, x, y):
+        out = handimpl.backprop(spec, params, x, y)
+        out["dW1"] = out["dW1"] * 2
+        return out
+
+    monkeypatch.setattr(check_module, "check", lambda *a, **k: real_check(*a, impl=doubled_dW1, **k))
+    assert main(["check", "2-2-1:sigmoid:quadratic"]) == 1
+    assert "first to diverge: dW1" in capsys.readouterr().out
+
+
+def test_the_console_script_is_installed():
+    proc = subprocess.run([sys.executable, "-m", "verify.cli", "check", "2-2-1:sigmoid:quadratic"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "PASS" in proc.stdout

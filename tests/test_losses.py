@@ -1,0 +1,90 @@
+"""Each loss's value and gradient against torch, every reduction and option, both dtypes."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+from handimpl import ACTIVATIONS, LOSSES
+from verify.compare import TOLERANCES, compare
+from verify.data import draw_target
+from verify.spec import NetSpec
+from verify.strategies import OPTION_VALUES
+from verify.torch_ops import TORCH_LOSSES
+
+from strategies_numeric import matrices
+
+DTYPES = ["float32", "float64"]
+
+
+@st.composite
+def loss_inputs(draw, name, dtype):
+    """(a, y, reduction, options): a within the loss's domain (kinks, 0, 1, ±1e3 included), a valid y."""
+    loss = LOSSES[name]
+    options = {k: draw(st.sampled_from(OPTION_VALUES[k])) for k in loss.options}
+    reduction = draw(st.sampled_from(loss.reductions))
+    lo, hi = loss.domain(**{**loss.options, **options})
+    a = draw(matrices(dtype=dtype, lo=max(lo, -1e3), hi=min(hi, 1e3)))
+    if name in ("nll_loss", "kl_div") and draw(st.booleans()):
+        a = ACTIVATIONS["log_softmax"].f(a)          # true log-probabilities, as torch expects
+    spec = NetSpec((1, a.shape[1]), (_fitting_output(name, options),), name, tuple(options.items()),
+                   reduction=reduction, dtype=dtype,
+                   target=draw(st.sampled_from(["index", "prob"])) if name == "cross_entropy" else "index")
+    seed = draw(st.integers(0, 2**32 - 1))
+    zero_fraction = draw(st.sampled_from([0.0, 0.5]))
+    y = draw_target(spec, np.random.default_rng(seed), a.shape[0], zero_fraction)
+    return a, y, reduction, options
+
+
+def _fitting_output(name, options):
+    lo, hi = LOSSES[name].domain(**{**LOSSES[name].options, **options})
+    return next(n for n, act in ACTIVATIONS.items() if act.range[0] >= lo and act.range[1] <= hi)
+
+
+def _torch_value_and_grad(name, a, y, reduction, options):
+    at = torch.from_numpy(a.copy()).requires_grad_(True)
+    yt = torch.from_numpy(y)
+    J = TORCH_LOSSES[name](at, yt, reduction=reduction, **options)
+    J.backward()
+    return J.detach().numpy(), at.grad.numpy()
+
+
+def _agree(what, hand, ref, dtype):
+    rtol, atol = TOLERANCES[dtype]
+    record = compare(what, hand, ref, dtype=dtype, rtol=rtol, atol=atol)
+    assert record.passed, record
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(LOSSES))
+@given(data=st.data())
+def test_loss_value_and_gradient_match_torch(name, dtype, data):
+    a, y, reduction, options = data.draw(loss_inputs(name, dtype))
+    J_ref, grad_ref = _torch_value_and_grad(name, a, y, reduction, options)
+    loss = LOSSES[name]
+    _agree("loss", loss.value(a, y, reduction, **options), J_ref, dtype)
+    _agree("grad", loss.grad(a, y, reduction, **options), grad_ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_loss_computes_in_the_dtype_it_is_given(name, dtype):
+    a = np.full((3, 4), -0.5, dtype=dtype) if LOSSES[name].domain()[1] <= 0 else np.full((3, 4), 0.5, dtype=dtype)
+    y = (np.array([0, 1, 3]) if LOSSES[name].target == "class" else np.full((3, 4), 0.25)).astype(
+        np.int64 if LOSSES[name].target == "class" else dtype)
+    assert LOSSES[name].value(a, y).dtype == np.dtype(dtype)
+    assert LOSSES[name].grad(a, y).dtype == np.dtype(dtype)
+
+
+def test_mse_loss_mean_divides_by_every_element_not_by_the_batch():
+    a, y = np.ones((2, 3)), np.zeros((2, 3))
+    assert LOSSES["mse_loss"].value(a, y, "mean") == 1.0            # 6 / (m·k) = 6 / 6
+    assert LOSSES["quadratic"].value(a, y, "mean") == 1.5           # ½·6 / m = 3 / 2
+
+
+def test_binary_cross_entropy_clamps_its_log_at_minus_100_like_torch():
+    a, y = np.array([[0.0, 1.0]]), np.array([[1.0, 0.0]])
+    assert LOSSES["binary_cross_entropy"].value(a, y, "sum") == 200.0
+
+
+def test_the_torch_registry_has_exactly_handimpls_loss_names():
+    assert tuple(TORCH_LOSSES) == tuple(LOSSES)

@@ -1,0 +1,19 @@
+"""The README opens with the two commands, and .ci/run runs the test one verbatim."""
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _readme_commands():
+    return re.findall(r"```bash\n(.+?)\n```", (ROOT / "README.md").read_text())[:2]
+
+
+def test_readme_opens_with_an_install_and_run_command_and_a_test_command():
+    main_job, tests = _readme_commands()
+    assert main_job.endswith("verify run") and "pytest" in tests
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    _, tests = _readme_commands()
+    assert tests in (ROOT / ".ci" / "run").read_text().splitlines()
