@@ -1,0 +1,30 @@
+"""The pytest plugin: --verify-report DIR collects every check, also under xdist."""
+from __future__ import annotations
+
+import pandas as pd
+
+pytest_plugins = ["pytester"]
+
+TESTS = """
+from verify import check
+
+def test_one():
+    assert check("2-2-1:sigmoid:quadratic", seed=1, batch=2).passed
+
+def test_two(verify_check):
+    assert verify_check("2-3-1:tanh,identity:mse_loss", seed=2, batch=3).passed
+
+def test_three():
+    assert check("3-1:relu:l1_loss", seed=3, batch=1).passed
+"""
+
+
+def test_the_report_merges_the_checks_of_two_xdist_workers(pytester):
+    pytester.makepyfile(test_nets=TESTS)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider",
+                                           "--verify-report", "rep")
+    result.assert_outcomes(passed=3)
+    cases = pd.read_csv(pytester.path / "rep" / "cases.csv")
+    assert sorted(cases["spec"]) == sorted(["2-2-1:sigmoid:quadratic", "2-3-1:tanh,identity:mse_loss",
+                                            "3-1:relu:l1_loss"])
+    assert (pytester.path / "rep" / "report.html").exists()

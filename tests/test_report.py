@@ -1,0 +1,71 @@
+"""verify.report: the frames, the files, their determinism and escaping."""
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+
+from verify.check import CaseResult, check
+from verify.report import DISCREPANCY_COLUMNS, discrepancy_frame, divergence_sentence, write_reports
+from verify.spec import NetSpec
+from verify.sweep import SweepResult, sweep
+
+
+def _small(seed=0, **kw):
+    return sweep(examples=6, seed=seed, max_depth=2, max_width=3, max_batch=3, **kw)
+
+
+def test_two_runs_with_the_same_seed_write_byte_identical_csvs(tmp_path):
+    a, b = write_reports(_small(5), tmp_path / "a"), write_reports(_small(5), tmp_path / "b")
+    for kind in ("discrepancies", "cases", "summary"):
+        assert a[kind].read_bytes() == b[kind].read_bytes()
+
+
+def test_discrepancies_csv_has_exactly_the_documented_columns_and_one_row_per_record(tmp_path):
+    result = _small()
+    paths = write_reports(result, tmp_path)
+    df = pd.read_csv(paths["discrepancies"])
+    assert list(df.columns) == DISCREPANCY_COLUMNS
+    assert len(df) == sum(len(r.records) for r in result.results)
+    assert set(df["quantity"]) <= {"z", "a", "delta", "dW", "db", "dx", "loss", "W_after_step", "b_after_step"}
+    assert df.loc[df["quantity"] == "loss", "layer"].isna().all()
+
+
+def test_the_first_divergence_sentence_names_what_agrees_before_it():
+    spec = NetSpec.parse("2-2-1:sigmoid:quadratic")
+    good = check(spec, seed=0, batch=3)
+    records = list(good.records)
+    i = next(k for k, r in enumerate(records) if r.name == "delta2")
+    records[i] = type(records[i])(**{**records[i].__dict__, "passed": False})
+    broken = CaseResult(spec, 0, 3, tuple(records))
+    assert divergence_sentence(broken) == \
+        "z and a agree in all layers, and so does the loss; delta2 is the first to diverge"
+
+
+def test_an_error_text_from_user_code_is_in_the_note_and_escaped_in_the_html(tmp_path):
+    spec = NetSpec.parse("2-1:sigmoid:mse_loss")
+    bad = CaseResult(spec, 0, 2, (), error="ValueError: <script>alert(1)</script>")
+    result = SweepResult((bad,), (bad,), {"seed": 0}, False, 0.1)
+    paths = write_reports(result, tmp_path)
+    assert "<script>alert(1)" in discrepancy_frame(result.results)["note"].iloc[0]
+    html = paths["html"].read_text()
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+
+
+def test_report_json_records_versions_seed_counts_and_the_partial_flag(tmp_path):
+    result = _small(seed=2)
+    data = json.loads(write_reports(result, tmp_path)["json"].read_text())
+    assert data["seed"] == 2 and data["partial"] is False and data["counts"]["cases"] == 6
+    assert set(data["versions"]) == {"python", "numpy", "torch", "pandas", "hypothesis"}
+
+
+def test_the_html_is_self_contained_with_inline_svg_plots(tmp_path):
+    html = write_reports(_small(), tmp_path)["html"].read_text()
+    assert "<svg" in html and "<style>" in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html) and "<link" not in html
+
+
+def test_no_temporary_files_are_left_beside_the_reports(tmp_path):
+    write_reports(_small(), tmp_path)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

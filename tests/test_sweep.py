@@ -1,0 +1,87 @@
+"""verify.sweep: drawing, checking, shrinking, the `verify run` command."""
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+import handimpl
+from verify.check import check
+from verify.cli import main
+from verify.sweep import signature, sweep
+
+
+def _tanh_off_by_one_percent(spec, params, x, y):
+    """handimpl.backprop with δ wrong by 1% in every tanh layer (from the output down)."""
+    out = handimpl.backprop(spec, params, x, y)
+    for l, name in enumerate(spec.activations, start=1):
+        if name == "tanh":
+            out[f"delta{l}"] = out[f"delta{l}"] * 1.01
+    return out
+
+
+def buggy_check(spec, seed, batch, *, impl):
+    return check(spec, seed, batch, impl=impl)
+
+
+BUGGY = functools.partial(buggy_check, impl=_tanh_off_by_one_percent)
+
+
+def _keys(result):
+    return [(str(r.spec), r.seed, r.batch) for r in result.results]
+
+
+def test_the_same_seed_draws_the_same_cases_and_another_seed_does_not():
+    a, b, c = (sweep(examples=8, seed=s, max_depth=2, max_width=4, max_batch=4) for s in (3, 3, 4))
+    assert _keys(a) == _keys(b) and _keys(a) != _keys(c)
+
+
+def test_two_jobs_give_the_same_results_as_one():
+    one = sweep(examples=12, seed=1, max_depth=2, max_width=4, max_batch=4)
+    two = sweep(examples=12, seed=1, max_depth=2, max_width=4, max_batch=4, jobs=2)
+    assert _keys(one) == _keys(two)
+    assert [repr(r.records) for r in one.results] == [repr(r.records) for r in two.results]   # nan != nan
+
+
+def test_a_failure_is_shrunk_to_a_case_no_larger_that_fails_the_same_way():
+    result = sweep(examples=20, seed=0, activations=["tanh", "sigmoid"], losses=["mse_loss"],
+                   max_depth=3, max_width=5, max_batch=4, check_fn=BUGGY, shrink_seconds=5)
+    assert result.n_failed and result.minimal
+    first_failing = next(r for r in result.results if not r.passed)
+    smallest = result.minimal[0]
+    assert not smallest.passed and signature(smallest) in {signature(r) for r in result.results}
+    assert smallest.spec.depth <= first_failing.spec.depth and smallest.batch <= 4
+    assert smallest.spec.widths == (1,) * (smallest.spec.depth + 1)
+
+
+def test_an_implementation_that_raises_is_recorded_as_a_failing_case_with_its_message():
+    def boom(spec, seed, batch):
+        raise RuntimeError("my backprop <broke>")
+    result = sweep(examples=3, seed=0, max_depth=1, max_width=2, max_batch=2, check_fn=boom)
+    assert result.n_failed == 3 and "my backprop <broke>" in result.results[0].error
+
+
+def test_verify_run_exits_2_naming_the_valid_activations_for_an_unknown_one(tmp_path, capsys):
+    code = main(["run", "--examples", "2", "--activations", "sigmoid,nope", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope" in err and "tanh" in err and len(err.strip().splitlines()) == 1
+
+
+def test_verify_run_exits_0_and_writes_the_five_files_when_everything_agrees(tmp_path, capsys):
+    code = main(["run", "--examples", "6", "--max-depth", "2", "--max-width", "3", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "all 6 cases agree" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == \
+        ["cases.csv", "discrepancies.csv", "report.html", "report.json", "summary.csv"]
+
+
+def test_ctrl_c_during_the_checks_gives_a_partial_result_with_the_cases_done(monkeypatch):
+    calls = []
+
+    def interrupting(spec, seed, batch):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return check(spec, seed, batch)
+    result = sweep(examples=10, seed=0, max_depth=1, max_width=2, max_batch=2, check_fn=interrupting)
+    assert result.partial and len(result.results) == 3 and not result.passed

@@ -1,0 +1,290 @@
+"""report.html: one self-contained page (inline CSS, inline SVG plots, no network).
+
+Everything that comes from specs, records or user code passes through HTML
+escaping (jinja2 autoescape, Styler's escape="html").
+"""
+from __future__ import annotations
+
+import io
+import math
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from .report import QUANTITY_ORDER, divergence_sentence, failing_rows, tensor_frame, verdict
+
+FLOOR = 1e-18            # where exact agreement (error 0) is drawn on log axes
+DTYPE_COLORS = {"float32": "#e07b39", "float64": "#3a78b5"}
+FAIL_CSS = "background-color:#c62828;color:#fff;font-weight:600;"
+
+
+# -- plots -------------------------------------------------------------------------------------
+
+def _svg(fig) -> str:
+    import matplotlib.pyplot as plt
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _figure(width: float, height: float):
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"svg.hashsalt": "verify", "svg.fonttype": "none", "font.size": 9,
+                         "axes.spines.top": False, "axes.spines.right": False})
+    return plt.subplots(figsize=(width, height))
+
+
+def _log_axis(ax) -> None:
+    """Log y axis with plain '1e-8' labels (matplotlib's mathtext labels are slow to render)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, numticks=8))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"1e{round(math.log10(v))}" if v > 0 else ""))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def _floored(values) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(v), np.maximum(v, FLOOR), np.nan)
+
+
+def plot_error_distributions(tensors: pd.DataFrame, tolerances: dict) -> str:
+    """Box plots of log norm_rel_err per quantity, one box per dtype; failing tensors as red ×."""
+    fig, ax = _figure(9.5, 3.6)
+    quantities = [q for q in QUANTITY_ORDER if q in set(tensors["quantity"])]
+    dtypes = sorted(set(tensors["dtype"]))
+    width = 0.8 / max(len(dtypes), 1)
+    for j, dt in enumerate(dtypes):
+        pos, data = [], []
+        for i, q in enumerate(quantities):
+            v = _floored(tensors.loc[(tensors["quantity"] == q) & (tensors["dtype"] == dt), "norm_rel_err"])
+            v = v[~np.isnan(v)]
+            if len(v):
+                pos.append(i + (j - (len(dtypes) - 1) / 2) * width)
+                data.append(v)
+        if data:
+            bp = ax.boxplot(data, positions=pos, widths=width * 0.85, patch_artist=True,
+                            showfliers=True, flierprops={"marker": ".", "markersize": 2, "alpha": .4})
+            for box in bp["boxes"]:
+                box.set(facecolor=DTYPE_COLORS.get(dt, "#999"), alpha=.55, edgecolor="#333")
+            ax.plot([], [], "s", color=DTYPE_COLORS.get(dt, "#999"), alpha=.55, label=dt)
+        if dt in tolerances:
+            ax.axhline(tolerances[dt][0], color=DTYPE_COLORS.get(dt, "#999"), ls="--", lw=.8)
+    bad = tensors[~tensors["passed"]]
+    if len(bad):
+        x = [quantities.index(q) for q in bad["quantity"]]
+        ax.plot(x, _floored(bad["norm_rel_err"]), "x", color="#c01818", ms=6, label="failing")
+    _log_axis(ax)
+    ax.set_xticks(range(len(quantities)), quantities, rotation=15)
+    ax.set_ylabel("norm_rel_err  (‖h−t‖/‖t‖)")
+    ax.set_title(f"error per tensor; dashed: rtol per dtype; exact agreement drawn at {FLOOR:g}",
+                 loc="left", fontsize=9)
+    ax.legend(frameon=False, fontsize=8, loc="upper right")
+    return _svg(fig)
+
+
+def plot_error_by_depth(cases: pd.DataFrame) -> str:
+    """Each case's worst norm_rel_err against depth (jittered), by dtype; failing cases red."""
+    fig, ax = _figure(6.0, 3.4)
+    rng = np.random.default_rng(0)
+    for dt, g in cases.groupby("dtype"):
+        ok = g[g["passed"]]
+        ax.scatter(ok["depth"] + rng.uniform(-.18, .18, len(ok)), _floored(ok["worst_norm_rel_err"]),
+                   s=9, alpha=.6, color=DTYPE_COLORS.get(dt, "#999"), label=dt, linewidths=0)
+    bad = cases[~cases["passed"]]
+    if len(bad):
+        ax.scatter(bad["depth"], _floored(bad["worst_norm_rel_err"].fillna(1.0)), marker="x",
+                   s=30, color="#c01818", label="failing")
+    _log_axis(ax)
+    ax.set_xticks(sorted(set(cases["depth"])))
+    ax.set_xlabel("depth L")
+    ax.set_ylabel("worst norm_rel_err of the case")
+    ax.legend(frameon=False, fontsize=8)
+    return _svg(fig)
+
+
+# -- tables ------------------------------------------------------------------------------------
+
+def _sci(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return "0" if v == 0 else f"{v:.1e}"
+
+
+def _styled(frame: pd.DataFrame, failing: pd.DataFrame, uid: str, numeric: list[str]) -> str:
+    """Styler HTML: errors as a log-scale heat map, failing cells marked red."""
+    log = np.log10(frame[numeric].astype(float).clip(lower=FLOOR))
+    styler = frame.style.set_uuid(uid).format(_sci, subset=numeric, escape="html") \
+        .format_index(escape="html").format_index(escape="html", axis=1)
+    if log.notna().any().any():
+        styler = styler.background_gradient(cmap="Blues", subset=numeric, axis=None,
+                                            gmap=log.fillna(-18), vmin=-19, vmax=6)
+    mask = failing.reindex_like(frame).fillna(False).astype(bool)
+    styler = styler.apply(lambda _: np.where(mask, FAIL_CSS, ""), axis=None)
+    return styler.set_table_attributes('class="grid"').to_html()
+
+
+def pivot_tables(tensors: pd.DataFrame) -> list[tuple[str, str]]:
+    """(title, html) for activation × loss (worst, median), depth, dtype and quantity."""
+    if tensors.empty:
+        return []
+    fails = ~tensors["passed"]
+    out = []
+    for stat, how in (("worst", "max"), ("median", "median")):
+        values = tensors.pivot_table(index="activation", columns="loss", values="norm_rel_err",
+                                     aggfunc=how)
+        failing = tensors.assign(f=fails).pivot_table(index="activation", columns="loss",
+                                                      values="f", aggfunc="any")
+        out.append((f"{stat} norm_rel_err: activation of the tensor's layer × loss",
+                    _styled(values, failing, f"al{stat}", list(values.columns))))
+    for key in ("depth", "dtype", "quantity"):
+        t = tensors.copy()
+        if key == "quantity":
+            t["quantity"] = pd.Categorical(t["quantity"], QUANTITY_ORDER, ordered=True)
+        g = t.groupby(key, observed=True)
+        frame = pd.DataFrame({"tensors": g.size(), "failing": g["passed"].apply(lambda p: int((~p).sum())),
+                              "worst": g["norm_rel_err"].max(), "median": g["norm_rel_err"].median()})
+        failing = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+        failing.loc[frame["failing"] > 0, ["failing", "worst"]] = True
+        out.append((f"by {key}", _styled(frame, failing, f"by{key}", ["worst", "median"])))
+    return out
+
+
+FAILING_COLUMNS = ["case_id", "spec", "seed", "batch", "quantity", "layer", "shape", "max_abs_err",
+                   "norm_rel_err", "max_ulp", "worst_index", "hand_value", "torch_value",
+                   "n_mismatched", "n_elements", "note"]
+
+
+def failing_table(disc: pd.DataFrame, limit: int = 200) -> str:
+    rows = failing_rows(disc, limit)[FAILING_COLUMNS]
+    floats = ["max_abs_err", "norm_rel_err", "max_ulp", "hand_value", "torch_value"]
+    return rows.style.hide(axis="index").set_uuid("failing") \
+        .format(lambda v: f"{v:.4g}" if isinstance(v, float) and not math.isnan(v) else
+                ("–" if isinstance(v, float) else v), subset=floats, escape="html") \
+        .format(escape="html", na_rep="", subset=[c for c in FAILING_COLUMNS if c not in floats]) \
+        .format_index(escape="html", axis=1) \
+        .set_table_attributes('class="grid rows"').to_html()
+
+
+# -- the page ----------------------------------------------------------------------------------
+
+TEMPLATE = jinja2.Environment(autoescape=True).from_string("""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }} — {{ verdict }}</title>
+<style>
+body{font:14px/1.45 -apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#1d232a;
+ margin:0;background:#f4f5f7}
+main{max-width:1200px;margin:0 auto;padding:24px 28px 60px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:34px 0 10px;border-bottom:1px solid #d8dce1;
+ padding-bottom:4px} h3{font-size:14px;margin:18px 0 6px;color:#38424d}
+.banner{border-radius:8px;padding:16px 20px;margin:14px 0 18px;color:#fff;font-size:18px;font-weight:600}
+.pass{background:#1f7a45}.fail{background:#b3261e}.partial{background:#b86e00}
+.sub{color:#5b6670;font-size:13px}
+.cards{display:flex;flex-wrap:wrap;gap:10px}
+.card{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:10px 16px;min-width:120px}
+.card b{display:block;font-size:20px}.card span{color:#5b6670;font-size:12px}
+.card.bad b{color:#b3261e}
+.cx{background:#fff;border:1px solid #e3c4c2;border-left:5px solid #b3261e;border-radius:6px;
+ padding:10px 14px;margin:10px 0}
+.cx.unshrunk{border-left-color:#b86e00}
+code,pre{font-family:"SFMono-Regular",Menlo,Consolas,monospace;font-size:12.5px}
+.cx code{background:#f3f4f6;padding:2px 6px;border-radius:4px;display:inline-block;word-break:break-all}
+.cx .why{margin:6px 0 2px}.cx .vals{color:#5b6670;font-size:12.5px}
+.plots{display:flex;flex-wrap:wrap;gap:14px}
+.plot{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:8px;overflow-x:auto}
+.plot svg{max-width:100%;height:auto}
+.tables{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
+.tbl{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:8px 12px;overflow-x:auto;max-width:100%}
+table.grid{border-collapse:collapse;font-size:12px}
+table.grid th,table.grid td{border:1px solid #e4e7eb;padding:3px 7px;text-align:right;white-space:nowrap}
+table.grid th{background:#f0f2f5;font-weight:600}
+table.grid th.row_heading{text-align:left}
+table.grid.rows td{text-align:left}
+.note{color:#5b6670;font-size:12.5px;max-width:900px}
+footer{margin-top:40px;color:#6b7580;font-size:12px}
+</style></head><body><main>
+<h1>{{ title }}</h1>
+<div class="sub">seed {{ settings.get('seed', '–') }} · {{ settings_text }}</div>
+<div class="banner {{ css }}">{{ verdict }}</div>
+<div class="cards">
+{% for label, value, bad in cards %}<div class="card{{ ' bad' if bad }}"><b>{{ value }}</b><span>{{ label }}</span></div>
+{% endfor %}</div>
+
+{% if minimal %}
+<h2>Minimal counterexamples ({{ minimal|length }} distinct failure{{ 's' if minimal|length != 1 }})</h2>
+<p class="note">One per distinct failure (grouped by where the first diverging tensor points), shrunk by
+hypothesis to the smallest case that still fails the same way. Run the command to see every tensor.</p>
+{% for m in minimal %}<div class="cx">
+<code>{{ m.repro }}</code>
+<div class="why">{{ m.sentence }}</div>
+{% if m.vals %}<div class="vals">{{ m.vals }}</div>{% endif %}
+</div>{% endfor %}
+{% endif %}
+
+<h2>Error distributions</h2>
+<p class="note">norm_rel_err = ‖hand − torch‖ / ‖torch‖ for every compared tensor. float32 verdicts also
+use a float64 reference (see the README), so a float32 tensor can pass above its dashed rtol line.</p>
+<div class="plots"><div class="plot">{{ plot_dist|safe }}</div><div class="plot">{{ plot_depth|safe }}</div></div>
+
+<h2>Summary tables</h2>
+<p class="note">Worst and median norm_rel_err per group (darker: larger); red cells hold at least one
+failing tensor. float32 tensors may pass with errors far above float64's: see the float64 reference.</p>
+<div class="tables">
+{% for name, html in pivots %}<div class="tbl"><h3>{{ name }}</h3>{{ html|safe }}</div>
+{% endfor %}</div>
+
+<h2>Failing rows{% if n_failing_rows %} ({{ n_failing_rows }}{% if n_failing_rows > shown_rows %}, first {{ shown_rows }} shown{% endif %}){% endif %}</h2>
+{% if n_failing_rows %}<div class="tbl">{{ failing|safe }}</div>
+{% else %}<p>None: every compared tensor agrees.</p>{% endif %}
+
+<footer>Generated by backprop-verify · {{ versions_text }} · wall time {{ wall }} s ·
+all rows in discrepancies.csv, one row per case in cases.csv</footer>
+</main></body></html>
+""")
+
+
+def _minimal_items(result) -> list[dict]:
+    items = []
+    for m in result.minimal:
+        f = m.first_divergence
+        vals = ""
+        if f is not None and not f.problem:
+            vals = (f"{f.name}{list(f.worst_index)}: hand {f.hand_value:.6g}, torch {f.torch_value:.6g}; "
+                    f"norm_rel_err {f.norm_rel_err:.2e}; {f.n_mismatched} of {f.n_elements} elements differ")
+        items.append({"repro": m.repro, "sentence": divergence_sentence(m), "vals": vals})
+    return items
+
+
+def render_html(result, disc: pd.DataFrame, cases: pd.DataFrame, summary: pd.DataFrame, *,
+                title: str = "verify run") -> str:
+    from .compare import TOLERANCES
+    from .report import versions
+    tensors = tensor_frame(result.results)
+    n_fail_rows = int((~disc["passed"]).sum())
+    css = "partial" if result.partial else ("pass" if result.n_failed == 0 else "fail")
+    s = result.settings
+    settings_text = " · ".join(f"{k.replace('_', ' ')} {', '.join(v) if isinstance(v, list) else v}"
+                               for k, v in s.items() if k != "seed")
+    cards = [("cases", len(result.results), False),
+             ("tensors compared", len(tensors), False),
+             ("failing cases", result.n_failed, result.n_failed > 0),
+             ("failing tensors", n_fail_rows, n_fail_rows > 0),
+             ("distinct failures", len(result.minimal), len(result.minimal) > 0),
+             ("implementation errors", sum(bool(c.error) for c in result.results),
+              any(c.error for c in result.results))]
+    has_data = not tensors.empty
+    return TEMPLATE.render(
+        title=title, verdict=verdict(result), css=css, settings=s, settings_text=settings_text,
+        cards=cards, minimal=_minimal_items(result),
+        plot_dist=plot_error_distributions(tensors, TOLERANCES) if has_data else "",
+        plot_depth=plot_error_by_depth(cases) if len(cases) else "",
+        pivots=pivot_tables(tensors), failing=failing_table(disc) if n_fail_rows else "",
+        n_failing_rows=n_fail_rows, shown_rows=min(n_fail_rows, 200),
+        versions_text=", ".join(f"{k} {v}" for k, v in versions().items()),
+        wall=f"{result.wall_time:.1f}")

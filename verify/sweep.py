@@ -1,0 +1,357 @@
+"""`verify run`: a hypothesis-driven sweep over random cases, every record kept.
+
+Three steps, each deterministic for a given seed:
+
+1. *draw* -- hypothesis draws N cases (spec, data seed, batch) from
+   verify.strategies.cases, the strategy the tests use (``hypothesis.seed``,
+   no database, generate phase only);
+2. *check* -- each case runs through ``check_fn`` (verify.check by default),
+   in this process or spread over ``jobs`` worker processes; results come back
+   in case order, so the output does not depend on ``jobs``;
+3. *shrink* -- failing cases are grouped by a failure signature (where the
+   bug most likely lives, see ``signature``); for each group hypothesis.find
+   searches the neighbourhood of the first failing case (same loss and dtype,
+   its activations, no larger) for the same signature and shrinks it to a
+   minimal counterexample.
+"""
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from hypothesis import HealthCheck, Phase, find, given, seed as hypothesis_seed, settings as hsettings
+from hypothesis.errors import NoSuchExample
+
+from .check import CaseResult
+from .spec import NetSpec
+from .strategies import cases
+
+DEFAULT_EXAMPLES = 300
+DEFAULT_OUT = Path("reports") / "latest"
+MAX_SHRUNK = 8              # distinct failures shrunk; further ones are listed as found
+SHRINK_SECONDS = 10.0       # per distinct failure
+SHRINK_SEARCH = 60          # examples hypothesis.find may generate before giving up
+
+Case = tuple[NetSpec, int, int]
+CheckFn = Callable[[NetSpec, int, int], CaseResult]
+Progress = Callable[[int, int, int], None]     # (cases done, total, failing so far)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Everything one sweep produced.
+
+    results : every checked case, in case_id order.
+    minimal : one minimal counterexample per distinct failure, smallest first.
+    settings : what the sweep was asked to do (JSON-able).
+    partial : True when the sweep was interrupted.
+    wall_time : seconds, draw to shrink.
+    """
+    results: tuple[CaseResult, ...]
+    minimal: tuple[CaseResult, ...] = ()
+    settings: dict = field(default_factory=dict)
+    partial: bool = False
+    wall_time: float = 0.0
+
+    @property
+    def n_failed(self) -> int:
+        return sum(not r.passed for r in self.results)
+
+    @property
+    def passed(self) -> bool:
+        return not self.partial and self.n_failed == 0
+
+
+# -- 1. draw -----------------------------------------------------------------------------------
+
+def draw_cases(strategy, n: int, seed: int) -> list[Case]:
+    """The first ``n`` cases hypothesis draws from ``strategy`` under ``seed`` (fewer when the
+    space is smaller). Nothing is checked here, so every draw is kept."""
+    drawn: list[Case] = []
+
+    @hypothesis_seed(seed)
+    @hsettings(database=None, max_examples=n, phases=[Phase.generate], deadline=None,
+               suppress_health_check=list(HealthCheck), derandomize=False)
+    @given(strategy)
+    def record(case):
+        drawn.append(case)
+
+    record()
+    return drawn[:n]
+
+
+# -- 2. check ----------------------------------------------------------------------------------
+
+def default_check() -> CheckFn:
+    """verify.check.check, looked up at call time (the pytest plugin may wrap it)."""
+    return importlib.import_module("verify.check").check
+
+
+def run_case(check_fn: CheckFn | None, spec: NetSpec, seed: int, batch: int) -> CaseResult:
+    """check_fn(spec, seed, batch); an exception becomes a failing CaseResult carrying its text."""
+    try:
+        return (check_fn or default_check())(spec, seed, batch)
+    except Exception as e:     # a user implementation may raise anything
+        return CaseResult(spec, seed, batch, (), error=f"{type(e).__name__}: {e}")
+
+
+_worker_check: CheckFn | None = None
+
+
+def _init_worker(check_fn: CheckFn | None) -> None:
+    global _worker_check
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent handles Ctrl-C
+    torch.set_num_threads(1)
+    _worker_check = check_fn
+
+
+def _run_in_worker(case: Case) -> CaseResult:
+    return run_case(_worker_check, *case)
+
+
+def _pool_context():
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _iter_results(drawn: Sequence[Case], check_fn: CheckFn | None, jobs: int):
+    if jobs <= 1 or len(drawn) <= 1:
+        for case in drawn:
+            yield run_case(check_fn, *case)
+        return
+    chunk = max(1, len(drawn) // (jobs * 16))
+    pool = _pool_context().Pool(jobs, initializer=_init_worker, initargs=(check_fn,))
+    try:
+        yield from pool.imap(_run_in_worker, drawn, chunksize=chunk)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def run_cases(drawn: Sequence[Case], check_fn: CheckFn | None = None, jobs: int = 1,
+              progress: Progress | None = None) -> tuple[list[CaseResult], bool]:
+    """Check every case in order. Returns (results, partial): Ctrl-C stops early, keeping
+    the results so far."""
+    results: list[CaseResult] = []
+    failed = 0
+    try:
+        for result in _iter_results(drawn, check_fn, jobs):
+            results.append(result)
+            failed += not result.passed
+            if progress:
+                progress(len(results), len(drawn), failed)
+    except KeyboardInterrupt:
+        return results, True
+    return results, False
+
+
+# -- 3. shrink ---------------------------------------------------------------------------------
+
+def _layer_activation(spec: NetSpec, layer: int | None) -> str:
+    return spec.activations[(layer or 1) - 1]
+
+
+def signature(result: CaseResult) -> tuple | None:
+    """Where a failure most likely comes from; None for a passing case.
+
+    Forward tensors: the activation (a) or the affine step (z) of that layer; the loss value:
+    the loss; δ of the output layer: loss and output activation; a hidden δ: that layer's
+    activation; gradients and the step (dW, db, dx, after-step): their formula alone; an
+    exception: its type.
+    """
+    if result.passed:
+        return None
+    if result.error:
+        return ("error", result.error.split(":", 1)[0])
+    r = result.first_divergence
+    spec = result.spec
+    q = r.quantity
+    if q == "":                      # a record about the call itself (verify.impl)
+        return ("call", r.name, r.problem.split(":", 1)[0])
+    if q == "a":
+        return (q, _layer_activation(spec, r.layer))
+    if q == "loss":
+        return (q, spec.loss)
+    if q == "delta" and r.layer == spec.depth:
+        return (q, "output", spec.activations[-1], spec.loss)
+    if q == "delta":
+        return (q, "hidden", _layer_activation(spec, r.layer))
+    return (q,)
+
+
+def size_key(result: CaseResult) -> tuple:
+    """Smaller is simpler: depth, total width, batch, then the spec text and seed."""
+    s = result.spec
+    return (s.depth, sum(s.widths), result.batch, len(str(s)), str(s), result.seed)
+
+
+def _neighbourhood(spec: NetSpec, batch: int):
+    """Cases no larger than (spec, batch), with its loss, dtype and activations."""
+    acts = list(dict.fromkeys(spec.activations))
+    return cases(max_batch=batch, max_depth=spec.depth, max_width=max(spec.widths),
+                 activations=acts, losses=[spec.loss], dtypes=[spec.dtype])
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+def shrink(found: CaseResult, check_fn: CheckFn | None = None, *,
+           seconds: float = SHRINK_SECONDS, search: int = SHRINK_SEARCH) -> CaseResult:
+    """A minimal case failing with ``found``'s signature, by hypothesis.find (seeded, no
+    database); ``found`` itself when nothing smaller turns up in time."""
+    target = signature(found)
+    best = [found]
+    deadline = time.monotonic() + seconds
+
+    def same_failure(case: Case) -> bool:
+        if time.monotonic() > deadline:
+            raise _OutOfTime
+        result = run_case(check_fn, *case)
+        if signature(result) != target:
+            return False
+        if size_key(result) < size_key(best[0]):
+            best[0] = result
+        return True
+
+    opts = hsettings(database=None, max_examples=search, deadline=None,
+                     phases=[Phase.generate, Phase.shrink])
+    try:
+        find(_neighbourhood(found.spec, found.batch), same_failure, settings=opts,
+             random=random.Random(0))
+    except (NoSuchExample, _OutOfTime):
+        pass
+    return best[0]
+
+
+def distinct_failures(results: Iterable[CaseResult]) -> list[CaseResult]:
+    """The smallest failing case of each signature, in order of first appearance."""
+    groups: dict[tuple, CaseResult] = {}
+    for r in results:
+        sig = signature(r)
+        if sig is not None and (sig not in groups or size_key(r) < size_key(groups[sig])):
+            groups[sig] = r
+    return list(groups.values())
+
+
+def shrink_failures(results: Sequence[CaseResult], check_fn: CheckFn | None = None, *,
+                    max_shrunk: int = MAX_SHRUNK, seconds: float = SHRINK_SECONDS
+                    ) -> tuple[list[CaseResult], bool]:
+    """One minimal counterexample per distinct failure (the first ``max_shrunk`` shrunk),
+    smallest first. Returns (minimal, interrupted)."""
+    minimal: list[CaseResult] = []
+    failures = distinct_failures(results)
+    try:
+        for i, found in enumerate(failures):
+            minimal.append(shrink(found, check_fn, seconds=seconds) if i < max_shrunk else found)
+    except KeyboardInterrupt:
+        minimal += failures[len(minimal):]
+        return sorted(minimal, key=size_key), True
+    return sorted(minimal, key=size_key), False
+
+
+# -- the whole sweep ---------------------------------------------------------------------------
+
+def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[str] | None = None,
+          losses: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
+          max_depth: int = 4, max_width: int = 16, max_batch: int = 16, jobs: int = 1,
+          check_fn: CheckFn | None = None, progress: Progress | None = None,
+          max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS) -> SweepResult:
+    """Draw ``examples`` cases (DEFAULT_EXAMPLES if None), check each, shrink the failures.
+
+    Raises ValueError (from verify.strategies) for unknown names or impossible bounds.
+    ``check_fn(spec, seed, batch) -> CaseResult`` defaults to verify.check.check; with
+    jobs > 1 it must be picklable. ``progress(done, total, failing)`` is called per case.
+    """
+    n = DEFAULT_EXAMPLES if examples is None else examples
+    strategy = cases(max_batch=max_batch, max_depth=max_depth, max_width=max_width,
+                     activations=activations, losses=losses, dtypes=dtypes)
+    settings = {"examples": n, "seed": seed, "activations": _names(activations),
+                "losses": _names(losses), "dtypes": _names(dtypes), "max_depth": max_depth,
+                "max_width": max_width, "max_batch": max_batch, "jobs": jobs,
+                "check_fn": _describe(check_fn)}
+    start = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)            # small nets: threads only cost, and results stay job-independent
+    try:
+        drawn = draw_cases(strategy, n, seed)
+        results, partial = run_cases(drawn, check_fn, jobs, progress)
+        minimal: list[CaseResult] = distinct_failures(results)
+        if not partial and max_shrunk:
+            minimal, partial = shrink_failures(results, check_fn, max_shrunk=max_shrunk,
+                                               seconds=shrink_seconds)
+    finally:
+        torch.set_num_threads(threads)
+    return SweepResult(tuple(results), tuple(sorted(minimal, key=size_key)), settings,
+                       partial, time.perf_counter() - start)
+
+
+def _names(names: Sequence[str] | None) -> list[str] | str:
+    return "all" if names is None else list(names)
+
+
+def _describe(check_fn: Any) -> str:
+    if check_fn is None:
+        return "verify.check.check"
+    f = getattr(check_fn, "func", check_fn)
+    return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', type(f).__name__)}"
+
+
+# -- the command -------------------------------------------------------------------------------
+
+class ProgressBar:
+    """A bar redrawn in place on a terminal; a plain line per tenth otherwise."""
+
+    def __init__(self, stream=None, width: int = 30):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.width = width
+        self._last_tenth = -1
+
+    def __call__(self, done: int, total: int, failed: int) -> None:
+        if self.tty:
+            filled = self.width * done // max(total, 1)
+            bar = "#" * filled + "-" * (self.width - filled)
+            end = "\n" if done == total else ""
+            print(f"\r[{bar}] {done}/{total} cases, {failed} failing", end=end,
+                  file=self.stream, flush=True)
+            return
+        tenth = 10 * done // max(total, 1)
+        if tenth != self._last_tenth:
+            self._last_tenth = tenth
+            print(f"checked {done}/{total} cases, {failed} failing", file=self.stream, flush=True)
+
+
+def sweep_kwargs(args) -> dict:
+    """sweep()'s keyword arguments from parsed `verify run` options."""
+    return dict(examples=args.examples, seed=args.seed, activations=args.activations,
+                losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
+                max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs)
+
+
+def run_command(args) -> int:
+    """`verify run`: sweep, write the reports, print a summary. Exit 0 agree, 1 discrepancies,
+    2 bad input, 130 interrupted (the partial report is written)."""
+    from .cli import UsageError
+    from .report import summary_lines, write_reports
+    try:
+        result = sweep(**sweep_kwargs(args), progress=ProgressBar())
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    out = Path(args.out) if args.out else DEFAULT_OUT
+    paths = write_reports(result, out)
+    for line in summary_lines(result):
+        print(line)
+    print(f"report: {paths['html']}")
+    if result.partial:
+        return 130
+    return 0 if result.passed else 1
