@@ -10,6 +10,7 @@ import handimpl
 
 from .compare import Comparison, compare, problem_record, tolerances
 from .data import draw_case
+from .impl import CALL, after_step_safely, call_safely
 from .propagate import floors
 from .spec import NetSpec
 from .twin import torch_trace
@@ -101,14 +102,22 @@ def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | No
     """Run one case on both sides and compare every tensor.
 
     Data (parameters, x, y) are drawn reproducibly from ``seed`` (verify.data).
-    ``impl`` defaults to handimpl.backprop; any function with its contract works.
+    ``impl`` defaults to handimpl.backprop; any function with its contract works. It is
+    called safely (verify.impl.call_safely): on copies of its inputs, with whatever it
+    raises, returns wrongly or modifies in place turned into failing records.
     """
     spec = NetSpec.coerce(spec)
     rtol, atol = tolerances(spec.dtype, rtol, atol)
     case = draw_case(spec, seed, batch)
     refs = references(spec, case, seed, lr)
-    hand = dict((impl or handimpl.backprop)(spec, case.params, case.x, case.y))
-    hand.update(_after_step(case.params, hand, lr))
-    records = compare_traces(spec, case, hand, refs, lr, rtol, atol)
-    return CaseResult(spec, seed, batch, tuple(records), scale=case.scale,
+    fn = impl or handimpl.backprop
+    hand, problems, mutations, error = call_safely(fn, spec, case.params, case.x, case.y,
+                                                   rtol=rtol, atol=atol)
+    stepped, step_problems = after_step_safely(fn, spec, case.params, hand, lr, rtol=rtol, atol=atol)
+    hand.update(stepped)
+    compared = problems + compare_traces(spec, case, hand, refs, lr, rtol, atol) + step_problems
+    rank = {name: i for i, name in enumerate(trace_order(spec))}
+    records = sorted(compared, key=lambda r: -1 if r.name == CALL else rank.get(r.name, len(rank)))
+    records += mutations
+    return CaseResult(spec, seed, batch, tuple(records), error=error, scale=case.scale,
                       zero_fraction=case.zero_fraction)

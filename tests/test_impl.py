@@ -1,0 +1,173 @@
+"""Bring your own backprop: loading a TARGET, calling user code safely, sweeping it."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import handimpl
+import verify
+from verify.check import check
+from verify.cli import UsageError, main
+from verify.impl import ImplementationWarning, load_target
+
+FIXTURES = Path(__file__).parent / "fixtures"
+USER = FIXTURES / "user_impls.py"
+
+
+def user(name: str):
+    return load_target(f"{USER}:{name}")
+
+
+def failing(result) -> dict:
+    return {r.name: r for r in result.records if not r.passed}
+
+
+SPEC = "3-4-2:sigmoid:mse_loss"
+
+
+def test_a_correct_implementation_agrees_on_every_record():
+    result = check(SPEC, seed=1, impl=user("correct"))
+    assert result.passed and len(result.records) == 16
+
+
+def test_a_student_implementation_written_from_scratch_passes_a_sweep_within_what_it_supports():
+    frame = verify.check_implementation(f"{FIXTURES / 'student_mlp.py'}:backprop", examples=25)
+    assert frame.attrs["passed"] and frame["passed"].all()
+    assert set(frame["spec"].str.split(":").str[2]) <= {"mse_loss", "quadratic"}
+
+
+def test_a_function_that_raises_becomes_a_failing_case_with_its_line():
+    result = check(SPEC, seed=1, impl=user("raises"))
+    assert not result.passed
+    assert result.error.startswith("ValueError")
+    assert "user_impls.py:13 in raises: return out[\"dW1\"] @ np.ones" in result.error
+
+
+def test_a_raising_implementation_is_a_failing_row_of_the_sweep_not_a_crash():
+    frame = verify.check_implementation(user("raises"), examples=5)
+    assert not frame.attrs["passed"] and len(frame) == 5
+    assert frame["note"].str.contains("in raises").all()
+
+
+def test_a_transposed_gradient_is_reported_as_a_missing_transpose():
+    bad = failing(check(SPEC, seed=1, impl=user("transposed")))
+    assert bad["dW1"].problem == "shape (3, 4) where torch has (4, 3): a missing transpose?"
+
+
+def test_a_float64_result_for_a_float32_spec_fails_on_its_dtype():
+    bad = failing(check(SPEC + ":dtype=float32", seed=1, impl=user("upcast")))
+    assert "dtype float64 where torch has float32" in bad["dW1"].problem
+
+
+def test_nan_in_a_result_fails_that_tensor():
+    bad = failing(check(SPEC, seed=1, impl=user("nan_delta")))
+    assert "dW1" in bad and bad["dW1"].n_mismatched == 12
+
+
+def test_a_non_array_value_is_a_failing_row_naming_its_type():
+    bad = failing(check(SPEC, seed=1, impl=user("lists")))
+    assert bad["dW1"].problem.startswith("list where torch has a float64 array of shape (4, 3)")
+
+
+def test_a_return_value_that_is_not_a_mapping_is_a_failing_row():
+    result = check(SPEC, seed=1, impl=user("not_a_mapping"))
+    assert not result.passed
+    assert "returned list where a mapping" in result.first_divergence.problem
+
+
+def test_a_missing_required_key_is_a_failing_row_naming_the_key():
+    bad = failing(check(SPEC, seed=1, impl=user("missing_bias_grad")))
+    assert bad["db1"].problem == "missing: missing_bias_grad did not return required key 'db1'"
+
+
+def test_optional_keys_may_be_left_out():
+    result = check(SPEC, seed=1, impl=user("only_required"))
+    assert result.passed
+    assert {r.name for r in result.records} == {"loss", "dW1", "db1", "dW2", "db2",
+                                                "W1_after", "b1_after", "W2_after", "b2_after"}
+
+
+def test_an_implementation_that_modifies_its_inputs_is_caught_and_the_input_named():
+    result = check(SPEC, seed=1, impl=user("mutates_inputs"))
+    bad = failing(result)
+    assert list(bad) == ["W1"] and "modified its input W1 in place" in bad["W1"].problem
+    assert not result.passed
+
+
+def test_unknown_extra_keys_are_ignored_with_one_warning_per_sweep():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = verify.check_implementation(user("extra_keys"), examples=6)
+    assert frame.attrs["passed"]
+    mine = [w for w in caught if issubclass(w.category, ImplementationWarning)]
+    assert len(mine) == 1 and "grad_norm, my_cache" in str(mine[0].message)
+
+
+def test_the_step_attribute_replaces_handimpl_sgd_step():
+    assert check(SPEC, seed=1, impl=user("with_right_step")).passed
+    bad = failing(check(SPEC, seed=1, impl=user("with_wrong_step")))
+    assert set(bad) == {"W1_after", "b1_after", "W2_after", "b2_after"}
+
+
+def test_assert_matches_torch_names_the_first_diverging_tensor_and_its_equation_for_a_student():
+    with pytest.raises(AssertionError) as info:
+        verify.assert_matches_torch(user("wrong_hidden_delta"), examples=15, activations=["sigmoid"],
+                                    losses=["mse_loss"], max_depth=3)
+    message = str(info.value)
+    assert "minimal counterexample: 1-1-1:sigmoid:mse_loss" in message
+    assert ("delta1 is the first to diverge while z1, a1 and delta2 agree: look at the backward "
+            "step of layer 1: δ¹ = (δ²W²) ⊙ f′(z¹)") in message
+
+
+def test_assert_matches_torch_is_silent_for_a_correct_implementation():
+    verify.assert_matches_torch(handimpl.backprop, examples=8)
+
+
+@pytest.mark.parametrize("target", ["handimpl:backprop", "handimpl.network:backprop",
+                                    f"{USER}:correct"])
+def test_a_target_loads_from_a_module_name_or_a_file_path(target):
+    assert check(SPEC, seed=2, impl=load_target(target)).passed
+
+
+@pytest.mark.parametrize("target, words", [
+    ("no_such_package.mod:fn", "importing no_such_package.mod failed"),
+    ("handimpl:no_such_function", "has no attribute"),
+    (f"{USER}:NOT_CALLABLE", "not callable"),
+    ("tests/fixtures/missing.py:fn", "no file"),
+    ("handimpl", "expected package.module:function"),
+])
+def test_a_bad_target_is_a_one_line_usage_error(target, words):
+    with pytest.raises(UsageError, match=words) as info:
+        load_target(target)
+    assert "\n" not in str(info.value)
+
+
+def test_a_sweep_outside_what_the_implementation_supports_is_a_usage_error():
+    with pytest.raises(UsageError, match="supports activations"):
+        verify.check_implementation(f"{FIXTURES / 'student_mlp.py'}:backprop", examples=2,
+                                    activations=["softmax"])
+
+
+def test_verify_check_impl_exits_0_when_all_agree_1_on_a_discrepancy_2_on_bad_input(tmp_path, capsys):
+    common = ["--examples", "6", "--max-depth", "2", "--losses", "mse_loss"]
+    assert main(["check", "--impl", "handimpl:backprop", "--out", str(tmp_path / "ok"), *common]) == 0
+    assert (tmp_path / "ok" / "report.html").exists()
+    assert main(["check", "--impl", f"{USER}:transposed", "--out", str(tmp_path / "bad"), *common]) == 1
+    assert "missing transpose" in capsys.readouterr().out
+    assert (tmp_path / "bad" / "discrepancies.csv").exists()
+    assert main(["check", "--impl", "handimpl:nothing_here"]) == 2
+    assert main(["check", "--impl", "handimpl:backprop", "--activations", "bogus"]) == 2
+
+
+def test_verify_check_with_a_spec_and_impl_checks_that_one_case(capsys):
+    assert main(["check", SPEC, "--impl", f"{USER}:transposed", "--seed", "1"]) == 1
+    assert "dW1: shape (3, 4) where torch has (4, 3)" in capsys.readouterr().out
+
+
+def test_handimpl_still_agrees_through_the_safe_caller():
+    result = check("2-3-3-2:tanh,relu,identity:cross_entropy", seed=5, batch=3)
+    assert result.passed and not result.error
+    assert np.isfinite([r.max_abs_err for r in result.records]).all()

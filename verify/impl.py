@@ -1,0 +1,470 @@
+"""Bring your own backprop: load a TARGET, call it safely, sweep it against torch.
+
+The contract is handimpl.backprop's::
+
+    fn(spec, params, x, y) -> Mapping[str, array | float]
+
+Required keys: ``loss``, ``dW{l}`` and, when ``spec.bias``, ``db{l}``; optional
+keys, compared when present: ``z{l}``, ``a{l}``, ``delta{l}``, ``dx``. Shapes and
+dtypes exactly as torch's. Optional extensions, read from attributes of ``fn``:
+
+- ``fn.step(params, grads, lr) -> [(W, b), ...]``: the implementation's own
+  SGD update, used instead of handimpl.sgd_step to produce ``W{l}_after`` and
+  ``b{l}_after`` (compared with torch.optim.SGD);
+- ``fn.supports = {"activations": [...], "losses": [...], "dtypes": [...]}``:
+  what the implementation handles; sweeps are restricted to it.
+
+Everything user code can do wrong becomes a failing record, never a crash:
+``call_safely`` hands it copies of its inputs (and reports any it modified),
+catches every exception (naming the line of user code that raised), and
+checks the returned mapping before anything is compared.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .compare import Comparison, problem_record, split_name
+
+Impl = Callable[..., Any]
+DEFAULT_OUT = Path("reports") / "impl"
+CALL = "backprop"        # the record name for problems with the call as a whole
+STEP = "step"            # ... and with the implementation's own update
+
+
+class ImplementationWarning(UserWarning):
+    """Something about a user implementation the harness tolerates (unknown extra keys)."""
+
+
+# -- the keys ---------------------------------------------------------------------------------
+
+def required_keys(spec: Any) -> list[str]:
+    """``loss``, then ``dW{l}`` (and ``db{l}`` with bias) for l = 1…L."""
+    L = len(spec.widths) - 1
+    keys = ["loss"]
+    for l in range(1, L + 1):
+        keys += [f"dW{l}"] + ([f"db{l}"] if spec.bias else [])
+    return keys
+
+
+def optional_keys(spec: Any) -> list[str]:
+    """``z{l}``, ``a{l}``, ``delta{l}`` for l = 1…L, and ``dx``."""
+    L = len(spec.widths) - 1
+    return [f"{q}{l}" for l in range(1, L + 1) for q in ("z", "a", "delta")] + ["dx"]
+
+
+def expected_shape(spec: Any, name: str, m: int) -> tuple:
+    """torch's shape for trace key ``name`` with a batch of m."""
+    if name == "loss":
+        return ()
+    if name == "dx":
+        return (m, spec.widths[0])
+    quantity, l = split_name(name)
+    return {"z": (m, spec.widths[l]), "a": (m, spec.widths[l]), "delta": (m, spec.widths[l]),
+            "dW": (spec.widths[l], spec.widths[l - 1]), "db": (spec.widths[l],)}[quantity]
+
+
+# -- loading a TARGET ---------------------------------------------------------------------------
+
+def _usage(message: str) -> Exception:
+    from .cli import UsageError
+    return UsageError(message)
+
+
+@functools.lru_cache(maxsize=None)
+def load_target(target: str) -> Impl:
+    """``package.module:function`` or ``path/to/file.py:function`` -> the callable.
+
+    Raises verify.cli.UsageError (one line) when the module cannot be imported,
+    has no such attribute, or the attribute is not callable.
+    """
+    if not isinstance(target, str) or ":" not in target:
+        raise _usage(f"--impl {target!r}: expected package.module:function or path/to/file.py:function")
+    where, _, name = target.rpartition(":")
+    if not where or not name:
+        raise _usage(f"--impl {target!r}: expected package.module:function or path/to/file.py:function")
+    try:
+        if where.endswith(".py") or os.sep in where or "/" in where:
+            path = Path(where).expanduser().resolve()
+            if not path.is_file():
+                raise _usage(f"--impl {target!r}: no file {where}")
+            mod_name = f"verify_user_impl_{abs(hash(str(path)))}"
+            module_spec = importlib.util.spec_from_file_location(mod_name, path)
+            if module_spec is None or module_spec.loader is None:
+                raise _usage(f"--impl {target!r}: cannot load {where} as a Python module")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[mod_name] = module          # so that the function pickles for --jobs
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except Exception as e:           # noqa: BLE001 - any import failure is bad input
+        if type(e).__name__ == "UsageError":
+            raise
+        raise _usage(f"--impl {target!r}: importing {where} failed: {type(e).__name__}: {e}") from None
+    fn = module
+    for part in name.split("."):
+        if not hasattr(fn, part):
+            raise _usage(f"--impl {target!r}: {where} has no attribute {name!r}")
+        fn = getattr(fn, part)
+    if not callable(fn):
+        raise _usage(f"--impl {target!r}: {name} is a {type(fn).__name__}, not callable")
+    return fn
+
+
+def resolve(impl: Impl | str) -> Impl:
+    """A callable as it is; a TARGET string loaded (cached, so workers load it once)."""
+    return load_target(impl) if isinstance(impl, str) else impl
+
+
+# -- calling user code safely ------------------------------------------------------------------
+
+def _user_file(fn: Any) -> str | None:
+    target = inspect.unwrap(fn) if callable(fn) else fn
+    code = getattr(target, "__code__", None) or getattr(getattr(target, "__call__", None), "__code__", None)
+    return code.co_filename if code is not None else None
+
+
+def describe_exception(e: BaseException, fn: Any) -> str:
+    """``ValueError: shapes ... at impl.py:42 in backprop: dW = delta @ a`` — the innermost
+    traceback frame in the user's file (else the innermost outside this module)."""
+    frames = traceback.extract_tb(e.__traceback__)
+    user = _user_file(fn)
+    mine = [f for f in frames if f.filename == user] or [f for f in frames if f.filename != __file__]
+    text = f"{type(e).__name__}: {e}".strip().splitlines()[0] if str(e) else type(e).__name__
+    if len(text) > 300:
+        text = text[:297] + "..."
+    if mine:
+        f = mine[-1]
+        line = (f.line or "").strip()
+        text += f" at {os.path.basename(f.filename)}:{f.lineno} in {f.name}" + (f": {line}" if line else "")
+    return text
+
+
+def _snapshot(params: list, x: np.ndarray, y: np.ndarray) -> list[tuple[str, Any]]:
+    named = [("x", x), ("y", y)]
+    for l, (W, b) in enumerate(params, start=1):
+        named += [(f"W{l}", W), (f"b{l}", b)]
+    return named
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    if not isinstance(b, np.ndarray):
+        return False
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def modified_inputs(params: list, x: np.ndarray, y: np.ndarray,
+                    given_params: Any, given_x: Any, given_y: Any) -> list[str]:
+    """Names of the inputs (x, y, W{l}, b{l}, params) whose copies the call changed."""
+    if not isinstance(given_params, list) or len(given_params) != len(params) or \
+            not all(isinstance(p, tuple) and len(p) == 2 for p in given_params):
+        changed = ["params"]
+        given_pairs = [(None, None)] * len(params)
+    else:
+        changed, given_pairs = [], given_params
+    before = _snapshot(params, x, y)
+    after = dict(_snapshot(given_pairs, given_x, given_y))
+    for name, value in before:
+        if name.startswith(("W", "b")) and changed == ["params"]:
+            continue
+        if not _same(value, after[name]):
+            changed.append(name)
+    return changed
+
+
+_WARNED: set = set()
+
+
+def reset_warnings() -> None:
+    """Forget which implementations were warned about (called at the start of each sweep)."""
+    _WARNED.clear()
+
+
+def _warn_unknown(fn: Any, keys: list[str]) -> None:
+    ident = getattr(fn, "__qualname__", None) or repr(fn)
+    if ident in _WARNED:
+        return
+    _WARNED.add(ident)
+    warnings.warn(f"{ident} returned keys the harness does not know, ignored: {', '.join(keys[:8])}"
+                  f"{' ...' if len(keys) > 8 else ''} (known: loss, z{{l}}, a{{l}}, delta{{l}}, "
+                  f"dW{{l}}, db{{l}}, dx)", ImplementationWarning, stacklevel=2)
+
+
+def _is_numeric(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    if isinstance(value, (np.ndarray, np.generic)):
+        return np.asarray(value).dtype.kind in "fiu"
+    return False
+
+
+def _not_a_tensor(name: str, spec: Any, problem: str, rtol: float, atol: float) -> Comparison:
+    """A failing record about the call rather than one tensor (quantity ''; reports plot none)."""
+    return dataclasses.replace(problem_record(name, spec.dtype, (), problem, rtol, atol),
+                               quantity="", layer=None)
+
+
+def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray, *,
+                rtol: float, atol: float) -> tuple[dict[str, Any], list[Comparison], list[Comparison], str]:
+    """Call ``fn`` on copies of its inputs; never raise.
+
+    Returns
+    -------
+    hand : dict
+        The known keys the implementation returned (to be compared).
+    problems : list of Comparison
+        Failing records for what could not be compared: an exception, a
+        non-mapping, a missing required key, a value that is not a number array.
+    mutations : list of Comparison
+        One failing record per input the call modified in place.
+    error : str
+        What the call raised (type, message, user line), or "" (then ``hand`` and
+        ``problems`` are empty: the CaseResult carries the error).
+    """
+    m = x.shape[0]
+    p_copy, x_copy, y_copy = copy.deepcopy(list(params)), x.copy(), y.copy()
+    name = getattr(fn, "__name__", CALL)
+    try:
+        out = fn(spec, p_copy, x_copy, y_copy)
+    except (Exception, SystemExit) as e:   # noqa: BLE001 - user code may raise anything
+        error = describe_exception(e, fn)
+        return {}, [], _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol), error
+    mutations = _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol)
+    if not isinstance(out, Mapping):
+        problem = (f"{name} returned {type(out).__name__} where a mapping of tensor names to arrays "
+                   f"belongs ({{'loss': ..., 'dW1': ..., ...}})")
+        return {}, [_not_a_tensor(CALL, spec, problem, rtol, atol)], mutations, ""
+    known = set(required_keys(spec)) | set(optional_keys(spec))
+    unknown = sorted(str(k) for k in out if k not in known)
+    if unknown:
+        _warn_unknown(fn, unknown)
+    hand: dict[str, Any] = {}
+    problems: list[Comparison] = []
+    for key in required_keys(spec) + optional_keys(spec):
+        shape = expected_shape(spec, key, m)
+        if key not in out:
+            if key in required_keys(spec):
+                problems.append(problem_record(key, spec.dtype, shape,
+                                               f"missing: {name} did not return required key {key!r}",
+                                               rtol, atol))
+            continue
+        value = out[key]
+        if not _is_numeric(value):
+            what = f"array of {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+            problems.append(problem_record(key, spec.dtype, shape,
+                                           f"{what} where torch has a {spec.dtype} array of shape {shape}",
+                                           rtol, atol))
+            continue
+        hand[key] = value
+    return hand, problems, mutations, ""
+
+
+def _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol) -> list[Comparison]:
+    return [_not_a_tensor(arg, spec, f"{name} modified its input {arg} in place (the harness "
+                          f"passed a copy; compute into new arrays, e.g. W = W - ..., not W -= ...)",
+                          rtol, atol)
+            for arg in modified_inputs(params, x, y, p_copy, x_copy, y_copy)]
+
+
+def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: float, *,
+                      rtol: float, atol: float) -> tuple[dict[str, Any], list[Comparison]]:
+    """``W{l}_after``/``b{l}_after`` from one update with the implementation's gradients.
+
+    The update is ``fn.step(params, grads, lr)`` when the implementation has one,
+    else handimpl.sgd_step. Layers whose gradients are missing or misshapen get
+    no after-step value (their gradient record already fails).
+    """
+    import handimpl
+
+    step = getattr(fn, "step", None) if fn is not None else None
+    step = step if callable(step) else handimpl.sgd_step
+    grads: dict[str, Any] = {}
+    usable: list[int] = []
+    for l, (W, b) in enumerate(params, start=1):
+        dW, db = hand.get(f"dW{l}"), hand.get(f"db{l}")
+        ok = isinstance(dW, np.ndarray) and dW.shape == W.shape
+        if b is not None:
+            ok = ok and isinstance(db, np.ndarray) and db.shape == b.shape
+        grads[f"dW{l}"] = dW if ok else np.zeros_like(W)
+        if b is not None:
+            grads[f"db{l}"] = db if ok else np.zeros_like(b)
+        if ok:
+            usable.append(l)
+    if not usable:
+        return {}, []
+    p_copy = copy.deepcopy(list(params))
+    try:
+        stepped = step(p_copy, grads, lr)
+        pairs = list(stepped)
+        if len(pairs) != len(params) or not all(len(p) == 2 for p in pairs):
+            raise TypeError(f"step returned {len(pairs)} items, expected {len(params)} (W, b) pairs")
+    except (Exception, SystemExit) as e:   # noqa: BLE001
+        where = describe_exception(e, step)
+        return {}, [_not_a_tensor(STEP, spec, f"step raised {where}", rtol, atol)]
+    out: dict[str, Any] = {}
+    problems: list[Comparison] = []
+    for l in usable:
+        W_new, b_new = pairs[l - 1]
+        for key, value, like in ((f"W{l}_after", W_new, params[l - 1][0]),
+                                 (f"b{l}_after", b_new, params[l - 1][1])):
+            if like is None:
+                continue
+            if _is_numeric(value):
+                out[key] = value
+            else:
+                problems.append(problem_record(key, spec.dtype, like.shape,
+                                               f"step returned {type(value).__name__} where torch has an array",
+                                               rtol, atol))
+    return out, problems
+
+
+# -- sweeping an implementation ------------------------------------------------------------------
+
+def check_case(impl: Impl | str, spec: Any, seed: int, batch: int):
+    """verify.check.check for one case with ``impl`` (a callable or a TARGET string).
+
+    Module-level, so ``functools.partial(check_case, target)`` pickles for jobs > 1."""
+    from .check import check
+    return check(spec, seed, batch, impl=resolve(impl))
+
+
+def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[str, Any]:
+    """The sweep's activations/losses/dtypes: what was asked, within ``fn.supports``.
+
+    Raises UsageError when something asked for is outside what ``fn`` declares."""
+    declared = getattr(fn, "supports", None) or {}
+    if not isinstance(declared, Mapping):
+        raise _usage(f"{getattr(fn, '__name__', fn)}.supports must be a dict of name lists")
+    out = {}
+    for kind, asked in (("activations", activations), ("losses", losses), ("dtypes", dtypes)):
+        allowed = declared.get(kind)
+        if allowed is None:
+            out[kind] = None if asked is None else list(asked)
+            continue
+        allowed = list(allowed)
+        if asked is None:
+            out[kind] = allowed
+            continue
+        outside = [n for n in asked if n not in allowed]
+        if outside:
+            raise _usage(f"{getattr(fn, '__name__', fn)} supports {kind} {', '.join(allowed)}; "
+                         f"not {', '.join(outside)}")
+        out[kind] = list(asked)
+    return out
+
+
+def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed: int = 0,
+                         activations=None, losses=None, dtypes=None, max_depth: int = 4,
+                         max_width: int = 16, max_batch: int = 16, jobs: int = 1, progress=None):
+    """verify.sweep.sweep over ``impl``, restricted to what it supports. Returns the SweepResult.
+
+    Unknown names or impossible bounds raise UsageError (one line)."""
+    from . import strategies
+    from .sweep import sweep
+
+    fn = resolve(impl)
+    names = supported(fn, activations=activations, losses=losses, dtypes=dtypes)
+    try:
+        strategies.validate(max_depth=max_depth, max_width=max_width, **names)
+    except ValueError as e:
+        raise _usage(str(e)) from None
+    if jobs > 1 and not isinstance(impl, str):
+        try:
+            import pickle
+            pickle.dumps(fn)
+        except Exception:            # noqa: BLE001 - a lambda or closure: run in this process
+            jobs = 1
+    reset_warnings()
+    return sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
+                 max_batch=max_batch, jobs=jobs, check_fn=functools.partial(check_case, impl),
+                 progress=progress, **names)
+
+
+def check_implementation(fn: Impl | str, **options):
+    """Sweep ``fn`` against torch; one DataFrame row per compared tensor per case.
+
+    Options are those of ``verify check --impl``: examples, seed, activations,
+    losses, dtypes, max_depth, max_width, max_batch, jobs. The frame's
+    ``attrs`` hold ``passed``, ``n_failed``, ``minimal`` (the shrunk failing
+    CaseResults) and ``message`` (the explanation of the first of them).
+    """
+    from .diagnose import explain_failure
+    from .report import discrepancy_frame
+
+    result = sweep_implementation(fn, **options)
+    frame = discrepancy_frame(result.results)
+    frame.attrs.update(passed=bool(result.passed), n_failed=int(result.n_failed),
+                       minimal=list(result.minimal), message=explain_failure(result, fn))
+    return frame
+
+
+def assert_matches_torch(fn: Impl | str, **options) -> None:
+    """For a user's own pytest suite: raise AssertionError, written for a student, naming the
+    minimal counterexample and the first diverging tensor, unless every case agrees."""
+    from .diagnose import explain_failure
+
+    result = sweep_implementation(fn, **options)
+    if not result.passed:
+        raise AssertionError(explain_failure(result, fn))
+
+
+# -- the command ------------------------------------------------------------------------------
+
+def check_impl_command(args) -> int:
+    """``verify check --impl TARGET ...``: sweep, write the reports, exit 0/1 (2 via UsageError).
+
+    With a SPEC as well (``verify check SPEC --impl TARGET --seed S --batch B``) it checks
+    that one case instead, as the repro line of a failure says."""
+    from .diagnose import explain_failure
+    from .report import summary_lines, write_reports
+
+    fn = load_target(args.impl)
+    if getattr(args, "spec", None):
+        return _check_one(fn, args)
+    result = sweep_implementation(
+        args.impl, examples=args.examples, seed=args.seed, activations=args.activations,
+        losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
+        max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs)
+    out_dir = Path(args.out) if args.out else DEFAULT_OUT
+    paths = write_reports(result, out_dir, title=f"verify check --impl {args.impl}")
+    for line in summary_lines(result):
+        print(line)
+    if not result.passed:
+        print(explain_failure(result, args.impl))
+        first = (list(result.minimal) or [r for r in result.results if not r.passed])[0]
+        print(f"reproduce: verify check '{first.spec}' --impl {args.impl} "
+              f"--seed {first.seed} --batch {first.batch}")
+    print(f"report: {paths['html']}")
+    return 0 if result.passed else 1
+
+
+def _check_one(fn: Impl, args) -> int:
+    from .check import check
+    from .cli import case_table
+    from .diagnose import describe_case
+
+    reset_warnings()
+    result = check(args.spec, seed=args.seed, batch=getattr(args, "batch", None) or 4, impl=fn)
+    print(case_table(result).to_string(index=False))
+    if result.passed:
+        print(f"PASS: all {len(result.records)} tensors agree")
+        return 0
+    print("FAIL: " + describe_case(result))
+    return 1
