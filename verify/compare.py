@@ -2,25 +2,26 @@
 
 Tolerances live in one table, ``TOLERANCES = {dtype: (rtol, atol)}``, with
 torch.testing.assert_close's defaults. An element agrees when
-|h - t| <= atol + rtol·|t| + c (h: hand, t: torch; c the difference carried in
-from upstream tensors through linear steps, see verify.propagate); non-finite values agree only
-where both sides hold the same one (nan with nan, +inf with +inf).
+|h - t| <= atol + rtol·|t| + c (h: hand, t: torch; c the tensor's error budget
+from verify.propagate: the difference carried in from upstream tensors plus the
+rounding a correct evaluation of its own step may add); non-finite values agree
+only where both sides hold the same one (nan with nan, +inf with +inf).
 
-float32 needs more than that. Under cancellation (a bias gradient summing
-terms of both signs, a softmax row summing to 1, inputs near 1e3) torch's own
-float32 result can be far from the exact answer, or exact by luck, so an
-elementwise test against it cannot tell rounding from a bug. For float32
-cases the harness therefore also runs the twin (1) in float64 on the same
-float32-rounded parameters and data, the reference r, and (2) in float32 once
-more with x and the parameters nudged by one rounding unit (×(1 ± 2⁻²³)), which
-shows how large torch's float32 error on this case can be when luck does not
-help. Torch's float32 error on a tensor is e = max|t - r| over both runs.
-Elements that miss the elementwise test are then judged against r: they pass
-when |h - r| <= atol + rtol·|r| + K·e, i.e. when the hand result is no further
-from the exact answer than K times torch's own float32 error on that tensor
-(K = ``REFERENCE_FACTOR``). A formula bug moves results by far more than
-rounding and still fails. The record keeps both normwise errors,
-‖h - r‖/‖r‖ and torch's ‖t - r‖/‖r‖ (the larger of its two runs).
+float32 needs one more look. Under cancellation (a bias gradient summing terms
+of both signs, inputs near 1e3) torch's own float32 result can be far from the
+exact answer, so an elementwise test against it cannot tell rounding from a
+bug. For float32 cases the harness also runs the twin in float64 on the same
+float32-rounded parameters and data: the reference r. Elements that miss the
+elementwise test are then judged against r: they pass when
+|h - r| <= atol + rtol·|r| + c + K·max|t - r|, i.e. when the hand result is no
+further from the exact answer than K times the worst error torch's own float32
+computation makes on that tensor (K = ``REFERENCE_FACTOR``). A formula bug
+moves results by far more than rounding and still fails. The record keeps both
+normwise errors, ‖h - r‖/‖r‖ and torch's ‖t - r‖/‖r‖.
+
+``compare_all`` judges every tensor of a case in one vectorised pass (the
+tensors are flattened into one array, per-tensor results come from segment
+reductions); ``compare`` is the one-tensor form.
 """
 from __future__ import annotations
 
@@ -88,17 +89,6 @@ def _ordered(x: np.ndarray) -> np.ndarray:
     return np.where(i < 0, np.iinfo(ints).min - i, i)
 
 
-def _norm(v: np.ndarray) -> float:
-    """‖v‖₂ without overflow: scaled by max|v| first."""
-    top = float(np.max(np.abs(v), initial=0.0))
-    return top * float(np.linalg.norm(v.ravel() / top)) if 0 < top < np.inf else top
-
-
-def _norm_rel(d: np.ndarray, ref: np.ndarray) -> float:
-    nd, nr = _norm(d), _norm(ref)
-    return nd / nr if nr > 0 else (0.0 if nd == 0 else float("inf"))
-
-
 def problem_record(name: str, dtype: str, shape: tuple, problem: str,
                    rtol: float, atol: float) -> Comparison:
     """A failing record for a tensor that could not be compared at all."""
@@ -109,57 +99,129 @@ def problem_record(name: str, dtype: str, shape: tuple, problem: str,
                       rtol, atol, False, problem=problem)
 
 
-def compare(name: str, hand: Any, ref: np.ndarray, *, dtype: str, rtol: float, atol: float,
-            ref64: np.ndarray | None = None, nudged: np.ndarray | None = None,
-            floor: np.ndarray | float = 0.0) -> Comparison:
-    """Compare ``hand`` with torch's ``ref``; for float32 also with the float64 reference
-    ``ref64``, torch's error being judged from ``ref`` and its ``nudged`` float32 run.
-    ``floor`` is the difference carried in from upstream tensors (verify.propagate)."""
-    t = np.asarray(ref)
-    shape = t.shape
-    if not isinstance(hand, (np.ndarray, np.generic, float, int)) or isinstance(hand, bool):
-        return problem_record(name, dtype, shape, f"{type(hand).__name__} where torch has an array", rtol, atol)
-    h = np.asarray(hand)
-    if name == "loss":
-        h, t = h.astype(dtype), t.astype(dtype)
-    if h.shape != shape:
-        hint = ": a missing transpose?" if h.shape == shape[::-1] and len(shape) == 2 else ""
-        return problem_record(name, dtype, shape, f"shape {h.shape} where torch has {shape}{hint}", rtol, atol)
-    if h.dtype != t.dtype:
-        return problem_record(name, dtype, shape, f"dtype {h.dtype} where torch has {t.dtype}", rtol, atol)
+@dataclass(frozen=True)
+class Pair:
+    """One tensor to judge: the hand value, torch's, and optionally the float64 reference and budget."""
+    name: str
+    hand: Any
+    ref: Any
+    ref64: Any = None
+    floor: Any = 0.0
 
+
+def _prepare(pair: Pair, dtype: str) -> tuple[np.ndarray | None, np.ndarray, str]:
+    """(h, t, "") ready to compare, or (None, t, the problem that prevents it)."""
+    t = np.asarray(pair.ref)
+    hand = pair.hand
+    if not isinstance(hand, (np.ndarray, np.generic, float, int)) or isinstance(hand, bool):
+        return None, t, f"{type(hand).__name__} where torch has an array"
+    h = np.asarray(hand)
+    if pair.name == "loss":
+        h, t = h.astype(dtype), t.astype(dtype)
+    if h.shape != t.shape:
+        hint = ": a missing transpose?" if h.shape == t.shape[::-1] and t.ndim == 2 else ""
+        return None, t, f"shape {h.shape} where torch has {t.shape}{hint}"
+    if h.dtype != t.dtype:
+        return None, t, f"dtype {h.dtype} where torch has {t.dtype}"
+    return h, t, ""
+
+
+class _Segments:
+    """Per-tensor reductions over the concatenation of several flattened tensors."""
+
+    def __init__(self, sizes: list[int]):
+        self.starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        self.ids = np.repeat(np.arange(len(sizes)), sizes)
+
+    def max(self, v: np.ndarray) -> np.ndarray:
+        return np.maximum.reduceat(v, self.starts)
+
+    def sum(self, v: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(v, self.starts)
+
+    def norm(self, v: np.ndarray) -> np.ndarray:
+        """‖v‖₂ of each segment, scaled by its max|v| first so that squares cannot overflow."""
+        top = self.max(np.abs(v))
+        scale = np.where((top > 0) & np.isfinite(top), top, 1.0)
+        return np.where(np.isfinite(top), scale * np.sqrt(self.sum((v / scale[self.ids]) ** 2)), top)
+
+    def norm_rel(self, d: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        nd, nr = self.norm(d), self.norm(ref)
+        return np.where(nr > 0, nd / np.where(nr > 0, nr, 1.0), np.where(nd == 0, 0.0, np.inf))
+
+    def first_argmax(self, v: np.ndarray) -> np.ndarray:
+        """The index of each segment's largest value (its first, on ties)."""
+        order = np.lexsort((-v, self.ids))       # by segment, then descending v, stable
+        return order[self.starts]
+
+
+def compare_all(pairs: list[Pair], *, dtype: str, rtol: float, atol: float) -> list[Comparison]:
+    """Judge every pair in one pass; one record each, in the order given."""
+    records: list[Comparison | None] = [None] * len(pairs)
+    ready = []
+    for i, pair in enumerate(pairs):
+        h, t, problem = _prepare(pair, dtype)
+        if problem:
+            records[i] = problem_record(pair.name, dtype, t.shape, problem, rtol, atol)
+        elif h.size:
+            ready.append((i, pair, h, t))
+        else:
+            records[i] = Comparison(pair.name, *split_name(pair.name), dtype, t.shape, 0, 0.0, 0.0, 0.0,
+                                    0.0, (), float("nan"), float("nan"), 0, rtol, atol, True)
+    if ready:
+        for i, record in zip([i for i, *_ in ready], _judge(ready, dtype, rtol, atol)):
+            records[i] = record
+    return records
+
+
+def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison]:
+    seg = _Segments([h.size for _, _, h, _ in ready])
+    H = np.concatenate([h.ravel() for _, _, h, _ in ready])
+    T = np.concatenate([t.ravel() for _, _, _, t in ready])
+    F = np.concatenate([np.broadcast_to(np.asarray(p.floor, dtype=np.float64), h.shape).ravel()
+                        for _, p, h, _ in ready])
+    with_ref = all(p.ref64 is not None for _, p, _, _ in ready)
     with np.errstate(all="ignore"):
-        fin = np.isfinite(h) & np.isfinite(t)
-        same_nonfinite = ~fin & ((h == t) | (np.isnan(h) & np.isnan(t)))
-        diff = np.where(fin, np.abs(h - t), 0.0)
-        allowed = atol + rtol * np.abs(np.where(fin, t, 0.0)) + floor
+        H64, T64 = H.astype(np.float64), T.astype(np.float64)
+        fin = np.isfinite(H64) & np.isfinite(T64)
+        same_nonfinite = ~fin & ((H64 == T64) | (np.isnan(H64) & np.isnan(T64)))
+        diff = np.where(fin, np.abs(H64 - T64), 0.0)
+        allowed = atol + rtol * np.abs(np.where(fin, T64, 0.0)) + F
         bad = (fin & (diff > allowed)) | (~fin & ~same_nonfinite)
-        hand_ref_err = torch_ref_err = None
-        if ref64 is not None:
-            r = np.asarray(ref64, dtype=np.float64)
-            hh, tt = h.astype(np.float64), t.astype(np.float64)
-            ok = np.isfinite(r) & fin
-            runs = [tt] + ([np.asarray(nudged, dtype=np.float64)] if nudged is not None else [])
-            e_runs = [np.where(ok & np.isfinite(run), np.abs(run - r), 0.0) for run in runs]
-            e_t = max(float(e.max(initial=0.0)) for e in e_runs)
-            budget = atol + rtol * np.abs(np.where(ok, r, 0.0)) + floor + REFERENCE_FACTOR * e_t
-            bad = bad & ~(ok & (np.abs(hh - r) <= budget))
-            r_ok = np.where(ok, r, 0.0)
-            hand_ref_err = _norm_rel(np.where(ok, hh - r, 0.0), r_ok)
-            torch_ref_err = max(_norm_rel(e, r_ok) for e in e_runs)
-        rel = np.where(fin & (t != 0), diff / np.abs(np.where(t != 0, t, 1)), np.where(diff > 0, np.inf, 0.0))
-        ulp = np.where(fin, np.abs(_ordered(h) - _ordered(t)), 0)
+        hand_ref = torch_ref = [None] * len(ready)
+        if with_ref:
+            R = np.concatenate([np.asarray(p.ref64, dtype=np.float64).ravel() for _, p, _, _ in ready])
+            ok = np.isfinite(R) & fin
+            r_ok = np.where(ok, R, 0.0)
+            e_t = np.where(ok, np.abs(T64 - R), 0.0)
+            budget = atol + rtol * np.abs(r_ok) + F + REFERENCE_FACTOR * seg.max(e_t)[seg.ids]
+            bad &= ~(ok & (np.abs(H64 - R) <= budget))
+            hand_ref = seg.norm_rel(np.where(ok, H64 - R, 0.0), r_ok).tolist()
+            torch_ref = seg.norm_rel(e_t, r_ok).tolist()
+        tz = np.where(T64 != 0, np.abs(T64), 1.0)
+        rel = np.where(fin & (T64 != 0), diff / tz, np.where(diff > 0, np.inf, 0.0))
+        ulp = np.where(fin, np.abs(_ordered(H) - _ordered(T)), 0)
         score = np.where(fin, diff / allowed, np.where(bad, np.inf, 0.0))   # error in tolerances
-        score = np.where(bad, score, -1.0) if bad.any() else score          # the worst failing one
-    flat = int(np.argmax(score)) if h.size else 0
-    idx = tuple(int(i) for i in np.unravel_index(flat, shape)) if h.size else ()
-    return Comparison(
-        name=name, quantity=split_name(name)[0], layer=split_name(name)[1], dtype=dtype,
-        shape=tuple(shape), n_elements=int(h.size),
-        max_abs_err=float(diff.max(initial=0.0)), max_rel_err=float(rel.max(initial=0.0)),
-        norm_rel_err=_norm_rel(diff, np.where(fin, t, 0.0)), max_ulp=float(ulp.max(initial=0)),
-        worst_index=idx, hand_value=float(h[idx]) if h.size else float("nan"),
-        torch_value=float(t[idx]) if h.size else float("nan"),
-        n_mismatched=int(bad.sum()), rtol=rtol, atol=atol, passed=not bad.any(),
-        hand_ref_err=hand_ref_err, torch_ref_err=torch_ref_err,
-    )
+        n_bad = seg.sum(bad.astype(np.int64))
+        score = np.where(n_bad[seg.ids] > 0, np.where(bad, score, -1.0), score)  # worst failing one
+        worst = seg.first_argmax(score)
+        stats = zip(seg.max(diff).tolist(), seg.max(rel).tolist(),
+                    seg.norm_rel(diff, np.where(fin, T64, 0.0)).tolist(), seg.max(ulp).tolist(),
+                    worst.tolist(), n_bad.tolist(), seg.starts.tolist(), hand_ref, torch_ref)
+    records = []
+    for (_, pair, h, t), (mx_abs, mx_rel, nrel, mx_ulp, w, nb, start, e_h, e_t) in zip(ready, stats):
+        quantity, layer = split_name(pair.name)
+        records.append(Comparison(
+            name=pair.name, quantity=quantity, layer=layer, dtype=dtype, shape=tuple(t.shape),
+            n_elements=int(h.size), max_abs_err=mx_abs, max_rel_err=mx_rel, norm_rel_err=nrel,
+            max_ulp=float(mx_ulp), worst_index=tuple(int(i) for i in np.unravel_index(w - start, t.shape)),
+            hand_value=float(H[w]), torch_value=float(T[w]), n_mismatched=int(nb), rtol=rtol, atol=atol,
+            passed=nb == 0, hand_ref_err=e_h, torch_ref_err=e_t))
+    return records
+
+
+def compare(name: str, hand: Any, ref: Any, *, dtype: str, rtol: float, atol: float,
+            ref64: Any = None, floor: Any = 0.0) -> Comparison:
+    """Compare ``hand`` with torch's ``ref`` (for float32 also against the float64 reference
+    ``ref64``); ``floor`` is the tensor's error budget c (verify.propagate)."""
+    return compare_all([Pair(name, hand, ref, ref64, floor)], dtype=dtype, rtol=rtol, atol=atol)[0]

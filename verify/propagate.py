@@ -1,22 +1,32 @@
-"""Accepted upstream differences, carried through the linear steps of the trace.
+"""How far apart two correct implementations may land: each tensor's error budget c.
 
-Two correct implementations round differently, and a linear step multiplies
-the difference it inherits by the magnitudes it meets: δ⁽ˡ⁾ agreeing to 6e-8
-times a⁽ˡ⁻¹⁾ of size 1e3 gives ∂J/∂W⁽ˡ⁾ differing by 6e-5, over float32's atol,
-although each step was computed correctly. So each tensor's budget also gets
-the difference its inputs already showed (Δ = |hand - torch|), carried through
-the step that made it, with magnitudes |·| taken from torch's trace:
+Two correct implementations round differently, and a step can magnify what it
+inherits or what it rounds. Each tensor's budget c (added to atol + rtol·|t|)
+has two parts, both computed from torch's trace (magnitudes |·|) and the
+differences Δ = |hand - torch| already seen upstream:
 
-    z⁽ˡ⁾      |Δa⁽ˡ⁻¹⁾| |W⁽ˡ⁾|ᵀ
-    a⁽ˡ⁾      G·|Δz⁽ˡ⁾|                 (G·row max for softmax/log_softmax)
-    δ⁽ˡ⁾, l<L G·|Δδ⁽ˡ⁺¹⁾| |W⁽ˡ⁺¹⁾|
-    ∂J/∂W⁽ˡ⁾  |Δδ⁽ˡ⁾|ᵀ|a⁽ˡ⁻¹⁾| + |δ⁽ˡ⁾|ᵀ|Δa⁽ˡ⁻¹⁾|
-    ∂J/∂b⁽ˡ⁾  Σ_rows |Δδ⁽ˡ⁾|
-    ∂J/∂x     |Δδ⁽¹⁾| |W⁽¹⁾|
-    W, b after the step   η·|Δ∂J/∂W|, η·|Δ∂J/∂b|
+1. carried: the difference its inputs already showed, through the step that made it.
+   A δ⁽ˡ⁾ agreeing to 6e-8, times a⁽ˡ⁻¹⁾ ≈ 1e3, makes ∂J/∂W⁽ˡ⁾ differ by 6e-5.
+2. rounding: the error a correct evaluation of the step itself may add, Higham's
+   bound γ_n·(sum of the magnitudes of its terms), γ_n = (n + 2)·u, u the unit
+   roundoff. It matters only under cancellation: a softmax backward
+   a ⊙ (g - Σ gⱼaⱼ) with g ≈ 1e11 from a saturated binary_cross_entropy.
+
+    tensor     carried                            rounding (n terms summed)
+    z⁽ˡ⁾       |Δa⁽ˡ⁻¹⁾||W⁽ˡ⁾|ᵀ                   γ_{n_{l-1}} (|a⁽ˡ⁻¹⁾||W⁽ˡ⁾|ᵀ + |b⁽ˡ⁾|)
+    a⁽ˡ⁾       G·|Δz⁽ˡ⁾| (row max: softmax)        γ_k |a⁽ˡ⁾| for softmax/log_softmax rows
+    δ⁽ˡ⁾       G·|Δδ⁽ˡ⁺¹⁾||W⁽ˡ⁺¹⁾|                 γ_n G·|g| (g = δ⁽ˡ⁺¹⁾W⁽ˡ⁺¹⁾, or ∂J/∂a⁽ᴸ⁾), and for
+                                                  softmax γ_k |a|(|g| + Σ|g||a|), log_softmax γ_k (|g| + e^a Σ|g|)
+    ∂J/∂W⁽ˡ⁾   |Δδ⁽ˡ⁾|ᵀ|a⁽ˡ⁻¹⁾| + |δ⁽ˡ⁾|ᵀ|Δa⁽ˡ⁻¹⁾|  γ_m |δ⁽ˡ⁾|ᵀ|a⁽ˡ⁻¹⁾|
+    ∂J/∂b⁽ˡ⁾   Σ_rows |Δδ⁽ˡ⁾|                      γ_m Σ_rows |δ⁽ˡ⁾|
+    ∂J/∂x      |Δδ⁽¹⁾||W⁽¹⁾|                       γ_{n₁} |δ⁽¹⁾||W⁽¹⁾|
+    W, b after η·|Δ∂J/∂W|, η·|Δ∂J/∂b|             γ_1 (|W| + η|∂J/∂W|)
+    J          -                                  γ_{m·k} Σ|ℓ| / N
 
 G = 2 bounds |f'| for every registered activation (selu's 1.76 is the largest).
-A formula bug is not excused: its tensor differs by far more than its inputs did.
+A formula bug is not excused: it moves a tensor by about the size of its terms,
+not by a few units of roundoff of them, nor by what its inputs already differed.
+Non-finite magnitudes give no budget (non-finite values must match exactly).
 """
 from __future__ import annotations
 
@@ -24,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from handimpl import ACTIVATIONS
+from handimpl import ACTIVATIONS, LOSSES
 
 GAIN = 2.0
+UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53}
 
 
 def _delta(hand: dict, ref: dict, name: str) -> np.ndarray:
@@ -40,29 +51,56 @@ def _delta(hand: dict, ref: dict, name: str) -> np.ndarray:
     return np.where(np.isfinite(d), d, 0.0)
 
 
-def floors(spec: Any, hand: dict, ref: dict, params: list, x: np.ndarray, lr: float) -> dict[str, np.ndarray]:
-    """The propagated budget for every traced tensor the table above covers."""
-    L = spec.depth
-    absW = [None] + [np.abs(np.asarray(W, dtype=np.float64)) for W, _ in params]
-    absA = [np.abs(np.asarray(x, dtype=np.float64))] + \
-        [np.abs(np.asarray(ref[f"a{l}"], dtype=np.float64)) for l in range(1, L + 1)]
-    dA = [np.zeros_like(absA[0])] + [_delta(hand, ref, f"a{l}") for l in range(1, L + 1)]
+def floors(spec: Any, hand: dict, ref: dict, case: Any, lr: float) -> dict[str, np.ndarray]:
+    """The budget c for every traced tensor."""
+    u = UNIT_ROUNDOFF[spec.dtype]
+    L, n, m = spec.depth, spec.widths, case.x.shape[0]
+    f64 = lambda v: np.asarray(v, dtype=np.float64)  # noqa: E731
+    absW = [None] + [np.abs(f64(W)) for W, _ in case.params]
+    absb = [None] + [0.0 if b is None else np.abs(f64(b)) for _, b in case.params]
+    A = [np.abs(f64(case.x))] + [f64(ref[f"a{l}"]) for l in range(1, L + 1)]
+    absA = [np.abs(a) for a in A]
+    dA = [np.zeros_like(A[0])] + [_delta(hand, ref, f"a{l}") for l in range(1, L + 1)]
+    loss = LOSSES[spec.loss]
+    opts = dict(spec.loss_kwargs)
+    reduction = opts.pop("reduction")
     out: dict[str, np.ndarray] = {}
-    for l in range(1, L + 1):
-        out[f"z{l}"] = dA[l - 1] @ absW[l].T
-        dz = _delta(hand, ref, f"z{l}")
-        if ACTIVATIONS[spec.activations[l - 1]].elementwise:
-            out[f"a{l}"] = GAIN * dz
-        else:
-            out[f"a{l}"] = GAIN * np.broadcast_to(dz.max(axis=1, keepdims=True), dz.shape)
-        dd = _delta(hand, ref, f"delta{l}")
-        if l < L:
-            out[f"delta{l}"] = GAIN * (_delta(hand, ref, f"delta{l + 1}") @ absW[l + 1])
-        absd = np.abs(np.asarray(ref[f"delta{l}"], dtype=np.float64))
-        out[f"dW{l}"] = dd.T @ absA[l - 1] + absd.T @ dA[l - 1]
-        out[f"W{l}_after"] = lr * _delta(hand, ref, f"dW{l}")
-        if spec.bias:
-            out[f"db{l}"] = dd.sum(axis=0)
-            out[f"b{l}_after"] = lr * _delta(hand, ref, f"db{l}")
-    out["dx"] = _delta(hand, ref, "delta1") @ absW[1]
-    return out
+    with np.errstate(all="ignore"):
+        aL = f64(ref[f"a{L}"])
+        y = case.y if case.y.dtype == np.int64 else f64(case.y)
+        terms = np.abs(loss.terms(aL, y, **opts))
+        out["loss"] = np.asarray((aL.size + 2) * u * terms.sum() / loss.count(aL, reduction))
+        g_mag = np.abs(loss.grad(aL, y, reduction, **opts))   # |∂J/∂a⁽ᴸ⁾|
+        for l in range(L, 0, -1):
+            act = spec.activations[l - 1]
+            k = n[l]
+            gamma_vjp = (n[l + 1] + 2) * u if l < L else 4 * u
+            if l < L:
+                g_mag = np.abs(f64(ref[f"delta{l + 1}"])) @ absW[l + 1]
+                out[f"delta{l}"] = GAIN * (_delta(hand, ref, f"delta{l + 1}") @ absW[l + 1])
+            else:
+                out[f"delta{l}"] = np.zeros_like(A[l])
+            gamma_row = (k + 2) * u
+            if act == "softmax":
+                out[f"delta{l}"] += gamma_row * absA[l] * (g_mag + (g_mag * absA[l]).sum(axis=1, keepdims=True))
+            elif act == "log_softmax":
+                out[f"delta{l}"] += gamma_row * (g_mag + np.exp(A[l]) * g_mag.sum(axis=1, keepdims=True))
+            out[f"delta{l}"] += gamma_vjp * GAIN * g_mag
+            absd = np.abs(f64(ref[f"delta{l}"]))
+            dd = _delta(hand, ref, f"delta{l}")
+            out[f"z{l}"] = dA[l - 1] @ absW[l].T + (n[l - 1] + 2) * u * (absA[l - 1] @ absW[l].T + absb[l])
+            dz = _delta(hand, ref, f"z{l}")
+            if ACTIVATIONS[act].elementwise:
+                out[f"a{l}"] = GAIN * dz
+            else:
+                out[f"a{l}"] = GAIN * dz.max(axis=1, keepdims=True) + gamma_row * absA[l]
+            out[f"dW{l}"] = dd.T @ absA[l - 1] + absd.T @ dA[l - 1] + (m + 2) * u * (absd.T @ absA[l - 1])
+            dW = np.abs(f64(ref[f"dW{l}"]))
+            out[f"W{l}_after"] = lr * _delta(hand, ref, f"dW{l}") + 3 * u * (absW[l] + lr * dW)
+            if spec.bias:
+                out[f"db{l}"] = dd.sum(axis=0) + (m + 2) * u * absd.sum(axis=0)
+                out[f"b{l}_after"] = lr * _delta(hand, ref, f"db{l}") + \
+                    3 * u * (absb[l] + lr * np.abs(f64(ref[f"db{l}"])))
+        absd1 = np.abs(f64(ref["delta1"]))
+        out["dx"] = _delta(hand, ref, "delta1") @ absW[1] + (n[1] + 2) * u * (absd1 @ absW[1])
+    return {name: np.where(np.isfinite(c), c, 0.0) for name, c in out.items()}

@@ -7,6 +7,7 @@ activation, loss and dtype listed, batch 1.
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 from hypothesis import strategies as st
@@ -64,25 +65,36 @@ def validate(*, max_depth: int, max_width: int, activations, losses, dtypes) -> 
     return acts, tuple(usable), dts
 
 
+@functools.lru_cache(maxsize=None)
+def _choice(values: tuple):
+    """st.sampled_from, built once per tuple (building and validating strategies dominates a draw)."""
+    return st.sampled_from(values)
+
+
+@functools.lru_cache(maxsize=None)
+def _between(lo: int, hi: int):
+    return st.integers(lo, hi)
+
+
 @st.composite
 def _specs(draw, max_depth, max_width, acts, losses, dtypes) -> NetSpec:
-    loss = draw(st.sampled_from(losses))
-    options = {k: draw(st.sampled_from(OPTION_VALUES[k])) for k in LOSSES[loss].options}
+    loss = draw(_choice(losses))
+    options = {k: draw(_choice(OPTION_VALUES[k])) for k in LOSSES[loss].options}
     outputs = _fitting(loss, options, acts)
     if not outputs:                      # e.g. poisson_nll_loss(log_input=False) after identity only
         options = {}
         outputs = _fitting(loss, options, acts)
-    depth = draw(st.integers(1, max_depth))
-    widths = tuple(draw(st.lists(st.integers(1, max_width), min_size=depth + 1, max_size=depth + 1)))
-    hidden = [draw(st.sampled_from(acts)) for _ in range(depth - 1)]
-    out = draw(st.sampled_from(outputs))
+    depth = draw(_between(1, max_depth))
+    widths = tuple(draw(_between(1, max_width)) for _ in range(depth + 1))
+    hidden = [draw(_choice(acts)) for _ in range(depth - 1)]
+    out = draw(_choice(tuple(outputs)))
     return NetSpec(
         widths, tuple(hidden + [out]), loss, tuple(options.items()),
-        reduction=draw(st.sampled_from(LOSSES[loss].reductions)),
-        bias=draw(st.booleans().map(lambda b: not b)),
-        dtype=draw(st.sampled_from(dtypes)),
-        init=draw(st.sampled_from(tuple(INITS))),
-        target=draw(st.sampled_from(("index", "prob"))) if loss == "cross_entropy" else "index",
+        reduction=draw(_choice(LOSSES[loss].reductions)),
+        bias=draw(_choice((True, False))),
+        dtype=draw(_choice(dtypes)),
+        init=draw(_choice(tuple(INITS))),
+        target=draw(_choice(("index", "prob"))) if loss == "cross_entropy" else "index",
     )
 
 

@@ -3,11 +3,12 @@
 Three steps, each deterministic for a given seed:
 
 1. *draw* -- hypothesis draws N cases (spec, data seed, batch) from
-   verify.strategies.cases, the strategy the tests use (``hypothesis.seed``,
-   no database, generate phase only);
+   verify.strategies.cases, the strategy the tests use (no database, generate
+   phase only), in BLOCKS streams whose seeds derive from the sweep seed;
 2. *check* -- each case runs through ``check_fn`` (verify.check by default),
-   in this process or spread over ``jobs`` worker processes; results come back
-   in case order, so the output does not depend on ``jobs``;
+   in this process, or spread over ``jobs`` worker processes that each draw
+   and check whole blocks; results come back in case order, so the output does
+   not depend on ``jobs``;
 3. *shrink* -- failing cases are grouped by a failure signature (where the
    bug most likely lives, see ``signature``); for each group hypothesis.find
    searches the neighbourhood of the first failing case (same loss and dtype,
@@ -16,6 +17,7 @@ Three steps, each deterministic for a given seed:
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import multiprocessing
 import random
@@ -38,6 +40,8 @@ DEFAULT_EXAMPLES = 300
 DEFAULT_OUT = Path("reports") / "latest"
 MAX_SHRUNK = 8              # distinct failures shrunk; further ones are listed as found
 SHRINK_SECONDS = 10.0       # per distinct failure
+BLOCKS = 16                 # at most this many hypothesis streams the cases are drawn in (see blocks)
+BLOCK_MIN = 32              # ... each of at least this many cases
 SHRINK_SEARCH = 60          # examples hypothesis.find may generate before giving up
 
 Case = tuple[NetSpec, int, int]
@@ -82,10 +86,37 @@ def draw_cases(strategy, n: int, seed: int) -> list[Case]:
                suppress_health_check=list(HealthCheck), derandomize=False)
     @given(strategy)
     def record(case):
-        drawn.append(case)
+        if len(drawn) < n:
+            drawn.append(case)
 
     record()
-    return drawn[:n]
+    return drawn
+
+
+def blocks(n: int, seed: int) -> list[tuple[int, int, bool]]:
+    """(hypothesis seed, number of cases, skip its first draw) for each stream the N cases come from.
+
+    The split depends only on N and the sweep seed, never on --jobs, so worker processes can
+    each draw whole blocks themselves and the output stays that of a single process. There
+    are up to BLOCKS streams of at least BLOCK_MIN cases; every stream after the first skips
+    hypothesis's first draw, which is always the same simplest case.
+    """
+    k = max(1, min(BLOCKS, n // BLOCK_MIN))
+    sizes = [n // k + (b < n % k) for b in range(k)]
+    seeds = [seed] + [int.from_bytes(hashlib.sha256(f"verify-run/{seed}/{b}".encode()).digest()[:4], "big")
+                      for b in range(1, k)]
+    return [(s, size, b > 0) for b, (s, size) in enumerate(zip(seeds, sizes)) if size]
+
+
+def draw_block(strategy, block: tuple[int, int, bool]) -> list[Case]:
+    block_seed, size, skip_first = block
+    return draw_cases(strategy, size + skip_first, block_seed)[skip_first:]
+
+
+def draw_all(strategy_args: dict, n: int, seed: int) -> list[Case]:
+    """All N cases of a sweep, block after block (what ``sweep`` checks, in case_id order)."""
+    strategy = cases(**strategy_args)
+    return [case for block in blocks(n, seed) for case in draw_block(strategy, block)]
 
 
 # -- 2. check ----------------------------------------------------------------------------------
@@ -103,18 +134,18 @@ def run_case(check_fn: CheckFn | None, spec: NetSpec, seed: int, batch: int) -> 
         return CaseResult(spec, seed, batch, (), error=f"{type(e).__name__}: {e}")
 
 
-_worker_check: CheckFn | None = None
+_worker: dict = {}
 
 
-def _init_worker(check_fn: CheckFn | None) -> None:
-    global _worker_check
+def _init_worker(check_fn: CheckFn | None, strategy_args: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent handles Ctrl-C
     torch.set_num_threads(1)
-    _worker_check = check_fn
+    _worker.update(check=check_fn, strategy=cases(**strategy_args))
 
 
-def _run_in_worker(case: Case) -> CaseResult:
-    return run_case(_worker_check, *case)
+def _run_block(block: tuple[int, int, bool]) -> list[CaseResult]:
+    """Draw one block in this worker process and check its cases."""
+    return [run_case(_worker["check"], *case) for case in draw_block(_worker["strategy"], block)]
 
 
 def _pool_context():
@@ -122,33 +153,37 @@ def _pool_context():
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def _iter_results(drawn: Sequence[Case], check_fn: CheckFn | None, jobs: int):
-    if jobs <= 1 or len(drawn) <= 1:
-        for case in drawn:
-            yield run_case(check_fn, *case)
+def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None, jobs: int):
+    """Every case's result, in case_id order. With jobs > 1 each worker process draws and
+    checks whole blocks, so drawing is spread over the processes too."""
+    if jobs <= 1:
+        strategy = cases(**strategy_args)
+        for block in blocks(n, seed):
+            for case in draw_block(strategy, block):
+                yield run_case(check_fn, *case)
         return
-    chunk = max(1, len(drawn) // (jobs * 16))
-    pool = _pool_context().Pool(jobs, initializer=_init_worker, initargs=(check_fn,))
+    pool = _pool_context().Pool(jobs, initializer=_init_worker, initargs=(check_fn, strategy_args))
     try:
-        yield from pool.imap(_run_in_worker, drawn, chunksize=chunk)
+        for results in pool.imap(_run_block, blocks(n, seed), chunksize=1):
+            yield from results
         pool.close()
     finally:
         pool.terminate()
         pool.join()
 
 
-def run_cases(drawn: Sequence[Case], check_fn: CheckFn | None = None, jobs: int = 1,
+def run_cases(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None = None, jobs: int = 1,
               progress: Progress | None = None) -> tuple[list[CaseResult], bool]:
-    """Check every case in order. Returns (results, partial): Ctrl-C stops early, keeping
-    the results so far."""
+    """Draw and check the sweep's cases in order. Returns (results, partial): Ctrl-C stops
+    early, keeping the results so far."""
     results: list[CaseResult] = []
     failed = 0
     try:
-        for result in _iter_results(drawn, check_fn, jobs):
+        for result in _iter_results(strategy_args, n, seed, check_fn, jobs):
             results.append(result)
             failed += not result.passed
             if progress:
-                progress(len(results), len(drawn), failed)
+                progress(len(results), n, failed)
     except KeyboardInterrupt:
         return results, True
     return results, False
@@ -273,8 +308,9 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     jobs > 1 it must be picklable. ``progress(done, total, failing)`` is called per case.
     """
     n = DEFAULT_EXAMPLES if examples is None else examples
-    strategy = cases(max_batch=max_batch, max_depth=max_depth, max_width=max_width,
-                     activations=activations, losses=losses, dtypes=dtypes)
+    strategy_args = dict(max_batch=max_batch, max_depth=max_depth, max_width=max_width,
+                         activations=activations, losses=losses, dtypes=dtypes)
+    cases(**strategy_args)              # validate the names and bounds before anything runs
     settings = {"examples": n, "seed": seed, "activations": _names(activations),
                 "losses": _names(losses), "dtypes": _names(dtypes), "max_depth": max_depth,
                 "max_width": max_width, "max_batch": max_batch, "jobs": jobs,
@@ -283,8 +319,7 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     threads = torch.get_num_threads()
     torch.set_num_threads(1)            # small nets: threads only cost, and results stay job-independent
     try:
-        drawn = draw_cases(strategy, n, seed)
-        results, partial = run_cases(drawn, check_fn, jobs, progress)
+        results, partial = run_cases(strategy_args, n, seed, check_fn, jobs, progress)
         minimal: list[CaseResult] = distinct_failures(results)
         if not partial and max_shrunk:
             minimal, partial = shrink_failures(results, check_fn, max_shrunk=max_shrunk,

@@ -20,12 +20,20 @@ from .torch_ops import TORCH_ACTIVATIONS, TORCH_LOSSES, activation_name
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+class CopiedLinear(nn.Linear):
+    """nn.Linear whose parameters are copied in, never drawn: its reset_parameters does nothing
+    (the twin's weights come from handimpl's NumPy draw; drawing torch's first is wasted work)."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
 def build_twin(spec: NetSpec, params: Sequence, dtype: str | None = None) -> nn.Sequential:
     """nn.Sequential(Linear, act, Linear, act, ...) holding copies of ``params``."""
     tdtype = TORCH_DTYPES[dtype or spec.dtype]
     layers: list[nn.Module] = []
     for l, ((W, b), name) in enumerate(zip(params, spec.activations), start=1):
-        linear = nn.Linear(spec.widths[l - 1], spec.widths[l], bias=spec.bias, dtype=tdtype)
+        linear = CopiedLinear(spec.widths[l - 1], spec.widths[l], bias=spec.bias, dtype=tdtype)
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(np.array(W)))
             if spec.bias:
@@ -46,9 +54,10 @@ def torch_trace(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
     ``dtype`` overrides the spec's (the float64 reference of a float32 case)."""
     tdtype = TORCH_DTYPES[dtype or spec.dtype]
     model = build_twin(spec, params, dtype)
+    linears, activations = list(model)[0::2], list(model)[1::2]
     X = torch.from_numpy(np.array(x)).to(tdtype).requires_grad_(True)
     h, zs, acts = X, [], []
-    for linear, act in zip(model[0::2], model[1::2]):
+    for linear, act in zip(linears, activations):
         z = linear(h)
         z.retain_grad()                      # δ⁽ˡ⁾ = ∂J/∂z⁽ˡ⁾ is z.grad
         h = act(z)
@@ -57,15 +66,15 @@ def torch_trace(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
     J = TORCH_LOSSES[spec.loss](h, _target(y, tdtype), **spec.loss_kwargs)
     J.backward()
     out: dict[str, Any] = {"loss": J.item()}
-    for l, (z, a, linear) in enumerate(zip(zs, acts, model[0::2]), start=1):
+    for l, (z, a, linear) in enumerate(zip(zs, acts, linears), start=1):
         out[f"z{l}"], out[f"a{l}"] = z.detach().numpy(), a.detach().numpy()
         out[f"delta{l}"] = z.grad.numpy()
         out[f"dW{l}"] = linear.weight.grad.numpy().copy()
         if spec.bias:
             out[f"db{l}"] = linear.bias.grad.numpy().copy()
     out["dx"] = X.grad.numpy()
-    torch.optim.SGD(model.parameters(), lr=lr).step()
-    for l, linear in enumerate(model[0::2], start=1):
+    torch.optim.SGD(model.parameters(), lr=lr, foreach=False).step()
+    for l, linear in enumerate(linears, start=1):
         out[f"W{l}_after"] = linear.weight.detach().numpy().copy()
         if spec.bias:
             out[f"b{l}_after"] = linear.bias.detach().numpy().copy()
