@@ -394,7 +394,7 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
     reset_warnings()
     return sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
                  max_batch=max_batch, jobs=jobs, check_fn=functools.partial(check_case, impl),
-                 progress=progress, **names)
+                 progress=progress, impl=impl if isinstance(impl, str) else None, **names)
 
 
 def check_implementation(fn: Impl | str, **options):

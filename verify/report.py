@@ -173,6 +173,13 @@ def verdict(result) -> str:
     return f"{prefix}{failed} of {n} cases disagree"
 
 
+def repro(case, result) -> str:
+    """The command that reproduces one case of ``result``, naming the implementation if there is one."""
+    impl = result.settings.get("impl")
+    return case.repro if not impl else \
+        f"verify check '{case.spec}' --impl {impl} --seed {case.seed} --batch {case.batch}"
+
+
 def summary_lines(result) -> list[str]:
     """The short terminal summary."""
     n_tensors = sum(len(c.records) for c in result.results)
@@ -180,7 +187,7 @@ def summary_lines(result) -> list[str]:
     if result.minimal:
         lines.append(f"{len(result.minimal)} distinct failure(s); minimal counterexamples:")
         for m in result.minimal:
-            lines += [f"  {m.repro}", f"      {divergence_sentence(m)}"]
+            lines += [f"  {repro(m, result)}", f"      {divergence_sentence(m)}"]
     return lines
 
 
@@ -235,7 +242,7 @@ def report_json(result, disc: pd.DataFrame, title: str) -> dict:
                    "failed_tensors": int((~disc["passed"]).sum()),
                    "errors": sum(bool(c.error) for c in result.results),
                    "distinct_failures": len(result.minimal)},
-        "minimal": [{"repro": m.repro, "first_divergence": divergence_sentence(m)}
+        "minimal": [{"repro": repro(m, result), "first_divergence": divergence_sentence(m)}
                     for m in result.minimal],
         "wall_time_s": round(result.wall_time, 3),
         "versions": versions(),

@@ -12,7 +12,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from .report import QUANTITY_ORDER, divergence_sentence, failing_rows, tensor_frame, verdict
+from .report import QUANTITY_ORDER, divergence_sentence, failing_rows, repro, tensor_frame, verdict
 
 FLOOR = 1e-18            # where exact agreement (error 0) is drawn on log axes
 DTYPE_COLORS = {"float32": "#e07b39", "float64": "#3a78b5"}
@@ -257,7 +257,7 @@ def _minimal_items(result) -> list[dict]:
         if f is not None and not f.problem:
             vals = (f"{f.name}{list(f.worst_index)}: hand {f.hand_value:.6g}, torch {f.torch_value:.6g}; "
                     f"norm_rel_err {f.norm_rel_err:.2e}; {f.n_mismatched} of {f.n_elements} elements differ")
-        items.append({"repro": m.repro, "sentence": divergence_sentence(m), "vals": vals})
+        items.append({"repro": repro(m, result), "sentence": divergence_sentence(m), "vals": vals})
     return items
 
 

@@ -42,6 +42,7 @@ MAX_SHRUNK = 8              # distinct failures shrunk; further ones are listed 
 SHRINK_SECONDS = 10.0       # per distinct failure
 BLOCKS = 16                 # at most this many hypothesis streams the cases are drawn in (see blocks)
 BLOCK_MIN = 32              # ... each of at least this many cases
+FAMILY_SPREAD = 3           # distinct activations/losses after which a failure family is one failure
 SHRINK_SEARCH = 60          # examples hypothesis.find may generate before giving up
 
 Case = tuple[NetSpec, int, int]
@@ -268,12 +269,32 @@ def shrink(found: CaseResult, check_fn: CheckFn | None = None, *,
     return best[0]
 
 
+def _family(sig: tuple) -> tuple:
+    """The part of a signature that names the formula, without the activation or loss it met:
+    ('delta', 'hidden', 'tanh') -> ('delta', 'hidden'); ('a', 'relu') -> ('a',). Exceptions and
+    problems with the call are their own family."""
+    if sig[0] in ("error", "call"):
+        return sig
+    return sig[:2] if sig[0] == "delta" else sig[:1]
+
+
 def distinct_failures(results: Iterable[CaseResult]) -> list[CaseResult]:
-    """The smallest failing case of each signature, in order of first appearance."""
+    """The smallest failing case of each signature, in order of first appearance.
+
+    A bug in a formula that every activation or loss shares (f′ dropped in every hidden layer,
+    1/m dropped) fails with whatever activation the case has; when one family of signatures
+    shows up with FAMILY_SPREAD or more activations/losses, it is one failure, not one each.
+    """
+    failing = [(signature(r), r) for r in results]
+    failing = [(sig, r) for sig, r in failing if sig is not None]
+    spread: dict[tuple, set] = {}
+    for sig, _ in failing:
+        spread.setdefault(_family(sig), set()).add(sig)
     groups: dict[tuple, CaseResult] = {}
-    for r in results:
-        sig = signature(r)
-        if sig is not None and (sig not in groups or size_key(r) < size_key(groups[sig])):
+    for sig, r in failing:
+        if len(spread[_family(sig)]) >= FAMILY_SPREAD and len(sig) > len(_family(sig)):
+            sig = _family(sig) + ("any",)
+        if sig not in groups or size_key(r) < size_key(groups[sig]):
             groups[sig] = r
     return list(groups.values())
 
@@ -300,12 +321,13 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
           losses: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
           max_depth: int = 4, max_width: int = 16, max_batch: int = 16, jobs: int = 1,
           check_fn: CheckFn | None = None, progress: Progress | None = None,
-          max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS) -> SweepResult:
+          max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS,
+          impl: str | None = None) -> SweepResult:
     """Draw ``examples`` cases (DEFAULT_EXAMPLES if None), check each, shrink the failures.
 
     Raises ValueError (from verify.strategies) for unknown names or impossible bounds.
     ``check_fn(spec, seed, batch) -> CaseResult`` defaults to verify.check.check; with
-    jobs > 1 it must be picklable. ``progress(done, total, failing)`` is called per case.
+    jobs > 1 it must be picklable. ``impl`` (a TARGET string) only labels the repro commands. ``progress(done, total, failing)`` is called per case.
     """
     n = DEFAULT_EXAMPLES if examples is None else examples
     strategy_args = dict(max_batch=max_batch, max_depth=max_depth, max_width=max_width,
@@ -314,7 +336,7 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     settings = {"examples": n, "seed": seed, "activations": _names(activations),
                 "losses": _names(losses), "dtypes": _names(dtypes), "max_depth": max_depth,
                 "max_width": max_width, "max_batch": max_batch, "jobs": jobs,
-                "check_fn": _describe(check_fn)}
+                "check_fn": _describe(check_fn), "impl": impl}
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)            # small nets: threads only cost, and results stay job-independent
