@@ -23,24 +23,21 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _integer(minimum: int, what: str):
+    """An argparse type: an integer >= minimum, else one line naming what was expected."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
+_positive = _integer(1, "a positive integer")
+_seed = _integer(0, "a non-negative integer")
 
 
 def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None) -> None:
@@ -107,8 +104,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return explain_command(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage block): 'verify run: error: ...'."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="verify", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="verify", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="one case (SPEC) or a user implementation (--impl)")
