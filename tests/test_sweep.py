@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 
-import pytest
 
 import handimpl
 from verify.check import check

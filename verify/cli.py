@@ -68,7 +68,7 @@ def case_table(result) -> pd.DataFrame:
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.impl:
-        from .impl import check_impl_command
+        from .impl_sweep import check_impl_command
         return check_impl_command(args)
     if not args.spec:
         raise UsageError("give a SPEC (e.g. '2-2-1:sigmoid:quadratic') or --impl TARGET")

@@ -33,9 +33,9 @@ def batch_mean_step(spec, params, x, y, hand) -> Step:
     return Step(f"batch mean: J = (1/N)Σ ℓ with N = {what} = {N} here",
                 values=(("∂J/∂W⁽¹⁾ (mean)", hand["dW1"]), ("∂J/∂W⁽¹⁾ (sum) / N", summed["dW1"] / N)),
                 diffs=(("max |mean − sum/N|", max_diff(hand["dW1"], summed["dW1"] / N)),),
-                note=f"reduction='mean' divides every δ row by N; 'sum' does not. The seed's per-example "
-                     f"δ (its loss not averaged) is N times a row of this δ. mse_loss, binary_cross_entropy and the other "
-                     f"elementwise losses divide by m·k (every element), cross_entropy and nll_loss by m.")
+                note="reduction='mean' divides every δ row by N; 'sum' does not. The seed's per-example "
+                     "δ (its loss not averaged) is N times a row of this δ. mse_loss, binary_cross_entropy and the other "
+                     "elementwise losses divide by m·k (every element), cross_entropy and nll_loss by m.")
 
 
 def half_step(spec, y, hand) -> Step:

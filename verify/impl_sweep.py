@@ -1,0 +1,149 @@
+"""Sweeping a user implementation: ``verify check --impl``, check_implementation, assert_matches_torch.
+
+The implementation (a callable, or a TARGET string ``pkg.mod:fn`` / ``path/file.py:fn``)
+runs through the same hypothesis sweep as ``verify run``, each case through
+verify.check with the implementation called safely (verify.impl).
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .impl import DEFAULT_OUT, Impl, _usage, load_target, reset_warnings, resolve
+
+
+# -- sweeping an implementation ------------------------------------------------------------------
+
+def check_case(impl: Impl | str, spec: Any, seed: int, batch: int):
+    """verify.check.check for one case with ``impl`` (a callable or a TARGET string).
+
+    Module-level, so ``functools.partial(check_case, target)`` pickles for jobs > 1."""
+    from .check import check
+    return check(spec, seed, batch, impl=resolve(impl))
+
+
+def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[str, Any]:
+    """The sweep's activations/losses/dtypes: what was asked, within ``fn.supports``.
+
+    Raises UsageError when something asked for is outside what ``fn`` declares."""
+    declared = getattr(fn, "supports", None) or {}
+    if not isinstance(declared, Mapping):
+        raise _usage(f"{getattr(fn, '__name__', fn)}.supports must be a dict of name lists")
+    out = {}
+    for kind, asked in (("activations", activations), ("losses", losses), ("dtypes", dtypes)):
+        allowed = declared.get(kind)
+        if allowed is None:
+            out[kind] = None if asked is None else list(asked)
+            continue
+        allowed = list(allowed)
+        if asked is None:
+            out[kind] = allowed
+            continue
+        outside = [n for n in asked if n not in allowed]
+        if outside:
+            raise _usage(f"{getattr(fn, '__name__', fn)} supports {kind} {', '.join(allowed)}; "
+                         f"not {', '.join(outside)}")
+        out[kind] = list(asked)
+    return out
+
+
+def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed: int = 0,
+                         activations=None, losses=None, dtypes=None, max_depth: int = 4,
+                         max_width: int = 16, max_batch: int = 16, jobs: int = 1, progress=None):
+    """verify.sweep.sweep over ``impl``, restricted to what it supports. Returns the SweepResult.
+
+    Unknown names or impossible bounds raise UsageError (one line)."""
+    from . import strategies
+    from .sweep import sweep
+
+    fn = resolve(impl)
+    names = supported(fn, activations=activations, losses=losses, dtypes=dtypes)
+    try:
+        strategies.validate(max_depth=max_depth, max_width=max_width, **names)
+    except ValueError as e:
+        raise _usage(str(e)) from None
+    if jobs > 1 and not isinstance(impl, str):
+        try:
+            import pickle
+            pickle.dumps(fn)
+        except Exception:            # noqa: BLE001 - a lambda or closure: run in this process
+            jobs = 1
+    reset_warnings()
+    return sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
+                 max_batch=max_batch, jobs=jobs, check_fn=functools.partial(check_case, impl),
+                 progress=progress, impl=impl if isinstance(impl, str) else None, **names)
+
+
+def check_implementation(fn: Impl | str, **options):
+    """Sweep ``fn`` against torch; one DataFrame row per compared tensor per case.
+
+    Options are those of ``verify check --impl``: examples, seed, activations,
+    losses, dtypes, max_depth, max_width, max_batch, jobs. The frame's
+    ``attrs`` hold ``passed``, ``n_failed``, ``minimal`` (the shrunk failing
+    CaseResults) and ``message`` (the explanation of the first of them).
+    """
+    from .diagnose import explain_failure
+    from .report import discrepancy_frame
+
+    result = sweep_implementation(fn, **options)
+    frame = discrepancy_frame(result.results)
+    frame.attrs.update(passed=bool(result.passed), n_failed=int(result.n_failed),
+                       minimal=list(result.minimal), message=explain_failure(result, fn))
+    return frame
+
+
+def assert_matches_torch(fn: Impl | str, **options) -> None:
+    """For a user's own pytest suite: raise AssertionError, written for a student, naming the
+    minimal counterexample and the first diverging tensor, unless every case agrees."""
+    from .diagnose import explain_failure
+
+    result = sweep_implementation(fn, **options)
+    if not result.passed:
+        raise AssertionError(explain_failure(result, fn))
+
+
+# -- the command ------------------------------------------------------------------------------
+
+def check_impl_command(args) -> int:
+    """``verify check --impl TARGET ...``: sweep, write the reports, exit 0/1 (2 via UsageError).
+
+    With a SPEC as well (``verify check SPEC --impl TARGET --seed S --batch B``) it checks
+    that one case instead, as the repro line of a failure says."""
+    from .diagnose import explain_failure
+    from .report import summary_lines, write_reports
+
+    fn = load_target(args.impl)
+    if getattr(args, "spec", None):
+        return _check_one(fn, args)
+    result = sweep_implementation(
+        args.impl, examples=args.examples, seed=args.seed, activations=args.activations,
+        losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
+        max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs)
+    out_dir = Path(args.out) if args.out else DEFAULT_OUT
+    paths = write_reports(result, out_dir, title=f"verify check --impl {args.impl}")
+    for line in summary_lines(result):
+        print(line)
+    if not result.passed:
+        print(explain_failure(result, args.impl))
+        first = (list(result.minimal) or [r for r in result.results if not r.passed])[0]
+        print(f"reproduce: verify check '{first.spec}' --impl {args.impl} "
+              f"--seed {first.seed} --batch {first.batch}")
+    print(f"report: {paths['html']}")
+    return 0 if result.passed else 1
+
+
+def _check_one(fn: Impl, args) -> int:
+    from .check import check
+    from .cli import case_table
+    from .diagnose import describe_case
+
+    reset_warnings()
+    result = check(args.spec, seed=args.seed, batch=getattr(args, "batch", None) or 4, impl=fn)
+    print(case_table(result).to_string(index=False))
+    if result.passed:
+        print(f"PASS: all {len(result.records)} tensors agree")
+        return 0
+    print("FAIL: " + describe_case(result))
+    return 1
