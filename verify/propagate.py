@@ -13,6 +13,8 @@ differences Δ = |hand - torch| already seen upstream:
    a ⊙ (g - Σ gⱼaⱼ) with g ≈ 1e11 from a saturated binary_cross_entropy.
 
     tensor     carried                            rounding (n terms summed)
+    J          G·|J(hand's a⁽ᴸ⁾) - J(torch's a⁽ᴸ⁾)|  γ_{m·k} Σ|ℓ| / N
+    δ⁽ᴸ⁾       G·|the output step on hand's z⁽ᴸ⁾, a⁽ᴸ⁾ - on torch's|  (plus the δ rounding below)
     z⁽ˡ⁾       |Δa⁽ˡ⁻¹⁾||W⁽ˡ⁾|ᵀ                   γ_{n_{l-1}} (|a⁽ˡ⁻¹⁾||W⁽ˡ⁾|ᵀ + |b⁽ˡ⁾|)
     a⁽ˡ⁾       G·|Δz⁽ˡ⁾| (row max: softmax)        γ_k |a⁽ˡ⁾| for softmax/log_softmax rows
     δ⁽ˡ⁾       G·|Δδ⁽ˡ⁺¹⁾||W⁽ˡ⁺¹⁾|                 γ_n G·|g| (g = δ⁽ˡ⁺¹⁾W⁽ˡ⁺¹⁾, or ∂J/∂a⁽ᴸ⁾), and for
@@ -21,7 +23,9 @@ differences Δ = |hand - torch| already seen upstream:
     ∂J/∂b⁽ˡ⁾   Σ_rows |Δδ⁽ˡ⁾|                      γ_m Σ_rows |δ⁽ˡ⁾|
     ∂J/∂x      |Δδ⁽¹⁾||W⁽¹⁾|                       γ_{n₁} |δ⁽¹⁾||W⁽¹⁾|
     W, b after η·|Δ∂J/∂W|, η·|Δ∂J/∂b|             γ_1 (|W| + η|∂J/∂W|)
-    J          -                                  γ_{m·k} Σ|ℓ| / N
+
+For J and δ⁽ᴸ⁾ the carried part is measured rather than bounded: handimpl's own loss
+and output step are evaluated on both sides' z⁽ᴸ⁾, a⁽ᴸ⁾ and subtracted.
 
 G = 2 bounds |f'| for every registered activation (selu's 1.76 is the largest).
 A formula bug is not excused: it moves a tensor by about the size of its terms,
@@ -51,6 +55,29 @@ def _delta(hand: dict, ref: dict, name: str) -> np.ndarray:
     return np.where(np.isfinite(d), d, 0.0)
 
 
+def _output_step_difference(spec: Any, hand: dict, ref: dict, y: np.ndarray, what: str) -> np.ndarray:
+    """Carried difference of J or δ⁽ᴸ⁾: handimpl's own step evaluated on hand's and on torch's
+    z⁽ᴸ⁾, a⁽ᴸ⁾, and the two results subtracted. No linear bound serves here: binary_cross_entropy's
+    log(1 - a) turns one rounding unit of a ≈ 1 - 1e-14 into a difference of 1e-2, while its
+    gradient, clamped at 1e-12 by torch, would not show it."""
+    L = spec.depth
+    sides = []
+    for trace in (hand, ref):
+        z, a = trace.get(f"z{L}"), trace.get(f"a{L}")
+        t_a = np.asarray(ref[f"a{L}"])
+        if not all(isinstance(v, np.ndarray) and v.shape == t_a.shape for v in (z, a)):
+            return np.zeros(() if what == "loss" else t_a.shape)
+        sides.append((z.astype(np.float64), a.astype(np.float64)))
+    loss, act = LOSSES[spec.loss], ACTIVATIONS[spec.activations[-1]]
+    opts = dict(spec.loss_kwargs)
+    reduction = opts.pop("reduction")
+    if what == "loss":
+        h, t = (loss.value(a, y, reduction, **opts) for _, a in sides)
+    else:
+        h, t = (act.vjp(z, a, loss.grad(a, y, reduction, **opts)) for z, a in sides)
+    return GAIN * np.abs(h - t)
+
+
 def floors(spec: Any, hand: dict, ref: dict, case: Any, lr: float) -> dict[str, np.ndarray]:
     """The budget c for every traced tensor."""
     u = UNIT_ROUNDOFF[spec.dtype]
@@ -69,7 +96,8 @@ def floors(spec: Any, hand: dict, ref: dict, case: Any, lr: float) -> dict[str, 
         aL = f64(ref[f"a{L}"])
         y = case.y if case.y.dtype == np.int64 else f64(case.y)
         terms = np.abs(loss.terms(aL, y, **opts))
-        out["loss"] = np.asarray((aL.size + 2) * u * terms.sum() / loss.count(aL, reduction))
+        out["loss"] = np.asarray((aL.size + 2) * u * terms.sum() / loss.count(aL, reduction)) + \
+            _output_step_difference(spec, hand, ref, y, "loss")
         g_mag = np.abs(loss.grad(aL, y, reduction, **opts))   # |∂J/∂a⁽ᴸ⁾|
         for l in range(L, 0, -1):
             act = spec.activations[l - 1]
@@ -79,7 +107,7 @@ def floors(spec: Any, hand: dict, ref: dict, case: Any, lr: float) -> dict[str, 
                 g_mag = np.abs(f64(ref[f"delta{l + 1}"])) @ absW[l + 1]
                 out[f"delta{l}"] = GAIN * (_delta(hand, ref, f"delta{l + 1}") @ absW[l + 1])
             else:
-                out[f"delta{l}"] = np.zeros_like(A[l])
+                out[f"delta{l}"] = _output_step_difference(spec, hand, ref, y, "delta")
             gamma_row = (k + 2) * u
             if act == "softmax":
                 out[f"delta{l}"] += gamma_row * absA[l] * (g_mag + (g_mag * absA[l]).sum(axis=1, keepdims=True))
