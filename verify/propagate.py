@@ -17,15 +17,18 @@ differences Δ = |hand - torch| already seen upstream:
     δ⁽ᴸ⁾       G·|the output step on hand's z⁽ᴸ⁾, a⁽ᴸ⁾ - on torch's|  (plus the δ rounding below)
     z⁽ˡ⁾       |Δa⁽ˡ⁻¹⁾||W⁽ˡ⁾|ᵀ                   γ_{n_{l-1}} (|a⁽ˡ⁻¹⁾||W⁽ˡ⁾|ᵀ + |b⁽ˡ⁾|)
     a⁽ˡ⁾       G·|Δz⁽ˡ⁾| (row max: softmax)        γ_k |a⁽ˡ⁾| for softmax/log_softmax rows
-    δ⁽ˡ⁾       G·|Δδ⁽ˡ⁺¹⁾||W⁽ˡ⁺¹⁾|                 γ_n G·|g| (g = δ⁽ˡ⁺¹⁾W⁽ˡ⁺¹⁾, or ∂J/∂a⁽ᴸ⁾), and for
+    δ⁽ˡ⁾       G·|Δδ⁽ˡ⁺¹⁾||W⁽ˡ⁺¹⁾| + |g ⊙ f′(hand's z⁽ˡ⁾) - g ⊙ f′(torch's z⁽ˡ⁾)|
+                                                  γ_n G·|g| (g = δ⁽ˡ⁺¹⁾W⁽ˡ⁺¹⁾, or ∂J/∂a⁽ᴸ⁾), and for
                                                   softmax γ_k |a|(|g| + Σ|g||a|), log_softmax γ_k (|g| + e^a Σ|g|)
     ∂J/∂W⁽ˡ⁾   |Δδ⁽ˡ⁾|ᵀ|a⁽ˡ⁻¹⁾| + |δ⁽ˡ⁾|ᵀ|Δa⁽ˡ⁻¹⁾|  γ_m |δ⁽ˡ⁾|ᵀ|a⁽ˡ⁻¹⁾|
     ∂J/∂b⁽ˡ⁾   Σ_rows |Δδ⁽ˡ⁾|                      γ_m Σ_rows |δ⁽ˡ⁾|
     ∂J/∂x      |Δδ⁽¹⁾||W⁽¹⁾|                       γ_{n₁} |δ⁽¹⁾||W⁽¹⁾|
     W, b after η·|Δ∂J/∂W|, η·|Δ∂J/∂b|             γ_1 (|W| + η|∂J/∂W|)
 
-For J and δ⁽ᴸ⁾ the carried part is measured rather than bounded: handimpl's own loss
-and output step are evaluated on both sides' z⁽ᴸ⁾, a⁽ᴸ⁾ and subtracted.
+For J, δ⁽ᴸ⁾ and the f′ factor of δ⁽ˡ⁾ the carried part is measured rather than bounded:
+handimpl's own step is evaluated on both sides' z, a and the results subtracted. At a kink
+this is 0 when both sides hold the same z (exactly 0, say: a wrong kink convention still
+fails) and excuses the jump only where rounding put the two z on different sides of it.
 
 G = 2 bounds |f'| for every registered activation (selu's 1.76 is the largest).
 A formula bug is not excused: it moves a tensor by about the size of its terms,
@@ -78,6 +81,20 @@ def _output_step_difference(spec: Any, hand: dict, ref: dict, y: np.ndarray, wha
     return GAIN * np.abs(h - t)
 
 
+def _hidden_step_difference(act: str, hand: dict, ref: dict, l: int, g: np.ndarray) -> np.ndarray:
+    """Carried difference of δ⁽ˡ⁾ through f′: the step g ⊙ f′(z⁽ˡ⁾) evaluated on hand's and on
+    torch's z⁽ˡ⁾, a⁽ˡ⁾ with the same g. It is 0 unless the two z differ, and large only where
+    they straddle a kink: z = ±1e-22 around selu's 0 gives f′ = 1.05 on one side, 1.76 on the other."""
+    z, a = hand.get(f"z{l}"), hand.get(f"a{l}")
+    t_z = np.asarray(ref[f"z{l}"])
+    if not all(isinstance(v, np.ndarray) and v.shape == t_z.shape for v in (z, a)):
+        return np.zeros(t_z.shape)
+    f = ACTIVATIONS[act]
+    mine = f.vjp(z.astype(np.float64), a.astype(np.float64), g)
+    theirs = f.vjp(t_z.astype(np.float64), np.asarray(ref[f"a{l}"], dtype=np.float64), g)
+    return np.abs(mine - theirs)
+
+
 def floors(spec: Any, hand: dict, ref: dict, case: Any, lr: float) -> dict[str, np.ndarray]:
     """The budget c for every traced tensor."""
     u = UNIT_ROUNDOFF[spec.dtype]
@@ -104,8 +121,10 @@ def floors(spec: Any, hand: dict, ref: dict, case: Any, lr: float) -> dict[str, 
             k = n[l]
             gamma_vjp = (n[l + 1] + 2) * u if l < L else 4 * u
             if l < L:
+                g = f64(ref[f"delta{l + 1}"]) @ f64(case.params[l][0])       # δ⁽ˡ⁺¹⁾W⁽ˡ⁺¹⁾
                 g_mag = np.abs(f64(ref[f"delta{l + 1}"])) @ absW[l + 1]
-                out[f"delta{l}"] = GAIN * (_delta(hand, ref, f"delta{l + 1}") @ absW[l + 1])
+                out[f"delta{l}"] = GAIN * (_delta(hand, ref, f"delta{l + 1}") @ absW[l + 1]) + \
+                    _hidden_step_difference(act, hand, ref, l, g)
             else:
                 out[f"delta{l}"] = _output_step_difference(spec, hand, ref, y, "delta")
             gamma_row = (k + 2) * u
