@@ -1,4 +1,6 @@
 """The harness itself: planted bugs fail, rounding-only differences pass."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -110,3 +112,33 @@ def test_a_softmax_row_that_sums_to_one_only_in_torchs_rounding_is_no_false_alar
     # torch's float32 δ² is exactly 0 here by luck, handimpl's is 6e-8; times a¹ ≈ 1e3 in ∂J/∂W²
     result = verify.check("3-5-4:tanhshrink,softmax:l1_loss:dtype=float32,reduction=sum", seed=7, batch=5)
     assert result.passed, result.first_divergence
+
+
+CHECK = sys.modules["verify.check"]
+
+# Correct cases that once raised false alarms, each cleared by one mechanism of the verdict.
+NEEDS_REFERENCE = ("13-6-11-8-5:log_softmax,log_softmax,log_softmax,relu6:poisson_nll_loss:"
+                   "dtype=float32,init=kaiming_uniform,reduction=sum,log_input=false", 158559, 3)
+NEEDS_BUDGET = [
+    # rounding puts z⁽⁴⁾ ≈ ±1e-22 on either side of selu's kink: f′ = 1.05 vs 1.76
+    ("15-13-9-3-12-9:tanhshrink,tanhshrink,tanhshrink,selu,tanh:huber_loss:bias=false,delta=0.5", 9, 15),
+    # binary_cross_entropy's log(1 - a) at a = 1 - 8e-15: one rounding unit of a moves J by 3e-4
+    ("1-8-10-11-12-10:leaky_relu,identity,leaky_relu,relu,softmax:binary_cross_entropy:init=xavier_uniform",
+     385, 2),
+    # softmax backward a ⊙ (g - Σ gⱼaⱼ) with g ≈ 3e11 from a saturated binary_cross_entropy
+    ("1-7-10-11-11-11:identity,identity,relu,relu,softmax:binary_cross_entropy:init=xavier_uniform", 385, 1),
+]
+
+
+def test_the_float64_reference_is_what_clears_this_float32_case(monkeypatch):
+    assert verify.check(*NEEDS_REFERENCE).passed
+    real = CHECK.references
+    monkeypatch.setattr(CHECK, "references", lambda spec, case, lr: (real(spec, case, lr)[0], None))
+    assert not verify.check(*NEEDS_REFERENCE).passed
+
+
+@pytest.mark.parametrize("case", NEEDS_BUDGET, ids=["selu-kink", "bce-log", "softmax-after-bce"])
+def test_the_error_budget_is_what_clears_this_float64_case(monkeypatch, case):
+    assert verify.check(*case).passed
+    monkeypatch.setattr(CHECK, "floors", lambda *args: {})
+    assert not verify.check(*case).passed
