@@ -45,29 +45,46 @@ def _rows(rng: np.random.Generator, m: int, k: int, zero_fraction: float) -> np.
     return p
 
 
-def draw_target(spec: NetSpec, rng: np.random.Generator, m: int, zero_fraction: float) -> np.ndarray:
-    k, dtype = spec.widths[-1], spec.dtype
-    kind = LOSSES[spec.loss].target
-    if kind == "class":
-        if spec.target == "prob":
-            return _rows(rng, m, k, zero_fraction).astype(dtype)
-        return rng.integers(0, k, size=m).astype(np.int64)
-    if kind == "unit":
-        y = rng.random((m, k))
-        y[rng.random((m, k)) < zero_fraction] = 0.0
-        y[rng.random((m, k)) < zero_fraction / 2] = 1.0
-        return y.astype(dtype)
-    if kind == "sign":
-        return rng.choice([-1.0, 1.0], size=(m, k)).astype(dtype)
-    if kind == "counts":
-        return rng.poisson(2.0, size=(m, k)).astype(dtype)
-    if kind == "distribution":
-        if spec.loss_options.get("log_target"):
-            return np.log(_rows(rng, m, k, 0.0)).astype(dtype)
-        return _rows(rng, m, k, zero_fraction).astype(dtype)
+def _classes(spec, rng, m, k, zero_fraction):
+    if spec.target == "prob":
+        return _rows(rng, m, k, zero_fraction)
+    return rng.integers(0, k, size=m).astype(np.int64)
+
+
+def _unit(spec, rng, m, k, zero_fraction):
+    y = rng.random((m, k))
+    y[rng.random((m, k)) < zero_fraction] = 0.0
+    y[rng.random((m, k)) < zero_fraction / 2] = 1.0
+    return y
+
+
+def _distribution(spec, rng, m, k, zero_fraction):
+    if spec.loss_options.get("log_target"):
+        return np.log(_rows(rng, m, k, 0.0))
+    return _rows(rng, m, k, zero_fraction)
+
+
+def _real(spec, rng, m, k, zero_fraction):
     y = rng.standard_normal((m, k))
     y[rng.random((m, k)) < zero_fraction] = 0.0
-    return y.astype(dtype)
+    return y
+
+
+# One drawer per Loss.target kind: (spec, rng, m, k, zero_fraction) -> y.
+TARGETS = {
+    "real": _real,
+    "unit": _unit,
+    "sign": lambda spec, rng, m, k, zf: rng.choice([-1.0, 1.0], size=(m, k)),
+    "counts": lambda spec, rng, m, k, zf: rng.poisson(2.0, size=(m, k)).astype(np.float64),
+    "class": _classes,
+    "distribution": _distribution,
+}
+
+
+def draw_target(spec: NetSpec, rng: np.random.Generator, m: int, zero_fraction: float) -> np.ndarray:
+    """y for ``spec``'s loss: int64 class indices, else floats in the spec's dtype."""
+    y = TARGETS[LOSSES[spec.loss].target](spec, rng, m, spec.widths[-1], zero_fraction)
+    return y if y.dtype == np.int64 else y.astype(spec.dtype)
 
 
 def draw_case(spec: NetSpec, seed: int = 0, batch: int = 4) -> Case:

@@ -46,6 +46,15 @@ from handimpl import ACTIVATIONS, LOSSES
 GAIN = 2.0
 UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53}
 
+# Σ|terms| of the row-wise backward steps (the activations that are not elementwise), given
+# a = the activation's output and g = |upstream gradient|: softmax a ⊙ (g - Σ gⱼaⱼ),
+# log_softmax g - e^a Σ gⱼ.
+ROW_VJP_TERMS = {
+    "softmax": lambda a, g: np.abs(a) * (g + (g * np.abs(a)).sum(axis=1, keepdims=True)),
+    "log_softmax": lambda a, g: g + np.exp(a) * g.sum(axis=1, keepdims=True),
+}
+assert set(ROW_VJP_TERMS) == {n for n, f in ACTIVATIONS.items() if not f.elementwise}
+
 
 def _delta(hand: dict, ref: dict, name: str) -> np.ndarray:
     """|hand - torch| for an upstream tensor, 0 where it is unusable (missing, misshapen, non-finite)."""
@@ -128,10 +137,9 @@ def floors(spec: Any, hand: dict, ref: dict, case: Any, lr: float) -> dict[str, 
             else:
                 out[f"delta{l}"] = _output_step_difference(spec, hand, ref, y, "delta")
             gamma_row = (k + 2) * u
-            if act == "softmax":
-                out[f"delta{l}"] += gamma_row * absA[l] * (g_mag + (g_mag * absA[l]).sum(axis=1, keepdims=True))
-            elif act == "log_softmax":
-                out[f"delta{l}"] += gamma_row * (g_mag + np.exp(A[l]) * g_mag.sum(axis=1, keepdims=True))
+            row_terms = ROW_VJP_TERMS.get(act)
+            if row_terms is not None:
+                out[f"delta{l}"] += gamma_row * row_terms(A[l], g_mag)
             out[f"delta{l}"] += gamma_vjp * GAIN * g_mag
             absd = np.abs(f64(ref[f"delta{l}"]))
             dd = _delta(hand, ref, f"delta{l}")
