@@ -54,17 +54,6 @@ class CaseResult:
         return f"verify check '{self.spec}' --seed {self.seed} --batch {self.batch}"
 
 
-def _after_step(params: list, hand: dict, lr: float) -> dict[str, Any]:
-    grads = {k: v for k, v in hand.items() if k.startswith(("dW", "db"))}
-    stepped = handimpl.sgd_step(params, grads, lr)
-    out: dict[str, Any] = {}
-    for l, (W, b) in enumerate(stepped, start=1):
-        out[f"W{l}_after"] = W
-        if b is not None:
-            out[f"b{l}_after"] = b
-    return out
-
-
 def references(spec: NetSpec, case, lr: float) -> tuple[dict, dict | None]:
     """torch's trace and, for float32, the float64 reference on the same data (verify.compare)."""
     ref = torch_trace(spec, case.params, case.x, case.y, lr)
