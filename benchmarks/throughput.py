@@ -24,7 +24,7 @@ import handimpl
 from verify.data import draw_case
 from verify.sweep import draw_all, sweep
 from verify.torch_ops import TORCH_LOSSES
-from verify.twin import TORCH_DTYPES, _target, build_twin
+from verify.twin import build_twin, torch_target
 
 SMALL = dict(max_depth=4, max_width=16, max_batch=16)
 
@@ -35,7 +35,7 @@ def bare_case(spec, seed: int, batch: int) -> bool:
     hand = handimpl.backprop(spec, case.params, case.x, case.y)
     model = build_twin(spec, case.params)
     X = torch.from_numpy(case.x)
-    J = TORCH_LOSSES[spec.loss](model(X), _target(case.y, TORCH_DTYPES[spec.dtype]), **spec.loss_kwargs)
+    J = TORCH_LOSSES[spec.loss](model(X), torch_target(case.y, spec.dtype), **spec.loss_kwargs)
     J.backward()
     ok = True
     for l, linear in enumerate(model[0::2], start=1):

@@ -97,7 +97,7 @@ def graph_section(spec, run: TorchRun) -> Section:
         lin = run.linear[l]
         act = " → ".join(run.act_nodes[l]) or f"(none: {spec.activations[l - 1]})"
         parts = [f"W: {' → '.join(lin.to_W)}"] + ([f"b: {' → '.join(lin.to_b)}"] if lin.to_b else [])
-        down = f" → layer {l - 1}" if lin.to_input else ""
+        down = (f" → layer {l - 1}" if l > 1 else " → x") if lin.to_input else ""
         lines.append(f"layer {l}: {act} → {lin.node} [{'; '.join(parts)}]{down}")
     return Section("The graph torch built", "Walking J.grad_fn and its next_functions, every node filed "
                    "under the loss, a layer's activation (between a⁽ˡ⁾ and z⁽ˡ⁾) or its linear map; "
@@ -138,10 +138,12 @@ def layer_steps(spec, params, hand: dict, run: TorchRun, l: int) -> list[Step]:
                           nodes=(f"{lin.node} → Σᵢ δ{sup(l)}ᵢ",) + lin.to_b,
                           values=(("hand", hand[f"db{l}"]), ("torch", run.db[l])),
                           diffs=compared(hand[f"db{l}"], run.db[l])))
-    if l == 1 and not lin.to_input:
-        steps[-1] = Step(steps[-1].formula, steps[-1].nodes, steps[-1].values, steps[-1].diffs,
-                         note=(steps[-1].note + " " if steps[-1].note else "") +
-                         f"x does not require a gradient, so {lin.node} of layer 1 computes no δ⁽¹⁾W⁽¹⁾.")
+    if l == 1:
+        steps.append(Step("∂J/∂x = (W⁽¹⁾)ᵀδ⁽¹⁾   (rows: δ⁽¹⁾W⁽¹⁾)",
+                          nodes=(f"{lin.node} → δ⁽¹⁾W⁽¹⁾ towards x",),
+                          values=(("hand", hand["dx"]), ("torch", run.dx)), diffs=compared(hand["dx"], run.dx),
+                          note="torch: x.grad. The same product that passes δ down to every other layer, "
+                               "one step further: to the input."))
     return steps
 
 

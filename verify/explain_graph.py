@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from .spec import NetSpec
-from .torch_ops import TORCH_LOSSES
-from .twin import TORCH_DTYPES, build_twin
+from .twin import forward_twin
 
 SUP = str.maketrans("0123456789L-", "⁰¹²³⁴⁵⁶⁷⁸⁹ᴸ⁻")
 
@@ -46,6 +44,7 @@ class TorchRun:
     dJ_da: dict        # l -> a⁽ˡ⁾.grad
     dW: dict
     db: dict
+    dx: np.ndarray     # x.grad = δ⁽¹⁾W⁽¹⁾
     loss_nodes: tuple[str, ...]
     act_nodes: dict    # l -> tuple of node names (empty for identity)
     linear: dict       # l -> LinearEdges
@@ -54,27 +53,6 @@ class TorchRun:
 
 def _name(node) -> str:
     return type(node).__name__
-
-
-def torch_target(y: np.ndarray, dtype: str) -> torch.Tensor:
-    t = torch.from_numpy(np.array(y))
-    return t if t.dtype == torch.int64 else t.to(TORCH_DTYPES[dtype])
-
-
-def forward_graph(spec: NetSpec, params, x, y):
-    """The twin's forward pass with z⁽ˡ⁾ and a⁽ˡ⁾ kept (retain_grad); returns (J, zs, acts, model)."""
-    model = build_twin(spec, params)
-    h = torch.from_numpy(np.array(x)).to(TORCH_DTYPES[spec.dtype])
-    zs, acts = [None], [None]
-    for linear, act in zip(model[0::2], model[1::2]):
-        z = linear(h)
-        h = act(z)
-        z.retain_grad()
-        h.retain_grad()
-        zs.append(z)
-        acts.append(h)
-    J = TORCH_LOSSES[spec.loss](h, torch_target(y, spec.dtype), **spec.loss_kwargs)
-    return J, zs, acts, model
 
 
 def _walk(J, zs, acts, model) -> tuple[dict, list]:
@@ -127,7 +105,8 @@ def _edges(node, param_of: dict, layer: int) -> LinearEdges:
 
 
 def run_torch(spec: NetSpec, params, x, y) -> TorchRun:
-    J, zs, acts, model = forward_graph(spec, params, x, y)
+    fwd = forward_twin(spec, params, x, y, retain_a=True)       # the twin, z⁽ˡ⁾ and a⁽ˡ⁾ kept
+    J, zs, acts, model = fwd.J, fwd.z, [None] + fwd.a[1:], fwd.model
     L = spec.depth
     regions, order = _walk(J, zs, acts, model)
     J.backward()
@@ -150,6 +129,7 @@ def run_torch(spec: NetSpec, params, x, y) -> TorchRun:
         dJ_da={l: np_(acts[l].grad) for l in range(1, L + 1)},
         dW={l: np_(linears[l - 1].weight.grad) for l in range(1, L + 1)},
         db={l: np_(linears[l - 1].bias.grad) for l in range(1, L + 1) if spec.bias},
+        dx=np_(fwd.X.grad),
         loss_nodes=tuple(_name(n) for n in regions.get(("loss",), [])),
         act_nodes={l: tuple(_name(n) for n in regions.get(("act", l), [])) for l in range(1, L + 1)},
         linear=linear,

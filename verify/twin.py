@@ -8,6 +8,7 @@ parameters.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -42,9 +43,44 @@ def build_twin(spec: NetSpec, params: Sequence, dtype: str | None = None) -> nn.
     return nn.Sequential(*layers)
 
 
-def _target(y: np.ndarray, tdtype: torch.dtype) -> torch.Tensor:
+def torch_target(y: np.ndarray, dtype: str) -> torch.Tensor:
+    """y as a tensor: class indices stay int64, everything else takes the float dtype."""
     t = torch.from_numpy(np.array(y))
-    return t if t.dtype == torch.int64 else t.to(tdtype)
+    return t if t.dtype == torch.int64 else t.to(TORCH_DTYPES[dtype])
+
+
+@dataclass(frozen=True, eq=False)
+class TwinForward:
+    """One forward pass of the twin, kept for backward: X (requires grad), z⁽ˡ⁾ and a⁽ˡ⁾
+    (index 0 unused; z⁽ˡ⁾ retains its grad, δ⁽ˡ⁾), the loss J and the Linear layers."""
+    model: nn.Sequential
+    X: torch.Tensor
+    z: list
+    a: list
+    J: torch.Tensor
+
+    @property
+    def linears(self) -> list:
+        return list(self.model)[0::2]
+
+
+def forward_twin(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
+                 dtype: str | None = None, retain_a: bool = False) -> TwinForward:
+    """Build the twin and run z⁽ˡ⁾ = Linear(a⁽ˡ⁻¹⁾), a⁽ˡ⁾ = act(z⁽ˡ⁾), then J; nothing backward yet."""
+    model = build_twin(spec, params, dtype)
+    layers = list(model)
+    X = torch.from_numpy(np.array(x)).to(TORCH_DTYPES[dtype or spec.dtype]).requires_grad_(True)
+    zs, acts = [None], [X]
+    for linear, act in zip(layers[0::2], layers[1::2]):
+        z = linear(acts[-1])
+        z.retain_grad()                      # δ⁽ˡ⁾ = ∂J/∂z⁽ˡ⁾ is z.grad
+        a = act(z)
+        if retain_a:
+            a.retain_grad()
+        zs.append(z)
+        acts.append(a)
+    J = TORCH_LOSSES[spec.loss](acts[-1], torch_target(y, dtype or spec.dtype), **spec.loss_kwargs)
+    return TwinForward(model, X, zs, acts, J)
 
 
 def torch_trace(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
@@ -52,18 +88,9 @@ def torch_trace(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
     """One forward/backward on the twin: loss, z{l}, a{l}, delta{l} (= z{l}.grad), dW{l},
     db{l}, dx, and W{l}_after/b{l}_after one torch.optim.SGD step with learning rate lr.
     ``dtype`` overrides the spec's (the float64 reference of a float32 case)."""
-    tdtype = TORCH_DTYPES[dtype or spec.dtype]
-    model = build_twin(spec, params, dtype)
-    linears, activations = list(model)[0::2], list(model)[1::2]
-    X = torch.from_numpy(np.array(x)).to(tdtype).requires_grad_(True)
-    h, zs, acts = X, [], []
-    for linear, act in zip(linears, activations):
-        z = linear(h)
-        z.retain_grad()                      # δ⁽ˡ⁾ = ∂J/∂z⁽ˡ⁾ is z.grad
-        h = act(z)
-        zs.append(z)
-        acts.append(h)
-    J = TORCH_LOSSES[spec.loss](h, _target(y, tdtype), **spec.loss_kwargs)
+    run = forward_twin(spec, params, x, y, dtype)
+    model, X, J, linears = run.model, run.X, run.J, run.linears
+    zs, acts = run.z[1:], run.a[1:]
     J.backward()
     out: dict[str, Any] = {"loss": J.item()}
     for l, (z, a, linear) in enumerate(zip(zs, acts, linears), start=1):
