@@ -111,9 +111,12 @@ def floors(spec: Any, hand: dict, ref: dict, case: Any, lr: float) -> dict[str, 
     f64 = lambda v: np.asarray(v, dtype=np.float64)  # noqa: E731
     absW = [None] + [np.abs(f64(W)) for W, _ in case.params]
     absb = [None] + [0.0 if b is None else np.abs(f64(b)) for _, b in case.params]
-    A = [np.abs(f64(case.x))] + [f64(ref[f"a{l}"]) for l in range(1, L + 1)]
+    A = [f64(case.x)] + [f64(ref[f"a{l}"]) for l in range(1, L + 1)]
     absA = [np.abs(a) for a in A]
     dA = [np.zeros_like(A[0])] + [_delta(hand, ref, f"a{l}") for l in range(1, L + 1)]
+    D = [None] + [f64(ref[f"delta{l}"]) for l in range(1, L + 1)]            # δ⁽ˡ⁾, torch's
+    absD = [None] + [np.abs(d) for d in D[1:]]
+    dD = [None] + [_delta(hand, ref, f"delta{l}") for l in range(1, L + 1)]
     loss = LOSSES[spec.loss]
     opts = dict(spec.loss_kwargs)
     reduction = opts.pop("reduction")
@@ -130,9 +133,9 @@ def floors(spec: Any, hand: dict, ref: dict, case: Any, lr: float) -> dict[str, 
             k = n[l]
             gamma_vjp = (n[l + 1] + 2) * u if l < L else 4 * u
             if l < L:
-                g = f64(ref[f"delta{l + 1}"]) @ f64(case.params[l][0])       # δ⁽ˡ⁺¹⁾W⁽ˡ⁺¹⁾
-                g_mag = np.abs(f64(ref[f"delta{l + 1}"])) @ absW[l + 1]
-                out[f"delta{l}"] = GAIN * (_delta(hand, ref, f"delta{l + 1}") @ absW[l + 1]) + \
+                g = D[l + 1] @ f64(case.params[l][0])                       # δ⁽ˡ⁺¹⁾W⁽ˡ⁺¹⁾
+                g_mag = absD[l + 1] @ absW[l + 1]
+                out[f"delta{l}"] = GAIN * (dD[l + 1] @ absW[l + 1]) + \
                     _hidden_step_difference(act, hand, ref, l, g)
             else:
                 out[f"delta{l}"] = _output_step_difference(spec, hand, ref, y, "delta")
@@ -141,8 +144,7 @@ def floors(spec: Any, hand: dict, ref: dict, case: Any, lr: float) -> dict[str, 
             if row_terms is not None:
                 out[f"delta{l}"] += gamma_row * row_terms(A[l], g_mag)
             out[f"delta{l}"] += gamma_vjp * GAIN * g_mag
-            absd = np.abs(f64(ref[f"delta{l}"]))
-            dd = _delta(hand, ref, f"delta{l}")
+            absd, dd = absD[l], dD[l]
             out[f"z{l}"] = dA[l - 1] @ absW[l].T + (n[l - 1] + 2) * u * (absA[l - 1] @ absW[l].T + absb[l])
             dz = _delta(hand, ref, f"z{l}")
             if ACTIVATIONS[act].elementwise:
@@ -156,6 +158,5 @@ def floors(spec: Any, hand: dict, ref: dict, case: Any, lr: float) -> dict[str, 
                 out[f"db{l}"] = dd.sum(axis=0) + (m + 2) * u * absd.sum(axis=0)
                 out[f"b{l}_after"] = lr * _delta(hand, ref, f"db{l}") + \
                     3 * u * (absb[l] + lr * np.abs(f64(ref[f"db{l}"])))
-        absd1 = np.abs(f64(ref["delta1"]))
-        out["dx"] = _delta(hand, ref, "delta1") @ absW[1] + (n[1] + 2) * u * (absd1 @ absW[1])
+        out["dx"] = dD[1] @ absW[1] + (n[1] + 2) * u * (absD[1] @ absW[1])
     return {name: np.where(np.isfinite(c), c, 0.0) for name, c in out.items()}

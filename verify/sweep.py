@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from hypothesis import HealthCheck, Phase, find, given, seed as hypothesis_seed, settings as hsettings
@@ -114,10 +114,17 @@ def draw_block(strategy, block: tuple[int, int, bool]) -> list[Case]:
     return draw_cases(strategy, size + skip_first, block_seed)[skip_first:]
 
 
-def draw_all(strategy_args: dict, n: int, seed: int) -> list[Case]:
-    """All N cases of a sweep, block after block (what ``sweep`` checks, in case_id order)."""
+def iter_cases(strategy_args: dict, n: int, seed: int) -> Iterator[Case]:
+    """The N cases of a sweep, block after block (what ``sweep`` checks, in case_id order),
+    each block drawn when reached."""
     strategy = cases(**strategy_args)
-    return [case for block in blocks(n, seed) for case in draw_block(strategy, block)]
+    for block in blocks(n, seed):
+        yield from draw_block(strategy, block)
+
+
+def draw_all(strategy_args: dict, n: int, seed: int) -> list[Case]:
+    """All N cases of a sweep, drawn up front."""
+    return list(iter_cases(strategy_args, n, seed))
 
 
 # -- 2. check ----------------------------------------------------------------------------------
@@ -158,10 +165,8 @@ def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | No
     """Every case's result, in case_id order. With jobs > 1 each worker process draws and
     checks whole blocks, so drawing is spread over the processes too."""
     if jobs <= 1:
-        strategy = cases(**strategy_args)
-        for block in blocks(n, seed):
-            for case in draw_block(strategy, block):
-                yield run_case(check_fn, *case)
+        for case in iter_cases(strategy_args, n, seed):
+            yield run_case(check_fn, *case)
         return
     pool = _pool_context().Pool(jobs, initializer=_init_worker, initargs=(check_fn, strategy_args))
     try:
