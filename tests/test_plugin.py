@@ -28,3 +28,20 @@ def test_the_report_merges_the_checks_of_two_xdist_workers(pytester):
     assert sorted(cases["spec"]) == sorted(["2-2-1:sigmoid:quadratic", "2-3-1:tanh,identity:mse_loss",
                                             "3-1:relu:l1_loss"])
     assert (pytester.path / "rep" / "report.html").exists()
+
+
+SWEEP_TEST = """
+from verify.sweep import sweep
+
+def test_a_sweep_in_two_processes():
+    assert sweep(examples=40, seed=3, jobs=2, max_shrunk=0).passed
+"""
+
+
+def test_the_report_holds_the_checks_made_in_a_sweeps_worker_processes(pytester):
+    pytester.makepyfile(test_sweeps=SWEEP_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--verify-report", "rep")
+    result.assert_outcomes(passed=1)
+    cases = pd.read_csv(pytester.path / "rep" / "cases.csv")
+    assert len(cases) == 40
+    assert cases["case_id"].tolist() == list(range(40))

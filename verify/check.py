@@ -17,6 +17,15 @@ from .twin import torch_trace
 
 Impl = Callable[[Any, list, np.ndarray, np.ndarray], Any]
 
+# Called with every CaseResult that check returns (the pytest plugin records through one).
+# A sweep's worker processes forward theirs to the parent, which calls these (verify.sweep).
+OBSERVERS: list[Callable[["CaseResult"], None]] = []
+
+
+def notify(result: "CaseResult") -> None:
+    for observe in OBSERVERS:
+        observe(result)
+
 
 def trace_order(spec: NetSpec) -> list[str]:
     """Every traced tensor in forward-then-backward order (then the step)."""
@@ -79,6 +88,7 @@ def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | No
     ``impl`` defaults to handimpl.backprop; any function with its contract works. It is
     called safely (verify.impl.call_safely): on copies of its inputs, with whatever it
     raises, returns wrongly or modifies in place turned into failing records.
+    Every result is passed to each of OBSERVERS before it is returned.
     """
     spec = NetSpec.coerce(spec)
     rtol, atol = tolerances(spec.dtype, rtol, atol)
@@ -93,5 +103,7 @@ def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | No
     rank = {name: i for i, name in enumerate(trace_order(spec))}
     records = sorted(compared, key=lambda r: -1 if r.name == CALL else rank.get(r.name, len(rank)))
     records += mutations
-    return CaseResult(spec, seed, batch, tuple(records), error=error, scale=case.scale,
-                      zero_fraction=case.zero_fraction)
+    result = CaseResult(spec, seed, batch, tuple(records), error=error, scale=case.scale,
+                        zero_fraction=case.zero_fraction)
+    notify(result)
+    return result

@@ -1,17 +1,19 @@
 """pytest gate: ``--verify-report DIR`` collects every harness check of the session.
 
-With the option, verify.check.check is wrapped for the session (also where it
-was imported as ``from verify import check``), and the ``verify_check`` fixture
-records through the same wrapper. At session end the collected CaseResults,
-ordered by test id and call order, go through verify.report.write_reports.
-Under pytest-xdist every worker hands its results (pickled) to the controller
-through ``workeroutput``, and the controller writes one merged report.
+With the option, the session's collector observes verify.check.check
+(verify.check.OBSERVERS): every check is recorded however it was imported or
+called, through the ``verify_check`` fixture, inside a sweep, and in a sweep's
+worker processes (they forward their results to the parent, verify.sweep). At
+session end the collected CaseResults, ordered by test id and call order, go
+through verify.report.write_reports. Under pytest-xdist every worker hands its
+results (pickled) to the controller through ``workeroutput``, and the
+controller writes one merged report.
 """
 from __future__ import annotations
 
 import base64
+import importlib
 import pickle
-import sys
 import time
 from typing import Any
 
@@ -21,42 +23,29 @@ _KEY = "verify_results"
 
 
 class Collector:
-    """Results in (test id, call number) order, with the wrapped check."""
+    """Results in (test id, call number) order, recorded as an observer of verify.check."""
 
     def __init__(self):
         self.items: list[tuple[str, int, Any]] = []
         self.nodeid = ""
         self.started = time.perf_counter()
-        self._original = None
 
     def record(self, result) -> None:
         self.items.append((self.nodeid, len(self.items), result))
 
-    def wrap(self, check):
-        def check_and_record(*args, **kwargs):
-            result = check(*args, **kwargs)
-            self.record(result)
-            return result
-        check_and_record.__wrapped__ = check
-        check_and_record.__doc__ = check.__doc__
-        return check_and_record
-
     def install(self) -> None:
-        import verify
-        module = sys.modules["verify.check"]
-        self._original = module.check
-        wrapped = self.wrap(self._original)
-        module.check = wrapped
-        verify.check = wrapped
+        _observers().append(self.record)
 
     def uninstall(self) -> None:
-        if self._original is not None:
-            import verify
-            sys.modules["verify.check"].check = self._original
-            verify.check = self._original
+        if self.record in _observers():
+            _observers().remove(self.record)
 
     def results(self) -> list:
         return [r for _, _, r in sorted(self.items, key=lambda t: (t[0], t[1]))]
+
+
+def _observers() -> list:
+    return importlib.import_module("verify.check").OBSERVERS    # the module (verify.check is also the function)
 
 
 def pytest_addoption(parser):
@@ -85,13 +74,9 @@ def pytest_runtest_protocol(item, nextitem):
 
 
 @pytest.fixture
-def verify_check(request):
-    """verify.check.check, recorded into the --verify-report report when it is on."""
-    collector = _collector(request.config)
-    check = sys.modules["verify.check"].check
-    if collector is None:
-        from verify.check import check as plain
-        return plain
+def verify_check():
+    """verify.check.check (recorded into the --verify-report report when it is on)."""
+    from verify.check import check
     return check
 
 

@@ -130,8 +130,8 @@ def draw_all(strategy_args: dict, n: int, seed: int) -> list[Case]:
 # -- 2. check ----------------------------------------------------------------------------------
 
 def default_check() -> CheckFn:
-    """verify.check.check, looked up at call time (the pytest plugin may wrap it)."""
-    return importlib.import_module("verify.check").check
+    """verify.check.check, looked up at call time."""
+    return _check_module().check
 
 
 def run_case(check_fn: CheckFn | None, spec: NetSpec, seed: int, batch: int) -> CaseResult:
@@ -145,15 +145,27 @@ def run_case(check_fn: CheckFn | None, spec: NetSpec, seed: int, batch: int) -> 
 _worker: dict = {}
 
 
-def _init_worker(check_fn: CheckFn | None, strategy_args: dict) -> None:
+def _init_worker(check_fn: CheckFn | None, strategy_args: dict, forward: bool) -> None:
+    """A worker process: one thread, Ctrl-C left to the parent, and (when the parent has
+    observers of verify.check, the pytest plugin say) every check's result kept for the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent handles Ctrl-C
     torch.set_num_threads(1)
-    _worker.update(check=check_fn, strategy=cases(**strategy_args))
+    forwarded: list[CaseResult] = []
+    _check_module().OBSERVERS[:] = [forwarded.append] if forward else []
+    _worker.update(check=check_fn, strategy=cases(**strategy_args), forwarded=forwarded)
 
 
-def _run_block(block: tuple[int, int, bool]) -> list[CaseResult]:
-    """Draw one block in this worker process and check its cases."""
-    return [run_case(_worker["check"], *case) for case in draw_block(_worker["strategy"], block)]
+def _run_block(block: tuple[int, int, bool]) -> tuple[list[CaseResult], list[CaseResult]]:
+    """Draw one block in this worker process and check its cases. Returns (results, the
+    results its checks passed to verify.check's observers, for the parent's observers)."""
+    results = [run_case(_worker["check"], *case) for case in draw_block(_worker["strategy"], block)]
+    forwarded = list(_worker["forwarded"])
+    _worker["forwarded"].clear()
+    return results, forwarded
+
+
+def _check_module():
+    return importlib.import_module("verify.check")      # the module; verify.check is also the function
 
 
 def _pool_context():
@@ -163,14 +175,19 @@ def _pool_context():
 
 def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None, jobs: int):
     """Every case's result, in case_id order. With jobs > 1 each worker process draws and
-    checks whole blocks, so drawing is spread over the processes too."""
+    checks whole blocks, so drawing is spread over the processes too; what its checks passed
+    to verify.check's observers is passed to this process's observers, block by block."""
     if jobs <= 1:
         for case in iter_cases(strategy_args, n, seed):
             yield run_case(check_fn, *case)
         return
-    pool = _pool_context().Pool(jobs, initializer=_init_worker, initargs=(check_fn, strategy_args))
+    observed = _check_module()
+    pool = _pool_context().Pool(jobs, initializer=_init_worker,
+                                initargs=(check_fn, strategy_args, bool(observed.OBSERVERS)))
     try:
-        for results in pool.imap(_run_block, blocks(n, seed), chunksize=1):
+        for results, forwarded in pool.imap(_run_block, blocks(n, seed), chunksize=1):
+            for result in forwarded:
+                observed.notify(result)
             yield from results
         pool.close()
     finally:
