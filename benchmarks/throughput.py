@@ -3,7 +3,10 @@
 (a) the full sweep path: hypothesis draw, verify.check on every case (torch twin, for float32
     also the float64 reference, every tensor compared, records kept);
 (b) the bare loop: build both nets (data, parameters, the torch twin), one forward/backward
-    on each side, np.allclose on every dW and db.
+    on each side, np.allclose on every dW and db;
+(c) the required floor of (a): the hypothesis draw, the bare loop, and for float32 cases the
+    float64 twin's forward/backward that the verdict needs (issue 2), nothing compared or kept.
+    (c)/(b) is the most any implementation of (a) could reach; it is printed as the ceiling.
 
     python benchmarks/throughput.py [--examples N] [--seed S] [--jobs J] [--rounds R] [--profile]
 
@@ -24,25 +27,43 @@ import handimpl
 from verify.data import draw_case
 from verify.sweep import draw_all, sweep
 from verify.torch_ops import TORCH_LOSSES
-from verify.twin import build_twin, torch_target
+from verify.twin import TORCH_DTYPES, build_twin, torch_target
 
 SMALL = dict(max_depth=4, max_width=16, max_batch=16)
 
 
+def twin_backward(spec, case, dtype: str | None = None):
+    """The twin (in ``dtype``, default the spec's) after one forward/backward."""
+    dtype = dtype or spec.dtype
+    model = build_twin(spec, case.params, dtype)
+    X = torch.from_numpy(case.x).to(TORCH_DTYPES[dtype])
+    J = TORCH_LOSSES[spec.loss](model(X), torch_target(case.y, dtype), **spec.loss_kwargs)
+    J.backward()
+    return model
+
+
 def bare_case(spec, seed: int, batch: int) -> bool:
     """Both nets, forward/backward on each, allclose on dW and db; nothing kept."""
-    case = draw_case(spec, seed, batch)
+    return _bare(spec, draw_case(spec, seed, batch))
+
+
+def _bare(spec, case) -> bool:
     hand = handimpl.backprop(spec, case.params, case.x, case.y)
-    model = build_twin(spec, case.params)
-    X = torch.from_numpy(case.x)
-    J = TORCH_LOSSES[spec.loss](model(X), torch_target(case.y, spec.dtype), **spec.loss_kwargs)
-    J.backward()
+    model = twin_backward(spec, case)
     ok = True
     for l, linear in enumerate(model[0::2], start=1):
         ok &= np.allclose(hand[f"dW{l}"], linear.weight.grad.numpy())
         if spec.bias:
             ok &= np.allclose(hand[f"db{l}"], linear.bias.grad.numpy())
     return bool(ok)
+
+
+def floor_case(spec, seed: int, batch: int) -> None:
+    """The bare loop plus, for float32, the float64 reference run: what (a) cannot do without."""
+    case = draw_case(spec, seed, batch)
+    _bare(spec, case)
+    if spec.dtype == "float32":
+        twin_backward(spec, case, "float64")
 
 
 def time_sweep(n: int, seed: int, jobs: int) -> float:
@@ -61,6 +82,13 @@ def time_bare(n: int, seed: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def time_floor(n: int, seed: int) -> float:
+    start = time.perf_counter()
+    for spec, s, batch in draw_all(SMALL, n, seed):
+        floor_case(spec, s, batch)
+    return n / (time.perf_counter() - start)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--examples", type=int, default=300)
@@ -72,20 +100,24 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     time_sweep(20, args.seed + 1, 1)            # warm up both paths (lazy torch init, imports)
     time_bare(20, args.seed + 1)
+    time_floor(20, args.seed + 1)
     if args.profile:
         cProfile.runctx("time_sweep(args.examples, args.seed, 1)", globals(), locals(), "/tmp/sweep.prof")
         pstats.Stats("/tmp/sweep.prof").sort_stats("tottime").print_stats(25)
-    rounds = {"a": [], "b": [], "j": []}
+    rounds = {"a": [], "b": [], "c": [], "j": []}
     for _ in range(args.rounds):        # interleaved, so that machine noise hits both sides alike
         rounds["a"].append(time_sweep(args.examples, args.seed, 1))
         rounds["b"].append(time_bare(args.examples, args.seed))
+        rounds["c"].append(time_floor(args.examples, args.seed))
         if args.jobs > 1:
             rounds["j"].append(time_sweep(args.examples, args.seed, args.jobs))
-    a, b = statistics.median(rounds["a"]), statistics.median(rounds["b"])
+    a, b, c = (statistics.median(rounds[k]) for k in "abc")
     print(f"cases: {args.examples} (depth <= 4, width <= 16, batch <= 16, seed {args.seed}), "
           f"median of {args.rounds} interleaved rounds")
     print(f"(a) full sweep path: {a:8.1f} cases/s")
     print(f"(b) bare loop:       {b:8.1f} cases/s")
+    print(f"(c) required floor:  {c:8.1f} cases/s  (draw + bare loop + float64 reference; "
+          f"ceiling for the ratio: {c / b:.2f})")
     if args.jobs > 1:
         aj = statistics.median(rounds["j"])
         print(f"(a) with --jobs {args.jobs}:   {aj:8.1f} cases/s  (speed-up {aj / a:.2f})")

@@ -1,4 +1,5 @@
-"""NetSpec: the string form round-trips, bad specs get one clear error, from_torch inverts the twin."""
+"""NetSpec: the string form round-trips, bad specs get one clear error, from_torch inverts the twin,
+the twin's SGD step is torch.optim.SGD's."""
 import pytest
 import torch
 from hypothesis import given
@@ -7,8 +8,8 @@ from torch import nn
 import verify
 from verify import NetSpec, SpecError, from_torch
 from verify.data import draw_case
-from verify.strategies import net_specs
-from verify.twin import build_twin
+from verify.strategies import cases, net_specs
+from verify.twin import build_twin, forward_twin, sgd_step
 
 
 @given(net_specs())
@@ -84,3 +85,16 @@ def test_twin_copies_the_numpy_parameters_rather_than_redrawing_them():
     params = draw_case(spec, 5, 2).params
     model = build_twin(spec, params)
     assert torch.equal(model[2].weight, torch.from_numpy(params[1][0]))
+
+
+@given(cases(max_depth=3, max_width=6, max_batch=5))
+def test_the_twins_sgd_step_is_bit_identical_to_torch_optim_sgd(case):
+    spec, seed, batch = case
+    data = draw_case(spec, seed, batch)
+    ours, theirs = (forward_twin(spec, data.params, data.x, data.y) for _ in range(2))
+    ours.J.backward()
+    theirs.J.backward()
+    sgd_step(ours.model, 0.37)
+    torch.optim.SGD(theirs.model.parameters(), lr=0.37).step()
+    for p, q in zip(ours.model.parameters(), theirs.model.parameters(), strict=True):
+        assert torch.equal(p, q)

@@ -83,10 +83,22 @@ def forward_twin(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
     return TwinForward(model, X, zs, acts, J)
 
 
+def sgd_step(model: nn.Module, lr: float) -> None:
+    """One plain SGD step, exactly as torch.optim.SGD(lr=lr, foreach=False).step() takes it:
+    its _single_tensor_sgd without momentum, weight decay or maximize is
+    ``param.add_(grad, alpha=-lr)`` (torch/optim/sgd.py). The optimizer itself is not
+    called because its first use imports torch._dynamo (1.4 s, 800 modules: longer than a
+    whole default sweep); tests/test_harness.py checks the two agree bit for bit."""
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(param.grad, alpha=-lr)
+
+
 def torch_trace(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
                 lr: float = 0.1, dtype: str | None = None) -> dict[str, Any]:
     """One forward/backward on the twin: loss, z{l}, a{l}, delta{l} (= z{l}.grad), dW{l},
-    db{l}, dx, and W{l}_after/b{l}_after one torch.optim.SGD step with learning rate lr.
+    db{l}, dx, and W{l}_after/b{l}_after one SGD step (torch.optim.SGD's, see sgd_step) with
+    learning rate lr.
     ``dtype`` overrides the spec's (the float64 reference of a float32 case)."""
     run = forward_twin(spec, params, x, y, dtype)
     model, X, J, linears = run.model, run.X, run.J, run.linears
@@ -100,7 +112,7 @@ def torch_trace(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
         if spec.bias:
             out[f"db{l}"] = linear.bias.grad.numpy().copy()
     out["dx"] = X.grad.numpy()
-    torch.optim.SGD(model.parameters(), lr=lr, foreach=False).step()
+    sgd_step(model, lr)
     for l, linear in enumerate(linears, start=1):
         out[f"W{l}_after"] = linear.weight.detach().numpy().copy()
         if spec.bias:
