@@ -1,6 +1,7 @@
 """Bring your own backprop: loading a TARGET, calling user code safely, sweeping it."""
 from __future__ import annotations
 
+import signal
 import warnings
 from pathlib import Path
 
@@ -171,3 +172,32 @@ def test_handimpl_still_agrees_through_the_safe_caller():
     result = check("2-3-3-2:tanh,relu,identity:cross_entropy", seed=5, batch=3)
     assert result.passed and not result.error
     assert np.isfinite([r.max_abs_err for r in result.records]).all()
+
+
+def test_a_call_past_the_time_limit_fails_the_case_naming_the_line_it_was_stopped_at():
+    result = check(SPEC, seed=1, batch=3, impl=user("hangs_on_big_batches"), time_limit=0.2)
+    assert not result.passed and result.timed_out
+    assert result.error.startswith("CallTimedOut: did not return within 0.2 s")
+    assert "in hangs_on_big_batches" in result.error
+
+
+def test_the_time_limit_leaves_the_previous_alarm_handler_in_place():
+    before = signal.getsignal(signal.SIGALRM)
+    check(SPEC, seed=1, batch=3, impl=user("hangs_on_big_batches"), time_limit=0.1)
+    assert signal.getsignal(signal.SIGALRM) is before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_sweep_stops_at_the_first_case_past_the_time_limit_and_is_marked_partial(jobs):
+    result = verify.impl_sweep.sweep_implementation(user("hangs_on_big_batches"), examples=200,
+                                                    jobs=jobs, time_limit=0.2)
+    assert result.partial and not result.passed
+    assert result.results[-1].timed_out and len(result.results) < 200
+    assert result.stopped == f"case {len(result.results) - 1} ran past the time limit"
+
+
+@pytest.mark.parametrize("args", [["check", SPEC, "--time-limit", "1"],
+                                  ["check", "--impl", "handimpl:backprop", "--time-limit", "soon"]])
+def test_a_time_limit_without_impl_or_not_a_number_is_bad_input(args):
+    assert main(args) == 2

@@ -10,7 +10,7 @@ import handimpl
 
 from .compare import Comparison, Pair, compare_all, tolerances
 from .data import draw_case
-from .impl import CALL, after_step_safely, call_safely
+from .impl import CALL, TIME_LIMIT, after_step_safely, call_safely, stopped_at_limit
 from .propagate import floors
 from .spec import NetSpec
 from .twin import torch_trace
@@ -46,12 +46,20 @@ class CaseResult:
     batch: int
     records: tuple[Comparison, ...]
     error: str = ""          # what the implementation raised, if it did
+    timed_out: bool = False  # the implementation (or its step) was stopped at its time limit
     scale: float = 1.0
     zero_fraction: float = 0.0
 
     @property
     def passed(self) -> bool:
         return not self.error and all(r.passed for r in self.records)
+
+    @property
+    def error_sentence(self) -> str:
+        """'the implementation raised ...' ('was stopped: ...' at its time limit), or ''."""
+        if not self.error:
+            return ""
+        return f"the implementation {'was stopped:' if self.timed_out else 'raised'} {self.error}"
 
     @property
     def first_divergence(self) -> Comparison | None:
@@ -81,13 +89,16 @@ def compare_traces(spec: NetSpec, case, hand: dict, refs: tuple, lr: float,
 
 
 def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
-          lr: float = 0.1, rtol: float | None = None, atol: float | None = None) -> CaseResult:
+          lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
+          time_limit: float | None = None) -> CaseResult:
     """Run one case on both sides and compare every tensor.
 
     Data (parameters, x, y) are drawn reproducibly from ``seed`` (verify.data).
     ``impl`` defaults to handimpl.backprop; any function with its contract works. It is
     called safely (verify.impl.call_safely): on copies of its inputs, with whatever it
-    raises, returns wrongly or modifies in place turned into failing records.
+    raises, returns wrongly or modifies in place turned into failing records. A call of
+    ``impl`` taking longer than ``time_limit`` seconds (default TIME_LIMIT; 0: none; handimpl
+    has none) is stopped and fails the case (``timed_out``).
     Every result is passed to each of OBSERVERS before it is returned.
     """
     spec = NetSpec.coerce(spec)
@@ -95,15 +106,18 @@ def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | No
     case = draw_case(spec, seed, batch)
     refs = references(spec, case, lr)
     fn = impl or handimpl.backprop
+    seconds = None if impl is None else (TIME_LIMIT if time_limit is None else time_limit)
     hand, problems, mutations, error = call_safely(fn, spec, case.params, case.x, case.y,
-                                                   rtol=rtol, atol=atol)
-    stepped, step_problems = after_step_safely(fn, spec, case.params, hand, lr, rtol=rtol, atol=atol)
+                                                   rtol=rtol, atol=atol, seconds=seconds)
+    stepped, step_problems = after_step_safely(fn, spec, case.params, hand, lr, rtol=rtol, atol=atol,
+                                               seconds=seconds)
     hand.update(stepped)
     compared = problems + compare_traces(spec, case, hand, refs, lr, rtol, atol) + step_problems
     rank = {name: i for i, name in enumerate(trace_order(spec))}
     records = sorted(compared, key=lambda r: -1 if r.name == CALL else rank.get(r.name, len(rank)))
     records += mutations
-    result = CaseResult(spec, seed, batch, tuple(records), error=error, scale=case.scale,
+    result = CaseResult(spec, seed, batch, tuple(records), error=error,
+                        timed_out=stopped_at_limit(error, step_problems), scale=case.scale,
                         zero_fraction=case.zero_fraction)
     notify(result)
     return result

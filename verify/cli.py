@@ -37,6 +37,17 @@ def _integer(minimum: int, what: str):
 
 
 _positive = _integer(1, "a positive integer")
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: seconds >= 0 (0: no limit)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
 _seed = _integer(0, "a non-negative integer")
 
 
@@ -67,6 +78,8 @@ def case_table(result) -> pd.DataFrame:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.time_limit is not None and not args.impl:
+        raise UsageError("--time-limit applies to --impl (handimpl's own backprop has no limit)")
     if args.impl:
         from .impl_sweep import check_impl_command
         return check_impl_command(args)
@@ -119,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", nargs="?", help="WIDTHS:ACTIVATIONS:LOSS[:KEY=VALUE,...]")
     p.add_argument("--batch", type=_positive, default=None, help="batch size m (default 4)")
     p.add_argument("--impl", default=None, help="package.module:function or path/to/file.py:function")
+    p.add_argument("--time-limit", type=_seconds, default=None, metavar="SECONDS",
+                   help="stop a call of the implementation after this long (default 10; 0: none); "
+                        "a sweep stops at the first case that runs past it")
     add_sweep_options(p, examples=None)
     p.set_defaults(func=cmd_check)
 

@@ -75,7 +75,7 @@ def describe_case(case) -> str:
     lines = [f"minimal counterexample: {case.spec}  (seed {case.seed}, batch m = {case.batch})"]
     first = case.first_divergence
     if case.error:
-        lines.append(f"  the implementation raised {case.error}")
+        lines.append(f"  {case.error_sentence}")
     if first is None:
         return "\n".join(lines)
     compared = {r.name: r for r in case.records}

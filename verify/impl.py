@@ -16,11 +16,13 @@ dtypes exactly as torch's. Optional extensions, read from attributes of ``fn``:
 
 Everything user code can do wrong becomes a failing record, never a crash:
 ``call_safely`` hands it copies of its inputs (and reports any it modified),
-catches every exception (naming the line of user code that raised), and
+catches every exception (naming the line of user code that raised), stops a
+call that runs past its time limit (naming the line it was stopped at), and
 checks the returned mapping before anything is compared.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -28,7 +30,9 @@ import importlib
 import importlib.util
 import inspect
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Mapping
@@ -43,6 +47,44 @@ Impl = Callable[..., Any]
 DEFAULT_OUT = Path("reports") / "impl"
 CALL = "backprop"        # the record name for problems with the call as a whole
 STEP = "step"            # ... and with the implementation's own update
+
+
+TIME_LIMIT = 10.0        # seconds one call of a user implementation may take (verify check --time-limit)
+
+
+class CallTimedOut(BaseException):
+    """Raised inside a user implementation that ran past its time limit. A BaseException, so
+    that the implementation's own ``except Exception`` cannot swallow it."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise CallTimedOut in the body after ``seconds`` (None or 0: no limit).
+
+    It uses SIGALRM, so it works in the main thread on Unix only (a sweep's worker processes
+    included); elsewhere, or while another ITIMER_REAL timer is running, there is no limit."""
+    usable = seconds and hasattr(signal, "setitimer") and \
+        threading.current_thread() is threading.main_thread()
+    if not usable or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise CallTimedOut(f"did not return within {seconds:g} s (the time limit)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def stopped_at_limit(error: str, problems: list[Comparison]) -> bool:
+    """Whether call_safely's error or one of after_step_safely's problems is a CallTimedOut."""
+    name = CallTimedOut.__name__
+    return error.startswith(name) or any(p.problem.startswith(f"step raised {name}") for p in problems)
 
 
 class ImplementationWarning(UserWarning):
@@ -222,8 +264,9 @@ def _not_a_tensor(name: str, spec: Any, problem: str, rtol: float, atol: float) 
 
 
 def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray, *,
-                rtol: float, atol: float) -> tuple[dict[str, Any], list[Comparison], list[Comparison], str]:
-    """Call ``fn`` on copies of its inputs; never raise.
+                rtol: float, atol: float, seconds: float | None = None
+                ) -> tuple[dict[str, Any], list[Comparison], list[Comparison], str]:
+    """Call ``fn`` on copies of its inputs, stopping it after ``seconds``; never raise.
 
     Returns
     -------
@@ -236,14 +279,16 @@ def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray,
         One failing record per input the call modified in place.
     error : str
         What the call raised (type, message, user line), or "" (then ``hand`` and
-        ``problems`` are empty: the CaseResult carries the error).
+        ``problems`` are empty: the CaseResult carries the error). A call stopped at
+        its time limit gives ``CallTimedOut: did not return within ... at FILE:LINE``.
     """
     m = x.shape[0]
     p_copy, x_copy, y_copy = copy.deepcopy(list(params)), x.copy(), y.copy()
     name = getattr(fn, "__name__", CALL)
     try:
-        out = fn(spec, p_copy, x_copy, y_copy)
-    except (Exception, SystemExit) as e:   # noqa: BLE001 - user code may raise anything
+        with time_limit(seconds):
+            out = fn(spec, p_copy, x_copy, y_copy)
+    except (Exception, SystemExit, CallTimedOut) as e:   # noqa: BLE001 - user code may raise anything
         error = describe_exception(e, fn)
         return {}, [], _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol), error
     mutations = _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol)
@@ -284,7 +329,8 @@ def _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol) -> 
 
 
 def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: float, *,
-                      rtol: float, atol: float) -> tuple[dict[str, Any], list[Comparison]]:
+                      rtol: float, atol: float, seconds: float | None = None
+                      ) -> tuple[dict[str, Any], list[Comparison]]:
     """``W{l}_after``/``b{l}_after`` from one update with the implementation's gradients.
 
     The update is ``fn.step(params, grads, lr)`` when the implementation has one,
@@ -311,11 +357,12 @@ def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: 
         return {}, []
     p_copy = copy.deepcopy(list(params))
     try:
-        stepped = step(p_copy, grads, lr)
-        pairs = list(stepped)
+        with time_limit(seconds):
+            stepped = step(p_copy, grads, lr)
+            pairs = list(stepped)
         if len(pairs) != len(params) or not all(len(p) == 2 for p in pairs):
             raise TypeError(f"step returned {len(pairs)} items, expected {len(params)} (W, b) pairs")
-    except (Exception, SystemExit) as e:   # noqa: BLE001
+    except (Exception, SystemExit, CallTimedOut) as e:   # noqa: BLE001
         where = describe_exception(e, step)
         return {}, [_not_a_tensor(STEP, spec, f"step raised {where}", rtol, atol)]
     out: dict[str, Any] = {}

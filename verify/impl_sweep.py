@@ -16,12 +16,12 @@ from .impl import DEFAULT_OUT, Impl, _usage, load_target, reset_warnings, resolv
 
 # -- sweeping an implementation ------------------------------------------------------------------
 
-def check_case(impl: Impl | str, spec: Any, seed: int, batch: int):
+def check_case(impl: Impl | str, spec: Any, seed: int, batch: int, *, time_limit: float | None = None):
     """verify.check.check for one case with ``impl`` (a callable or a TARGET string).
 
     Module-level, so ``functools.partial(check_case, target)`` pickles for jobs > 1."""
     from .check import check
-    return check(spec, seed, batch, impl=resolve(impl))
+    return check(spec, seed, batch, impl=resolve(impl), time_limit=time_limit)
 
 
 def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[str, Any]:
@@ -51,8 +51,12 @@ def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[s
 
 def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed: int = 0,
                          activations=None, losses=None, dtypes=None, max_depth: int = 4,
-                         max_width: int = 16, max_batch: int = 16, jobs: int = 1, progress=None):
+                         max_width: int = 16, max_batch: int = 16, jobs: int = 1, progress=None,
+                         time_limit: float | None = None):
     """verify.sweep.sweep over ``impl``, restricted to what it supports. Returns the SweepResult.
+
+    Each call of ``impl`` may take ``time_limit`` seconds (default verify.impl.TIME_LIMIT);
+    the sweep stops at the first case that runs past it, marked partial.
 
     Unknown names or impossible bounds raise UsageError (one line)."""
     from . import strategies
@@ -72,7 +76,7 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
             jobs = 1
     reset_warnings()
     return sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
-                 max_batch=max_batch, jobs=jobs, check_fn=functools.partial(check_case, impl),
+                 max_batch=max_batch, jobs=jobs, check_fn=functools.partial(check_case, impl, time_limit=time_limit),
                  progress=progress, impl=impl if isinstance(impl, str) else None, **names)
 
 
@@ -80,7 +84,7 @@ def check_implementation(fn: Impl | str, **options):
     """Sweep ``fn`` against torch; one DataFrame row per compared tensor per case.
 
     Options are those of ``verify check --impl``: examples, seed, activations,
-    losses, dtypes, max_depth, max_width, max_batch, jobs. The frame's
+    losses, dtypes, max_depth, max_width, max_batch, jobs, time_limit. The frame's
     ``attrs`` hold ``passed``, ``n_failed``, ``minimal`` (the shrunk failing
     CaseResults) and ``message`` (the explanation of the first of them).
     """
@@ -113,6 +117,7 @@ def check_impl_command(args) -> int:
     that one case instead, as the repro line of a failure says."""
     from .diagnose import explain_failure
     from .report import summary_lines, write_reports
+    from .sweep import INTERRUPTED
 
     fn = load_target(args.impl)
     if getattr(args, "spec", None):
@@ -120,7 +125,8 @@ def check_impl_command(args) -> int:
     result = sweep_implementation(
         args.impl, examples=args.examples, seed=args.seed, activations=args.activations,
         losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
-        max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs)
+        max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
+        time_limit=getattr(args, "time_limit", None))
     out_dir = Path(args.out) if args.out else DEFAULT_OUT
     paths = write_reports(result, out_dir, title=f"verify check --impl {args.impl}")
     for line in summary_lines(result):
@@ -131,6 +137,8 @@ def check_impl_command(args) -> int:
         print(f"reproduce: verify check '{first.spec}' --impl {args.impl} "
               f"--seed {first.seed} --batch {first.batch}")
     print(f"report: {paths['html']}")
+    if result.stopped == INTERRUPTED:
+        return 130
     return 0 if result.passed else 1
 
 
@@ -140,7 +148,8 @@ def _check_one(fn: Impl, args) -> int:
     from .diagnose import describe_case
 
     reset_warnings()
-    result = check(args.spec, seed=args.seed, batch=getattr(args, "batch", None) or 4, impl=fn)
+    result = check(args.spec, seed=args.seed, batch=getattr(args, "batch", None) or 4, impl=fn,
+                   time_limit=getattr(args, "time_limit", None))
     print(case_table(result).to_string(index=False))
     if result.passed:
         print(f"PASS: all {len(result.records)} tensors agree")

@@ -145,7 +145,7 @@ def _join(words: Sequence[str]) -> str:
 def divergence_sentence(result: CaseResult) -> str:
     """E.g. 'z and a agree in all layers, and so does the loss; delta2 is the first to diverge'."""
     if result.error:
-        return f"the implementation raised {result.error}"
+        return result.error_sentence
     pos = next((i for i, r in enumerate(result.records) if not r.passed), None)
     if pos is None:
         return f"all {len(result.records)} tensors agree"
@@ -167,7 +167,7 @@ def divergence_sentence(result: CaseResult) -> str:
 
 def verdict(result) -> str:
     n, failed = len(result.results), result.n_failed
-    prefix = "PARTIAL (interrupted): " if result.partial else ""
+    prefix = f"PARTIAL ({result.stopped or 'interrupted'}): " if result.partial else ""
     if failed == 0:
         return f"{prefix}all {n} cases agree"
     return f"{prefix}{failed} of {n} cases disagree"
@@ -235,6 +235,7 @@ def report_json(result, disc: pd.DataFrame, title: str) -> dict:
         "title": title,
         "verdict": verdict(result),
         "partial": result.partial,
+        "stopped": result.stopped,
         "seed": result.settings.get("seed"),
         "settings": result.settings,
         "counts": {"cases": len(result.results), "failed_cases": result.n_failed,

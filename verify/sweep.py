@@ -44,6 +44,7 @@ BLOCKS = 16                 # at most this many hypothesis streams the cases are
 BLOCK_MIN = 32              # ... each of at least this many cases
 FAMILY_SPREAD = 3           # distinct activations/losses after which a failure family is one failure
 SHRINK_SEARCH = 60          # examples hypothesis.find may generate before giving up
+INTERRUPTED = "interrupted"  # SweepResult.stopped after Ctrl-C
 
 Case = tuple[NetSpec, int, int]
 CheckFn = Callable[[NetSpec, int, int], CaseResult]
@@ -57,14 +58,17 @@ class SweepResult:
     results : every checked case, in case_id order.
     minimal : one minimal counterexample per distinct failure, smallest first.
     settings : what the sweep was asked to do (JSON-able).
-    partial : True when the sweep was interrupted.
+    partial : True when the sweep ended before its last case (or before shrinking).
     wall_time : seconds, draw to shrink.
+    stopped : why it ended early: INTERRUPTED (Ctrl-C), or the case whose implementation
+        ran past its time limit (a hanging implementation would hang every case); "" if not.
     """
     results: tuple[CaseResult, ...]
     minimal: tuple[CaseResult, ...] = ()
     settings: dict = field(default_factory=dict)
     partial: bool = False
     wall_time: float = 0.0
+    stopped: str = ""
 
     @property
     def n_failed(self) -> int:
@@ -196,9 +200,10 @@ def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | No
 
 
 def run_cases(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None = None, jobs: int = 1,
-              progress: Progress | None = None) -> tuple[list[CaseResult], bool]:
-    """Draw and check the sweep's cases in order. Returns (results, partial): Ctrl-C stops
-    early, keeping the results so far."""
+              progress: Progress | None = None) -> tuple[list[CaseResult], str]:
+    """Draw and check the sweep's cases in order. Returns (results, stopped): Ctrl-C, or a
+    case whose implementation ran past its time limit, stops early (``stopped`` says which),
+    keeping the results so far."""
     results: list[CaseResult] = []
     failed = 0
     try:
@@ -207,9 +212,11 @@ def run_cases(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None =
             failed += not result.passed
             if progress:
                 progress(len(results), n, failed)
+            if result.timed_out:
+                return results, f"case {len(results) - 1} ran past the time limit"
     except KeyboardInterrupt:
-        return results, True
-    return results, False
+        return results, INTERRUPTED
+    return results, ""
 
 
 # -- 3. shrink ---------------------------------------------------------------------------------
@@ -363,15 +370,16 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     threads = torch.get_num_threads()
     torch.set_num_threads(1)            # small nets: threads only cost, and results stay job-independent
     try:
-        results, partial = run_cases(strategy_args, n, seed, check_fn, jobs, progress)
+        results, stopped = run_cases(strategy_args, n, seed, check_fn, jobs, progress)
         minimal: list[CaseResult] = distinct_failures(results)
-        if not partial and max_shrunk:
-            minimal, partial = shrink_failures(results, check_fn, max_shrunk=max_shrunk,
-                                               seconds=shrink_seconds)
+        if not stopped and max_shrunk:
+            minimal, interrupted = shrink_failures(results, check_fn, max_shrunk=max_shrunk,
+                                                   seconds=shrink_seconds)
+            stopped = INTERRUPTED if interrupted else ""
     finally:
         torch.set_num_threads(threads)
     return SweepResult(tuple(results), tuple(sorted(minimal, key=size_key)), settings,
-                       partial, time.perf_counter() - start)
+                       bool(stopped), time.perf_counter() - start, stopped)
 
 
 def _names(names: Sequence[str] | None) -> list[str] | str:
@@ -431,6 +439,6 @@ def run_command(args) -> int:
     for line in summary_lines(result):
         print(line)
     print(f"report: {paths['html']}")
-    if result.partial:
+    if result.stopped == INTERRUPTED:
         return 130
     return 0 if result.passed else 1
