@@ -25,7 +25,7 @@ import torch
 
 import handimpl
 from verify.data import draw_case
-from verify.sweep import draw_all, sweep
+from verify.sweep import _pool_context, draw_all, sweep
 from verify.torch_ops import TORCH_LOSSES
 from verify.twin import TORCH_DTYPES, build_twin, torch_target
 
@@ -89,6 +89,27 @@ def time_floor(n: int, seed: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def _spin(_: int) -> int:
+    total = 0
+    for i in range(2_000_000):
+        total += i * i
+    return total
+
+
+def time_machine(jobs: int) -> float:
+    """The speed-up these cores give right now to plain CPU-bound Python in ``jobs`` processes
+    (a shared machine may deliver less than ``jobs`` cores' worth): the yardstick for --jobs."""
+    start = time.perf_counter()
+    for i in range(2 * jobs):
+        _spin(i)
+    serial = time.perf_counter() - start
+    with _pool_context().Pool(jobs) as pool:
+        start = time.perf_counter()
+        pool.map(_spin, range(2 * jobs), chunksize=1)
+        parallel = time.perf_counter() - start
+    return serial / parallel
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--examples", type=int, default=300)
@@ -104,13 +125,14 @@ def main(argv=None) -> None:
     if args.profile:
         cProfile.runctx("time_sweep(args.examples, args.seed, 1)", globals(), locals(), "/tmp/sweep.prof")
         pstats.Stats("/tmp/sweep.prof").sort_stats("tottime").print_stats(25)
-    rounds = {"a": [], "b": [], "c": [], "j": []}
+    rounds = {"a": [], "b": [], "c": [], "j": [], "m": []}
     for _ in range(args.rounds):        # interleaved, so that machine noise hits both sides alike
         rounds["a"].append(time_sweep(args.examples, args.seed, 1))
         rounds["b"].append(time_bare(args.examples, args.seed))
         rounds["c"].append(time_floor(args.examples, args.seed))
         if args.jobs > 1:
             rounds["j"].append(time_sweep(args.examples, args.seed, args.jobs))
+            rounds["m"].append(time_machine(args.jobs))
     a, b, c = (statistics.median(rounds[k]) for k in "abc")
     print(f"cases: {args.examples} (depth <= 4, width <= 16, batch <= 16, seed {args.seed}), "
           f"median of {args.rounds} interleaved rounds")
@@ -120,7 +142,9 @@ def main(argv=None) -> None:
           f"ceiling for the ratio: {c / b:.2f})")
     if args.jobs > 1:
         aj = statistics.median(rounds["j"])
-        print(f"(a) with --jobs {args.jobs}:   {aj:8.1f} cases/s  (speed-up {aj / a:.2f})")
+        print(f"(a) with --jobs {args.jobs}:   {aj:8.1f} cases/s  (speed-up {aj / a:.2f}; target "
+              f"{0.8 * args.jobs:.2f}; a plain CPU loop gets {statistics.median(rounds['m']):.2f} "
+              f"from {args.jobs} processes on this machine now)")
     print(f"ratio: {a / b:.2f}")
 
 

@@ -25,6 +25,7 @@ reductions); ``compare`` is the one-tensor form.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,7 @@ class Comparison:
 _QUANTITIES = (("delta", "delta"), ("z", "z"), ("a", "a"), ("dW", "dW"), ("db", "db"))
 
 
+@functools.lru_cache(maxsize=4096)
 def split_name(name: str) -> tuple[str, int | None]:
     """'delta2' -> ('delta', 2); 'W1_after' -> ('W_after_step', 1); 'loss' -> ('loss', None)."""
     if name.endswith("_after"):
@@ -174,12 +176,26 @@ def compare_all(pairs: list[Pair], *, dtype: str, rtol: float, atol: float) -> l
     return records
 
 
+def _flat_like(c: Any, shape: tuple) -> np.ndarray:
+    """A tensor's budget c, flattened, as float64 of the tensor's shape (a scalar is broadcast)."""
+    c = np.asarray(c, dtype=np.float64)
+    return c.ravel() if c.shape == shape else np.broadcast_to(c, shape).ravel()
+
+
+def _unravel(i: int, shape: tuple) -> tuple[int, ...]:
+    """np.unravel_index for one flat index, as a tuple of ints (C order)."""
+    index = []
+    for n in reversed(shape):
+        i, r = divmod(i, n)
+        index.append(r)
+    return tuple(reversed(index))
+
+
 def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison]:
     seg = _Segments([h.size for _, _, h, _ in ready])
     H = np.concatenate([h.ravel() for _, _, h, _ in ready])
     T = np.concatenate([t.ravel() for _, _, _, t in ready])
-    F = np.concatenate([np.broadcast_to(np.asarray(p.floor, dtype=np.float64), h.shape).ravel()
-                        for _, p, h, _ in ready])
+    F = np.concatenate([_flat_like(p.floor, h.shape) for _, p, h, _ in ready])
     with_ref = all(p.ref64 is not None for _, p, _, _ in ready)
     with np.errstate(all="ignore"):
         H64, T64 = H.astype(np.float64), T.astype(np.float64)
@@ -214,7 +230,7 @@ def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison
         records.append(Comparison(
             name=pair.name, quantity=quantity, layer=layer, dtype=dtype, shape=tuple(t.shape),
             n_elements=int(h.size), max_abs_err=mx_abs, max_rel_err=mx_rel, norm_rel_err=nrel,
-            max_ulp=float(mx_ulp), worst_index=tuple(int(i) for i in np.unravel_index(w - start, t.shape)),
+            max_ulp=float(mx_ulp), worst_index=_unravel(w - start, t.shape),
             hand_value=float(H[w]), torch_value=float(T[w]), n_mismatched=int(nb), rtol=rtol, atol=atol,
             passed=nb == 0, hand_ref_err=e_h, torch_ref_err=e_t))
     return records

@@ -23,7 +23,6 @@ checks the returned mapping before anything is compared.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import functools
 import importlib
@@ -195,6 +194,11 @@ def describe_exception(e: BaseException, fn: Any) -> str:
     return text
 
 
+def copy_params(params: list) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """A fresh list of fresh (W, b) tuples of copied arrays (what a user function may scribble on)."""
+    return [(W.copy(), None if b is None else b.copy()) for W, b in params]
+
+
 def _snapshot(params: list, x: np.ndarray, y: np.ndarray) -> list[tuple[str, Any]]:
     named = [("x", x), ("y", y)]
     for l, (W, b) in enumerate(params, start=1):
@@ -283,7 +287,7 @@ def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray,
         its time limit gives ``CallTimedOut: did not return within ... at FILE:LINE``.
     """
     m = x.shape[0]
-    p_copy, x_copy, y_copy = copy.deepcopy(list(params)), x.copy(), y.copy()
+    p_copy, x_copy, y_copy = copy_params(params), x.copy(), y.copy()
     name = getattr(fn, "__name__", CALL)
     try:
         with time_limit(seconds):
@@ -355,7 +359,7 @@ def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: 
             usable.append(l)
     if not usable:
         return {}, []
-    p_copy = copy.deepcopy(list(params))
+    p_copy = copy_params(params)
     try:
         with time_limit(seconds):
             stepped = step(p_copy, grads, lr)
