@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 pytest_plugins = ["pytester"]
 
@@ -38,9 +39,10 @@ def test_a_sweep_in_two_processes():
 """
 
 
-def test_the_report_holds_the_checks_made_in_a_sweeps_worker_processes(pytester):
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["plain", "under-xdist"])
+def test_the_report_holds_the_checks_made_in_a_sweeps_worker_processes(pytester, xdist):
     pytester.makepyfile(test_sweeps=SWEEP_TEST)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--verify-report", "rep")
+    result = pytester.runpytest_subprocess(*xdist, "-p", "no:cacheprovider", "--verify-report", "rep")
     result.assert_outcomes(passed=1)
     cases = pd.read_csv(pytester.path / "rep" / "cases.csv")
     assert len(cases) == 40
