@@ -3,11 +3,14 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import handimpl
 import verify
 from handimpl.activations import ACTIVATIONS
-from verify.compare import compare
+from verify.compare import Pair, compare, compare_all, tolerances
+from verify.data import draw_case
+from verify.strategies import cases
 
 
 def backprop_without_fprime_in_layer(layer):
@@ -142,3 +145,23 @@ def test_the_error_budget_is_what_clears_this_float64_case(monkeypatch, case):
     assert verify.check(*case).passed
     monkeypatch.setattr(CHECK, "floors", lambda *args: {})
     assert not verify.check(*case).passed
+
+
+@settings(max_examples=60)
+@given(cases(max_depth=4, max_width=8, max_batch=8), st.sampled_from([0.0, 1e-8, 1e-6, 1e-4]))
+def test_computing_the_budgets_only_after_a_miss_gives_the_verdicts_of_always_computing_them(case, eps):
+    spec, seed, batch = case
+    data = draw_case(spec, seed, batch)
+    refs = CHECK.references(spec, data, 0.1)
+    rng = np.random.default_rng(seed)
+    hand = {k: (v * (1 + eps * rng.standard_normal(v.shape))).astype(v.dtype)       # relative noise eps
+            if isinstance(v, np.ndarray) else v
+            for k, v in handimpl.backprop(spec, data.params, data.x, data.y).items()}
+    rtol, atol = tolerances(spec.dtype)
+    lazy = CHECK.compare_traces(spec, data, hand, refs, 0.1, rtol, atol)
+    budget = CHECK.floors(spec, hand, refs[0], data, 0.1)
+    always = compare_all([Pair(r.name, hand[r.name], refs[0][r.name],
+                               None if refs[1] is None else refs[1][r.name], budget.get(r.name, 0.0))
+                          for r in lazy], dtype=spec.dtype, rtol=rtol, atol=atol)
+    assert [(r.name, r.passed, r.n_mismatched) for r in lazy] == \
+        [(r.name, r.passed, r.n_mismatched) for r in always]

@@ -202,8 +202,8 @@ def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison
         fin = np.isfinite(H64) & np.isfinite(T64)
         same_nonfinite = ~fin & ((H64 == T64) | (np.isnan(H64) & np.isnan(T64)))
         diff = np.where(fin, np.abs(H64 - T64), 0.0)
-        allowed = atol + rtol * np.abs(np.where(fin, T64, 0.0)) + F
-        bad = (fin & (diff > allowed)) | (~fin & ~same_nonfinite)
+        plain = atol + rtol * np.abs(np.where(fin, T64, 0.0))
+        bad = (fin & (diff > plain + F)) | (~fin & ~same_nonfinite)
         hand_ref = torch_ref = [None] * len(ready)
         if with_ref:
             R = np.concatenate([np.asarray(p.ref64, dtype=np.float64).ravel() for _, p, _, _ in ready])
@@ -217,7 +217,7 @@ def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison
         tz = np.where(T64 != 0, np.abs(T64), 1.0)
         rel = np.where(fin & (T64 != 0), diff / tz, np.where(diff > 0, np.inf, 0.0))
         ulp = np.where(fin, np.abs(_ordered(H) - _ordered(T)), 0)
-        score = np.where(fin, diff / allowed, np.where(bad, np.inf, 0.0))   # error in tolerances
+        score = np.where(fin, diff / plain, np.where(bad, np.inf, 0.0))   # error in units of atol + rtol·|t|
         n_bad = seg.sum(bad.astype(np.int64))
         score = np.where(n_bad[seg.ids] > 0, np.where(bad, score, -1.0), score)  # worst failing one
         worst = seg.first_argmax(score)
