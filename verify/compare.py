@@ -152,9 +152,9 @@ class _Segments:
         return np.where(nr > 0, nd / np.where(nr > 0, nr, 1.0), np.where(nd == 0, 0.0, np.inf))
 
     def first_argmax(self, v: np.ndarray) -> np.ndarray:
-        """The index of each segment's largest value (its first, on ties)."""
-        order = np.lexsort((-v, self.ids))       # by segment, then descending v, stable
-        return order[self.starts]
+        """The index of each segment's largest value (its first, on ties; v without NaN)."""
+        at_max = v == self.max(v)[self.ids]
+        return np.minimum.reduceat(np.where(at_max, np.arange(v.size), v.size), self.starts)
 
 
 def compare_all(pairs: list[Pair], *, dtype: str, rtol: float, atol: float) -> list[Comparison]:
@@ -195,7 +195,9 @@ def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison
     seg = _Segments([h.size for _, _, h, _ in ready])
     H = np.concatenate([h.ravel() for _, _, h, _ in ready])
     T = np.concatenate([t.ravel() for _, _, _, t in ready])
-    F = np.concatenate([_flat_like(p.floor, h.shape) for _, p, h, _ in ready])
+    budgets = [p.floor for _, p, _, _ in ready]
+    F = np.concatenate([_flat_like(c, h.shape) for c, (_, _, h, _) in zip(budgets, ready)]) \
+        if any(np.any(c) for c in budgets) else 0.0
     with_ref = all(p.ref64 is not None for _, p, _, _ in ready)
     with np.errstate(all="ignore"):
         H64, T64 = H.astype(np.float64), T.astype(np.float64)
@@ -218,6 +220,7 @@ def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison
         rel = np.where(fin & (T64 != 0), diff / tz, np.where(diff > 0, np.inf, 0.0))
         ulp = np.where(fin, np.abs(_ordered(H) - _ordered(T)), 0)
         score = np.where(fin, diff / plain, np.where(bad, np.inf, 0.0))   # error in units of atol + rtol·|t|
+        score[np.isnan(score)] = 0.0                                   # 0/0: exact where atol = rtol = 0
         n_bad = seg.sum(bad.astype(np.int64))
         score = np.where(n_bad[seg.ids] > 0, np.where(bad, score, -1.0), score)  # worst failing one
         worst = seg.first_argmax(score)

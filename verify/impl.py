@@ -300,22 +300,23 @@ def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray,
         problem = (f"{name} returned {type(out).__name__} where a mapping of tensor names to arrays "
                    f"belongs ({{'loss': ..., 'dW1': ..., ...}})")
         return {}, [_not_a_tensor(CALL, spec, problem, rtol, atol)], mutations, ""
-    known = set(required_keys(spec)) | set(optional_keys(spec))
+    required, optional = required_keys(spec), optional_keys(spec)
+    known = set(required) | set(optional)
     unknown = sorted(str(k) for k in out if k not in known)
     if unknown:
         _warn_unknown(fn, unknown)
     hand: dict[str, Any] = {}
     problems: list[Comparison] = []
-    for key in required_keys(spec) + optional_keys(spec):
-        shape = expected_shape(spec, key, m)
+    for key in required + optional:
         if key not in out:
-            if key in required_keys(spec):
-                problems.append(problem_record(key, spec.dtype, shape,
+            if key in required:
+                problems.append(problem_record(key, spec.dtype, expected_shape(spec, key, m),
                                                f"missing: {name} did not return required key {key!r}",
                                                rtol, atol))
             continue
         value = out[key]
         if not _is_numeric(value):
+            shape = expected_shape(spec, key, m)
             what = f"array of {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
             problems.append(problem_record(key, spec.dtype, shape,
                                            f"{what} where torch has a {spec.dtype} array of shape {shape}",
