@@ -201,3 +201,10 @@ def test_a_sweep_stops_at_the_first_case_past_the_time_limit_and_is_marked_parti
                                   ["check", "--impl", "handimpl:backprop", "--time-limit", "soon"]])
 def test_a_time_limit_without_impl_or_not_a_number_is_bad_input(args):
     assert main(args) == 2
+
+
+def test_ctrl_c_makes_verify_check_impl_write_the_partial_report_and_exit_130(tmp_path):
+    code = main(["check", "--impl", f"{USER}:interrupted_on_the_fourth_call", "--examples", "10",
+                 "--out", str(tmp_path)])
+    assert code == 130
+    assert "PARTIAL (interrupted)" in (tmp_path / "report.html").read_text()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 
 
 import handimpl
@@ -84,3 +85,18 @@ def test_ctrl_c_during_the_checks_gives_a_partial_result_with_the_cases_done(mon
         return check(spec, seed, batch)
     result = sweep(examples=10, seed=0, max_depth=1, max_width=2, max_batch=2, check_fn=interrupting)
     assert result.partial and len(result.results) == 3 and not result.passed
+
+
+def test_ctrl_c_makes_verify_run_write_the_partial_report_and_exit_130(monkeypatch, tmp_path):
+    calls = []
+
+    def interrupting(spec, seed, batch):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return check(spec, seed, batch)
+    monkeypatch.setattr("verify.sweep.default_check", lambda: interrupting)
+    assert main(["run", "--examples", "10", "--max-depth", "1", "--out", str(tmp_path)]) == 130
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["partial"] and report["stopped"] == "interrupted"
+    assert report["counts"]["cases"] == 3

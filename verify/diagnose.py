@@ -101,8 +101,9 @@ def describe_case(case) -> str:
 def explain_failure(result, fn: Any = None, *, limit: int = 3) -> str:
     """The message for a failed sweep: how many cases failed, then each distinct minimal
     counterexample (the first ``limit``), smallest first."""
-    if result.passed:
-        return "every case agrees with torch"
+    if result.n_failed == 0:
+        stopped = f" (the sweep stopped early: {result.stopped or 'interrupted'})" if result.partial else ""
+        return f"every case agrees with torch{stopped}"
     who = fn if isinstance(fn, str) else getattr(fn, "__qualname__", "the implementation")
     cases = list(result.minimal) or [r for r in result.results if not r.passed][:1]
     head = (f"{who} disagrees with torch in {result.n_failed} of {len(result.results)} cases "

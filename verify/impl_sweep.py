@@ -131,9 +131,10 @@ def check_impl_command(args) -> int:
     paths = write_reports(result, out_dir, title=f"verify check --impl {args.impl}")
     for line in summary_lines(result):
         print(line)
-    if not result.passed:
+    failing = list(result.minimal) or [r for r in result.results if not r.passed]
+    if failing:
         print(explain_failure(result, args.impl))
-        first = (list(result.minimal) or [r for r in result.results if not r.passed])[0]
+        first = failing[0]
         print(f"reproduce: verify check '{first.spec}' --impl {args.impl} "
               f"--seed {first.seed} --batch {first.batch}")
     print(f"report: {paths['html']}")
