@@ -75,26 +75,26 @@ def test_verify_run_exits_0_and_writes_the_five_files_when_everything_agrees(tmp
         ["cases.csv", "discrepancies.csv", "report.html", "report.json", "summary.csv"]
 
 
-def test_ctrl_c_during_the_checks_gives_a_partial_result_with_the_cases_done(monkeypatch):
+def interrupted_after(n: int):
+    """verify.check.check, with Ctrl-C arriving during call n + 1."""
     calls = []
 
     def interrupting(spec, seed, batch):
-        if len(calls) == 3:
+        if len(calls) == n:
             raise KeyboardInterrupt
         calls.append(1)
         return check(spec, seed, batch)
-    result = sweep(examples=10, seed=0, max_depth=1, max_width=2, max_batch=2, check_fn=interrupting)
+    return interrupting
+
+
+def test_ctrl_c_during_the_checks_gives_a_partial_result_with_the_cases_done(monkeypatch):
+    result = sweep(examples=10, seed=0, max_depth=1, max_width=2, max_batch=2,
+                   check_fn=interrupted_after(3))
     assert result.partial and len(result.results) == 3 and not result.passed
 
 
 def test_ctrl_c_makes_verify_run_write_the_partial_report_and_exit_130(monkeypatch, tmp_path):
-    calls = []
-
-    def interrupting(spec, seed, batch):
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return check(spec, seed, batch)
+    interrupting = interrupted_after(3)
     monkeypatch.setattr("verify.sweep.default_check", lambda: interrupting)
     assert main(["run", "--examples", "10", "--max-depth", "1", "--out", str(tmp_path)]) == 130
     report = json.loads((tmp_path / "report.json").read_text())
