@@ -89,7 +89,7 @@ def compare_traces(spec: NetSpec, case, hand: dict, refs: tuple, lr: float,
 
     def judge(budget: dict) -> list[Comparison]:
         pairs = [Pair(name, hand[name], ref[name], None if ref64 is None else ref64[name],
-                      budget.get(name, 0.0)) for name in names]
+                      budget.get(name)) for name in names]
         return compare_all(pairs, dtype=spec.dtype, rtol=rtol, atol=atol)
 
     records = judge({})

@@ -26,6 +26,7 @@ reductions); ``compare`` is the one-tensor form.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +109,7 @@ class Pair:
     hand: Any
     ref: Any
     ref64: Any = None
-    floor: Any = 0.0
+    floor: Any = None            # None: no budget
 
 
 def _prepare(pair: Pair, dtype: str) -> tuple[np.ndarray | None, np.ndarray, str]:
@@ -132,7 +133,7 @@ class _Segments:
     """Per-tensor reductions over the concatenation of several flattened tensors."""
 
     def __init__(self, sizes: list[int]):
-        self.starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        self.starts = np.fromiter(itertools.accumulate(sizes[:-1], initial=0), np.intp, len(sizes))
         self.ids = np.repeat(np.arange(len(sizes)), sizes)
 
     def max(self, v: np.ndarray) -> np.ndarray:
@@ -142,8 +143,11 @@ class _Segments:
         return np.add.reduceat(v, self.starts)
 
     def norm(self, v: np.ndarray) -> np.ndarray:
-        """‖v‖₂ of each segment, scaled by its max|v| first so that squares cannot overflow."""
+        """‖v‖₂ of each segment. Where a square could overflow or underflow (max|v| beyond
+        1e±150, or not finite), each segment is scaled by its max|v| first."""
         top = self.max(np.abs(v))
+        if np.all(((top > 1e-150) & (top < 1e150)) | (top == 0)):
+            return np.sqrt(self.sum(v * v))
         scale = np.where((top > 0) & np.isfinite(top), top, 1.0)
         return np.where(np.isfinite(top), scale * np.sqrt(self.sum((v / scale[self.ids]) ** 2)), top)
 
@@ -195,9 +199,8 @@ def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison
     seg = _Segments([h.size for _, _, h, _ in ready])
     H = np.concatenate([h.ravel() for _, _, h, _ in ready])
     T = np.concatenate([t.ravel() for _, _, _, t in ready])
-    budgets = [p.floor for _, p, _, _ in ready]
-    F = np.concatenate([_flat_like(c, h.shape) for c, (_, _, h, _) in zip(budgets, ready)]) \
-        if any(np.any(c) for c in budgets) else 0.0
+    F = 0.0 if all(p.floor is None for _, p, _, _ in ready) else \
+        np.concatenate([_flat_like(0.0 if p.floor is None else p.floor, h.shape) for _, p, h, _ in ready])
     with_ref = all(p.ref64 is not None for _, p, _, _ in ready)
     with np.errstate(all="ignore"):
         H64, T64 = H.astype(np.float64), T.astype(np.float64)
@@ -240,7 +243,7 @@ def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison
 
 
 def compare(name: str, hand: Any, ref: Any, *, dtype: str, rtol: float, atol: float,
-            ref64: Any = None, floor: Any = 0.0) -> Comparison:
+            ref64: Any = None, floor: Any = None) -> Comparison:
     """Compare ``hand`` with torch's ``ref`` (for float32 also against the float64 reference
     ``ref64``); ``floor`` is the tensor's error budget c (verify.propagate)."""
     return compare_all([Pair(name, hand, ref, ref64, floor)], dtype=dtype, rtol=rtol, atol=atol)[0]
