@@ -9,7 +9,7 @@ import verify
 from verify import NetSpec, SpecError, from_torch
 from verify.data import draw_case
 from verify.strategies import cases, net_specs
-from verify.twin import build_twin, forward_twin, sgd_step
+from verify.twin import build_twin, forward_twin, reload_twin, sgd_step
 
 
 @given(net_specs())
@@ -98,3 +98,15 @@ def test_the_twins_sgd_step_is_bit_identical_to_torch_optim_sgd(case):
     torch.optim.SGD(theirs.model.parameters(), lr=0.37).step()
     for p, q in zip(ours.model.parameters(), theirs.model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_a_twin_reloaded_in_float64_holds_the_float32_parameters_exactly_and_no_gradients():
+    spec = NetSpec.parse("3-4-2:tanh,identity:mse_loss:dtype=float32")
+    data = draw_case(spec, 3, 2)
+    run = forward_twin(spec, data.params, data.x, data.y)
+    run.J.backward()
+    model = reload_twin(run.model, data.params, "float64")
+    for linear, (W, b) in zip(model[0::2], data.params, strict=True):
+        assert linear.weight.dtype == torch.float64 and linear.weight.grad is None
+        assert torch.equal(linear.weight, torch.from_numpy(W).double())
+        assert torch.equal(linear.bias, torch.from_numpy(b).double())

@@ -13,7 +13,7 @@ from .data import draw_case
 from .impl import CALL, TIME_LIMIT, after_step_safely, call_safely, stopped_at_limit
 from .propagate import floors
 from .spec import NetSpec
-from .twin import torch_trace
+from .twin import build_twin, reload_twin, torch_trace
 
 Impl = Callable[[Any, list, np.ndarray, np.ndarray], Any]
 
@@ -72,11 +72,14 @@ class CaseResult:
 
 
 def references(spec: NetSpec, case, lr: float) -> tuple[dict, dict | None]:
-    """torch's trace and, for float32, the float64 reference on the same data (verify.compare)."""
-    ref = torch_trace(spec, case.params, case.x, case.y, lr)
+    """torch's trace and, for float32, the float64 reference on the same data (verify.compare),
+    run by the same twin reloaded in float64."""
+    model = build_twin(spec, case.params)
+    ref = torch_trace(spec, case.params, case.x, case.y, lr, model=model)
     if spec.dtype != "float32":
         return ref, None
-    return ref, torch_trace(spec, case.params, case.x, case.y, lr, dtype="float64")
+    model = reload_twin(model, case.params, "float64")
+    return ref, torch_trace(spec, case.params, case.x, case.y, lr, dtype="float64", model=model)
 
 
 def compare_traces(spec: NetSpec, case, hand: dict, refs: tuple, lr: float,

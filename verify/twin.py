@@ -43,6 +43,18 @@ def build_twin(spec: NetSpec, params: Sequence, dtype: str | None = None) -> nn.
     return nn.Sequential(*layers)
 
 
+def reload_twin(model: nn.Sequential, params: Sequence, dtype: str) -> nn.Sequential:
+    """The same twin with fresh copies of ``params`` in ``dtype`` and no gradients: how a float32
+    case's twin runs again as its float64 reference without being built twice."""
+    np_dtype = np.dtype(dtype)
+    for linear, (W, b) in zip(list(model)[0::2], params):
+        for param, value in ((linear.weight, W), (linear.bias, b)):
+            if param is not None:
+                param.data = torch.from_numpy(np.array(value, dtype=np_dtype))
+                param.grad = None
+    return model
+
+
 def torch_target(y: np.ndarray, dtype: str) -> torch.Tensor:
     """y as a tensor: class indices stay int64, everything else takes the float dtype."""
     t = torch.from_numpy(np.array(y))
@@ -65,9 +77,11 @@ class TwinForward:
 
 
 def forward_twin(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
-                 dtype: str | None = None, retain_a: bool = False) -> TwinForward:
-    """Build the twin and run z⁽ˡ⁾ = Linear(a⁽ˡ⁻¹⁾), a⁽ˡ⁾ = act(z⁽ˡ⁾), then J; nothing backward yet."""
-    model = build_twin(spec, params, dtype)
+                 dtype: str | None = None, retain_a: bool = False,
+                 model: nn.Sequential | None = None) -> TwinForward:
+    """Build the twin (or take ``model``, a twin of ``spec`` holding ``params`` in ``dtype``) and
+    run z⁽ˡ⁾ = Linear(a⁽ˡ⁻¹⁾), a⁽ˡ⁾ = act(z⁽ˡ⁾), then J; nothing backward yet."""
+    model = build_twin(spec, params, dtype) if model is None else model
     layers = list(model)
     X = torch.from_numpy(np.array(x)).to(TORCH_DTYPES[dtype or spec.dtype]).requires_grad_(True)
     zs, acts = [None], [X]
@@ -88,19 +102,21 @@ def sgd_step(model: nn.Module, lr: float) -> None:
     its _single_tensor_sgd without momentum, weight decay or maximize is
     ``param.add_(grad, alpha=-lr)`` (torch/optim/sgd.py). The optimizer itself is not
     called because its first use imports torch._dynamo (1.4 s, 800 modules: longer than a
-    whole default sweep); tests/test_harness.py checks the two agree bit for bit."""
+    whole default sweep); tests/test_spec.py checks the two agree bit for bit."""
     with torch.no_grad():
         for param in model.parameters():
             param.add_(param.grad, alpha=-lr)
 
 
 def torch_trace(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
-                lr: float = 0.1, dtype: str | None = None) -> dict[str, Any]:
+                lr: float = 0.1, dtype: str | None = None, model: nn.Sequential | None = None
+                ) -> dict[str, Any]:
     """One forward/backward on the twin: loss, z{l}, a{l}, delta{l} (= z{l}.grad), dW{l},
     db{l}, dx, and W{l}_after/b{l}_after one SGD step (torch.optim.SGD's, see sgd_step) with
     learning rate lr.
-    ``dtype`` overrides the spec's (the float64 reference of a float32 case)."""
-    run = forward_twin(spec, params, x, y, dtype)
+    ``dtype`` overrides the spec's (the float64 reference of a float32 case); ``model``, a twin
+    of ``spec`` holding ``params`` in that dtype (see reload_twin), is used instead of a new one."""
+    run = forward_twin(spec, params, x, y, dtype, model=model)
     model, X, J, linears = run.model, run.X, run.J, run.linears
     zs, acts = run.z[1:], run.a[1:]
     J.backward()
