@@ -228,17 +228,17 @@ def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison
         score = np.where(n_bad[seg.ids] > 0, np.where(bad, score, -1.0), score)  # worst failing one
         worst = seg.first_argmax(score)
         stats = zip(seg.max(diff).tolist(), seg.max(rel).tolist(),
-                    seg.norm_rel(diff, np.where(fin, T64, 0.0)).tolist(), seg.max(ulp).tolist(),
-                    worst.tolist(), n_bad.tolist(), seg.starts.tolist(), hand_ref, torch_ref)
+                    seg.norm_rel(diff, np.where(fin, T64, 0.0)).tolist(), seg.max(ulp).astype(float).tolist(),
+                    (worst - seg.starts).tolist(), H64[worst].tolist(), T64[worst].tolist(),
+                    n_bad.tolist(), hand_ref, torch_ref)
     records = []
-    for (_, pair, h, t), (mx_abs, mx_rel, nrel, mx_ulp, w, nb, start, e_h, e_t) in zip(ready, stats):
+    for (_, pair, h, t), (mx_abs, mx_rel, nrel, mx_ulp, w, h_w, t_w, nb, e_h, e_t) in zip(ready, stats):
         quantity, layer = split_name(pair.name)
         records.append(Comparison(
-            name=pair.name, quantity=quantity, layer=layer, dtype=dtype, shape=tuple(t.shape),
-            n_elements=int(h.size), max_abs_err=mx_abs, max_rel_err=mx_rel, norm_rel_err=nrel,
-            max_ulp=float(mx_ulp), worst_index=_unravel(w - start, t.shape),
-            hand_value=float(H[w]), torch_value=float(T[w]), n_mismatched=int(nb), rtol=rtol, atol=atol,
-            passed=nb == 0, hand_ref_err=e_h, torch_ref_err=e_t))
+            name=pair.name, quantity=quantity, layer=layer, dtype=dtype, shape=t.shape,
+            n_elements=h.size, max_abs_err=mx_abs, max_rel_err=mx_rel, norm_rel_err=nrel,
+            max_ulp=mx_ulp, worst_index=_unravel(w, t.shape), hand_value=h_w, torch_value=t_w,
+            n_mismatched=nb, rtol=rtol, atol=atol, passed=nb == 0, hand_ref_err=e_h, torch_ref_err=e_t))
     return records
 
 
