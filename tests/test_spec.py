@@ -94,7 +94,7 @@ def test_the_twins_sgd_step_is_bit_identical_to_torch_optim_sgd(case):
     ours, theirs = (forward_twin(spec, data.params, data.x, data.y) for _ in range(2))
     ours.J.backward()
     theirs.J.backward()
-    sgd_step(ours.model, 0.37)
+    sgd_step(ours.model.parameters(), 0.37)
     torch.optim.SGD(theirs.model.parameters(), lr=0.37).step()
     for p, q in zip(ours.model.parameters(), theirs.model.parameters(), strict=True):
         assert torch.equal(p, q)

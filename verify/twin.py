@@ -97,14 +97,15 @@ def forward_twin(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
     return TwinForward(model, X, zs, acts, J)
 
 
-def sgd_step(model: nn.Module, lr: float) -> None:
-    """One plain SGD step, exactly as torch.optim.SGD(lr=lr, foreach=False).step() takes it:
+def sgd_step(parameters, lr: float) -> None:
+    """One plain SGD step on ``parameters`` (an iterable, e.g. model.parameters()), exactly as
+    torch.optim.SGD(parameters, lr=lr, foreach=False).step() takes it:
     its _single_tensor_sgd without momentum, weight decay or maximize is
     ``param.add_(grad, alpha=-lr)`` (torch/optim/sgd.py). The optimizer itself is not
     called because its first use imports torch._dynamo (1.4 s, 800 modules: longer than a
     whole default sweep); tests/test_spec.py checks the two agree bit for bit."""
     with torch.no_grad():
-        for param in model.parameters():
+        for param in parameters:
             param.add_(param.grad, alpha=-lr)
 
 
@@ -117,22 +118,22 @@ def torch_trace(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
     ``dtype`` overrides the spec's (the float64 reference of a float32 case); ``model``, a twin
     of ``spec`` holding ``params`` in that dtype (see reload_twin), is used instead of a new one."""
     run = forward_twin(spec, params, x, y, dtype, model=model)
-    model, X, J, linears = run.model, run.X, run.J, run.linears
-    zs, acts = run.z[1:], run.a[1:]
-    J.backward()
-    out: dict[str, Any] = {"loss": J.item()}
-    for l, (z, a, linear) in enumerate(zip(zs, acts, linears), start=1):
+    run.J.backward()
+    out: dict[str, Any] = {"loss": run.J.item()}
+    weights = [linear.weight for linear in run.linears]
+    biases = [linear.bias for linear in run.linears] if spec.bias else []
+    for l, (z, a, W) in enumerate(zip(run.z[1:], run.a[1:], weights), start=1):
         out[f"z{l}"], out[f"a{l}"] = z.detach().numpy(), a.detach().numpy()
         out[f"delta{l}"] = z.grad.numpy()
-        out[f"dW{l}"] = linear.weight.grad.numpy().copy()
-        if spec.bias:
-            out[f"db{l}"] = linear.bias.grad.numpy().copy()
-    out["dx"] = X.grad.numpy()
-    sgd_step(model, lr)
-    for l, linear in enumerate(linears, start=1):
-        out[f"W{l}_after"] = linear.weight.detach().numpy().copy()
-        if spec.bias:
-            out[f"b{l}_after"] = linear.bias.detach().numpy().copy()
+        out[f"dW{l}"] = W.grad.numpy().copy()
+    for l, b in enumerate(biases, start=1):
+        out[f"db{l}"] = b.grad.numpy().copy()
+    out["dx"] = run.X.grad.numpy()
+    sgd_step(weights + biases, lr)
+    for l, W in enumerate(weights, start=1):
+        out[f"W{l}_after"] = W.detach().numpy().copy()
+    for l, b in enumerate(biases, start=1):
+        out[f"b{l}_after"] = b.detach().numpy().copy()
     return out
 
 
