@@ -27,15 +27,16 @@ import handimpl
 from verify.data import draw_case
 from verify.sweep import _pool_context, draw_all, sweep
 from verify.torch_ops import TORCH_LOSSES
-from verify.twin import TORCH_DTYPES, build_twin, torch_target
+from verify.twin import TORCH_DTYPES, build_twin, reload_twin, torch_target
 
 SMALL = dict(max_depth=4, max_width=16, max_batch=16)
 
 
-def twin_backward(spec, case, dtype: str | None = None):
-    """The twin (in ``dtype``, default the spec's) after one forward/backward."""
+def twin_backward(spec, case, dtype: str | None = None, model=None):
+    """The twin (in ``dtype``, default the spec's; ``model`` if given, holding the parameters in
+    that dtype) after one forward/backward."""
     dtype = dtype or spec.dtype
-    model = build_twin(spec, case.params, dtype)
+    model = build_twin(spec, case.params, dtype) if model is None else model
     X = torch.from_numpy(case.x).to(TORCH_DTYPES[dtype])
     J = TORCH_LOSSES[spec.loss](model(X), torch_target(case.y, dtype), **spec.loss_kwargs)
     J.backward()
@@ -44,10 +45,11 @@ def twin_backward(spec, case, dtype: str | None = None):
 
 def bare_case(spec, seed: int, batch: int) -> bool:
     """Both nets, forward/backward on each, allclose on dW and db; nothing kept."""
-    return _bare(spec, draw_case(spec, seed, batch))
+    return _bare(spec, draw_case(spec, seed, batch))[0]
 
 
-def _bare(spec, case) -> bool:
+def _bare(spec, case):
+    """(whether every dW and db agree, the twin after its backward pass)."""
     hand = handimpl.backprop(spec, case.params, case.x, case.y)
     model = twin_backward(spec, case)
     ok = True
@@ -55,15 +57,15 @@ def _bare(spec, case) -> bool:
         ok &= np.allclose(hand[f"dW{l}"], linear.weight.grad.numpy())
         if spec.bias:
             ok &= np.allclose(hand[f"db{l}"], linear.bias.grad.numpy())
-    return bool(ok)
+    return bool(ok), model
 
 
 def floor_case(spec, seed: int, batch: int) -> None:
     """The bare loop plus, for float32, the float64 reference run: what (a) cannot do without."""
     case = draw_case(spec, seed, batch)
-    _bare(spec, case)
-    if spec.dtype == "float32":
-        twin_backward(spec, case, "float64")
+    _, model = _bare(spec, case)
+    if spec.dtype == "float32":             # the same twin, reloaded in float64, as verify.check does
+        twin_backward(spec, case, "float64", reload_twin(model, case.params, "float64"))
 
 
 def time_sweep(n: int, seed: int, jobs: int) -> float:
