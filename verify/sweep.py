@@ -123,15 +123,16 @@ def _derived(seed: int, *path: Any) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 
-def blocks(n: int, seed: int, max_depth: int) -> list[tuple[int, int]]:
+def blocks(strategy_args: dict, n: int, seed: int) -> list[tuple[int, int]]:
     """(hypothesis seed, number of cases) of each block the N cases are drawn in.
 
     Blocks hold about BLOCK cases (fewer when deep specs make cases long), and their number is
     rounded up to a multiple of 8 where blocks keep 16 cases or more, so that 2, 4 or 8 worker
-    processes get equal shares. The split depends only on N, the sweep seed and max_depth,
-    never on --jobs, so worker processes can each draw whole blocks themselves and the output
+    processes get equal shares. The split depends only on N, the sweep seed and the strategy's
+    max_depth, never on --jobs, so worker processes can each draw whole blocks themselves and the output
     stays that of a single process.
     """
+    max_depth = strategy_args.get("max_depth", 5)          # net_specs's default
     size = max(1, min(BLOCK, CHOICES_PER_BLOCK // (2 * max_depth + 14)))
     k = max(1, -(-n // size))
     k8 = -(-k // 8) * 8
@@ -150,7 +151,7 @@ def iter_cases(strategy_args: dict, n: int, seed: int) -> Iterator[Case]:
     """The N cases of a sweep, block after block (what ``sweep`` checks, in case_id order),
     each block drawn when reached."""
     strategy = cases(**strategy_args)
-    for block in blocks(n, seed, strategy_args.get("max_depth", 5)):
+    for block in blocks(strategy_args, n, seed):
         yield from draw_block(strategy, block)
 
 
@@ -217,7 +218,7 @@ def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | No
     pool = _pool_context().Pool(jobs, initializer=_init_worker,
                                 initargs=(check_fn, strategy_args, bool(observed.OBSERVERS)))
     try:
-        for results, forwarded in pool.imap(_run_block, blocks(n, seed, strategy_args.get("max_depth", 5)), chunksize=1):
+        for results, forwarded in pool.imap(_run_block, blocks(strategy_args, n, seed), chunksize=1):
             for result in forwarded:
                 observed.notify(result)
             yield from results

@@ -31,21 +31,19 @@ class CopiedLinear(nn.Linear):
 
 def build_twin(spec: NetSpec, params: Sequence, dtype: str | None = None) -> nn.Sequential:
     """nn.Sequential(Linear, act, Linear, act, ...) holding copies of ``params``."""
-    tdtype = TORCH_DTYPES[dtype or spec.dtype]
+    dtype = dtype or spec.dtype
     layers: list[nn.Module] = []
-    for l, ((W, b), name) in enumerate(zip(params, spec.activations), start=1):
-        linear = CopiedLinear(spec.widths[l - 1], spec.widths[l], bias=spec.bias, dtype=tdtype)
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.array(W)))
-            if spec.bias:
-                linear.bias.copy_(torch.from_numpy(np.array(b)))
-        layers += [linear, TORCH_ACTIVATIONS[name]()]
-    return nn.Sequential(*layers)
+    for l, name in enumerate(spec.activations, start=1):
+        layers += [CopiedLinear(spec.widths[l - 1], spec.widths[l], bias=spec.bias,
+                                dtype=TORCH_DTYPES[dtype]),
+                   TORCH_ACTIVATIONS[name]()]
+    return reload_twin(nn.Sequential(*layers), params, dtype)
 
 
 def reload_twin(model: nn.Sequential, params: Sequence, dtype: str) -> nn.Sequential:
-    """The same twin with fresh copies of ``params`` in ``dtype`` and no gradients: how a float32
-    case's twin runs again as its float64 reference without being built twice."""
+    """The twin's Linear layers given fresh copies of ``params`` in ``dtype`` and no gradients:
+    how build_twin fills a new twin, and how a float32 case's twin runs again as its float64
+    reference without being built twice."""
     np_dtype = np.dtype(dtype)
     for linear, (W, b) in zip(list(model)[0::2], params):
         for param, value in ((linear.weight, W), (linear.bias, b)):
