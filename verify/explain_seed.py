@@ -13,7 +13,7 @@ import numpy as np
 from .explain_graph import run_torch
 from .explain_steps import Explanation, Section, Step, compared
 from .spec import NetSpec
-from .twin import build_twin
+from .twin import build_twin, sgd_step
 
 import torch
 
@@ -53,7 +53,7 @@ def _sgd(spec) -> dict:
     h = model(torch.from_numpy(X))
     J = 0.5 * ((h - torch.from_numpy(Y)) ** 2).sum()
     J.backward()
-    torch.optim.SGD(model.parameters(), lr=ETA).step()
+    sgd_step(model.parameters(), ETA)                 # torch.optim.SGD's update, bit for bit
     return {"W1": model[0].weight.detach().numpy(), "b1": model[0].bias.detach().numpy(),
             "W2": model[2].weight.detach().numpy(), "b2": model[2].bias.detach().numpy()}
 
@@ -102,7 +102,8 @@ def seed_example() -> Explanation:
               nodes=(f"{lin1.node} → xδ₁ᵀ (gradient of W₁ᵀ)", *_transposed(lin1.to_W, "δ₁xᵀ"))),
         _step("∂J/∂b₁ = δ₁", s["db1"], run.db[1].reshape(-1, 1), nodes=(f"{lin1.node} → δ₁", *lin1.to_b)),
     ))
-    upd = Section("4. Update weights: one step of gradient descent", f"η = {ETA:g}; torch: torch.optim.SGD.", (
+    upd = Section("4. Update weights: one step of gradient descent",
+                  f"η = {ETA:g}; torch: torch.optim.SGD's update (verify.twin.sgd_step).", (
         _step("W₂ := W₂ − η ∂J/∂W₂", s["W2_new"], after["W2"]),
         _step("b₂ := b₂ − η ∂J/∂b₂", s["b2_new"], after["b2"].reshape(-1, 1)),
         _step("W₁ := W₁ − η ∂J/∂W₁", s["W1_new"], after["W1"]),
