@@ -10,7 +10,7 @@ import handimpl
 
 from .compare import Comparison, Pair, compare_all, tolerances
 from .data import draw_case
-from .impl import CALL, TIME_LIMIT, after_step_safely, call_safely, stopped_at_limit
+from .impl import CALL, TIME_LIMIT, TimeLimit, after_step_safely, call_safely
 from .propagate import floors
 from .spec import NetSpec
 from .twin import build_twin, reload_twin, torch_trace
@@ -119,18 +119,18 @@ def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | No
     case = draw_case(spec, seed, batch)
     refs = references(spec, case, lr)
     fn = impl or handimpl.backprop
-    seconds = None if impl is None else (TIME_LIMIT if time_limit is None else time_limit)
+    limit = TimeLimit(None if impl is None else (TIME_LIMIT if time_limit is None else time_limit))
     hand, problems, mutations, error = call_safely(fn, spec, case.params, case.x, case.y,
-                                                   rtol=rtol, atol=atol, seconds=seconds)
+                                                   rtol=rtol, atol=atol, limit=limit)
     stepped, step_problems = after_step_safely(fn, spec, case.params, hand, lr, rtol=rtol, atol=atol,
-                                               seconds=seconds)
+                                               limit=limit)
     hand.update(stepped)
     compared = problems + compare_traces(spec, case, hand, refs, lr, rtol, atol) + step_problems
     rank = {name: i for i, name in enumerate(trace_order(spec))}
     records = sorted(compared, key=lambda r: -1 if r.name == CALL else rank.get(r.name, len(rank)))
     records += mutations
     result = CaseResult(spec, seed, batch, tuple(records), error=error,
-                        timed_out=stopped_at_limit(error, step_problems), scale=case.scale,
+                        timed_out=limit.expired, scale=case.scale,
                         zero_fraction=case.zero_fraction)
     notify(result)
     return result

@@ -56,34 +56,37 @@ class CallTimedOut(BaseException):
     that the implementation's own ``except Exception`` cannot swallow it."""
 
 
-@contextlib.contextmanager
-def time_limit(seconds: float | None):
-    """Raise CallTimedOut in the body after ``seconds`` (None or 0: no limit).
+@dataclasses.dataclass
+class TimeLimit:
+    """Seconds one call of user code may take (None or 0: no limit). ``applied()`` guards a
+    call; ``expired`` records that it stopped one, with CallTimedOut.
 
     It uses SIGALRM, so it works in the main thread on Unix only (a sweep's worker processes
     included); elsewhere, or while another ITIMER_REAL timer is running, there is no limit."""
-    usable = seconds and hasattr(signal, "setitimer") and \
-        threading.current_thread() is threading.main_thread()
-    if not usable or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
-        yield
-        return
+    seconds: float | None = None
+    expired: bool = False
 
-    def expire(signum, frame):
-        raise CallTimedOut(f"did not return within {seconds:g} s (the time limit)")
+    @contextlib.contextmanager
+    def applied(self):
+        """Raise CallTimedOut in the body after ``seconds``."""
+        seconds = self.seconds
+        usable = seconds and hasattr(signal, "setitimer") and \
+            threading.current_thread() is threading.main_thread()
+        if not usable or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+            yield
+            return
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        def expire(signum, frame):
+            self.expired = True
+            raise CallTimedOut(f"did not return within {seconds:g} s (the time limit)")
 
-
-def stopped_at_limit(error: str, problems: list[Comparison]) -> bool:
-    """Whether call_safely's error or one of after_step_safely's problems is a CallTimedOut."""
-    name = CallTimedOut.__name__
-    return error.startswith(name) or any(p.problem.startswith(f"step raised {name}") for p in problems)
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 class ImplementationWarning(UserWarning):
@@ -268,9 +271,9 @@ def _not_a_tensor(name: str, spec: Any, problem: str, rtol: float, atol: float) 
 
 
 def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray, *,
-                rtol: float, atol: float, seconds: float | None = None
+                rtol: float, atol: float, limit: TimeLimit | None = None
                 ) -> tuple[dict[str, Any], list[Comparison], list[Comparison], str]:
-    """Call ``fn`` on copies of its inputs, stopping it after ``seconds``; never raise.
+    """Call ``fn`` on copies of its inputs, stopping it at ``limit``; never raise.
 
     Returns
     -------
@@ -290,7 +293,7 @@ def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray,
     p_copy, x_copy, y_copy = copy_params(params), x.copy(), y.copy()
     name = getattr(fn, "__name__", CALL)
     try:
-        with time_limit(seconds):
+        with (limit or TimeLimit()).applied():
             out = fn(spec, p_copy, x_copy, y_copy)
     except (Exception, SystemExit, CallTimedOut) as e:   # noqa: BLE001 - user code may raise anything
         error = describe_exception(e, fn)
@@ -334,7 +337,7 @@ def _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol) -> 
 
 
 def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: float, *,
-                      rtol: float, atol: float, seconds: float | None = None
+                      rtol: float, atol: float, limit: TimeLimit | None = None
                       ) -> tuple[dict[str, Any], list[Comparison]]:
     """``W{l}_after``/``b{l}_after`` from one update with the implementation's gradients.
 
@@ -362,7 +365,7 @@ def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: 
         return {}, []
     p_copy = copy_params(params)
     try:
-        with time_limit(seconds):
+        with (limit or TimeLimit()).applied():
             stepped = step(p_copy, grads, lr)
             pairs = list(stepped)
         if len(pairs) != len(params) or not all(len(p) == 2 for p in pairs):
