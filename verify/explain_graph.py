@@ -48,20 +48,18 @@ class TorchRun:
     loss_nodes: tuple[str, ...]
     act_nodes: dict    # l -> tuple of node names (empty for identity)
     linear: dict       # l -> LinearEdges
-    chain: tuple[str, ...]   # every node, in the order met
 
 
 def _name(node) -> str:
     return type(node).__name__
 
 
-def _walk(J, zs, acts, model) -> tuple[dict, list]:
+def _walk(J, zs, acts) -> dict:
     """File every node under ('loss',), ('act', l) or ('linear', l), depth first from J."""
     L = len(zs) - 1
     z_of = {id(zs[l].grad_fn): l for l in range(1, L + 1)}
     a_of = {id(acts[l].grad_fn): l for l in range(1, L + 1) if acts[l].grad_fn is not zs[l].grad_fn}
     regions: dict = {}
-    order: list = []
     seen: set = set()
 
     def visit(node, region):
@@ -73,12 +71,11 @@ def _walk(J, zs, acts, model) -> tuple[dict, list]:
         elif id(node) in a_of:
             region = ("act", a_of[id(node)])
         regions.setdefault(region, []).append(node)
-        order.append(node)
         for child, _ in node.next_functions:
             visit(child, region)
 
     visit(J.grad_fn, ("loss",))
-    return regions, order
+    return regions
 
 
 def _edges(node, param_of: dict, layer: int) -> LinearEdges:
@@ -106,11 +103,11 @@ def _edges(node, param_of: dict, layer: int) -> LinearEdges:
 
 def run_torch(spec: NetSpec, params, x, y) -> TorchRun:
     fwd = forward_twin(spec, params, x, y, retain_a=True)       # the twin, z⁽ˡ⁾ and a⁽ˡ⁾ kept
-    J, zs, acts, model = fwd.J, fwd.z, [None] + fwd.a[1:], fwd.model
+    J, zs, acts = fwd.J, fwd.z, [None] + fwd.a[1:]
     L = spec.depth
-    regions, order = _walk(J, zs, acts, model)
+    regions = _walk(J, zs, acts)
     J.backward()
-    linears = list(model[0::2])
+    linears = fwd.linears
     linear = {}
     for l, lin in enumerate(linears, start=1):
         param_of = {id(lin.weight): "W"}
@@ -133,5 +130,4 @@ def run_torch(spec: NetSpec, params, x, y) -> TorchRun:
         loss_nodes=tuple(_name(n) for n in regions.get(("loss",), [])),
         act_nodes={l: tuple(_name(n) for n in regions.get(("act", l), [])) for l in range(1, L + 1)},
         linear=linear,
-        chain=tuple(_name(n) for n in order),
     )

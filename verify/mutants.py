@@ -69,7 +69,6 @@ def build(name: str) -> Callable:
         network[registry] = changed[registry]      # backprop and forward look it up at call time
     fn = network["backprop"]
     fn.step = network["sgd_step"]
-    fn.mutant = name
     return fn
 
 

@@ -14,7 +14,7 @@ import platform
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -271,7 +271,3 @@ def write_reports(result, out_dir, *, title: str = "verify run") -> dict[str, Pa
 def failing_rows(disc: pd.DataFrame, limit: int = 200) -> pd.DataFrame:
     return disc[~disc["passed"]].head(limit)
 
-
-def iter_minimal(result) -> Iterable[tuple[CaseResult, str]]:
-    for m in result.minimal:
-        yield m, divergence_sentence(m)
