@@ -1,4 +1,5 @@
 """`verify check SPEC`: a table, exit 0 when all agree, 2 with one line for bad input."""
+import shutil
 import subprocess
 import sys
 
@@ -46,7 +47,16 @@ def test_a_failing_case_is_reported_with_its_first_diverging_tensor_and_exit_1(m
     assert "first to diverge: dW1" in capsys.readouterr().out
 
 
-def test_the_console_script_is_installed():
-    proc = subprocess.run([sys.executable, "-m", "verify.cli", "check", "2-2-1:sigmoid:quadratic"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0 and "PASS" in proc.stdout
+LAUNCHERS = {"console script": [shutil.which("verify") or "verify-not-installed"],
+             "python -m": [sys.executable, "-m", "verify.cli"]}
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS, ids=list(LAUNCHERS))
+def test_the_command_checks_a_spec_and_reports_bad_input_in_one_line(launcher):
+    ok = subprocess.run([*LAUNCHERS[launcher], "check", "2-2-1:sigmoid:quadratic"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "PASS" in ok.stdout
+    bad = subprocess.run([*LAUNCHERS[launcher], "check", "2-2-1:sigmoid:quadratic", "--impl",
+                          "handimpl:nothing"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == "verify: error: --impl 'handimpl:nothing': handimpl has no attribute 'nothing'"

@@ -173,4 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported verify.cli, not this __main__ copy: the errors other modules raise are
+    # verify.cli.UsageError, which a UsageError defined here again would not catch.
+    from verify.cli import main as _main
+    sys.exit(_main())
