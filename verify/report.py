@@ -85,11 +85,11 @@ def case_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CASE_COLUMNS)
 
 
-def tensor_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
-    """The discrepancy frame of real records plus the case's depth, loss and the activation of
-    the tensor's layer (layer 1 for dx, the output layer for the loss): what the pivots group by."""
-    df = discrepancy_frame(results)
-    df = df[df["quantity"] != ""].copy()
+def tensor_frame(results: Sequence[CaseResult], disc: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``disc`` (discrepancy_frame(results)) about real tensors, plus the case's depth,
+    loss and the activation of the tensor's layer (layer 1 for dx, the output layer for the
+    loss): what the summaries group by."""
+    df = disc[disc["quantity"] != ""].copy()
     specs = {i: c.spec for i, c in enumerate(results)}
     df["depth"] = [specs[i].depth for i in df["case_id"]]
     df["loss"] = [specs[i].loss for i in df["case_id"]]
@@ -115,10 +115,10 @@ SUMMARY_GROUPS = {"activation x loss": ["activation", "loss"], "depth": ["depth"
                   "dtype": ["dtype"], "quantity": ["quantity"]}
 
 
-def summary_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
-    """Worst and median norm_rel_err (with counts) by activation × loss, depth, dtype, quantity;
-    long form, one row per group, the grouping columns not used left empty."""
-    df = tensor_frame(results)
+def summary_frame(tensors: pd.DataFrame) -> pd.DataFrame:
+    """Worst and median norm_rel_err (with counts) by activation × loss, depth, dtype, quantity,
+    from the tensor frame; long form, one row per group, the grouping columns not used left empty."""
+    df = tensors.copy()
     df["quantity"] = pd.Categorical(df["quantity"], QUANTITY_ORDER, ordered=True)
     parts = []
     for by, keys in SUMMARY_GROUPS.items():
@@ -257,13 +257,14 @@ def write_reports(result, out_dir, *, title: str = "verify run") -> dict[str, Pa
     from .report_html import render_html
     out = Path(out_dir)
     disc = discrepancy_frame(result.results)
+    tensors = tensor_frame(result.results, disc)
     cases = case_frame(result.results)
-    summary = summary_frame(result.results)
+    summary = summary_frame(tensors)
     paths = {k: out / name for k, name in FILES.items()}
     atomic_write(paths["discrepancies"], to_csv_text(disc))
     atomic_write(paths["cases"], to_csv_text(cases))
     atomic_write(paths["summary"], to_csv_text(summary))
-    atomic_write(paths["html"], render_html(result, disc, cases, summary, title=title))
+    atomic_write(paths["html"], render_html(result, disc, tensors, cases, summary, title=title))
     atomic_write(paths["json"], json.dumps(report_json(result, disc, title), indent=2) + "\n")
     return paths
 

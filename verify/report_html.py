@@ -12,7 +12,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from .report import QUANTITY_ORDER, divergence_sentence, failing_rows, repro, tensor_frame, verdict
+from .report import QUANTITY_ORDER, divergence_sentence, failing_rows, repro, verdict
 
 FLOOR = 1e-18            # where exact agreement (error 0) is drawn on log axes
 DTYPE_COLORS = {"float32": "#e07b39", "float64": "#3a78b5"}
@@ -129,29 +129,26 @@ def _styled(frame: pd.DataFrame, failing: pd.DataFrame, uid: str, numeric: list[
     return styler.set_table_attributes('class="grid"').to_html()
 
 
-def pivot_tables(tensors: pd.DataFrame) -> list[tuple[str, str]]:
-    """(title, html) for activation × loss (worst, median), depth, dtype and quantity."""
-    if tensors.empty:
+def pivot_tables(summary: pd.DataFrame) -> list[tuple[str, str]]:
+    """(title, html) for activation × loss (worst, median), depth, dtype and quantity: the rows
+    of summary.csv (verify.report.summary_frame) laid out as tables."""
+    if summary.empty or not summary["n_tensors"].sum():
         return []
-    fails = ~tensors["passed"]
     out = []
-    for stat, how in (("worst", "max"), ("median", "median")):
-        values = tensors.pivot_table(index="activation", columns="loss", values="norm_rel_err",
-                                     aggfunc=how)
-        failing = tensors.assign(f=fails).pivot_table(index="activation", columns="loss",
-                                                      values="f", aggfunc="any")
+    by_al = summary[summary["by"] == "activation x loss"]
+    failing = by_al.pivot(index="activation", columns="loss", values="n_failed") > 0
+    for stat in ("worst", "median"):
+        values = by_al.pivot(index="activation", columns="loss", values=f"{stat}_norm_rel_err") \
+            .dropna(how="all").dropna(axis=1, how="all")
         out.append((f"{stat} norm_rel_err: activation of the tensor's layer × loss",
                     _styled(values, failing, f"al{stat}", list(values.columns))))
     for key in ("depth", "dtype", "quantity"):
-        t = tensors.copy()
-        if key == "quantity":
-            t["quantity"] = pd.Categorical(t["quantity"], QUANTITY_ORDER, ordered=True)
-        g = t.groupby(key, observed=True)
-        frame = pd.DataFrame({"tensors": g.size(), "failing": g["passed"].apply(lambda p: int((~p).sum())),
-                              "worst": g["norm_rel_err"].max(), "median": g["norm_rel_err"].median()})
-        failing = pd.DataFrame(False, index=frame.index, columns=frame.columns)
-        failing.loc[frame["failing"] > 0, ["failing", "worst"]] = True
-        out.append((f"by {key}", _styled(frame, failing, f"by{key}", ["worst", "median"])))
+        rows = summary[summary["by"] == key].set_index(key)
+        frame = pd.DataFrame({"tensors": rows["n_tensors"], "failing": rows["n_failed"],
+                              "worst": rows["worst_norm_rel_err"], "median": rows["median_norm_rel_err"]})
+        marked = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+        marked.loc[frame["failing"] > 0, ["failing", "worst"]] = True
+        out.append((f"by {key}", _styled(frame, marked, f"by{key}", ["worst", "median"])))
     return out
 
 
@@ -261,11 +258,11 @@ def _minimal_items(result) -> list[dict]:
     return items
 
 
-def render_html(result, disc: pd.DataFrame, cases: pd.DataFrame, summary: pd.DataFrame, *,
-                title: str = "verify run") -> str:
+def render_html(result, disc: pd.DataFrame, tensors: pd.DataFrame, cases: pd.DataFrame,
+                summary: pd.DataFrame, *, title: str = "verify run") -> str:
+    """The page, from write_reports's frames (verify.report)."""
     from .compare import TOLERANCES
     from .report import versions
-    tensors = tensor_frame(result.results)
     n_fail_rows = int((~disc["passed"]).sum())
     css = "partial" if result.partial else ("pass" if result.n_failed == 0 else "fail")
     s = result.settings
@@ -284,7 +281,7 @@ def render_html(result, disc: pd.DataFrame, cases: pd.DataFrame, summary: pd.Dat
         cards=cards, minimal=_minimal_items(result),
         plot_dist=plot_error_distributions(tensors, TOLERANCES) if has_data else "",
         plot_depth=plot_error_by_depth(cases) if len(cases) else "",
-        pivots=pivot_tables(tensors), failing=failing_table(disc) if n_fail_rows else "",
+        pivots=pivot_tables(summary), failing=failing_table(disc) if n_fail_rows else "",
         n_failing_rows=n_fail_rows, shown_rows=min(n_fail_rows, 200),
         versions_text=", ".join(f"{k} {v}" for k, v in versions().items()),
         wall=f"{result.wall_time:.1f}")
