@@ -190,7 +190,7 @@ def _log_softmax(a: Array) -> Array:
     return ACTIVATIONS["log_softmax"].f(a)
 
 
-def _class_rows(y: Array, k: int, dtype) -> Array:
+def class_rows(y: Array, k: int, dtype) -> Array:
     """Class-index targets (m,) as one-hot rows (m, k); probability rows pass through."""
     if y.ndim == 1:
         return np.eye(k, dtype=dtype)[y]
@@ -209,7 +209,7 @@ class CrossEntropyLoss(Loss):
         return a.shape[0] if reduction == "mean" else 1
 
     def _t(self, a, y, label_smoothing):
-        t = _class_rows(y, a.shape[1], a.dtype)
+        t = class_rows(y, a.shape[1], a.dtype)
         return t * (1 - label_smoothing) + label_smoothing / a.shape[1]
 
     def terms(self, a, y, label_smoothing=0.0):
@@ -235,13 +235,13 @@ class NLLLoss(Loss):
         return a.shape[0] if reduction == "mean" else 1
 
     def terms(self, a, y):
-        return -_class_rows(y, a.shape[1], a.dtype) * a
+        return -class_rows(y, a.shape[1], a.dtype) * a
 
     def dterms(self, a, y):
-        return -_class_rows(y, a.shape[1], a.dtype)
+        return -class_rows(y, a.shape[1], a.dtype)
 
     def shortcut(self, z, a, y, reduction="mean"):
-        return (np.exp(a) - _class_rows(y, a.shape[1], a.dtype)) / self.count(a, reduction)
+        return (np.exp(a) - class_rows(y, a.shape[1], a.dtype)) / self.count(a, reduction)
 
 
 class KLDivLoss(Loss):

@@ -45,7 +45,8 @@ def _check_inputs(spec: Any, params: Params, x: Array) -> np.dtype:
     return dtype
 
 
-def _split_loss_kwargs(spec: Any) -> tuple[str, dict]:
+def split_loss_kwargs(spec: Any) -> tuple[str, dict]:
+    """(reduction, the loss's own options) from spec.loss_kwargs."""
     opts = dict(spec.loss_kwargs)
     return opts.pop("reduction", "mean"), opts
 
@@ -84,7 +85,7 @@ def backprop(spec: Any, params: Params, x: Array, y: Array) -> dict[str, Any]:
     L = len(spec.widths) - 1
     f = [None] + [ACTIVATIONS[name] for name in spec.activations]
     loss = LOSSES[spec.loss]
-    reduction, opts = _split_loss_kwargs(spec)
+    reduction, opts = split_loss_kwargs(spec)
     W = [None] + [Wl for Wl, _ in params]
     zs, a = forward(spec, params, x)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import handimpl
 from handimpl import LOSSES
+from handimpl.network import split_loss_kwargs
 
 from .data import draw_case
 from .explain_backward import backward_sections, forward_section, graph_section
@@ -48,8 +49,7 @@ def explain(spec: NetSpec | str, seed: int = 0, batch: int = DEFAULT_BATCH,
     spec = NetSpec.coerce(spec)
     case = draw_case(spec, seed, batch)
     hand = dict(handimpl.backprop(spec, case.params, case.x, case.y))
-    opts = dict(spec.loss_kwargs)
-    reduction = opts.pop("reduction")
+    reduction, opts = split_loss_kwargs(spec)
     hand["dJ_da"] = LOSSES[spec.loss].grad(hand[f"a{spec.depth}"], case.y, reduction, **opts)
     run = run_torch(spec, case.params, case.x, case.y)
     intro = (f"Spec {spec}, seed {seed}, batch m = {batch} (x scale {case.scale:g}, "

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from handimpl import ACTIVATIONS, LOSSES
+from handimpl.losses import class_rows
+from handimpl.network import split_loss_kwargs
 
 from .explain_graph import TorchRun
 from .explain_steps import Section, Step, compared, max_diff
@@ -39,16 +41,9 @@ CANCELLATIONS = {
 }
 
 
-def _target_rows(y: np.ndarray, a: np.ndarray) -> np.ndarray:
-    if y.ndim == 1 and a.ndim == 2:
-        return np.eye(a.shape[1], dtype=a.dtype)[y]
-    return y
-
-
 def general_product(spec, z, a, y) -> tuple[np.ndarray, np.ndarray]:
     """(∂J/∂a⁽ᴸ⁾, δ⁽ᴸ⁾ by the general chain rule)."""
-    opts = dict(spec.loss_kwargs)
-    reduction = opts.pop("reduction")
+    reduction, opts = split_loss_kwargs(spec)
     g = LOSSES[spec.loss].grad(a, y, reduction, **opts)
     return g, ACTIVATIONS[spec.activations[-1]].vjp(z, a, g)
 
@@ -57,13 +52,12 @@ def shortcut(spec, z, a, y) -> tuple[np.ndarray, str]:
     """The shortcut someone would write for this loss: its own (a − y)/N form when it has one,
     else the seed's δ⁽ᴸ⁾ = (a − y)/m."""
     loss = LOSSES[spec.loss]
-    opts = dict(spec.loss_kwargs)
-    reduction = opts.pop("reduction")
+    reduction, opts = split_loss_kwargs(spec)
     try:
         return loss.shortcut(z, a, y, reduction, **opts), f"{spec.loss}'s own shortcut"
     except NotImplementedError:
         m = a.shape[0] if reduction == "mean" else 1
-        return (a - _target_rows(y, a)) / m, "the seed's δ⁽ᴸ⁾ = (a − y)/m"
+        return (a - class_rows(y, a.shape[1], a.dtype)) / m, "the seed's δ⁽ᴸ⁾ = (a − y)/m"
 
 
 def shortcut_section(spec, hand: dict, run: TorchRun, y) -> Section:

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from handimpl import ACTIVATIONS, LOSSES
+from handimpl.network import split_loss_kwargs
 
 GAIN = 2.0
 UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53}
@@ -81,8 +82,7 @@ def _output_step_difference(spec: Any, hand: dict, ref: dict, y: np.ndarray, wha
             return np.zeros(() if what == "loss" else t_a.shape)
         sides.append((z.astype(np.float64), a.astype(np.float64)))
     loss, act = LOSSES[spec.loss], ACTIVATIONS[spec.activations[-1]]
-    opts = dict(spec.loss_kwargs)
-    reduction = opts.pop("reduction")
+    reduction, opts = split_loss_kwargs(spec)
     if what == "loss":
         h, t = (loss.value(a, y, reduction, **opts) for _, a in sides)
     else:
@@ -118,8 +118,7 @@ def floors(spec: Any, hand: dict, ref: dict, case: Any, lr: float) -> dict[str, 
     absD = [None] + [np.abs(d) for d in D[1:]]
     dD = [None] + [_delta(hand, ref, f"delta{l}") for l in range(1, L + 1)]
     loss = LOSSES[spec.loss]
-    opts = dict(spec.loss_kwargs)
-    reduction = opts.pop("reduction")
+    reduction, opts = split_loss_kwargs(spec)
     out: dict[str, np.ndarray] = {}
     with np.errstate(all="ignore"):
         aL = f64(ref[f"a{L}"])
