@@ -208,3 +208,8 @@ def test_ctrl_c_makes_verify_check_impl_write_the_partial_report_and_exit_130(tm
                  "--out", str(tmp_path)])
     assert code == 130
     assert "PARTIAL (interrupted)" in (tmp_path / "report.html").read_text()
+
+
+def test_verify_check_with_a_spec_and_an_impl_that_raises_names_the_line_and_exits_1(capsys):
+    assert main(["check", SPEC, "--impl", f"{USER}:raises", "--seed", "1"]) == 1
+    assert "the implementation raised ValueError" in capsys.readouterr().out

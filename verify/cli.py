@@ -65,8 +65,13 @@ def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None) -> No
     p.add_argument("--jobs", type=_positive, default=1, help="worker processes")
 
 
+CASE_COLUMNS = ["tensor", "shape", "max_abs_err", "max_rel_err", "norm_rel_err", "max_ulp",
+                "worst_index", "hand", "torch", "bad", "passed", "note"]
+
+
 def case_table(result) -> pd.DataFrame:
-    """One row per compared tensor of a CaseResult, for the terminal."""
+    """One row per compared tensor of a CaseResult, for the terminal (no rows when the
+    implementation raised before anything could be compared)."""
     rows = [{
         "tensor": r.name, "shape": "x".join(map(str, r.shape)) or "()",
         "max_abs_err": r.max_abs_err, "max_rel_err": r.max_rel_err, "norm_rel_err": r.norm_rel_err,
@@ -74,31 +79,43 @@ def case_table(result) -> pd.DataFrame:
         "torch": r.torch_value, "bad": r.n_mismatched, "passed": "yes" if r.passed else "NO",
         "note": r.problem,
     } for r in result.records]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=CASE_COLUMNS)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.time_limit is not None and not args.impl:
         raise UsageError("--time-limit applies to --impl (handimpl's own backprop has no limit)")
-    if args.impl:
+    if args.impl and not args.spec:
         from .impl_sweep import check_impl_command
         return check_impl_command(args)
     if not args.spec:
         raise UsageError("give a SPEC (e.g. '2-2-1:sigmoid:quadratic') or --impl TARGET")
     from .check import check
-    result = check(args.spec, seed=args.seed, batch=args.batch or 4)
+    from .diagnose import describe_case
+    impl = None
+    if args.impl:                      # one case of a user implementation, as a repro line says
+        from .impl import load_target, reset_warnings
+        impl = load_target(args.impl)
+        reset_warnings()
+    result = check(args.spec, seed=args.seed, batch=args.batch or 4, impl=impl,
+                   time_limit=args.time_limit)
     table = case_table(result)
     with pd.option_context("display.max_rows", None, "display.width", 200,
                            "display.float_format", "{:.3g}".format):
         print(f"{result.spec}  seed={result.seed}  batch={result.batch}  "
               f"(x scale {result.scale:g}, zero fraction {result.zero_fraction:g})")
-        print(table.drop(columns=["note"] if not table["note"].any() else []).to_string(index=False))
+        if len(table):
+            print(table.drop(columns=["note"] if not table["note"].any() else []).to_string(index=False))
     first = result.first_divergence
     if result.passed:
         print(f"PASS: all {len(result.records)} tensors agree")
         return 0
-    print(f"FAIL: {sum(not r.passed for r in result.records)} of {len(result.records)} tensors differ; "
-          f"first to diverge: {first.name if first else '-'}")
+    if result.records:
+        print(f"FAIL: {sum(not r.passed for r in result.records)} of {len(result.records)} tensors "
+              f"differ; first to diverge: {first.name if first else '-'}")
+    else:
+        print("FAIL: nothing could be compared")
+    print(describe_case(result))
     return 1
 
 

@@ -111,17 +111,13 @@ def assert_matches_torch(fn: Impl | str, **options) -> None:
 # -- the command ------------------------------------------------------------------------------
 
 def check_impl_command(args) -> int:
-    """``verify check --impl TARGET ...``: sweep, write the reports, exit 0/1 (2 via UsageError).
-
-    With a SPEC as well (``verify check SPEC --impl TARGET --seed S --batch B``) it checks
-    that one case instead, as the repro line of a failure says."""
+    """``verify check --impl TARGET ...`` without a SPEC: sweep, write the reports, exit 0/1/130
+    (2 via UsageError). With a SPEC, verify.cli.cmd_check checks that one case."""
     from .diagnose import explain_failure
     from .report import summary_lines, write_reports
     from .sweep import INTERRUPTED
 
-    fn = load_target(args.impl)
-    if getattr(args, "spec", None):
-        return _check_one(fn, args)
+    load_target(args.impl)             # a bad TARGET is a usage error before anything runs
     result = sweep_implementation(
         args.impl, examples=args.examples, seed=args.seed, activations=args.activations,
         losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
@@ -142,18 +138,3 @@ def check_impl_command(args) -> int:
         return 130
     return 0 if result.passed else 1
 
-
-def _check_one(fn: Impl, args) -> int:
-    from .check import check
-    from .cli import case_table
-    from .diagnose import describe_case
-
-    reset_warnings()
-    result = check(args.spec, seed=args.seed, batch=getattr(args, "batch", None) or 4, impl=fn,
-                   time_limit=getattr(args, "time_limit", None))
-    print(case_table(result).to_string(index=False))
-    if result.passed:
-        print(f"PASS: all {len(result.records)} tensors agree")
-        return 0
-    print("FAIL: " + describe_case(result))
-    return 1
