@@ -167,18 +167,22 @@ def kill_stats(results: Sequence[MutantResult]) -> dict:
             "max_examples_to_kill": max(needed) if needed else None}
 
 
+def kill_sentence(stats: dict) -> str:
+    """'15 of 15 mutants killed (kill rate 100%); median examples to kill 1' from kill_stats."""
+    return (f"{stats['killed']} of {stats['total']} mutants killed (kill rate {stats['kill_rate']:.0%}); "
+            f"median examples to kill {stats['median_examples_to_kill']}")
+
+
 def write_mutant_report(results: Sequence[MutantResult], out_dir: Path | str, *,
-                        settings: dict | None = None) -> dict[str, Path]:
-    """mutants.csv and mutants.html in ``out_dir``."""
+                        settings: dict | None = None, table: pd.DataFrame | None = None
+                        ) -> dict[str, Path]:
+    """mutants.csv and mutants.html in ``out_dir`` (``table``: mutant_table(results), if made)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = mutant_table(results)
-    stats = kill_stats(results)
+    table = mutant_table(results) if table is None else table
     csv_path, html_path = out / "mutants.csv", out / "mutants.html"
     table.to_csv(csv_path, index=False)
-    summary = (f"{stats['killed']} of {stats['total']} mutants killed "
-               f"(kill rate {stats['kill_rate']:.0%}); median examples to kill: "
-               f"{stats['median_examples_to_kill']}")
+    summary = kill_sentence(kill_stats(results))
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>verify mutants</title>"
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:90%}"
@@ -205,10 +209,8 @@ def mutants_command(args) -> int:
     with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 70):
         print(table.drop(columns=["bug", "seconds"]).to_string(index=False))
     stats = kill_stats(results)
-    paths = write_mutant_report(results, args.out or DEFAULT_OUT,
+    paths = write_mutant_report(results, args.out or DEFAULT_OUT, table=table,
                                 settings={"seed": args.seed, "examples": examples})
-    print(f"{stats['killed']} of {stats['total']} mutants killed (kill rate {stats['kill_rate']:.0%}); "
-          f"median examples to kill {stats['median_examples_to_kill']}; "
-          f"{time.perf_counter() - start:.1f} s")
+    print(f"{kill_sentence(stats)}; {time.perf_counter() - start:.1f} s")
     print(f"report: {paths['html']}")
     return 0 if stats["killed"] == stats["total"] else 1
