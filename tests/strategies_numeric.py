@@ -1,7 +1,19 @@
-"""Array strategies for the activation and loss tests: kinks, exact zeros, ±1e3."""
+"""Array strategies for the activation and loss tests (kinks, exact zeros, ±1e3), and the
+agreement check both use."""
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+from verify.compare import compare, tolerances
+
+DTYPES = ["float32", "float64"]
+
+
+def agree(name, hand, ref, dtype):
+    """Assert that ``hand`` matches torch's ``ref`` under the dtype's tolerances."""
+    rtol, atol = tolerances(dtype)
+    record = compare(name, hand, ref, dtype=dtype, rtol=rtol, atol=atol)
+    assert record.passed, record
 
 KINKS = (0.0, -0.0, 1.0, -1.0, 3.0, -3.0, 6.0, 20.0, 1e3, -1e3, 1e-30, -1e-30)
 

@@ -5,19 +5,11 @@ import torch
 from hypothesis import given, strategies as st
 
 from handimpl import ACTIVATIONS
-from verify.compare import TOLERANCES, compare
 from verify.torch_ops import TORCH_ACTIVATIONS
 
-from strategies_numeric import matrices
+from strategies_numeric import DTYPES, agree, matrices
 
 NAMES = list(ACTIVATIONS)
-DTYPES = ["float32", "float64"]
-
-
-def _agree(name, hand, ref, dtype):
-    rtol, atol = TOLERANCES[dtype]
-    record = compare(name, hand, ref, dtype=dtype, rtol=rtol, atol=atol)
-    assert record.passed, record
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -26,7 +18,7 @@ def _agree(name, hand, ref, dtype):
 def test_activation_value_matches_torch(name, dtype, data):
     z = data.draw(matrices(dtype=dtype))
     expected = TORCH_ACTIVATIONS[name]()(torch.from_numpy(z)).numpy()
-    _agree(name, ACTIVATIONS[name].f(z), expected, dtype)
+    agree(name, ACTIVATIONS[name].f(z), expected, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -38,7 +30,7 @@ def test_activation_vjp_matches_torch_autograd_including_kinks(name, dtype, data
     zt = torch.from_numpy(z.copy()).requires_grad_(True)
     TORCH_ACTIVATIONS[name]()(zt).backward(torch.from_numpy(g))
     act = ACTIVATIONS[name]
-    _agree(name, act.vjp(z, act.f(z), g), zt.grad.numpy(), dtype)
+    agree(name, act.vjp(z, act.f(z), g), zt.grad.numpy(), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -5,15 +5,13 @@ import torch
 from hypothesis import given, strategies as st
 
 from handimpl import ACTIVATIONS, LOSSES
-from verify.compare import TOLERANCES, compare
 from verify.data import draw_target
 from verify.spec import NetSpec
 from verify.strategies import OPTION_VALUES
 from verify.torch_ops import TORCH_LOSSES
 
-from strategies_numeric import matrices
+from strategies_numeric import DTYPES, agree, matrices
 
-DTYPES = ["float32", "float64"]
 
 
 @st.composite
@@ -48,10 +46,6 @@ def _torch_value_and_grad(name, a, y, reduction, options):
     return J.detach().numpy(), at.grad.numpy()
 
 
-def _agree(what, hand, ref, dtype):
-    rtol, atol = TOLERANCES[dtype]
-    record = compare(what, hand, ref, dtype=dtype, rtol=rtol, atol=atol)
-    assert record.passed, record
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -61,8 +55,8 @@ def test_loss_value_and_gradient_match_torch(name, dtype, data):
     a, y, reduction, options = data.draw(loss_inputs(name, dtype))
     J_ref, grad_ref = _torch_value_and_grad(name, a, y, reduction, options)
     loss = LOSSES[name]
-    _agree("loss", loss.value(a, y, reduction, **options), J_ref, dtype)
-    _agree("grad", loss.grad(a, y, reduction, **options), grad_ref, dtype)
+    agree("loss", loss.value(a, y, reduction, **options), J_ref, dtype)
+    agree("grad", loss.grad(a, y, reduction, **options), grad_ref, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
