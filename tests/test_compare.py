@@ -1,0 +1,128 @@
+"""compare_all's vectorised statistics equal a plain element-by-element computation; its
+records are ordinary frozen Comparisons."""
+import math
+import struct
+
+import numpy as np
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import dataclasses
+
+import pytest
+
+from verify.compare import REFERENCE_FACTOR, Comparison, Pair, _judged, compare_all
+
+SPECIAL = (0.0, -0.0, 1.0, -1.0, 1e-30, 1e30, math.inf, -math.inf, math.nan)
+
+
+def _ordinal(v: float, dtype: str) -> int:
+    """The position of v among the dtype's floats (-0.0 and 0.0 share one), from its bits."""
+    fmt, ufmt, bits = ("<f", "<I", 32) if dtype == "float32" else ("<d", "<Q", 64)
+    u = struct.unpack(ufmt, struct.pack(fmt, v))[0]
+    magnitude = u & ((1 << (bits - 1)) - 1)
+    return -magnitude if u >> (bits - 1) else magnitude
+
+
+def _norm(values) -> float:
+    return math.hypot(*values) if values else 0.0
+
+
+def _norm_rel(d: list, r: list) -> float:
+    nd, nr = _norm(d), _norm(r)
+    return nd / nr if nr > 0 else (0.0 if nd == 0 else math.inf)
+
+
+def expected(pair: Pair, dtype: str, rtol: float, atol: float) -> dict:
+    """The record's statistics, one element at a time, as the compare module's docstring defines them."""
+    h = pair.hand.astype(np.float64).ravel().tolist()
+    t = pair.ref.astype(np.float64).ravel().tolist()
+    n = len(t)
+    c = np.broadcast_to(np.asarray(0.0 if pair.floor is None else pair.floor, float), pair.ref.shape).ravel()
+    fin = [math.isfinite(a) and math.isfinite(b) for a, b in zip(h, t)]
+    diff = [abs(a - b) if f else 0.0 for a, b, f in zip(h, t, fin)]
+    plain = [atol + rtol * abs(b) if f else atol for b, f in zip(t, fin)]
+    good = [d <= p + ci if f else (a == b or (math.isnan(a) and math.isnan(b)))
+            for a, b, d, p, ci, f in zip(h, t, diff, plain, c, fin)]
+    stats = {}
+    if pair.ref64 is not None:
+        r = pair.ref64.astype(np.float64).ravel().tolist()
+        ok = [f and math.isfinite(x) for x, f in zip(r, fin)]
+        e_t = [abs(b - x) if o else 0.0 for b, x, o in zip(t, r, ok)]
+        worst_t = max(e_t)
+        good = [g or (o and abs(a - x) <= atol + rtol * abs(x) + ci + REFERENCE_FACTOR * worst_t)
+                for g, a, x, o, ci in zip(good, h, r, ok, c)]
+        r_ok = [x if o else 0.0 for x, o in zip(r, ok)]
+        stats["hand_ref_err"] = _norm_rel([a - x if o else 0.0 for a, x, o in zip(h, r, ok)], r_ok)
+        stats["torch_ref_err"] = _norm_rel(e_t, r_ok)
+    bad = [not g for g in good]
+    score = [(d / p if p else (math.inf if d else 0.0)) if f else (math.inf if b else 0.0)
+             for d, p, f, b in zip(diff, plain, fin, bad)]
+    worst = max(range(n), key=lambda i: (bad[i], score[i]))       # the first of the largest
+    rel = [d / abs(b) if f and b != 0 else (math.inf if d > 0 else 0.0) for d, b, f in zip(diff, t, fin)]
+    ulp = [abs(_ordinal(a, pair.ref.dtype.name) - _ordinal(b, pair.ref.dtype.name)) if f else 0
+           for a, b, f in zip(pair.hand.ravel().tolist(), pair.ref.ravel().tolist(), fin)]
+    return dict(stats, max_abs_err=max(diff), max_rel_err=max(rel), max_ulp=float(max(ulp)),
+                norm_rel_err=_norm_rel(diff, [b if f else 0.0 for b, f in zip(t, fin)]),
+                worst_index=tuple(int(i) for i in np.unravel_index(worst, pair.ref.shape)),
+                hand_value=h[worst], torch_value=t[worst], n_mismatched=sum(bad), passed=not any(bad))
+
+
+@st.composite
+def pairs(draw, *, dtype: str, with_ref: bool, max_tensors: int = 4):
+    """Tensors whose hand values are torch's, a few ULPs off, a fraction of |t| off, anything
+    (inf, nan, 0, huge), with float64 references near torch's values and optional error budgets."""
+    width = 32 if dtype == "float32" else 64
+    out = []
+    for k in range(draw(st.integers(1, max_tensors))):
+        shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=4))
+        floats = st.one_of(st.sampled_from(SPECIAL), st.floats(-1e3, 1e3, width=width),
+                           st.floats(width=width, allow_nan=False))
+        t = draw(hnp.arrays(dtype, shape, elements=floats))
+        moves = draw(hnp.arrays(np.int8, shape, elements=st.integers(-3, 5)))
+        h = t.copy()
+        with np.errstate(over="ignore"):
+            for step in range(3):                                    # moves in -3..3: that many ULPs
+                h = np.where(moves > step, np.nextafter(h, np.inf),
+                             np.where(moves < -step, np.nextafter(h, -np.inf), h))
+        h = np.where(moves == 4, draw(hnp.arrays(dtype, shape, elements=floats)), h)
+        off = draw(hnp.arrays(np.float64, shape, elements=st.floats(-1e-2, 1e-2)))
+        with np.errstate(all="ignore"):                              # 5: off by a fraction of |t|
+            h = np.where(moves == 5, t * (1 + off), h).astype(dtype)
+        ref64 = None
+        if with_ref:
+            scale = draw(st.sampled_from([1e-9, 1e-6, 1e-4, 1e-2]))
+            noise = draw(hnp.arrays(np.float64, shape, elements=st.floats(-scale, scale)))
+            ref64 = t.astype(np.float64) * (1 + noise)
+        floor = draw(st.one_of(st.none(), st.floats(0, 1e-3),
+                               hnp.arrays(np.float64, shape, elements=st.floats(0, 1e-3))))
+        out.append(Pair(f"z{k + 1}", h, t, ref64, floor))
+    return out
+
+
+@given(st.sampled_from([("float32", True), ("float32", False), ("float64", False)]).flatmap(
+    lambda d: st.tuples(st.just(d[0]), pairs(dtype=d[0], with_ref=d[1]))))
+def test_every_statistic_of_every_record_is_the_element_by_element_one(drawn):
+    dtype, given_pairs = drawn
+    rtol, atol = (1.3e-6, 1e-5) if dtype == "float32" else (1e-7, 1e-7)
+    records = compare_all(given_pairs, dtype=dtype, rtol=rtol, atol=atol)
+    for pair, record in zip(given_pairs, records):
+        want = expected(pair, dtype, rtol, atol)
+        for field, value in want.items():
+            got = getattr(record, field)
+            if field.endswith("_err") and field != "max_abs_err" and math.isfinite(value):
+                assert math.isclose(got, value, rel_tol=1e-12, abs_tol=1e-300), (pair.name, field, got, value)
+            else:
+                assert got == value or (math.isnan(got) and math.isnan(value)), (pair.name, field, got, value)
+
+
+def test_a_record_built_by_the_fast_constructor_equals_the_dataclass_one_and_is_frozen():
+    values = dict(name="dW2", quantity="dW", layer=2, dtype="float32", shape=(3, 4), n_elements=12,
+                  max_abs_err=1e-7, max_rel_err=2e-7, norm_rel_err=1e-7, max_ulp=3.0, worst_index=(1, 2),
+                  hand_value=0.5, torch_value=0.5000001, n_mismatched=0, rtol=1.3e-6, atol=1e-5,
+                  passed=True, hand_ref_err=1e-8, torch_ref_err=2e-8)
+    record = _judged(**values)
+    assert record == Comparison(**values) and hash(record) == hash(Comparison(**values))
+    assert set(vars(record)) == {f.name for f in dataclasses.fields(Comparison)}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.passed = False
