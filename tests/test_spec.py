@@ -2,7 +2,7 @@
 the twin's SGD step is torch.optim.SGD's."""
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, strategies as st
 from torch import nn
 
 import verify
@@ -87,15 +87,15 @@ def test_twin_copies_the_numpy_parameters_rather_than_redrawing_them():
     assert torch.equal(model[2].weight, torch.from_numpy(params[1][0]))
 
 
-@given(cases(max_depth=3, max_width=6, max_batch=5))
-def test_the_twins_sgd_step_is_bit_identical_to_torch_optim_sgd(case):
+@given(cases(max_depth=3, max_width=6, max_batch=5), st.sampled_from([False, True]))
+def test_the_twins_sgd_step_is_bit_identical_to_torch_optim_sgd(case, foreach):
     spec, seed, batch = case
     data = draw_case(spec, seed, batch)
     ours, theirs = (forward_twin(spec, data.params, data.x, data.y) for _ in range(2))
     ours.J.backward()
     theirs.J.backward()
     sgd_step(ours.model.parameters(), 0.37)
-    torch.optim.SGD(theirs.model.parameters(), lr=0.37).step()
+    torch.optim.SGD(theirs.model.parameters(), lr=0.37, foreach=foreach).step()
     for p, q in zip(ours.model.parameters(), theirs.model.parameters(), strict=True):
         assert torch.equal(p, q)
 

@@ -1,6 +1,7 @@
 """verify.check: one case, both sides, every tensor compared."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -27,16 +28,20 @@ def notify(result: "CaseResult") -> None:
         observe(result)
 
 
-def trace_order(spec: NetSpec) -> list[str]:
+def trace_order(spec: NetSpec) -> tuple[str, ...]:
     """Every traced tensor in forward-then-backward order (then the step)."""
-    L = spec.depth
+    return _trace_order(spec.depth, spec.bias)
+
+
+@functools.lru_cache(maxsize=None)
+def _trace_order(L: int, bias: bool) -> tuple[str, ...]:
     names = [n for l in range(1, L + 1) for n in (f"z{l}", f"a{l}")] + ["loss"]
     for l in range(L, 0, -1):
-        names += [f"delta{l}", f"dW{l}"] + ([f"db{l}"] if spec.bias else [])
+        names += [f"delta{l}", f"dW{l}"] + ([f"db{l}"] if bias else [])
     names.append("dx")
     for l in range(1, L + 1):
-        names += [f"W{l}_after"] + ([f"b{l}_after"] if spec.bias else [])
-    return names
+        names += [f"W{l}_after"] + ([f"b{l}_after"] if bias else [])
+    return tuple(names)
 
 
 @dataclass(frozen=True)

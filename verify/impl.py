@@ -255,6 +255,8 @@ def _warn_unknown(fn: Any, keys: list[str]) -> None:
 
 
 def _is_numeric(value: Any) -> bool:
+    if type(value) is np.ndarray:
+        return value.dtype.kind in "fiu"
     if isinstance(value, bool):
         return False
     if isinstance(value, (int, float)):

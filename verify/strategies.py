@@ -38,9 +38,15 @@ def _names(kind: str, given: Sequence[str] | None, registry) -> tuple[str, ...]:
     return names
 
 
-def _fitting(loss: str, options: dict, activations: Sequence[str]) -> list[str]:
-    lo, hi = LOSSES[loss].domain(**{**LOSSES[loss].options, **options})
-    return [a for a in activations if ACTIVATIONS[a].range[0] >= lo and ACTIVATIONS[a].range[1] <= hi]
+def _fitting(loss: str, options: dict, activations: Sequence[str]) -> tuple[str, ...]:
+    """The activations whose range lies in the loss's input domain (given its options)."""
+    return _fitting_cached(loss, tuple(options.items()), tuple(activations))
+
+
+@functools.lru_cache(maxsize=None)
+def _fitting_cached(loss: str, options: tuple, activations: tuple) -> tuple[str, ...]:
+    lo, hi = LOSSES[loss].domain(**{**LOSSES[loss].options, **dict(options)})
+    return tuple(a for a in activations if ACTIVATIONS[a].range[0] >= lo and ACTIVATIONS[a].range[1] <= hi)
 
 
 def _option_choices(loss: str):
@@ -87,7 +93,7 @@ def _specs(draw, max_depth, max_width, acts, losses, dtypes) -> NetSpec:
     depth = draw(_between(1, max_depth))
     widths = tuple(draw(_between(1, max_width)) for _ in range(depth + 1))
     hidden = [draw(_choice(acts)) for _ in range(depth - 1)]
-    out = draw(_choice(tuple(outputs)))
+    out = draw(_choice(outputs))
     return NetSpec(
         widths, tuple(hidden + [out]), loss, tuple(options.items()),
         reduction=draw(_choice(LOSSES[loss].reductions)),

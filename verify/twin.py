@@ -97,14 +97,15 @@ def forward_twin(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
 
 def sgd_step(parameters, lr: float) -> None:
     """One plain SGD step on ``parameters`` (an iterable, e.g. model.parameters()), exactly as
-    torch.optim.SGD(parameters, lr=lr, foreach=False).step() takes it:
-    its _single_tensor_sgd without momentum, weight decay or maximize is
-    ``param.add_(grad, alpha=-lr)`` (torch/optim/sgd.py). The optimizer itself is not
-    called because its first use imports torch._dynamo (1.4 s, 800 modules: longer than a
-    whole default sweep); tests/test_spec.py checks the two agree bit for bit."""
+    torch.optim.SGD(parameters, lr=lr).step() takes it: without momentum, weight decay or
+    maximize, its _multi_tensor_sgd is ``torch._foreach_add_(params, grads, alpha=-lr)`` and
+    its _single_tensor_sgd ``param.add_(grad, alpha=-lr)`` for each (torch/optim/sgd.py); the
+    first, one call for all the tensors, is taken. The optimizer itself is not called because
+    its first use imports torch._dynamo (1.4 s, 800 modules: longer than a whole default
+    sweep); tests/test_spec.py checks the two agree bit for bit, with foreach and without."""
+    params = list(parameters)
     with torch.no_grad():
-        for param in parameters:
-            param.add_(param.grad, alpha=-lr)
+        torch._foreach_add_(params, [param.grad for param in params], alpha=-lr)
 
 
 def torch_trace(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
