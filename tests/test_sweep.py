@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 
+import torch
 
 import handimpl
+import verify.check  # noqa: F401  (the module, for monkeypatching)
 from verify.check import check
 from verify.cli import main
 from verify.sweep import signature, sweep
+
+CHECK = sys.modules["verify.check"]
 
 
 def _tanh_off_by_one_percent(spec, params, x, y):
@@ -100,3 +105,49 @@ def test_ctrl_c_makes_verify_run_write_the_partial_report_and_exit_130(monkeypat
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["partial"] and report["stopped"] == "interrupted"
     assert report["counts"]["cases"] == 3
+
+
+def test_a_sweeps_records_are_those_of_checking_each_case_alone():
+    # the sweep compares a block's cases together (verify.check.judge); nothing may depend on that
+    result = sweep(examples=48, seed=11, max_depth=3, max_width=6, max_batch=5, max_shrunk=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                   # as the sweep checks
+    try:
+        alone = [check(r.spec, r.seed, r.batch) for r in result.results]
+    finally:
+        torch.set_num_threads(threads)
+    assert {r.spec.dtype for r in result.results} == {"float32", "float64"}
+    assert [repr(r.records) for r in result.results] == [repr(r.records) for r in alone]
+
+
+def _failing_on_call(n: int, exception: BaseException, real):
+    """``real`` (verify.check.trace or judge), raising ``exception`` on call number n + 1."""
+    calls = []
+
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n + 1:
+            raise exception
+        return real(*args, **kwargs)
+    return wrapped
+
+
+def test_ctrl_c_inside_a_block_keeps_the_cases_of_that_block_traced_before_it(monkeypatch):
+    monkeypatch.setattr(CHECK, "trace", _failing_on_call(5, KeyboardInterrupt(), CHECK.trace))
+    result = sweep(examples=10, seed=0, max_depth=1, max_width=2, max_batch=2)
+    assert result.stopped == "interrupted" and len(result.results) == 5
+    assert all(r.passed and r.records for r in result.results)
+
+
+def test_an_exception_while_tracing_one_case_fails_that_case_alone(monkeypatch):
+    monkeypatch.setattr(CHECK, "trace", _failing_on_call(2, RuntimeError("trace broke"), CHECK.trace))
+    result = sweep(examples=6, seed=0, max_depth=1, max_width=2, max_batch=2, max_shrunk=0)
+    assert [r.passed for r in result.results] == [True, True, False, True, True, True]
+    assert result.results[2].error == "RuntimeError: trace broke"
+
+
+def test_an_exception_while_judging_a_block_falls_back_to_judging_each_case_alone(monkeypatch):
+    # the first (whole-block) judge raises; the cases are then judged one by one
+    monkeypatch.setattr(CHECK, "judge", _failing_on_call(0, ValueError("judge broke"), CHECK.judge))
+    result = sweep(examples=6, seed=0, max_depth=1, max_width=2, max_batch=2, max_shrunk=0)
+    assert len(result.results) == 6 and all(r.passed and r.records for r in result.results)

@@ -87,23 +87,79 @@ def references(spec: NetSpec, case, lr: float) -> tuple[dict, dict | None]:
     return ref, torch_trace(spec, case.params, case.x, case.y, lr, dtype="float64", model=model)
 
 
+@dataclass(frozen=True, eq=False)
+class Traced:
+    """One case run on both sides, nothing compared yet: the data, torch's trace and the float64
+    reference (``refs``), what the implementation returned (``hand``, its step included) and
+    the failing records about the call itself."""
+    spec: NetSpec
+    seed: int
+    batch: int
+    case: Any
+    refs: tuple
+    hand: dict
+    lr: float
+    rtol: float
+    atol: float
+    problems: tuple = ()         # about the call: it raised, returned no mapping, missing keys
+    step_problems: tuple = ()
+    mutations: tuple = ()        # inputs it modified in place
+    error: str = ""
+    timed_out: bool = False
+
+
 def compare_traces(spec: NetSpec, case, hand: dict, refs: tuple, lr: float,
                    rtol: float, atol: float) -> list[Comparison]:
-    """Every traced tensor judged (verify.compare). The error budgets (verify.propagate) only
-    ever widen what passes, so they are computed only when some element misses atol + rtol·|t|
-    without them; the verdict is the same as with budgets always computed."""
-    ref, ref64 = refs
-    names = [name for name in trace_order(spec) if name in hand]
+    """Every traced tensor of one case judged (verify.compare); see compare_many."""
+    return compare_many([Traced(spec, 0, 0, case, refs, hand, lr, rtol, atol)])[0]
 
-    def judge(budget: dict) -> list[Comparison]:
-        pairs = [Pair(name, hand[name], ref[name], None if ref64 is None else ref64[name],
-                      budget.get(name)) for name in names]
-        return compare_all(pairs, dtype=spec.dtype, rtol=rtol, atol=atol)
 
-    records = judge({})
-    if all(r.passed for r in records):
-        return records
-    return judge(floors(spec, hand, ref, case, lr))
+def compare_many(runs: list[Traced]) -> list[list[Comparison]]:
+    """Every traced tensor of each run judged (verify.compare): the runs of one dtype and
+    tolerance in one compare_all call, whose per-op cost then falls on all of them (a case's
+    records do not depend on the others judged with it). The error budgets
+    (verify.propagate) only ever widen what passes, so they are computed only for a run where
+    some element misses atol + rtol·|t| without them; the verdicts are those of budgets always
+    computed."""
+    groups: dict[tuple, list[int]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault((run.spec.dtype, run.rtol, run.atol, run.refs[1] is None), []).append(i)
+    judged: list[list[Comparison]] = [[] for _ in runs]
+    for (dtype, rtol, atol, _), members in groups.items():
+        pairs = [_pairs(runs[i], {}) for i in members]
+        records = iter(compare_all([p for ps in pairs for p in ps], dtype=dtype, rtol=rtol, atol=atol))
+        for i, ps in zip(members, pairs):
+            judged[i] = [next(records) for _ in ps]
+    for i, run in enumerate(runs):
+        if not all(r.passed for r in judged[i]):
+            budget = floors(run.spec, run.hand, run.refs[0], run.case, run.lr)
+            judged[i] = compare_all(_pairs(run, budget), dtype=run.spec.dtype, rtol=run.rtol, atol=run.atol)
+    return judged
+
+
+def _pairs(run: Traced, budget: dict) -> list[Pair]:
+    ref, ref64 = run.refs
+    return [Pair(name, run.hand[name], ref[name], None if ref64 is None else ref64[name], budget.get(name))
+            for name in trace_order(run.spec) if name in run.hand]
+
+
+def trace(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
+          lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
+          time_limit: float | None = None) -> Traced:
+    """One case run on both sides (check's arguments), nothing compared yet."""
+    spec = NetSpec.coerce(spec)
+    rtol, atol = tolerances(spec.dtype, rtol, atol)
+    case = draw_case(spec, seed, batch)
+    refs = references(spec, case, lr)
+    fn = impl or handimpl.backprop
+    limit = TimeLimit(None if impl is None else (TIME_LIMIT if time_limit is None else time_limit))
+    hand, problems, mutations, error = call_safely(fn, spec, case.params, case.x, case.y,
+                                                   rtol=rtol, atol=atol, limit=limit)
+    stepped, step_problems = after_step_safely(fn, spec, case.params, hand, lr, rtol=rtol, atol=atol,
+                                               limit=limit)
+    hand.update(stepped)
+    return Traced(spec, seed, batch, case, refs, hand, lr, rtol, atol, tuple(problems),
+                  tuple(step_problems), tuple(mutations), error, limit.expired)
 
 
 def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
@@ -119,23 +175,40 @@ def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | No
     has none) is stopped and fails the case (``timed_out``).
     Every result is passed to each of OBSERVERS before it is returned.
     """
-    spec = NetSpec.coerce(spec)
-    rtol, atol = tolerances(spec.dtype, rtol, atol)
-    case = draw_case(spec, seed, batch)
-    refs = references(spec, case, lr)
-    fn = impl or handimpl.backprop
-    limit = TimeLimit(None if impl is None else (TIME_LIMIT if time_limit is None else time_limit))
-    hand, problems, mutations, error = call_safely(fn, spec, case.params, case.x, case.y,
-                                                   rtol=rtol, atol=atol, limit=limit)
-    stepped, step_problems = after_step_safely(fn, spec, case.params, hand, lr, rtol=rtol, atol=atol,
-                                               limit=limit)
-    hand.update(stepped)
-    compared = problems + compare_traces(spec, case, hand, refs, lr, rtol, atol) + step_problems
-    rank = {name: i for i, name in enumerate(trace_order(spec))}
-    records = sorted(compared, key=lambda r: -1 if r.name == CALL else rank.get(r.name, len(rank)))
-    records += mutations
-    result = CaseResult(spec, seed, batch, tuple(records), error=error,
-                        timed_out=limit.expired, scale=case.scale,
-                        zero_fraction=case.zero_fraction)
+    return check_many([(spec, seed, batch)], impl=impl, lr=lr, rtol=rtol, atol=atol,
+                      time_limit=time_limit)[0]
+
+
+def check_many(cases: list[tuple], **options: Any) -> list[CaseResult]:
+    """check(spec, seed, batch, **options) of each case, in order, with all the comparisons
+    made together (compare_many). It stops after a case whose implementation ran past its
+    time limit."""
+    runs: list[Traced] = []
+    for spec, seed, batch in cases:
+        runs.append(trace(spec, seed, batch, **options))
+        if runs[-1].timed_out:
+            break
+    return judge(runs)
+
+
+def judge(runs: list[Traced]) -> list[CaseResult]:
+    """The CaseResult of each run, all compared together (compare_many)."""
+    return [result_of(run, records) for run, records in zip(runs, compare_many(runs))]
+
+
+def result_of(run: Traced, compared: list[Comparison]) -> CaseResult:
+    """The run's CaseResult (records in forward-then-backward order, the call's first, then
+    the mutations), after each of OBSERVERS has seen it."""
+    rank = _rank(run.spec.depth, run.spec.bias)
+    records = sorted([*run.problems, *compared, *run.step_problems],
+                     key=lambda r: -1 if r.name == CALL else rank.get(r.name, len(rank)))
+    result = CaseResult(run.spec, run.seed, run.batch, tuple(records) + run.mutations,
+                        error=run.error, timed_out=run.timed_out, scale=run.case.scale,
+                        zero_fraction=run.case.zero_fraction)
     notify(result)
     return result
+
+
+@functools.lru_cache(maxsize=None)
+def _rank(L: int, bias: bool) -> dict[str, int]:
+    return {name: i for i, name in enumerate(_trace_order(L, bias))}

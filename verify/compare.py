@@ -162,13 +162,17 @@ class _Segments:
         return np.add.reduceat(v, self.starts, axis=-1)
 
     def norm(self, v: np.ndarray, top: np.ndarray) -> np.ndarray:
-        """‖v‖₂ of each segment of each row, given ``top``, each segment's max|v|. Where a
-        square could overflow or underflow (max|v| beyond 1e±150, or not finite), each
-        segment is scaled by its max|v| first."""
-        if np.all(((top > 1e-150) & (top < 1e150)) | (top == 0)):
-            return np.sqrt(self.sum(v * v))
+        """‖v‖₂ of each segment of each row, given ``top``, each segment's max|v|. A segment
+        where a square could overflow or underflow (max|v| beyond 1e±150, or not finite) is
+        scaled by its max|v| first; the others are not, so that each segment's norm depends
+        on that segment alone."""
+        plain = np.sqrt(self.sum(v * v))
+        safe = ((top > 1e-150) & (top < 1e150)) | (top == 0)
+        if safe.all():
+            return plain
         scale = np.where((top > 0) & np.isfinite(top), top, 1.0)
-        return np.where(np.isfinite(top), scale * np.sqrt(self.sum((v / scale[..., self.ids]) ** 2)), top)
+        scaled = scale * np.sqrt(self.sum((v / scale[..., self.ids]) ** 2))
+        return np.where(safe, plain, np.where(np.isfinite(top), scaled, top))
 
     def first_argmax(self, v: np.ndarray) -> np.ndarray:
         """The index of each segment's largest value (its first, on ties; v without NaN)."""
