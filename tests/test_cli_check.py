@@ -61,3 +61,28 @@ def test_the_command_checks_a_spec_and_reports_bad_input_in_one_line(launcher):
                           "handimpl:nothing"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip() == "verify: error: --impl 'handimpl:nothing': handimpl has no attribute 'nothing'"
+
+
+# A float32 case whose numbers differ between one and two torch threads on a 2-core machine.
+THREAD_SENSITIVE = ("28-6:gelu:poisson_nll_loss:dtype=float32,init=kaiming_uniform,reduction=sum",
+                    233766053, 9)
+
+
+def test_a_repro_line_reproduces_the_numbers_of_the_sweeps_single_threaded_check(monkeypatch, capsys):
+    import torch
+
+    from verify.sweep import run_block
+    spec, seed, batch = THREAD_SENSITIVE
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)                               # as sweep() runs its cases
+        swept = next(run_block(None, [(verify.NetSpec.parse(spec), seed, batch)])).records
+        torch.set_num_threads(2)
+        if verify.check(spec, seed, batch).records == swept:
+            pytest.skip("this machine's torch gives the same numbers with two threads")
+        seen = []
+        monkeypatch.setattr(sys.modules["verify.check"], "OBSERVERS", [seen.append])
+        assert main(["check", spec, "--seed", str(seed), "--batch", str(batch)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert seen[0].records == swept

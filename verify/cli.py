@@ -90,9 +90,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         return check_impl_command(args)
     if not args.spec:
         raise UsageError("give a SPEC (e.g. '2-2-1:sigmoid:quadratic') or --impl TARGET")
+    import torch
+
     from .check import check
     from .diagnose import describe_case
-    impl = None
+    torch.set_num_threads(1)   # as the sweep runs its cases: float32 sums split over more threads
+    impl = None                # round differently, and a repro line must give the report's numbers
     if args.impl:                      # one case of a user implementation, as a repro line says
         from .impl import load_target, reset_warnings
         impl = load_target(args.impl)
