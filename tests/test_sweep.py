@@ -151,3 +151,18 @@ def test_an_exception_while_judging_a_block_falls_back_to_judging_each_case_alon
     monkeypatch.setattr(CHECK, "judge", _failing_on_call(0, ValueError("judge broke"), CHECK.judge))
     result = sweep(examples=6, seed=0, max_depth=1, max_width=2, max_batch=2, max_shrunk=0)
     assert len(result.results) == 6 and all(r.passed and r.records for r in result.results)
+
+
+def test_a_sweep_leaves_the_garbage_collectors_frozen_objects_as_it_found_them():
+    import gc
+    seen = []
+    sweep(examples=2, seed=0, max_depth=1, max_width=2, max_batch=2, max_shrunk=0,
+          check_fn=lambda *case: seen.append(gc.get_freeze_count()) or check(*case))
+    assert seen[0] > 0 and gc.get_freeze_count() == 0      # frozen during it, not after
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        sweep(examples=2, seed=0, max_depth=1, max_width=2, max_batch=2, max_shrunk=0)
+        assert 0 < gc.get_freeze_count() <= frozen   # its own freeze kept (freed objects leave it)
+    finally:
+        gc.unfreeze()

@@ -175,24 +175,13 @@ def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | No
     has none) is stopped and fails the case (``timed_out``).
     Every result is passed to each of OBSERVERS before it is returned.
     """
-    return check_many([(spec, seed, batch)], impl=impl, lr=lr, rtol=rtol, atol=atol,
-                      time_limit=time_limit)[0]
-
-
-def check_many(cases: list[tuple], **options: Any) -> list[CaseResult]:
-    """check(spec, seed, batch, **options) of each case, in order, with all the comparisons
-    made together (compare_many). It stops after a case whose implementation ran past its
-    time limit."""
-    runs: list[Traced] = []
-    for spec, seed, batch in cases:
-        runs.append(trace(spec, seed, batch, **options))
-        if runs[-1].timed_out:
-            break
-    return judge(runs)
+    return judge([trace(spec, seed, batch, impl=impl, lr=lr, rtol=rtol, atol=atol,
+                        time_limit=time_limit)])[0]
 
 
 def judge(runs: list[Traced]) -> list[CaseResult]:
-    """The CaseResult of each run, all compared together (compare_many)."""
+    """The CaseResult of each run, all compared together (compare_many): check is the judge
+    of one traced case; a sweep judges each block of cases at once (verify.sweep.run_block)."""
     return [result_of(run, records) for run, records in zip(runs, compare_many(runs))]
 
 
