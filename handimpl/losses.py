@@ -172,12 +172,14 @@ class BCELoss(Loss):
 
 
 class BCEWithLogitsLoss(Loss):
-    """ℓ = (1 - y)a + log(1 + e^{-a}) = max(a, 0) - a·y + log(1 + e^{-|a|}) on logits a;
+    """ℓ = (1 - y)a + log(1 + e^{-a}) = (1 - y)a - log σ(a) on logits a, evaluated in that last
+    form as torch does (log σ stable, see logsigmoid), so that float32 rounds as torch's does
+    where (1 - y)a and -log σ(a) cancel (a = -726.5: 46 ULPs apart in max(a, 0) - a·y + ...);
     ∂ℓ/∂a = σ(a) - y. Canonical with identity: δ⁽ᴸ⁾ = (σ(z) - y)/(m·k)."""
     name, target, canonical = "binary_cross_entropy_with_logits", "unit", ("identity",)
 
     def terms(self, a, y):
-        return np.maximum(a, 0) - a * y + np.log1p(np.exp(-np.abs(a)))
+        return (1 - y) * a - ACTIVATIONS["logsigmoid"].f(a)
 
     def dterms(self, a, y):
         return _sigmoid(a) - y

@@ -80,5 +80,15 @@ def test_binary_cross_entropy_clamps_its_log_at_minus_100_like_torch():
     assert LOSSES["binary_cross_entropy"].value(a, y, "sum") == 200.0
 
 
+def test_bce_with_logits_rounds_as_torchs_float32_where_its_two_terms_cancel():
+    # (1 - y)a ≈ -714.75 and -log σ(a) ≈ 726.5: found by the loss property test, 46 ULPs apart
+    # when evaluated as max(a, 0) - a·y + log(1 + e^{-|a|})
+    a = np.array([[0.0, -726.5]], dtype=np.float32)
+    y = np.array([[0.1210181, 0.01616963]], dtype=np.float32)
+    ours = LOSSES["binary_cross_entropy_with_logits"].value(a, y, "mean")
+    theirs = TORCH_LOSSES["binary_cross_entropy_with_logits"](torch.from_numpy(a), torch.from_numpy(y))
+    agree("loss", np.float32(ours), theirs.numpy(), "float32")
+
+
 def test_the_torch_registry_has_exactly_handimpls_loss_names():
     assert tuple(TORCH_LOSSES) == tuple(LOSSES)
