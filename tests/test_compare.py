@@ -1,15 +1,14 @@
-"""compare_all's vectorised statistics equal a plain element-by-element computation; its
-records are ordinary frozen Comparisons."""
+"""compare_all's vectorised statistics equal a plain element-by-element computation, a
+tensor's record does not depend on the tensors judged with it, and records are ordinary
+frozen Comparisons."""
+import dataclasses
 import math
 import struct
 
 import numpy as np
-from hypothesis import given, strategies as st
-from hypothesis.extra import numpy as hnp
-
-import dataclasses
-
 import pytest
+from hypothesis import example, given, strategies as st
+from hypothesis.extra import numpy as hnp
 
 from verify.compare import REFERENCE_FACTOR, Comparison, Pair, _judged, compare_all
 
@@ -38,6 +37,8 @@ def expected(pair: Pair, dtype: str, rtol: float, atol: float) -> dict:
     h = pair.hand.astype(np.float64).ravel().tolist()
     t = pair.ref.astype(np.float64).ravel().tolist()
     n = len(t)
+    if n == 0:
+        return dict(n_elements=0, n_mismatched=0, passed=True, worst_index=())
     c = np.broadcast_to(np.asarray(0.0 if pair.floor is None else pair.floor, float), pair.ref.shape).ravel()
     fin = [math.isfinite(a) and math.isfinite(b) for a, b in zip(h, t)]
     diff = [abs(a - b) if f else 0.0 for a, b, f in zip(h, t, fin)]
@@ -69,16 +70,19 @@ def expected(pair: Pair, dtype: str, rtol: float, atol: float) -> dict:
 
 
 @st.composite
-def pairs(draw, *, dtype: str, with_ref: bool, max_tensors: int = 4):
-    """Tensors whose hand values are torch's, a few ULPs off, a fraction of |t| off, anything
-    (inf, nan, 0, huge), with float64 references near torch's values and optional error budgets."""
+def pairs(draw, *, dtype: str, with_ref: bool, max_tensors: int = 4, misshapen: bool = False):
+    """Tensors (the scalar ones named loss, some empty) whose hand values are torch's, a few
+    ULPs off, a fraction of |t| off, anything (inf, nan, 0, huge), with float64 references near
+    torch's values and optional error budgets; ``misshapen``: some hand values of another shape."""
     width = 32 if dtype == "float32" else 64
     out = []
     for k in range(draw(st.integers(1, max_tensors))):
-        shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=4))
+        shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
         floats = st.one_of(st.sampled_from(SPECIAL), st.floats(-1e3, 1e3, width=width),
                            st.floats(width=width, allow_nan=False))
-        t = draw(hnp.arrays(dtype, shape, elements=floats))
+        magnitude = draw(st.sampled_from((1.0, 1e-40, 1e35) if dtype == "float32" else (1.0, 1e-200, 1e200)))
+        with np.errstate(all="ignore"):                              # whole tensors tiny or huge too
+            t = (draw(hnp.arrays(dtype, shape, elements=floats)) * magnitude).astype(dtype)
         moves = draw(hnp.arrays(np.int8, shape, elements=st.integers(-3, 5)))
         h = t.copy()
         with np.errstate(over="ignore"):
@@ -96,7 +100,9 @@ def pairs(draw, *, dtype: str, with_ref: bool, max_tensors: int = 4):
             ref64 = t.astype(np.float64) * (1 + noise)
         floor = draw(st.one_of(st.none(), st.floats(0, 1e-3),
                                hnp.arrays(np.float64, shape, elements=st.floats(0, 1e-3))))
-        out.append(Pair(f"z{k + 1}", h, t, ref64, floor))
+        if misshapen and draw(st.booleans()):
+            h = np.zeros(shape[::-1] + (1,), dtype)
+        out.append(Pair("loss" if shape == () else f"z{k + 1}", h, t, ref64, floor))
     return out
 
 
@@ -114,6 +120,18 @@ def test_every_statistic_of_every_record_is_the_element_by_element_one(drawn):
                 assert math.isclose(got, value, rel_tol=1e-12, abs_tol=1e-300), (pair.name, field, got, value)
             else:
                 assert got == value or (math.isnan(got) and math.isnan(value)), (pair.name, field, got, value)
+
+
+@given(st.sampled_from([("float32", True), ("float32", False), ("float64", False)]).flatmap(
+    lambda d: st.tuples(st.just(d[0]), pairs(dtype=d[0], with_ref=d[1], max_tensors=6, misshapen=True))))
+@example(("float64", [Pair("z1", np.array([1e-30, 1.0000000000000006e-30]), np.array([1e-30, 1e-30])),
+                      Pair("loss", np.array(5e-324), np.array(0.0))]))  # a square that underflows
+def test_a_tensors_record_is_the_same_judged_alone_or_with_others(drawn):
+    dtype, given_pairs = drawn
+    rtol, atol = (1.3e-6, 1e-5) if dtype == "float32" else (1e-7, 1e-7)
+    together = compare_all(given_pairs, dtype=dtype, rtol=rtol, atol=atol)
+    alone = [compare_all([pair], dtype=dtype, rtol=rtol, atol=atol)[0] for pair in given_pairs]
+    assert [repr(r) for r in together] == [repr(r) for r in alone]          # repr: nan == nan
 
 
 def test_a_record_built_by_the_fast_constructor_equals_the_dataclass_one_and_is_frozen():

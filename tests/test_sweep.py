@@ -5,6 +5,7 @@ import functools
 import json
 import sys
 
+import numpy as np
 import torch
 
 import handimpl
@@ -16,9 +17,9 @@ from verify.sweep import signature, sweep
 CHECK = sys.modules["verify.check"]
 
 
-def _tanh_off_by_one_percent(spec, params, x, y):
-    """handimpl.backprop with δ wrong by 1% in every tanh layer (from the output down)."""
-    out = handimpl.backprop(spec, params, x, y)
+def _tanh_off_by_one_percent(spec, params, x, y, backprop=None):
+    """handimpl.backprop (or ``backprop``) with δ wrong by 1% in every tanh layer."""
+    out = (backprop or handimpl.backprop)(spec, params, x, y)
     for l, name in enumerate(spec.activations, start=1):
         if name == "tanh":
             out[f"delta{l}"] = out[f"delta{l}"] * 1.01
@@ -107,9 +108,23 @@ def test_ctrl_c_makes_verify_run_write_the_partial_report_and_exit_130(monkeypat
     assert report["counts"]["cases"] == 3
 
 
-def test_a_sweeps_records_are_those_of_checking_each_case_alone():
-    # the sweep compares a block's cases together (verify.check.judge); nothing may depend on that
+def test_a_sweeps_records_are_those_of_checking_each_case_alone(monkeypatch):
+    # the sweep compares a block's cases together (verify.check.compare_many); nothing may
+    # depend on that: not failing tensors, budgets, NaN and inf included
+    real_backprop = handimpl.backprop
+
+    def sometimes_wrong(spec, params, x, y):
+        out = _tanh_off_by_one_percent(spec, params, x, y, backprop=real_backprop)
+        if x.sum() > 0:                                     # about half the cases
+            out["a1"] = np.where(out["a1"] > 0.5, np.nan, out["a1"])
+            out["dx"] = np.where(out["dx"] > 0, np.inf, out["dx"])
+        return out
+    monkeypatch.setattr(handimpl, "backprop", sometimes_wrong)
+    groups = []
+    real = CHECK.compare_many
+    monkeypatch.setattr(CHECK, "compare_many", lambda runs: groups.append(len(runs)) or real(runs))
     result = sweep(examples=48, seed=11, max_depth=3, max_width=6, max_batch=5, max_shrunk=0)
+    assert sum(groups) == 48 and max(groups) > 1                # compared in groups
     threads = torch.get_num_threads()
     torch.set_num_threads(1)                   # as the sweep checks
     try:
@@ -117,11 +132,23 @@ def test_a_sweeps_records_are_those_of_checking_each_case_alone():
     finally:
         torch.set_num_threads(threads)
     assert {r.spec.dtype for r in result.results} == {"float32", "float64"}
+    assert 0 < result.n_failed < 48
     assert [repr(r.records) for r in result.results] == [repr(r.records) for r in alone]
 
 
+def test_a_sweep_compares_at_most_judged_together_values_at_once(monkeypatch):
+    monkeypatch.setattr("verify.sweep.JUDGED_TOGETHER", 300)
+    groups = []
+    real = CHECK.compare_many
+    monkeypatch.setattr(CHECK, "compare_many",
+                        lambda runs: groups.append(sum(r.size for r in runs)) or real(runs))
+    result = sweep(examples=20, seed=2, max_depth=2, max_width=8, max_batch=8, max_shrunk=0)
+    assert len(result.results) == 20 and len(groups) > 1
+    assert all(size < 300 + max(r.spec.depth for r in result.results) * 8 * 8 * 8 for size in groups)
+
+
 def _failing_on_call(n: int, exception: BaseException, real):
-    """``real`` (verify.check.trace or judge), raising ``exception`` on call number n + 1."""
+    """``real`` (verify.check.trace or compare_many), raising ``exception`` on call number n + 1."""
     calls = []
 
     def wrapped(*args, **kwargs):
@@ -139,6 +166,13 @@ def test_ctrl_c_inside_a_block_keeps_the_cases_of_that_block_traced_before_it(mo
     assert all(r.passed and r.records for r in result.results)
 
 
+def test_ctrl_c_while_a_block_is_compared_keeps_every_case_of_it(monkeypatch):
+    monkeypatch.setattr(CHECK, "compare_many", _failing_on_call(0, KeyboardInterrupt(), CHECK.compare_many))
+    result = sweep(examples=10, seed=0, max_depth=1, max_width=2, max_batch=2)
+    assert result.stopped == "interrupted" and len(result.results) == 10
+    assert all(r.passed and r.records for r in result.results)
+
+
 def test_an_exception_while_tracing_one_case_fails_that_case_alone(monkeypatch):
     monkeypatch.setattr(CHECK, "trace", _failing_on_call(2, RuntimeError("trace broke"), CHECK.trace))
     result = sweep(examples=6, seed=0, max_depth=1, max_width=2, max_batch=2, max_shrunk=0)
@@ -146,11 +180,27 @@ def test_an_exception_while_tracing_one_case_fails_that_case_alone(monkeypatch):
     assert result.results[2].error == "RuntimeError: trace broke"
 
 
-def test_an_exception_while_judging_a_block_falls_back_to_judging_each_case_alone(monkeypatch):
-    # the first (whole-block) judge raises; the cases are then judged one by one
-    monkeypatch.setattr(CHECK, "judge", _failing_on_call(0, ValueError("judge broke"), CHECK.judge))
+def test_an_exception_while_comparing_a_block_falls_back_to_comparing_each_case_alone(monkeypatch):
+    # the whole-block comparison raises, then the one of the second case alone: it fails alone
+    monkeypatch.setattr(CHECK, "compare_many", _failing_on_call(0, ValueError("compare broke"),
+                        _failing_on_call(1, ValueError("compare broke again"), CHECK.compare_many)))
     result = sweep(examples=6, seed=0, max_depth=1, max_width=2, max_batch=2, max_shrunk=0)
-    assert len(result.results) == 6 and all(r.passed and r.records for r in result.results)
+    assert [r.passed for r in result.results] == [True, False, True, True, True, True]
+    assert result.results[1].error == "ValueError: compare broke again"
+
+
+def test_each_case_reaches_the_observers_once_even_when_an_observer_raises(monkeypatch):
+    seen = []
+
+    def observer(result):
+        seen.append(result.seed)
+        if len(seen) == 3:
+            raise RuntimeError("observer broke")
+    monkeypatch.setattr(CHECK, "OBSERVERS", [observer])
+    result = sweep(examples=6, seed=0, max_depth=1, max_width=2, max_batch=2, max_shrunk=0)
+    assert seen == [r.seed for r in result.results]             # once each, in order
+    assert result.results[2].error == "RuntimeError: observer broke"
+    assert [r.passed for r in result.results] == [True, True, False, True, True, True]
 
 
 def test_a_sweep_leaves_the_garbage_collectors_frozen_objects_as_it_found_them():

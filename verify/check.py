@@ -107,17 +107,17 @@ class Traced:
     error: str = ""
     timed_out: bool = False
 
-
-def compare_traces(spec: NetSpec, case, hand: dict, refs: tuple, lr: float,
-                   rtol: float, atol: float) -> list[Comparison]:
-    """Every traced tensor of one case judged (verify.compare); see compare_many."""
-    return compare_many([Traced(spec, 0, 0, case, refs, hand, lr, rtol, atol)])[0]
+    @property
+    def size(self) -> int:
+        """How many values torch's trace holds (what comparing this run costs)."""
+        return sum(np.size(value) for value in self.refs[0].values())
 
 
 def compare_many(runs: list[Traced]) -> list[list[Comparison]]:
     """Every traced tensor of each run judged (verify.compare): the runs of one dtype and
     tolerance in one compare_all call, whose per-op cost then falls on all of them (a case's
-    records do not depend on the others judged with it). The error budgets
+    records do not depend on the others judged with it; a sweep compares its cases in groups,
+    verify.sweep.run_block). The error budgets
     (verify.propagate) only ever widen what passes, so they are computed only for a run where
     some element misses atol + rtol·|t| without them; the verdicts are those of budgets always
     computed."""
@@ -175,14 +175,8 @@ def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | No
     has none) is stopped and fails the case (``timed_out``).
     Every result is passed to each of OBSERVERS before it is returned.
     """
-    return judge([trace(spec, seed, batch, impl=impl, lr=lr, rtol=rtol, atol=atol,
-                        time_limit=time_limit)])[0]
-
-
-def judge(runs: list[Traced]) -> list[CaseResult]:
-    """The CaseResult of each run, all compared together (compare_many): check is the judge
-    of one traced case; a sweep judges each block of cases at once (verify.sweep.run_block)."""
-    return [result_of(run, records) for run, records in zip(runs, compare_many(runs))]
+    run = trace(spec, seed, batch, impl=impl, lr=lr, rtol=rtol, atol=atol, time_limit=time_limit)
+    return result_of(run, compare_many([run])[0])
 
 
 def result_of(run: Traced, compared: list[Comparison]) -> CaseResult:

@@ -94,14 +94,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from .check import check
     from .diagnose import describe_case
-    torch.set_num_threads(1)   # as the sweep runs its cases: float32 sums split over more threads
-    impl = None                # round differently, and a repro line must give the report's numbers
+    impl = None
     if args.impl:                      # one case of a user implementation, as a repro line says
         from .impl import load_target, reset_warnings
         impl = load_target(args.impl)
         reset_warnings()
-    result = check(args.spec, seed=args.seed, batch=args.batch or 4, impl=impl,
-                   time_limit=args.time_limit)
+    # One torch thread, as a sweep runs its cases: float32 sums split over more threads round
+    # differently, and a repro line must print the numbers of the report it came from.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = check(args.spec, seed=args.seed, batch=args.batch or 4, impl=impl,
+                       time_limit=args.time_limit)
+    finally:
+        torch.set_num_threads(threads)
     table = case_table(result)
     with pd.option_context("display.max_rows", None, "display.width", 200,
                            "display.float_format", "{:.3g}".format):

@@ -240,7 +240,7 @@ def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison
         bad = diff > plain + F
         if not everywhere:                   # non-finite: bad unless both hold the same value
             bad |= ~fin & ~((H64 == T64) | (np.isnan(H64) & np.isnan(T64)))
-        rows = [diff, absT]                  # the norms taken: ‖h - t‖, ‖t‖ (, ‖h - r‖, ‖t - r‖, ‖r‖)
+        rows = {"h-t": diff, "t": absT}      # whose norms and maxima are taken
         if with_ref:
             R = np.concatenate([np.asarray(p.ref64, dtype=np.float64).ravel() for _, p, _, _ in ready])
             ok = np.isfinite(R) & fin
@@ -250,17 +250,19 @@ def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison
             abs_r = np.abs(R)
             budget = atol + rtol * abs_r + F + REFERENCE_FACTOR * seg.max(e_t)[seg.ids]
             bad &= ~(ok & (e_h <= budget))
-            rows += [e_h, e_t, abs_r]
+            rows.update({"h-r": e_h, "t-r": e_t, "r": abs_r})
         rel = diff / absT                    # inf where t = 0 and h is not; 0/0 below
         rel[np.isnan(rel)] = 0.0
         ulp = _ulps(HT)
         if not everywhere:
             ulp[~fin] = 0.0
-        stacked = np.stack(rows + [rel, ulp])
-        tops = seg.max(stacked)
-        norms = seg.norm(stacked[:len(rows)], tops[:len(rows)])
-        norm_rel = _norm_rel(norms[[0, 2, 3]], norms[[1, 4, 4]]) if with_ref else \
-            _norm_rel(norms[:1], norms[1:])
+        rows.update({"rel": rel, "ulp": ulp})
+        stacked = np.stack(list(rows.values()))
+        maxima = seg.max(stacked)
+        k = len(rows) - 2                    # the rows before rel and ulp, whose norms are taken
+        tops, norm = dict(zip(rows, maxima)), dict(zip(rows, seg.norm(stacked[:k], maxima[:k])))
+        refs = [_norm_rel(norm["h-r"], norm["r"]).tolist(), _norm_rel(norm["t-r"], norm["r"]).tolist()] \
+            if with_ref else [[None] * len(ready)] * 2
         score = diff / plain                 # error in units of atol + rtol·|t|
         score[np.isnan(score)] = 0.0         # 0/0: exact where atol = rtol = 0
         if not everywhere:
@@ -268,9 +270,9 @@ def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison
         n_bad = seg.sum(bad.astype(np.int64))
         score = np.where(bad | (n_bad[seg.ids] == 0), score, -1.0)  # the worst failing one, if any
         worst = seg.first_argmax(score)
-        refs = norm_rel[1:].tolist() if with_ref else [[None] * len(ready)] * 2
-        stats = zip(tops[0].tolist(), tops[-2].tolist(), norm_rel[0].tolist(), tops[-1].tolist(),
-                    (worst - seg.starts).tolist(), *HT64[:, worst].tolist(), n_bad.tolist(), *refs)
+        stats = zip(tops["h-t"].tolist(), tops["rel"].tolist(), _norm_rel(norm["h-t"], norm["t"]).tolist(),
+                    tops["ulp"].tolist(), (worst - seg.starts).tolist(), *HT64[:, worst].tolist(),
+                    n_bad.tolist(), *refs)
     records = []
     for (_, pair, h, t), (mx_abs, mx_rel, nrel, mx_ulp, w, h_w, t_w, nb, e_h, e_t) in zip(ready, stats):
         quantity, layer = split_name(pair.name)

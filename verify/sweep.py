@@ -50,6 +50,8 @@ CHOICES_PER_BLOCK = 1600    # choices one example comfortably holds (hypothesis 
 FAMILY_SPREAD = 3           # distinct activations/losses after which a failure family is one failure
 SHRINK_SEARCH = 60          # examples hypothesis.find may generate before giving up
 INTERRUPTED = "interrupted"  # SweepResult.stopped after Ctrl-C
+JUDGED_TOGETHER = 200_000   # traced values compared in one call at most (about 10 float64 arrays
+                            # of this size live during it; a block of small cases has ~50,000)
 
 Case = tuple[NetSpec, int, int]
 CheckFn = Callable[[NetSpec, int, int], CaseResult]
@@ -187,41 +189,59 @@ def _raised(spec: NetSpec, seed: int, batch: int, e: Exception) -> CaseResult:
 def run_block(check_fn: CheckFn | None, block: list[Case]) -> Iterator[CaseResult]:
     """run_case of each case of a block, in order.
 
-    With verify.check itself as the check, the block's cases are traced one by one and then
-    compared all together (verify.check.judge: the same records as checking each alone, with
-    the comparison's per-call cost shared by the block). The cases traced before a Ctrl-C are
-    still judged and given; an exception, as in run_case, fails the case it came from."""
+    With verify.check itself as the check, the cases are traced one by one (verify.check.trace)
+    and compared in groups of up to JUDGED_TOGETHER traced values (verify.check.compare_many:
+    the same records as checking each case alone, with the comparison's per-call cost shared
+    by the group, and its memory bounded). Each result reaches verify.check's observers once,
+    just before it is given. A Ctrl-C keeps every case traced before it: they are judged and
+    given, then the interrupt goes on. An exception, as in run_case, fails the case it came
+    from."""
     checking = _check_module()
     if check_fn is not None or default_check() is not checking.check:
         for case in block:
             yield run_case(check_fn, *case)
         return
-    done: list = []                     # a Traced, or the CaseResult of a case that raised
-    interrupted = False
+    group: list = []
+    size = 0
     for case in block:
         try:
-            done.append(checking.trace(*case))
+            run = checking.trace(*case)
         except KeyboardInterrupt:
-            interrupted = True
-            break
-        except Exception as e:          # noqa: BLE001 - as run_case
-            done.append(_raised(*case, e))
-    traced = [d for d in done if isinstance(d, checking.Traced)]
+            yield from _judge_group(checking, group)
+            raise
+        except Exception as e:          # noqa: BLE001 - as run_case; the cases before it first
+            yield from _judge_group(checking, group)
+            group, size = [], 0
+            yield _raised(*case, e)
+            continue
+        group.append(run)
+        size += run.size
+        if size >= JUDGED_TOGETHER:
+            yield from _judge_group(checking, group)
+            group, size = [], 0
+    yield from _judge_group(checking, group)
+
+
+def _judge_group(checking, runs: list) -> Iterator[CaseResult]:
+    """The CaseResult of each traced run: compared together, or each alone where that raises
+    (the run whose comparison raises fails with its text) or is interrupted (the interrupt is
+    raised again once every run is given)."""
+    interrupted = False
     try:
-        judged = iter(checking.judge(traced))
-    except Exception:                   # noqa: BLE001 - then each alone, failing the one that raises
-        judged = iter([_judge_alone(checking, run) for run in traced])
-    for d in done:
-        yield next(judged) if isinstance(d, checking.Traced) else d
+        compared = checking.compare_many(runs)
+    except KeyboardInterrupt:
+        compared, interrupted = None, True
+    except Exception:                   # noqa: BLE001 - each alone below
+        compared = None
+    for i, run in enumerate(runs):
+        try:
+            records = compared[i] if compared is not None else checking.compare_many([run])[0]
+            result = checking.result_of(run, records)
+        except Exception as e:          # noqa: BLE001 - as run_case
+            result = _raised(run.spec, run.seed, run.batch, e)
+        yield result
     if interrupted:
         raise KeyboardInterrupt
-
-
-def _judge_alone(checking, run) -> CaseResult:
-    try:
-        return checking.judge([run])[0]
-    except Exception as e:              # noqa: BLE001 - as run_case
-        return _raised(run.spec, run.seed, run.batch, e)
 
 
 _worker: dict = {}
