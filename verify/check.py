@@ -110,7 +110,7 @@ class Traced:
     @property
     def size(self) -> int:
         """How many values torch's trace holds (what comparing this run costs)."""
-        return sum(np.size(value) for value in self.refs[0].values())
+        return sum(getattr(value, "size", 1) for value in self.refs[0].values())   # loss: a float
 
 
 def compare_many(runs: list[Traced]) -> list[list[Comparison]]:
