@@ -8,7 +8,7 @@
     float64 twin's forward/backward that the verdict needs (issue 2), nothing compared or kept.
     (c)/(b) is the most any implementation of (a) could reach; it is printed as the ceiling.
 
-The N cases are taken in chunks of CHUNK: a sweep of CHUNK cases (a), then (b) and (c) on the
+The N cases are taken in chunks of CHUNK: a sweep of CHUNK cases (a), then (c) and (b) on the
 cases that sweep drew, then the next chunk. Each side's rate is its cases over its summed time in
 a round, and each round gives a ratio; medians over the rounds are printed. Interleaving a
 fraction of a second apart makes a busy machine slow all three alike; whole 600-case runs taken
@@ -103,17 +103,18 @@ def time_round(n: int, seed: int) -> dict[str, float]:
     for k, size in enumerate(sizes):
         chunk_seed = seed * 10_000 + k
         seconds["a"] += time_sweep(size, chunk_seed, 1)
-        drawn = draw_all(SMALL, size, chunk_seed)          # the cases that sweep checked
+        floor, drawn = time_floor(size, chunk_seed)        # drawn: the cases that sweep checked
+        seconds["c"] += floor
         seconds["b"] += time_loop(bare_case, drawn)
-        seconds["c"] += time_floor(size, chunk_seed)
     return {k: n / t for k, t in seconds.items()}
 
 
-def time_floor(n: int, seed: int) -> float:
-    """(c): the sweep's draw of its ``n`` cases, then floor_case on each."""
+def time_floor(n: int, seed: int) -> tuple[float, list]:
+    """(c): seconds for the sweep's draw of its ``n`` cases, then floor_case on each; and
+    the cases drawn."""
     start = time.perf_counter()
     drawn = draw_all(SMALL, n, seed)
-    return time.perf_counter() - start + time_loop(floor_case, drawn)
+    return time.perf_counter() - start + time_loop(floor_case, drawn), drawn
 
 
 def _spin(_: int) -> int:

@@ -117,10 +117,9 @@ def compare_many(runs: list[Traced]) -> list[list[Comparison]]:
     """Every traced tensor of each run judged (verify.compare): the runs of one dtype and
     tolerance in one compare_all call, whose per-op cost then falls on all of them (a case's
     records do not depend on the others judged with it; a sweep compares its cases in groups,
-    verify.sweep.run_block). The error budgets
-    (verify.propagate) only ever widen what passes, so they are computed only for a run where
-    some element misses atol + rtol·|t| without them; the verdicts are those of budgets always
-    computed."""
+    verify.sweep.run_block). The error budgets (verify.propagate) only ever widen what passes,
+    so they are computed only for a run where some element misses atol + rtol·|t| without
+    them; the verdicts are those of budgets always computed."""
     groups: dict[tuple, list[int]] = {}
     for i, run in enumerate(runs):
         groups.setdefault((run.spec.dtype, run.rtol, run.atol, run.refs[1] is None), []).append(i)

@@ -37,6 +37,7 @@ def _integer(minimum: int, what: str):
 
 
 _positive = _integer(1, "a positive integer")
+_seed = _integer(0, "a non-negative integer")
 
 
 def _seconds(text: str) -> float:
@@ -48,7 +49,6 @@ def _seconds(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
     return value
-_seed = _integer(0, "a non-negative integer")
 
 
 def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None) -> None:

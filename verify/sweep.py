@@ -154,17 +154,17 @@ def draw_block(strategy, block: tuple[int, int]) -> list[Case]:
     return draw_cases(strategy, size, block_seed)
 
 
-def iter_cases(strategy_args: dict, n: int, seed: int) -> Iterator[Case]:
+def iter_blocks(strategy_args: dict, n: int, seed: int) -> Iterator[list[Case]]:
     """The N cases of a sweep, block after block (what ``sweep`` checks, in case_id order),
     each block drawn when reached."""
     strategy = cases(**strategy_args)
     for block in blocks(strategy_args, n, seed):
-        yield from draw_block(strategy, block)
+        yield draw_block(strategy, block)
 
 
 def draw_all(strategy_args: dict, n: int, seed: int) -> list[Case]:
     """All N cases of a sweep, drawn up front."""
-    return list(iter_cases(strategy_args, n, seed))
+    return [case for block in iter_blocks(strategy_args, n, seed) for case in block]
 
 
 # -- 2. check ----------------------------------------------------------------------------------
@@ -280,9 +280,8 @@ def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | No
     checks whole blocks, so drawing is spread over the processes too; what its checks passed
     to verify.check's observers is passed to this process's observers, block by block."""
     if jobs <= 1:
-        strategy = cases(**strategy_args)
-        for block in blocks(strategy_args, n, seed):
-            yield from run_block(check_fn, draw_block(strategy, block))
+        for block in iter_blocks(strategy_args, n, seed):
+            yield from run_block(check_fn, block)
         return
     observed = _check_module()
     pool = _pool_context().Pool(jobs, initializer=_init_worker,
