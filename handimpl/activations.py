@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Callable
+
 import numpy as np
 
 from .registry import Registry
@@ -42,13 +44,39 @@ def _sigmoid(z: Array) -> Array:
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
+# How many units of roundoff one library function (exp, tanh, erf, log1p, ...) or one short
+# elementwise formula may be off by, relative to the magnitudes of its terms: the error model
+# the verdict's bounds assume (docs/verdict.md).
+LIBRARY_ULPS = 8
+
+
+def _both_ways(value: Array, at: Callable[[Array], Array], error: Array) -> Array:
+    """max |at(value ± error) - at(value)|: how far ``at`` moves over [value - error, value + error],
+    read at the two ends (where a kink lies inside, one end is on each side of it)."""
+    here = at(value)
+    with np.errstate(all="ignore"):
+        return np.maximum(np.abs(at(value - error) - here), np.abs(at(value + error) - here))
+
 
 class Activation:
-    """An elementwise activation. ``range`` is the closed hull of its outputs."""
+    """An elementwise activation. ``range`` is the closed hull of its outputs; ``kinks`` the
+    points where f' jumps (the derivative torch takes there is in each docstring).
+
+    The rounding bounds of the verdict (verify.bounds) ask each activation two things, both
+    computed in float64 on exact-valued inputs, u the unit roundoff of the dtype judged:
+    ``forward_error``, how far a correct evaluation of f may land from f(z) when z itself is
+    off by up to ``Ez``, and ``vjp_error``, the same for g ⊙ f'(z) with z, a and g off by up to
+    ``Ez``, ``Ea`` and ``Eg``. The defaults serve every elementwise activation: they read f and
+    f' at both ends of z's interval (and f' at both ends of a's, for derivatives written in
+    terms of the output) and add LIBRARY_ULPS·u times the magnitudes of the terms of f and f'
+    (``f_terms``, ``df_terms``), where cancellation among them would show.
+    """
 
     name: str = ""
     range: tuple[float, float] = (-INF, INF)
+    kinks: tuple[float, ...] = ()
     elementwise = True
+    reference_df_error = 0.0     # relative error of torch's own f' where its kernel rounds a constant
 
     def f(self, z: Array) -> Array:
         raise NotImplementedError
@@ -59,6 +87,33 @@ class Activation:
     def vjp(self, z: Array, a: Array, g: Array) -> Array:
         """g ⊙ f'(z): the chain rule through an elementwise function."""
         return g * self.df(z, a)
+
+    def f_terms(self, z: Array, a: Array) -> Array:
+        """Σ|terms| of the evaluation of f(z) (|a| where nothing cancels)."""
+        return np.abs(a)
+
+    def df_terms(self, z: Array, a: Array) -> Array:
+        """Σ|terms| of the evaluation of f'(z)."""
+        return np.abs(self.df(z, a))
+
+    def df_from_output(self, a: Array) -> Array | None:
+        """f' written in terms of the output a, for activations whose derivative is usually
+        computed that way (sigmoid's a(1 - a)); None where it is not."""
+        return None
+
+    def forward_error(self, z: Array, a: Array, Ez: Array, u: float) -> Array:
+        return _both_ways(z, self.f, Ez) + LIBRARY_ULPS * u * self.f_terms(z, a)
+
+    def vjp_error(self, z: Array, a: Array, g: Array, Ez: Array, Ea: Array, Eg: Array,
+                  u: float) -> Array:
+        fprime = self.df(z, a)
+        moved = _both_ways(z, lambda v: self.df(v, self.f(v)), Ez)
+        if self.df_from_output(a) is not None:
+            lo, hi = self.range
+            moved = np.maximum(moved, _both_ways(a, lambda v: self.df_from_output(np.clip(v, lo, hi)), Ea))
+        steepest = np.abs(fprime) + moved
+        return Eg * steepest + np.abs(g) * moved + np.abs(g) * (
+            LIBRARY_ULPS * u * self.df_terms(z, a) + self.reference_df_error * np.abs(fprime))
 
     def __repr__(self) -> str:
         return f"<activation {self.name}>"
@@ -83,7 +138,13 @@ class Sigmoid(Activation):
         return _sigmoid(z)
 
     def df(self, z, a):
+        return self.df_from_output(a)
+
+    def df_from_output(self, a):
         return (1 - a) * a
+
+    def df_terms(self, z, a):
+        return np.abs(a) * (1 + np.abs(a))
 
 
 class Tanh(Activation):
@@ -94,12 +155,18 @@ class Tanh(Activation):
         return np.tanh(z)
 
     def df(self, z, a):
+        return self.df_from_output(a)
+
+    def df_from_output(self, a):
         return 1 - a * a
+
+    def df_terms(self, z, a):
+        return 1 + a * a
 
 
 class ReLU(Activation):
     """max(0, z);  f'(z) = 1 if z > 0 else 0. Kink: torch takes relu'(0) = 0."""
-    name, range = "relu", (0.0, INF)
+    name, range, kinks = "relu", (0.0, INF), (0.0,)
 
     def f(self, z):
         return np.maximum(z, 0)
@@ -110,7 +177,7 @@ class ReLU(Activation):
 
 class LeakyReLU(Activation):
     """z if z > 0 else s·z, s = 0.01;  f'(z) = 1 if z > 0 else s. Kink: f'(0) = s."""
-    name, slope = "leaky_relu", 0.01
+    name, slope, kinks = "leaky_relu", 0.01, (0.0,)
 
     def f(self, z):
         return np.where(z > 0, z, z * self.slope)
@@ -127,7 +194,7 @@ class ELU(Activation):
     elu: λ = 1, α = 1, c = 1.  selu: λ ≈ 1.0507, α ≈ 1.6733, c = 1 (f'(0) = λα).
     celu: λ = 1, α = 1, c = α.
     """
-    name, range = "elu", (-1.0, INF)
+    name, range, kinks = "elu", (-1.0, INF), (0.0,)
     scale, alpha, input_scale = 1.0, 1.0, 1.0
 
     def f(self, z):
@@ -137,6 +204,13 @@ class ELU(Activation):
     def df(self, z, a):
         neg = np.exp(np.minimum(z, 0) / self.input_scale) * (self.alpha * self.scale / self.input_scale)
         return np.where(z > 0, self.scale, neg).astype(z.dtype)
+
+    def df_from_output(self, a):
+        """f' = λ for a > 0 (z > 0), else (a + λα)/c."""
+        return np.where(a > 0, self.scale, (a + self.scale * self.alpha) / self.input_scale)
+
+    def df_terms(self, z, a):
+        return np.where(z > 0, self.scale, (np.abs(a) + self.scale * self.alpha) / self.input_scale)
 
 
 class SELU(ELU):
@@ -162,12 +236,24 @@ class GELU(Activation):
     def _cdf(self, z):
         return (0.5 * (1 + _erf(z.astype(np.float64) * math.sqrt(0.5)))).astype(z.dtype)
 
+    def _pdf(self, z):
+        return np.exp(-0.5 * z * z) * (1 / math.sqrt(2 * math.pi))
+
     def f(self, z):
         return z * self._cdf(z)
 
     def df(self, z, a):
-        pdf = np.exp(-0.5 * z * z) * (1 / math.sqrt(2 * math.pi))
-        return self._cdf(z) + z * pdf
+        return self._cdf(z) + z * self._pdf(z)
+
+    def _erf_terms(self, z):
+        """½(1 + |erf(z/√2)|): Φ computed as ½(1 + erf), as torch does, cancels for z < 0."""
+        return 0.5 * (1 + np.abs(_erf(z.astype(np.float64) * math.sqrt(0.5))))
+
+    def f_terms(self, z, a):
+        return np.abs(z) * self._erf_terms(z)
+
+    def df_terms(self, z, a):
+        return self._erf_terms(z) + np.abs(z) * self._pdf(z)
 
 
 class GELUTanh(Activation):
@@ -187,6 +273,21 @@ class GELUTanh(Activation):
         t = self._tanh_u(z)
         return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * self.beta * (1 + 3 * self.kappa * z * z)
 
+    def _inner(self, z):
+        """|u| = √(2/π)(|z| + 0.044715|z|³) and 1 - tanh² u: a rounding of u moves tanh u by (1 - t²)·|u|·ε."""
+        t = self._tanh_u(z)
+        return self.beta * (np.abs(z) + self.kappa * np.abs(z) ** 3), 1 - t * t, t
+
+    def f_terms(self, z, a):
+        u, sech2, t = self._inner(z)
+        return 0.5 * np.abs(z) * (1 + np.abs(t) + sech2 * u)
+
+    def df_terms(self, z, a):
+        u, sech2, t = self._inner(z)
+        slope = self.beta * (1 + 3 * self.kappa * z * z)
+        return 0.5 * (1 + np.abs(t)) + 0.5 * np.abs(z) * (1 + t * t) * slope + \
+            sech2 * u * (0.5 + np.abs(z) * np.abs(t) * slope)
+
 
 class SiLU(Activation):
     """z·σ(z);  f'(z) = σ(z)(1 + z(1 - σ(z)))."""
@@ -199,12 +300,16 @@ class SiLU(Activation):
         s = _sigmoid(z)
         return s * (1 + z * (1 - s))
 
+    def df_terms(self, z, a):
+        return _sigmoid(z) * (1 + np.abs(z))
+
 
 class Softplus(Activation):
     """log(1 + e^{z}), and z itself above torch's threshold 20;
     f'(z) = e^{z}/(1 + e^{z}) = σ(z), and 1 above the threshold."""
     name, range = "softplus", (0.0, INF)
     threshold = 20.0
+    kinks = (threshold,)     # f and f' jump by about e^{-20} where torch switches to z
 
     def f(self, z):
         return np.where(z > self.threshold, z, np.log1p(_exp(np.minimum(z, self.threshold))))
@@ -227,6 +332,10 @@ class Mish(Activation):
         t = self._tsp(z)
         return t + z * _sigmoid(z) * (1 - t * t)
 
+    def df_terms(self, z, a):
+        t = self._tsp(z)
+        return np.abs(t) + np.abs(z) * _sigmoid(z) * (1 + t * t)
+
 
 class Softsign(Activation):
     """z/(1 + |z|);  f'(z) = 1/(1 + |z|)²."""
@@ -239,11 +348,20 @@ class Softsign(Activation):
         d = 1 + np.abs(z)
         return 1 / (d * d)
 
+    def df_terms(self, z, a):
+        """1/(1 + |z|) and |z|/(1 + |z|)²: the quotient rule, as autograd applies it to z/(1 + |z|)."""
+        d = 1 + np.abs(z)
+        return 1 / d + np.abs(z) / (d * d)
+
 
 class Hardtanh(Activation):
     """clip(z, lo, hi);  f'(z) = 1 for lo < z < hi, else 0. Kinks: torch takes 0 at both corners.
     hardtanh: lo, hi = -1, 1.  relu6: lo, hi = 0, 6."""
     name, range = "hardtanh", (-1.0, 1.0)
+
+    @property
+    def kinks(self):
+        return self.range
 
     def f(self, z):
         return np.clip(z, *self.range)
@@ -261,10 +379,14 @@ class ReLU6(Hardtanh):
 class Hardsigmoid(Activation):
     """relu6(z + 3)/6;  f'(z) = 1/6 for -3 < z < 3, else 0 (torch: 0 at both corners).
     (torch's float64 kernel uses 1/6 rounded to float32, 5e-9 off; we use the exact 1/6.)"""
-    name, range = "hardsigmoid", (0.0, 1.0)
+    name, range, kinks = "hardsigmoid", (0.0, 1.0), (-3.0, 3.0)
+    reference_df_error = abs(float(np.float32(1 / 6)) * 6 - 1)   # torch's f' relative error, any dtype
 
     def f(self, z):
         return np.clip(z + 3, 0, 6) / 6
+
+    def f_terms(self, z, a):
+        return np.where(np.abs(z) < 3, (np.abs(z) + 3) / 6, np.abs(a))
 
     def df(self, z, a):
         return np.where((z > -3) & (z < 3), 1 / 6, 0).astype(z.dtype)
@@ -273,13 +395,19 @@ class Hardsigmoid(Activation):
 class Hardswish(Activation):
     """z·relu6(z + 3)/6;  f'(z) = 0 for z <= -3, z/3 + ½ for -3 < z < 3, 1 for z >= 3
     (torch's corners: f'(-3) = 0, f'(3) = 1)."""
-    name, range = "hardswish", (-0.375, INF)
+    name, range, kinks = "hardswish", (-0.375, INF), (-3.0, 3.0)
 
     def f(self, z):
         return z * np.clip(z + 3, 0, 6) / 6
 
     def df(self, z, a):
         return np.where(z <= -3, 0, np.where(z >= 3, 1, z / 3 + 0.5)).astype(z.dtype)
+
+    def f_terms(self, z, a):
+        return np.abs(z) * (np.abs(z) + 3) / 6
+
+    def df_terms(self, z, a):
+        return np.abs(z) / 3 + 0.5
 
 
 class LogSigmoid(Activation):
@@ -288,6 +416,9 @@ class LogSigmoid(Activation):
 
     def f(self, z):
         return np.minimum(z, 0) - np.log1p(np.exp(-np.abs(z)))
+
+    def f_terms(self, z, a):
+        return np.abs(np.minimum(z, 0)) + np.log1p(np.exp(-np.abs(z)))
 
     def df(self, z, a):
         return _sigmoid(-z)
@@ -300,9 +431,17 @@ class Tanhshrink(Activation):
     def f(self, z):
         return z - np.tanh(z)
 
+    def f_terms(self, z, a):
+        return np.abs(z) + np.abs(np.tanh(z))
+
     def df(self, z, a):
         t = np.tanh(z)
         return t * t
+
+    def df_terms(self, z, a):
+        """1 - (1 - tanh²z), as autograd differentiates z - tanh z, as well as tanh²z."""
+        t = np.tanh(z)
+        return 2 * t * t + 1
 
 
 class Softmax(Activation):
@@ -320,6 +459,26 @@ class Softmax(Activation):
     def vjp(self, z, a, g):
         return a * (g - (g * a).sum(axis=1, keepdims=True))
 
+    def forward_error(self, z, a, Ez, u):
+        """Each z_j off by at most Ez_j moves a_i by a factor within e^{±(Ez_i + max_j Ez_j)};
+        rounding: the shift z - max, exp, the k-term sum and the division."""
+        k = z.shape[1]
+        spread = np.abs(z - z.max(axis=1, keepdims=True))
+        with np.errstate(over="ignore"):
+            moved = np.minimum(a * np.expm1(Ez + Ez.max(axis=1, keepdims=True)), 1.0)
+        return moved + u * a * (LIBRARY_ULPS * spread + (a * spread).sum(axis=1, keepdims=True)
+                                + k + 2 * LIBRARY_ULPS)
+
+    def vjp_error(self, z, a, g, Ez, Ea, Eg, u):
+        """δ = a ⊙ (g - s), s = Σ_j g_j a_j: each product x·y off by |x|Ey + |y|Ex + ExEy (a
+        clamped loss gradient can jump far enough for the last term to count), and the
+        rounding of s (k terms) and of the two products."""
+        k = z.shape[1]
+        ga = np.abs(g * a).sum(axis=1, keepdims=True)
+        s = (g * a).sum(axis=1, keepdims=True)
+        Es = (Eg * a + np.abs(g) * Ea + Eg * Ea).sum(axis=1, keepdims=True) + (k + 2) * u * ga
+        return Ea * np.abs(g - s) + (a + Ea) * (Eg + Es) + 4 * u * a * (np.abs(g) + ga)
+
 
 class LogSoftmax(Activation):
     """a_j = z_j - log Σ_k e^{z_k} over the feature axis (log-sum-exp, max-shifted).
@@ -335,6 +494,30 @@ class LogSoftmax(Activation):
 
     def vjp(self, z, a, g):
         return g - np.exp(a) * g.sum(axis=1, keepdims=True)
+
+    def f_terms(self, z, a):
+        """z_i - max, exp of the shifted values, the k-term sum and its log (or z_i - (max +
+        log Σ): the same terms)."""
+        top = z.max(axis=1, keepdims=True)
+        spread = np.abs(z - top)
+        lse = np.abs(np.log(np.exp(z - top).sum(axis=1, keepdims=True)))
+        return np.abs(z) + np.abs(top) + spread + (np.exp(a) * spread).sum(axis=1, keepdims=True) + lse + \
+            z.shape[1] + 2
+
+    def forward_error(self, z, a, Ez, u):
+        """log-sum-exp moves by at most max_j Ez_j, and each a_i with its z_i."""
+        return Ez + Ez.max(axis=1, keepdims=True) + LIBRARY_ULPS * u * self.f_terms(z, a)
+
+    def vjp_error(self, z, a, g, Ez, Ea, Eg, u):
+        """δ = g - p Σ_j g_j, p = e^a: first order in Ea and Eg, and the rounding of the sum
+        (k terms), of e^a and of the product."""
+        k = z.shape[1]
+        p = np.exp(a)
+        total = g.sum(axis=1, keepdims=True)
+        with np.errstate(over="ignore"):
+            moved_p = p * np.expm1(Ea)
+        return Eg + (p + moved_p) * Eg.sum(axis=1, keepdims=True) + np.abs(total) * moved_p + u * (
+            2 * np.abs(g) + p * ((k + 2) * np.abs(g).sum(axis=1, keepdims=True) + LIBRARY_ULPS * np.abs(total)))
 
 
 ACTIVATIONS: Registry[Activation] = Registry("activation", {

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from .activations import _exp, _sigmoid, ACTIVATIONS
+from .activations import _exp, _sigmoid, ACTIVATIONS, LIBRARY_ULPS
 from .registry import Registry
 
 Array = np.ndarray
@@ -67,6 +67,43 @@ class Loss:
 
     def shortcut(self, z: Array, a: Array, y: Array, reduction: str = "mean", **opts) -> Array:
         raise NotImplementedError(f"{self.name} has no canonical output activation")
+
+    # The rounding bounds of the verdict (verify.bounds; Activation has the same pair): how far
+    # a correct evaluation of J, and of ∂J/∂a, may land when a is off by up to Ea, computed in
+    # float64, u the unit roundoff of the dtype judged.
+
+    def magnitudes(self, a: Array, y: Array, **opts) -> Array:
+        """Σ|terms| of the evaluation of each ℓ (|ℓ| where nothing cancels)."""
+        return np.abs(self.terms(a, y, **opts))
+
+    def dmagnitudes(self, a: Array, y: Array, **opts) -> Array:
+        """Σ|terms| of the evaluation of each ∂ℓ/∂a."""
+        return np.abs(self.dterms(a, y, **opts))
+
+    def _ends(self, a: Array, Ea: Array, **opts) -> tuple[Array, Array]:
+        lo, hi = self.domain(**opts)
+        return np.clip(a - Ea, lo, hi), np.clip(a + Ea, lo, hi)
+
+    def value_error(self, a: Array, y: Array, Ea: Array, u: float, reduction: str = "mean",
+                    **opts) -> Array:
+        """Σ sup|∂ℓ/∂a|·Ea (the slope read at a and both ends of its interval) plus the rounding
+        of each term and of the sum, over N."""
+        with np.errstate(all="ignore"):
+            slope = np.maximum.reduce([np.abs(self.dterms(v, y, **opts)) for v in (a, *self._ends(a, Ea, **opts))])
+            carried = np.where(Ea > 0, slope * Ea, 0.0).sum()
+            rounding = u * ((a.size + 2) * np.abs(self.terms(a, y, **opts)).sum()
+                            + LIBRARY_ULPS * self.magnitudes(a, y, **opts).sum())
+        return np.asarray((carried + rounding) / self.count(a, reduction))
+
+    def grad_error(self, a: Array, y: Array, Ea: Array, u: float, reduction: str = "mean",
+                   **opts) -> Array:
+        """How far ∂ℓ/∂a moves over a's interval (each element alone: an elementwise loss), plus
+        its rounding, over N."""
+        here = self.dterms(a, y, **opts)
+        with np.errstate(all="ignore"):
+            moved = np.maximum.reduce([np.abs(self.dterms(v, y, **opts) - here) for v in self._ends(a, Ea, **opts)])
+            moved = np.where(Ea > 0, moved, 0.0)
+        return (moved + LIBRARY_ULPS * u * self.dmagnitudes(a, y, **opts)) / self.count(a, reduction)
 
     def __repr__(self) -> str:
         return f"<loss {self.name}>"
@@ -153,7 +190,7 @@ class BCELoss(Loss):
     ∂ℓ/∂a = (a - y)/max(a(1 - a), 1e-12) (torch's ε keeps the saturated ends finite).
     Canonical with sigmoid: δ⁽ᴸ⁾ = (a - y)/(m·k)."""
     name, target, canonical = "binary_cross_entropy", "unit", ("sigmoid",)
-    eps = 1e-12
+    eps = float(np.float32(1e-12))      # torch's EPSILON is a float constant, in every dtype
 
     def domain(self, **opts):
         return (0.0, 1.0)
@@ -166,6 +203,10 @@ class BCELoss(Loss):
 
     def dterms(self, a, y):
         return (a - y) / np.maximum((1 - a) * a, self.eps)
+
+    def magnitudes(self, a, y):
+        """The two logs, and the unit a rounding of 1 - a (or of a) adds to each."""
+        return np.abs(self.terms(a, y)) + 1
 
     def shortcut(self, z, a, y, reduction="mean"):
         return (a - y) / self.count(a, reduction)
@@ -183,6 +224,12 @@ class BCEWithLogitsLoss(Loss):
 
     def dterms(self, a, y):
         return _sigmoid(a) - y
+
+    def magnitudes(self, a, y):
+        return np.abs((1 - y) * a) + ACTIVATIONS["logsigmoid"].f_terms(a, None)
+
+    def dmagnitudes(self, a, y):
+        return _sigmoid(a) + np.abs(y)
 
     def shortcut(self, z, a, y, reduction="mean"):
         return (_sigmoid(a) - y) / self.count(a, reduction)
@@ -220,6 +267,21 @@ class CrossEntropyLoss(Loss):
     def dterms(self, a, y, label_smoothing=0.0):
         t = self._t(a, y, label_smoothing)
         return np.exp(_log_softmax(a)) * t.sum(axis=1, keepdims=True) - t
+
+    def magnitudes(self, a, y, label_smoothing=0.0):
+        t = self._t(a, y, label_smoothing)
+        log_p = _log_softmax(a)
+        return np.abs(t) * (np.abs(log_p) + ACTIVATIONS["log_softmax"].f_terms(a, log_p))
+
+    def grad_error(self, a, y, Ea, u, reduction="mean", label_smoothing=0.0):
+        """softmax(a)·Σt - t: the softmax term moves by a factor within e^{±(Ea_i + max_j Ea_j)}
+        (a row-wise function, so not each element alone), plus the rounding of the softmax."""
+        t = self._t(a, y, label_smoothing)
+        p = np.exp(_log_softmax(a))
+        tsum = np.abs(t).sum(axis=1, keepdims=True)
+        softmax = ACTIVATIONS["softmax"]
+        moved = softmax.forward_error(a, p, Ea, u)
+        return (tsum * moved + LIBRARY_ULPS * u * (tsum * p + np.abs(t))) / self.count(a, reduction)
 
     def shortcut(self, z, a, y, reduction="mean", label_smoothing=0.0):
         return (np.exp(_log_softmax(a)) - self._t(a, y, label_smoothing)) / self.count(a, reduction)
@@ -268,6 +330,11 @@ class KLDivLoss(Loss):
     def dterms(self, a, y, log_target=False):
         return -np.exp(y) + 0 * a if log_target else -y + 0 * a
 
+    def magnitudes(self, a, y, log_target=False):
+        if log_target:
+            return np.exp(y) * (np.abs(y) + np.abs(a))
+        return np.abs(self.terms(a, y) + y * a) + np.abs(y * a)
+
 
 class SoftMarginLoss(Loss):
     """ℓ = log(1 + e^{-y·a}), y = ±1;  ∂ℓ/∂a = -y·e^{-ya}/(1 + e^{-ya}).
@@ -304,6 +371,16 @@ class PoissonNLLLoss(Loss):
 
     def dterms(self, a, y, log_input=True, full=False, eps=1e-8):
         return _exp(a) - y if log_input else 1 - y / (a + eps)
+
+    def magnitudes(self, a, y, log_input=True, full=False, eps=1e-8):
+        m = _exp(a) + np.abs(y * a) if log_input else np.abs(a) + np.abs(y * np.log(a + eps)) + np.abs(y)
+        if full:
+            safe = np.where(y > 1, y, 2)
+            m = m + np.where(y > 1, safe * np.abs(np.log(safe)) + safe + 0.5 * np.log(2 * math.pi * safe), 0)
+        return m
+
+    def dmagnitudes(self, a, y, log_input=True, full=False, eps=1e-8):
+        return _exp(a) + np.abs(y) if log_input else 1 + np.abs(y / (a + eps))
 
 
 LOSSES: Registry[Loss] = Registry("loss", {

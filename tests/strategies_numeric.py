@@ -4,16 +4,25 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from verify.compare import compare, tolerances
+from verify.bounds import underflow
+from verify.compare import UNIT_ROUNDOFF, compare, tolerances
 
 DTYPES = ["float32", "float64"]
 
 
-def agree(name, hand, ref, dtype):
-    """Assert that ``hand`` matches torch's ``ref`` under the dtype's tolerances."""
+def agree(name, hand, ref, dtype, bound):
+    """Assert that ``hand`` matches torch's ``ref`` within twice ``bound``, the rounding error
+    model's allowance for one correct evaluation (verify.bounds), plus the dtype's floor: both
+    are correct evaluations of the same exact values."""
     rtol, atol = tolerances(dtype)
-    record = compare(name, hand, ref, dtype=dtype, rtol=rtol, atol=atol)
+    bound = np.asarray(bound, dtype=np.float64)
+    allowance = 2 * np.where(np.isfinite(bound), bound, 0.0) + 2 * underflow(dtype)
+    record = compare(name, hand, ref, dtype=dtype, rtol=rtol, atol=atol, bound=allowance)
     assert record.passed, record
+
+
+def f64(v):
+    return np.asarray(v, dtype=np.float64)
 
 KINKS = (0.0, -0.0, 1.0, -1.0, 3.0, -3.0, 6.0, 20.0, 1e3, -1e3, 1e-30, -1e-30)
 

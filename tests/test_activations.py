@@ -7,7 +7,10 @@ from hypothesis import given, strategies as st
 from handimpl import ACTIVATIONS
 from verify.torch_ops import TORCH_ACTIVATIONS
 
-from strategies_numeric import DTYPES, agree, matrices
+from verify.bounds import underflow
+from verify.compare import UNIT_ROUNDOFF
+
+from strategies_numeric import DTYPES, agree, f64, matrices
 
 NAMES = list(ACTIVATIONS)
 
@@ -18,7 +21,10 @@ NAMES = list(ACTIVATIONS)
 def test_activation_value_matches_torch(name, dtype, data):
     z = data.draw(matrices(dtype=dtype))
     expected = TORCH_ACTIVATIONS[name]()(torch.from_numpy(z)).numpy()
-    agree(name, ACTIVATIONS[name].f(z), expected, dtype)
+    act = ACTIVATIONS[name]
+    exact = act.f(f64(z))
+    bound = act.forward_error(f64(z), exact, np.zeros(z.shape), UNIT_ROUNDOFF[dtype])
+    agree(name, act.f(z), expected, dtype, bound)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -30,7 +36,11 @@ def test_activation_vjp_matches_torch_autograd_including_kinks(name, dtype, data
     zt = torch.from_numpy(z.copy()).requires_grad_(True)
     TORCH_ACTIVATIONS[name]()(zt).backward(torch.from_numpy(g))
     act = ACTIVATIONS[name]
-    agree(name, act.vjp(z, act.f(z), g), zt.grad.numpy(), dtype)
+    u, zero = UNIT_ROUNDOFF[dtype], np.zeros(z.shape)
+    exact = act.f(f64(z))
+    Ea = act.forward_error(f64(z), exact, zero, u)
+    bound = act.vjp_error(f64(z), exact, f64(g), zero, Ea, zero, u) + np.abs(g) * underflow(dtype)
+    agree(name, act.vjp(z, act.f(z), g), zt.grad.numpy(), dtype, bound)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

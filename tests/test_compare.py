@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from verify.compare import REFERENCE_FACTOR, Comparison, Pair, _judged, compare_all
+from verify.compare import TOLERANCES, Comparison, Pair, _judged, compare_all
 
 SPECIAL = (0.0, -0.0, 1.0, -1.0, 1e-30, 1e30, math.inf, -math.inf, math.nan)
 
@@ -32,48 +32,53 @@ def _norm_rel(d: list, r: list) -> float:
     return nd / nr if nr > 0 else (0.0 if nd == 0 else math.inf)
 
 
+def _ratio(d: float, a: float) -> float:
+    with np.errstate(over="ignore"):
+        return d / a if a else (math.inf if d else 0.0)
+
+
 def expected(pair: Pair, dtype: str, rtol: float, atol: float) -> dict:
-    """The record's statistics, one element at a time, as the compare module's docstring defines them."""
+    """The record's fields, one element at a time, as the compare module's docstring defines them."""
     h = pair.hand.astype(np.float64).ravel().tolist()
     t = pair.ref.astype(np.float64).ravel().tolist()
     n = len(t)
     if n == 0:
         return dict(n_elements=0, n_mismatched=0, passed=True, worst_index=())
-    c = np.broadcast_to(np.asarray(0.0 if pair.floor is None else pair.floor, float), pair.ref.shape).ravel()
-    fin = [math.isfinite(a) and math.isfinite(b) for a, b in zip(h, t)]
-    diff = [abs(a - b) if f else 0.0 for a, b, f in zip(h, t, fin)]
-    plain = [atol + rtol * abs(b) if f else atol for b, f in zip(t, fin)]
-    good = [d <= p + ci if f else (a == b or (math.isnan(a) and math.isnan(b)))
-            for a, b, d, p, ci, f in zip(h, t, diff, plain, c, fin)]
-    stats = {}
-    if pair.ref64 is not None:
-        r = pair.ref64.astype(np.float64).ravel().tolist()
-        ok = [f and math.isfinite(x) for x, f in zip(r, fin)]
-        e_t = [abs(b - x) if o else 0.0 for b, x, o in zip(t, r, ok)]
-        worst_t = max(e_t)
-        good = [g or (o and abs(a - x) <= atol + rtol * abs(x) + ci + REFERENCE_FACTOR * worst_t)
-                for g, a, x, o, ci in zip(good, h, r, ok, c)]
-        r_ok = [x if o else 0.0 for x, o in zip(r, ok)]
-        stats["hand_ref_err"] = _norm_rel([a - x if o else 0.0 for a, x, o in zip(h, r, ok)], r_ok)
-        stats["torch_ref_err"] = _norm_rel(e_t, r_ok)
+    r = t if pair.exact is None else pair.exact.astype(np.float64).ravel().tolist()
+    c = np.broadcast_to(np.asarray(0.0 if pair.bound is None else pair.bound, float), pair.ref.shape).ravel()
+    fin = [all(math.isfinite(v) for v in vs) for vs in zip(h, t, r)]
+    allowed = [ci + atol + rtol * abs(x) if f else ci + atol for x, ci, f in zip(r, c, fin)]
+    e_h = [abs(a - x) if f else 0.0 for a, x, f in zip(h, r, fin)]
+    good = [e <= al if f else (a == b or (math.isnan(a) and math.isnan(b)))
+            for a, b, e, al, f in zip(h, t, e_h, allowed, fin)]
     bad = [not g for g in good]
-    score = [(d / p if p else (math.inf if d else 0.0)) if f else (math.inf if b else 0.0)
-             for d, p, f, b in zip(diff, plain, fin, bad)]
+    score = [_ratio(e, al) if f else (math.inf if b else 0.0) for e, al, f, b in zip(e_h, allowed, fin, bad)]
+    margin = max([_ratio(e, al) for e, al, f in zip(e_h, allowed, fin) if f], default=0.0)
+    stats = {}
+    if pair.exact is not None:
+        r_ok = [x if f else 0.0 for x, f in zip(r, fin)]
+        e_t = [abs(b - x) if f else 0.0 for b, x, f in zip(t, r, fin)]
+        stats["hand_ref_err"] = _norm_rel(e_h, r_ok)
+        stats["torch_ref_err"] = _norm_rel(e_t, r_ok)
+        stats["torch_margin"] = max([_ratio(e, al) for e, al, f in zip(e_t, allowed, fin) if f], default=0.0)
     worst = max(range(n), key=lambda i: (bad[i], score[i]))       # the first of the largest
+    diff = [abs(a - b) if f else 0.0 for a, b, f in zip(h, t, fin)]
     rel = [d / abs(b) if f and b != 0 else (math.inf if d > 0 else 0.0) for d, b, f in zip(diff, t, fin)]
     ulp = [abs(_ordinal(a, pair.ref.dtype.name) - _ordinal(b, pair.ref.dtype.name)) if f else 0
            for a, b, f in zip(pair.hand.ravel().tolist(), pair.ref.ravel().tolist(), fin)]
     return dict(stats, max_abs_err=max(diff), max_rel_err=max(rel), max_ulp=float(max(ulp)),
                 norm_rel_err=_norm_rel(diff, [b if f else 0.0 for b, f in zip(t, fin)]),
                 worst_index=tuple(int(i) for i in np.unravel_index(worst, pair.ref.shape)),
-                hand_value=h[worst], torch_value=t[worst], n_mismatched=sum(bad), passed=not any(bad))
+                hand_value=h[worst], torch_value=t[worst], n_mismatched=sum(bad), passed=not any(bad),
+                status="diverges" if any(bad) else "agrees", margin=margin, allowed=allowed[worst],
+                reference_value=r[worst] if fin[worst] else math.nan)
 
 
 @st.composite
 def pairs(draw, *, dtype: str, with_ref: bool, max_tensors: int = 4, misshapen: bool = False):
     """Tensors (the scalar ones named loss, some empty) whose hand values are torch's, a few
     ULPs off, a fraction of |t| off, anything (inf, nan, 0, huge), with float64 references near
-    torch's values and optional error budgets; ``misshapen``: some hand values of another shape."""
+    torch's values and optional bounds; ``misshapen``: some hand values of another shape."""
     width = 32 if dtype == "float32" else 64
     out = []
     for k in range(draw(st.integers(1, max_tensors))):
@@ -93,16 +98,16 @@ def pairs(draw, *, dtype: str, with_ref: bool, max_tensors: int = 4, misshapen: 
         off = draw(hnp.arrays(np.float64, shape, elements=st.floats(-1e-2, 1e-2)))
         with np.errstate(all="ignore"):                              # 5: off by a fraction of |t|
             h = np.where(moves == 5, t * (1 + off), h).astype(dtype)
-        ref64 = None
+        exact = None
         if with_ref:
             scale = draw(st.sampled_from([1e-9, 1e-6, 1e-4, 1e-2]))
             noise = draw(hnp.arrays(np.float64, shape, elements=st.floats(-scale, scale)))
-            ref64 = t.astype(np.float64) * (1 + noise)
-        floor = draw(st.one_of(st.none(), st.floats(0, 1e-3),
+            exact = t.astype(np.float64) * (1 + noise)
+        bound = draw(st.one_of(st.none(), st.floats(0, 1e-3),
                                hnp.arrays(np.float64, shape, elements=st.floats(0, 1e-3))))
         if misshapen and draw(st.booleans()):
             h = np.zeros(shape[::-1] + (1,), dtype)
-        out.append(Pair("loss" if shape == () else f"z{k + 1}", h, t, ref64, floor))
+        out.append(Pair("loss" if shape == () else f"z{k + 1}", h, t, exact, bound))
     return out
 
 
@@ -110,7 +115,7 @@ def pairs(draw, *, dtype: str, with_ref: bool, max_tensors: int = 4, misshapen: 
     lambda d: st.tuples(st.just(d[0]), pairs(dtype=d[0], with_ref=d[1]))))
 def test_every_statistic_of_every_record_is_the_element_by_element_one(drawn):
     dtype, given_pairs = drawn
-    rtol, atol = (1.3e-6, 1e-5) if dtype == "float32" else (1e-7, 1e-7)
+    rtol, atol = TOLERANCES[dtype]
     records = compare_all(given_pairs, dtype=dtype, rtol=rtol, atol=atol)
     for pair, record in zip(given_pairs, records):
         want = expected(pair, dtype, rtol, atol)
@@ -128,7 +133,7 @@ def test_every_statistic_of_every_record_is_the_element_by_element_one(drawn):
                       Pair("loss", np.array(5e-324), np.array(0.0))]))  # a square that underflows
 def test_a_tensors_record_is_the_same_judged_alone_or_with_others(drawn):
     dtype, given_pairs = drawn
-    rtol, atol = (1.3e-6, 1e-5) if dtype == "float32" else (1e-7, 1e-7)
+    rtol, atol = TOLERANCES[dtype]
     together = compare_all(given_pairs, dtype=dtype, rtol=rtol, atol=atol)
     alone = [compare_all([pair], dtype=dtype, rtol=rtol, atol=atol)[0] for pair in given_pairs]
     assert [repr(r) for r in together] == [repr(r) for r in alone]          # repr: nan == nan

@@ -10,7 +10,9 @@ from verify.spec import NetSpec
 from verify.strategies import OPTION_VALUES
 from verify.torch_ops import TORCH_LOSSES
 
-from strategies_numeric import DTYPES, agree, matrices
+from verify.compare import UNIT_ROUNDOFF
+
+from strategies_numeric import DTYPES, agree, f64, matrices
 
 
 
@@ -55,8 +57,15 @@ def test_loss_value_and_gradient_match_torch(name, dtype, data):
     a, y, reduction, options = data.draw(loss_inputs(name, dtype))
     J_ref, grad_ref = _torch_value_and_grad(name, a, y, reduction, options)
     loss = LOSSES[name]
-    agree("loss", loss.value(a, y, reduction, **options), J_ref, dtype)
-    agree("grad", loss.grad(a, y, reduction, **options), grad_ref, dtype)
+    u, exact, target, zero = UNIT_ROUNDOFF[dtype], f64(a), _exact_target(y), np.zeros(a.shape)
+    agree("loss", loss.value(a, y, reduction, **options), J_ref, dtype,
+          loss.value_error(exact, target, zero, u, reduction, **options))
+    agree("grad", loss.grad(a, y, reduction, **options), grad_ref, dtype,
+          loss.grad_error(exact, target, zero, u, reduction, **options))
+
+
+def _exact_target(y):
+    return y if y.dtype == np.int64 else f64(y)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -87,7 +96,10 @@ def test_bce_with_logits_rounds_as_torchs_float32_where_its_two_terms_cancel():
     y = np.array([[0.1210181, 0.01616963]], dtype=np.float32)
     ours = LOSSES["binary_cross_entropy_with_logits"].value(a, y, "mean")
     theirs = TORCH_LOSSES["binary_cross_entropy_with_logits"](torch.from_numpy(a), torch.from_numpy(y))
-    agree("loss", np.float32(ours), theirs.numpy(), "float32")
+    loss = LOSSES["binary_cross_entropy_with_logits"]
+    bound = loss.value_error(f64(a), f64(y), np.zeros(a.shape), UNIT_ROUNDOFF["float32"])
+    agree("loss", np.float32(ours), theirs.numpy(), "float32", bound)
+    assert abs(float(ours) - float(theirs)) <= 4 * np.spacing(np.float32(theirs))
 
 
 def test_the_torch_registry_has_exactly_handimpls_loss_names():

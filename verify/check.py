@@ -9,12 +9,13 @@ import numpy as np
 
 import handimpl
 
-from .compare import Comparison, Pair, compare_all, tolerances
+from .bounds import a_priori
+from .compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, tolerances
 from .data import draw_case
 from .impl import CALL, TIME_LIMIT, TimeLimit, after_step_safely, call_safely
-from .propagate import floors
 from .spec import NetSpec
 from .twin import build_twin, reload_twin, torch_trace
+from .verdict import refine, root_cause
 
 Impl = Callable[[Any, list, np.ndarray, np.ndarray], Any]
 
@@ -68,8 +69,9 @@ class CaseResult:
 
     @property
     def first_divergence(self) -> Comparison | None:
-        """The first failing tensor in forward-then-backward order."""
-        return next((r for r in self.records if not r.passed), None)
+        """The root cause: the first diverging tensor in forward-then-backward order (a
+        tensor that only inherits a difference from upstream is never it)."""
+        return root_cause(self.records)
 
     @property
     def repro(self) -> str:
@@ -114,31 +116,37 @@ class Traced:
 
 
 def compare_many(runs: list[Traced]) -> list[list[Comparison]]:
-    """Every traced tensor of each run judged (verify.compare): the runs of one dtype and
-    tolerance in one compare_all call, whose per-op cost then falls on all of them (a case's
-    records do not depend on the others judged with it; a sweep compares its cases in groups,
-    verify.sweep.run_block). The error budgets (verify.propagate) only ever widen what passes,
-    so they are computed only for a run where some element misses atol + rtol·|t| without
-    them; the verdicts are those of budgets always computed."""
+    """Every traced tensor of each run judged: within its a priori allowance of the reference
+    (verify.bounds, verify.compare), then each failing one settled as inheriting or diverging
+    (verify.verdict). The runs of one dtype and tolerance go through one compare_all call,
+    whose per-call cost then falls on all of them; a case's records do not depend on the
+    others judged with it (a sweep compares its cases in groups, verify.sweep.run_block)."""
     groups: dict[tuple, list[int]] = {}
     for i, run in enumerate(runs):
-        groups.setdefault((run.spec.dtype, run.rtol, run.atol, run.refs[1] is None), []).append(i)
+        groups.setdefault((run.spec.dtype, run.rtol, run.atol), []).append(i)
     judged: list[list[Comparison]] = [[] for _ in runs]
-    for (dtype, rtol, atol, _), members in groups.items():
-        pairs = [_pairs(runs[i], {}) for i in members]
+    for (dtype, rtol, atol), members in groups.items():
+        pairs = [_pairs(runs[i]) for i in members]
         records = iter(compare_all([p for ps in pairs for p in ps], dtype=dtype, rtol=rtol, atol=atol))
         for i, ps in zip(members, pairs):
             judged[i] = [next(records) for _ in ps]
-    for i, run in enumerate(runs):
-        if not all(r.passed for r in judged[i]):
-            budget = floors(run.spec, run.hand, run.refs[0], run.case, run.lr)
-            judged[i] = compare_all(_pairs(run, budget), dtype=run.spec.dtype, rtol=run.rtol, atol=run.atol)
-    return judged
+    return [refine(run.spec, run.case, run.hand, exact_trace(run), run.lr, records)
+            for run, records in zip(runs, judged)]
 
 
-def _pairs(run: Traced, budget: dict) -> list[Pair]:
+def exact_trace(run: Traced) -> dict:
+    """The reference r: the float64 run for a float32 case, torch's own trace for float64."""
     ref, ref64 = run.refs
-    return [Pair(name, run.hand[name], ref[name], None if ref64 is None else ref64[name], budget.get(name))
+    return ref if ref64 is None else ref64
+
+
+def _pairs(run: Traced) -> list[Pair]:
+    ref, ref64 = run.refs
+    exact = exact_trace(run)
+    bound = a_priori(run.spec, run.case, exact, run.lr)
+    own_error = 1.0 + UNIT_ROUNDOFF["float64"] / UNIT_ROUNDOFF[run.spec.dtype]   # r is itself rounded
+    return [Pair(name, run.hand[name], ref[name], None if ref64 is None else ref64[name],
+                 bound[name] * own_error)
             for name in trace_order(run.spec) if name in run.hand]
 
 

@@ -1,30 +1,32 @@
-"""Tensor-by-tensor comparison: one frozen record per tensor, a verdict without false alarms.
+"""Tensor-by-tensor comparison: one frozen record per tensor.
 
-Tolerances live in one table, ``TOLERANCES = {dtype: (rtol, atol)}``, with
-torch.testing.assert_close's defaults. An element agrees when
-|h - t| <= atol + rtol·|t| + c (h: hand, t: torch; c the tensor's error budget
-from verify.propagate: the difference carried in from upstream tensors plus the
-rounding a correct evaluation of its own step may add); non-finite values agree
-only where both sides hold the same one (nan with nan, +inf with +inf).
+An element of the implementation's result h agrees when it lies within its allowance of the
+reference r:
 
-float32 needs one more look. Under cancellation (a bias gradient summing terms
-of both signs, inputs near 1e3) torch's own float32 result can be far from the
-exact answer, so an elementwise test against it cannot tell rounding from a
-bug. For float32 cases the harness also runs the twin in float64 on the same
-float32-rounded parameters and data: the reference r. Elements that miss the
-elementwise test are then judged against r: they pass when
-|h - r| <= atol + rtol·|r| + c + K·max|t - r|, i.e. when the hand result is no
-further from the exact answer than K times the worst error torch's own float32
-computation makes on that tensor (K = ``REFERENCE_FACTOR``). A formula bug
-moves results by far more than rounding and still fails. The record keeps both
-normwise errors, ‖h - r‖/‖r‖ and torch's ‖t - r‖/‖r‖.
+    |h - r| <= E·(1 + u_r/u) + atol + rtol·|r|
 
-``compare_all`` judges every tensor of a case in one vectorised pass (the
-tensors are flattened into one array, per-tensor results come from segment
-reductions); ``compare`` is the one-tensor form.
+r is the exact result as near as the harness can compute it: for a float32 case, torch's
+twin run in float64 on the same float32 parameters and data; for a float64 case, torch's
+own float64 result. E is the a priori bound of verify.bounds on how far any correct
+evaluation in the case's dtype may land from the exact result; the reference itself is a
+correct evaluation in its own dtype, off by at most E·u_r/u (u, u_r the two unit
+roundoffs: 2⁻²⁹·E for a float32 case, E itself for a float64 one). atol + rtol·|r| is the
+floor from ``TOLERANCES``, a few units of roundoff: the allowance never depends on what
+any other tensor of the case did. Non-finite values agree only where torch holds the same
+one (nan with nan, +inf with +inf).
+
+A record keeps both views: its verdict (``passed``, ``status``, the worst element by
+|h - r|/allowance, ``margin`` = the largest such ratio) and its statistics against torch's
+own result t in the case's dtype (max_abs_err, max_rel_err, norm_rel_err, max_ulp,
+hand_value, torch_value), which is what a user sees beside their own numbers.
+
+``compare_all`` judges every tensor of a case in one vectorised pass (the tensors are
+flattened into one array, per-tensor results come from segment reductions); ``compare``
+is the one-tensor form.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 from dataclasses import dataclass
@@ -32,11 +34,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+# The floor of every allowance: (rtol, atol) per dtype, about two units of roundoff and the
+# smallest normal number. Override both or neither (as torch.testing.assert_close).
 TOLERANCES: dict[str, tuple[float, float]] = {
-    "float32": (1.3e-6, 1e-5),
-    "float64": (1e-7, 1e-7),
+    "float32": (2.0**-23, 2.0**-126),
+    "float64": (2.0**-52, 2.0**-1022),
 }
-REFERENCE_FACTOR = 10.0
+UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53}
+STATUSES = ("agrees", "inherits", "diverges")
 
 
 def tolerances(dtype: str, rtol: float | None = None, atol: float | None = None) -> tuple[float, float]:
@@ -65,21 +70,31 @@ class Comparison:
     n_mismatched: int
     rtol: float
     atol: float
-    passed: bool
-    hand_ref_err: float | None = None    # ‖h - r‖/‖r‖ against the float64 reference
+    passed: bool                         # status == 'agrees'
+    hand_ref_err: float | None = None    # ‖h - r‖/‖r‖ against the float64 reference (float32 cases)
     torch_ref_err: float | None = None   # ‖t - r‖/‖r‖
     problem: str = ""                    # why it could not be compared (shape, dtype, missing, ...)
+    status: str = "agrees"               # agrees | inherits | diverges (verify.verdict)
+    margin: float = 0.0                  # max |h - r|/allowance over the finite elements
+    allowed: float = float("nan")        # the allowance at worst_index
+    reference_value: float = float("nan")  # r at worst_index
+    torch_margin: float | None = None    # max |t - r|/allowance (float32: torch's own float32 result)
+    note: str = ""                       # a remark on the verdict (verify.verdict)
+    at_kink: bool = False                # the layer's reference z lies on a kink of its activation
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Comparison) if f.default is not dataclasses.MISSING}
 
 
 def _judged(**values: Any) -> Comparison:
-    """Comparison(**values, problem=""), built without the frozen dataclass's __init__, which
-    sets each of the 20 fields through object.__setattr__ (3 µs a record, 17 records a case,
-    where the whole comparison of a case takes 0.3 ms). The record is as frozen as any other;
-    tests/test_compare.py checks the two constructions are equal."""
+    """Comparison(**values), built without the frozen dataclass's __init__, which sets each
+    field through object.__setattr__ and costs about as much as the rest of a small case's
+    comparison. The record is as frozen as any other; tests/test_compare.py checks the two
+    constructions are equal."""
     record = object.__new__(Comparison)
     fields = record.__dict__
+    fields.update(_DEFAULTS)
     fields.update(values)
-    fields["problem"] = ""
     return record
 
 
@@ -114,18 +129,19 @@ def problem_record(name: str, dtype: str, shape: tuple, problem: str,
     """A failing record for a tensor that could not be compared at all."""
     quantity, layer = split_name(name)
     nan = float("nan")
-    return Comparison(name, quantity, layer, dtype, tuple(shape), int(np.prod(shape, dtype=np.int64)),
-                      nan, nan, nan, nan, (), nan, nan, int(np.prod(shape, dtype=np.int64)),
-                      rtol, atol, False, problem=problem)
+    size = int(np.prod(shape, dtype=np.int64))
+    return Comparison(name, quantity, layer, dtype, tuple(shape), size, nan, nan, nan, nan, (), nan, nan,
+                      size, rtol, atol, False, problem=problem, status="diverges", margin=nan)
 
 
 class Pair(NamedTuple):
-    """One tensor to judge: the hand value, torch's, and optionally the float64 reference and budget."""
+    """One tensor to judge: the implementation's value, torch's, the reference r (None: torch's
+    own, for float64) and the a priori bound E (None: 0), already scaled for r's own error."""
     name: str
     hand: Any
     ref: Any
-    ref64: Any = None
-    floor: Any = None            # None: no budget
+    exact: Any = None
+    bound: Any = None
 
 
 def _prepare(pair: Pair, dtype: str) -> tuple[np.ndarray | None, np.ndarray, str]:
@@ -208,7 +224,7 @@ def compare_all(pairs: list[Pair], *, dtype: str, rtol: float, atol: float) -> l
 
 
 def _flat_like(c: Any, shape: tuple) -> np.ndarray:
-    """A tensor's budget c, flattened, as float64 of the tensor's shape (a scalar is broadcast)."""
+    """A tensor's bound, flattened, as float64 of the tensor's shape (a scalar is broadcast)."""
     c = np.asarray(c, dtype=np.float64)
     return c.ravel() if c.shape == shape else np.broadcast_to(c, shape).ravel()
 
@@ -224,68 +240,74 @@ def _unravel(i: int, shape: tuple) -> tuple[int, ...]:
 
 def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison]:
     seg = _Segments([h.size for _, _, h, _ in ready])
-    HT = np.concatenate([h.ravel() for _, _, h, _ in ready] + [t.ravel() for _, _, _, t in ready])
-    HT = HT.reshape(2, -1)                   # row 0 hand, row 1 torch
-    F = 0.0 if all(p.floor is None for _, p, _, _ in ready) else \
-        np.concatenate([_flat_like(0.0 if p.floor is None else p.floor, h.shape) for _, p, h, _ in ready])
-    with_ref = all(p.ref64 is not None for _, p, _, _ in ready)
+    hand_torch = np.concatenate([h.ravel() for _, _, h, _ in ready] + [t.ravel() for _, _, _, t in ready])
+    hand_torch = hand_torch.reshape(2, -1)            # row 0 the implementation, row 1 torch
+    separate = all(p.exact is not None for _, p, _, _ in ready)
     with np.errstate(all="ignore"):
-        HT64 = HT.astype(np.float64, copy=False)
-        H64, T64 = HT64
-        fin = np.isfinite(HT64).all(axis=0)
-        everywhere = bool(fin.all())         # the usual case: no masking needed below
-        Hf, Tf = HT64 if everywhere else np.where(fin, HT64, 0.0)
-        diff, absT = np.abs(Hf - Tf), np.abs(Tf)
-        plain = atol + rtol * absT
-        bad = diff > plain + F
-        if not everywhere:                   # non-finite: bad unless both hold the same value
-            bad |= ~fin & ~((H64 == T64) | (np.isnan(H64) & np.isnan(T64)))
-        rows = {"h-t": diff, "t": absT}      # whose norms and maxima are taken
-        if with_ref:
-            R = np.concatenate([np.asarray(p.ref64, dtype=np.float64).ravel() for _, p, _, _ in ready])
-            ok = np.isfinite(R) & fin
-            e_h, e_t = np.abs(HT64 - R)
-            if not bool(ok.all()):
-                R, e_h, e_t = np.where(ok, [R, e_h, e_t], 0.0)
-            abs_r = np.abs(R)
-            budget = atol + rtol * abs_r + F + REFERENCE_FACTOR * seg.max(e_t)[seg.ids]
-            bad &= ~(ok & (e_h <= budget))
-            rows.update({"h-r": e_h, "t-r": e_t, "r": abs_r})
-        rel = diff / absT                    # inf where t = 0 and h is not; 0/0 below
-        rel[np.isnan(rel)] = 0.0
-        ulp = _ulps(HT)
+        both = hand_torch.astype(np.float64, copy=False)
+        h, t = both
+        r = np.concatenate([np.asarray(p.exact, dtype=np.float64).ravel() for _, p, _, _ in ready]) \
+            if separate else t
+        bound = np.concatenate([_flat_like(0.0 if p.bound is None else p.bound, h.shape)
+                                for _, p, h, _ in ready])
+        finite = np.isfinite(both).all(axis=0) & np.isfinite(r)
+        everywhere = bool(finite.all())
         if not everywhere:
-            ulp[~fin] = 0.0
+            h, t, r = np.where(finite, [h, t, r], 0.0)
+        allowance = bound + atol + rtol * np.abs(r)
+        e_h = np.abs(h - r)
+        bad = e_h > allowance
+        score = e_h / allowance                          # in units of the allowance
+        score[np.isnan(score)] = 0.0                     # 0/0: exact where nothing is allowed
+        if not everywhere:                               # non-finite: bad unless torch holds the same
+            H, T = both
+            same = (H == T) | (np.isnan(H) & np.isnan(T))
+            bad |= ~finite & ~same
+            score[~finite] = 0.0
+        margin = seg.max(score)
+        torch_margin = seg.max(np.abs(t - r) / allowance).tolist() if separate else [None] * len(ready)
+        if not everywhere:
+            score[~finite & bad] = np.inf
+        diff, abs_t = np.abs(h - t), np.abs(t)
+        rows = {"h-t": diff, "t": abs_t}                 # whose norms and maxima are taken
+        if separate:
+            rows.update({"h-r": e_h, "t-r": np.abs(t - r), "r": np.abs(r)})
+        rel = diff / abs_t                               # inf where t = 0 and h is not; 0/0 below
+        rel[np.isnan(rel)] = 0.0
+        ulp = _ulps(hand_torch)
+        if not everywhere:
+            ulp[~finite] = 0.0
         rows.update({"rel": rel, "ulp": ulp})
         stacked = np.stack(list(rows.values()))
         maxima = seg.max(stacked)
-        k = len(rows) - 2                    # the rows before rel and ulp, whose norms are taken
-        tops, norm = dict(zip(rows, maxima)), dict(zip(rows, seg.norm(stacked[:k], maxima[:k])))
+        normed = len(rows) - 2                           # rel and ulp come last: no norms for them
+        tops, norm = dict(zip(rows, maxima)), dict(zip(rows, seg.norm(stacked[:normed], maxima[:normed])))
         refs = [_norm_rel(norm["h-r"], norm["r"]).tolist(), _norm_rel(norm["t-r"], norm["r"]).tolist()] \
-            if with_ref else [[None] * len(ready)] * 2
-        score = diff / plain                 # error in units of atol + rtol·|t|
-        score[np.isnan(score)] = 0.0         # 0/0: exact where atol = rtol = 0
-        if not everywhere:
-            score[~fin & bad] = np.inf
+            if separate else [[None] * len(ready)] * 2
         n_bad = seg.sum(bad.astype(np.int64))
         score = np.where(bad | (n_bad[seg.ids] == 0), score, -1.0)  # the worst failing one, if any
         worst = seg.first_argmax(score)
+        H, T = both
         stats = zip(tops["h-t"].tolist(), tops["rel"].tolist(), _norm_rel(norm["h-t"], norm["t"]).tolist(),
-                    tops["ulp"].tolist(), (worst - seg.starts).tolist(), *HT64[:, worst].tolist(),
-                    n_bad.tolist(), *refs)
+                    tops["ulp"].tolist(), (worst - seg.starts).tolist(), H[worst].tolist(), T[worst].tolist(),
+                    n_bad.tolist(), *refs, margin.tolist(), allowance[worst].tolist(),
+                    np.where(finite, r, np.nan)[worst].tolist(), torch_margin)
     records = []
-    for (_, pair, h, t), (mx_abs, mx_rel, nrel, mx_ulp, w, h_w, t_w, nb, e_h, e_t) in zip(ready, stats):
+    for (_, pair, h, t), (mx_abs, mx_rel, nrel, mx_ulp, w, h_w, t_w, nb, e_h, e_t, mg, allowed, r_w,
+                           t_mg) in zip(ready, stats):
         quantity, layer = split_name(pair.name)
         records.append(_judged(
             name=pair.name, quantity=quantity, layer=layer, dtype=dtype, shape=t.shape,
             n_elements=h.size, max_abs_err=mx_abs, max_rel_err=mx_rel, norm_rel_err=nrel,
             max_ulp=mx_ulp, worst_index=_unravel(w, t.shape), hand_value=h_w, torch_value=t_w,
-            n_mismatched=nb, rtol=rtol, atol=atol, passed=nb == 0, hand_ref_err=e_h, torch_ref_err=e_t))
+            n_mismatched=nb, rtol=rtol, atol=atol, passed=nb == 0, hand_ref_err=e_h, torch_ref_err=e_t,
+            status="agrees" if nb == 0 else "diverges", margin=mg, allowed=allowed, reference_value=r_w,
+            torch_margin=t_mg))
     return records
 
 
 def compare(name: str, hand: Any, ref: Any, *, dtype: str, rtol: float, atol: float,
-            ref64: Any = None, floor: Any = None) -> Comparison:
-    """Compare ``hand`` with torch's ``ref`` (for float32 also against the float64 reference
-    ``ref64``); ``floor`` is the tensor's error budget c (verify.propagate)."""
-    return compare_all([Pair(name, hand, ref, ref64, floor)], dtype=dtype, rtol=rtol, atol=atol)[0]
+            exact: Any = None, bound: Any = None) -> Comparison:
+    """Compare ``hand`` with torch's ``ref`` against the reference ``exact`` (None: ``ref``
+    itself) within ``bound`` (verify.bounds) plus the floor."""
+    return compare_all([Pair(name, hand, ref, exact, bound)], dtype=dtype, rtol=rtol, atol=atol)[0]

@@ -47,7 +47,6 @@ SHRINK_SECONDS = 10.0       # per distinct failure
 BLOCK = 40                  # cases per block, i.e. per hypothesis example (fewer for deep specs)
 CHOICES_PER_BLOCK = 1600    # choices one example comfortably holds (hypothesis stops at 8 * 1024,
                             # and caps its early examples lower: 100 cases of depth <= 32 overran)
-FAMILY_SPREAD = 3           # distinct activations/losses after which a failure family is one failure
 SHRINK_SEARCH = 60          # examples hypothesis.find may generate before giving up
 INTERRUPTED = "interrupted"  # SweepResult.stopped after Ctrl-C
 JUDGED_TOGETHER = 200_000   # traced values compared in one call at most (about 10 float64 arrays
@@ -319,36 +318,26 @@ def run_cases(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None =
 
 # -- 3. shrink ---------------------------------------------------------------------------------
 
-def _layer_activation(spec: NetSpec, layer: int | None) -> str:
-    return spec.activations[(layer or 1) - 1]
-
-
 def signature(result: CaseResult) -> tuple | None:
-    """Where a failure most likely comes from; None for a passing case.
+    """What makes two failures the same root cause; None for a passing case.
 
-    Forward tensors: the activation (a) or the affine step (z) of that layer; the loss value:
-    the loss; δ of the output layer: loss and output activation; a hidden δ: that layer's
-    activation; gradients and the step (dW, db, dx, after-step): their formula alone; an
-    exception: its type.
+    The root cause's quantity, its layer's role (output or hidden), that layer's activation,
+    the loss, the dtype, and whether it sits on a kink; an exception: its type; a problem with
+    the call: the key and the problem's kind. Failures that differ in any of these are
+    distinct, even when one formula looks shared (f′ of two activations is two places to look).
     """
     if result.passed:
         return None
     if result.error:
         return ("error", result.error.split(":", 1)[0])
-    r = result.first_divergence
+    r = result.first_divergence or next(r for r in result.records if not r.passed)
     spec = result.spec
-    q = r.quantity
-    if q == "":                      # a record about the call itself (verify.impl)
+    if r.quantity == "":                 # a record about the call itself (verify.impl)
         return ("call", r.name, r.problem.split(":", 1)[0])
-    if q == "a":
-        return (q, _layer_activation(spec, r.layer))
-    if q == "loss":
-        return (q, spec.loss)
-    if q == "delta" and r.layer == spec.depth:
-        return (q, "output", spec.activations[-1], spec.loss)
-    if q == "delta":
-        return (q, "hidden", _layer_activation(spec, r.layer))
-    return (q,)
+    layer = spec.depth if r.quantity == "loss" else r.layer
+    role = None if layer is None else ("output" if layer == spec.depth else "hidden")
+    activation = None if layer is None else spec.activations[layer - 1]
+    return (r.quantity, role, activation, spec.loss, spec.dtype, r.at_kink)
 
 
 def size_key(result: CaseResult) -> tuple:
@@ -396,32 +385,12 @@ def shrink(found: CaseResult, check_fn: CheckFn | None = None, *,
     return best[0]
 
 
-def _family(sig: tuple) -> tuple:
-    """The part of a signature that names the formula, without the activation or loss it met:
-    ('delta', 'hidden', 'tanh') -> ('delta', 'hidden'); ('a', 'relu') -> ('a',). Exceptions and
-    problems with the call are their own family."""
-    if sig[0] in ("error", "call"):
-        return sig
-    return sig[:2] if sig[0] == "delta" else sig[:1]
-
-
 def distinct_failures(results: Iterable[CaseResult]) -> list[CaseResult]:
-    """The smallest failing case of each signature, in order of first appearance.
-
-    A bug in a formula that every activation or loss shares (f′ dropped in every hidden layer,
-    1/m dropped) fails with whatever activation the case has; when one family of signatures
-    shows up with FAMILY_SPREAD or more activations/losses, it is one failure, not one each.
-    """
-    failing = [(signature(r), r) for r in results]
-    failing = [(sig, r) for sig, r in failing if sig is not None]
-    spread: dict[tuple, set] = {}
-    for sig, _ in failing:
-        spread.setdefault(_family(sig), set()).add(sig)
+    """The smallest failing case of each signature, in order of first appearance."""
     groups: dict[tuple, CaseResult] = {}
-    for sig, r in failing:
-        if len(spread[_family(sig)]) >= FAMILY_SPREAD and len(sig) > len(_family(sig)):
-            sig = _family(sig) + ("any",)
-        if sig not in groups or size_key(r) < size_key(groups[sig]):
+    for r in results:
+        sig = signature(r)
+        if sig is not None and (sig not in groups or size_key(r) < size_key(groups[sig])):
             groups[sig] = r
     return list(groups.values())
 
