@@ -37,10 +37,21 @@ def test_the_first_divergence_sentence_names_what_agrees_before_it():
     good = check(spec, seed=0, batch=3)
     records = list(good.records)
     i = next(k for k, r in enumerate(records) if r.name == "delta2")
-    records[i] = type(records[i])(**{**records[i].__dict__, "passed": False})
+    records[i] = type(records[i])(**{**records[i].__dict__, "passed": False, "status": "diverges"})
     broken = CaseResult(spec, 0, 3, tuple(records))
     assert divergence_sentence(broken) == \
         "z and a agree in all layers, and so does the loss; delta2 is the first to diverge"
+
+
+def test_a_tensor_that_only_inherits_is_never_named_the_first_to_diverge():
+    spec = NetSpec.parse("2-2-1:sigmoid:quadratic")
+    records = list(check(spec, seed=0, batch=3).records)
+    status = {"delta2": "inherits", "dW2": "diverges"}
+    records = [type(r)(**{**r.__dict__, "passed": False, "status": status[r.name]}) if r.name in status else r
+               for r in records]
+    broken = CaseResult(spec, 0, 3, tuple(records))
+    assert broken.first_divergence.name == "dW2"
+    assert divergence_sentence(broken).endswith("dW2 is the first to diverge")
 
 
 def test_an_error_text_from_user_code_is_in_the_note_and_escaped_in_the_html(tmp_path):

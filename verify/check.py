@@ -55,6 +55,7 @@ class CaseResult:
     timed_out: bool = False  # the implementation (or its step) was stopped at its time limit
     scale: float = 1.0
     zero_fraction: float = 0.0
+    located: str = ""        # where single-example calls place the root cause (verify.localise)
 
     @property
     def passed(self) -> bool:
@@ -155,8 +156,15 @@ def trace(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | No
           time_limit: float | None = None) -> Traced:
     """One case run on both sides (check's arguments), nothing compared yet."""
     spec = NetSpec.coerce(spec)
+    return trace_data(spec, draw_case(spec, seed, batch), seed, batch, impl=impl, lr=lr, rtol=rtol,
+                      atol=atol, time_limit=time_limit)
+
+
+def trace_data(spec: NetSpec, case: Any, seed: int, batch: int, *, impl: Impl | None = None,
+               lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
+               time_limit: float | None = None) -> Traced:
+    """trace on given data (a verify.data.Case), e.g. one example of a drawn case."""
     rtol, atol = tolerances(spec.dtype, rtol, atol)
-    case = draw_case(spec, seed, batch)
     refs = references(spec, case, lr)
     fn = impl or handimpl.backprop
     limit = TimeLimit(None if impl is None else (TIME_LIMIT if time_limit is None else time_limit))

@@ -94,6 +94,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from .check import check
     from .diagnose import describe_case
+    from .localise import with_location
     impl = None
     if args.impl:                      # one case of a user implementation, as a repro line says
         from .impl import load_target, reset_warnings
@@ -106,6 +107,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         result = check(args.spec, seed=args.seed, batch=args.batch or 4, impl=impl,
                        time_limit=args.time_limit)
+        result = with_location(result, impl)
     finally:
         torch.set_num_threads(threads)
     table = case_table(result)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .compare import split_name
 from .impl import CALL, STEP
 
@@ -12,7 +14,8 @@ _SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
-def _s(n: int | str) -> str:
+def sup(n: int | str) -> str:
+    """2 -> '²'."""
     return str(n).translate(_SUP)
 
 
@@ -21,7 +24,7 @@ def _n(l: int) -> str:
 
 
 def _a(l: int) -> str:
-    return "x" if l == 0 else f"a{_s(l)}"
+    return "x" if l == 0 else f"a{sup(l)}"
 
 
 def _and(words: list[str]) -> str:
@@ -34,30 +37,30 @@ def hint(spec: Any, name: str, lr: float = 0.1) -> tuple[list[str], str]:
     quantity, l = split_name(name)
     if quantity == "z":
         inputs = [f"a{l - 1}"] if l > 1 else []
-        return inputs, (f"the forward step of layer {l}: z{_s(l)} = {_a(l - 1)}W{_s(l)}ᵀ"
-                        + (f" + b{_s(l)}" if spec.bias else "") + f" (W{_s(l)} is ({_n(l)}, {_n(l - 1)}))")
+        return inputs, (f"the forward step of layer {l}: z{sup(l)} = {_a(l - 1)}W{sup(l)}ᵀ"
+                        + (f" + b{sup(l)}" if spec.bias else "") + f" (W{sup(l)} is ({_n(l)}, {_n(l - 1)}))")
     if quantity == "a":
-        return [f"z{l}"], f"the activation of layer {l}: a{_s(l)} = {spec.activations[l - 1]}(z{_s(l)})"
+        return [f"z{l}"], f"the activation of layer {l}: a{sup(l)} = {spec.activations[l - 1]}(z{sup(l)})"
     if quantity == "loss":
-        return [f"a{L}"], (f"the loss: J = {spec.loss}(a{_s(L)}, y) with reduction "
+        return [f"a{L}"], (f"the loss: J = {spec.loss}(a{sup(L)}, y) with reduction "
                            f"'{spec.reduction}' (torch's 'mean' divides mse_loss and the other "
                            f"elementwise losses by m·k, cross_entropy and nll_loss by m)")
     if quantity == "delta" and l == L:
-        return [f"z{L}", f"a{L}", "loss"], (f"the output error: δ{_s(L)} = ∂J/∂a{_s(L)} ⊙ f′(z{_s(L)}) "
+        return [f"z{L}", f"a{L}", "loss"], (f"the output error: δ{sup(L)} = ∂J/∂a{sup(L)} ⊙ f′(z{sup(L)}) "
                                             f"(the shortcut δ = (a - y)/m holds only for canonical pairs)")
     if quantity == "delta":
         return [f"z{l}", f"a{l}", f"delta{l + 1}"], (f"the backward step of layer {l}: "
-                                                      f"δ{_s(l)} = (δ{_s(l + 1)}W{_s(l + 1)}) ⊙ f′(z{_s(l)})")
+                                                      f"δ{sup(l)} = (δ{sup(l + 1)}W{sup(l + 1)}) ⊙ f′(z{sup(l)})")
     if quantity == "dW":
         return [f"delta{l}"] + ([f"a{l - 1}"] if l > 1 else []), \
-            f"the weight gradient of layer {l}: ∂J/∂W{_s(l)} = δ{_s(l)}ᵀ{_a(l - 1)}, shape ({_n(l)}, {_n(l - 1)})"
+            f"the weight gradient of layer {l}: ∂J/∂W{sup(l)} = δ{sup(l)}ᵀ{_a(l - 1)}, shape ({_n(l)}, {_n(l - 1)})"
     if quantity == "db":
-        return [f"delta{l}"], f"the bias gradient of layer {l}: ∂J/∂b{_s(l)} = Σ over the batch of δ{_s(l)} (a sum, not a mean)"
+        return [f"delta{l}"], f"the bias gradient of layer {l}: ∂J/∂b{sup(l)} = Σ over the batch of δ{sup(l)} (a sum, not a mean)"
     if name == "dx":
         return ["delta1"], "the input gradient: ∂J/∂x = δ¹W¹"
     if quantity in ("W_after_step", "b_after_step"):
         p = "W" if quantity == "W_after_step" else "b"
-        return [f"d{p}{l}"], f"the update: {p}{_s(l)} := {p}{_s(l)} − η ∂J/∂{p}{_s(l)} (η = {lr:g})"
+        return [f"d{p}{l}"], f"the update: {p}{sup(l)} := {p}{sup(l)} − η ∂J/∂{p}{sup(l)} (η = {lr:g})"
     if name == CALL:
         return [], "the line above: the harness could not use what the implementation did"
     if name == STEP:
@@ -70,8 +73,36 @@ def _fmt(v: float) -> str:
     return f"{v:.6g}"
 
 
+def _value(v: float) -> str:
+    """A value as a sentence names it: 'inf', '-inf', 'nan', or six significant digits."""
+    return "nan" if v != v else f"{v:.6g}"
+
+
+def tally(records) -> str:
+    """'1 diverges, 6 inherit' (the tensors that do not agree)."""
+    counts = {"diverges": 0, "inherits": 0}
+    for r in records:
+        if r.status in counts:
+            counts[r.status] += 1
+    parts = [f"{counts['diverges']} diverge{'s' if counts['diverges'] == 1 else ''}"]
+    if counts["inherits"]:
+        parts.append(f"{counts['inherits']} inherit{'s' if counts['inherits'] == 1 else ''}")
+    return ", ".join(parts)
+
+
+def worst_sentence(r) -> str:
+    """The worst element, with non-finite values named: 'yours is inf where torch is 0.54'."""
+    where = f"at index {list(r.worst_index)}: "
+    h, t = r.hand_value, r.torch_value
+    if not (np.isfinite(h) and np.isfinite(t)):
+        return where + f"yours is {_value(h)} where torch is {_value(t)}"
+    return where + (f"yours {_fmt(h)}, torch {_fmt(t)} ({r.n_mismatched} of {r.n_elements} elements "
+                    f"differ, max abs error {_fmt(r.max_abs_err)}, allowed {_fmt(r.allowed)})")
+
+
 def describe_case(case) -> str:
-    """A few lines for one failing CaseResult: the first diverging tensor, and where to look."""
+    """A few lines for one failing CaseResult: the root cause (the first diverging tensor),
+    what agreed before it, and where to look."""
     lines = [f"minimal counterexample: {case.spec}  (seed {case.seed}, batch m = {case.batch})"]
     first = case.first_divergence
     if case.error:
@@ -87,14 +118,20 @@ def describe_case(case) -> str:
             lines.append(f"  look at {where}")
     else:
         lines.append(f"  {first.name} is the first to diverge"
-                     + (f" while {_and(agree)} agree" if agree else "")
+                     + (f" while {_and(agree)} {'agrees' if len(agree) == 1 else 'agree'}" if agree else "")
                      + f": look at {where}")
-        lines.append(f"  at index {list(first.worst_index)}: yours {_fmt(first.hand_value)}, "
-                     f"torch {_fmt(first.torch_value)} ({first.n_mismatched} of {first.n_elements} "
-                     f"elements differ, max abs error {_fmt(first.max_abs_err)})")
+        lines.append(f"  {worst_sentence(first)}")
+        if first.at_kink:
+            act = case.spec.activations[first.layer - 1]
+            lines.append(f"  z{sup(first.layer)} lies exactly on a kink of {act} there: check f′ at the kink "
+                         f"against torch's convention (handimpl's {act} docstring says which)")
+        if first.note:
+            lines.append(f"  {first.note}")
+    if case.located:
+        lines.append(f"  {case.located}")
     failing = [r.name for r in case.records if not r.passed]
     if len(failing) > 1:
-        lines.append(f"  failing: {', '.join(failing[:12])}{' ...' if len(failing) > 12 else ''}")
+        lines.append(f"  {tally(case.records)}: {', '.join(failing[:12])}{' ...' if len(failing) > 12 else ''}")
     return "\n".join(lines)
 
 

@@ -6,12 +6,14 @@ verify.check with the implementation called safely (verify.impl).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .impl import DEFAULT_OUT, Impl, _usage, load_target, reset_warnings, resolve
+from .localise import with_location
 
 
 # -- sweeping an implementation ------------------------------------------------------------------
@@ -75,9 +77,10 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
         except Exception:            # noqa: BLE001 - a lambda or closure: run in this process
             jobs = 1
     reset_warnings()
-    return sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
-                 max_batch=max_batch, jobs=jobs, check_fn=functools.partial(check_case, impl, time_limit=time_limit),
-                 progress=progress, impl=impl if isinstance(impl, str) else None, **names)
+    result = sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
+                   max_batch=max_batch, jobs=jobs, check_fn=functools.partial(check_case, impl, time_limit=time_limit),
+                   progress=progress, impl=impl if isinstance(impl, str) else None, **names)
+    return dataclasses.replace(result, minimal=tuple(with_location(m, fn) for m in result.minimal))
 
 
 def check_implementation(fn: Impl | str, **options):

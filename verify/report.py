@@ -20,15 +20,17 @@ import numpy as np
 import pandas as pd
 
 from .check import CaseResult
+from .verdict import counts
 
 DISCREPANCY_COLUMNS = [
     "case_id", "spec", "seed", "batch", "dtype", "quantity", "layer", "shape", "max_abs_err",
     "max_rel_err", "norm_rel_err", "max_ulp", "worst_index", "hand_value", "torch_value",
-    "n_mismatched", "n_elements", "atol", "rtol", "passed", "hand_ref_err", "torch_ref_err", "note",
+    "n_mismatched", "n_elements", "atol", "rtol", "passed", "status", "margin", "allowed", "hand_ref_err",
+    "torch_ref_err", "note",
 ]
 CASE_COLUMNS = [
     "case_id", "spec", "seed", "depth", "widths", "activations", "loss", "dtype", "batch", "passed",
-    "worst_norm_rel_err", "first_divergence", "note",
+    "worst_norm_rel_err", "first_divergence", "n_diverging", "n_inheriting", "note",
 ]
 QUANTITY_ORDER = ["z", "a", "loss", "delta", "dW", "db", "dx", "W_after_step", "b_after_step"]
 FILES = {"discrepancies": "discrepancies.csv", "cases": "cases.csv", "summary": "summary.csv",
@@ -42,17 +44,17 @@ def _fmt_index(index: tuple) -> str:
 
 
 def _record_row(case_id: int, c: CaseResult, r) -> tuple:
-    note = "; ".join(t for t in (r.problem, c.error) if t)
+    note = "; ".join(t for t in (r.problem, r.note, c.error) if t)
     return (case_id, str(c.spec), c.seed, c.batch, r.dtype, r.quantity, r.layer,
             "x".join(map(str, r.shape)), r.max_abs_err, r.max_rel_err, r.norm_rel_err, r.max_ulp,
             _fmt_index(r.worst_index), r.hand_value, r.torch_value, r.n_mismatched, r.n_elements,
-            r.atol, r.rtol, r.passed, r.hand_ref_err, r.torch_ref_err, note)
+            r.atol, r.rtol, r.passed, r.status, r.margin, r.allowed, r.hand_ref_err, r.torch_ref_err, note)
 
 
 def _error_row(case_id: int, c: CaseResult) -> tuple:
     nan = float("nan")
     return (case_id, str(c.spec), c.seed, c.batch, c.spec.dtype, "", None, "", nan, nan, nan, nan,
-            "", nan, nan, 0, 0, nan, nan, False, None, None, c.error)
+            "", nan, nan, 0, 0, nan, nan, False, "diverges", nan, nan, None, None, c.error)
 
 
 def discrepancy_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
@@ -78,9 +80,11 @@ def case_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
     rows = []
     for i, c in enumerate(results):
         first = c.first_divergence
+        tally = counts(c.records)
         rows.append((i, str(c.spec), c.seed, c.spec.depth, "-".join(map(str, c.spec.widths)),
                      ",".join(c.spec.activations), c.spec.loss, c.spec.dtype, c.batch, c.passed,
                      _worst(c), "error" if c.error else (first.name if first else ""),
+                     tally["diverges"], tally["inherits"],
                      c.error or (first.problem if first else "")))
     return pd.DataFrame(rows, columns=CASE_COLUMNS)
 
@@ -106,6 +110,8 @@ def _group_stats(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         "n_cases": g["case_id"].nunique(),
         "n_tensors": g.size(),
         "n_failed": g["passed"].apply(lambda p: int((~p).sum())),
+        "n_diverging": g["status"].apply(lambda s: int((s == "diverges").sum())),
+        "n_inheriting": g["status"].apply(lambda s: int((s == "inherits").sum())),
         "worst_norm_rel_err": g["norm_rel_err"].max(),
         "median_norm_rel_err": g["norm_rel_err"].median(),
     }).reset_index()
@@ -127,11 +133,11 @@ def summary_frame(tensors: pd.DataFrame) -> pd.DataFrame:
         parts.append(stats)
     out = pd.concat(parts, ignore_index=True)
     cols = ["by", "activation", "loss", "depth", "dtype", "quantity", "n_cases", "n_tensors",
-            "n_failed", "worst_norm_rel_err", "median_norm_rel_err"]
+            "n_failed", "n_diverging", "n_inheriting", "worst_norm_rel_err", "median_norm_rel_err"]
     out = out.reindex(columns=cols)
     out["quantity"] = out["quantity"].astype("object")
     out["depth"] = out["depth"].astype("Int64")
-    for col in ("n_cases", "n_tensors", "n_failed"):
+    for col in ("n_cases", "n_tensors", "n_failed", "n_diverging", "n_inheriting"):
         out[col] = out[col].astype("Int64")
     return out
 
@@ -146,7 +152,7 @@ def divergence_sentence(result: CaseResult) -> str:
     """E.g. 'z and a agree in all layers, and so does the loss; delta2 is the first to diverge'."""
     if result.error:
         return result.error_sentence
-    pos = next((i for i, r in enumerate(result.records) if not r.passed), None)
+    pos = next((i for i, r in enumerate(result.records) if r.status == "diverges"), None)
     if pos is None:
         return f"all {len(result.records)} tensors agree"
     first = result.records[pos]

@@ -12,6 +12,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from .diagnose import tally, worst_sentence
 from .report import QUANTITY_ORDER, divergence_sentence, failing_rows, repro, verdict
 
 FLOOR = 1e-18            # where exact agreement (error 0) is drawn on log axes
@@ -144,15 +145,17 @@ def pivot_tables(summary: pd.DataFrame) -> list[tuple[str, str]]:
                     _styled(values, failing, f"al{stat}", list(values.columns))))
     for key in ("depth", "dtype", "quantity"):
         rows = summary[summary["by"] == key].set_index(key)
-        frame = pd.DataFrame({"tensors": rows["n_tensors"], "failing": rows["n_failed"],
+        frame = pd.DataFrame({"tensors": rows["n_tensors"], "diverging": rows["n_diverging"],
+                              "inheriting": rows["n_inheriting"],
                               "worst": rows["worst_norm_rel_err"], "median": rows["median_norm_rel_err"]})
         marked = pd.DataFrame(False, index=frame.index, columns=frame.columns)
-        marked.loc[frame["failing"] > 0, ["failing", "worst"]] = True
+        marked.loc[frame["diverging"] > 0, ["diverging", "worst"]] = True
+        marked.loc[frame["inheriting"] > 0, ["inheriting", "worst"]] = True
         out.append((f"by {key}", _styled(frame, marked, f"by{key}", ["worst", "median"])))
     return out
 
 
-FAILING_COLUMNS = ["case_id", "spec", "seed", "batch", "quantity", "layer", "shape", "max_abs_err",
+FAILING_COLUMNS = ["case_id", "spec", "seed", "batch", "quantity", "layer", "status", "shape", "max_abs_err",
                    "norm_rel_err", "max_ulp", "worst_index", "hand_value", "torch_value",
                    "n_mismatched", "n_elements", "note"]
 
@@ -252,8 +255,7 @@ def _minimal_items(result) -> list[dict]:
         f = m.first_divergence
         vals = ""
         if f is not None and not f.problem:
-            vals = (f"{f.name}{list(f.worst_index)}: hand {f.hand_value:.6g}, torch {f.torch_value:.6g}; "
-                    f"norm_rel_err {f.norm_rel_err:.2e}; {f.n_mismatched} of {f.n_elements} elements differ")
+            vals = f"{f.name} {worst_sentence(f)}; {tally(m.records)}"
         items.append({"repro": repro(m, result), "sentence": divergence_sentence(m), "vals": vals})
     return items
 
@@ -264,6 +266,7 @@ def render_html(result, disc: pd.DataFrame, tensors: pd.DataFrame, cases: pd.Dat
     from .compare import TOLERANCES
     from .report import versions
     n_fail_rows = int((~disc["passed"]).sum())
+    n_diverging = int((disc["status"] == "diverges").sum())
     css = "partial" if result.partial else ("pass" if result.n_failed == 0 else "fail")
     s = result.settings
     settings_text = " · ".join(f"{k.replace('_', ' ')} {', '.join(v) if isinstance(v, list) else v}"
@@ -271,7 +274,8 @@ def render_html(result, disc: pd.DataFrame, tensors: pd.DataFrame, cases: pd.Dat
     cards = [("cases", len(result.results), False),
              ("tensors compared", len(tensors), False),
              ("failing cases", result.n_failed, result.n_failed > 0),
-             ("failing tensors", n_fail_rows, n_fail_rows > 0),
+             ("failing tensors", f"{n_diverging} diverge, {n_fail_rows - n_diverging} inherit",
+              n_fail_rows > 0),
              ("distinct failures", len(result.minimal), len(result.minimal) > 0),
              ("implementation errors", sum(bool(c.error) for c in result.results),
               any(c.error for c in result.results))]
