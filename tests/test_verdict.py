@@ -1,0 +1,87 @@
+"""The verdict holds both ways: precision bugs fail, tensors that differ never pass, root causes
+are located without δ, and distinct root causes stay distinct."""
+import dataclasses
+
+import numpy as np
+
+import handimpl
+import verify
+from verify.diagnose import describe_case, worst_sentence
+from verify.localise import with_location
+from verify.sweep import distinct_failures, signature
+
+
+def float32_in_the_middle(spec, params, x, y):
+    """handimpl.backprop, except that the z⁽¹⁾ it returns went through float32 in a float64 case."""
+    out = handimpl.backprop(spec, params, x, y)
+    out["z1"] = out["z1"].astype(np.float32).astype(np.float64)
+    return out
+
+
+def without_fprime_in_layer_1(spec, params, x, y):
+    out = handimpl.backprop(spec, params, x, y)
+    delta = out["delta2"] @ params[1][0]                       # δ¹ = δ²W², f′ dropped
+    out.update(delta1=delta, dW1=delta.T @ x, db1=delta.sum(axis=0), dx=delta @ params[0][0])
+    return out
+
+
+def leaky_kink_required_only(spec, params, x, y):
+    """Returns only loss, dW, db; leaky_relu′(0) = 1 where torch takes 0.01."""
+    out = handimpl.backprop(spec, params, x, y)
+    f = handimpl.ACTIVATIONS["leaky_relu"]
+    delta1 = (out["delta2"] @ params[1][0]) * np.where(out["z1"] >= 0, 1.0, f.slope)
+    return {"loss": out["loss"], "dW1": delta1.T @ x, "db1": delta1.sum(axis=0),
+            "dW2": out["dW2"], "db2": out["db2"]}
+
+
+def test_a_float32_intermediate_in_a_float64_case_fails_with_a_precision_note():
+    result = verify.check("4-8-3:tanh,identity:mse_loss", seed=3, batch=5, impl=float32_in_the_middle)
+    assert not result.passed
+    first = result.first_divergence
+    assert first.name == "z1" and first.status == "diverges"
+    assert first.note.startswith("float32-level precision in a float64 case")
+
+
+def test_a_tensor_far_from_torch_is_never_recorded_as_passed():
+    result = verify.check("1-1-1:sigmoid:mse_loss", seed=0, batch=1, impl=without_fprime_in_layer_1)
+    by_name = {r.name: r for r in result.records}
+    for name in ("delta1", "db1", "dx", "b1_after"):
+        assert not by_name[name].passed, name
+    assert by_name["delta1"].status == "diverges"
+    assert by_name["db1"].status == "inherits" and by_name["dx"].status == "inherits"
+    assert result.first_divergence.name == "delta1"
+
+
+def test_a_kink_bug_hidden_behind_the_gradients_is_located_in_delta_by_single_example_calls():
+    spec = "3-4-2:leaky_relu,identity:mse_loss"
+    failing = next(r for r in (verify.check(spec, seed=s, batch=3, impl=leaky_kink_required_only)
+                               for s in range(40)) if not r.passed)
+    located = with_location(failing, leaky_kink_required_only)
+    assert located.located.startswith("δ¹, read back from ∂J/∂b¹")
+    assert "f′(z¹)" in located.located
+    assert located.located in describe_case(located)
+
+
+def test_the_verdict_on_correct_code_does_not_depend_on_the_optional_keys_it_returns():
+    def required_only(spec, params, x, y):
+        out = handimpl.backprop(spec, params, x, y)
+        return {k: v for k, v in out.items() if k == "loss" or k[:2] in ("dW", "db")}
+    for seed in range(12):
+        spec = "5-7-3:softsign,log_softmax:nll_loss:dtype=float32"
+        full = verify.check(spec, seed=seed, batch=6)
+        short = verify.check(spec, seed=seed, batch=6, impl=required_only)
+        assert full.passed and short.passed, seed
+
+
+def test_the_fprime_failures_of_two_activations_are_two_distinct_failures():
+    a = verify.check("2-3-1:tanh,identity:mse_loss", seed=1, batch=2, impl=without_fprime_in_layer_1)
+    b = verify.check("2-3-1:sigmoid,identity:mse_loss", seed=1, batch=2, impl=without_fprime_in_layer_1)
+    assert signature(a) != signature(b)
+    assert len(distinct_failures([a, b])) == 2
+
+
+def test_an_infinite_value_is_named_and_not_read_as_a_zero_error():
+    result = verify.check("2-2-1:sigmoid:quadratic", seed=0, batch=2)
+    record = dataclasses.replace(result.records[0], hand_value=float("inf"), torch_value=0.54,
+                                 passed=False, status="diverges")
+    assert "yours is inf where torch is 0.54" in worst_sentence(record)
