@@ -85,6 +85,8 @@ def case_table(result) -> pd.DataFrame:
 def cmd_check(args: argparse.Namespace) -> int:
     if args.time_limit is not None and not args.impl:
         raise UsageError("--time-limit applies to --impl (handimpl's own backprop has no limit)")
+    if args.isolate and not args.impl:
+        raise UsageError("--isolate applies to --impl (handimpl's own backprop runs in this process)")
     if args.impl and not args.spec:
         from .impl_sweep import check_impl_command
         return check_impl_command(args)
@@ -105,7 +107,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     try:
         result = check(args.spec, seed=args.seed, batch=args.batch or 4, impl=impl,
-                       time_limit=args.time_limit)
+                       time_limit=args.time_limit, isolate=args.isolate)
     finally:
         torch.set_num_threads(threads)
     table = case_table(result)
@@ -161,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=_seconds, default=None, metavar="SECONDS",
                    help="stop a call of the implementation after this long (default 10; 0: none); "
                         "a sweep stops at the first case that runs past it")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each call of the implementation in a child process, killed when it "
+                        "outlives the time limit: for code that ignores SIGALRM, catches "
+                        "BaseException, ends the process or leaves state behind (slower)")
     add_sweep_options(p, examples=None)
     p.set_defaults(func=cmd_check)
 

@@ -16,12 +16,13 @@ from .impl import DEFAULT_OUT, Impl, _usage, load_target, reset_warnings, resolv
 
 # -- sweeping an implementation ------------------------------------------------------------------
 
-def check_case(impl: Impl | str, spec: Any, seed: int, batch: int, *, time_limit: float | None = None):
+def check_case(impl: Impl | str, spec: Any, seed: int, batch: int, *, time_limit: float | None = None,
+               isolate: bool = False):
     """verify.check.check for one case with ``impl`` (a callable or a TARGET string).
 
     Module-level, so ``functools.partial(check_case, target)`` pickles for jobs > 1."""
     from .check import check
-    return check(spec, seed, batch, impl=resolve(impl), time_limit=time_limit)
+    return check(spec, seed, batch, impl=resolve(impl), time_limit=time_limit, isolate=isolate)
 
 
 def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[str, Any]:
@@ -52,11 +53,12 @@ def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[s
 def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed: int = 0,
                          activations=None, losses=None, dtypes=None, max_depth: int = 4,
                          max_width: int = 16, max_batch: int = 16, jobs: int = 1, progress=None,
-                         time_limit: float | None = None):
+                         time_limit: float | None = None, isolate: bool = False):
     """verify.sweep.sweep over ``impl``, restricted to what it supports. Returns the SweepResult.
 
     Each call of ``impl`` may take ``time_limit`` seconds (default verify.impl.TIME_LIMIT);
-    the sweep stops at the first case that runs past it, marked partial.
+    the sweep stops at the first case that runs past it, marked partial. ``isolate``: each
+    call runs in a child process, killed when it outlives the limit (verify.impl.call_and_step).
 
     Unknown names or impossible bounds raise UsageError (one line)."""
     from . import strategies
@@ -76,7 +78,7 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
             jobs = 1
     reset_warnings()
     return sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
-                 max_batch=max_batch, jobs=jobs, check_fn=functools.partial(check_case, impl, time_limit=time_limit),
+                 max_batch=max_batch, jobs=jobs, check_fn=functools.partial(check_case, impl, time_limit=time_limit, isolate=isolate),
                  progress=progress, impl=impl if isinstance(impl, str) else None, **names)
 
 
@@ -122,7 +124,7 @@ def check_impl_command(args) -> int:
         args.impl, examples=args.examples, seed=args.seed, activations=args.activations,
         losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
         max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
-        time_limit=getattr(args, "time_limit", None))
+        time_limit=getattr(args, "time_limit", None), isolate=getattr(args, "isolate", False))
     out_dir = Path(args.out) if args.out else DEFAULT_OUT
     paths = write_reports(result, out_dir, title=f"verify check --impl {args.impl}")
     for line in summary_lines(result):
