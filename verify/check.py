@@ -54,6 +54,7 @@ class CaseResult:
     timed_out: bool = False  # the implementation (or its step) was stopped at its time limit
     scale: float = 1.0
     zero_fraction: float = 0.0
+    note: str = ""           # about the case as a counterexample: "did not reproduce when re-run"
 
     @property
     def passed(self) -> bool:

@@ -4,10 +4,12 @@
 it returned (pickled) or what it raised (as text), then ends with ``os._exit`` (no atexit
 handlers, no waiting for threads it started). The parent kills the child when a deadline
 passes, and says how a child that sent nothing back ended: its exit status or the signal that
-killed it. Used by ``verify check --isolate`` (each call of a user implementation in a child,
-killed at its time limit: verify.impl.call_and_step) and by a sweep whose worker process died
-(the cases of the lost block are run again each in a child, to find the one that ended it:
-verify.sweep).
+killed it. ``run_forked_each(func, items)`` does the same for a list of items, one child running
+them in turn, a fresh one taking over after an item that ended its process.
+
+Used by ``verify check --isolate`` (each call of a user implementation in a child, killed at its
+time limit: verify.impl.call_and_step) and by a sweep whose worker process died (the cases of the
+lost block are run again in a child, to find the one that ended it: verify.sweep).
 
 Needs os.fork (Unix). A Ctrl-C while the parent waits kills the child and is raised again.
 """
@@ -20,7 +22,7 @@ import select
 import signal
 import sys
 import time
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 AVAILABLE = hasattr(os, "fork")
 _CHECKPOINT = b"\x01"
@@ -54,52 +56,81 @@ def run_forked(func: Callable[..., Any], args: Sequence = (), deadlines: Sequenc
     """``func(*args)`` in a forked child. ``deadlines``: the seconds the child may take before
     its first ``checkpoint()``, then before each next one (None, or none left: no limit); a child
     that outlives one is killed (SIGKILL)."""
+    return next(_run(lambda: (func(*args) for _ in range(1)), 1, list(deadlines)))
+
+
+def run_forked_each(func: Callable[[Any], Any], items: Sequence) -> Iterator[Outcome]:
+    """``func(item)`` for each item in order, in forked children: one child runs the items one
+    after the other and sends back each result as it comes; when a child ends before its last
+    item, that item's Outcome says how, and a fresh child takes the items after it."""
+    items = list(items)
+    done = 0
+    while done < len(items):
+        rest = items[done:]
+        for outcome in _run(lambda: map(func, rest), len(rest), []):
+            done += 1
+            yield outcome
+
+
+def _run(results: Callable[[], Any], n: int, deadlines: list) -> Iterator[Outcome]:
+    """Fork a child that sends back each value the iterator ``results()`` yields (or what it
+    raised getting one), up to ``n`` of them; yield an Outcome per value, then, if the child
+    ended before ``n``, one Outcome saying how."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _child(r, w, func, args)          # never returns
+        _child(r, w, results)             # never returns
     os.close(w)
+    sent = 0
     try:
-        data, timed_out = _collect(pid, r, list(deadlines))
-    except BaseException:
+        try:
+            for data in _messages(pid, r, deadlines):
+                try:
+                    kind, value = pickle.loads(data)
+                except Exception as e:    # noqa: BLE001 - a value that does not unpickle here
+                    kind, value = "raised", f"what it returned could not be read back: {_text(e)}"
+                sent += 1
+                yield Outcome(value=value) if kind == "value" else Outcome(raised=value)
+                if sent == n:
+                    break
+        except _Killed:
+            _reap(pid)
+            yield Outcome(timed_out=True)
+            return
+    except BaseException:                 # a Ctrl-C here, or the caller stopped early
         _kill(pid)
+        _reap(pid)
         raise
     finally:
         os.close(r)
     status = _reap(pid)
-    if timed_out:
-        return Outcome(timed_out=True)
-    if data is not None:
-        try:
-            kind, value = pickle.loads(data)
-        except Exception:                 # noqa: BLE001 - cut short: the child died writing it
-            kind, value = None, None
-        if kind == "value":
-            return Outcome(value=value)
-        if kind == "raised":
-            return Outcome(raised=value)
-    return Outcome(ended=_ending(status))
+    if sent < n:
+        yield Outcome(ended=_ending(status))
 
 
-def _child(r: int, w: int, func: Callable[..., Any], args: Sequence) -> None:
+def _child(r: int, w: int, results: Callable[[], Any]) -> None:
     global _pipe
     code = 0
     try:
         os.close(r)
         _pipe = w
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the parent's to handle
-        try:
-            payload = ("value", func(*args))
-        except BaseException as e:        # noqa: BLE001 - anything, sent back as text
-            payload = ("raised", _text(e))
-        try:
-            data = pickle.dumps(payload)
-        except BaseException as e:        # noqa: BLE001
-            data = pickle.dumps(("raised", f"what it returned could not be sent back: {_text(e)}"))
-        _write_all(w, _PAYLOAD + data)
+        values = iter(results())
+        while True:
+            try:
+                payload = ("value", next(values))
+            except StopIteration:
+                break
+            except BaseException as e:    # noqa: BLE001 - anything, sent back as text
+                payload = ("raised", _text(e))
+            try:
+                data = pickle.dumps(payload)
+            except BaseException as e:    # noqa: BLE001
+                data = pickle.dumps(("raised", f"what it returned could not be sent back: {_text(e)}"))
+            _write_all(w, _PAYLOAD + len(data).to_bytes(8, "big") + data)
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(BaseException):
                 stream.flush()
@@ -122,30 +153,40 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _collect(pid: int, r: int, deadlines: list) -> tuple[bytes | None, bool]:
-    """(the payload, or None if the child sent none; whether it was killed at a deadline)."""
+class _Killed(Exception):
+    """The child outlived a deadline and was killed."""
+
+
+def _messages(pid: int, r: int, deadlines: list) -> Iterator[bytes]:
+    """Each payload the child sends, until it closes the pipe. A deadline runs while no message
+    is half received; when one passes, the child is killed and _Killed raised."""
     limit = deadlines.pop(0) if deadlines else None
     start = time.monotonic()
-    payload: bytearray | None = None
+    buffer = bytearray()
     while True:
-        wait = None if limit is None or payload is not None else max(0.0, start + limit - time.monotonic())
+        while buffer:
+            if buffer[:1] == _CHECKPOINT:
+                del buffer[:1]
+                limit = deadlines.pop(0) if deadlines else None
+                start = time.monotonic()
+                continue
+            if len(buffer) < 9:
+                break
+            size = int.from_bytes(buffer[1:9], "big")
+            if len(buffer) < 9 + size:
+                break
+            yield bytes(buffer[9:9 + size])
+            del buffer[:9 + size]
+            start = time.monotonic()
+        wait = None if limit is None or buffer else max(0.0, start + limit - time.monotonic())
         ready, _, _ = select.select([r], [], [], wait)
         if not ready:
             _kill(pid)
-            return None, True
+            raise _Killed
         chunk = os.read(r, 1 << 20)
         if not chunk:
-            return (None if payload is None else bytes(payload)), False
-        if payload is not None:
-            payload += chunk
-            continue
-        for i in range(len(chunk)):
-            if chunk[i:i + 1] == _CHECKPOINT:
-                limit = deadlines.pop(0) if deadlines else None
-                start = time.monotonic()
-            else:
-                payload = bytearray(chunk[i + 1:])
-                break
+            return
+        buffer += chunk
 
 
 def _kill(pid: int) -> None:
@@ -155,11 +196,11 @@ def _kill(pid: int) -> None:
 
 def _reap(pid: int) -> int:
     """The child's wait status; a child still running once its pipe closed is killed first."""
-    for _ in range(200):
+    for _ in range(2000):
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return status
-        time.sleep(0.01)
+        time.sleep(0.001)
     _kill(pid)
     return os.waitpid(pid, 0)[1]
 
@@ -173,3 +214,8 @@ def _ending(status: int) -> str:
             name = str(sig)
         return f"killed by signal {name}"
     return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def exception_text(e: BaseException) -> str:
+    """``Type: message`` of an exception, never raising (its ``__str__`` may)."""
+    return _text(e)

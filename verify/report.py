@@ -143,7 +143,13 @@ def _join(words: Sequence[str]) -> str:
 
 
 def divergence_sentence(result: CaseResult) -> str:
-    """E.g. 'z and a agree in all layers, and so does the loss; delta2 is the first to diverge'."""
+    """E.g. 'z and a agree in all layers, and so does the loss; delta2 is the first to diverge',
+    followed by the case's note in parentheses if it has one."""
+    sentence = _divergence(result)
+    return f"{sentence} ({result.note})" if result.note else sentence
+
+
+def _divergence(result: CaseResult) -> str:
     if result.error:
         return result.error_sentence
     pos = next((i for i, r in enumerate(result.records) if not r.passed), None)
