@@ -119,13 +119,14 @@ def check_impl_command(args) -> int:
     from .report import summary_lines, write_reports
     from .sweep import INTERRUPTED
 
+    # Where the reports go is fixed before any user code runs, which may change the directory.
+    out_dir = (Path(args.out) if args.out else DEFAULT_OUT).absolute()
     load_target(args.impl)             # a bad TARGET is a usage error before anything runs
     result = sweep_implementation(
         args.impl, examples=args.examples, seed=args.seed, activations=args.activations,
         losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
         max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
         time_limit=getattr(args, "time_limit", None), isolate=getattr(args, "isolate", False))
-    out_dir = Path(args.out) if args.out else DEFAULT_OUT
     paths = write_reports(result, out_dir, title=f"verify check --impl {args.impl}")
     for line in summary_lines(result):
         print(line)

@@ -222,9 +222,17 @@ def atomic_write(path: Path, data: str | bytes) -> Path:
     return path
 
 
+# NumPy's default print options. pandas writes float64 values through NumPy's repr, which options
+# set by anyone in the process (np.set_printoptions(legacy="1.13"): 12 significant digits) would cut.
+NUMPY_PRINT_DEFAULTS = dict(edgeitems=3, threshold=1000, floatmode="maxprec", precision=8,
+                            suppress=False, linewidth=75, nanstr="nan", infstr="inf", sign="-",
+                            formatter=None, legacy=False)
+
+
 def to_csv_text(df: pd.DataFrame) -> str:
     buf = io.StringIO()
-    df.to_csv(buf, index=False, lineterminator="\n")
+    with np.printoptions(**NUMPY_PRINT_DEFAULTS):
+        df.to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue()
 
 

@@ -632,11 +632,11 @@ def run_command(args) -> int:
     2 bad input, 130 interrupted (the partial report is written)."""
     from .cli import UsageError
     from .report import summary_lines, write_reports
+    out = (Path(args.out) if args.out else DEFAULT_OUT).absolute()
     try:
         result = sweep(**sweep_kwargs(args), progress=ProgressBar())
     except ValueError as e:
         raise UsageError(str(e)) from None
-    out = Path(args.out) if args.out else DEFAULT_OUT
     paths = write_reports(result, out)
     for line in summary_lines(result):
         print(line)
