@@ -5,7 +5,10 @@ Exit status everywhere: 0 all agree, 1 a discrepancy, 2 bad input (one line on s
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import threading
 from typing import Sequence
 
 import pandas as pd
@@ -204,8 +207,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The `verify` command: exit with main()'s status once its work is done, even where user
+    code left non-daemon threads running (the interpreter would wait for them forever at exit):
+    then the output is flushed and the process ends at once, skipping the wait."""
+    code = main()
+    stray = [t for t in threading.enumerate()
+             if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if stray:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
     # Run the imported verify.cli, not this __main__ copy: the errors other modules raise are
     # verify.cli.UsageError, which a UsageError defined here again would not catch.
-    from verify.cli import main as _main
-    sys.exit(_main())
+    from verify.cli import entry as _entry
+    _entry()
