@@ -104,20 +104,25 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           timeout=timeout, cwd=Path(__file__).parent.parent)
 
 
-@pytest.mark.parametrize("name, words", [
-    ("ends_the_process_on_batches_of_three", "ProcessEnded: the implementation ended the process (exit status 3)"),
-    ("raises_keyboard_interrupt", "KeyboardInterrupt at hostile_impls.py"),
-    ("raises_base_exception", "Custom: outside Exception at hostile_impls.py"),
-])
-def test_with_jobs_2_an_implementation_that_ends_its_process_or_raises_outside_exception_fails_rows(
-        name, words, tmp_path):
-    done = run_cli("check", "--impl", f"{HOSTILE}:{name}", "--jobs", "2", "--examples", "24",
-                   "--max-depth", "2", "--max-batch", "4", "--out", str(tmp_path))
+def test_with_jobs_2_an_implementation_that_ends_its_process_fails_rows_and_the_command_exits_1(tmp_path):
+    done = run_cli("check", "--impl", f"{HOSTILE}:ends_the_process_on_batches_of_three", "--jobs", "2",
+                   "--examples", "24", "--max-depth", "2", "--max-batch", "4", "--out", str(tmp_path))
     assert done.returncode == 1, done.stderr[-2000:]
     cases = pd.read_csv(tmp_path / "cases.csv")
     assert len(cases) == 24
-    assert cases["note"].fillna("").str.contains(words, regex=False).any()
+    assert cases["note"].fillna("").str.contains(
+        "ProcessEnded: the implementation ended the process (exit status 3)", regex=False).any()
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name, words", [
+    ("raises_keyboard_interrupt", "KeyboardInterrupt at hostile_impls.py"),
+    ("raises_base_exception", "Custom: outside Exception at hostile_impls.py"),
+])
+def test_with_jobs_2_an_exception_outside_exception_fails_every_case_it_is_raised_in(name, words):
+    result = sweep_implementation(hostile(name), examples=24, max_depth=2, jobs=2)
+    assert len(result.results) == 24
+    assert all(words in r.error for r in result.results)
 
 
 def test_a_dead_worker_loses_no_other_case_of_its_block():

@@ -37,6 +37,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+import handimpl
+
 from . import isolation
 from .compare import Comparison, problem_record, split_name
 from .guard import TIME_LIMIT, CallTimedOut, TimeLimit, guarded   # noqa: F401 - TIME_LIMIT, CallTimedOut: public here
@@ -326,7 +328,7 @@ def _read_result(out: Any, spec: Any, m: int, name: str, rtol: float, atol: floa
 
 
 def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray, *,
-                rtol: float, atol: float, limit: TimeLimit | None = None
+                rtol: float, atol: float, limit: TimeLimit | None = None, guard=guarded
                 ) -> tuple[dict[str, Any], list[Comparison], list[Comparison], str]:
     """Call ``fn`` on copies of its inputs, stopping it at ``limit``; never raise (but for a
     real Ctrl-C, KeyboardInterrupt).
@@ -348,6 +350,9 @@ def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray,
         What the call raised (type, message, user line), or "" (then ``hand`` and
         ``problems`` are empty: the CaseResult carries the error). A call stopped at
         its time limit gives ``CallTimedOut: did not return within ... at FILE:LINE``.
+
+    ``guard(thunk, limit) -> (value, exception)`` runs the code: verify.guard.guarded, or for
+    the harness's own handimpl a plain call (see call_and_step).
     """
     m = x.shape[0]
     p_copy, x_copy, y_copy = copy_params(params), x.copy(), y.copy()
@@ -359,8 +364,8 @@ def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray,
         returned.append(out)
         return _read_result(out, spec, m, name, rtol, atol)
 
-    read, e = guarded(call_and_read, limit)
-    mutations = _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol)
+    read, e = guard(call_and_read, limit)
+    mutations = _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol, guard)
     if e is not None and not returned:
         return {}, [], mutations, describe_exception(e, fn)
     if e is not None:
@@ -379,8 +384,8 @@ def _type_name(value: Any) -> str:
         return "value"
 
 
-def _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol) -> list[Comparison]:
-    changed, e = guarded(lambda: modified_inputs(params, x, y, p_copy, x_copy, y_copy))
+def _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol, guard=guarded) -> list[Comparison]:
+    changed, e = guard(lambda: modified_inputs(params, x, y, p_copy, x_copy, y_copy))
     return [_not_a_tensor(arg, spec, f"{name} modified its input {arg} in place (the harness "
                           f"passed a copy; compute into new arrays, e.g. W = W - ..., not W -= ...)",
                           rtol, atol)
@@ -388,7 +393,7 @@ def _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol) -> 
 
 
 def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: float, *,
-                      rtol: float, atol: float, limit: TimeLimit | None = None
+                      rtol: float, atol: float, limit: TimeLimit | None = None, guard=guarded
                       ) -> tuple[dict[str, Any], list[Comparison]]:
     """``W{l}_after``/``b{l}_after`` from one update with the implementation's gradients.
 
@@ -397,8 +402,6 @@ def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: 
     no after-step value (their gradient record already fails). The step runs under
     verify.guard.guarded, as the call does.
     """
-    import handimpl
-
     step, e = guarded(lambda: getattr(fn, "step", None)) if fn is not None else (None, None)
     if e is not None:
         return {}, [_not_a_tensor(STEP, spec, f"reading {_name(fn)}.step raised {describe_exception(e, fn)}",
@@ -432,7 +435,7 @@ def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: 
             unpacked.append((_plain(pair[0]), _plain(pair[1])))
         return unpacked
 
-    pairs, e = guarded(step_and_read, limit)
+    pairs, e = guard(step_and_read, limit)
     if e is not None:
         return {}, [_not_a_tensor(STEP, spec, f"step raised {describe_exception(e, step)}", rtol, atol)]
     out: dict[str, Any] = {}
@@ -466,6 +469,8 @@ def call_and_step(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarra
     ignores SIGALRM or swallows CallTimedOut); whatever the code changes in the process dies
     with it, and a call that ends the process fails the case instead of ending the sweep."""
     limit = limit or TimeLimit()
+    if fn is handimpl.backprop:
+        return _call_trusted(fn, spec, params, x, y, lr, rtol=rtol, atol=atol)
     if limit.isolate and isolation.AVAILABLE:
         return _call_isolated(fn, spec, params, x, y, lr, rtol=rtol, atol=atol, limit=limit)
     hand, problems, mutations, error = call_safely(fn, spec, params, x, y, rtol=rtol, atol=atol, limit=limit)
@@ -473,6 +478,25 @@ def call_and_step(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarra
     stepped, step_problems = after_step_safely(fn, spec, params, hand, lr, rtol=rtol, atol=atol, limit=limit)
     hand.update(stepped)
     return hand, problems, mutations, error, step_problems
+
+
+def _call_trusted(fn, spec, params, x, y, lr, *, rtol, atol):
+    """handimpl's own backprop, the harness's code: called on copies and checked as any other,
+    without the guard's state saving (a sweep of handimpl makes this call for every case)."""
+    hand, problems, mutations, error = call_safely(fn, spec, params, x, y, rtol=rtol, atol=atol,
+                                                   guard=_unguarded)
+    stepped, step_problems = after_step_safely(None, spec, params, hand, lr, rtol=rtol, atol=atol,
+                                               guard=_unguarded)
+    hand.update(stepped)
+    return hand, problems, mutations, error, step_problems
+
+
+def _unguarded(thunk, limit=None):
+    """guarded's contract for the harness's own code: (value, None) or (None, the Exception)."""
+    try:
+        return thunk(), None
+    except Exception as e:               # noqa: BLE001 - a failing row, as for user code
+        return None, e
 
 
 def _in_child(fn, spec, params, x, y, lr, rtol, atol, seconds):

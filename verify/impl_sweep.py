@@ -7,10 +7,12 @@ verify.check with the implementation called safely (verify.impl).
 from __future__ import annotations
 
 import functools
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .guard import guarded
 from .impl import DEFAULT_OUT, Impl, _usage, load_target, reset_warnings, resolve
 
 
@@ -71,10 +73,8 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
     except ValueError as e:
         raise _usage(str(e)) from None
     if jobs > 1 and not isinstance(impl, str):
-        try:
-            import pickle
-            pickle.dumps(fn)
-        except Exception:            # noqa: BLE001 - a lambda or closure: run in this process
+        _, unpicklable = guarded(lambda: pickle.dumps(fn))   # its __reduce__ may be user code
+        if unpicklable is not None:  # a lambda or closure: run in this process
             jobs = 1
     reset_warnings()
     return sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
@@ -86,7 +86,7 @@ def check_implementation(fn: Impl | str, **options):
     """Sweep ``fn`` against torch; one DataFrame row per compared tensor per case.
 
     Options are those of ``verify check --impl``: examples, seed, activations,
-    losses, dtypes, max_depth, max_width, max_batch, jobs, time_limit. The frame's
+    losses, dtypes, max_depth, max_width, max_batch, jobs, time_limit, isolate. The frame's
     ``attrs`` hold ``passed``, ``n_failed``, ``minimal`` (the shrunk failing
     CaseResults) and ``message`` (the explanation of the first of them).
     """
