@@ -78,7 +78,8 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
             jobs = 1
     reset_warnings()
     return sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
-                 max_batch=max_batch, jobs=jobs, check_fn=functools.partial(check_case, impl, time_limit=time_limit, isolate=isolate),
+                 max_batch=max_batch, jobs=jobs,
+                 check_fn=functools.partial(check_case, impl, time_limit=time_limit, isolate=isolate),
                  progress=progress, impl=impl if isinstance(impl, str) else None, **names)
 
 

@@ -91,7 +91,7 @@ def _run(results: Callable[[], Any], n: int, deadlines: list) -> Iterator[Outcom
                 try:
                     kind, value = pickle.loads(data)
                 except Exception as e:    # noqa: BLE001 - a value that does not unpickle here
-                    kind, value = "raised", f"what it returned could not be read back: {_text(e)}"
+                    kind, value = "raised", f"what it returned could not be read back: {exception_text(e)}"
                 sent += 1
                 yield Outcome(value=value) if kind == "value" else Outcome(raised=value)
                 if sent == n:
@@ -125,11 +125,11 @@ def _child(r: int, w: int, results: Callable[[], Any]) -> None:
             except StopIteration:
                 break
             except BaseException as e:    # noqa: BLE001 - anything, sent back as text
-                payload = ("raised", _text(e))
+                payload = ("raised", exception_text(e))
             try:
                 data = pickle.dumps(payload)
             except BaseException as e:    # noqa: BLE001
-                data = pickle.dumps(("raised", f"what it returned could not be sent back: {_text(e)}"))
+                data = pickle.dumps(("raised", f"what it returned could not be sent back: {exception_text(e)}"))
             _write_all(w, _PAYLOAD + len(data).to_bytes(8, "big") + data)
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(BaseException):
@@ -140,7 +140,8 @@ def _child(r: int, w: int, results: Callable[[], Any]) -> None:
         os._exit(code)
 
 
-def _text(e: BaseException) -> str:
+def exception_text(e: BaseException) -> str:
+    """``Type: message`` of an exception, never raising (its ``__str__`` may)."""
     try:
         return f"{type(e).__name__}: {e}"
     except BaseException:                 # noqa: BLE001 - a __str__ that raises
@@ -214,8 +215,3 @@ def _ending(status: int) -> str:
             name = str(sig)
         return f"killed by signal {name}"
     return f"exit status {os.WEXITSTATUS(status)}"
-
-
-def exception_text(e: BaseException) -> str:
-    """``Type: message`` of an exception, never raising (its ``__str__`` may)."""
-    return _text(e)

@@ -296,9 +296,11 @@ def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | No
     to verify.check's observers is passed to this process's observers, block by block.
 
     A worker that dies (user code that calls os._exit, or is killed) breaks the pool: the
-    block it was checking is checked again case by case, each case in a child process of its
-    own (verify.isolation), so that the case that ended its process fails with how it ended
-    and the others keep their results; a fresh pool then takes the blocks after it."""
+    block it was checking is checked again case by case in a child process, a fresh child
+    taking over after a case that ends one (verify.isolation.run_forked_each), so that the case
+    that ended its process fails with how it ended and the others keep their results; a fresh
+    pool then takes the blocks after it. A block whose worker raised past every case is
+    treated the same way."""
     if jobs <= 1:
         for block in iter_blocks(strategy_args, n, seed):
             yield from run_block(check_fn, block)
