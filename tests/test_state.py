@@ -38,11 +38,18 @@ def process_state() -> tuple:
     return (torch.is_grad_enabled(), torch.get_num_threads(), torch.get_default_dtype(),
             repr(np.get_printoptions()), np.geterr(), os.getcwd(), list(warnings.filters),
             signal.getsignal(signal.SIGALRM), signal.getsignal(signal.SIGINT),
-            signal.pthread_sigmask(signal.SIG_BLOCK, []))
+            signal.pthread_sigmask(signal.SIG_BLOCK, []), torch.get_float32_matmul_precision(), umask())
+
+
+def umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @pytest.mark.parametrize("name", ["grad_off", "print_options", "two_threads", "default_dtype",
-                                  "changes_directory", "ignores_alarms", "floating_point_errors_raise"])
+                                  "changes_directory", "ignores_alarms", "floating_point_errors_raise",
+                                  "matmul_precision", "closed_umask"])
 def test_what_an_implementation_changes_in_the_process_is_put_back_so_later_cases_match_a_clean_run(
         name, clean):
     before = process_state()

@@ -4,10 +4,11 @@
 raised)``, whatever it raised (a BaseException included). Around it:
 
 - the process state the harness depends on is saved and put back (``saved_state`` lists it):
-  torch's grad mode, thread count, default dtype and device; NumPy's print options and
-  floating-point error handling; the working directory; the warning filters; the handlers of
-  SIGALRM, SIGINT and SIGTERM, the signal mask and a leftover interval timer; sys.stdout,
-  sys.stderr and sys.stdin; the recursion limit;
+  torch's grad mode, thread count, default dtype and device and float32 matmul precision;
+  NumPy's print options and floating-point error handling; the working directory and umask;
+  the warning filters; the handlers of SIGALRM, SIGINT and SIGTERM, the signal mask and a
+  leftover interval timer; sys.stdout, sys.stderr and sys.stdin; the recursion limit; a trace
+  or profile function;
 - its time limit (``TimeLimit``) is applied with SIGALRM, whose handler is installed afresh
   before each call, so user code that ignored SIGALRM earlier cannot defeat it;
 - a real Ctrl-C is told apart from a KeyboardInterrupt the code raises itself: while the code
@@ -85,14 +86,17 @@ class State:
     threads: int
     dtype: Any
     device: Any
+    matmul: str
     printoptions: dict
     errstate: dict
     cwd: str | None
+    umask: int
     handlers: tuple
     sigmask: Any
     timer: tuple | None
     streams: tuple
     recursion: int
+    tracing: tuple
 
 
 def _main_thread() -> bool:
@@ -108,11 +112,19 @@ def saved_state() -> State:
     return State(
         grad=torch.is_grad_enabled(), threads=torch.get_num_threads(),
         dtype=torch.get_default_dtype(), device=torch.get_default_device() if _HAS_DEVICE else None,
-        printoptions=np.get_printoptions(), errstate=np.geterr(), cwd=cwd,
+        matmul=torch.get_float32_matmul_precision(),
+        printoptions=np.get_printoptions(), errstate=np.geterr(), cwd=cwd, umask=_umask(),
         handlers=tuple((s, signal.getsignal(s)) for s in _SIGNALS) if main else (),
         sigmask=signal.pthread_sigmask(signal.SIG_BLOCK, []) if hasattr(signal, "pthread_sigmask") else None,
         timer=signal.getitimer(signal.ITIMER_REAL) if hasattr(signal, "getitimer") else None,
-        streams=(sys.stdout, sys.stderr, sys.stdin), recursion=sys.getrecursionlimit())
+        streams=(sys.stdout, sys.stderr, sys.stdin), recursion=sys.getrecursionlimit(),
+        tracing=(sys.gettrace(), sys.getprofile()))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def restore_state(saved: State) -> None:
@@ -126,6 +138,8 @@ def restore_state(saved: State) -> None:
         torch.set_default_dtype(saved.dtype)
     if _HAS_DEVICE and torch.get_default_device() != saved.device:
         torch.set_default_device(saved.device)
+    if torch.get_float32_matmul_precision() != saved.matmul:
+        torch.set_float32_matmul_precision(saved.matmul)
     if np.get_printoptions() != saved.printoptions:
         np.set_printoptions(**saved.printoptions)
     if np.geterr() != saved.errstate:
@@ -134,6 +148,7 @@ def restore_state(saved: State) -> None:
         with contextlib.suppress(OSError):
             if os.getcwd() != saved.cwd:
                 os.chdir(saved.cwd)
+    os.umask(saved.umask)                             # reading it means setting it: set it back
     if saved.timer is not None and saved.timer[0] == 0 and signal.getitimer(signal.ITIMER_REAL)[0] > 0:
         signal.setitimer(signal.ITIMER_REAL, 0)       # a timer the code left would fire later
     for signum, handler in saved.handlers:
@@ -144,6 +159,9 @@ def restore_state(saved: State) -> None:
     sys.stdout, sys.stderr, sys.stdin = saved.streams
     if sys.getrecursionlimit() != saved.recursion:
         sys.setrecursionlimit(saved.recursion)
+    if (sys.gettrace(), sys.getprofile()) != saved.tracing:
+        sys.settrace(saved.tracing[0])
+        sys.setprofile(saved.tracing[1])
 
 
 class _Sigint:
