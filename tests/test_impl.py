@@ -44,7 +44,7 @@ def test_a_function_that_raises_becomes_a_failing_case_with_its_line():
     result = check(SPEC, seed=1, impl=user("raises"))
     assert not result.passed
     assert result.error.startswith("ValueError")
-    assert "user_impls.py:13 in raises: return out[\"dW1\"] @ np.ones" in result.error
+    assert "user_impls.py:16 in raises: return out[\"dW1\"] @ np.ones" in result.error
 
 
 def test_a_raising_implementation_is_a_failing_row_of_the_sweep_not_a_crash():

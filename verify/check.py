@@ -12,7 +12,7 @@ import handimpl
 from .bounds import a_priori
 from .compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, tolerances
 from .data import draw_case
-from .impl import CALL, TIME_LIMIT, TimeLimit, after_step_safely, call_safely
+from .impl import CALL, TIME_LIMIT, TimeLimit, call_and_step
 from .spec import NetSpec
 from .twin import build_twin, reload_twin, torch_trace
 from .verdict import refine, root_cause
@@ -56,6 +56,7 @@ class CaseResult:
     scale: float = 1.0
     zero_fraction: float = 0.0
     located: str = ""        # where single-example calls place the root cause (verify.localise)
+    note: str = ""           # about the case as a counterexample: "did not reproduce when re-run"
 
     @property
     def passed(self) -> bool:
@@ -153,33 +154,31 @@ def _pairs(run: Traced) -> list[Pair]:
 
 def trace(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
           lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
-          time_limit: float | None = None) -> Traced:
+          time_limit: float | None = None, isolate: bool = False) -> Traced:
     """One case run on both sides (check's arguments), nothing compared yet."""
     spec = NetSpec.coerce(spec)
     return trace_data(spec, draw_case(spec, seed, batch), seed, batch, impl=impl, lr=lr, rtol=rtol,
-                      atol=atol, time_limit=time_limit)
+                      atol=atol, time_limit=time_limit, isolate=isolate)
 
 
 def trace_data(spec: NetSpec, case: Any, seed: int, batch: int, *, impl: Impl | None = None,
                lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
-               time_limit: float | None = None) -> Traced:
+               time_limit: float | None = None, isolate: bool = False) -> Traced:
     """trace on given data (a verify.data.Case), e.g. one example of a drawn case."""
     rtol, atol = tolerances(spec.dtype, rtol, atol)
     refs = references(spec, case, lr)
     fn = impl or handimpl.backprop
-    limit = TimeLimit(None if impl is None else (TIME_LIMIT if time_limit is None else time_limit))
-    hand, problems, mutations, error = call_safely(fn, spec, case.params, case.x, case.y,
-                                                   rtol=rtol, atol=atol, limit=limit)
-    stepped, step_problems = after_step_safely(fn, spec, case.params, hand, lr, rtol=rtol, atol=atol,
-                                               limit=limit)
-    hand.update(stepped)
+    limit = TimeLimit(None if impl is None else (TIME_LIMIT if time_limit is None else time_limit),
+                      isolate=isolate and impl is not None)
+    hand, problems, mutations, error, step_problems = call_and_step(
+        fn, spec, case.params, case.x, case.y, lr, rtol=rtol, atol=atol, limit=limit)
     return Traced(spec, seed, batch, case, refs, hand, lr, rtol, atol, tuple(problems),
                   tuple(step_problems), tuple(mutations), error, limit.expired)
 
 
 def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
           lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
-          time_limit: float | None = None) -> CaseResult:
+          time_limit: float | None = None, isolate: bool = False) -> CaseResult:
     """Run one case on both sides and compare every tensor.
 
     Data (parameters, x, y) are drawn reproducibly from ``seed`` (verify.data).
@@ -187,10 +186,12 @@ def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | No
     called safely (verify.impl.call_safely): on copies of its inputs, with whatever it
     raises, returns wrongly or modifies in place turned into failing records. A call of
     ``impl`` taking longer than ``time_limit`` seconds (default TIME_LIMIT; 0: none; handimpl
-    has none) is stopped and fails the case (``timed_out``).
+    has none) is stopped and fails the case (``timed_out``). ``isolate``: each call of ``impl``
+    runs in a child process, killed when it outlives its time limit (verify.impl.call_and_step).
     Every result is passed to each of OBSERVERS before it is returned.
     """
-    run = trace(spec, seed, batch, impl=impl, lr=lr, rtol=rtol, atol=atol, time_limit=time_limit)
+    run = trace(spec, seed, batch, impl=impl, lr=lr, rtol=rtol, atol=atol, time_limit=time_limit,
+                isolate=isolate)
     return result_of(run, compare_many([run])[0])
 
 

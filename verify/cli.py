@@ -5,7 +5,10 @@ Exit status everywhere: 0 all agree, 1 a discrepancy, 2 bad input (one line on s
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import threading
 from typing import Sequence
 
 import pandas as pd
@@ -85,6 +88,8 @@ def case_table(result) -> pd.DataFrame:
 def cmd_check(args: argparse.Namespace) -> int:
     if args.time_limit is not None and not args.impl:
         raise UsageError("--time-limit applies to --impl (handimpl's own backprop has no limit)")
+    if args.isolate and not args.impl:
+        raise UsageError("--isolate applies to --impl (handimpl's own backprop runs in this process)")
     if args.impl and not args.spec:
         from .impl_sweep import check_impl_command
         return check_impl_command(args)
@@ -106,7 +111,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     try:
         result = check(args.spec, seed=args.seed, batch=args.batch or 4, impl=impl,
-                       time_limit=args.time_limit)
+                       time_limit=args.time_limit, isolate=args.isolate)
         result = with_location(result, impl)
     finally:
         torch.set_num_threads(threads)
@@ -163,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=_seconds, default=None, metavar="SECONDS",
                    help="stop a call of the implementation after this long (default 10; 0: none); "
                         "a sweep stops at the first case that runs past it")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each call of the implementation in a child process, killed when it "
+                        "outlives the time limit: for code that ignores SIGALRM, catches "
+                        "BaseException, ends the process or leaves state behind (slower)")
     add_sweep_options(p, examples=None)
     p.set_defaults(func=cmd_check)
 
@@ -200,8 +209,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The `verify` command: exit with main()'s status once its work is done, even where user
+    code left non-daemon threads running (the interpreter would wait for them forever at exit):
+    then the output is flushed and the process ends at once, skipping the wait."""
+    code = main()
+    stray = [t for t in threading.enumerate()
+             if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if stray:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
     # Run the imported verify.cli, not this __main__ copy: the errors other modules raise are
     # verify.cli.UsageError, which a UsageError defined here again would not catch.
-    from verify.cli import main as _main
-    sys.exit(_main())
+    from verify.cli import entry as _entry
+    _entry()

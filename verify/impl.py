@@ -22,16 +22,13 @@ checks the returned mapping before anything is compared.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import importlib
 import importlib.util
 import inspect
 import os
-import signal
 import sys
-import threading
 import traceback
 import warnings
 from collections.abc import Mapping
@@ -40,53 +37,16 @@ from typing import Any, Callable
 
 import numpy as np
 
+import handimpl
+
+from . import isolation
 from .compare import Comparison, problem_record, split_name
+from .guard import TIME_LIMIT, CallTimedOut, TimeLimit, guarded   # noqa: F401 - TIME_LIMIT, CallTimedOut: public here
 
 Impl = Callable[..., Any]
 DEFAULT_OUT = Path("reports") / "impl"
 CALL = "backprop"        # the record name for problems with the call as a whole
 STEP = "step"            # ... and with the implementation's own update
-
-
-TIME_LIMIT = 10.0        # seconds one call of a user implementation may take (verify check --time-limit)
-
-
-class CallTimedOut(BaseException):
-    """Raised inside a user implementation that ran past its time limit. A BaseException, so
-    that the implementation's own ``except Exception`` cannot swallow it."""
-
-
-@dataclasses.dataclass
-class TimeLimit:
-    """Seconds one call of user code may take (None or 0: no limit). ``applied()`` guards a
-    call; ``expired`` records that it stopped one, with CallTimedOut.
-
-    It uses SIGALRM, so it works in the main thread on Unix only (a sweep's worker processes
-    included); elsewhere, or while another ITIMER_REAL timer is running, there is no limit."""
-    seconds: float | None = None
-    expired: bool = False
-
-    @contextlib.contextmanager
-    def applied(self):
-        """Raise CallTimedOut in the body after ``seconds``."""
-        seconds = self.seconds
-        usable = seconds and hasattr(signal, "setitimer") and \
-            threading.current_thread() is threading.main_thread()
-        if not usable or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
-            yield
-            return
-
-        def expire(signum, frame):
-            self.expired = True
-            raise CallTimedOut(f"did not return within {seconds:g} s (the time limit)")
-
-        previous = signal.signal(signal.SIGALRM, expire)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
 
 
 class ImplementationWarning(UserWarning):
@@ -140,31 +100,42 @@ def load_target(target: str) -> Impl:
     where, _, name = target.rpartition(":")
     if not where or not name:
         raise _usage(f"--impl {target!r}: expected package.module:function or path/to/file.py:function")
-    try:
-        if where.endswith(".py") or os.sep in where or "/" in where:
-            path = Path(where).expanduser().resolve()
-            if not path.is_file():
-                raise _usage(f"--impl {target!r}: no file {where}")
-            mod_name = f"verify_user_impl_{abs(hash(str(path)))}"
-            module_spec = importlib.util.spec_from_file_location(mod_name, path)
-            if module_spec is None or module_spec.loader is None:
-                raise _usage(f"--impl {target!r}: cannot load {where} as a Python module")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[mod_name] = module          # so that the function pickles for --jobs
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
-    except Exception as e:           # noqa: BLE001 - any import failure is bad input
+    module, e = guarded(lambda: _import(target, where))
+    if e is not None:
         if type(e).__name__ == "UsageError":
-            raise
-        raise _usage(f"--impl {target!r}: importing {where} failed: {type(e).__name__}: {e}") from None
+            raise e
+        raise _usage(f"--impl {target!r}: importing {where} failed: {describe_exception(e, None)}") from None
+    fn, e = guarded(lambda: _attribute(module, name))
+    if e is not None:
+        raise _usage(f"--impl {target!r}: {where} has no attribute {name!r}"
+                     + ("" if isinstance(e, AttributeError) else f" ({describe_exception(e, None)})")) from None
+    if not callable(fn):
+        raise _usage(f"--impl {target!r}: {name} is a {_type_name(fn)}, not callable")
+    return fn
+
+
+def _import(target: str, where: str):
+    """The module ``where`` names (a dotted name or a file path), imported. Its top-level code is
+    user code: load_target runs this under verify.guard.guarded."""
+    if not (where.endswith(".py") or os.sep in where or "/" in where):
+        return importlib.import_module(where)
+    path = Path(where).expanduser().resolve()
+    if not path.is_file():
+        raise _usage(f"--impl {target!r}: no file {where}")
+    mod_name = f"verify_user_impl_{abs(hash(str(path)))}"
+    module_spec = importlib.util.spec_from_file_location(mod_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise _usage(f"--impl {target!r}: cannot load {where} as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[mod_name] = module          # so that the function pickles for --jobs
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def _attribute(module: Any, name: str) -> Any:
     fn = module
     for part in name.split("."):
-        if not hasattr(fn, part):
-            raise _usage(f"--impl {target!r}: {where} has no attribute {name!r}")
         fn = getattr(fn, part)
-    if not callable(fn):
-        raise _usage(f"--impl {target!r}: {name} is a {type(fn).__name__}, not callable")
     return fn
 
 
@@ -181,20 +152,50 @@ def _user_file(fn: Any) -> str | None:
     return code.co_filename if code is not None else None
 
 
+def _plain_str(text: Any) -> str:
+    """``text`` as an exact str (a str subclass could override the methods used on it)."""
+    return str.__str__(text) if isinstance(text, str) else "?"
+
+
 def describe_exception(e: BaseException, fn: Any) -> str:
     """``ValueError: shapes ... at impl.py:42 in backprop: dW = delta @ a`` — the innermost
-    traceback frame in the user's file (else the innermost outside this module)."""
-    frames = traceback.extract_tb(e.__traceback__)
-    user = _user_file(fn)
-    mine = [f for f in frames if f.filename == user] or [f for f in frames if f.filename != __file__]
-    text = f"{type(e).__name__}: {e}".strip().splitlines()[0] if str(e) else type(e).__name__
+    traceback frame in the user's file (else the innermost outside this module). Never raises:
+    an exception whose ``__str__`` raises is named by its type and what that raised."""
+    try:
+        name = _plain_str(type(e).__name__)
+    except BaseException:                 # noqa: BLE001 - a metaclass may make even this raise
+        name = "an exception"
+    try:
+        message = _plain_str(str(e))
+    except BaseException as inner:        # noqa: BLE001 - __str__ is user code
+        message = f"(its str() raised {type(inner).__name__})"
+    text = f"{name}: {message}".strip().splitlines()[0] if message.strip() else name
     if len(text) > 300:
         text = text[:297] + "..."
+    try:
+        frames = traceback.extract_tb(e.__traceback__)
+        user = _user_file(fn)
+        mine = [f for f in frames if f.filename == user] or \
+            [f for f in frames if f.filename not in (__file__, _GUARD_FILE)]
+    except BaseException:                 # noqa: BLE001 - a __traceback__ property, say
+        mine = []
     if mine:
         f = mine[-1]
         line = (f.line or "").strip()
         text += f" at {os.path.basename(f.filename)}:{f.lineno} in {f.name}" + (f": {line}" if line else "")
     return text
+
+
+_GUARD_FILE = sys.modules[TimeLimit.__module__].__file__
+
+
+def _name(fn: Any, default: str = CALL) -> str:
+    """``fn.__name__`` if it is a str, else ``default`` (reading it may run user code)."""
+    try:
+        name = getattr(fn, "__name__", default)
+    except BaseException:                 # noqa: BLE001
+        return default
+    return _plain_str(name) if isinstance(name, str) else default
 
 
 def copy_params(params: list) -> list[tuple[np.ndarray, np.ndarray | None]]:
@@ -221,7 +222,7 @@ def modified_inputs(params: list, x: np.ndarray, y: np.ndarray,
                     given_params: Any, given_x: Any, given_y: Any) -> list[str]:
     """Names of the inputs (x, y, W{l}, b{l}, params) whose copies the call changed."""
     if not isinstance(given_params, list) or len(given_params) != len(params) or \
-            not all(isinstance(p, tuple) and len(p) == 2 for p in given_params):
+            not all(type(p) is tuple and len(p) == 2 for p in given_params):
         changed = ["params"]
         given_pairs = [(None, None)] * len(params)
     else:
@@ -245,13 +246,35 @@ def reset_warnings() -> None:
 
 
 def _warn_unknown(fn: Any, keys: list[str]) -> None:
-    ident = getattr(fn, "__qualname__", None) or repr(fn)
+    try:
+        ident = getattr(fn, "__qualname__", None)
+    except BaseException:                 # noqa: BLE001
+        ident = None
+    ident = _plain_str(ident) if isinstance(ident, str) else _name(fn)
     if ident in _WARNED:
         return
     _WARNED.add(ident)
     warnings.warn(f"{ident} returned keys the harness does not know, ignored: {', '.join(keys[:8])}"
                   f"{' ...' if len(keys) > 8 else ''} (known: loss, z{{l}}, a{{l}}, delta{{l}}, "
-                  f"dW{{l}}, db{{l}}, dx)", ImplementationWarning, stacklevel=2)
+                  f"dW{{l}}, db{{l}}, dx)", ImplementationWarning, stacklevel=3)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as a plain NumPy array or scalar, or Python int or float, where it is one of
+    those or a subclass (whose overridden methods the harness must not run); else as it is."""
+    if type(value) is np.ndarray or type(value) is float or type(value) is int:
+        return value
+    if isinstance(value, np.ndarray):
+        return np.ndarray.view(value, np.ndarray)
+    if isinstance(value, np.generic):
+        return np.asarray(value)[()]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    return value
 
 
 def _is_numeric(value: Any) -> bool:
@@ -261,7 +284,7 @@ def _is_numeric(value: Any) -> bool:
         return False
     if isinstance(value, (int, float)):
         return True
-    if isinstance(value, (np.ndarray, np.generic)):
+    if isinstance(value, np.generic):
         return np.asarray(value).dtype.kind in "fiu"
     return False
 
@@ -272,44 +295,17 @@ def _not_a_tensor(name: str, spec: Any, problem: str, rtol: float, atol: float) 
                                quantity="", layer=None)
 
 
-def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray, *,
-                rtol: float, atol: float, limit: TimeLimit | None = None
-                ) -> tuple[dict[str, Any], list[Comparison], list[Comparison], str]:
-    """Call ``fn`` on copies of its inputs, stopping it at ``limit``; never raise.
-
-    Returns
-    -------
-    hand : dict
-        The known keys the implementation returned (to be compared).
-    problems : list of Comparison
-        Failing records for what could not be compared: an exception, a
-        non-mapping, a missing required key, a value that is not a number array.
-    mutations : list of Comparison
-        One failing record per input the call modified in place.
-    error : str
-        What the call raised (type, message, user line), or "" (then ``hand`` and
-        ``problems`` are empty: the CaseResult carries the error). A call stopped at
-        its time limit gives ``CallTimedOut: did not return within ... at FILE:LINE``.
-    """
-    m = x.shape[0]
-    p_copy, x_copy, y_copy = copy_params(params), x.copy(), y.copy()
-    name = getattr(fn, "__name__", CALL)
-    try:
-        with (limit or TimeLimit()).applied():
-            out = fn(spec, p_copy, x_copy, y_copy)
-    except (Exception, SystemExit, CallTimedOut) as e:   # noqa: BLE001 - user code may raise anything
-        error = describe_exception(e, fn)
-        return {}, [], _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol), error
-    mutations = _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol)
+def _read_result(out: Any, spec: Any, m: int, name: str, rtol: float, atol: float
+                 ) -> tuple[dict[str, Any], list[Comparison], list[str]]:
+    """(the known keys' plain values, failing records, unknown keys) of what the call returned.
+    Reading a mapping runs its methods, which are user code: call under ``guarded``."""
     if not isinstance(out, Mapping):
         problem = (f"{name} returned {type(out).__name__} where a mapping of tensor names to arrays "
                    f"belongs ({{'loss': ..., 'dW1': ..., ...}})")
-        return {}, [_not_a_tensor(CALL, spec, problem, rtol, atol)], mutations, ""
+        return {}, [_not_a_tensor(CALL, spec, problem, rtol, atol)], []
     required, optional = required_keys(spec), optional_keys(spec)
     known = set(required) | set(optional)
-    unknown = sorted(str(k) for k in out if k not in known)
-    if unknown:
-        _warn_unknown(fn, unknown)
+    unknown = sorted(_plain_str(str(k)) for k in out if k not in known)
     hand: dict[str, Any] = {}
     problems: list[Comparison] = []
     for key in required + optional:
@@ -319,37 +315,97 @@ def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray,
                                                f"missing: {name} did not return required key {key!r}",
                                                rtol, atol))
             continue
-        value = out[key]
+        value = _plain(out[key])
         if not _is_numeric(value):
             shape = expected_shape(spec, key, m)
-            what = f"array of {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+            what = f"array of {value.dtype}" if type(value) is np.ndarray else type(value).__name__
             problems.append(problem_record(key, spec.dtype, shape,
                                            f"{what} where torch has a {spec.dtype} array of shape {shape}",
                                            rtol, atol))
             continue
         hand[key] = value
+    return hand, problems, unknown
+
+
+def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray, *,
+                rtol: float, atol: float, limit: TimeLimit | None = None, guard=guarded
+                ) -> tuple[dict[str, Any], list[Comparison], list[Comparison], str]:
+    """Call ``fn`` on copies of its inputs, stopping it at ``limit``; never raise (but for a
+    real Ctrl-C, KeyboardInterrupt).
+
+    The call, and the reading of what it returned (a mapping's methods are user code too), run
+    under verify.guard.guarded: whatever they raise is caught, BaseExceptions included, and the
+    state the harness depends on is put back afterwards.
+
+    Returns
+    -------
+    hand : dict
+        The known keys the implementation returned (to be compared), as plain arrays or numbers.
+    problems : list of Comparison
+        Failing records for what could not be compared: a non-mapping, a mapping that raised
+        when read, a missing required key, a value that is not a number array.
+    mutations : list of Comparison
+        One failing record per input the call modified in place.
+    error : str
+        What the call raised (type, message, user line), or "" (then ``hand`` and
+        ``problems`` are empty: the CaseResult carries the error). A call stopped at
+        its time limit gives ``CallTimedOut: did not return within ... at FILE:LINE``.
+
+    ``guard(thunk, limit) -> (value, exception)`` runs the code: verify.guard.guarded, or for
+    the harness's own handimpl a plain call (see call_and_step).
+    """
+    m = x.shape[0]
+    p_copy, x_copy, y_copy = copy_params(params), x.copy(), y.copy()
+    name = _name(fn)
+    returned = []
+
+    def call_and_read():
+        out = fn(spec, p_copy, x_copy, y_copy)
+        returned.append(out)
+        return _read_result(out, spec, m, name, rtol, atol)
+
+    read, e = guard(call_and_read, limit)
+    mutations = _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol, guard)
+    if e is not None and not returned:
+        return {}, [], mutations, describe_exception(e, fn)
+    if e is not None:
+        problem = f"{name} returned a {_type_name(returned[0])} that raised {describe_exception(e, fn)} when read"
+        return {}, [_not_a_tensor(CALL, spec, problem, rtol, atol)], mutations, ""
+    hand, problems, unknown = read
+    if unknown:
+        _warn_unknown(fn, unknown)
     return hand, problems, mutations, ""
 
 
-def _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol) -> list[Comparison]:
+def _type_name(value: Any) -> str:
+    try:
+        return _plain_str(type(value).__name__)
+    except BaseException:                 # noqa: BLE001
+        return "value"
+
+
+def _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol, guard=guarded) -> list[Comparison]:
+    changed, e = guard(lambda: modified_inputs(params, x, y, p_copy, x_copy, y_copy))
     return [_not_a_tensor(arg, spec, f"{name} modified its input {arg} in place (the harness "
                           f"passed a copy; compute into new arrays, e.g. W = W - ..., not W -= ...)",
                           rtol, atol)
-            for arg in modified_inputs(params, x, y, p_copy, x_copy, y_copy)]
+            for arg in (["params"] if e is not None else changed)]
 
 
 def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: float, *,
-                      rtol: float, atol: float, limit: TimeLimit | None = None
+                      rtol: float, atol: float, limit: TimeLimit | None = None, guard=guarded
                       ) -> tuple[dict[str, Any], list[Comparison]]:
     """``W{l}_after``/``b{l}_after`` from one update with the implementation's gradients.
 
     The update is ``fn.step(params, grads, lr)`` when the implementation has one,
     else handimpl.sgd_step. Layers whose gradients are missing or misshapen get
-    no after-step value (their gradient record already fails).
+    no after-step value (their gradient record already fails). The step runs under
+    verify.guard.guarded, as the call does.
     """
-    import handimpl
-
-    step = getattr(fn, "step", None) if fn is not None else None
+    step, e = guarded(lambda: getattr(fn, "step", None)) if fn is not None else (None, None)
+    if e is not None:
+        return {}, [_not_a_tensor(STEP, spec, f"reading {_name(fn)}.step raised {describe_exception(e, fn)}",
+                                  rtol, atol)]
     step = step if callable(step) else handimpl.sgd_step
     grads: dict[str, Any] = {}
     usable: list[int] = []
@@ -366,15 +422,22 @@ def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: 
     if not usable:
         return {}, []
     p_copy = copy_params(params)
-    try:
-        with (limit or TimeLimit()).applied():
-            stepped = step(p_copy, grads, lr)
-            pairs = list(stepped)
-        if len(pairs) != len(params) or not all(len(p) == 2 for p in pairs):
+
+    def step_and_read():
+        pairs = list(step(p_copy, grads, lr))
+        if len(pairs) != len(params):
             raise TypeError(f"step returned {len(pairs)} items, expected {len(params)} (W, b) pairs")
-    except (Exception, SystemExit, CallTimedOut) as e:   # noqa: BLE001
-        where = describe_exception(e, step)
-        return {}, [_not_a_tensor(STEP, spec, f"step raised {where}", rtol, atol)]
+        unpacked = []
+        for pair in pairs:
+            pair = list(pair)
+            if len(pair) != 2:
+                raise TypeError(f"step returned {len(pair)} values where a (W, b) pair belongs")
+            unpacked.append((_plain(pair[0]), _plain(pair[1])))
+        return unpacked
+
+    pairs, e = guard(step_and_read, limit)
+    if e is not None:
+        return {}, [_not_a_tensor(STEP, spec, f"step raised {describe_exception(e, step)}", rtol, atol)]
     out: dict[str, Any] = {}
     problems: list[Comparison] = []
     for l in usable:
@@ -387,6 +450,78 @@ def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: 
                 out[key] = value
             else:
                 problems.append(problem_record(key, spec.dtype, like.shape,
-                                               f"step returned {type(value).__name__} where torch has an array",
+                                               f"step returned {_type_name(value)} where torch has an array",
                                                rtol, atol))
     return out, problems
+
+
+ISOLATE_GRACE = 1.0      # seconds past its time limit after which an isolated call's process is killed
+
+
+def call_and_step(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray, lr: float, *,
+                  rtol: float, atol: float, limit: TimeLimit | None = None
+                  ) -> tuple[dict[str, Any], list[Comparison], list[Comparison], str, list[Comparison]]:
+    """call_safely, then after_step_safely on what it returned: (hand with the after-step
+    values, problems, mutations, error, the step's problems).
+
+    With ``limit.isolate`` both run in a forked child process (verify.isolation), which is
+    killed when the call, or the step, runs ISOLATE_GRACE seconds past the time limit (code that
+    ignores SIGALRM or swallows CallTimedOut); whatever the code changes in the process dies
+    with it, and a call that ends the process fails the case instead of ending the sweep."""
+    limit = limit or TimeLimit()
+    if fn is handimpl.backprop:
+        return _call_trusted(fn, spec, params, x, y, lr, rtol=rtol, atol=atol)
+    if limit.isolate and isolation.AVAILABLE:
+        return _call_isolated(fn, spec, params, x, y, lr, rtol=rtol, atol=atol, limit=limit)
+    hand, problems, mutations, error = call_safely(fn, spec, params, x, y, rtol=rtol, atol=atol, limit=limit)
+    isolation.checkpoint()
+    stepped, step_problems = after_step_safely(fn, spec, params, hand, lr, rtol=rtol, atol=atol, limit=limit)
+    hand.update(stepped)
+    return hand, problems, mutations, error, step_problems
+
+
+def _call_trusted(fn, spec, params, x, y, lr, *, rtol, atol):
+    """handimpl's own backprop, the harness's code: called on copies and checked as any other,
+    without the guard's state saving (a sweep of handimpl makes this call for every case)."""
+    hand, problems, mutations, error = call_safely(fn, spec, params, x, y, rtol=rtol, atol=atol,
+                                                   guard=_unguarded)
+    stepped, step_problems = after_step_safely(None, spec, params, hand, lr, rtol=rtol, atol=atol,
+                                               guard=_unguarded)
+    hand.update(stepped)
+    return hand, problems, mutations, error, step_problems
+
+
+def _unguarded(thunk, limit=None):
+    """guarded's contract for the harness's own code: (value, None) or (None, the Exception)."""
+    try:
+        return thunk(), None
+    except Exception as e:               # noqa: BLE001 - a failing row, as for user code
+        return None, e
+
+
+def _in_child(fn, spec, params, x, y, lr, rtol, atol, seconds):
+    limit = TimeLimit(seconds)
+    return call_and_step(fn, spec, params, x, y, lr, rtol=rtol, atol=atol, limit=limit), limit.expired
+
+
+def _call_isolated(fn, spec, params, x, y, lr, *, rtol, atol, limit):
+    seconds = limit.seconds or None
+    deadline = None if seconds is None else seconds + ISOLATE_GRACE
+    outcome = isolation.run_forked(_in_child, (fn, spec, params, x, y, lr, rtol, atol, seconds),
+                                   deadlines=(deadline, deadline))
+    if outcome.ok:
+        result, expired = outcome.value
+        limit.expired = limit.expired or expired
+        return result
+    if outcome.timed_out:
+        limit.expired = True
+        error = (f"CallTimedOut: did not return within {seconds:g} s (the time limit) and did not stop "
+                 f"when told to: its process was killed (--isolate)")
+    elif outcome.ended:
+        error = f"{PROCESS_ENDED}: the implementation ended the process ({outcome.ended})"
+    else:
+        error = outcome.raised
+    return {}, [], [], error, []
+
+
+PROCESS_ENDED = "ProcessEnded"     # the error type of a case whose process the implementation ended

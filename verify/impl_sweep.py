@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .guard import guarded
 from .impl import DEFAULT_OUT, Impl, _usage, load_target, reset_warnings, resolve
 from .localise import with_location
 
 
 # -- sweeping an implementation ------------------------------------------------------------------
 
-def check_case(impl: Impl | str, spec: Any, seed: int, batch: int, *, time_limit: float | None = None):
+def check_case(impl: Impl | str, spec: Any, seed: int, batch: int, *, time_limit: float | None = None,
+               isolate: bool = False):
     """verify.check.check for one case with ``impl`` (a callable or a TARGET string).
 
     Module-level, so ``functools.partial(check_case, target)`` pickles for jobs > 1."""
     from .check import check
-    return check(spec, seed, batch, impl=resolve(impl), time_limit=time_limit)
+    return check(spec, seed, batch, impl=resolve(impl), time_limit=time_limit, isolate=isolate)
 
 
 def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[str, Any]:
@@ -54,11 +57,12 @@ def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[s
 def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed: int = 0,
                          activations=None, losses=None, dtypes=None, max_depth: int = 4,
                          max_width: int = 16, max_batch: int = 16, jobs: int = 1, progress=None,
-                         time_limit: float | None = None):
+                         time_limit: float | None = None, isolate: bool = False):
     """verify.sweep.sweep over ``impl``, restricted to what it supports. Returns the SweepResult.
 
     Each call of ``impl`` may take ``time_limit`` seconds (default verify.impl.TIME_LIMIT);
-    the sweep stops at the first case that runs past it, marked partial.
+    the sweep stops at the first case that runs past it, marked partial. ``isolate``: each
+    call runs in a child process, killed when it outlives the limit (verify.impl.call_and_step).
 
     Unknown names or impossible bounds raise UsageError (one line)."""
     from . import strategies
@@ -71,14 +75,13 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
     except ValueError as e:
         raise _usage(str(e)) from None
     if jobs > 1 and not isinstance(impl, str):
-        try:
-            import pickle
-            pickle.dumps(fn)
-        except Exception:            # noqa: BLE001 - a lambda or closure: run in this process
+        _, unpicklable = guarded(lambda: pickle.dumps(fn))   # its __reduce__ may be user code
+        if unpicklable is not None:  # a lambda or closure: run in this process
             jobs = 1
     reset_warnings()
     result = sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
-                   max_batch=max_batch, jobs=jobs, check_fn=functools.partial(check_case, impl, time_limit=time_limit),
+                   max_batch=max_batch, jobs=jobs,
+                   check_fn=functools.partial(check_case, impl, time_limit=time_limit, isolate=isolate),
                    progress=progress, impl=impl if isinstance(impl, str) else None, **names)
     return dataclasses.replace(result, minimal=tuple(with_location(m, fn) for m in result.minimal))
 
@@ -87,7 +90,7 @@ def check_implementation(fn: Impl | str, **options):
     """Sweep ``fn`` against torch; one DataFrame row per compared tensor per case.
 
     Options are those of ``verify check --impl``: examples, seed, activations,
-    losses, dtypes, max_depth, max_width, max_batch, jobs, time_limit. The frame's
+    losses, dtypes, max_depth, max_width, max_batch, jobs, time_limit, isolate. The frame's
     ``attrs`` hold ``passed``, ``n_failed``, ``minimal`` (the shrunk failing
     CaseResults) and ``message`` (the explanation of the first of them).
     """
@@ -120,13 +123,14 @@ def check_impl_command(args) -> int:
     from .report import summary_lines, write_reports
     from .sweep import INTERRUPTED
 
+    # Where the reports go is fixed before any user code runs, which may change the directory.
+    out_dir = (Path(args.out) if args.out else DEFAULT_OUT).absolute()
     load_target(args.impl)             # a bad TARGET is a usage error before anything runs
     result = sweep_implementation(
         args.impl, examples=args.examples, seed=args.seed, activations=args.activations,
         losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
         max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
-        time_limit=getattr(args, "time_limit", None))
-    out_dir = Path(args.out) if args.out else DEFAULT_OUT
+        time_limit=getattr(args, "time_limit", None), isolate=getattr(args, "isolate", False))
     paths = write_reports(result, out_dir, title=f"verify check --impl {args.impl}")
     for line in summary_lines(result):
         print(line)

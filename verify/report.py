@@ -149,7 +149,13 @@ def _join(words: Sequence[str]) -> str:
 
 
 def divergence_sentence(result: CaseResult) -> str:
-    """E.g. 'z and a agree in all layers, and so does the loss; delta2 is the first to diverge'."""
+    """E.g. 'z and a agree in all layers, and so does the loss; delta2 is the first to diverge',
+    followed by the case's note in parentheses if it has one."""
+    sentence = _divergence(result)
+    return f"{sentence} ({result.note})" if result.note else sentence
+
+
+def _divergence(result: CaseResult) -> str:
     if result.error:
         return result.error_sentence
     pos = next((i for i, r in enumerate(result.records) if r.status == "diverges"), None)
@@ -222,9 +228,17 @@ def atomic_write(path: Path, data: str | bytes) -> Path:
     return path
 
 
+# NumPy's default print options. pandas writes float64 values through NumPy's repr, which options
+# set by anyone in the process (np.set_printoptions(legacy="1.13"): 12 significant digits) would cut.
+NUMPY_PRINT_DEFAULTS = dict(edgeitems=3, threshold=1000, floatmode="maxprec", precision=8,
+                            suppress=False, linewidth=75, nanstr="nan", infstr="inf", sign="-",
+                            formatter=None, legacy=False)
+
+
 def to_csv_text(df: pd.DataFrame) -> str:
     buf = io.StringIO()
-    df.to_csv(buf, index=False, lineterminator="\n")
+    with np.printoptions(**NUMPY_PRINT_DEFAULTS):
+        df.to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue()
 
 

@@ -18,7 +18,9 @@ Three steps, each deterministic for a given seed:
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import dataclasses
 import gc
 import hashlib
 import importlib
@@ -27,6 +29,7 @@ import random
 import signal
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -34,9 +37,11 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import torch
 from hypothesis import HealthCheck, Phase, find, given, seed as hypothesis_seed, settings as hsettings
 from hypothesis import strategies as st
-from hypothesis.errors import NoSuchExample
+from hypothesis.errors import Flaky, HypothesisException, NoSuchExample
 
+from . import isolation
 from .check import CaseResult
+from .impl import PROCESS_ENDED
 from .spec import NetSpec
 from .strategies import cases
 
@@ -51,6 +56,7 @@ SHRINK_SEARCH = 60          # examples hypothesis.find may generate before givin
 INTERRUPTED = "interrupted"  # SweepResult.stopped after Ctrl-C
 JUDGED_TOGETHER = 200_000   # traced values compared in one call at most (about 10 float64 arrays
                             # of this size live during it; a block of small cases has ~50,000)
+NOT_REPRODUCED = "did not reproduce when re-run"   # the note of a counterexample that failed once
 
 Case = tuple[NetSpec, int, int]
 CheckFn = Callable[[NetSpec, int, int], CaseResult]
@@ -181,8 +187,8 @@ def run_case(check_fn: CheckFn | None, spec: NetSpec, seed: int, batch: int) -> 
         return _raised(spec, seed, batch, e)
 
 
-def _raised(spec: NetSpec, seed: int, batch: int, e: Exception) -> CaseResult:
-    return CaseResult(spec, seed, batch, (), error=f"{type(e).__name__}: {e}")
+def _raised(spec: NetSpec, seed: int, batch: int, e: BaseException | str) -> CaseResult:
+    return CaseResult(spec, seed, batch, (), error=e if isinstance(e, str) else isolation.exception_text(e))
 
 
 def run_block(check_fn: CheckFn | None, block: list[Case]) -> Iterator[CaseResult]:
@@ -258,11 +264,20 @@ def _init_worker(check_fn: CheckFn | None, strategy_args: dict, forward: bool) -
 
 def _run_block(block: tuple[int, int]) -> tuple[list[CaseResult], list[CaseResult]]:
     """Draw one block in this worker process and check its cases. Returns (results, the
-    results its checks passed to verify.check's observers, for the parent's observers)."""
-    results = list(run_block(_worker["check"], draw_block(_worker["strategy"], block)))
+    results its checks passed to verify.check's observers, for the parent's observers).
+    Anything that escapes (a BaseException) is raised as _BlockLost, which the parent answers
+    as it does a dead worker: it never mistakes a KeyboardInterrupt from here for its own."""
+    try:
+        results = list(run_block(_worker["check"], draw_block(_worker["strategy"], block)))
+    except BaseException as e:          # noqa: BLE001
+        raise _BlockLost(isolation.exception_text(e)) from None
     forwarded = list(_worker["forwarded"])
     _worker["forwarded"].clear()
     return results, forwarded
+
+
+class _BlockLost(Exception):
+    """A block's check ended with an exception that escaped every case (its text)."""
 
 
 def _check_module():
@@ -277,23 +292,77 @@ def _pool_context():
 def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None, jobs: int):
     """Every case's result, in case_id order. With jobs > 1 each worker process draws and
     checks whole blocks, so drawing is spread over the processes too; what its checks passed
-    to verify.check's observers is passed to this process's observers, block by block."""
+    to verify.check's observers is passed to this process's observers, block by block.
+
+    A worker that dies (user code that calls os._exit, or is killed) breaks the pool: the
+    block it was checking is checked again case by case in a child process, a fresh child
+    taking over after a case that ends one (verify.isolation.run_forked_each), so that the case
+    that ended its process fails with how it ended and the others keep their results; a fresh
+    pool then takes the blocks after it. A block whose worker raised past every case is
+    treated the same way."""
     if jobs <= 1:
         for block in iter_blocks(strategy_args, n, seed):
             yield from run_block(check_fn, block)
         return
     observed = _check_module()
-    pool = _pool_context().Pool(jobs, initializer=_init_worker,
-                                initargs=(check_fn, strategy_args, bool(observed.OBSERVERS)))
-    try:
-        for results, forwarded in pool.imap(_run_block, blocks(strategy_args, n, seed), chunksize=1):
-            for result in forwarded:
-                observed.notify(result)
-            yield from results
-        pool.close()
-    finally:
-        pool.terminate()
-        pool.join()
+    todo = blocks(strategy_args, n, seed)
+    done = 0
+    while done < len(todo):
+        pool = concurrent.futures.ProcessPoolExecutor(
+            jobs, mp_context=_pool_context(), initializer=_init_worker,
+            initargs=(check_fn, strategy_args, bool(observed.OBSERVERS)))
+        try:
+            futures = [pool.submit(_run_block, block) for block in todo[done:]]
+            for future in futures:
+                try:
+                    results, forwarded = future.result()
+                except (BrokenProcessPool, _BlockLost):
+                    break
+                for result in forwarded:
+                    observed.notify(result)
+                yield from results
+                done += 1
+        finally:
+            _stop(pool)
+        if done < len(todo):
+            yield from _run_block_forked(check_fn, draw_block(cases(**strategy_args), todo[done]),
+                                         observed)
+            done += 1
+
+
+def _stop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Shut the pool down without waiting for work in progress: its workers are killed."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())   # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.kill()
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(5)
+
+
+def _case_in_child(check_fn: CheckFn | None, case: Case, forward: bool):
+    forwarded: list[CaseResult] = []
+    _check_module().OBSERVERS[:] = [forwarded.append] if forward else []
+    return run_case(check_fn, *case), forwarded
+
+
+def _run_block_forked(check_fn: CheckFn | None, block: list[Case], observed) -> Iterator[CaseResult]:
+    """run_case of each case of a block, in child processes (verify.isolation.run_forked_each);
+    a case whose process ended without a result fails with how it ended (PROCESS_ENDED)."""
+    forward = bool(observed.OBSERVERS)
+    outcomes = isolation.run_forked_each(lambda case: _case_in_child(check_fn, case, forward), block)
+    for case, outcome in zip(block, outcomes):
+        if outcome.ok:
+            result, forwarded = outcome.value
+            for r in forwarded:
+                observed.notify(r)
+            yield result
+        elif outcome.ended:
+            yield _raised(*case, f"{PROCESS_ENDED}: the implementation ended the process ({outcome.ended})")
+        else:
+            yield _raised(*case, outcome.raised)
 
 
 def run_cases(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None = None, jobs: int = 1,
@@ -360,10 +429,14 @@ class _OutOfTime(Exception):
 def shrink(found: CaseResult, check_fn: CheckFn | None = None, *,
            seconds: float = SHRINK_SECONDS, search: int = SHRINK_SEARCH) -> CaseResult:
     """A minimal case failing with ``found``'s signature, by hypothesis.find (seeded, no
-    database); ``found`` itself when nothing smaller turns up in time."""
+    database); ``found`` itself when nothing smaller turns up in time. A failure that does not
+    repeat (``found`` run again fails otherwise, or hypothesis finds its failure flaky) keeps
+    ``found``, noted NOT_REPRODUCED."""
     target = signature(found)
-    best = [found]
     deadline = time.monotonic() + seconds
+    if signature(run_case(check_fn, found.spec, found.seed, found.batch)) != target:
+        return dataclasses.replace(found, note=NOT_REPRODUCED)
+    best = [found]
 
     def same_failure(case: Case) -> bool:
         if time.monotonic() > deadline:
@@ -380,9 +453,19 @@ def shrink(found: CaseResult, check_fn: CheckFn | None = None, *,
     try:
         find(_neighbourhood(found.spec, found.batch), same_failure, settings=opts,
              random=random.Random(0))
-    except (NoSuchExample, _OutOfTime):
+    except Flaky:
+        return dataclasses.replace(found, note=NOT_REPRODUCED)
+    except (NoSuchExample, _OutOfTime, HypothesisException):
         pass
     return best[0]
+
+
+def _shrink_forked(found: CaseResult, check_fn: CheckFn | None, seconds: float) -> CaseResult:
+    """shrink in a child process (for an implementation that has ended processes); ``found``
+    itself if the child ends without a result."""
+    outcome = isolation.run_forked(shrink, (found, check_fn), deadlines=(2 * seconds + 10,)) \
+        if isolation.AVAILABLE else isolation.Outcome(ended="no fork")
+    return outcome.value if outcome.ok else found
 
 
 def distinct_failures(results: Iterable[CaseResult]) -> list[CaseResult]:
@@ -402,9 +485,15 @@ def shrink_failures(results: Sequence[CaseResult], check_fn: CheckFn | None = No
     smallest first. Returns (minimal, interrupted)."""
     minimal: list[CaseResult] = []
     failures = distinct_failures(results)
+    ended = any(r.error.startswith(PROCESS_ENDED) for r in results)
     try:
         for i, found in enumerate(failures):
-            minimal.append(shrink(found, check_fn, seconds=seconds) if i < max_shrunk else found)
+            if i >= max_shrunk or found.error.startswith(PROCESS_ENDED):
+                minimal.append(found)
+            elif ended:               # its calls could end this process too: shrink in a child
+                minimal.append(_shrink_forked(found, check_fn, seconds))
+            else:
+                minimal.append(shrink(found, check_fn, seconds=seconds))
     except KeyboardInterrupt:
         minimal += failures[len(minimal):]
         return sorted(minimal, key=size_key), True
@@ -514,11 +603,11 @@ def run_command(args) -> int:
     2 bad input, 130 interrupted (the partial report is written)."""
     from .cli import UsageError
     from .report import summary_lines, write_reports
+    out = (Path(args.out) if args.out else DEFAULT_OUT).absolute()
     try:
         result = sweep(**sweep_kwargs(args), progress=ProgressBar())
     except ValueError as e:
         raise UsageError(str(e)) from None
-    out = Path(args.out) if args.out else DEFAULT_OUT
     paths = write_reports(result, out)
     for line in summary_lines(result):
         print(line)

@@ -78,7 +78,13 @@ def forward_twin(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
                  dtype: str | None = None, retain_a: bool = False,
                  model: nn.Sequential | None = None) -> TwinForward:
     """Build the twin (or take ``model``, a twin of ``spec`` holding ``params`` in ``dtype``) and
-    run z⁽ˡ⁾ = Linear(a⁽ˡ⁻¹⁾), a⁽ˡ⁾ = act(z⁽ˡ⁾), then J; nothing backward yet."""
+    run z⁽ˡ⁾ = Linear(a⁽ˡ⁻¹⁾), a⁽ˡ⁾ = act(z⁽ˡ⁾), then J; nothing backward yet. Runs with
+    autograd on whatever the caller's grad mode (a user's torch.set_grad_enabled(False), say)."""
+    with torch.enable_grad():
+        return _forward_twin(spec, params, x, y, dtype, retain_a, model)
+
+
+def _forward_twin(spec, params, x, y, dtype, retain_a, model) -> TwinForward:
     model = build_twin(spec, params, dtype) if model is None else model
     layers = list(model)
     X = torch.from_numpy(np.array(x)).to(TORCH_DTYPES[dtype or spec.dtype]).requires_grad_(True)

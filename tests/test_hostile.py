@@ -1,0 +1,133 @@
+"""User code that misbehaves outside `except Exception`: every such call is a failing row."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from verify.check import check
+from verify.cli import main
+from verify.impl import load_target
+from verify.impl_sweep import sweep_implementation
+from verify.sweep import NOT_REPRODUCED
+
+HOSTILE = Path(__file__).parent / "fixtures" / "hostile_impls.py"
+SPEC = "3-4-2:sigmoid:mse_loss"
+
+
+def hostile(name: str):
+    return load_target(f"{HOSTILE}:{name}")
+
+
+@pytest.mark.parametrize("name, words", [
+    ("raises_generator_exit", "GeneratorExit at hostile_impls.py"),
+    ("raises_base_exception", "Custom: outside Exception at hostile_impls.py"),
+    ("raises_unprintable", "Unprintable: (its str() raised RuntimeError) at hostile_impls.py"),
+    ("raises_keyboard_interrupt", "KeyboardInterrupt at hostile_impls.py"),
+])
+def test_an_exception_outside_exception_or_without_text_is_a_failing_case_naming_it(name, words):
+    result = check(SPEC, seed=1, impl=hostile(name))
+    assert not result.passed
+    assert words in result.error
+
+
+@pytest.mark.parametrize("name, words", [
+    ("mapping_whose_iter_raises", "that raised Custom: no iterating"),
+    ("mapping_whose_getitem_raises", "that raised KeyError"),
+    ("mapping_whose_contains_raises", "that raised GeneratorExit"),
+])
+def test_a_returned_mapping_that_raises_when_read_is_a_failing_row(name, words):
+    result = check(SPEC, seed=1, impl=hostile(name))
+    assert not result.passed and not result.error
+    first = result.first_divergence
+    assert first.name == "backprop" and words in first.problem and "_Hostile" in first.problem
+
+
+@pytest.mark.parametrize("name", ["raises_base_exception", "raises_keyboard_interrupt",
+                                  "mapping_whose_iter_raises", "raises_unprintable"])
+def test_a_sweep_of_such_an_implementation_ends_with_a_report_and_exit_status_1(name, tmp_path, capsys):
+    code = main(["check", "--impl", f"{HOSTILE}:{name}", "--examples", "6", "--max-depth", "2",
+                 "--out", str(tmp_path)])
+    assert code == 1
+    assert (tmp_path / "report.html").is_file()
+    assert "PARTIAL" not in (tmp_path / "report.html").read_text()
+
+
+def test_a_real_ctrl_c_that_the_implementation_swallows_still_interrupts_the_sweep(tmp_path):
+    code = main(["check", "--impl", f"{HOSTILE}:swallows_a_real_ctrl_c", "--examples", "8",
+                 "--max-depth", "2", "--out", str(tmp_path)])
+    assert code == 130
+    assert "PARTIAL (interrupted)" in (tmp_path / "report.html").read_text()
+
+
+# -- a failure that does not repeat ------------------------------------------------------------
+
+def _chosen(fails_on: set):
+    fn = hostile("fails_on_chosen_calls")
+    fn.calls, fn.fails_on = 0, fails_on
+    return fn
+
+
+def test_a_failure_that_does_not_repeat_when_re_run_keeps_its_case_noted_as_such():
+    result = sweep_implementation(_chosen({2}), examples=6, max_depth=2)
+    (minimal,) = result.minimal
+    assert minimal == dataclasses.replace(result.results[1], note=NOT_REPRODUCED)
+
+
+def test_a_failure_that_hypothesis_finds_flaky_while_shrinking_keeps_its_case_noted_as_such():
+    # calls 1-6: the sweep; 7: the failing case run again (fails); 8: shrinking's first (fails);
+    # then none fails, which hypothesis reports as a flaky failure
+    result = sweep_implementation(_chosen({1, 7, 8}), examples=6, max_depth=2)
+    (minimal,) = result.minimal
+    assert minimal == dataclasses.replace(result.results[0], note=NOT_REPRODUCED)
+
+
+def test_with_jobs_2_a_failure_on_the_first_two_calls_is_reported_with_exit_status_1(tmp_path, capsys):
+    hostile("raises_on_its_first_two_calls").calls = 0
+    code = main(["check", "--impl", f"{HOSTILE}:raises_on_its_first_two_calls", "--jobs", "2",
+                 "--examples", "40", "--max-depth", "2", "--out", str(tmp_path)])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "(did not reproduce when re-run)" in out and "Traceback" not in out
+    assert (tmp_path / "report.json").is_file()
+
+
+# -- worker processes that die or raise --------------------------------------------------------
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``verify ARGS`` in a child Python, killed after ``timeout`` seconds (a hang fails the test)."""
+    return subprocess.run([sys.executable, "-m", "verify.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=Path(__file__).parent.parent)
+
+
+def test_with_jobs_2_an_implementation_that_ends_its_process_fails_rows_and_the_command_exits_1(tmp_path):
+    done = run_cli("check", "--impl", f"{HOSTILE}:ends_the_process_on_batches_of_three", "--jobs", "2",
+                   "--examples", "24", "--max-depth", "2", "--max-batch", "4", "--out", str(tmp_path))
+    assert done.returncode == 1, done.stderr[-2000:]
+    cases = pd.read_csv(tmp_path / "cases.csv")
+    assert len(cases) == 24
+    assert cases["note"].fillna("").str.contains(
+        "ProcessEnded: the implementation ended the process (exit status 3)", regex=False).any()
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name, words", [
+    ("raises_keyboard_interrupt", "KeyboardInterrupt at hostile_impls.py"),
+    ("raises_base_exception", "Custom: outside Exception at hostile_impls.py"),
+])
+def test_with_jobs_2_an_exception_outside_exception_fails_every_case_it_is_raised_in(name, words):
+    result = sweep_implementation(hostile(name), examples=24, max_depth=2, jobs=2)
+    assert len(result.results) == 24
+    assert all(words in r.error for r in result.results)
+
+
+def test_a_dead_worker_loses_no_other_case_of_its_block():
+    fn = hostile("ends_the_process_on_batches_of_three")
+    result = sweep_implementation(fn, examples=24, max_depth=2, max_batch=4, jobs=2)
+    dead = [r for r in result.results if r.error.startswith("ProcessEnded")]
+    assert dead and all(r.batch == 3 for r in dead)
+    assert all(r.passed for r in result.results if r.batch != 3)

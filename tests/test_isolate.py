@@ -1,0 +1,62 @@
+"""verify check --impl --isolate: each call in a child process, killed at its time limit."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from verify.cli import main
+from verify.impl import load_target
+from verify.impl_sweep import sweep_implementation
+from verify.report import discrepancy_frame, to_csv_text
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HOSTILE = FIXTURES / "hostile_impls.py"
+
+
+def run_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    """``verify ARGS`` in a child Python, killed after ``timeout`` seconds (a hang fails the test)."""
+    return subprocess.run([sys.executable, "-m", "verify.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=Path(__file__).parent.parent)
+
+
+def test_a_call_that_ignores_the_alarm_and_swallows_everything_is_killed_and_stops_the_sweep(tmp_path):
+    done = run_cli("check", "--impl", f"{HOSTILE}:hangs_ignoring_alarms", "--isolate", "--time-limit", "0.5",
+                   "--examples", "40", "--max-depth", "2", "--max-batch", "4", "--out", str(tmp_path))
+    assert done.returncode == 1, done.stderr[-2000:]
+    cases = pd.read_csv(tmp_path / "cases.csv")
+    assert 0 < len(cases) < 40
+    assert cases["note"].iloc[-1].startswith("CallTimedOut: did not return within 0.5 s (the time limit) "
+                                             "and did not stop when told to: its process was killed")
+    assert "PARTIAL" in (tmp_path / "report.html").read_text()
+
+
+def test_a_call_that_ends_its_process_under_isolate_fails_its_case_and_the_sweep_goes_on(tmp_path):
+    done = run_cli("check", "--impl", f"{HOSTILE}:ends_the_process_on_batches_of_three", "--isolate",
+                   "--examples", "16", "--max-depth", "2", "--max-batch", "4", "--out", str(tmp_path))
+    assert done.returncode == 1, done.stderr[-2000:]
+    cases = pd.read_csv(tmp_path / "cases.csv")
+    assert len(cases) == 16
+    ended = cases["note"].fillna("").str.contains("the implementation ended the process (exit status 3)",
+                                                  regex=False)
+    assert ended.any() and (ended == (cases["batch"] == 3)).all()
+    assert cases.loc[~ended, "passed"].all()
+
+
+def test_what_an_isolated_call_changes_in_its_process_leaves_the_harness_untouched():
+    sigmoid = torch.sigmoid
+    options = dict(examples=24, seed=5, max_depth=2, activations=["sigmoid"])
+    try:
+        isolated = sweep_implementation(load_target(f"{HOSTILE}:patches_torch"), isolate=True, **options)
+    finally:
+        torch.sigmoid = sigmoid
+    clean = sweep_implementation(load_target(f"{FIXTURES / 'user_impls.py'}:correct"), **options)
+    assert isolated.passed
+    assert to_csv_text(discrepancy_frame(isolated.results)) == to_csv_text(discrepancy_frame(clean.results))
+
+
+def test_isolate_without_impl_is_bad_input():
+    assert main(["check", "2-2-1:sigmoid:quadratic", "--isolate"]) == 2
