@@ -133,8 +133,13 @@ def validate_case(args: argparse.Namespace) -> None:
 def validate_sweep(args: argparse.Namespace, default_out, report_files) -> None:
     """`verify run` and `verify check --impl`: caps on --examples and --jobs, the largest case
     (times the worker processes) fits in memory, --out can take the report (made absolute)."""
+    from .strategies import cases
     from .sweep import DEFAULT_EXAMPLES, blocks
     fill_sweep_defaults(args)
+    try:                                # the bounds (names are checked against what is supported)
+        cases(max_depth=args.max_depth, max_width=args.max_width, max_batch=args.max_batch)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     n = DEFAULT_EXAMPLES if args.examples is None else args.examples
     if n > limits.MAX_EXAMPLES:
         raise UsageError(f"--examples {n}: at most {limits.MAX_EXAMPLES:,} cases in one sweep "
