@@ -15,7 +15,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from handimpl import UnknownNameError
 
 from . import limits
-from .output import OutError, Terminated, check_out_dir, check_out_file
+from .output import OutError, Terminated, check_out_dir, check_out_file, terminate_as_interrupt
 from .spec import NetSpec, SpecError
 
 
@@ -320,18 +320,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     # removed at the end, not in .hypothesis/ wherever the user stands; sweeps use no database.
     with tempfile.TemporaryDirectory(prefix="verify-hypothesis-") as home:
         set_hypothesis_home_dir(home)
+        terminated = []
         try:
-            validate(args)
-            return args.func(args)
+            with terminate_as_interrupt(terminated.append):
+                validate(args)
+                status = args.func(args)
+            return 143 if status == 130 and terminated else status
         except (SpecError, UnknownNameError, UsageError, OutError) as e:
             print(f"verify: error: {e}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("verify: interrupted", file=sys.stderr)
-            return 130
         except Terminated:
             print("verify: terminated", file=sys.stderr)
             return 143
+        except KeyboardInterrupt:
+            print("verify: interrupted", file=sys.stderr)
+            return 143 if terminated else 130
         finally:
             set_hypothesis_home_dir(None)
 

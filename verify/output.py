@@ -42,8 +42,10 @@ class OutError(ValueError):
     """An --out that cannot take a report; one line, naming the path and why."""
 
 
-class Terminated(BaseException):
-    """SIGTERM, delivered once a report being written when it came is in place (exit 143)."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the signal came (see terminate_as_interrupt) or once a report being
+    written when it came is in place: a KeyboardInterrupt, so that a sweep stops on it as on
+    Ctrl-C and writes its partial report; the command then exits 143."""
 
 
 # -- checking --------------------------------------------------------------------------------
@@ -125,6 +127,31 @@ def _short(text: str, limit: int = 80) -> str:
 
 
 # -- signals ---------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def terminate_as_interrupt(received: Callable[[int], object] = lambda signum: None) -> Iterator[None]:
+    """SIGTERM raises Terminated in this process inside the block (in the main thread), after
+    ``received(signum)``; a process forked meanwhile (a worker) that gets SIGTERM ends as by
+    default."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != pid:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        received(signum)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[list[int]]:
