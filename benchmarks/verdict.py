@@ -167,7 +167,7 @@ def describe_alarm(result: CaseResult) -> str:
     return text
 
 
-def _fmt(v: float | None, digits: int = 3) -> str:
+def _fmt(v: float | None, digits: int = 6) -> str:
     if v is None:
         return "-"
     return f"{v:.{digits}f}" if not math.isnan(v) else "nan"
@@ -188,12 +188,12 @@ def style_table(rows: Sequence[StyleRow]) -> list[str]:
     with_m = [r for r in rows if r.worst_margin_case is not None]
     if with_m:
         w = max(with_m, key=lambda r: r.worst_margin)
-        lines.append(f"worst margin ({w.worst_margin:.3g}, {_worst_record(w.worst_margin_case, 'margin')}): "
+        lines.append(f"worst margin ({w.worst_margin:.7g}, {_worst_record(w.worst_margin_case, 'margin')}): "
                      f"{repro(w.name, w.worst_margin_case)}")
     with_t = [r for r in rows if r.worst_torch_case is not None]
     if with_t:
         w = max(with_t, key=lambda r: r.worst_torch_margin)
-        lines.append(f"worst torch_margin ({w.worst_torch_margin:.3g}, "
+        lines.append(f"worst torch_margin ({w.worst_torch_margin:.7g}, "
                      f"{_worst_record(w.worst_torch_case, 'torch_margin')}): {repro(w.name, w.worst_torch_case)}")
     for row in rows:
         for alarm in row.alarms:

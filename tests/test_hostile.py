@@ -106,10 +106,10 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def test_with_jobs_2_an_implementation_that_ends_its_process_fails_rows_and_the_command_exits_1(tmp_path):
     done = run_cli("check", "--impl", f"{HOSTILE}:ends_the_process_on_batches_of_three", "--jobs", "2",
-                   "--examples", "24", "--max-depth", "2", "--max-batch", "4", "--out", str(tmp_path))
+                   "--examples", "96", "--max-depth", "2", "--max-batch", "4", "--out", str(tmp_path))
     assert done.returncode == 1, done.stderr[-2000:]
     cases = pd.read_csv(tmp_path / "cases.csv")
-    assert len(cases) == 24
+    assert len(cases) == 96
     assert cases["note"].fillna("").str.contains(
         "ProcessEnded: the implementation ended the process (exit status 3)", regex=False).any()
     assert "Traceback" not in done.stderr

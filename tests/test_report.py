@@ -1,12 +1,17 @@
 """verify.report: the frames, the files, their determinism and escaping."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import re
+import warnings
 
 import pandas as pd
+import pytest
 
 from verify.check import CaseResult, check
+from verify.report_html import _decade_label
 from verify.report import DISCREPANCY_COLUMNS, discrepancy_frame, divergence_sentence, write_reports
 from verify.spec import NetSpec
 from verify.sweep import SweepResult, sweep
@@ -80,3 +85,33 @@ def test_the_html_is_self_contained_with_inline_svg_plots(tmp_path):
 def test_no_temporary_files_are_left_beside_the_reports(tmp_path):
     write_reports(_small(), tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+EXTREMES = [math.inf, -math.inf, math.nan, 0.0, 1e300, 1e-300, 2.4e281, 5e-281]
+
+
+def _with_errors(value: float, passed: bool, seed: int) -> CaseResult:
+    """A real case whose every record claims ``value`` as its errors and values."""
+    case = check("2-2-1:sigmoid:quadratic", seed=seed, batch=2)
+    records = tuple(dataclasses.replace(r, max_abs_err=value, max_rel_err=value, norm_rel_err=value,
+                                        max_ulp=value, hand_value=value, torch_value=value,
+                                        passed=passed)
+                    for r in case.records)
+    return dataclasses.replace(case, records=records)
+
+
+@pytest.mark.parametrize("passed", [True, False], ids=["passing", "failing"])
+@pytest.mark.parametrize("value", EXTREMES, ids=repr)
+def test_every_file_of_the_report_is_written_when_errors_are_extreme(tmp_path, value, passed):
+    results = (_with_errors(value, passed, 0), _with_errors(1e-9, True, 1))
+    minimal = tuple(r for r in results if not r.passed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # matplotlib's overflow warnings included
+        paths = write_reports(SweepResult(results, minimal, {"seed": 0}, False, 0.1), tmp_path)
+    assert all(p.stat().st_size for p in paths.values())
+    assert paths["html"].read_text().count("<svg") == 2
+
+
+def test_the_log_axis_labels_decades_and_leaves_zero_inf_and_nan_blank():
+    labels = [_decade_label(v) for v in (1e-8, 1e281, 0.0, math.inf, math.nan, -1.0)]
+    assert labels == ["1e-8", "1e281", "", "", "", ""]

@@ -9,13 +9,17 @@ import contextlib
 import os
 import sys
 import threading
+import tempfile
 from typing import Sequence
 
 import pandas as pd
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from handimpl import UnknownNameError
 
-from .spec import SpecError
+from . import limits
+from .output import OutError, Terminated, check_out_dir, check_out_file, terminate_as_interrupt
+from .spec import NetSpec, SpecError
 
 
 class UsageError(ValueError):
@@ -54,18 +58,138 @@ def _seconds(text: str) -> float:
     return value
 
 
-def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None) -> None:
-    """The options `verify run` and `verify check --impl` share."""
+def _size(text: str) -> int:
+    """An argparse type: a memory size ('4G', '512M', bytes)."""
+    try:
+        return limits.parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+SWEEP_DEFAULTS = {"max_depth": 4, "max_width": 16, "max_batch": 16, "jobs": 1}
+SWEEP_ONLY = ("examples", "out", "activations", "losses", "dtypes", *SWEEP_DEFAULTS)
+
+
+def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None, defaults: bool = True) -> None:
+    """The options `verify run` and `verify check --impl` share. Without ``defaults`` the
+    sweep-only ones default to None, so that `verify check SPEC` can tell they were given
+    (fill_sweep_defaults puts the defaults in for a sweep)."""
+    d = SWEEP_DEFAULTS if defaults else dict.fromkeys(SWEEP_DEFAULTS)
     p.add_argument("--examples", type=_positive, default=examples, help="number of random cases")
     p.add_argument("--seed", type=_seed, default=0, help="sweep seed (same seed, same CSV files)")
     p.add_argument("--out", default=None, help="report directory")
     p.add_argument("--activations", type=_csv, default=None, help="comma-separated activation names")
     p.add_argument("--losses", type=_csv, default=None, help="comma-separated loss names")
     p.add_argument("--dtypes", type=_csv, default=None, help="float32,float64")
-    p.add_argument("--max-depth", type=_positive, default=4)
-    p.add_argument("--max-width", type=_positive, default=16)
-    p.add_argument("--max-batch", type=_positive, default=16)
-    p.add_argument("--jobs", type=_positive, default=1, help="worker processes")
+    p.add_argument("--max-depth", type=_positive, default=d["max_depth"])
+    p.add_argument("--max-width", type=_positive, default=d["max_width"])
+    p.add_argument("--max-batch", type=_positive, default=d["max_batch"])
+    p.add_argument("--jobs", type=_positive, default=d["jobs"],
+                   help=f"worker processes (at most {limits.JOBS_PER_CPU} per CPU, and one per block of cases)")
+    p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
+                   help="refuse a run whose largest case (times --jobs) is estimated to need more "
+                        f"(e.g. 8G; default {limits.MEMORY_FRACTION:.0%} of the memory available)")
+
+
+def fill_sweep_defaults(args: argparse.Namespace) -> None:
+    for key, value in SWEEP_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+# -- bad input, refused before any work ----------------------------------------------------------
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _memory_limit(args: argparse.Namespace) -> tuple[int | None, str]:
+    if args.max_memory is not None:
+        return args.max_memory, "the --max-memory limit"
+    limit = limits.default_memory_limit()
+    return limit, f"{limits.MEMORY_FRACTION:.0%} of the memory available"
+
+
+def _check_memory(args: argparse.Namespace, what: str, need: int) -> None:
+    limit, which = _memory_limit(args)
+    if limit is not None and need > limit:
+        raise UsageError(f"{what} needs about {limits.human(need)} at its peak (estimated), more than "
+                         f"{limits.human(limit)} ({which}); give --max-memory SIZE to allow more")
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def validate_case(args: argparse.Namespace) -> None:
+    """`verify check SPEC` (and `verify explain SPEC`): the spec parses, the flags apply to one
+    case, the case fits in memory."""
+    given = [_flag(k) for k in SWEEP_ONLY if getattr(args, k, None) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not used when checking one SPEC (they are for sweeps: "
+                         f"verify run, verify check --impl without a SPEC)")
+    spec = NetSpec.parse(args.spec)
+    batch = args.batch or 4
+    _check_memory(args, f"{_short(str(spec))} at batch {batch}", limits.case_bytes(spec.widths, batch))
+
+
+def validate_sweep(args: argparse.Namespace, default_out, report_files) -> None:
+    """`verify run` and `verify check --impl`: caps on --examples and --jobs, the largest case
+    (times the worker processes) fits in memory, --out can take the report (made absolute)."""
+    from .strategies import cases
+    from .sweep import DEFAULT_EXAMPLES, blocks
+    fill_sweep_defaults(args)
+    try:                                # the bounds (names are checked against what is supported)
+        cases(max_depth=args.max_depth, max_width=args.max_width, max_batch=args.max_batch)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    n = DEFAULT_EXAMPLES if args.examples is None else args.examples
+    if n > limits.MAX_EXAMPLES:
+        raise UsageError(f"--examples {n}: at most {limits.MAX_EXAMPLES:,} cases in one sweep "
+                         f"(run several --seed values instead)")
+    if args.jobs > limits.max_jobs():
+        raise UsageError(f"--jobs {args.jobs}: at most {limits.max_jobs()} worker processes "
+                         f"({limits.JOBS_PER_CPU} per CPU on this machine)")
+    n_blocks = len(blocks({"max_depth": args.max_depth}, n, args.seed))
+    if args.jobs > n_blocks:
+        print(f"verify: --jobs {args.jobs}: the {n} cases are drawn and checked in {n_blocks} "
+              f"block{'s' if n_blocks != 1 else ''}, so {n_blocks} worker process"
+              f"{'es' if n_blocks != 1 else ''}", file=sys.stderr)
+        args.jobs = n_blocks
+    _check_memory(args, f"the largest case of this sweep (depth {args.max_depth}, width {args.max_width}, "
+                  f"batch {args.max_batch}){f' in each of {args.jobs} processes' if args.jobs > 1 else ''}",
+                  limits.sweep_case_bytes(args.max_depth, args.max_width, args.max_batch) * args.jobs)
+    args.out = str(check_out_dir(args.out or default_out, report_files))
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Everything about the command line that can be refused before work starts (UsageError,
+    SpecError, OutError: one line, exit 2)."""
+    from .report import FILES
+    if args.command == "check":
+        if args.spec:
+            validate_case(args)
+        elif args.impl:
+            if args.batch is not None:
+                raise UsageError("--batch: not used by a sweep of --impl (give --max-batch, or a SPEC "
+                                 "to check one case)")
+            from .impl import DEFAULT_OUT
+            validate_sweep(args, DEFAULT_OUT, FILES.values())
+    elif args.command == "run":
+        from .sweep import DEFAULT_OUT
+        validate_sweep(args, DEFAULT_OUT, FILES.values())
+    elif args.command == "mutants":
+        from .mutants import DEFAULT_OUT, FILES as MUTANT_FILES
+        if args.examples is not None and args.examples > limits.MAX_EXAMPLES:
+            raise UsageError(f"--examples {args.examples}: at most {limits.MAX_EXAMPLES:,} per mutant")
+        args.out = str(check_out_dir(args.out or DEFAULT_OUT, MUTANT_FILES.values()))
+    elif args.command == "explain":
+        if args.spec and not args.seed_example:
+            spec = NetSpec.parse(args.spec)
+            batch = args.batch or 2
+            _check_memory(args, f"{_short(str(spec))} at batch {batch}", limits.case_bytes(spec.widths, batch))
+        if args.out:
+            args.out = str(check_out_file(args.out))
 
 
 CASE_COLUMNS = ["tensor", "shape", "max_abs_err", "max_rel_err", "norm_rel_err", "max_ulp",
@@ -172,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run each call of the implementation in a child process, killed when it "
                         "outlives the time limit: for code that ignores SIGALRM, catches "
                         "BaseException, ends the process or leaves state behind (slower)")
-    add_sweep_options(p, examples=None)
+    add_sweep_options(p, examples=None, defaults=False)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("run", help="hypothesis sweep -> reports")
@@ -192,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive, default=None)
     p.add_argument("--format", choices=("text", "md", "html"), default="text")
     p.add_argument("--out", default=None)
+    p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE")
     p.set_defaults(func=cmd_explain)
     return parser
 
@@ -202,11 +327,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:          # argparse already printed its one-line message
         return 0 if e.code == 0 else 2
-    try:
-        return args.func(args)
-    except (SpecError, UnknownNameError, UsageError) as e:
-        print(f"verify: error: {e}", file=sys.stderr)
-        return 2
+    # hypothesis keeps its caches (the constants of local modules) in a directory of this run,
+    # removed at the end, not in .hypothesis/ wherever the user stands; sweeps use no database.
+    with tempfile.TemporaryDirectory(prefix="verify-hypothesis-") as home:
+        set_hypothesis_home_dir(home)
+        terminated = []
+        try:
+            with terminate_as_interrupt(terminated.append):
+                validate(args)
+                status = args.func(args)
+            return 143 if status == 130 and terminated else status
+        except (SpecError, UnknownNameError, UsageError, OutError) as e:
+            print(f"verify: error: {e}", file=sys.stderr)
+            return 2
+        except Terminated:
+            print("verify: terminated", file=sys.stderr)
+            return 143
+        except KeyboardInterrupt:
+            print("verify: interrupted", file=sys.stderr)
+            return 143 if terminated else 130
+        finally:
+            set_hypothesis_home_dir(None)
 
 
 def entry() -> None:

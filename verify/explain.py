@@ -26,6 +26,7 @@ from .explain_render import RENDERERS, render_markdown
 from .explain_seed import seed_example
 from .explain_shortcut import shortcut_section
 from .explain_steps import Explanation, Section
+from .output import atomic_write, check_out_file
 from .spec import NetSpec
 
 DEFAULT_BATCH = 2
@@ -108,7 +109,7 @@ def explain_command(args) -> int:
     text = render(ex, args.format)
     if args.out:
         try:
-            Path(args.out).write_text(text, encoding="utf-8")
+            atomic_write(check_out_file(args.out), text)
         except OSError as e:
             raise UsageError(f"cannot write {args.out}: {e.strerror}") from None
     else:

@@ -203,13 +203,6 @@ def copy_params(params: list) -> list[tuple[np.ndarray, np.ndarray | None]]:
     return [(W.copy(), None if b is None else b.copy()) for W, b in params]
 
 
-def _snapshot(params: list, x: np.ndarray, y: np.ndarray) -> list[tuple[str, Any]]:
-    named = [("x", x), ("y", y)]
-    for l, (W, b) in enumerate(params, start=1):
-        named += [(f"W{l}", W), (f"b{l}", b)]
-    return named
-
-
 def _same(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is b
@@ -218,22 +211,24 @@ def _same(a: Any, b: Any) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
+def _pair(p: Any) -> bool:
+    return isinstance(p, tuple) and len(p) == 2
+
+
 def modified_inputs(params: list, x: np.ndarray, y: np.ndarray,
                     given_params: Any, given_x: Any, given_y: Any) -> list[str]:
-    """Names of the inputs (x, y, W{l}, b{l}, params) whose copies the call changed."""
-    if not isinstance(given_params, list) or len(given_params) != len(params) or \
-            not all(type(p) is tuple and len(p) == 2 for p in given_params):
-        changed = ["params"]
-        given_pairs = [(None, None)] * len(params)
-    else:
-        changed, given_pairs = [], given_params
-    before = _snapshot(params, x, y)
-    after = dict(_snapshot(given_pairs, given_x, given_y))
-    for name, value in before:
-        if name.startswith(("W", "b")) and changed == ["params"]:
+    """Names of the inputs whose copies the call changed: ``params`` when the list itself was
+    changed (items added, removed or replaced by something other than a (W, b) pair), then x, y
+    and each W{l}, b{l} whose values changed (compared where layer l still holds a pair)."""
+    listed = isinstance(given_params, list)
+    changed = [] if listed and len(given_params) == len(params) and all(map(_pair, given_params)) \
+        else ["params"]
+    changed += [name for name, a, b in (("x", x, given_x), ("y", y, given_y)) if not _same(a, b)]
+    for l, (W, b) in enumerate(params, start=1):
+        if not listed or l > len(given_params) or not _pair(given_params[l - 1]):
             continue
-        if not _same(value, after[name]):
-            changed.append(name)
+        given_W, given_b = given_params[l - 1]
+        changed += [name for name, a, g in ((f"W{l}", W, given_W), (f"b{l}", b, given_b)) if not _same(a, g)]
     return changed
 
 

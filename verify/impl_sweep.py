@@ -16,6 +16,9 @@ from typing import Any
 from .guard import guarded
 from .impl import DEFAULT_OUT, Impl, _usage, load_target, reset_warnings, resolve
 from .localise import with_location
+from .spec import shown
+
+SUPPORT_KEYS = ("activations", "losses", "dtypes")
 
 
 # -- sweeping an implementation ------------------------------------------------------------------
@@ -34,14 +37,22 @@ def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[s
 
     Raises UsageError when something asked for is outside what ``fn`` declares."""
     declared = getattr(fn, "supports", None) or {}
+    name = getattr(fn, "__name__", None) or type(fn).__name__
     if not isinstance(declared, Mapping):
-        raise _usage(f"{getattr(fn, '__name__', fn)}.supports must be a dict of name lists")
+        raise _usage(f"{name}.supports must be a dict of name lists, not a {type(declared).__name__}")
+    unknown = [k for k in declared if k not in SUPPORT_KEYS]
+    if unknown:
+        raise _usage(f"{name}.supports: unknown key {shown(unknown[0])}; valid: {', '.join(SUPPORT_KEYS)}")
     out = {}
     for kind, asked in (("activations", activations), ("losses", losses), ("dtypes", dtypes)):
         allowed = declared.get(kind)
         if allowed is None:
             out[kind] = None if asked is None else list(asked)
             continue
+        if isinstance(allowed, (str, bytes)) or not isinstance(allowed, (list, tuple, set, frozenset)) \
+                or not all(isinstance(n, str) for n in allowed):
+            raise _usage(f"{name}.supports[{kind!r}] must be a list of names, like ['relu', 'tanh'], "
+                         f"not {shown(allowed)}")
         allowed = list(allowed)
         if asked is None:
             out[kind] = allowed

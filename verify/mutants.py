@@ -23,11 +23,13 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from .mutant_zoo import BY_NAME, ZOO, Mutant
+from .output import write_dir, write_file
 
 DEFAULT_EXAMPLES = 30            # per mutant; every mutant in the zoo dies well within it
 DEFAULT_OUT = Path("reports") / "mutants"
 MAX_WIDTH, MAX_BATCH = 6, 6      # small nets: quick cases, and the bugs show at any size
 SHRINK_SECONDS = 5.0
+FILES = {"csv": "mutants.csv", "html": "mutants.html"}
 
 
 # -- building --------------------------------------------------------------------------------
@@ -176,12 +178,9 @@ def kill_sentence(stats: dict) -> str:
 def write_mutant_report(results: Sequence[MutantResult], out_dir: Path | str, *,
                         settings: dict | None = None, table: pd.DataFrame | None = None
                         ) -> dict[str, Path]:
-    """mutants.csv and mutants.html in ``out_dir`` (``table``: mutant_table(results), if made)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """mutants.csv and mutants.html as the directory ``out_dir``, replacing a previous one whole
+    (verify.output.write_dir); ``table``: mutant_table(results), if made."""
     table = mutant_table(results) if table is None else table
-    csv_path, html_path = out / "mutants.csv", out / "mutants.html"
-    table.to_csv(csv_path, index=False)
     summary = kill_sentence(kill_stats(results))
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>verify mutants</title>"
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
@@ -190,8 +189,13 @@ def write_mutant_report(results: Sequence[MutantResult], out_dir: Path | str, *,
             f"<h1>verify mutants</h1><p>{html.escape(summary)}</p>"
             f"<p>settings: {html.escape(str(settings or {}))}</p>"
             + table.to_html(index=False, escape=True, na_rep="") + "</body></html>")
-    html_path.write_text(page, encoding="utf-8")
-    return {"csv": csv_path, "html": html_path}
+
+    def write(staging: Path) -> None:
+        write_file(staging / FILES["csv"], table.to_csv(index=False, lineterminator="\n"))
+        write_file(staging / FILES["html"], page)
+
+    out = write_dir(out_dir, FILES.values(), write)
+    return {kind: out / name for kind, name in FILES.items()}
 
 
 def mutants_command(args) -> int:

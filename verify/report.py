@@ -2,16 +2,15 @@
 
 Every frame is built once from the frozen records (verify.compare.Comparison)
 and the CSV files depend on nothing but the records, so a sweep with the same
-seed writes byte-identical CSVs; timings go to report.json only. Every file is
-written atomically: to a temporary file in the same directory, then renamed.
+seed writes byte-identical CSVs; timings go to report.json only. A report is
+written whole or not at all: into a staging directory, then swapped into place
+(verify.output.write_dir).
 """
 from __future__ import annotations
 
 import io
 import json
-import os
 import platform
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +20,7 @@ import pandas as pd
 
 from .check import CaseResult
 from .verdict import counts
+from .output import write_dir, write_file
 
 DISCREPANCY_COLUMNS = [
     "case_id", "spec", "seed", "batch", "dtype", "quantity", "layer", "shape", "max_abs_err",
@@ -205,29 +205,6 @@ def summary_lines(result) -> list[str]:
 
 # -- writing -----------------------------------------------------------------------------------
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, data: str | bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 # NumPy's default print options. pandas writes float64 values through NumPy's repr, which options
 # set by anyone in the process (np.set_printoptions(legacy="1.13"): 12 significant digits) would cut.
 NUMPY_PRINT_DEFAULTS = dict(edgeitems=3, threshold=1000, floatmode="maxprec", precision=8,
@@ -272,21 +249,26 @@ def report_json(result, disc: pd.DataFrame, title: str) -> dict:
 
 
 def write_reports(result, out_dir, *, title: str = "verify run") -> dict[str, Path]:
-    """Write discrepancies.csv, cases.csv, summary.csv, report.html and report.json into
-    ``out_dir``; returns their paths by kind (FILES' keys)."""
+    """Write discrepancies.csv, cases.csv, summary.csv, report.html and report.json as the
+    directory ``out_dir``, replacing a previous report there whole (verify.output.write_dir);
+    returns their paths by kind (FILES' keys). Raises verify.output.OutError where ``out_dir``
+    cannot take a report."""
     from .report_html import render_html
-    out = Path(out_dir)
-    disc = discrepancy_frame(result.results)
-    tensors = tensor_frame(result.results, disc)
-    cases = case_frame(result.results)
-    summary = summary_frame(tensors)
-    paths = {k: out / name for k, name in FILES.items()}
-    atomic_write(paths["discrepancies"], to_csv_text(disc))
-    atomic_write(paths["cases"], to_csv_text(cases))
-    atomic_write(paths["summary"], to_csv_text(summary))
-    atomic_write(paths["html"], render_html(result, disc, tensors, cases, summary, title=title))
-    atomic_write(paths["json"], json.dumps(report_json(result, disc, title), indent=2) + "\n")
-    return paths
+
+    def write(staging: Path) -> None:
+        disc = discrepancy_frame(result.results)
+        tensors = tensor_frame(result.results, disc)
+        cases = case_frame(result.results)
+        summary = summary_frame(tensors)
+        files = {k: staging / name for k, name in FILES.items()}
+        write_file(files["discrepancies"], to_csv_text(disc))
+        write_file(files["cases"], to_csv_text(cases))
+        write_file(files["summary"], to_csv_text(summary))
+        write_file(files["html"], render_html(result, disc, tensors, cases, summary, title=title))
+        write_file(files["json"], json.dumps(report_json(result, disc, title), indent=2) + "\n")
+
+    out = write_dir(out_dir, FILES.values(), write)
+    return {k: out / name for k, name in FILES.items()}
 
 
 def failing_rows(disc: pd.DataFrame, limit: int = 200) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from .diagnose import tally, worst_sentence
 from .report import QUANTITY_ORDER, divergence_sentence, failing_rows, repro, verdict
 
 FLOOR = 1e-18            # where exact agreement (error 0) is drawn on log axes
+CEIL = 1e30              # where errors above it, inf and (for failing points) NaN are drawn
 DTYPE_COLORS = {"float32": "#e07b39", "float64": "#3a78b5"}
 FAIL_CSS = "background-color:#c62828;color:#fff;font-weight:600;"
 
@@ -45,13 +46,24 @@ def _log_axis(ax) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(LogLocator(base=10, numticks=8))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"1e{round(math.log10(v))}" if v > 0 else ""))
+    ax.yaxis.set_major_formatter(FuncFormatter(_decade_label))
     ax.yaxis.set_minor_locator(NullLocator())
+    # Every value drawn lies in [FLOOR, CEIL] (see _floored), so the limits are finite decades;
+    # an axis with nothing on it gets them too, instead of log-scaling no data at all.
+    low, high = ax.get_ylim() if ax.has_data() else (FLOOR, 1.0)
+    ax.set_ylim(max(low, FLOOR / 10), min(high, CEIL * 10))
 
 
-def _floored(values) -> np.ndarray:
+def _decade_label(v: float, _pos=None) -> str:
+    """'1e-8' for a tick at 10**-8; nothing for a tick at 0, inf or NaN."""
+    return f"1e{round(math.log10(v))}" if 0 < v < math.inf else ""
+
+
+def _floored(values, nan: float = math.nan) -> np.ndarray:
+    """Errors as drawn on a log axis: 0 (exact agreement) and anything below at FLOOR, anything
+    above CEIL and inf at CEIL, NaN at ``nan`` (NaN: left out)."""
     v = np.asarray(values, dtype=float)
-    return np.where(np.isfinite(v), np.maximum(v, FLOOR), np.nan)
+    return np.where(np.isnan(v), nan, np.clip(v, FLOOR, CEIL))
 
 
 def plot_error_distributions(tensors: pd.DataFrame, tolerances: dict) -> str:
@@ -79,11 +91,12 @@ def plot_error_distributions(tensors: pd.DataFrame, tolerances: dict) -> str:
     bad = tensors[~tensors["passed"]]
     if len(bad):
         x = [quantities.index(q) for q in bad["quantity"]]
-        ax.plot(x, _floored(bad["norm_rel_err"]), "x", color="#c01818", ms=6, label="failing")
+        ax.plot(x, _floored(bad["norm_rel_err"], nan=CEIL), "x", color="#c01818", ms=6, label="failing")
     _log_axis(ax)
     ax.set_xticks(range(len(quantities)), quantities, rotation=15)
     ax.set_ylabel("norm_rel_err  (‖h−t‖/‖t‖)")
-    ax.set_title(f"error per tensor; dashed: rtol per dtype; exact agreement drawn at {FLOOR:g}",
+    ax.set_title(f"error per tensor; dashed: rtol per dtype; exact agreement drawn at {FLOOR:g}, "
+                 f"errors above {CEIL:g} (inf, and NaN when failing) at {CEIL:g}",
                  loc="left", fontsize=9)
     ax.legend(frameon=False, fontsize=8, loc="upper right")
     return _svg(fig)
@@ -99,7 +112,7 @@ def plot_error_by_depth(cases: pd.DataFrame) -> str:
                    s=9, alpha=.6, color=DTYPE_COLORS.get(dt, "#999"), label=dt, linewidths=0)
     bad = cases[~cases["passed"]]
     if len(bad):
-        ax.scatter(bad["depth"], _floored(bad["worst_norm_rel_err"].fillna(1.0)), marker="x",
+        ax.scatter(bad["depth"], _floored(bad["worst_norm_rel_err"], nan=1.0), marker="x",
                    s=30, color="#c01818", label="failing")
     _log_axis(ax)
     ax.set_xticks(sorted(set(cases["depth"])))
@@ -119,7 +132,7 @@ def _sci(v) -> str:
 
 def _styled(frame: pd.DataFrame, failing: pd.DataFrame, uid: str, numeric: list[str]) -> str:
     """Styler HTML: errors as a log-scale heat map, failing cells marked red."""
-    log = np.log10(frame[numeric].astype(float).clip(lower=FLOOR))
+    log = np.log10(frame[numeric].astype(float).clip(lower=FLOOR, upper=CEIL))
     styler = frame.style.set_uuid(uid).format(_sci, subset=numeric, escape="html") \
         .format_index(escape="html").format_index(escape="html", axis=1)
     if log.notna().any().any():

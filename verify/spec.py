@@ -13,6 +13,8 @@ defaults, in a fixed order, so ``NetSpec.parse(str(s)) == s``.
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,17 @@ TARGETS = ("index", "prob")
 
 class SpecError(ValueError):
     """A spec that cannot be built; the message names the bad part and the valid choices."""
+
+
+SHOWN = 80               # characters of a bad part a SpecError repeats, at most
+_WIDTH = re.compile(r"[0-9]{1,12}")        # ASCII digits only; more than 12 fit in no memory
+_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def shown(value: Any) -> str:
+    """repr(value), cut to SHOWN characters with an ellipsis: an error never repeats a huge input."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else text[:SHOWN - 1] + "…"
 
 
 def _fmt(v: Any) -> str:
@@ -38,13 +51,15 @@ def _fmt(v: Any) -> str:
 def _parse_value(key: str, text: str, like: Any) -> Any:
     if isinstance(like, bool):
         if text.lower() not in ("true", "false"):
-            raise SpecError(f"option {key}={text!r}: expected true or false")
+            raise SpecError(f"option {key}={shown(text)}: expected true or false")
         return text.lower() == "true"
     if isinstance(like, float):
-        try:
-            return float(text)
-        except ValueError:
-            raise SpecError(f"option {key}={text!r}: expected a number") from None
+        if text.strip().lower().lstrip("+-") in ("inf", "infinity", "nan"):
+            raise SpecError(f"option {key}={shown(text)}: must be a finite number")
+        if not _NUMBER.fullmatch(text):
+            raise SpecError(f"option {key}={shown(text)}: expected a number written with the digits 0-9, "
+                            f"like 0.5 or 1e-3")
+        return float(text)
     return text
 
 
@@ -90,32 +105,32 @@ class NetSpec:
     # -- validation ------------------------------------------------------------------------------
     def _validate(self) -> None:
         if len(self.widths) < 2 or not all(isinstance(n, int) and n >= 1 for n in self.widths):
-            raise SpecError(f"widths {self.widths}: need at least two positive integers, like 2-2-1")
+            raise SpecError(f"widths {shown(self.widths)}: need at least two positive integers, like 2-2-1")
         if len(self.activations) != self.depth:
             raise SpecError(f"{len(self.activations)} activations for {self.depth} layers: "
                             f"give one name per layer or one for all")
         for name in self.activations:
             if name not in ACTIVATIONS:
-                raise SpecError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
+                raise SpecError(f"unknown activation {shown(name)}; valid: {', '.join(ACTIVATIONS)}")
         if self.loss not in LOSSES:
-            raise SpecError(f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
+            raise SpecError(f"unknown loss {shown(self.loss)}; valid: {', '.join(LOSSES)}")
         loss = LOSSES[self.loss]
         for key, value in self.options:
             if key not in loss.options:
                 valid = ", ".join(loss.options) or "none"
-                raise SpecError(f"option {key!r} does not apply to {self.loss}; its options: {valid}")
+                raise SpecError(f"option {shown(key)} does not apply to {self.loss}; its options: {valid}")
             if type(value) is not type(loss.options[key]):
-                raise SpecError(f"option {key}={value!r}: expected {type(loss.options[key]).__name__}")
+                raise SpecError(f"option {key}={shown(value)}: expected {type(loss.options[key]).__name__}")
         if self.reduction not in loss.reductions:
-            raise SpecError(f"reduction {self.reduction!r} for {self.loss}; valid: {', '.join(loss.reductions)}")
+            raise SpecError(f"reduction {shown(self.reduction)} for {self.loss}; valid: {', '.join(loss.reductions)}")
         if self.dtype not in DTYPES:
-            raise SpecError(f"dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
+            raise SpecError(f"dtype {shown(self.dtype)}; valid: {', '.join(DTYPES)}")
         if self.init not in INITS:
-            raise SpecError(f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
+            raise SpecError(f"unknown init {shown(self.init)}; valid: {', '.join(INITS)}")
         if not isinstance(self.bias, bool):
-            raise SpecError(f"bias={self.bias!r}: expected true or false")
+            raise SpecError(f"bias={shown(self.bias)}: expected true or false")
         if self.target not in TARGETS:
-            raise SpecError(f"target {self.target!r}; valid: {', '.join(TARGETS)}")
+            raise SpecError(f"target {shown(self.target)}; valid: {', '.join(TARGETS)}")
         if self.target != "index" and self.loss != "cross_entropy":
             raise SpecError("target=prob applies to cross_entropy only")
         self._validate_option_values()
@@ -128,6 +143,9 @@ class NetSpec:
 
     def _validate_option_values(self) -> None:
         o = self.loss_options
+        for key, value in o.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SpecError(f"option {key}={value!r}: must be a finite number")
         bounds = {"delta": (0, False), "beta": (0, True), "eps": (0, False)}
         for key, (lo, closed) in bounds.items():
             if key in o and not (o[key] > lo or (closed and o[key] == lo)):
@@ -154,24 +172,25 @@ class NetSpec:
             raise SpecError(f"spec must be a string, got {type(text).__name__}")
         parts = text.strip().split(":")
         if len(parts) not in (3, 4):
-            raise SpecError(f"spec {text!r}: expected WIDTHS:ACTIVATIONS:LOSS[:KEY=VALUE,...], "
+            raise SpecError(f"spec {shown(text)}: expected WIDTHS:ACTIVATIONS:LOSS[:KEY=VALUE,...], "
                             f"e.g. 2-2-1:sigmoid:quadratic")
         widths_s, acts_s, loss = (p.strip() for p in parts[:3])
-        try:
-            widths = tuple(int(w) for w in widths_s.split("-"))
-        except ValueError:
-            raise SpecError(f"widths {widths_s!r}: expected integers joined by '-', like 2-2-1") from None
+        texts = [w.strip() for w in widths_s.split("-")]
+        if not all(_WIDTH.fullmatch(w) for w in texts):
+            raise SpecError(f"widths {shown(widths_s)}: expected integers (at most 12 digits 0-9) "
+                            f"joined by '-', like 2-2-1")
+        widths = tuple(int(w) for w in texts)
         if loss not in LOSSES:
-            raise SpecError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
+            raise SpecError(f"unknown loss {shown(loss)}; valid: {', '.join(LOSSES)}")
         fields: dict[str, Any] = {}
         options: dict[str, Any] = {}
         loss_defaults = LOSSES[loss].options
         for item in (parts[3].split(",") if len(parts) == 4 and parts[3].strip() else []):
             key, sep, value = (s.strip() for s in item.partition("="))
             if not sep or not key:
-                raise SpecError(f"option {item!r}: expected KEY=VALUE")
+                raise SpecError(f"option {shown(item)}: expected KEY=VALUE")
             if key in fields or key in options:
-                raise SpecError(f"option {key!r} given twice")
+                raise SpecError(f"option {shown(key)} given twice")
             if key == "bias":
                 fields[key] = _parse_value(key, value, True)
             elif key in ("dtype", "init", "target", "reduction"):
@@ -180,7 +199,7 @@ class NetSpec:
                 options[key] = _parse_value(key, value, loss_defaults[key])
             else:
                 valid = ["dtype", "bias", "init", "target", "reduction", *loss_defaults]
-                raise SpecError(f"unknown option {key!r} for {loss}; valid: {', '.join(valid)}")
+                raise SpecError(f"unknown option {shown(key)} for {loss}; valid: {', '.join(valid)}")
         acts = tuple(a.strip() for a in acts_s.split(","))
         return cls(widths, acts, loss, tuple(options.items()), **fields)
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from handimpl import ACTIVATIONS, INITS, LOSSES
 
-from .spec import DTYPES, NetSpec
+from .spec import DTYPES, NetSpec, shown
 
 # Values offered for each loss option (the first is torch's default, so shrinking goes there).
 OPTION_VALUES = {
@@ -32,7 +32,7 @@ def _names(kind: str, given: Sequence[str] | None, registry) -> tuple[str, ...]:
     names = tuple(registry) if given is None else tuple(given)
     unknown = [n for n in names if n not in registry]
     if unknown:
-        raise ValueError(f"unknown {kind} {unknown[0]!r}; valid: {', '.join(registry)}")
+        raise ValueError(f"unknown {kind} {shown(unknown[0])}; valid: {', '.join(registry)}")
     if not names:
         raise ValueError(f"no {kind} given")
     return names

@@ -1,0 +1,539 @@
+"""Fuzz the `verify` command: spec strings, flag combinations, hostile implementations, signals.
+
+Not a test: it prints counts, per group and in all,
+
+    tried / clean / tracebacks / hangs / lost reports
+
+- a *traceback* is a Python traceback on stdout or stderr, an uncaught exception, or an exit
+  status other than 0, 1, 2, 130 and 143 (a process killed by a signal included);
+- a *hang* is a command still running at its time limit (it is killed);
+- a *lost report* is, for a command that writes a report, an --out that does not hold one whole,
+  self-consistent report afterwards (the previous one, put there before each try, or a new
+  one), a temporary file inside it, or, after exit 0 or 1, the previous report left unreplaced.
+
+Spec strings are mutations of valid specs (random edits with hostile pieces: non-ASCII digits,
+signs, underscores, inf/nan, huge numbers, separators) plus a fixed list; they are run by a
+driver subprocess that calls verify.cli.main on each in turn (each call under an alarm), as
+`verify check SPEC --max-memory 256M` does. A further sample of them, the flag
+combinations, the hostile implementations and the signal scenarios each run as their own
+`verify` subprocess, with a timeout, reports into temporary directories.
+
+The hostile implementations marked OTHER depend on the other engineer's branch (calling user
+code safely: exceptions from user code beyond Exception, os._exit, FlakyFailure while
+shrinking, grad mode, SIGALRM ignored); their counts are printed apart and are not expected to
+be clean on this branch alone.
+
+    python benchmarks/fuzz.py [--specs N] [--seed S] [--parallel P] [--only GROUP ...]
+
+The default run (2,000 spec strings) takes about three minutes on this project's 2-core machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPORT_FILES = {"cases.csv", "discrepancies.csv", "summary.csv", "report.html", "report.json"}
+OK_STATUS = {0, 1, 2, 130, 143}
+VERIFY = [sys.executable, "-m", "verify.cli"]
+
+VALID_SPECS = [
+    "2-2-1:sigmoid:quadratic", "4-16-3:relu,identity:cross_entropy:label_smoothing=0.2",
+    "8-4-4:softsign,softmax:mse_loss:dtype=float32,bias=false",
+    "3-3-3:tanh,softplus:huber_loss:reduction=sum,delta=2", "3-2:identity:smooth_l1_loss:beta=0.5",
+    "5-3:identity:cross_entropy:target=prob", "3-3-2:tanh,log_softmax:nll_loss",
+    "2-1:relu:poisson_nll_loss:log_input=false,eps=1e-6", "2-2:log_softmax:kl_div:reduction=batchmean",
+]
+PIECES = ["２", "٢", "１", "+", "_", "-", "--", ":", "::", ",", ",,", "=", "==", "inf", "-inf", "nan",
+          "1e999", "1e-999", "0", "00", "9" * 30, "9" * 5000, "ｒｅｌｕ", " ", "\t", "é", "true", "TRUE",
+          "reduction=sum", "target=prob", "dtype=float16", "bias=0", "x" * 1000, "relu", "softmax",
+          "delta=", "=1", "eps=0", "label_smoothing=2", "1000000", "8000", "\\", "'", '"', "$(x)", ";"]
+FIXED_SPECS = [
+    "２-１:relu:mse_loss", "٢-١:relu:mse_loss", "+2-1:relu:mse_loss", "2_0-1:relu:mse_loss",
+    "2-1:relu:huber_loss:delta=inf", "2-1:relu:poisson_nll_loss:eps=nan", "1000000-1000000-1:sigmoid:quadratic",
+    "8000-8000-1:sigmoid:quadratic", "x" * 100000, "2-1:" + "relu," * 10000 + ":mse_loss", "", ":", ":::",
+    "1" + "-1" * 3000 + ":relu:mse_loss", "2-1:relu:mse_loss:" + ",".join(["dtype=float32"] * 3),
+]
+
+
+@dataclass
+class Tally:
+    tried: int = 0
+    clean: int = 0
+    tracebacks: int = 0
+    hangs: int = 0
+    lost: int = 0
+    examples: list = field(default_factory=list)
+
+    def add(self, what: str, traceback: bool = False, hang: bool = False, lost: bool = False) -> None:
+        self.tried += 1
+        self.tracebacks += traceback
+        self.hangs += hang
+        self.lost += lost
+        if traceback or hang or lost:
+            if len(self.examples) < 5:
+                kinds = [k for k, v in (("traceback", traceback), ("hang", hang), ("lost", lost)) if v]
+                self.examples.append(f"{'/'.join(kinds)}: {what[:160]!r}")
+        else:
+            self.clean += 1
+
+    def line(self, name: str) -> str:
+        return (f"{name:<28} tried {self.tried:>5}  clean {self.clean:>5}  tracebacks {self.tracebacks:>3}  "
+                f"hangs {self.hangs:>3}  lost reports {self.lost:>3}")
+
+
+# -- running `verify` -----------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    status: int | None          # None: killed at its time limit
+    out: str
+    err: str
+
+
+def run_verify(args: list[str], cwd: Path, *, timeout: float, env: dict | None = None,
+               signal_when=None) -> Run:
+    """`verify ARGS` in its own process group, its output in files (``signal_when(proc, err_path)``
+    may watch its stderr and signal it meanwhile)."""
+    with tempfile.TemporaryDirectory() as logs:
+        out_path, err_path = Path(logs, "out"), Path(logs, "err")
+        with open(out_path, "w") as out_f, open(err_path, "w") as err_f:
+            proc = subprocess.Popen([*VERIFY, *args], cwd=cwd, stdout=out_f, stderr=err_f, text=True,
+                                    env={**os.environ, **(env or {})}, start_new_session=True)
+            if signal_when is not None:
+                signal_when(proc, err_path)
+            try:
+                status = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                status = None
+        return Run(status, out_path.read_text(errors="replace"), err_path.read_text(errors="replace"))
+
+
+def has_traceback(run: Run) -> bool:
+    return run.status is not None and (run.status not in OK_STATUS or "Traceback (most recent call last)"
+                                       in run.out + run.err)
+
+
+def report_state(out: Path) -> str | None:
+    """None when ``out`` holds one whole, self-consistent report and nothing else; else why not."""
+    if not out.is_dir():
+        return "no report directory"
+    names = {p.name for p in out.iterdir()}
+    if names != REPORT_FILES:
+        return f"files {sorted(names)}"
+    try:
+        data = json.loads((out / "report.json").read_text())
+        rows = (out / "cases.csv").read_text().count("\n") - 1
+    except (OSError, ValueError) as e:
+        return f"unreadable: {e}"
+    if data["counts"]["cases"] != rows or not (out / "report.html").read_text().rstrip().endswith("</html>"):
+        return "files from different runs or cut short"
+    return None
+
+
+def report_lost(out: Path, previous: bytes | None, run: Run) -> bool:
+    """After a command that writes ``out`` (holding ``previous``'s report.json before it)."""
+    if not out.exists():
+        return previous is not None
+    if report_state(out) is not None:
+        return True
+    replaced = (out / "report.json").read_bytes() != previous
+    return run.status in (0, 1) and not replaced
+
+
+# -- 1. spec strings, in one driver process ---------------------------------------------------------
+
+DRIVER = textwrap.dedent("""
+    import contextlib, io, json, signal, sys
+    from verify.cli import main
+
+    class Hang(BaseException):
+        pass
+
+    def alarm(signum, frame):
+        raise Hang
+
+    signal.signal(signal.SIGALRM, alarm)
+    for line in sys.stdin:
+        spec = json.loads(line)
+        out, err = io.StringIO(), io.StringIO()
+        raised = hang = False
+        signal.alarm(20)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                status = main(["check", spec, "--max-memory", "256M"])
+        except Hang:
+            status, hang = None, True
+        except BaseException as e:
+            status, raised = None, f"{type(e).__name__}: {e}"[:200]
+        finally:
+            signal.alarm(0)
+        print(json.dumps({"status": status, "raised": raised, "hang": hang,
+                          "err_lines": len(err.getvalue().splitlines()), "err_len": len(err.getvalue())}),
+              flush=True)
+""")
+
+
+def mutate(rng: random.Random, text: str) -> str:
+    for _ in range(rng.randint(1, 4)):
+        i = rng.randint(0, len(text))
+        op = rng.random()
+        if op < 0.4:
+            text = text[:i] + rng.choice(PIECES) + text[i:]
+        elif op < 0.7:
+            text = text[:i] + text[i + rng.randint(1, 4):]
+        else:
+            text = text[:i] + rng.choice(PIECES) + text[i + rng.randint(1, 3):]
+    return text
+
+
+def spec_strings(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    drawn = [mutate(rng, rng.choice(VALID_SPECS)) for _ in range(max(n - len(FIXED_SPECS), 0))]
+    return FIXED_SPECS + drawn
+
+
+def fuzz_specs(specs: list[str], cwd: Path, tally: Tally, long_errors: list) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=cwd, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc.stdin.write("".join(json.dumps(s) + "\n" for s in specs))
+    proc.stdin.close()
+    for spec in specs:
+        line = proc.stdout.readline()
+        if not line:                                 # the driver itself died
+            tally.add(spec, traceback=True)
+            continue
+        r = json.loads(line)
+        if r["status"] == 2 and (r["err_lines"] != 1 or r["err_len"] > 600):
+            long_errors.append(spec[:80])
+        tally.add(spec, traceback=bool(r["raised"]) or (r["status"] is not None and r["status"] not in OK_STATUS),
+                  hang=r["hang"])
+    proc.wait(timeout=60)
+
+
+# -- 2. flag combinations ---------------------------------------------------------------------------
+
+def flag_cases(tmp: Path) -> list[tuple[list[str], bool]]:
+    """(argv, writes a report to OUT) ; OUT in argv is replaced by the try's own directory."""
+    afile = tmp / "a-file"
+    afile.write_text("x")
+    small = ["--examples", "6", "--max-depth", "2"]
+    cases = [
+        (["run", *small, "--out", "OUT"], True),
+        (["run", "--examples", "0", "--out", "OUT"], True), (["run", "--examples", "-1", "--out", "OUT"], True),
+        (["run", "--examples", str(10 ** 26), "--out", "OUT"], True),
+        (["run", "--examples", "1e3", "--out", "OUT"], True), (["run", "--examples", "abc", "--out", "OUT"], True),
+        (["run", *small, "--jobs", "0", "--out", "OUT"], True), (["run", *small, "--jobs", "1000", "--out", "OUT"], True),
+        (["run", "--examples", "20", "--max-depth", "2", "--jobs", "2", "--out", "OUT"], True),
+        (["run", *small, "--jobs", "8", "--out", "OUT"], True),
+        (["run", "--max-depth", "0", "--out", "OUT"], True), (["run", "--max-depth", "33", "--out", "OUT"], True),
+        (["run", "--max-width", "2000", "--out", "OUT"], True), (["run", "--max-batch", str(10 ** 9), "--out", "OUT"], True),
+        (["run", "--max-width", "1024", "--max-depth", "32", "--max-batch", "4096", "--out", "OUT"], True),
+        (["run", *small, "--activations", "", "--out", "OUT"], True),
+        (["run", *small, "--activations", "bogus", "--out", "OUT"], True),
+        (["run", *small, "--activations", "relu,,relu", "--out", "OUT"], True),
+        (["run", *small, "--activations", "softmax", "--losses", "l1_loss", "--out", "OUT"], True),
+        (["run", *small, "--losses", "binary_cross_entropy", "--activations", "relu", "--out", "OUT"], True),
+        (["run", *small, "--dtypes", "float16", "--out", "OUT"], True),
+        (["run", *small, "--activations", "x" * 100000, "--out", "OUT"], True),
+        (["run", *small, "--seed", "-1", "--out", "OUT"], True), (["run", *small, "--seed", str(2 ** 64), "--out", "OUT"], True),
+        (["run", *small, "--max-memory", "0", "--out", "OUT"], True),
+        (["run", *small, "--max-memory", "1K", "--out", "OUT"], True),
+        (["run", *small, "--max-memory", "lots", "--out", "OUT"], True),
+        (["run", *small, "--out", "/proc/x"], False), (["run", *small, "--out", "/dev/null"], False),
+        (["run", *small, "--out", str(afile)], False), (["run", *small, "--out", "."], False),
+        (["run", *small, "--out", ""], False), (["run", *small, "--out", str(tmp)], False),
+        (["check", "2-2-1:sigmoid:quadratic", "--examples", "5"], False),
+        (["check", "2-2-1:sigmoid:quadratic", "--jobs", "2"], False),
+        (["check", "2-2-1:sigmoid:quadratic", "--out", "OUT"], False),
+        (["check", "2-2-1:sigmoid:quadratic", "--batch", str(10 ** 9)], False),
+        (["check", "2-2-1:sigmoid:quadratic", "--batch", "0"], False),
+        (["check", "2-2-1:sigmoid:quadratic", "--time-limit", "1"], False),
+        (["check", "2-2-1:sigmoid:quadratic", "--seed", "nan"], False),
+        (["check"], False), (["check", "--impl", "handimpl:backprop", "--batch", "3", "--out", "OUT"], True),
+        (["check", "--impl", "handimpl:backprop", *small, "--out", "OUT"], True),
+        (["check", "--impl", "handimpl:nothing", *small, "--out", "OUT"], True),
+        (["check", "--impl", "no/such/file.py:fn", *small, "--out", "OUT"], True),
+        (["check", "--impl", "handimpl:backprop", *small, "--time-limit", "inf", "--out", "OUT"], True),
+        (["explain", "2-2-1:sigmoid:quadratic", "--out", "/dev/null"], False),
+        (["explain", "2-2-1:sigmoid:quadratic", "--out", str(tmp)], False),
+        (["explain", "8000-8000-1:sigmoid:quadratic"], False),
+        (["explain", "--seed-example", "2-2-1:sigmoid:quadratic"], False),
+        (["mutants", "--examples", str(10 ** 26), "--out", "OUT"], False),
+        (["mutants", "--out", "/dev/null"], False),
+        (["bogus"], False), ([], False), (["run", "--help"], False), (["--version"], False),
+    ]
+    return cases
+
+
+# -- 3. hostile implementations ---------------------------------------------------------------------
+
+HOSTILE = textwrap.dedent('''
+    import os, signal, time
+    import numpy as np
+    import handimpl
+    from handimpl.network import backprop as _bp
+
+    def correct(spec, params, x, y):
+        return _bp(spec, params, x, y)
+
+    def appends_params_changes_x(spec, params, x, y):
+        out = _bp(spec, params, x, y); params.append(params[0]); x *= 2; return out
+
+    def huge_errors(spec, params, x, y):
+        out = dict(_bp(spec, params, x, y)); out["dx"] = out["dx"] * 1e300 + 1e-300; return out
+
+    def inf_and_nan(spec, params, x, y):
+        out = dict(_bp(spec, params, x, y)); out["dW1"] = out["dW1"] * np.inf; out["loss"] = float("nan")
+        out["z1"] = np.zeros_like(out["z1"]); return out
+
+    def string_supports(spec, params, x, y):
+        return _bp(spec, params, x, y)
+    string_supports.supports = {"activations": "relu"}
+
+    def misspelt_supports(spec, params, x, y):
+        return _bp(spec, params, x, y)
+    misspelt_supports.supports = {"activation": ["relu"]}
+
+    def prints_a_lot(spec, params, x, y):
+        print("x" * 100000); return _bp(spec, params, x, y)
+
+    def not_a_mapping(spec, params, x, y):
+        return 42
+
+    def raises_value_error(spec, params, x, y):
+        raise ValueError("<script>" + "y" * 10000)
+
+    def sleeps_past_the_limit(spec, params, x, y):
+        time.sleep(30); return _bp(spec, params, x, y)
+
+    def exits(spec, params, x, y):
+        os._exit(3)
+
+    def keyboard_interrupt(spec, params, x, y):
+        raise KeyboardInterrupt
+
+    class Custom(BaseException):
+        pass
+
+    def custom_base_exception(spec, params, x, y):
+        raise Custom("no")
+
+    def generator_exit(spec, params, x, y):
+        raise GeneratorExit
+
+    class BadStr(Exception):
+        def __str__(self):
+            raise RuntimeError("str")
+
+    def unprintable_exception(spec, params, x, y):
+        raise BadStr()
+
+    class BadMap(dict):
+        def __iter__(self):
+            raise RuntimeError("iter")
+
+    def mapping_that_cannot_iterate(spec, params, x, y):
+        return BadMap(_bp(spec, params, x, y))
+
+    _calls = [0]
+
+    def flaky(spec, params, x, y):
+        _calls[0] += 1
+        if _calls[0] <= 2:
+            raise ValueError("only at first")
+        return _bp(spec, params, x, y)
+
+    def grad_off(spec, params, x, y):
+        import torch
+        torch.set_grad_enabled(False)
+        return _bp(spec, params, x, y)
+
+    def ignores_alarm(spec, params, x, y):
+        signal.signal(signal.SIGALRM, signal.SIG_IGN); time.sleep(30); return _bp(spec, params, x, y)
+
+    def swallows_everything(spec, params, x, y):
+        while True:
+            try:
+                time.sleep(0.1)
+            except BaseException:
+                pass
+''')
+# (function, extra flags, owner): MINE are fixed on this branch; OTHER on the other engineer's.
+HOSTILE_CASES = [
+    ("correct", [], "MINE"), ("correct", ["--jobs", "2"], "MINE"),
+    ("appends_params_changes_x", [], "MINE"), ("huge_errors", [], "MINE"), ("inf_and_nan", [], "MINE"),
+    ("string_supports", [], "MINE"), ("misspelt_supports", [], "MINE"), ("prints_a_lot", [], "MINE"),
+    ("not_a_mapping", [], "MINE"), ("raises_value_error", [], "MINE"),
+    ("sleeps_past_the_limit", ["--time-limit", "0.5"], "MINE"),
+    ("exits", ["--jobs", "2"], "OTHER"), ("exits", [], "OTHER"), ("keyboard_interrupt", ["--jobs", "2"], "OTHER"),
+    ("custom_base_exception", ["--jobs", "2"], "OTHER"), ("generator_exit", [], "OTHER"),
+    ("unprintable_exception", [], "OTHER"), ("mapping_that_cannot_iterate", [], "OTHER"),
+    ("flaky", ["--jobs", "2"], "OTHER"), ("grad_off", [], "OTHER"),
+    ("ignores_alarm", ["--time-limit", "0.5"], "OTHER"), ("swallows_everything", ["--time-limit", "0.5"], "OTHER"),
+]
+
+
+# -- 4. signals while a report is written -------------------------------------------------------------
+
+def _when_writing(out: Path, signum: int):
+    def send(proc: subprocess.Popen, err_path: Path) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(p.is_dir() and any(p.iterdir()) for p in out.parent.glob(f".{out.name}.*.tmp")):
+                proc.send_signal(signum)
+                return
+            time.sleep(0.02)
+    return send
+
+
+def _after(seconds: float, signum: int):
+    def send(proc: subprocess.Popen, err_path: Path) -> None:
+        time.sleep(seconds)
+        if proc.poll() is None:
+            proc.send_signal(signum)
+    return send
+
+
+def _while_sweeping(signum: int):
+    """Once the sweep has printed its first progress line."""
+    def send(proc: subprocess.Popen, err_path: Path) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if "checked" in err_path.read_text(errors="replace"):
+                time.sleep(0.3)
+                proc.send_signal(signum)
+                return
+            time.sleep(0.02)
+    return send
+
+
+SLOW_WRITES = {"VERIFY_WRITE_DELAY_S": "0.3"}
+# (name, examples, when to signal, environment); every one gets a previous report in OUT first.
+SIGNAL_CASES = [
+    ("SIGINT while writing", 60, lambda out: _when_writing(out, signal.SIGINT), SLOW_WRITES),
+    ("SIGTERM while writing", 60, lambda out: _when_writing(out, signal.SIGTERM), SLOW_WRITES),
+    ("SIGKILL while writing", 60, lambda out: _when_writing(out, signal.SIGKILL), SLOW_WRITES),
+    ("SIGINT while sweeping", 3000, lambda out: _while_sweeping(signal.SIGINT), {}),
+    ("SIGTERM while sweeping", 3000, lambda out: _while_sweeping(signal.SIGTERM), {}),
+    ("SIGTERM while sweeping, --jobs 2", 3000, lambda out: _while_sweeping(signal.SIGTERM), {"JOBS": "2"}),
+    ("SIGINT twice while writing", 60, lambda out: _twice(_when_writing(out, signal.SIGINT)), SLOW_WRITES),
+]
+# Python's own start-up (imports before verify.cli.main runs) is not part of this branch.
+STARTUP_CASES = [("SIGINT at start-up", 60, lambda out: _after(0.5, signal.SIGINT), {})]
+
+
+def _twice(send):
+    def both(proc: subprocess.Popen, err_path: Path) -> None:
+        send(proc, err_path)
+        time.sleep(0.1)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    return both
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--specs", type=int, default=2000, help="spec strings (in-process driver)")
+    ap.add_argument("--spec-subprocesses", type=int, default=12, help="spec strings also run as `verify check`")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parallel", type=int, default=2, help="subprocesses at once")
+    ap.add_argument("--only", nargs="*", default=None,
+                    choices=["specs", "flags", "hostile", "signals"], help="groups to run (default all)")
+    args = ap.parse_args(argv)
+    groups = args.only or ["specs", "flags", "hostile", "signals"]
+    start = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="verify-fuzz-"))
+    cwd = tmp / "cwd"
+    cwd.mkdir()
+    tallies: dict[str, Tally] = {}
+    long_errors: list[str] = []
+    previous = tmp / "previous"
+    first = run_verify(["run", "--examples", "4", "--max-depth", "1", "--out", str(previous)], cwd, timeout=120)
+    assert first.status == 0 and report_state(previous) is None, first.err
+    before = (previous / "report.json").read_bytes()
+    counter = iter(range(10 ** 9))
+
+    def fresh_out() -> Path:
+        out = tmp / f"out{next(counter)}"
+        shutil.copytree(previous, out)
+        return out
+
+    def subprocess_try(tally: Tally, argv: list[str], writes: bool, *, timeout=120, env=None,
+                       signal_for=None, killed_ok: bool = False) -> None:
+        out = fresh_out()
+        uses_out = "OUT" in argv
+        argv = [str(out) if a == "OUT" else a for a in argv]
+        run = run_verify(argv, cwd, timeout=timeout, env=env,
+                         signal_when=signal_for(out) if signal_for else None)
+        lost = report_lost(out, before, run) if writes or uses_out else report_state(out) is not None
+        traceback = has_traceback(run) and not (killed_ok and run.status == -signal.SIGKILL)
+        tally.add(f"exit {run.status}: {' '.join(argv)}"[:200], traceback=traceback, hang=run.status is None,
+                  lost=lost)
+
+    jobs = []
+    if "specs" in groups:
+        specs = spec_strings(args.specs, args.seed)
+        tallies["spec strings (in-process)"] = t = Tally()
+        fuzz_specs(specs, cwd, t, long_errors)
+        tallies["spec strings (subprocess)"] = t = Tally()
+        rng = random.Random(args.seed + 1)
+        sample = [s for s in rng.sample(specs, min(len(specs), 4 * args.spec_subprocesses))
+                  if "\0" not in s and len(s) < 100000][:args.spec_subprocesses]
+        jobs += [(t, ["check", s, "--max-memory", "256M"], False, {}) for s in sample]
+    if "flags" in groups:
+        tallies["flag combinations"] = t = Tally()
+        jobs += [(t, argv, writes, {}) for argv, writes in flag_cases(tmp)]
+    if "hostile" in groups:
+        hostile = tmp / "hostile.py"
+        hostile.write_text(HOSTILE)
+        mine, other = Tally(), Tally()
+        tallies["hostile impls (this branch)"], tallies["hostile impls (OTHER branch)"] = mine, other
+        for fn, flags, owner in HOSTILE_CASES:
+            argv = ["check", "--impl", f"{hostile}:{fn}", "--examples", "8", "--max-depth", "2",
+                    "--out", "OUT", *flags]
+            jobs.append((mine if owner == "MINE" else other, argv, True, {"timeout": 90}))
+    if "signals" in groups:
+        tallies["signals"], tallies["signals at start-up (OTHER)"] = t, startup = Tally(), Tally()
+        for tally, scenarios in ((t, SIGNAL_CASES), (startup, STARTUP_CASES)):
+            for name, examples, signal_for, env in scenarios:
+                argv = ["run", "--examples", str(examples), "--max-depth", "3", "--out", "OUT",
+                        "--jobs", env.pop("JOBS", "1")]
+                jobs.append((tally, argv, True, {"env": env, "signal_for": signal_for, "killed_ok": True}))
+
+    with ThreadPoolExecutor(args.parallel) as pool:
+        list(pool.map(lambda j: subprocess_try(j[0], j[1], j[2], **j[3]), jobs))
+
+    total = Tally()
+    for name, t in tallies.items():
+        print(t.line(name))
+        for example in t.examples:
+            print(f"    {example}")
+        if "OTHER" not in name:
+            for k in ("tried", "clean", "tracebacks", "hangs", "lost"):
+                setattr(total, k, getattr(total, k) + getattr(t, k))
+    print(total.line("all but OTHER"))
+    if long_errors:
+        print(f"exit-2 errors not on one short line: {len(long_errors)} (e.g. {long_errors[0]!r})")
+    print(f"{time.monotonic() - start:.0f} s")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if not (total.tracebacks or total.hangs or total.lost) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
