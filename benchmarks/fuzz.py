@@ -89,7 +89,7 @@ class Tally:
             self.clean += 1
 
     def line(self, name: str) -> str:
-        return (f"{name:<28} tried {self.tried:>5}  clean {self.clean:>5}  tracebacks {self.tracebacks:>3}  "
+        return (f"{name:<32} tried {self.tried:>5}  clean {self.clean:>5}  tracebacks {self.tracebacks:>3}  "
                 f"hangs {self.hangs:>3}  lost reports {self.lost:>3}")
 
 
@@ -168,13 +168,13 @@ DRIVER = textwrap.dedent("""
 
     signal.signal(signal.SIGALRM, alarm)
     for line in sys.stdin:
-        spec = json.loads(line)
+        argv = json.loads(line)
         out, err = io.StringIO(), io.StringIO()
         raised = hang = False
-        signal.alarm(20)
+        signal.alarm(60)
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                status = main(["check", spec, "--max-memory", "256M"])
+                status = main(argv)
         except Hang:
             status, hang = None, True
         except BaseException as e:
@@ -206,22 +206,26 @@ def spec_strings(n: int, seed: int) -> list[str]:
     return FIXED_SPECS + drawn
 
 
-def fuzz_specs(specs: list[str], cwd: Path, tally: Tally, long_errors: list) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=cwd, stdin=subprocess.PIPE,
+def run_in_process(argvs: list[list[str]], cwd: Path, long_errors: list) -> list[dict]:
+    """verify.cli.main on each argv in turn, in one driver process: for each, its exit status
+    (None if it raised or hung), what it raised, whether it hung."""
+    listing = cwd.parent / f"argvs-{time.monotonic_ns()}.jsonl"
+    listing.write_text("".join(json.dumps(a) + "\n" for a in argvs))
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=cwd, stdin=listing.open(),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    proc.stdin.write("".join(json.dumps(s) + "\n" for s in specs))
-    proc.stdin.close()
-    for spec in specs:
+    results = []
+    for argv in argvs:
         line = proc.stdout.readline()
-        if not line:                                 # the driver itself died
-            tally.add(spec, traceback=True)
-            continue
-        r = json.loads(line)
+        r = json.loads(line) if line else {"status": None, "raised": "the driver died", "hang": False}
         if r["status"] == 2 and (r["err_lines"] != 1 or r["err_len"] > 600):
-            long_errors.append(spec[:80])
-        tally.add(spec, traceback=bool(r["raised"]) or (r["status"] is not None and r["status"] not in OK_STATUS),
-                  hang=r["hang"])
+            long_errors.append(" ".join(argv)[:80])
+        results.append(r)
     proc.wait(timeout=60)
+    return results
+
+
+def in_process_traceback(r: dict) -> bool:
+    return bool(r["raised"]) or (r["status"] is not None and r["status"] not in OK_STATUS)
 
 
 # -- 2. flag combinations ---------------------------------------------------------------------------
@@ -451,6 +455,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--specs", type=int, default=2000, help="spec strings (in-process driver)")
     ap.add_argument("--spec-subprocesses", type=int, default=12, help="spec strings also run as `verify check`")
+    ap.add_argument("--flag-subprocesses", type=int, default=8, help="flag combinations also run as `verify`")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--parallel", type=int, default=2, help="subprocesses at once")
     ap.add_argument("--only", nargs="*", default=None,
@@ -490,15 +495,28 @@ def main(argv=None) -> int:
     if "specs" in groups:
         specs = spec_strings(args.specs, args.seed)
         tallies["spec strings (in-process)"] = t = Tally()
-        fuzz_specs(specs, cwd, t, long_errors)
+        argvs = [["check", s, "--max-memory", "256M"] for s in specs]
+        for argv, r in zip(argvs, run_in_process(argvs, cwd, long_errors)):
+            t.add(f"exit {r['status']}: {' '.join(argv)} {r['raised'] or ''}", traceback=in_process_traceback(r),
+                  hang=r["hang"])
         tallies["spec strings (subprocess)"] = t = Tally()
         rng = random.Random(args.seed + 1)
         sample = [s for s in rng.sample(specs, min(len(specs), 4 * args.spec_subprocesses))
                   if "\0" not in s and len(s) < 100000][:args.spec_subprocesses]
         jobs += [(t, ["check", s, "--max-memory", "256M"], False, {}) for s in sample]
     if "flags" in groups:
-        tallies["flag combinations"] = t = Tally()
-        jobs += [(t, argv, writes, {}) for argv, writes in flag_cases(tmp)]
+        tallies["flag combinations (in-process)"] = t = Tally()
+        flags = flag_cases(tmp)
+        outs = [fresh_out() for _ in flags]
+        argvs = [[str(out) if a == "OUT" else a for a in argv] for (argv, _), out in zip(flags, outs)]
+        for (argv, writes), out, shown, r in zip(flags, outs, argvs, run_in_process(argvs, cwd, long_errors)):
+            run = Run(r["status"], "", "")
+            lost = report_lost(out, before, run) if writes or "OUT" in argv else report_state(out) is not None
+            t.add(f"exit {r['status']}: {' '.join(shown)} {r['raised'] or ''}", traceback=in_process_traceback(r),
+                  hang=r["hang"], lost=lost)
+        tallies["flag combinations (subprocess)"] = t2 = Tally()
+        rng = random.Random(args.seed + 2)
+        jobs += [(t2, argv, writes, {}) for argv, writes in rng.sample(flags, args.flag_subprocesses)]
     if "hostile" in groups:
         hostile = tmp / "hostile.py"
         hostile.write_text(HOSTILE)
@@ -507,7 +525,7 @@ def main(argv=None) -> int:
         for fn, flags, owner in HOSTILE_CASES:
             argv = ["check", "--impl", f"{hostile}:{fn}", "--examples", "8", "--max-depth", "2",
                     "--out", "OUT", *flags]
-            jobs.append((mine if owner == "MINE" else other, argv, True, {"timeout": 90}))
+            jobs.append((mine if owner == "MINE" else other, argv, True, {"timeout": 60 if owner == "MINE" else 30}))
     if "signals" in groups:
         tallies["signals"], tallies["signals at start-up (OTHER)"] = t, startup = Tally(), Tally()
         for tally, scenarios in ((t, SIGNAL_CASES), (startup, STARTUP_CASES)):

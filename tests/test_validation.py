@@ -136,3 +136,10 @@ def test_an_implementation_that_appends_to_params_and_changes_x_is_reported_for_
     result = check("3-4-2:sigmoid:mse_loss", seed=1, batch=3,
                    impl=load_target(f"{USER}:appends_to_params_and_changes_x"))
     assert [r.name for r in result.records if r.quantity == ""] == ["params", "x"]
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["check"], ["mutants"], ["explain"]],
+                         ids=["verify", "run", "check", "mutants", "explain"])
+def test_every_help_page_prints_and_exits_0(capsys, command):
+    assert main([*command, "--help"]) == 0
+    assert "usage:" in capsys.readouterr().out

@@ -88,7 +88,7 @@ def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None, defau
                    help=f"worker processes (at most {limits.JOBS_PER_CPU} per CPU, and one per block of cases)")
     p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
                    help="refuse a run whose largest case (times --jobs) is estimated to need more "
-                        f"(e.g. 8G; default {limits.MEMORY_FRACTION:.0%} of the memory available)")
+                        f"(e.g. 8G; default {limits.MEMORY_FRACTION:.0%}% of the memory available)")
 
 
 def fill_sweep_defaults(args: argparse.Namespace) -> None:
