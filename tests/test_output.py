@@ -48,6 +48,14 @@ def test_a_new_report_replaces_the_previous_one_whole_and_leaves_nothing_beside_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
 
 
+def test_a_previous_report_with_a_killed_writers_temporary_file_in_it_is_replaced_whole(tmp_path):
+    out = tmp_path / "report"
+    write_reports(_result(3), out)
+    (out / ".discrepancies.csv.k2j4.tmp").write_text("cut sh")
+    write_reports(_result(2), out)
+    assert _n_cases(out) == 2
+
+
 def test_a_report_that_fails_while_being_written_leaves_the_previous_one_intact(tmp_path, monkeypatch):
     out = tmp_path / "report"
     write_reports(_result(3), out)

@@ -36,6 +36,7 @@ from typing import Callable, Iterable, Iterator
 
 DELAY_ENV = "VERIFY_WRITE_DELAY_S"
 _STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+_LEFTOVER = re.compile(r"^\..+\.tmp$")    # a temporary file a killed writer left in a report
 
 
 class OutError(ValueError):
@@ -59,7 +60,8 @@ def check_out_dir(out: str | os.PathLike, names: Iterable[str]) -> Path:
     """The absolute report directory ``out``, if a report made of ``names`` can be put there.
 
     Refused (OutError): a path that exists and is not a directory (a file, /dev/null), a
-    directory holding anything but a previous report's ``names``, the current directory or one
+    directory holding anything but a previous report's ``names`` (and hidden ``.*.tmp`` files a
+    killed writer left, which the swap removes with it), the current directory or one
     above it (the swap replaces the whole directory), and a place where no directory can be
     created (/proc/x, a read-only file system, a directory without write permission): the
     check creates and removes a staging directory beside ``out``."""
@@ -74,8 +76,10 @@ def check_out_dir(out: str | os.PathLike, names: Iterable[str]) -> Path:
         raise OutError(f"--out {shown}: is the current directory or one above it; "
                        f"give a directory of its own for the report")
     if path.is_dir():
+        allowed = set(names)
         try:
-            foreign = sorted(p.name for p in path.iterdir() if p.name not in set(names))
+            foreign = sorted(p.name for p in path.iterdir()
+                             if p.name not in allowed and not _LEFTOVER.match(p.name))
         except OSError as e:
             raise OutError(f"--out {shown}: cannot be read ({e.strerror})") from None
         if foreign:
