@@ -69,7 +69,7 @@ def check_out_dir(out: str | os.PathLike, names: Iterable[str]) -> Path:
     if not text or "\0" in text:
         raise OutError(f"--out {text!r}: not a usable path")
     path = Path(text).expanduser().resolve()
-    shown = _short(text)
+    shown = short(text)
     if path.exists() and not path.is_dir():
         raise OutError(f"--out {shown}: is a {_kind(path)}, not a directory; give a directory for the report")
     if _contains_cwd(path):
@@ -102,7 +102,7 @@ def check_out_file(out: str | os.PathLike) -> Path:
     if not text or "\0" in text:
         raise OutError(f"--out {text!r}: not a usable path")
     path = Path(text).expanduser().resolve()
-    shown = _short(text)
+    shown = short(text)
     if path.exists() and not path.is_file():
         raise OutError(f"--out {shown}: is a {_kind(path)}, not a regular file")
     try:
@@ -126,7 +126,8 @@ def _kind(path: Path) -> str:
     return "special file"
 
 
-def _short(text: str, limit: int = 80) -> str:
+def short(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis."""
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
