@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from verify import report_html
+from verify import output, report_html
 from verify.check import check
 from verify.cli import main
 from verify.mutants import write_mutant_report
@@ -45,6 +45,37 @@ def test_a_new_report_replaces_the_previous_one_whole_and_leaves_nothing_beside_
     write_reports(_result(3), out)
     write_reports(_result(2, seed=7), out)
     assert _n_cases(out) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_a_previous_report_with_a_killed_writers_temporary_file_in_it_is_replaced_whole(tmp_path):
+    out = tmp_path / "report"
+    write_reports(_result(3), out)
+    (out / ".discrepancies.csv.k2j4.tmp").write_text("cut sh")
+    write_reports(_result(2), out)
+    assert _n_cases(out) == 2
+
+
+def test_without_an_atomic_exchange_a_new_report_still_replaces_the_previous_one_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(output, "_exchange", lambda a, b: False)
+    out = tmp_path / "report"
+    write_reports(_result(3), out)
+    write_reports(_result(2), out)
+    assert _n_cases(out) == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_a_staging_directory_of_a_running_process_is_left_alone(tmp_path):
+    out = tmp_path / "report"
+    live = tmp_path / f".report.{os.getppid()}.abcd.tmp"
+    live.mkdir()
+    write_reports(_result(2), out)
+    assert live.is_dir()
+
+
+def test_verify_run_leaves_no_hypothesis_directory_where_it_is_run(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "verify.cli", "run", "--examples", "4", "--max-depth", "1",
+                           "--out", str(tmp_path / "report")], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
 
 
@@ -154,7 +185,7 @@ def test_a_signal_while_verify_run_writes_finishes_the_report_and_exits_128_plus
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == status and "Traceback" not in err
     assert _n_cases(out) == 12
-    assert not _leftovers(tmp_path) and not (tmp_path / "cwd" / ".hypothesis").exists()
+    assert not _leftovers(tmp_path)
 
 
 def test_sigkill_while_verify_run_writes_leaves_the_previous_report_and_nothing_inside_it(tmp_path):

@@ -18,7 +18,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from handimpl import UnknownNameError
 
 from . import limits
-from .output import OutError, Terminated, check_out_dir, check_out_file, terminate_as_interrupt
+from .output import OutError, Terminated, check_out_dir, check_out_file, short, terminate_as_interrupt
 from .spec import NetSpec, SpecError
 
 
@@ -117,10 +117,6 @@ def _check_memory(args: argparse.Namespace, what: str, need: int) -> None:
                          f"{limits.human(limit)} ({which}); give --max-memory SIZE to allow more")
 
 
-def _short(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
 def validate_case(args: argparse.Namespace) -> None:
     """`verify check SPEC` (and `verify explain SPEC`): the spec parses, the flags apply to one
     case, the case fits in memory."""
@@ -130,7 +126,7 @@ def validate_case(args: argparse.Namespace) -> None:
                          f"verify run, verify check --impl without a SPEC)")
     spec = NetSpec.parse(args.spec)
     batch = args.batch or 4
-    _check_memory(args, f"{_short(str(spec))} at batch {batch}", limits.case_bytes(spec.widths, batch))
+    _check_memory(args, f"{short(str(spec))} at batch {batch}", limits.case_bytes(spec.widths, batch))
 
 
 def validate_sweep(args: argparse.Namespace, default_out, report_files) -> None:
@@ -187,7 +183,7 @@ def validate(args: argparse.Namespace) -> None:
         if args.spec and not args.seed_example:
             spec = NetSpec.parse(args.spec)
             batch = args.batch or 2
-            _check_memory(args, f"{_short(str(spec))} at batch {batch}", limits.case_bytes(spec.widths, batch))
+            _check_memory(args, f"{short(str(spec))} at batch {batch}", limits.case_bytes(spec.widths, batch))
         if args.out:
             args.out = str(check_out_file(args.out))
 

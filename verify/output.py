@@ -36,6 +36,7 @@ from typing import Callable, Iterable, Iterator
 
 DELAY_ENV = "VERIFY_WRITE_DELAY_S"
 _STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+_LEFTOVER = re.compile(r"^\..+\.tmp$")    # a temporary file a killed writer left in a report
 
 
 class OutError(ValueError):
@@ -59,7 +60,8 @@ def check_out_dir(out: str | os.PathLike, names: Iterable[str]) -> Path:
     """The absolute report directory ``out``, if a report made of ``names`` can be put there.
 
     Refused (OutError): a path that exists and is not a directory (a file, /dev/null), a
-    directory holding anything but a previous report's ``names``, the current directory or one
+    directory holding anything but a previous report's ``names`` (and hidden ``.*.tmp`` files a
+    killed writer left, which the swap removes with it), the current directory or one
     above it (the swap replaces the whole directory), and a place where no directory can be
     created (/proc/x, a read-only file system, a directory without write permission): the
     check creates and removes a staging directory beside ``out``."""
@@ -67,15 +69,17 @@ def check_out_dir(out: str | os.PathLike, names: Iterable[str]) -> Path:
     if not text or "\0" in text:
         raise OutError(f"--out {text!r}: not a usable path")
     path = Path(text).expanduser().resolve()
-    shown = _short(text)
+    shown = short(text)
     if path.exists() and not path.is_dir():
         raise OutError(f"--out {shown}: is a {_kind(path)}, not a directory; give a directory for the report")
     if _contains_cwd(path):
         raise OutError(f"--out {shown}: is the current directory or one above it; "
                        f"give a directory of its own for the report")
     if path.is_dir():
+        allowed = set(names)
         try:
-            foreign = sorted(p.name for p in path.iterdir() if p.name not in set(names))
+            foreign = sorted(p.name for p in path.iterdir()
+                             if p.name not in allowed and not _LEFTOVER.match(p.name))
         except OSError as e:
             raise OutError(f"--out {shown}: cannot be read ({e.strerror})") from None
         if foreign:
@@ -98,7 +102,7 @@ def check_out_file(out: str | os.PathLike) -> Path:
     if not text or "\0" in text:
         raise OutError(f"--out {text!r}: not a usable path")
     path = Path(text).expanduser().resolve()
-    shown = _short(text)
+    shown = short(text)
     if path.exists() and not path.is_file():
         raise OutError(f"--out {shown}: is a {_kind(path)}, not a regular file")
     try:
@@ -122,7 +126,8 @@ def _kind(path: Path) -> str:
     return "special file"
 
 
-def _short(text: str, limit: int = 80) -> str:
+def short(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis."""
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
