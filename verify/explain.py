@@ -97,14 +97,14 @@ def tutorial_markdown() -> str:
 
 def explain_command(args) -> int:
     from .cli import UsageError
-    if args.seed_example and args.spec:
-        raise UsageError("give a SPEC or --seed-example, not both")
-    if args.seed_example:
+    if args.tutorial_example and args.spec:
+        raise UsageError("give a SPEC or --tutorial-example, not both")
+    if args.tutorial_example:
         ex = seed_example()
     elif args.spec:
         ex = explain(NetSpec.parse(args.spec), seed=args.seed, batch=args.batch or DEFAULT_BATCH)
     else:
-        raise UsageError("give a SPEC (e.g. '2-2-1:sigmoid:binary_cross_entropy') or --seed-example")
+        raise UsageError("give a SPEC (e.g. '2-2-1:sigmoid:binary_cross_entropy') or --tutorial-example")
     text = render(ex, args.format)
     if args.out:
         try:

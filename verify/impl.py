@@ -153,6 +153,7 @@ def load_target(target: str) -> Impl:
             sys.modules[mod_name] = module          # so that the function pickles for --jobs
             module_spec.loader.exec_module(module)
         else:
+            _current_directory_importable()
             module = importlib.import_module(where)
     except Exception as e:           # noqa: BLE001 - any import failure is bad input
         if type(e).__name__ == "UsageError":
@@ -166,6 +167,14 @@ def load_target(target: str) -> Impl:
     if not callable(fn):
         raise _usage(f"--impl {target!r}: {name} is a {type(fn).__name__}, not callable")
     return fn
+
+
+def _current_directory_importable() -> None:
+    """Put the current directory first on sys.path, as ``python -m`` and pytest's rootdir
+    do, so that ``mypkg.mlp:backprop`` imports from where the command runs."""
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def resolve(impl: Impl | str) -> Impl:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .impl import DEFAULT_OUT, Impl, _usage, load_target, reset_warnings, resolve
+from .progress import progress_reporter
+from .target import target_of
 
 
 # -- sweeping an implementation ------------------------------------------------------------------
@@ -75,9 +77,10 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
         except Exception:            # noqa: BLE001 - a lambda or closure: run in this process
             jobs = 1
     reset_warnings()
+    check_fn = functools.partial(check_case, impl, time_limit=time_limit)
+    check_fn.impl_name = target_of(fn)
     return sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
-                 max_batch=max_batch, jobs=jobs, check_fn=functools.partial(check_case, impl, time_limit=time_limit),
-                 progress=progress, impl=impl if isinstance(impl, str) else None, **names)
+                 max_batch=max_batch, jobs=jobs, check_fn=check_fn, progress=progress, **names)
 
 
 def check_implementation(fn: Impl | str, **options):
@@ -113,28 +116,23 @@ def assert_matches_torch(fn: Impl | str, **options) -> None:
 def check_impl_command(args) -> int:
     """``verify check --impl TARGET ...`` without a SPEC: sweep, write the reports, exit 0/1/130
     (2 via UsageError). With a SPEC, verify.cli.cmd_check checks that one case."""
-    from .diagnose import explain_failure
     from .report import summary_lines, write_reports
-    from .sweep import INTERRUPTED
+    from .sweep import INTERRUPTED, finished
 
     load_target(args.impl)             # a bad TARGET is a usage error before anything runs
+    progress = progress_reporter()
     result = sweep_implementation(
         args.impl, examples=args.examples, seed=args.seed, activations=args.activations,
         losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
         max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
-        time_limit=getattr(args, "time_limit", None))
+        time_limit=getattr(args, "time_limit", None), progress=progress)
+    progress.close()
     out_dir = Path(args.out) if args.out else DEFAULT_OUT
+    result = finished(result)
     paths = write_reports(result, out_dir, title=f"verify check --impl {args.impl}")
     for line in summary_lines(result):
         print(line)
-    failing = list(result.minimal) or [r for r in result.results if not r.passed]
-    if failing:
-        print(explain_failure(result, args.impl))
-        first = failing[0]
-        print(f"reproduce: verify check '{first.spec}' --impl {args.impl} "
-              f"--seed {first.seed} --batch {first.batch}")
     print(f"report: {paths['html']}")
     if result.stopped == INTERRUPTED:
         return 130
     return 0 if result.passed else 1
-

@@ -69,6 +69,7 @@ def build(name: str) -> Callable:
         network[registry] = changed[registry]      # backprop and forward look it up at call time
     fn = network["backprop"]
     fn.step = network["sgd_step"]
+    fn.verify_target = f"verify.mutant_impl:{name}"
     return fn
 
 
