@@ -87,7 +87,7 @@ def describe_case(case) -> str:
             lines.append(f"  look at {where}")
     else:
         lines.append(f"  {first.name} is the first to diverge"
-                     + (f" while {_and(agree)} agree" if agree else "")
+                     + (f" while {_and(agree)} agree{'s' if len(agree) == 1 else ''}" if agree else "")
                      + f": look at {where}")
         lines.append(f"  at index {list(first.worst_index)}: yours {_fmt(first.hand_value)}, "
                      f"torch {_fmt(first.torch_value)} ({first.n_mismatched} of {first.n_elements} "

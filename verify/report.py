@@ -174,7 +174,8 @@ def divergence_sentence(result: CaseResult) -> str:
     clauses = []
     if full:
         loss = ", and so does the loss" if "loss" in seen else ""
-        clauses.append(f"{_join(full)} agree{'s' if len(full) == 1 else ''} in all layers{loss}")
+        where = f" in all {result.spec.depth} layers" if result.spec.depth > 1 else ""
+        clauses.append(f"{_join(full)} agree{'s' if len(full) == 1 else ''}{where}{loss}")
     if some:
         clauses.append(f"{_join(some)} agree{'s' if len(some) == 1 else ''}{' too' if full else ''}")
     why = f" ({first.problem})" if first.problem else ""
