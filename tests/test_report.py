@@ -40,7 +40,7 @@ def test_the_first_divergence_sentence_names_what_agrees_before_it():
     records[i] = type(records[i])(**{**records[i].__dict__, "passed": False})
     broken = CaseResult(spec, 0, 3, tuple(records))
     assert divergence_sentence(broken) == \
-        "z and a agree in all layers, and so does the loss; delta2 is the first to diverge"
+        "z and a agree in all 2 layers, and so does the loss; delta2 is the first to diverge"
 
 
 def test_an_error_text_from_user_code_is_in_the_note_and_escaped_in_the_html(tmp_path):
