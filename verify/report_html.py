@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from . import __version__
 from .report import (QUANTITY_ORDER, counterexample, expected_groups, failing_rows, timing_text,
                      verdict)
 from .target import DEFAULT_IMPL
@@ -333,7 +334,6 @@ def header_text(settings: dict) -> str:
 def render_html(result, disc: pd.DataFrame, tensors: pd.DataFrame, cases: pd.DataFrame,
                 summary: pd.DataFrame, *, title: str = "verify run") -> str:
     """The page, from write_reports's frames (verify.report)."""
-    from . import __version__
     from .compare import TOLERANCES
     from .report import versions
     n_fail_rows = int((~disc["passed"]).sum())
