@@ -72,3 +72,28 @@ def test_report_json_holds_the_whole_runs_time(tmp_path):
                          wall_time=0.25, total_time=4.0)
     report = json.loads(write_reports(result, tmp_path)["json"].read_text())
     assert report["wall_time_s"] == 0.25 and report["total_time_s"] == 4.0
+
+
+def _sweep_page(tmp_path, impl=None):
+    from verify.sweep import sweep
+    from verify.impl_sweep import sweep_implementation
+    result = sweep_implementation(impl, examples=24, seed=2) if impl else sweep(examples=24, seed=2)
+    return write_reports(result, tmp_path)["html"].read_text()
+
+
+def test_a_long_report_has_a_table_of_contents_and_collapsible_sections(tmp_path):
+    page = _sweep_page(tmp_path)
+    assert '<nav class="toc">' in page and '<a href="#tables">Summary tables</a>' in page
+    assert '<details class="section" id="tables" open>' in page
+
+
+def test_loss_names_in_the_activation_by_loss_table_may_wrap_at_their_underscores(tmp_path):
+    page = _sweep_page(tmp_path)
+    assert "binary_\u200bcross_\u200bentropy" in page or "soft_\u200bmargin_\u200bloss" in page
+
+
+def test_the_failing_rows_table_wraps_its_text_columns_and_drops_columns_that_never_change(tmp_path):
+    page = _sweep_page(tmp_path, "tests/fixtures/user_impls.py:transposed")
+    table = page[page.index('id="T_failing"'):]
+    assert 'class="data row0 col1 txt"' in table              # spec, wrapped
+    assert ">impl</th>" not in table and ">test</th>" not in table

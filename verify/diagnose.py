@@ -91,7 +91,8 @@ def describe_case(case) -> str:
                      + f": look at {where}")
         lines.append(f"  at index {list(first.worst_index)}: yours {_fmt(first.hand_value)}, "
                      f"torch {_fmt(first.torch_value)} ({first.n_mismatched} of {first.n_elements} "
-                     f"elements differ, max abs error {_fmt(first.max_abs_err)})")
+                     f"element{'s' if first.n_elements != 1 else ''} "
+                     f"differ{'s' if first.n_mismatched == 1 else ''}, max abs error {_fmt(first.max_abs_err)})")
     failing = [r.name for r in case.records if not r.passed]
     if len(failing) > 1:
         lines.append(f"  failing: {', '.join(failing[:12])}{' ...' if len(failing) > 12 else ''}")

@@ -25,7 +25,7 @@ import pandas as pd
 from . import STARTED, __version__
 from .mutant_zoo import BY_NAME, ZOO, Mutant
 from .report import counterexample
-from .report_html import STYLE, header_text
+from .report_html import STYLE, breakable, header_text
 
 DEFAULT_EXAMPLES = 30            # per mutant; every mutant in the zoo dies well within it
 DEFAULT_OUT = Path("reports") / "mutants"
@@ -214,7 +214,9 @@ def terminal_row(r: MutantResult) -> str:
     return line if len(line) <= TERMINAL_WIDTH else line[:TERMINAL_WIDTH - 1] + "…"
 
 
-PAGE = jinja2.Environment(autoescape=True).from_string("""<!DOCTYPE html>
+_ENV = jinja2.Environment(autoescape=True)
+_ENV.filters["breakable"] = breakable
+PAGE = _ENV.from_string("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>verify mutants — {{ summary }}</title>
@@ -230,12 +232,14 @@ PAGE = jinja2.Environment(autoescape=True).from_string("""<!DOCTYPE html>
 its source. A mutant is killed when the sweep finds a case where it disagrees with torch; the
 command runs its minimal counterexample (the mutant is importable as
 <code>verify.mutant_impl:NAME</code>).</p>
-<div class="tbl wide"><table class="grid rows">
+<div class="tbl wide"><table class="grid rows fixed">
+<colgroup><col style="width:15%"><col style="width:21%"><col style="width:9%"><col style="width:7%">
+<col style="width:48%"></colgroup>
 <thead><tr><th>mutant</th><th>formula: before → after</th><th>result</th><th>failing cases</th>
 <th>minimal counterexample</th></tr></thead>
 <tbody>
 {% for r in rows %}<tr>
-<td><b>{{ r.name }}</b><br><span class="note">{{ r.bug }}</span></td>
+<td><b>{{ r.name|breakable }}</b><br><span class="note">{{ r.bug }}</span></td>
 <td><span class="formula">{{ r.before }}</span><br>→ <span class="formula">{{ r.after }}</span></td>
 <td class="{{ 'killed' if r.killed else 'survived' }}">{{ r.kill_text }}</td>
 <td class="num">{{ r.failing }}</td>

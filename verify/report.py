@@ -235,7 +235,8 @@ def counterexample(case: CaseResult) -> dict:
                         "n_elements": first.n_elements, "max_abs_err": first.max_abs_err}
         out["worst_text"] = (f"worst element {first.name}{index}: yours {first.hand_value:.6g}, "
                              f"torch {first.torch_value:.6g} ({first.n_mismatched} of "
-                             f"{plural(first.n_elements, 'element')} differ, max abs error "
+                             f"{plural(first.n_elements, 'element')} "
+                             f"{'differs' if first.n_mismatched == 1 else 'differ'}, max abs error "
                              f"{first.max_abs_err:.3g})")
     return out
 

@@ -133,7 +133,7 @@ def _styled(frame: pd.DataFrame, failing: pd.DataFrame, uid: str, numeric: list[
     return styler.set_table_attributes('class="grid"').to_html()
 
 
-def _breakable(name: str) -> str:
+def breakable(name: str) -> str:
     """A column name that may wrap after its underscores (a zero-width space after each), so
     that a table of 12 losses fits the page instead of scrolling."""
     return str(name).replace("_", "_\u200b")
@@ -147,11 +147,11 @@ def pivot_tables(summary: pd.DataFrame) -> list[tuple[str, str, bool]]:
     out = []
     by_al = summary[summary["by"] == "activation x loss"]
     failing = by_al.pivot(index="activation", columns="loss", values="n_failed") > 0
-    failing.columns = [_breakable(c) for c in failing.columns]
+    failing.columns = [breakable(c) for c in failing.columns]
     for stat in ("worst", "median"):
         values = by_al.pivot(index="activation", columns="loss", values=f"{stat}_norm_rel_err") \
             .dropna(how="all").dropna(axis=1, how="all")
-        values.columns = [_breakable(c) for c in values.columns]
+        values.columns = [breakable(c) for c in values.columns]
         out.append((f"{stat} norm_rel_err: activation of the tensor's layer × loss",
                     _styled(values, failing, f"al{stat}", list(values.columns)), True))
     for key in ("depth", "dtype", "quantity"):
@@ -171,17 +171,20 @@ FAILING_NUMBERS = ["case_id", "seed", "batch", "layer", "max_abs_err", "norm_rel
                    "hand_value", "torch_value", "n_mismatched", "n_elements"]
 
 
+FAILING_TEXT = ["test", "impl", "spec", "note"]
+
+
 def failing_table(disc: pd.DataFrame, limit: int = 200) -> str:
-    """The first ``limit`` failing rows; the test and impl columns only where they say something."""
+    """The first ``limit`` failing rows; the test and impl columns only where rows differ in
+    them (otherwise the page's header and cards say it)."""
     rows = failing_rows(disc, limit)
-    columns = [c for c in FAILING_COLUMNS
-               if not (c == "test" and not rows["test"].astype(bool).any())
-               and not (c == "impl" and (rows["impl"] == DEFAULT_IMPL).all())]
+    columns = [c for c in FAILING_COLUMNS if c not in ("test", "impl") or rows[c].nunique() > 1]
     rows = rows[columns]
     floats = ["max_abs_err", "norm_rel_err", "max_ulp", "hand_value", "torch_value"]
     numbers = [c for c in FAILING_NUMBERS if c in columns]
     classes = pd.DataFrame("", index=rows.index, columns=columns)
     classes[numbers] = "num"
+    classes[[c for c in FAILING_TEXT if c in columns]] = "txt"
     return rows.style.hide(axis="index").set_uuid("failing").set_td_classes(classes) \
         .format(lambda v: f"{v:.4g}" if isinstance(v, float) and not math.isnan(v) else
                 ("–" if isinstance(v, float) else v), subset=floats, escape="html") \
@@ -241,7 +244,10 @@ table.grid th.row_heading{text-align:left}
 table.grid.rows{width:100%;table-layout:auto}
 table.grid.rows td{text-align:left;white-space:normal;word-break:break-word}
 table.grid.rows td.num{text-align:right;white-space:nowrap}
-table.grid.rows th{white-space:normal}
+table.grid.rows td.txt{min-width:15em}
+table.grid.fixed{table-layout:fixed}
+table.grid.rows td .formula{white-space:normal}
+table.grid.rows th{white-space:normal;text-align:left}
 .killed{color:#1f7a45;font-weight:600}.survived{color:#b3261e;font-weight:600}
 .note{color:#5b6670;font-size:12.5px;max-width:900px}
 footer{margin-top:40px;color:#6b7580;font-size:12px}
@@ -250,8 +256,9 @@ footer{margin-top:40px;color:#6b7580;font-size:12px}
 _ENV = jinja2.Environment(autoescape=True)
 
 CARD = _ENV.from_string("""<div class="cx{{ ' expected' if expected }}">
-{% if cx.test or cx.impl != default_impl %}<div class="meta">{% if cx.test %}test <code>{{ cx.test }}</code>{% endif %}
-{% if cx.impl != default_impl %} · implementation <code>{{ cx.impl }}</code>{% endif %}</div>{% endif %}
+{% set meta = [] %}{% if cx.test %}{% set _ = meta.append(('test', cx.test)) %}{% endif %}
+{% if cx.impl != default_impl %}{% set _ = meta.append(('implementation', cx.impl)) %}{% endif %}
+{% if meta %}<div class="meta">{% for k, v in meta %}{{ ' · ' if not loop.first }}{{ k }} <code>{{ v }}</code>{% endfor %}</div>{% endif %}
 <div class="why">{{ cx.first_divergence }}</div>
 {% if cx.look_at %}<div class="hint">Look at {{ cx.look_at }}{% if cx.formula %}: <span class="formula">{{ cx.formula }}</span>{% endif %}</div>{% endif %}
 {% if cx.worst_text %}<div class="vals">{{ cx.worst_text }}</div>{% endif %}
@@ -305,7 +312,7 @@ failing tensor. float32 tensors may pass with errors far above float64's: see th
 {% endfor %}</div>
 </details>
 
-<details class="section" id="failing" {{ 'open' if n_failing_rows }}><summary><h2>Failing rows{% if n_failing_rows %} ({{ n_failing_rows }}{% if n_failing_rows > shown_rows %}, first {{ shown_rows }} shown{% endif %}){% endif %}</h2></summary>
+<details class="section" id="failing" {{ 'open' if n_failing_rows and not all_expected }}><summary><h2>Failing rows{% if n_failing_rows %} ({{ n_failing_rows }}{% if n_failing_rows > shown_rows %}, first {{ shown_rows }} shown{% endif %}){% endif %}</h2></summary>
 {% if n_failing_rows %}<div class="tbl wide">{{ failing|safe }}</div>
 {% else %}<p>None: every compared tensor agrees.</p>{% endif %}
 </details>
@@ -361,5 +368,6 @@ def render_html(result, disc: pd.DataFrame, tensors: pd.DataFrame, cases: pd.Dat
         plot_depth=plot_error_by_depth(cases) if len(cases) else "",
         pivots=pivot_tables(summary), failing=failing_table(disc) if n_fail_rows else "",
         n_failing_rows=n_fail_rows, shown_rows=min(n_fail_rows, 200), version=__version__,
+        all_expected=result.n_failed == 0,
         versions_text=", ".join(f"{k} {v}" for k, v in versions().items()),
         timing=timing_text(result))
