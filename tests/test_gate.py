@@ -145,3 +145,25 @@ def test_a_counterexample_card_holds_the_hint_the_formula_the_worst_element_and_
     page = (runs["where"] / "serial" / "report.html").read_text()
     for text in ("Look at the weight gradient of layer 1", "worst element dW1", "--impl &#39;test_user:doubled_dW1&#39;"):
         assert text in page
+
+
+def test_the_xdist_report_gives_the_serial_verdict_and_counts(runs):
+    serial, xdist = (json.loads((runs["where"] / d / "report.json").read_text()) for d in ("serial", "xdist"))
+    assert xdist["verdict"] == serial["verdict"] and xdist["counts"] == serial["counts"]
+    assert xdist["minimal"] == serial["minimal"]
+
+
+def test_the_cases_tried_while_shrinking_are_not_recorded_as_checks(monkeypatch):
+    import handimpl
+    import verify.check  # noqa: F401  (the module)
+    from verify.impl_sweep import sweep_implementation
+
+    def doubled_dW1(spec, params, x, y):
+        out = handimpl.backprop(spec, params, x, y)
+        out["dW1"] = out["dW1"] * 2
+        return out
+
+    seen = []
+    monkeypatch.setattr(sys.modules["verify.check"], "OBSERVERS", [seen.append])
+    result = sweep_implementation(doubled_dW1, examples=8, seed=1)
+    assert result.minimal and len(seen) == len(result.results) == 8
