@@ -38,8 +38,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
 from .check import CaseResult
-from .spec import NetSpec
 from .progress import progress_reporter
+from .spec import NetSpec
 from .strategies import cases
 from .target import DEFAULT_IMPL
 
