@@ -97,3 +97,12 @@ def test_the_failing_rows_table_wraps_its_text_columns_and_drops_columns_that_ne
     table = page[page.index('id="T_failing"'):]
     assert 'class="data row0 col1 txt"' in table              # spec, wrapped
     assert ">impl</th>" not in table and ">test</th>" not in table
+
+
+def test_a_counterexample_of_a_function_defined_inside_a_function_says_it_cannot_be_imported():
+    from verify.report import counterexample, counterexample_lines
+    failing = check("2-1:tanh:mse_loss", seed=0, batch=2, impl=_doubled("dW1"))
+    assert "<locals>" in failing.impl and not counterexample(failing)["runnable"]
+    assert "--impl cannot import it" in counterexample_lines(failing)[-1]
+    module_level = check("2-1:tanh:mse_loss", seed=0, batch=2, impl=doubled_delta1)
+    assert counterexample(module_level)["runnable"]

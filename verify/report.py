@@ -22,6 +22,7 @@ import pandas as pd
 from .check import CaseResult
 from .diagnose import hint
 from .sweep import size_key
+from .target import NOT_IMPORTABLE, importable
 
 DISCREPANCY_COLUMNS = [
     "case_id", "spec", "seed", "batch", "dtype", "quantity", "layer", "shape", "max_abs_err",
@@ -217,7 +218,8 @@ def counterexample(case: CaseResult) -> dict:
     element of the first diverging tensor."""
     first = case.first_divergence
     out = {"spec": str(case.spec), "seed": case.seed, "batch": case.batch, "impl": case.impl,
-           "test": case.test, "repro": case.repro, "first_divergence": divergence_sentence(case),
+           "test": case.test, "repro": case.repro, "runnable": importable(case.impl),
+           "first_divergence": divergence_sentence(case),
            "tensor": first.name if first else "", "look_at": "", "formula": "", "worst": None,
            "worst_text": ""}
     if first is None:
@@ -258,6 +260,8 @@ def counterexample_lines(case: CaseResult, indent: str = "  ") -> list[str]:
         lines.append(more + hint_text(cx))
     if cx["worst_text"]:
         lines.append(more + cx["worst_text"])
+    if not cx["runnable"]:
+        lines.append(more + NOT_IMPORTABLE)
     return lines
 
 

@@ -16,7 +16,7 @@ from markupsafe import Markup
 from . import __version__
 from .report import (QUANTITY_ORDER, counterexample, expected_groups, failing_rows, timing_text,
                      verdict)
-from .target import DEFAULT_IMPL
+from .target import DEFAULT_IMPL, NOT_IMPORTABLE
 
 FLOOR = 1e-18            # where exact agreement (error 0) is drawn on log axes
 DTYPE_COLORS = {"float32": "#e07b39", "float64": "#3a78b5"}
@@ -263,6 +263,7 @@ CARD = _ENV.from_string("""<div class="cx{{ ' expected' if expected }}">
 {% if cx.look_at %}<div class="hint">Look at {{ cx.look_at }}{% if cx.formula %}: <span class="formula">{{ cx.formula }}</span>{% endif %}</div>{% endif %}
 {% if cx.worst_text %}<div class="vals">{{ cx.worst_text }}</div>{% endif %}
 <pre class="cmd">{{ cx.repro }}</pre>
+{% if not cx.runnable %}<div class="vals">{{ not_importable }}</div>{% endif %}
 </div>""")
 
 TEMPLATE = _ENV.from_string("""<!DOCTYPE html>
@@ -294,7 +295,8 @@ is caught. They do not count against the verdict. The smallest failing case of e
 implementation <code>{{ g.impl }}</code> · {{ g.failing }} of {{ g.checks }} check{{ 's' if g.checks != 1 }} failing</div>
 <div class="why">{{ g.example.first_divergence }}</div>
 {% if g.example.look_at %}<div class="hint">Look at {{ g.example.look_at }}{% if g.example.formula %}: <span class="formula">{{ g.example.formula }}</span>{% endif %}</div>{% endif %}
-<pre class="cmd">{{ g.example.repro }}</pre></div>
+<pre class="cmd">{{ g.example.repro }}</pre>
+{% if not g.example.runnable %}<div class="vals">{{ not_importable }}</div>{% endif %}</div>
 {% endfor %}</details>
 {% endif %}
 
@@ -325,7 +327,8 @@ all rows in discrepancies.csv, one row per case in cases.csv</footer>
 
 def card(cx: dict, expected: bool = False) -> Markup:
     """One counterexample card (verify.report.counterexample), HTML-escaped."""
-    return Markup(CARD.render(cx=cx, expected=expected, default_impl=DEFAULT_IMPL))
+    return Markup(CARD.render(cx=cx, expected=expected, default_impl=DEFAULT_IMPL,
+                              not_importable=NOT_IMPORTABLE))
 
 
 def header_text(settings: dict) -> str:
@@ -364,6 +367,7 @@ def render_html(result, disc: pd.DataFrame, tensors: pd.DataFrame, cases: pd.Dat
     return TEMPLATE.render(
         title=title, verdict=verdict(result), css=css, header=header_text(result.settings),
         style=STYLE, cards=cards, minimal=minimal, expected=expected, card=card, toc=toc,
+        not_importable=NOT_IMPORTABLE,
         plot_dist=plot_error_distributions(tensors, TOLERANCES) if has_data else "",
         plot_depth=plot_error_by_depth(cases) if len(cases) else "",
         pivots=pivot_tables(summary), failing=failing_table(disc) if n_fail_rows else "",

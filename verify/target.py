@@ -86,6 +86,16 @@ def _target(fn: Any) -> str:
     return f"{shown.as_posix()}:{qualname}"
 
 
+NOT_IMPORTABLE = ("(the implementation is defined inside a function or is a lambda, so --impl cannot "
+                  "import it: call it on this case from Python to rerun it)")
+
+
+def importable(target: str) -> bool:
+    """Whether ``--impl`` can import ``target``: not a function defined inside another
+    function (``<locals>``) or a lambda."""
+    return "<locals>" not in target and "<lambda>" not in target
+
+
 def quote(text: str) -> str:
     """``text`` as one shell word, always in single quotes (shlex.quote's form, which keeps
     any quote inside it safe)."""
