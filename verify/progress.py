@@ -2,6 +2,7 @@
 otherwise (a log or a pipe)."""
 from __future__ import annotations
 
+import os
 import sys
 
 from tqdm import tqdm
@@ -19,8 +20,9 @@ class Progress:
     def __call__(self, done: int, total: int, failed: int) -> None:
         if self.tty:
             if self.bar is None:
-                self.bar = tqdm(total=total, unit="case", file=self.stream, dynamic_ncols=True,
-                                leave=True)
+                sized = _columns(self.stream) > 0      # a terminal that reports no size gets 80
+                self.bar = tqdm(total=total, unit="case", file=self.stream, dynamic_ncols=sized,
+                                ncols=None if sized else 80, nrows=None if sized else 24, leave=True)
             self.bar.set_postfix_str(f"{failed} failing", refresh=False)
             self.bar.update(done - self.bar.n)
             if done >= total:
@@ -35,6 +37,13 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _columns(stream) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 def progress_reporter(stream=None) -> Progress:
