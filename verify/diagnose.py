@@ -107,7 +107,9 @@ def explain_failure(result, fn: Any = None, *, limit: int = 3) -> str:
         return f"every case agrees with torch{stopped}"
     who = fn if isinstance(fn, str) else getattr(fn, "__qualname__", "the implementation")
     cases = list(result.minimal) or [r for r in result.results if not r.passed][:1]
-    head = (f"{who} disagrees with torch in {result.n_failed} of {len(result.results)} cases "
+    n = len(result.results)
+    head = (f"{who} disagrees with torch in {result.n_failed} of {n} case{'s' if n != 1 else ''} "
             f"({len(cases)} distinct failure{'s' if len(cases) != 1 else ''}).")
-    more = [f"... and {len(cases) - limit} more distinct failures (see the report)"] if len(cases) > limit else []
+    rest = len(cases) - limit
+    more = [f"... and {rest} more distinct failure{'s' if rest != 1 else ''} (see the report)"] if rest > 0 else []
     return "\n".join([head] + [describe_case(c) for c in cases[:limit]] + more)
