@@ -24,7 +24,7 @@ import pandas as pd
 
 from . import STARTED, __version__
 from .mutant_zoo import BY_NAME, ZOO, Mutant
-from .report import counterexample
+from .report import counterexample, plural
 from .report_html import STYLE, breakable, header_text
 
 DEFAULT_EXAMPLES = 30            # per mutant; every mutant in the zoo dies well within it
@@ -293,7 +293,7 @@ def mutants_command(args) -> int:
     def tick(r: MutantResult) -> None:
         print(terminal_row(r), flush=True)
 
-    print(f"running {len(ZOO)} mutants, {examples} examples each (seed {args.seed})")
+    print(f"running {plural(len(ZOO), 'mutant')}, {plural(examples, 'example')} each (seed {args.seed})")
     print(terminal_header())
     results = run_zoo(examples=examples, seed=args.seed, progress=tick)
     stats = kill_stats(results)

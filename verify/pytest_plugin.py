@@ -168,7 +168,7 @@ def subset_reason(config, deselected: int = 0) -> str:
         if named != full and named != {Path(config.rootpath).resolve()}:
             return "paths named"
     if deselected:
-        return f"{deselected} tests deselected"
+        return f"{deselected} test{'s' if deselected != 1 else ''} deselected"
     return ""
 
 
