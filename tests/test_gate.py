@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+pytest_plugins = ["pytester"]
+
 USER_TESTS = '''
 import handimpl
 from verify import check, check_implementation
@@ -167,3 +169,27 @@ def test_the_cases_tried_while_shrinking_are_not_recorded_as_checks(monkeypatch)
     monkeypatch.setattr(sys.modules["verify.check"], "OBSERVERS", [seen.append])
     result = sweep_implementation(doubled_dW1, examples=8, seed=1)
     assert result.minimal and len(seen) == len(result.results) == 8
+
+
+@pytest.mark.parametrize("args,reason", [
+    ((), ""),
+    ((".",), ""),
+    (("test_x.py",), "paths named"),
+    (("test_x.py::test_a",), "node ids named"),
+    (("-k", "test_a"), "-k test_a"),
+    (("--deselect", "test_x.py::test_a"), "--deselect"),
+])
+def test_a_run_over_part_of_the_suite_is_told_from_a_full_run(pytester, args, reason):
+    from verify.pytest_plugin import subset_reason
+    pytester.makepyfile(test_x="def test_a():\n    pass\n")
+    config = pytester.parseconfigure(*args)
+    assert subset_reason(config) == reason
+
+
+def test_last_failed_is_a_subset_only_when_failures_are_recorded(pytester):
+    from verify.pytest_plugin import subset_reason
+    pytester.makepyfile(test_x="def test_a():\n    pass\n")
+    config = pytester.parseconfigure("--lf")
+    assert subset_reason(config) == ""
+    config.cache.set("cache/lastfailed", {"test_x.py::test_a": True})
+    assert subset_reason(config) == "--lf"
