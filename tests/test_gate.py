@@ -193,3 +193,11 @@ def test_last_failed_is_a_subset_only_when_failures_are_recorded(pytester):
     assert subset_reason(config) == ""
     config.cache.set("cache/lastfailed", {"test_x.py::test_a": True})
     assert subset_reason(config) == "--lf"
+
+
+def test_a_run_that_stops_before_its_last_test_writes_to_the_subset_report(pytester):
+    pytester.makepyfile(test_x="def test_a():\n    pass\n\n\ndef test_b():\n    assert 0\n\n\n"
+                               "def test_c():\n    pass\n")
+    result = pytester.runpytest_subprocess("-x", "-p", "no:cacheprovider", "--verify-report", "rep")
+    result.stdout.fnmatch_lines(["*verify report: rep-subset*stopped after 2 of 3 tests*"])
+    assert (pytester.path / "rep-subset" / "report.json").exists() and not (pytester.path / "rep").exists()

@@ -16,7 +16,7 @@ ordered by (test, implementation, call order within the test) and numbered
 after that, so serial and xdist runs write the same CSV files.
 
 A run over a subset of the suite (-k, -m, --deselect, --lf, named files or
-node ids) writes its report to ``--verify-subset-report`` (default: DIR with
+node ids, or a run that stopped before its last test: -x, --maxfail, Ctrl-C) writes its report to ``--verify-subset-report`` (default: DIR with
 ``-subset`` appended), so that it never overwrites the full suite's report;
 give the same DIR to overwrite it anyway.
 """
@@ -145,12 +145,25 @@ def pytest_sessionfinish(session, exitstatus):
         config.workeroutput[_KEY] = base64.b64encode(pickle.dumps(collector.items)).decode()
         config.workeroutput[_DESELECTED] = collector.deselected
         return
-    _write(config, collector)
+    _write(config, collector, _stopped_early(session, exitstatus, collector))
 
 
-def subset_reason(config, deselected: int = 0) -> str:
+def _stopped_early(session, exitstatus, collector: Collector) -> str:
+    """'stopped after 2 of 4 tests' when the run ended before its last test (-x, --maxfail,
+    Ctrl-C), else ''."""
+    ran, collected = len(collector.failed_tests), session.testscollected
+    if collected and ran < collected:
+        return f"stopped after {ran} of {collected} test{'s' if collected != 1 else ''}"
+    if exitstatus == pytest.ExitCode.INTERRUPTED and ran < max(collected, 1):
+        return "interrupted"
+    return ""
+
+
+def subset_reason(config, deselected: int = 0, stopped: str = "") -> str:
     """Why this run covers only part of the suite ('' for a full run)."""
     opt = config.option
+    if stopped:
+        return stopped
     if getattr(opt, "keyword", ""):
         return f"-k {opt.keyword}"
     if getattr(opt, "markexpr", ""):
@@ -172,22 +185,22 @@ def subset_reason(config, deselected: int = 0) -> str:
     return ""
 
 
-def report_dir(config, deselected: int = 0) -> tuple[Path, str]:
+def report_dir(config, deselected: int = 0, stopped: str = "") -> tuple[Path, str]:
     """(where the report goes, why it is a subset or '')."""
     full = Path(config.getoption("verify_report"))
-    reason = subset_reason(config, deselected)
+    reason = subset_reason(config, deselected, stopped)
     if not reason:
         return full, ""
     subset = config.getoption("verify_subset_report")
     return (Path(subset) if subset else full.with_name(full.name + "-subset")), reason
 
 
-def _write(config, collector: Collector) -> None:
+def _write(config, collector: Collector, stopped: str = "") -> None:
     from verify.report import write_reports
     from verify.sweep import SweepResult, distinct_failures, size_key
     results = collector.ordered()
     expected = collector.expected(results)
-    out, reason = report_dir(config, collector.deselected)
+    out, reason = report_dir(config, collector.deselected, stopped)
     failures = [r for r, e in zip(results, expected) if not r.passed and not e]
     minimal = tuple(sorted(distinct_failures(failures), key=size_key))
     settings = {"source": "pytest", "tests": len({r.test for r in results}),
