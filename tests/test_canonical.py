@@ -1,4 +1,4 @@
-"""The seed's shortcut δ⁽ᴸ⁾ = (a - y)/m equals the general chain rule ∂J/∂a ⊙ f'(z)."""
+"""The tutorial's shortcut δ⁽ᴸ⁾ = (a - y)/m equals the general chain rule ∂J/∂a ⊙ f'(z)."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st

@@ -1,7 +1,7 @@
 """`verify check SPEC`: a table, exit 0 when all agree, 2 with one line for bad input."""
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,8 +48,12 @@ def test_a_failing_case_is_reported_with_its_first_diverging_tensor_and_exit_1(m
     assert "first to diverge: dW1" in capsys.readouterr().out
 
 
-LAUNCHERS = {"console script": [shutil.which("verify") or "verify-not-installed"],
-             "python -m": [sys.executable, "-m", "verify.cli"]}
+# The console script pip installed beside this interpreter, found without PATH (the venv need
+# not be activated).
+SCRIPT = Path(sys.executable).parent / ("verify.exe" if sys.platform == "win32" else "verify")
+LAUNCHERS = {"console script": [str(SCRIPT)],
+             "python -m verify.cli": [sys.executable, "-m", "verify.cli"],
+             "python -m verify": [sys.executable, "-m", "verify"]}
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS, ids=list(LAUNCHERS))
@@ -86,3 +90,39 @@ def test_a_repro_line_reproduces_the_numbers_of_the_sweeps_single_threaded_check
     finally:
         torch.set_num_threads(threads)
     assert seen[0].records == swept
+
+
+MINE = """import handimpl
+
+
+def mine(spec, params, x, y):
+    return handimpl.backprop(spec, params, x, y)
+"""
+
+
+def test_a_repro_line_is_safe_to_paste_whatever_the_implementations_file_is_called(tmp_path, monkeypatch):
+    from verify.impl import load_target
+    (tmp_path / "a;touch PWNED;b.py").write_text(MINE)
+    monkeypatch.chdir(tmp_path)
+    result = verify.check("2-2-1:sigmoid:quadratic", seed=1, batch=2,
+                          impl=load_target("a;touch PWNED;b.py:mine"))
+    assert result.repro == ("verify check '2-2-1:sigmoid:quadratic' --impl 'a;touch PWNED;b.py:mine' "
+                            "--seed 1 --batch 2")
+    env = {"PATH": f"{SCRIPT.parent}:/usr/bin:/bin"}
+    pasted = subprocess.run(["bash", "-c", result.repro], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert pasted.returncode == 0 and "PASS" in pasted.stdout, pasted.stdout + pasted.stderr
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_impl_module_function_imports_from_the_current_directory(tmp_path):
+    (tmp_path / "mymlp.py").write_text(MINE)
+    ran = subprocess.run([str(SCRIPT), "check", "2-2-1:sigmoid:quadratic", "--impl", "mymlp:mine"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert ran.returncode == 0 and "PASS" in ran.stdout, ran.stdout + ran.stderr
+
+
+def test_verify_version_is_the_installed_packages_version(capsys):
+    from importlib.metadata import version
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"verify {version('backprop-verify')}"
+    assert verify.__version__ == version("backprop-verify")

@@ -11,7 +11,7 @@ from verify.cli import main
 from verify.explain import DOCS, explain, render, tutorial_markdown
 from verify.explain_graph import run_torch
 from verify.explain_render import render_html
-from verify.explain_seed import seed_example, seed_formulas
+from verify.explain_tutorial import tutorial_example, tutorial_formulas
 from verify.explain_steps import Explanation, Section, Step, fmt_array
 from verify.spec import NetSpec
 from verify.data import draw_case
@@ -51,12 +51,12 @@ def test_every_hand_value_in_an_explanation_agrees_with_torch():
         assert checked >= 10, (spec, checked)          # the labels still name the hand-vs-torch diffs
 
 
-def test_seed_example_matches_the_seeds_formulas_numerically():
-    s = seed_formulas()
+def test_tutorial_example_matches_the_tutorials_formulas_numerically():
+    s = tutorial_formulas()
     assert s["yhat"].item() == pytest.approx(0.75136507, abs=1e-8)     # the classic example's numbers
     assert s["d2"].item() == pytest.approx((s["yhat"] - 0.01).item() * s["yhat"].item() * (1 - s["yhat"].item()))
     assert s["W2_new"] == pytest.approx(np.array([[0.35891648, 0.40866619]]), abs=1e-8)
-    ex = seed_example()
+    ex = tutorial_example()
     formulas = [st.formula for st in ex.all_steps()]
     for f in ("δ₂ = (ŷ − y)·ŷ(1 − ŷ)", "δ₁ = (W₂)ᵀδ₂ ⊙ a₁(1 − a₁)", "∂J/∂W₂ = δ₂a₁ᵀ", "∂J/∂W₁ = δ₁xᵀ",
               "W₁ := W₁ − η ∂J/∂W₁"):
@@ -118,3 +118,57 @@ def test_cli_explain_writes_a_file_and_rejects_bad_input(tmp_path, capsys):
 def test_tutorial_in_docs_is_up_to_date():
     assert DOCS.read_text(encoding="utf-8") == tutorial_markdown(), \
         "run: python -m verify.explain --write-docs"
+
+
+def test_mse_loss_shortcut_states_the_factor_2_and_shows_both_forms():
+    ex = explain("2-2-1:tanh,identity:mse_loss", seed=11)
+    (short,) = _steps(ex, "shortcut:")
+    assert short.formula.startswith("shortcut: δ⁽ᴸ⁾ = 2(a − y)/N") and "factor 2" in short.formula
+    values = dict(short.values)
+    np.testing.assert_array_equal(values["2(a − y)/N"], 2 * values["(a − y)/N"])
+    np.testing.assert_allclose(values["2(a − y)/N"], values["torch"], rtol=1e-12, atol=1e-15)
+
+
+def test_the_mean_divisor_is_written_n_and_defined_once():
+    text = " ".join(render(explain("2-2-1:sigmoid:binary_cross_entropy", seed=11), "text").split())
+    assert text.count("N is the divisor of the loss's mean") == 1
+    assert "collapses to (a − y)/N" in text
+    shortcut_part = text[text.index("Why δ⁽ᴸ⁾ collapses"):]
+    assert "/m" not in shortcut_part and "(m·k)" not in shortcut_part
+    docs = DOCS.read_text(encoding="utf-8")
+    assert docs.count("N is the divisor of the loss's mean") == 1
+
+
+@pytest.mark.parametrize("spec", ["2-2-1:sigmoid:binary_cross_entropy", "3-8-8-2:tanh:mse_loss",
+                                  "4-16-3:relu,identity:cross_entropy"])
+def test_the_default_case_is_one_a_student_can_follow(spec):
+    import handimpl
+    from verify.data import draw_case
+    from verify.explain import SATURATION, followable_seed
+    seed = followable_seed(spec)
+    case = draw_case(NetSpec.parse(spec), seed, 2)
+    assert case.scale == 1 and case.zero_fraction == 0 and np.any(case.x, axis=1).all()
+    zs, _ = handimpl.forward(NetSpec.parse(spec), case.params, case.x)
+    assert max(np.abs(z).max() for z in zs[1:]) <= SATURATION
+    assert f"seed {seed} (chosen as the first seed" in " ".join(render(explain(spec), "text").split())
+
+
+def test_an_asked_for_seed_is_used_as_given():
+    assert "seed 0, batch" in render(explain("2-2-1:sigmoid:binary_cross_entropy", seed=0), "text")
+
+
+def test_the_tutorial_is_defined_once_and_never_called_the_seed():
+    definition = "the backpropagation tutorial whose notation this project follows"
+    docs = DOCS.read_text(encoding="utf-8")
+    assert docs.count(definition) == 1
+    for text in (docs, render(explain("2-2-1:sigmoid:mse_loss"), "text"),
+                 render(tutorial_example(), "text")):
+        assert not re.search(r"\bthe seed\b|\bseed's\b", text, re.IGNORECASE)
+    assert " ".join(render(tutorial_example(), "text").split()).count(definition) == 1
+
+
+def test_tutorial_example_and_its_old_name_both_work(capsys):
+    assert main(["explain", "--tutorial-example"]) == 0
+    new = capsys.readouterr().out
+    assert main(["explain", "--seed-example"]) == 0
+    assert capsys.readouterr().out == new and "The tutorial's example" in new

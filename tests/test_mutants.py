@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
+import shlex
 
 import pytest
 
@@ -47,7 +49,8 @@ def test_every_mutant_is_killed_within_the_default_budget():
 def test_a_killed_mutant_reports_its_minimal_counterexample_and_first_diverging_tensor():
     result = run_mutant("weight_grad_transposed", examples=10)
     assert result.killed and result.minimal is not None
-    assert result.counterexample.startswith(str(result.minimal.spec))
+    assert result.counterexample.startswith(f"verify check '{result.minimal.spec}' "
+                                            "--impl 'verify.mutant_impl:weight_grad_transposed'")
     assert "missing transpose" in result.first_diverging or result.first_diverging.startswith("dW")
 
 
@@ -70,3 +73,34 @@ def test_verify_mutants_writes_the_table_as_csv_and_html_and_exits_0_when_all_di
     assert "relu_prime_at_zero_is_one" in csv and "relu′(z) = [z > 0] → relu′(z) = [z ≥ 0]" in csv
     html = (tmp_path / "mutants.html").read_text()
     assert "2 of 2 mutants killed" in html
+
+
+def test_a_mutants_counterexample_command_fails_against_that_mutant(capsys):
+    result = run_mutant("weight_grad_transposed", examples=10)
+    argv = shlex.split(result.counterexample)
+    assert argv[0] == "verify" and main(argv[1:]) == 1
+    assert "first to diverge: dW" in capsys.readouterr().out
+
+
+def _two_mutants(monkeypatch):
+    monkeypatch.setattr(mutants_module, "ZOO", (BY_NAME["relu_prime_at_zero_is_one"],
+                                                BY_NAME["bias_grad_averaged"]))
+
+
+def test_the_mutants_terminal_table_fits_100_columns(tmp_path, monkeypatch, capsys):
+    _two_mutants(monkeypatch)
+    assert main(["mutants", "--examples", "10", "--out", str(tmp_path)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("report: ")]
+    assert "killed after 1 example " in "\n".join(lines) + " "
+    assert max(map(len, lines)) <= 100
+
+
+def test_mutants_html_has_the_reports_stylesheet_a_coloured_verdict_and_no_raw_dicts(tmp_path, monkeypatch):
+    from verify.report_html import STYLE
+    _two_mutants(monkeypatch)
+    assert main(["mutants", "--examples", "10", "--out", str(tmp_path)]) == 0
+    page = (tmp_path / "mutants.html").read_text()
+    assert STYLE in page and '<div class="banner pass">2 of 2 mutants killed' in page
+    assert '<span class="formula">relu′(z) = [z &gt; 0]</span>' in page
+    assert "<pre class=\"cmd\">verify check &#39;" in page
+    assert not re.search(r"\{['\"]\w+['\"]:", page)

@@ -17,3 +17,9 @@ def test_readme_opens_with_an_install_and_run_command_and_a_test_command():
 def test_ci_runs_the_readme_test_command_verbatim():
     _, tests = _readme_commands()
     assert tests in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_ci_builds_its_venv_in_a_temporary_directory_not_in_the_checkout():
+    script = (ROOT / ".ci" / "run").read_text()
+    assert 'VENV="$(mktemp -d)/venv"' in script and "export VENV" in script
+    assert "rm -rf .venv" not in script

@@ -45,7 +45,7 @@ def test_the_first_divergence_sentence_names_what_agrees_before_it():
     records[i] = type(records[i])(**{**records[i].__dict__, "passed": False, "status": "diverges"})
     broken = CaseResult(spec, 0, 3, tuple(records))
     assert divergence_sentence(broken) == \
-        "z and a agree in all layers, and so does the loss; delta2 is the first to diverge"
+        "z and a agree in all 2 layers, and so does the loss; delta2 is the first to diverge"
 
 
 def test_a_tensor_that_only_inherits_is_never_named_the_first_to_diverge():

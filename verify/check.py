@@ -14,6 +14,7 @@ from .compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, tolerances
 from .data import draw_case
 from .impl import CALL, TIME_LIMIT, TimeLimit, call_and_step
 from .spec import NetSpec
+from .target import DEFAULT_IMPL, repro_command, target_of
 from .twin import build_twin, reload_twin, torch_trace
 from .verdict import refine, root_cause
 
@@ -57,6 +58,8 @@ class CaseResult:
     zero_fraction: float = 0.0
     located: str = ""        # where single-example calls place the root cause (verify.localise)
     note: str = ""           # about the case as a counterexample: "did not reproduce when re-run"
+    impl: str = DEFAULT_IMPL  # the implementation checked, as a TARGET (verify.target)
+    test: str = ""            # the pytest node id of the test that made the check, if any
 
     @property
     def passed(self) -> bool:
@@ -77,7 +80,8 @@ class CaseResult:
 
     @property
     def repro(self) -> str:
-        return f"verify check '{self.spec}' --seed {self.seed} --batch {self.batch}"
+        """The shell command that runs this check again (verify.target.repro_command)."""
+        return repro_command(self.spec, self.seed, self.batch, self.impl)
 
 
 def references(spec: NetSpec, case, lr: float) -> tuple[dict, dict | None]:
@@ -110,6 +114,7 @@ class Traced:
     mutations: tuple = ()        # inputs it modified in place
     error: str = ""
     timed_out: bool = False
+    impl: str = DEFAULT_IMPL
 
     @property
     def size(self) -> int:
@@ -173,7 +178,7 @@ def trace_data(spec: NetSpec, case: Any, seed: int, batch: int, *, impl: Impl | 
     hand, problems, mutations, error, step_problems = call_and_step(
         fn, spec, case.params, case.x, case.y, lr, rtol=rtol, atol=atol, limit=limit)
     return Traced(spec, seed, batch, case, refs, hand, lr, rtol, atol, tuple(problems),
-                  tuple(step_problems), tuple(mutations), error, limit.expired)
+                  tuple(step_problems), tuple(mutations), error, limit.expired, target_of(impl))
 
 
 def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
@@ -203,7 +208,7 @@ def result_of(run: Traced, compared: list[Comparison]) -> CaseResult:
                      key=lambda r: -1 if r.name == CALL else rank.get(r.name, len(rank)))
     result = CaseResult(run.spec, run.seed, run.batch, tuple(records) + run.mutations,
                         error=run.error, timed_out=run.timed_out, scale=run.case.scale,
-                        zero_fraction=run.case.zero_fraction)
+                        zero_fraction=run.case.zero_fraction, impl=run.impl)
     notify(result)
     return result
 

@@ -17,9 +17,10 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from handimpl import UnknownNameError
 
-from . import limits
+from . import __version__, limits
 from .output import OutError, Terminated, check_out_dir, check_out_file, short, terminate_as_interrupt
 from .spec import NetSpec, SpecError
+from .sweep import DEFAULT_EXAMPLES
 
 
 class UsageError(ValueError):
@@ -70,25 +71,36 @@ SWEEP_DEFAULTS = {"max_depth": 4, "max_width": 16, "max_batch": 16, "jobs": 1}
 SWEEP_ONLY = ("examples", "out", "activations", "losses", "dtypes", *SWEEP_DEFAULTS)
 
 
-def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None, defaults: bool = True) -> None:
-    """The options `verify run` and `verify check --impl` share. Without ``defaults`` the
-    sweep-only ones default to None, so that `verify check SPEC` can tell they were given
-    (fill_sweep_defaults puts the defaults in for a sweep)."""
+def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None, out: str,
+                      defaults: bool = True) -> None:
+    """The options `verify run` and `verify check --impl` share (``out``: the default report
+    directory, for the help text). Without ``defaults`` the sweep-only ones default to None, so
+    that `verify check SPEC` can tell they were given (fill_sweep_defaults puts the defaults in
+    for a sweep); the help texts state the defaults a sweep uses either way."""
     d = SWEEP_DEFAULTS if defaults else dict.fromkeys(SWEEP_DEFAULTS)
-    p.add_argument("--examples", type=_positive, default=examples, help="number of random cases")
-    p.add_argument("--seed", type=_seed, default=0, help="sweep seed (same seed, same CSV files)")
-    p.add_argument("--out", default=None, help="report directory")
-    p.add_argument("--activations", type=_csv, default=None, help="comma-separated activation names")
-    p.add_argument("--losses", type=_csv, default=None, help="comma-separated loss names")
-    p.add_argument("--dtypes", type=_csv, default=None, help="float32,float64")
-    p.add_argument("--max-depth", type=_positive, default=d["max_depth"])
-    p.add_argument("--max-width", type=_positive, default=d["max_width"])
-    p.add_argument("--max-batch", type=_positive, default=d["max_batch"])
-    p.add_argument("--jobs", type=_positive, default=d["jobs"],
-                   help=f"worker processes (at most {limits.JOBS_PER_CPU} per CPU, and one per block of cases)")
+    p.add_argument("--examples", type=_positive, default=examples, metavar="N",
+                   help=f"number of random cases (default: {DEFAULT_EXAMPLES})")
+    p.add_argument("--seed", type=_seed, default=0, metavar="S",
+                   help="sweep seed: the same seed writes the same CSV files (default: 0)")
+    p.add_argument("--out", default=None, metavar="DIR", help=f"report directory (default: {out})")
+    p.add_argument("--activations", type=_csv, default=None, metavar="A,B",
+                   help="comma-separated activation names to draw from (default: all)")
+    p.add_argument("--losses", type=_csv, default=None, metavar="L,M",
+                   help="comma-separated loss names to draw from (default: all)")
+    p.add_argument("--dtypes", type=_csv, default=None, metavar="D,E",
+                   help="float32, float64 or both (default: both)")
+    p.add_argument("--max-depth", type=_positive, default=d["max_depth"], metavar="D",
+                   help=f"most layers a drawn network has (default: {SWEEP_DEFAULTS['max_depth']})")
+    p.add_argument("--max-width", type=_positive, default=d["max_width"], metavar="W",
+                   help=f"most units a drawn layer has (default: {SWEEP_DEFAULTS['max_width']})")
+    p.add_argument("--max-batch", type=_positive, default=d["max_batch"], metavar="M",
+                   help=f"largest drawn batch size m (default: {SWEEP_DEFAULTS['max_batch']})")
+    p.add_argument("--jobs", type=_positive, default=d["jobs"], metavar="J",
+                   help=f"worker processes, at most {limits.JOBS_PER_CPU} per CPU and one per block of "
+                        f"cases; the output does not depend on it (default: {SWEEP_DEFAULTS['jobs']})")
     p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
                    help="refuse a run whose largest case (times --jobs) is estimated to need more "
-                        f"(e.g. 8G; default {limits.MEMORY_FRACTION:.0%}% of the memory available)")
+                        f"(e.g. 8G; default: {limits.MEMORY_FRACTION:.0%}% of the memory available)")
 
 
 def fill_sweep_defaults(args: argparse.Namespace) -> None:
@@ -180,7 +192,7 @@ def validate(args: argparse.Namespace) -> None:
             raise UsageError(f"--examples {args.examples}: at most {limits.MAX_EXAMPLES:,} per mutant")
         args.out = str(check_out_dir(args.out or DEFAULT_OUT, MUTANT_FILES.values()))
     elif args.command == "explain":
-        if args.spec and not args.seed_example:
+        if args.spec and not args.tutorial_example:
             spec = NetSpec.parse(args.spec)
             batch = args.batch or 2
             _check_memory(args, f"{short(str(spec))} at batch {batch}", limits.case_bytes(spec.widths, batch))
@@ -279,40 +291,62 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="verify", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("check", help="one case (SPEC) or a user implementation (--impl)")
-    p.add_argument("spec", nargs="?", help="WIDTHS:ACTIVATIONS:LOSS[:KEY=VALUE,...]")
-    p.add_argument("--batch", type=_positive, default=None, help="batch size m (default 4)")
-    p.add_argument("--impl", default=None, help="package.module:function or path/to/file.py:function")
+    p = sub.add_parser("check", help="one case (SPEC), or a user implementation (--impl)",
+                       description="Check one case (SPEC) tensor by tensor, or sweep a user "
+                                   "implementation (--impl without SPEC).")
+    p.add_argument("spec", nargs="?", metavar="SPEC",
+                   help="WIDTHS:ACTIVATIONS:LOSS[:KEY=VALUE,...], e.g. 2-2-1:sigmoid:quadratic")
+    p.add_argument("--batch", type=_positive, default=None, metavar="M",
+                   help="batch size m of the one case (default: 4)")
+    p.add_argument("--impl", default=None, metavar="TARGET",
+                   help="the implementation to check: package.module:function (imported from the "
+                        "current directory too) or path/to/file.py:function (default: handimpl's)")
     p.add_argument("--time-limit", type=_seconds, default=None, metavar="SECONDS",
-                   help="stop a call of the implementation after this long (default 10; 0: none); "
+                   help="stop a call of the implementation after this long (default: 10; 0: none); "
                         "a sweep stops at the first case that runs past it")
     p.add_argument("--isolate", action="store_true",
                    help="run each call of the implementation in a child process, killed when it "
                         "outlives the time limit: for code that ignores SIGALRM, catches "
                         "BaseException, ends the process or leaves state behind (slower)")
-    add_sweep_options(p, examples=None, defaults=False)
+    add_sweep_options(p, examples=None, out="reports/impl", defaults=False)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("run", help="hypothesis sweep -> reports")
-    add_sweep_options(p, examples=None)
+    p = sub.add_parser("run", help="hypothesis sweep of random networks -> reports",
+                       description="Draw random cases, check each against torch, write the reports.")
+    add_sweep_options(p, examples=None, out="reports/latest")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("mutants", help="run the harness on planted backprop bugs")
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--examples", type=_positive, default=None)
-    p.add_argument("--out", default=None)
+    p = sub.add_parser("mutants", help="run the harness on planted backprop bugs",
+                       description="Plant classic backprop bugs in handimpl and show that the "
+                                   "harness catches each.")
+    p.add_argument("--seed", type=_seed, default=0, metavar="S", help="sweep seed (default: 0)")
+    p.add_argument("--examples", type=_positive, default=None, metavar="N",
+                   help="cases per mutant (default: 30)")
+    p.add_argument("--out", default=None, metavar="DIR", help="report directory (default: reports/mutants)")
     p.set_defaults(func=cmd_mutants)
 
-    p = sub.add_parser("explain", help="why each δ formula is what autograd computes")
-    p.add_argument("spec", nargs="?")
-    p.add_argument("--seed-example", action="store_true", help="the seed's 2-2-1 sigmoid example")
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--batch", type=_positive, default=None)
-    p.add_argument("--format", choices=("text", "md", "html"), default="text")
-    p.add_argument("--out", default=None)
-    p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE")
+    p = sub.add_parser("explain", help="why each δ formula is what autograd computes",
+                       description="Walk one case's backward pass, formula by formula, next to "
+                                   "the autograd nodes torch built.")
+    p.add_argument("spec", nargs="?", metavar="SPEC", help="the network to explain")
+    p.add_argument("--tutorial-example", action="store_true",
+                   help="work through the tutorial's 2-2-1 sigmoid example instead of a SPEC")
+    p.add_argument("--seed-example", action="store_true", dest="tutorial_example",
+                   help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=_seed, default=None, metavar="S",
+                   help="data seed of the case (default: the first seed, from 0 up, whose case "
+                        "is easy to follow: moderate inputs, nothing saturated, no zero rows)")
+    p.add_argument("--batch", type=_positive, default=None, metavar="M",
+                   help="batch size m (default: 2)")
+    p.add_argument("--format", choices=("text", "md", "html"), default="text",
+                   help="output format (default: text)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write to FILE (default: standard output)")
+    p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
+                   help="refuse a case estimated to need more memory (e.g. 8G; default: "
+                        f"{limits.MEMORY_FRACTION:.0%}% of the memory available)")
     p.set_defaults(func=cmd_explain)
     return parser
 

@@ -96,8 +96,18 @@ def worst_sentence(r) -> str:
     h, t = r.hand_value, r.torch_value
     if not (np.isfinite(h) and np.isfinite(t)):
         return where + f"yours is {_value(h)} where torch is {_value(t)}"
-    return where + (f"yours {_fmt(h)}, torch {_fmt(t)} ({r.n_mismatched} of {r.n_elements} elements "
-                    f"differ, max abs error {_fmt(r.max_abs_err)}, allowed {_fmt(r.allowed)})")
+    return where + (f"yours {_fmt(h)}, torch {_fmt(t)} ({r.n_mismatched} of {r.n_elements} "
+                    f"element{'s' if r.n_elements != 1 else ''} differ{'s' if r.n_mismatched == 1 else ''}, "
+                    f"max abs error {_fmt(r.max_abs_err)}, allowed {_fmt(r.allowed)})")
+
+
+def kink_sentence(spec: Any, r) -> str:
+    """'z¹ lies exactly on a kink of relu there: ...' for a record on a kink, else ''."""
+    if not r.at_kink:
+        return ""
+    act = spec.activations[r.layer - 1]
+    return (f"z{sup(r.layer)} lies exactly on a kink of {act} there: check f′ at the kink against "
+            f"torch's convention (handimpl's {act} docstring says which)")
 
 
 def describe_case(case) -> str:
@@ -122,9 +132,7 @@ def describe_case(case) -> str:
                      + f": look at {where}")
         lines.append(f"  {worst_sentence(first)}")
         if first.at_kink:
-            act = case.spec.activations[first.layer - 1]
-            lines.append(f"  z{sup(first.layer)} lies exactly on a kink of {act} there: check f′ at the kink "
-                         f"against torch's convention (handimpl's {act} docstring says which)")
+            lines.append(f"  {kink_sentence(case.spec, first)}")
         if first.note:
             lines.append(f"  {first.note}")
     if case.located:
@@ -143,7 +151,9 @@ def explain_failure(result, fn: Any = None, *, limit: int = 3) -> str:
         return f"every case agrees with torch{stopped}"
     who = fn if isinstance(fn, str) else getattr(fn, "__qualname__", "the implementation")
     cases = list(result.minimal) or [r for r in result.results if not r.passed][:1]
-    head = (f"{who} disagrees with torch in {result.n_failed} of {len(result.results)} cases "
+    n = len(result.results)
+    head = (f"{who} disagrees with torch in {result.n_failed} of {n} case{'s' if n != 1 else ''} "
             f"({len(cases)} distinct failure{'s' if len(cases) != 1 else ''}).")
-    more = [f"... and {len(cases) - limit} more distinct failures (see the report)"] if len(cases) > limit else []
+    rest = len(cases) - limit
+    more = [f"... and {rest} more distinct failure{'s' if rest != 1 else ''} (see the report)"] if rest > 0 else []
     return "\n".join([head] + [describe_case(c) for c in cases[:limit]] + more)

@@ -1,10 +1,10 @@
 """`verify explain`: why each δ formula is exactly what autograd computes.
 
 One case runs on both sides (handimpl.backprop and the torch twin); the
-backward pass is walked from layer L down to 1, each seed formula next to the
+backward pass is walked from layer L down to 1, each tutorial formula next to the
 autograd node torch built for it, the hand value, torch's value and their
 difference. Then the output shortcut (canonical pair or not) and the
-conventions where the seed and torch differ. Built as data (verify.explain_steps),
+conventions where the tutorial and torch differ. Built as data (verify.explain_steps),
 rendered as text, Markdown or HTML (verify.explain_render).
 
     python -m verify.explain --write-docs     # regenerate docs/why-delta-matches-autograd.md
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+import numpy as np
 
 import handimpl
 from handimpl import LOSSES
@@ -23,9 +25,9 @@ from .explain_backward import backward_sections, forward_section, graph_section
 from .explain_conventions import conventions_section
 from .explain_graph import run_torch
 from .explain_render import RENDERERS, render_markdown
-from .explain_seed import seed_example
+from .explain_tutorial import tutorial_example
 from .explain_shortcut import shortcut_section
-from .explain_steps import Explanation, Section
+from .explain_steps import TUTORIAL, TUTORIAL_IS, Explanation, Section
 from .output import atomic_write, check_out_file
 from .spec import NetSpec
 
@@ -44,21 +46,69 @@ TUTORIAL_CASES = (("2-2-1:sigmoid:binary_cross_entropy", 11, ("forward", *_CORE)
 PARTS = ("forward", "graph", "backward", "shortcut", "conventions")
 
 
-def explain(spec: NetSpec | str, seed: int = 0, batch: int = DEFAULT_BATCH,
-            parts: tuple[str, ...] = PARTS) -> Explanation:
-    """The explanation of one case, as data; ``parts`` picks the sections (all by default)."""
+SATURATION = 2.5            # |z| beyond which sigmoid (0.92) and tanh (0.987) flatten out
+SEED_SEARCH = 200           # seeds tried for a case a student can follow
+
+
+def followable_seed(spec: NetSpec | str, batch: int = DEFAULT_BATCH) -> int:
+    """The first data seed, from 0 up, whose case a student can follow: x at scale 1, no
+    planted zeros (no all-zero row of x, no zero weights or biases), and every |z⁽ˡ⁾| at most
+    SATURATION, so no activation is saturated. When none of the first SEED_SEARCH seeds has
+    all three, the seed with the smallest max |z| among those with the first two."""
     spec = NetSpec.coerce(spec)
+    best, best_z = 0, float("inf")
+    for seed in range(SEED_SEARCH):
+        case = draw_case(spec, seed, batch)
+        if case.scale != 1 or case.zero_fraction or not np.any(case.x, axis=1).all():
+            continue
+        zs, _ = handimpl.forward(spec, case.params, case.x)
+        largest = max(float(np.max(np.abs(z))) for z in zs[1:])
+        if largest <= SATURATION:
+            return seed
+        if largest < best_z:
+            best, best_z = seed, largest
+    return best
+
+
+DIVISOR_IS = ("N is the divisor of the loss's mean: m·k (every element of the (m, k) output) for "
+              "mse_loss and the other elementwise losses, m (the batch) for cross_entropy, nll_loss "
+              "and quadratic, 1 with reduction='sum'")
+
+
+def divisor_text(spec: NetSpec, m: int, define: bool = True) -> str:
+    """N's value on this case, after its definition (DIVISOR_IS) when ``define``."""
+    k = spec.widths[-1]
+    if spec.reduction != "mean":
+        value = "reduction='sum', so N = 1"
+    elif LOSSES[spec.loss].count(np.zeros((2, 3)), "mean") == 2:       # by the batch alone
+        value = f"{spec.loss} averages over the batch, N = m = {m}"
+    else:
+        value = f"{spec.loss} averages over every element, N = m·k = {m}·{k} = {m * k}"
+    return f"{DIVISOR_IS}; here {value}." if define else f"Here {value}."
+
+
+def explain(spec: NetSpec | str, seed: int | None = None, batch: int = DEFAULT_BATCH,
+            parts: tuple[str, ...] = PARTS, *, define_tutorial: bool = True) -> Explanation:
+    """The explanation of one case, as data; ``parts`` picks the sections (all by default).
+    Without a ``seed``, the case is followable_seed's."""
+    spec = NetSpec.coerce(spec)
+    chosen = seed is None
+    seed = followable_seed(spec, batch) if chosen else seed
     case = draw_case(spec, seed, batch)
     hand = dict(handimpl.backprop(spec, case.params, case.x, case.y))
     reduction, opts = split_loss_kwargs(spec)
     hand["dJ_da"] = LOSSES[spec.loss].grad(hand[f"a{spec.depth}"], case.y, reduction, **opts)
     run = run_torch(spec, case.params, case.x, case.y)
-    intro = (f"Spec {spec}, seed {seed}, batch m = {batch} (x scale {case.scale:g}, "
+    why_seed = (" (chosen as the first seed whose case is easy to follow: x at scale 1, no zero "
+                f"rows, no |z| above {SATURATION:g}; --seed picks another)") if chosen else ""
+    tutorial = TUTORIAL if define_tutorial else "the tutorial"
+    intro = (f"Spec {spec}, seed {seed}{why_seed}, batch m = {batch} (x scale {case.scale:g}, "
              f"zero fraction {case.zero_fraction:g}). Layers are numbered 1…L = {spec.depth}, a⁽⁰⁾ = x; "
              f"hand = handimpl.backprop, torch = the nn.Sequential twin's autograd.",
-             "Torch keeps one example per row, so Z = A Wᵀ + b and the seed's column formulas appear "
-             "transposed; each δ⁽ˡ⁾ row is the seed's δ⁽ˡ⁾ for one example, already divided by the "
-             "batch mean's N.")
+             f"The formulas are those of {tutorial}, on column vectors. Torch keeps one example "
+             "per row, so Z = A Wᵀ + b and those formulas appear transposed; each δ⁽ˡ⁾ row is the "
+             "tutorial's δ⁽ˡ⁾ for one example, already divided by N.",
+             divisor_text(spec, batch, define=define_tutorial))
     build = {
         "forward": lambda: [forward_section(spec, hand, run)],
         "graph": lambda: [graph_section(spec, run)],
@@ -81,31 +131,32 @@ def tutorial_markdown() -> str:
              "Generated by `python -m verify.explain --write-docs` (the same content as "
              "`verify explain SPEC --format md`); a test regenerates it and compares. Do not edit by hand.",
              "",
-             "Backpropagation as the seed tutorial writes it (δ⁽ᴸ⁾ = ∂J/∂a⁽ᴸ⁾ ⊙ f′(z⁽ᴸ⁾), "
+             f"Here *the tutorial* is {TUTORIAL_IS}; {DIVISOR_IS}. Backpropagation as the tutorial writes it "
+             "(δ⁽ᴸ⁾ = ∂J/∂a⁽ᴸ⁾ ⊙ f′(z⁽ᴸ⁾), "
              "δ⁽ˡ⁾ = (W⁽ˡ⁺¹⁾)ᵀδ⁽ˡ⁺¹⁾ ⊙ f′(z⁽ˡ⁾), ∂J/∂W⁽ˡ⁾ = δ⁽ˡ⁾a⁽ˡ⁻¹⁾ᵀ, ∂J/∂b⁽ˡ⁾ = δ⁽ˡ⁾) is not an "
              "approximation of what PyTorch does: autograd's backward pass through nn.Linear and an "
              "activation computes the same tensors, node by node. Each page below runs one small case "
              "both ways and names, next to every term, the autograd node torch really built for it.",
-             "", "Contents:", "", "1. The seed's 2-2-1 sigmoid example, with numbers"]
+             "", "Contents:", "", "1. The tutorial's 2-2-1 sigmoid example, with numbers"]
     parts += [f"{i}. `{s}` (seed {seed}): `verify explain '{s}' --seed {seed}`"
               for i, (s, seed, _) in enumerate(TUTORIAL_CASES, start=2)]
     parts.append("")
-    body = [render_markdown(seed_example(), stable=True, level=2)]
-    body += [render_markdown(explain(s, seed, parts=parts), stable=True, level=2)
+    body = [render_markdown(tutorial_example(define_tutorial=False), stable=True, level=2)]
+    body += [render_markdown(explain(s, seed, parts=parts, define_tutorial=False), stable=True, level=2)
              for s, seed, parts in TUTORIAL_CASES]
     return "\n".join(parts) + "\n" + "\n".join(body)
 
 
 def explain_command(args) -> int:
     from .cli import UsageError
-    if args.seed_example and args.spec:
-        raise UsageError("give a SPEC or --seed-example, not both")
-    if args.seed_example:
-        ex = seed_example()
+    if args.tutorial_example and args.spec:
+        raise UsageError("give a SPEC or --tutorial-example, not both")
+    if args.tutorial_example:
+        ex = tutorial_example()
     elif args.spec:
         ex = explain(NetSpec.parse(args.spec), seed=args.seed, batch=args.batch or DEFAULT_BATCH)
     else:
-        raise UsageError("give a SPEC (e.g. '2-2-1:sigmoid:binary_cross_entropy') or --seed-example")
+        raise UsageError("give a SPEC (e.g. '2-2-1:sigmoid:binary_cross_entropy') or --tutorial-example")
     text = render(ex, args.format)
     if args.out:
         try:

@@ -12,7 +12,7 @@ from handimpl import ACTIVATIONS, LOSSES
 from .explain_graph import TorchRun, sup
 from .explain_steps import Section, Step, compared
 
-# f′ as the seed writes it, in terms of z or the output a (what the backward node reads)
+# f′ as the tutorial writes it, in terms of z or the output a (what the backward node reads)
 DERIVATIVES = {
     "sigmoid": "σ′(z) = a(1 − a)",
     "tanh": "tanh′(z) = 1 − a²",
@@ -30,13 +30,13 @@ DERIVATIVES = {
 
 # ∂J/∂a⁽ᴸ⁾ for the losses the tutorial uses; others fall back to the loss's docstring
 LOSS_GRADS = {
-    "mse_loss": "∂J/∂a⁽ᴸ⁾ = 2(a⁽ᴸ⁾ − y)/(m·k)",
-    "quadratic": "∂J/∂a⁽ᴸ⁾ = (a⁽ᴸ⁾ − y)/m",
-    "binary_cross_entropy": "∂J/∂a⁽ᴸ⁾ = (a⁽ᴸ⁾ − y)/(a⁽ᴸ⁾(1 − a⁽ᴸ⁾)) / (m·k)",
-    "cross_entropy": "∂J/∂a⁽ᴸ⁾ = (softmax(a⁽ᴸ⁾) − t)/m   (t = one-hot y; a⁽ᴸ⁾ are logits)",
-    "nll_loss": "∂J/∂a⁽ᴸ⁾ = −onehot(y)/m",
-    "binary_cross_entropy_with_logits": "∂J/∂a⁽ᴸ⁾ = (σ(a⁽ᴸ⁾) − y)/(m·k)",
-    "l1_loss": "∂J/∂a⁽ᴸ⁾ = sign(a⁽ᴸ⁾ − y)/(m·k)",
+    "mse_loss": "∂J/∂a⁽ᴸ⁾ = 2(a⁽ᴸ⁾ − y)/N",
+    "quadratic": "∂J/∂a⁽ᴸ⁾ = (a⁽ᴸ⁾ − y)/N",
+    "binary_cross_entropy": "∂J/∂a⁽ᴸ⁾ = (a⁽ᴸ⁾ − y)/(a⁽ᴸ⁾(1 − a⁽ᴸ⁾)) / N",
+    "cross_entropy": "∂J/∂a⁽ᴸ⁾ = (softmax(a⁽ᴸ⁾) − t)/N   (t = one-hot y; a⁽ᴸ⁾ are logits)",
+    "nll_loss": "∂J/∂a⁽ᴸ⁾ = −onehot(y)/N",
+    "binary_cross_entropy_with_logits": "∂J/∂a⁽ᴸ⁾ = (σ(a⁽ᴸ⁾) − y)/N",
+    "l1_loss": "∂J/∂a⁽ᴸ⁾ = sign(a⁽ᴸ⁾ − y)/N",
 }
 
 
@@ -52,7 +52,7 @@ def loss_grad_formula(spec) -> str:
         doc = (type(LOSSES[spec.loss]).__doc__ or "").strip().splitlines()[0]
         text = f"∂J/∂a⁽ᴸ⁾ = (∂ℓ/∂a)/N   ({doc})"
     if spec.reduction == "sum":
-        text += "   [reduction=sum: no 1/m]"
+        text += "   [reduction=sum: N = 1]"
     return text
 
 
@@ -86,7 +86,7 @@ def forward_section(spec, hand: dict, run: TorchRun) -> Section:
             values=(("hand", hand[f"a{l}"]), ("torch", run.a[l])), diffs=compared(hand[f"a{l}"], run.a[l])))
     steps.append(Step(f"J = {spec.loss}(a{sup(L)}, y)", values=(("hand", hand["loss"]), ("torch", run.loss)),
                       diffs=compared(hand["loss"], run.loss)))
-    return Section("Forward pass", "Each row of A is one example; the seed's column formulas, "
+    return Section("Forward pass", "Each row of A is one example; the tutorial's column formulas, "
                    "transposed, give the row formulas torch's nn.Linear uses.", tuple(steps))
 
 

@@ -1,9 +1,9 @@
-"""Where the seed's conventions and torch's differ, each shown in numbers on this case.
+"""Where the tutorial's conventions and torch's differ, each shown in numbers on this case.
 
 - the batch mean: J averages over m examples, so every δ⁽ˡ⁾ row carries 1/m
   (mse_loss and the other elementwise losses divide by m·k instead);
-- the seed's ½ in J = ½(ŷ − y)²: quadratic's gradient is (a − y)/m, mse_loss's 2(a − y)/(m·k);
-- column vectors vs rows: the seed's z = W a + b is row i of Z = A Wᵀ + b,
+- the tutorial's ½ in J = ½(ŷ − y)²: quadratic's gradient is (a − y)/m, mse_loss's 2(a − y)/(m·k);
+- column vectors vs rows: the tutorial's z = W a + b is row i of Z = A Wᵀ + b,
   and its per-example δaᵀ summed over the batch is δᵀA;
 - the subgradient at a kink: which value of f′ torch takes where f has a corner.
 """
@@ -33,7 +33,7 @@ def batch_mean_step(spec, params, x, y, hand) -> Step:
     return Step(f"batch mean: J = (1/N)Σ ℓ with N = {what} = {N} here",
                 values=(("∂J/∂W⁽¹⁾ (mean)", hand["dW1"]), ("∂J/∂W⁽¹⁾ (sum) / N", summed["dW1"] / N)),
                 diffs=(("max |mean − sum/N|", max_diff(hand["dW1"], summed["dW1"] / N)),),
-                note="reduction='mean' divides every δ row by N; 'sum' does not. The seed's per-example "
+                note="reduction='mean' divides every δ row by N; 'sum' does not. The tutorial's per-example "
                      "δ (its loss not averaged) is N times a row of this δ. mse_loss, binary_cross_entropy and the other "
                      "elementwise losses divide by m·k (every element), cross_entropy and nll_loss by m.")
 
@@ -45,10 +45,11 @@ def half_step(spec, y, hand) -> Step:
     m, k = a.shape
     q = LOSSES["quadratic"].grad(a, y, "mean")
     mse = LOSSES["mse_loss"].grad(a, y, "mean")
-    return Step("the seed's ½: quadratic ∂J/∂a = (a − y)/m, mse_loss ∂J/∂a = 2(a − y)/(m·k)",
+    return Step("the tutorial's ½: quadratic ∂J/∂a = (a − y)/N with N = m, mse_loss ∂J/∂a = 2(a − y)/N "
+                "with N = m·k",
                 values=(("quadratic", q), ("mse_loss · k/2", mse * k / 2)),
                 diffs=(("max |quadratic − mse_loss·k/2|", max_diff(q, mse * k / 2)),),
-                note=f"on this a⁽ᴸ⁾ with {which} (k = {k}): the seed's J = ½(ŷ − y)² has no 2 in "
+                note=f"on this a⁽ᴸ⁾ with {which} (k = {k}): the tutorial's J = ½(ŷ − y)² has no 2 in "
                      f"its gradient, torch's mse_loss = mean((a − y)²) has one, and averages over k "
                      f"outputs too. Same direction, gradients differ by the factor 2/k.")
 
@@ -56,7 +57,7 @@ def half_step(spec, y, hand) -> Step:
 def columns_step(spec, params, x, hand) -> Step:
     W, b = params[0]
     i = x.shape[0] - 1                                         # the last example (the first may be zeroed)
-    x0 = x[i].reshape(-1, 1)                                   # the seed's column a⁽⁰⁾ for example i
+    x0 = x[i].reshape(-1, 1)                                   # the tutorial's column a⁽⁰⁾ for example i
     z_col = W @ x0 + (0 if b is None else b.reshape(-1, 1))    # z = W a + b
     outer = sum(hand["delta1"][i].reshape(-1, 1) @ x[i].reshape(1, -1) for i in range(x.shape[0]))
     return Step(f"columns vs rows: z⁽¹⁾ = W⁽¹⁾x + b⁽¹⁾ (column) is row {i + 1} of Z⁽¹⁾ = X W⁽¹⁾ᵀ + b⁽¹⁾",
@@ -64,8 +65,8 @@ def columns_step(spec, params, x, hand) -> Step:
                         ("Σᵢ δᵢxᵢᵀ", outer), ("δᵀX", hand["dW1"])),
                 diffs=(("max |column − row|", max_diff(z_col, hand["z1"][i:i + 1].T)),
                        ("max |Σᵢ δᵢxᵢᵀ − δᵀX|", max_diff(outer, hand["dW1"]))),
-                note="torch stores one example per row, so every seed formula appears transposed: "
-                     "(W a)ᵀ = aᵀWᵀ, δ⁽ˡ⁾ = (W⁽ˡ⁺¹⁾)ᵀδ⁽ˡ⁺¹⁾ becomes δ⁽ˡ⁺¹⁾W⁽ˡ⁺¹⁾, and the seed's "
+                note="torch stores one example per row, so every tutorial formula appears transposed: "
+                     "(W a)ᵀ = aᵀWᵀ, δ⁽ˡ⁾ = (W⁽ˡ⁺¹⁾)ᵀδ⁽ˡ⁺¹⁾ becomes δ⁽ˡ⁺¹⁾W⁽ˡ⁺¹⁾, and the tutorial's "
                      "δaᵀ for one example becomes δᵀA, the sum over the batch in one product.")
 
 
@@ -93,4 +94,4 @@ def kink_steps(spec, hand) -> list[Step]:
 def conventions_section(spec, params, x, y, hand) -> Section:
     steps = [batch_mean_step(spec, params, x, y, hand), half_step(spec, y, hand),
              columns_step(spec, params, x, hand), *kink_steps(spec, hand)]
-    return Section("Conventions: where the seed and torch differ", "", tuple(steps))
+    return Section("Conventions: where the tutorial and torch differ", "", tuple(steps))

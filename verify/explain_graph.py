@@ -21,7 +21,7 @@ SUP = str.maketrans("0123456789L-", "⁰¹²³⁴⁵⁶⁷⁸⁹ᴸ⁻")
 
 
 def sup(l: Any) -> str:
-    """'2' -> '⁽²⁾': the seed's layer superscript."""
+    """'2' -> '⁽²⁾': the tutorial's layer superscript."""
     return f"⁽{str(l).translate(SUP)}⁾"
 
 

@@ -69,7 +69,8 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;
 h1{font-size:1.5rem}h2{font-size:1.2rem;border-bottom:1px solid #ccc;margin-top:2rem}
 .step{margin:1rem 0 1.5rem}.formula{font-weight:600;font-size:1.05rem}
 .nodes{margin:.3rem 0;padding-left:1.2rem}.nodes code{background:#eef;padding:0 .2rem}
-pre{background:#f6f6f6;padding:.5rem;overflow-x:auto}.note{color:#333}"""
+pre{background:#f6f6f6;padding:.5rem;overflow-x:auto}.note{color:#333}
+nav.toc{background:#f6f6f6;padding:.5rem 1rem;border-radius:6px}nav.toc ol{margin:.3rem 0}"""
 
 
 def render_html(ex: Explanation, stable: bool = False) -> str:
@@ -78,8 +79,11 @@ def render_html(ex: Explanation, stable: bool = False) -> str:
            f"<title>{e(ex.title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
            f"<h1>{e(ex.title)}</h1>"]
     out += [f"<p>{e(p)}</p>" for p in ex.intro]
-    for sec in ex.sections:
-        out.append(f"<h2>{e(sec.heading)}</h2>")
+    out.append('<nav class="toc"><b>Contents</b><ol>' + "".join(
+        f'<li><a href="#s{i}">{e(sec.heading)}</a></li>' for i, sec in enumerate(ex.sections, 1))
+        + "</ol></nav>")
+    for i, sec in enumerate(ex.sections, 1):
+        out.append(f'<h2 id="s{i}">{e(sec.heading)}</h2>')
         if sec.intro:
             out.append(f"<p>{e(sec.intro)}</p>")
         for step in sec.steps:

@@ -13,6 +13,11 @@ import numpy as np
 WHOLE_MATRIX_MAX = 24          # print matrices with at most this many elements whole
 AGREE = 1e-12                  # differences at or below this print as "≤ 1e-12" when stable
 
+# What "the tutorial" means, said once where a page first names it.
+TUTORIAL_IS = ("the backpropagation tutorial whose notation this project follows: column vectors, "
+               "layers numbered 1…L with a⁽⁰⁾ = x, z⁽ˡ⁾ = W⁽ˡ⁾a⁽ˡ⁻¹⁾ + b⁽ˡ⁾, δ⁽ˡ⁾ = ∂J/∂z⁽ˡ⁾")
+TUTORIAL = f"the tutorial ({TUTORIAL_IS})"
+
 
 @dataclass(frozen=True, eq=False)
 class Step:

@@ -118,6 +118,7 @@ def _import(target: str, where: str):
     """The module ``where`` names (a dotted name or a file path), imported. Its top-level code is
     user code: load_target runs this under verify.guard.guarded."""
     if not (where.endswith(".py") or os.sep in where or "/" in where):
+        _current_directory_importable()
         return importlib.import_module(where)
     path = Path(where).expanduser().resolve()
     if not path.is_file():
@@ -137,6 +138,14 @@ def _attribute(module: Any, name: str) -> Any:
     for part in name.split("."):
         fn = getattr(fn, part)
     return fn
+
+
+def _current_directory_importable() -> None:
+    """Put the current directory first on sys.path, as ``python -m`` and pytest's rootdir
+    do, so that ``mypkg.mlp:backprop`` imports from where the command runs."""
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def resolve(impl: Impl | str) -> Impl:

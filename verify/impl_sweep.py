@@ -16,7 +16,9 @@ from typing import Any
 from .guard import guarded
 from .impl import DEFAULT_OUT, Impl, _usage, load_target, reset_warnings, resolve
 from .localise import with_location
+from .progress import progress_reporter
 from .spec import shown
+from .target import target_of
 
 SUPPORT_KEYS = ("activations", "losses", "dtypes")
 
@@ -90,10 +92,10 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
         if unpicklable is not None:  # a lambda or closure: run in this process
             jobs = 1
     reset_warnings()
+    check_fn = functools.partial(check_case, impl, time_limit=time_limit, isolate=isolate)
+    check_fn.impl_name = target_of(fn)
     result = sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
-                   max_batch=max_batch, jobs=jobs,
-                   check_fn=functools.partial(check_case, impl, time_limit=time_limit, isolate=isolate),
-                   progress=progress, impl=impl if isinstance(impl, str) else None, **names)
+                   max_batch=max_batch, jobs=jobs, check_fn=check_fn, progress=progress, **names)
     return dataclasses.replace(result, minimal=tuple(with_location(m, fn) for m in result.minimal))
 
 
@@ -130,29 +132,25 @@ def assert_matches_torch(fn: Impl | str, **options) -> None:
 def check_impl_command(args) -> int:
     """``verify check --impl TARGET ...`` without a SPEC: sweep, write the reports, exit 0/1/130
     (2 via UsageError). With a SPEC, verify.cli.cmd_check checks that one case."""
-    from .diagnose import explain_failure
     from .report import summary_lines, write_reports
-    from .sweep import INTERRUPTED
+    from .sweep import INTERRUPTED, finished
 
     # Where the reports go is fixed before any user code runs, which may change the directory.
     out_dir = (Path(args.out) if args.out else DEFAULT_OUT).absolute()
     load_target(args.impl)             # a bad TARGET is a usage error before anything runs
+    progress = progress_reporter()
     result = sweep_implementation(
         args.impl, examples=args.examples, seed=args.seed, activations=args.activations,
         losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
         max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
-        time_limit=getattr(args, "time_limit", None), isolate=getattr(args, "isolate", False))
+        time_limit=getattr(args, "time_limit", None), isolate=getattr(args, "isolate", False),
+        progress=progress)
+    progress.close()
+    result = finished(result)
     paths = write_reports(result, out_dir, title=f"verify check --impl {args.impl}")
     for line in summary_lines(result):
         print(line)
-    failing = list(result.minimal) or [r for r in result.results if not r.passed]
-    if failing:
-        print(explain_failure(result, args.impl))
-        first = failing[0]
-        print(f"reproduce: verify check '{first.spec}' --impl {args.impl} "
-              f"--seed {first.seed} --batch {first.batch}")
     print(f"report: {paths['html']}")
     if result.stopped == INTERRUPTED:
         return 130
     return 0 if result.passed else 1
-

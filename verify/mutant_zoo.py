@@ -2,7 +2,7 @@
 
 A mutant names one exact piece of handimpl source (``old``, which must occur
 exactly once in ``handimpl/<module>.py``) and what it becomes (``new``); the
-formula it breaks is written before → after in the seed's notation. Each
+formula it breaks is written before → after in the tutorial's notation. Each
 mutant also says where its bug can show: the activations, losses and dtypes
 its sweep draws from (a relu′(0) bug needs relu; a 1/m bug needs a 'mean'
 loss), so that no example is spent where the mutant cannot differ.

@@ -11,7 +11,6 @@ disagrees with torch; the number of examples until the first such case
 from __future__ import annotations
 
 import functools
-import html
 import inspect
 import linecache
 import statistics
@@ -20,10 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import jinja2
 import pandas as pd
 
+from . import STARTED, __version__
 from .mutant_zoo import BY_NAME, ZOO, Mutant
 from .output import write_dir, write_file
+from .report import counterexample, plural
+from .report_html import STYLE, breakable, header_text
 
 DEFAULT_EXAMPLES = 30            # per mutant; every mutant in the zoo dies well within it
 DEFAULT_OUT = Path("reports") / "mutants"
@@ -71,6 +74,7 @@ def build(name: str) -> Callable:
         network[registry] = changed[registry]      # backprop and forward look it up at call time
     fn = network["backprop"]
     fn.step = network["sgd_step"]
+    fn.verify_target = f"verify.mutant_impl:{name}"
     return fn
 
 
@@ -78,6 +82,12 @@ def check_mutant_case(name: str, spec, seed: int, batch: int):
     """verify.check.check with the mutant as the implementation (picklable via partial)."""
     from .check import check
     return check(spec, seed, batch, impl=build(name))
+
+
+def _mutant_check(name: str):
+    check_fn = functools.partial(check_mutant_case, name)
+    check_fn.impl_name = f"verify.mutant_impl:{name}"
+    return check_fn
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -94,9 +104,24 @@ class MutantResult:
 
     @property
     def counterexample(self) -> str:
+        """The command that runs the minimal counterexample against this mutant."""
+        return "" if self.minimal is None else self.minimal.repro
+
+    @property
+    def kill_text(self) -> str:
+        """'killed after 1 example', 'killed after 3 examples' or 'SURVIVED 30 examples'."""
+        if not self.killed:
+            return f"SURVIVED {self.n_examples} example{'s' if self.n_examples != 1 else ''}"
+        k = self.examples_to_kill
+        return f"killed after {k} example{'s' if k != 1 else ''}"
+
+    @property
+    def first_tensor(self) -> str:
+        """The first diverging tensor's name (or 'error'), for the terminal."""
         if self.minimal is None:
             return ""
-        return f"{self.minimal.spec} seed={self.minimal.seed} batch={self.minimal.batch}"
+        first = self.minimal.first_divergence
+        return first.name if first is not None else "error"
 
     @property
     def first_diverging(self) -> str:
@@ -121,7 +146,7 @@ def run_mutant(mutant: Mutant | str, *, examples: int | None = None, seed: int =
     result = sweep(examples=examples or DEFAULT_EXAMPLES, seed=seed, activations=mutant.activations,
                    losses=mutant.losses, dtypes=mutant.dtypes, max_depth=mutant.max_depth,
                    max_width=MAX_WIDTH, max_batch=MAX_BATCH, jobs=jobs,
-                   check_fn=functools.partial(check_mutant_case, mutant.name),
+                   check_fn=_mutant_check(mutant.name),
                    max_shrunk=1 if shrink else 0, shrink_seconds=SHRINK_SECONDS)
     first = next((i for i, r in enumerate(result.results, start=1) if not r.passed), None)
     minimal = result.minimal[0] if result.minimal else None
@@ -145,7 +170,7 @@ def run_zoo(*, examples: int | None = None, seed: int = 0, shrink: bool = True,
 # -- reporting -------------------------------------------------------------------------------
 
 def mutant_table(results: Sequence[MutantResult]) -> pd.DataFrame:
-    """One row per mutant: what it changes, whether it was killed, and how."""
+    """One row per mutant: what it changes, whether it was killed, and how (mutants.csv)."""
     return pd.DataFrame([{
         "mutant": r.mutant.name,
         "bug": r.mutant.title,
@@ -171,24 +196,91 @@ def kill_stats(results: Sequence[MutantResult]) -> dict:
 
 def kill_sentence(stats: dict) -> str:
     """'15 of 15 mutants killed (kill rate 100%); median examples to kill 1' from kill_stats."""
-    return (f"{stats['killed']} of {stats['total']} mutants killed (kill rate {stats['kill_rate']:.0%}); "
-            f"median examples to kill {stats['median_examples_to_kill']}")
+    median = stats["median_examples_to_kill"]
+    return (f"{stats['killed']} of {stats['total']} mutant{'s' if stats['total'] != 1 else ''} killed "
+            f"(kill rate {stats['kill_rate']:.0%}); median examples to kill "
+            f"{'–' if median is None else f'{median:g}'}")
+
+
+TERMINAL_WIDTH = 100
+ROW = "{:<30} {:<26} {:>8}  {}"
+
+
+def terminal_header() -> str:
+    return ROW.format("mutant", "result", "failing", "first diverging tensor")
+
+
+def terminal_row(r: MutantResult) -> str:
+    """One line of the terminal table, at most TERMINAL_WIDTH columns."""
+    line = ROW.format(r.mutant.name, r.kill_text, f"{r.n_failed}/{r.n_examples}", r.first_tensor)
+    return line if len(line) <= TERMINAL_WIDTH else line[:TERMINAL_WIDTH - 1] + "…"
+
+
+_ENV = jinja2.Environment(autoescape=True)
+_ENV.filters["breakable"] = breakable
+PAGE = _ENV.from_string("""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>verify mutants — {{ summary }}</title>
+<style>{{ style|safe }}</style></head><body><main>
+<h1>verify mutants</h1>
+<div class="sub">{{ header }}</div>
+<div class="banner {{ css }}">{{ summary }}</div>
+<div class="cards">
+{% for label, value, bad in cards %}<div class="card{{ ' bad' if bad }}"><b>{{ value }}</b><span>{{ label }}</span></div>
+{% endfor %}</div>
+<h2>The mutants</h2>
+<p class="note">Each mutant is handimpl with one classic backprop bug planted by a one-line change of
+its source. A mutant is killed when the sweep finds a case where it disagrees with torch; the
+command runs its minimal counterexample (the mutant is importable as
+<code>verify.mutant_impl:NAME</code>).</p>
+<div class="tbl wide"><table class="grid rows fixed">
+<colgroup><col style="width:15%"><col style="width:21%"><col style="width:9%"><col style="width:7%">
+<col style="width:48%"></colgroup>
+<thead><tr><th>mutant</th><th>formula: before → after</th><th>result</th><th>failing cases</th>
+<th>minimal counterexample</th></tr></thead>
+<tbody>
+{% for r in rows %}<tr>
+<td><b>{{ r.name|breakable }}</b><br><span class="note">{{ r.bug }}</span></td>
+<td><span class="formula">{{ r.before }}</span><br>→ <span class="formula">{{ r.after }}</span></td>
+<td class="{{ 'killed' if r.killed else 'survived' }}">{{ r.kill_text }}</td>
+<td class="num">{{ r.failing }}</td>
+<td>{% if r.cx %}<pre class="cmd">{{ r.cx.repro }}</pre><div>{{ r.cx.first_divergence }}</div>
+{% if r.cx.look_at %}<div class="hint">Look at {{ r.cx.look_at }}{% if r.cx.formula %}: <span class="formula">{{ r.cx.formula }}</span>{% endif %}</div>{% endif %}
+{% if r.cx.worst_text %}<div class="vals">{{ r.cx.worst_text }}</div>{% endif %}{% else %}–{% endif %}</td>
+</tr>
+{% endfor %}</tbody></table></div>
+<footer>Generated by backprop-verify {{ version }} · {{ timing }} · the same rows in mutants.csv</footer>
+</main></body></html>
+""")
+
+
+def render_mutant_page(results: Sequence[MutantResult], settings: dict | None = None,
+                       timing: str = "") -> str:
+    """mutants.html: report.html's stylesheet and layout, the verdict coloured."""
+    stats = kill_stats(results)
+    all_killed = stats["killed"] == stats["total"]
+    rows = [{"name": r.mutant.name, "bug": r.mutant.title, "before": r.mutant.before,
+             "after": r.mutant.after, "killed": r.killed, "kill_text": r.kill_text,
+             "failing": f"{r.n_failed} of {r.n_examples}",
+             "cx": counterexample(r.minimal) if r.minimal is not None else None} for r in results]
+    median = stats["median_examples_to_kill"]
+    cards = [("mutants", stats["total"], False), ("killed", stats["killed"], False),
+             ("survived", stats["total"] - stats["killed"], not all_killed),
+             ("median examples to kill", "–" if median is None else f"{median:g}", False),
+             ("most examples to kill", stats["max_examples_to_kill"] or "–", False)]
+    return PAGE.render(style=STYLE, summary=kill_sentence(stats), css="pass" if all_killed else "fail",
+                       header=header_text(settings or {}), cards=cards, rows=rows,
+                       version=__version__, timing=timing)
 
 
 def write_mutant_report(results: Sequence[MutantResult], out_dir: Path | str, *,
-                        settings: dict | None = None, table: pd.DataFrame | None = None
-                        ) -> dict[str, Path]:
+                        settings: dict | None = None, table: pd.DataFrame | None = None,
+                        timing: str = "") -> dict[str, Path]:
     """mutants.csv and mutants.html as the directory ``out_dir``, replacing a previous one whole
     (verify.output.write_dir); ``table``: mutant_table(results), if made."""
     table = mutant_table(results) if table is None else table
-    summary = kill_sentence(kill_stats(results))
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>verify mutants</title>"
-            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:90%}"
-            "th{background:#eee}</style></head><body>"
-            f"<h1>verify mutants</h1><p>{html.escape(summary)}</p>"
-            f"<p>settings: {html.escape(str(settings or {}))}</p>"
-            + table.to_html(index=False, escape=True, na_rep="") + "</body></html>")
+    page = render_mutant_page(results, settings, timing)
 
     def write(staging: Path) -> None:
         write_file(staging / FILES["csv"], table.to_csv(index=False, lineterminator="\n"))
@@ -204,17 +296,16 @@ def mutants_command(args) -> int:
     examples = args.examples or DEFAULT_EXAMPLES
 
     def tick(r: MutantResult) -> None:
-        print(f"  {r.mutant.name:<30} {'killed' if r.killed else 'SURVIVED'}"
-              f"{f' after {r.examples_to_kill} examples' if r.killed else ''}", flush=True)
+        print(terminal_row(r), flush=True)
 
-    print(f"running {len(ZOO)} mutants, {examples} examples each (seed {args.seed})")
+    print(f"running {plural(len(ZOO), 'mutant')}, {plural(examples, 'example')} each (seed {args.seed})")
+    print(terminal_header())
     results = run_zoo(examples=examples, seed=args.seed, progress=tick)
-    table = mutant_table(results)
-    with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 70):
-        print(table.drop(columns=["bug", "seconds"]).to_string(index=False))
     stats = kill_stats(results)
-    paths = write_mutant_report(results, args.out or DEFAULT_OUT, table=table,
-                                settings={"seed": args.seed, "examples": examples})
-    print(f"{kill_sentence(stats)}; {time.perf_counter() - start:.1f} s")
+    timing = (f"{time.perf_counter() - start:.1f} s checking, "
+              f"{time.perf_counter() - STARTED:.1f} s in all")
+    paths = write_mutant_report(results, args.out or DEFAULT_OUT, timing=timing,
+                                settings={"seed": args.seed, "examples per mutant": examples})
+    print(f"{kill_sentence(stats)}; {timing}")
     print(f"report: {paths['html']}")
-    return 0 if stats["killed"] == stats["total"] else 1
+    return 0 if all(r.killed for r in results) else 1

@@ -19,18 +19,21 @@ import numpy as np
 import pandas as pd
 
 from .check import CaseResult
-from .verdict import counts
+from .diagnose import hint, kink_sentence, tally, worst_sentence
 from .output import write_dir, write_file
+from .sweep import size_key
+from .target import NOT_IMPORTABLE, importable
+from .verdict import counts
 
 DISCREPANCY_COLUMNS = [
     "case_id", "spec", "seed", "batch", "dtype", "quantity", "layer", "shape", "max_abs_err",
     "max_rel_err", "norm_rel_err", "max_ulp", "worst_index", "hand_value", "torch_value",
     "n_mismatched", "n_elements", "atol", "rtol", "passed", "status", "margin", "allowed", "hand_ref_err",
-    "torch_ref_err", "note",
+    "torch_ref_err", "note", "impl", "test",
 ]
 CASE_COLUMNS = [
     "case_id", "spec", "seed", "depth", "widths", "activations", "loss", "dtype", "batch", "passed",
-    "worst_norm_rel_err", "first_divergence", "n_diverging", "n_inheriting", "note",
+    "worst_norm_rel_err", "first_divergence", "n_diverging", "n_inheriting", "note", "impl", "test",
 ]
 QUANTITY_ORDER = ["z", "a", "loss", "delta", "dW", "db", "dx", "W_after_step", "b_after_step"]
 FILES = {"discrepancies": "discrepancies.csv", "cases": "cases.csv", "summary": "summary.csv",
@@ -43,18 +46,31 @@ def _fmt_index(index: tuple) -> str:
     return "(" + ", ".join(map(str, index)) + ")"
 
 
-def _record_row(case_id: int, c: CaseResult, r) -> tuple:
+def _case_fields(case_id: int, c: CaseResult) -> dict:
+    return {"case_id": case_id, "spec": str(c.spec), "seed": c.seed, "batch": c.batch,
+            "impl": c.impl, "test": c.test}
+
+
+def _record_row(case_id: int, c: CaseResult, r) -> dict:
     note = "; ".join(t for t in (r.problem, r.note, c.error) if t)
-    return (case_id, str(c.spec), c.seed, c.batch, r.dtype, r.quantity, r.layer,
-            "x".join(map(str, r.shape)), r.max_abs_err, r.max_rel_err, r.norm_rel_err, r.max_ulp,
-            _fmt_index(r.worst_index), r.hand_value, r.torch_value, r.n_mismatched, r.n_elements,
-            r.atol, r.rtol, r.passed, r.status, r.margin, r.allowed, r.hand_ref_err, r.torch_ref_err, note)
+    return {**_case_fields(case_id, c), "dtype": r.dtype, "quantity": r.quantity, "layer": r.layer,
+            "shape": "x".join(map(str, r.shape)), "max_abs_err": r.max_abs_err,
+            "max_rel_err": r.max_rel_err, "norm_rel_err": r.norm_rel_err, "max_ulp": r.max_ulp,
+            "worst_index": _fmt_index(r.worst_index), "hand_value": r.hand_value,
+            "torch_value": r.torch_value, "n_mismatched": r.n_mismatched,
+            "n_elements": r.n_elements, "atol": r.atol, "rtol": r.rtol, "passed": r.passed,
+            "status": r.status, "margin": r.margin, "allowed": r.allowed,
+            "hand_ref_err": r.hand_ref_err, "torch_ref_err": r.torch_ref_err, "note": note}
 
 
-def _error_row(case_id: int, c: CaseResult) -> tuple:
+def _error_row(case_id: int, c: CaseResult) -> dict:
     nan = float("nan")
-    return (case_id, str(c.spec), c.seed, c.batch, c.spec.dtype, "", None, "", nan, nan, nan, nan,
-            "", nan, nan, 0, 0, nan, nan, False, "diverges", nan, nan, None, None, c.error)
+    return {**_case_fields(case_id, c), "dtype": c.spec.dtype, "quantity": "", "layer": None,
+            "shape": "", "max_abs_err": nan, "max_rel_err": nan, "norm_rel_err": nan,
+            "max_ulp": nan, "worst_index": "", "hand_value": nan, "torch_value": nan,
+            "n_mismatched": 0, "n_elements": 0, "atol": nan, "rtol": nan, "passed": False,
+            "status": "diverges", "margin": nan, "allowed": nan,
+            "hand_ref_err": None, "torch_ref_err": None, "note": c.error}
 
 
 def discrepancy_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
@@ -81,11 +97,13 @@ def case_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
     for i, c in enumerate(results):
         first = c.first_divergence
         tally = counts(c.records)
-        rows.append((i, str(c.spec), c.seed, c.spec.depth, "-".join(map(str, c.spec.widths)),
-                     ",".join(c.spec.activations), c.spec.loss, c.spec.dtype, c.batch, c.passed,
-                     _worst(c), "error" if c.error else (first.name if first else ""),
-                     tally["diverges"], tally["inherits"],
-                     c.error or (first.problem if first else "")))
+        rows.append({**_case_fields(i, c), "depth": c.spec.depth,
+                     "widths": "-".join(map(str, c.spec.widths)),
+                     "activations": ",".join(c.spec.activations), "loss": c.spec.loss,
+                     "dtype": c.spec.dtype, "passed": c.passed, "worst_norm_rel_err": _worst(c),
+                     "first_divergence": "error" if c.error else (first.name if first else ""),
+                     "n_diverging": tally["diverges"], "n_inheriting": tally["inherits"],
+                     "note": c.error or (first.problem if first else "")})
     return pd.DataFrame(rows, columns=CASE_COLUMNS)
 
 
@@ -170,36 +188,130 @@ def _divergence(result: CaseResult) -> str:
     clauses = []
     if full:
         loss = ", and so does the loss" if "loss" in seen else ""
-        clauses.append(f"{_join(full)} agree{'s' if len(full) == 1 else ''} in all layers{loss}")
+        where = f" in all {result.spec.depth} layers" if result.spec.depth > 1 else ""
+        clauses.append(f"{_join(full)} agree{'s' if len(full) == 1 else ''}{where}{loss}")
     if some:
         clauses.append(f"{_join(some)} agree{'s' if len(some) == 1 else ''}{' too' if full else ''}")
     why = f" ({first.problem})" if first.problem else ""
     return "; ".join(clauses + [f"{first.name} is the first to diverge{why}"])
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 case', '2 cases', '0 cases' (``many`` for an irregular plural)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def _disagree(n: int) -> str:
+    return "disagrees" if n == 1 else "disagree"
+
+
 def verdict(result) -> str:
+    """'all 300 cases agree', '3 of 300 cases disagree'; the pytest gate's expected failures
+    (failing checks of passing tests) are named apart and do not fail the verdict."""
     n, failed = len(result.results), result.n_failed
+    expected = len(result.expected_failures)
     prefix = f"PARTIAL ({result.stopped or 'interrupted'}): " if result.partial else ""
+    if failed == 0 and expected:
+        return (f"{prefix}no unexpected failure in {plural(n, 'case')}: the {expected} that "
+                f"{_disagree(expected)} {'is' if expected == 1 else 'are'} in tests that passed "
+                f"(expected failures)")
     if failed == 0:
-        return f"{prefix}all {n} cases agree"
-    return f"{prefix}{failed} of {n} cases disagree"
+        return f"{prefix}the one case agrees" if n == 1 else f"{prefix}all {n} cases agree"
+    also = f", and {expected} more in tests that passed (expected failures)" if expected else ""
+    return f"{prefix}{failed} of {plural(n, 'case')} {_disagree(failed)}{also}"
 
 
-def repro(case, result) -> str:
-    """The command that reproduces one case of ``result``, naming the implementation if there is one."""
-    impl = result.settings.get("impl")
-    return case.repro if not impl else \
-        f"verify check '{case.spec}' --impl {impl} --seed {case.seed} --batch {case.batch}"
+QUANTITIES = set(QUANTITY_ORDER)
+
+
+def counterexample(case: CaseResult) -> dict:
+    """What a report says about one failing case (terminal, report.html and report.json
+    alike): the command that runs it again, the first tensor to diverge with what agreed
+    before it, where to look and the formula there (verify.diagnose.hint), and the worst
+    element of the first diverging tensor."""
+    first = case.first_divergence
+    out = {"spec": str(case.spec), "seed": case.seed, "batch": case.batch, "impl": case.impl,
+           "test": case.test, "repro": case.repro, "runnable": importable(case.impl),
+           "first_divergence": divergence_sentence(case),
+           "tensor": first.name if first else "", "look_at": "", "formula": "", "worst": None,
+           "worst_text": ""}
+    if first is None:
+        return out
+    _, where = hint(case.spec, first.name)
+    if first.quantity in QUANTITIES:
+        look, _, formula = where.partition(": ")
+        out.update(look_at=look, formula=formula)
+    else:
+        out.update(look_at=where)
+    if not first.problem:
+        index = list(first.worst_index)
+        out["worst"] = {"tensor": first.name, "index": index, "hand": first.hand_value,
+                        "torch": first.torch_value, "n_mismatched": first.n_mismatched,
+                        "n_elements": first.n_elements, "max_abs_err": first.max_abs_err}
+        out["worst_text"] = f"worst element of {first.name} {worst_sentence(first)}"
+    out["tally"] = tally(case.records)
+    out["notes"] = [text for text in (f"tensors that do not agree: {out['tally']}", first.note,
+                                      kink_sentence(case.spec, first), case.located, case.note) if text]
+    return out
+
+
+def hint_text(cx: dict) -> str:
+    """'look at the backward step of layer 1: δ¹ = (δ²W²) ⊙ f′(z¹)', or ''."""
+    if not cx["look_at"]:
+        return ""
+    return f"look at {cx['look_at']}" + (f": {cx['formula']}" if cx["formula"] else "")
+
+
+def counterexample_lines(case: CaseResult, indent: str = "  ") -> list[str]:
+    """The terminal's lines for one counterexample: its command, then what diverged and where
+    to look, then its worst element."""
+    cx = counterexample(case)
+    more = indent + "    "
+    lines = [indent + cx["repro"], more + cx["first_divergence"]]
+    if cx["look_at"]:
+        lines.append(more + hint_text(cx))
+    if cx["worst_text"]:
+        lines.append(more + cx["worst_text"])
+    lines += [more + text for text in cx.get("notes", [])]
+    if not cx["runnable"]:
+        lines.append(more + NOT_IMPORTABLE)
+    return lines
+
+
+def expected_groups(result) -> list[dict]:
+    """The expected failures (failing checks of passing tests), one entry per (test,
+    implementation): how many of its checks fail, and its smallest failing case."""
+    groups: dict[tuple, dict] = {}
+    for i, c in enumerate(result.results):
+        key = (c.test, c.impl)
+        g = groups.setdefault(key, {"test": c.test, "impl": c.impl, "checks": 0, "failing": 0,
+                                    "smallest": None})
+        g["checks"] += 1
+        if not c.passed and result.is_expected(i):
+            g["failing"] += 1
+            if g["smallest"] is None or size_key(c) < size_key(g["smallest"]):
+                g["smallest"] = c
+    return [{**{k: v for k, v in g.items() if k != "smallest"},
+             "example": counterexample(g["smallest"])}
+            for g in groups.values() if g["failing"]]
+
+
+def timing_text(result) -> str:
+    """'0.6 s checking, 5.6 s in all' (the sweep's own time, and the command's when known)."""
+    checking = f"{result.wall_time:.1f} s checking"
+    return f"{checking}, {result.total_time:.1f} s in all" if result.total_time else checking
 
 
 def summary_lines(result) -> list[str]:
-    """The short terminal summary."""
+    """The short terminal summary: the verdict, then each minimal counterexample once."""
     n_tensors = sum(len(c.records) for c in result.results)
-    lines = [f"verify: {verdict(result)} ({n_tensors} tensors compared, {result.wall_time:.1f} s)"]
+    lines = [f"verify: {verdict(result)} ({plural(n_tensors, 'tensor')} compared; {timing_text(result)})"]
     if result.minimal:
-        lines.append(f"{len(result.minimal)} distinct failure(s); minimal counterexamples:")
+        k = len(result.minimal)
+        lines.append(f"{plural(k, 'distinct failure')}; "
+                     f"{'its minimal counterexample' if k == 1 else 'minimal counterexamples'}:")
         for m in result.minimal:
-            lines += [f"  {repro(m, result)}", f"      {divergence_sentence(m)}"]
+            lines += counterexample_lines(m)
     return lines
 
 
@@ -239,10 +351,12 @@ def report_json(result, disc: pd.DataFrame, title: str) -> dict:
                    "tensors": int((disc["quantity"] != "").sum()),
                    "failed_tensors": int((~disc["passed"]).sum()),
                    "errors": sum(bool(c.error) for c in result.results),
-                   "distinct_failures": len(result.minimal)},
-        "minimal": [{"repro": repro(m, result), "first_divergence": divergence_sentence(m)}
-                    for m in result.minimal],
+                   "distinct_failures": len(result.minimal),
+                   "expected_failures": len(result.expected_failures)},
+        "minimal": [counterexample(m) for m in result.minimal],
+        "expected_failures": expected_groups(result),
         "wall_time_s": round(result.wall_time, 3),
+        "total_time_s": round(result.total_time, 3) if result.total_time else None,
         "versions": versions(),
         "files": list(FILES.values()),
     }

@@ -107,7 +107,8 @@ class NetSpec:
         if len(self.widths) < 2 or not all(isinstance(n, int) and n >= 1 for n in self.widths):
             raise SpecError(f"widths {shown(self.widths)}: need at least two positive integers, like 2-2-1")
         if len(self.activations) != self.depth:
-            raise SpecError(f"{len(self.activations)} activations for {self.depth} layers: "
+            n, L = len(self.activations), self.depth
+            raise SpecError(f"{n} activation{'s' if n != 1 else ''} for {L} layer{'s' if L != 1 else ''}: "
                             f"give one name per layer or one for all")
         for name in self.activations:
             if name not in ACTIVATIONS:

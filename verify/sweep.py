@@ -42,8 +42,10 @@ from hypothesis.errors import Flaky, HypothesisException, NoSuchExample
 from . import isolation
 from .check import CaseResult
 from .impl import PROCESS_ENDED
+from .progress import progress_reporter
 from .spec import NetSpec
 from .strategies import cases
+from .target import DEFAULT_IMPL
 
 DEFAULT_EXAMPLES = 300
 DEFAULT_OUT = Path("reports") / "latest"
@@ -74,6 +76,10 @@ class SweepResult:
     wall_time : seconds, draw to shrink.
     stopped : why it ended early: INTERRUPTED (Ctrl-C), or the case whose implementation
         ran past its time limit (a hanging implementation would hang every case); "" if not.
+    expected : per result, whether its failure was expected: the pytest gate marks the checks
+        made by tests that passed (a test asserting that a planted bug is caught); a failing
+        check counts as a failure only where it is not expected. Empty: none expected.
+    total_time : seconds of the whole command, imports and reports included (0: not measured).
     """
     results: tuple[CaseResult, ...]
     minimal: tuple[CaseResult, ...] = ()
@@ -81,10 +87,25 @@ class SweepResult:
     partial: bool = False
     wall_time: float = 0.0
     stopped: str = ""
+    expected: tuple[bool, ...] = ()
+    total_time: float = 0.0
+
+    def is_expected(self, i: int) -> bool:
+        return i < len(self.expected) and self.expected[i]
+
+    @property
+    def failures(self) -> list[CaseResult]:
+        """The failing results that count (not expected), in order."""
+        return [r for i, r in enumerate(self.results) if not r.passed and not self.is_expected(i)]
+
+    @property
+    def expected_failures(self) -> list[CaseResult]:
+        """The failing results of passing tests (expected), in order."""
+        return [r for i, r in enumerate(self.results) if not r.passed and self.is_expected(i)]
 
     @property
     def n_failed(self) -> int:
-        return sum(not r.passed for r in self.results)
+        return len(self.failures)
 
     @property
     def passed(self) -> bool:
@@ -184,11 +205,18 @@ def run_case(check_fn: CheckFn | None, spec: NetSpec, seed: int, batch: int) -> 
     try:
         return (check_fn or default_check())(spec, seed, batch)
     except Exception as e:     # a user implementation may raise anything
-        return _raised(spec, seed, batch, e)
+        return _raised(spec, seed, batch, e, impl_of(check_fn))
 
 
-def _raised(spec: NetSpec, seed: int, batch: int, e: BaseException | str) -> CaseResult:
-    return CaseResult(spec, seed, batch, (), error=e if isinstance(e, str) else isolation.exception_text(e))
+def impl_of(check_fn: CheckFn | None) -> str:
+    """The TARGET of the implementation ``check_fn`` checks: its ``impl_name`` attribute
+    (a functools.partial takes one), else handimpl's."""
+    return getattr(check_fn, "impl_name", DEFAULT_IMPL)
+
+
+def _raised(spec: NetSpec, seed: int, batch: int, e: BaseException | str, impl: str = DEFAULT_IMPL) -> CaseResult:
+    return CaseResult(spec, seed, batch, (), error=e if isinstance(e, str) else isolation.exception_text(e),
+                      impl=impl)
 
 
 def run_block(check_fn: CheckFn | None, block: list[Case]) -> Iterator[CaseResult]:
@@ -217,7 +245,7 @@ def run_block(check_fn: CheckFn | None, block: list[Case]) -> Iterator[CaseResul
         except Exception as e:          # noqa: BLE001 - as run_case; the cases before it first
             yield from _judge_group(checking, group)
             group, size = [], 0
-            yield _raised(*case, e)
+            yield _raised(*case, e, impl_of(check_fn))
             continue
         group.append(run)
         size += run.size
@@ -243,7 +271,7 @@ def _judge_group(checking, runs: list) -> Iterator[CaseResult]:
             records = compared[i] if compared is not None else checking.compare_many([run])[0]
             result = checking.result_of(run, records)
         except Exception as e:          # noqa: BLE001 - as run_case
-            result = _raised(run.spec, run.seed, run.batch, e)
+            result = _raised(run.spec, run.seed, run.batch, e, run.impl)
         yield result
     if interrupted:
         raise KeyboardInterrupt
@@ -360,9 +388,10 @@ def _run_block_forked(check_fn: CheckFn | None, block: list[Case], observed) -> 
                 observed.notify(r)
             yield result
         elif outcome.ended:
-            yield _raised(*case, f"{PROCESS_ENDED}: the implementation ended the process ({outcome.ended})")
+            yield _raised(*case, f"{PROCESS_ENDED}: the implementation ended the process ({outcome.ended})",
+                          impl_of(check_fn))
         else:
-            yield _raised(*case, outcome.raised)
+            yield _raised(*case, outcome.raised, impl_of(check_fn))
 
 
 def run_cases(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None = None, jobs: int = 1,
@@ -426,6 +455,20 @@ class _OutOfTime(Exception):
     pass
 
 
+@contextlib.contextmanager
+def _unobserved():
+    """verify.check's observers left out while shrinking: the cases a time-limited search
+    happens to try are not checks the caller asked for (the pytest gate would record a
+    different number of them on every run)."""
+    observers = _check_module().OBSERVERS
+    saved = observers[:]
+    observers.clear()
+    try:
+        yield
+    finally:
+        observers[:] = saved
+
+
 def shrink(found: CaseResult, check_fn: CheckFn | None = None, *,
            seconds: float = SHRINK_SECONDS, search: int = SHRINK_SEARCH) -> CaseResult:
     """A minimal case failing with ``found``'s signature, by hypothesis.find (seeded, no
@@ -450,13 +493,14 @@ def shrink(found: CaseResult, check_fn: CheckFn | None = None, *,
 
     opts = hsettings(database=None, max_examples=search, deadline=None,
                      phases=[Phase.generate, Phase.shrink])
-    try:
-        find(_neighbourhood(found.spec, found.batch), same_failure, settings=opts,
-             random=random.Random(0))
-    except Flaky:
-        return dataclasses.replace(found, note=NOT_REPRODUCED)
-    except (NoSuchExample, _OutOfTime, HypothesisException):
-        pass
+    with _unobserved():
+        try:
+            find(_neighbourhood(found.spec, found.batch), same_failure, settings=opts,
+                 random=random.Random(0))
+        except Flaky:
+            return dataclasses.replace(found, note=NOT_REPRODUCED)
+        except (NoSuchExample, _OutOfTime, HypothesisException):
+            pass
     return best[0]
 
 
@@ -506,13 +550,12 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
           losses: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
           max_depth: int = 4, max_width: int = 16, max_batch: int = 16, jobs: int = 1,
           check_fn: CheckFn | None = None, progress: Progress | None = None,
-          max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS,
-          impl: str | None = None) -> SweepResult:
+          max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS) -> SweepResult:
     """Draw ``examples`` cases (DEFAULT_EXAMPLES if None), check each, shrink the failures.
 
     Raises ValueError (from verify.strategies) for unknown names or impossible bounds.
     ``check_fn(spec, seed, batch) -> CaseResult`` defaults to verify.check.check; with
-    jobs > 1 it must be picklable. ``impl`` (a TARGET string) only labels the repro commands. ``progress(done, total, failing)`` is called per case.
+    jobs > 1 it must be picklable. ``progress(done, total, failing)`` is called per case.
     """
     n = DEFAULT_EXAMPLES if examples is None else examples
     strategy_args = dict(max_batch=max_batch, max_depth=max_depth, max_width=max_width,
@@ -521,7 +564,7 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     settings = {"examples": n, "seed": seed, "activations": _names(activations),
                 "losses": _names(losses), "dtypes": _names(dtypes), "max_depth": max_depth,
                 "max_width": max_width, "max_batch": max_batch, "jobs": jobs,
-                "check_fn": _describe(check_fn), "impl": impl}
+                "check_fn": _describe(check_fn), "impl": impl_of(check_fn)}
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)            # small nets: threads only cost, and results stay job-independent
@@ -568,27 +611,9 @@ def _describe(check_fn: Any) -> str:
 
 # -- the command -------------------------------------------------------------------------------
 
-class ProgressBar:
-    """A bar redrawn in place on a terminal; a plain line per tenth otherwise."""
-
-    def __init__(self, stream=None, width: int = 30):
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.width = width
-        self._last_tenth = -1
-
-    def __call__(self, done: int, total: int, failed: int) -> None:
-        if self.tty:
-            filled = self.width * done // max(total, 1)
-            bar = "#" * filled + "-" * (self.width - filled)
-            end = "\n" if done == total else ""
-            print(f"\r[{bar}] {done}/{total} cases, {failed} failing", end=end,
-                  file=self.stream, flush=True)
-            return
-        tenth = 10 * done // max(total, 1)
-        if tenth != self._last_tenth:
-            self._last_tenth = tenth
-            print(f"checked {done}/{total} cases, {failed} failing", file=self.stream, flush=True)
+def finished(result: SweepResult) -> SweepResult:
+    """``result`` with the whole command's time so far (since verify was imported)."""
+    return dataclasses.replace(result, total_time=time.perf_counter() - importlib.import_module("verify").STARTED)
 
 
 def sweep_kwargs(args) -> dict:
@@ -604,10 +629,14 @@ def run_command(args) -> int:
     from .cli import UsageError
     from .report import summary_lines, write_reports
     out = (Path(args.out) if args.out else DEFAULT_OUT).absolute()
+    progress = progress_reporter()
     try:
-        result = sweep(**sweep_kwargs(args), progress=ProgressBar())
+        result = sweep(**sweep_kwargs(args), progress=progress)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    finally:
+        progress.close()
+    result = finished(result)
     paths = write_reports(result, out)
     for line in summary_lines(result):
         print(line)

@@ -1,4 +1,4 @@
-"""The seed's worked example: 2-2-1, sigmoid in both layers, J = ½(ŷ - y)², one example."""
+"""The tutorial's worked example: 2-2-1, sigmoid in both layers, J = ½(ŷ - y)², one example."""
 import numpy as np
 import pytest
 
@@ -16,8 +16,8 @@ def sigmoid(v):
     return 1 / (1 + np.exp(-v))
 
 
-def seed_formulas():
-    """The seed's own per-example, column-vector formulas, written out."""
+def tutorial_formulas():
+    """The tutorial's own per-example, column-vector formulas, written out."""
     z1 = W1 @ x + b1
     a1 = sigmoid(z1)
     z2 = W2 @ a1 + b2
@@ -34,18 +34,18 @@ X, Y = x[None, :], y[None, :]
 
 
 @pytest.mark.parametrize("name", ["delta2", "delta1", "dW2", "db2", "dW1", "db1"])
-def test_handimpl_gives_the_seeds_gradient(name):
+def test_handimpl_gives_the_tutorials_gradient(name):
     hand = handimpl.backprop(SPEC, PARAMS, X, Y)
-    np.testing.assert_allclose(hand[name].reshape(-1), seed_formulas()[name].reshape(-1), rtol=1e-12)
+    np.testing.assert_allclose(hand[name].reshape(-1), tutorial_formulas()[name].reshape(-1), rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["delta2", "delta1", "dW2", "db2", "dW1", "db1"])
-def test_torch_autograd_gives_the_seeds_gradient(name):
+def test_torch_autograd_gives_the_tutorials_gradient(name):
     ref = torch_trace(SPEC, PARAMS, X, Y)
-    np.testing.assert_allclose(ref[name].reshape(-1), seed_formulas()[name].reshape(-1), rtol=1e-12)
+    np.testing.assert_allclose(ref[name].reshape(-1), tutorial_formulas()[name].reshape(-1), rtol=1e-12)
 
 
-def test_the_seeds_cost_is_half_the_squared_error():
+def test_the_tutorials_cost_is_half_the_squared_error():
     hand = handimpl.backprop(SPEC, PARAMS, X, Y)
     y_hat = hand["a2"][0, 0]
     assert hand["loss"] == pytest.approx(0.5 * (y_hat - 0.01) ** 2, rel=1e-14)
@@ -54,5 +54,5 @@ def test_the_seeds_cost_is_half_the_squared_error():
 def test_one_sgd_step_is_w_minus_eta_times_the_gradient():
     grads = handimpl.backprop(SPEC, PARAMS, X, Y)
     (W1_new, _), (W2_new, _) = handimpl.sgd_step(PARAMS, grads, lr=0.5)
-    np.testing.assert_allclose(W2_new, W2 - 0.5 * seed_formulas()["dW2"], rtol=1e-14)
-    np.testing.assert_allclose(W1_new, W1 - 0.5 * seed_formulas()["dW1"], rtol=1e-14)
+    np.testing.assert_allclose(W2_new, W2 - 0.5 * tutorial_formulas()["dW2"], rtol=1e-14)
+    np.testing.assert_allclose(W1_new, W1 - 0.5 * tutorial_formulas()["dW1"], rtol=1e-14)

@@ -1,9 +1,9 @@
-"""The seed's 2-2-1 sigmoid example, step by step, with concrete numbers.
+"""The tutorial's 2-2-1 sigmoid example, step by step, with concrete numbers.
 
-The seed gives the formulas but no numbers; these are chosen here (the classic
-worked example's values). With batch m = 1 the seed's J = ½(ŷ − y)² is exactly
+The tutorial gives the formulas but no numbers; these are chosen here (the classic
+worked example's values). With batch m = 1 the tutorial's J = ½(ŷ − y)² is exactly
 the ``quadratic`` loss, so the spec is ``2-2-1:sigmoid:quadratic``. The hand
-column is the seed's formulas evaluated literally on column vectors; the torch
+column is the tutorial's formulas evaluated literally on column vectors; the torch
 column is the twin's tensors (transposed to columns where torch keeps rows).
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .explain_graph import run_torch
-from .explain_steps import Explanation, Section, Step, compared
+from .explain_steps import TUTORIAL, Explanation, Section, Step, compared
 from .spec import NetSpec
 from .twin import build_twin, sgd_step
 
@@ -31,8 +31,8 @@ def _sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-def seed_formulas() -> dict:
-    """The seed's example evaluated literally, column vectors and all."""
+def tutorial_formulas() -> dict:
+    """The tutorial's example evaluated literally, column vectors and all."""
     x, y = X.T, Y.T                                   # columns (2, 1) and (1, 1)
     z1 = W1 @ x + B1.reshape(-1, 1)                   # z₁ = W₁x + b₁
     a1 = _sigmoid(z1)                                 # a₁ = σ(z₁)
@@ -63,21 +63,21 @@ def _transposed(path, what):
 
 
 def _step(formula, hand, torch_value, nodes=(), note="") -> Step:
-    return Step(formula, tuple(nodes), (("seed", hand), ("torch", torch_value)),
-                compared(hand, torch_value, "seed"), note)
+    return Step(formula, tuple(nodes), (("tutorial", hand), ("torch", torch_value)),
+                compared(hand, torch_value, "tutorial"), note)
 
 
-def seed_example() -> Explanation:
+def tutorial_example(*, define_tutorial: bool = True) -> Explanation:
     spec = NetSpec.parse(SPEC)
-    s = seed_formulas()
+    s = tutorial_formulas()
     run = run_torch(spec, [(W1, B1), (W2, B2)], X, Y)
     lin1, lin2 = run.linear[1], run.linear[2]
     sig1, sig2 = run.act_nodes[1][0], run.act_nodes[2][0]
     after = _sgd(spec)
-    numbers = Section("The numbers (chosen here; the seed gives none)", (
+    numbers = Section("The numbers (chosen here; the tutorial gives none)", (
         f"x = [0.05, 0.10], W₁ = [[0.15, 0.20], [0.25, 0.30]], b₁ = [0.35, 0.35], "
         f"W₂ = [[0.40, 0.45]], b₂ = 0.60, y = 0.01, learning rate η = {ETA:g}. "
-        f"Spec {SPEC}, batch m = 1, so J = (1/m)·½(ŷ − y)² is the seed's J = ½(ŷ − y)²."))
+        f"Spec {SPEC}, batch m = 1, so J = (1/m)·½(ŷ − y)² is the tutorial's J = ½(ŷ − y)²."))
     fwd = Section("1. Forward propagation", "", (
         _step("z₁ = W₁x + b₁", s["z1"], run.z[1].T),
         _step("a₁ = σ(z₁) = 1/(1 + e^(−z₁))", s["a1"], run.a[1].T),
@@ -110,7 +110,8 @@ def seed_example() -> Explanation:
         _step("b₁ := b₁ − η ∂J/∂b₁", s["b1_new"], after["b1"].reshape(-1, 1)),
     ))
     return Explanation(
-        "The seed's example: a 2-2-1 sigmoid network, by hand and by autograd",
-        ("Every formula below is the seed's, evaluated on column vectors exactly as written; "
+        "The tutorial's example: a 2-2-1 sigmoid network, by hand and by autograd",
+        (f"Every formula below is that of {TUTORIAL if define_tutorial else 'the tutorial'}, "
+         "evaluated on column vectors exactly as written; "
          "next to it is the same tensor from torch's autograd and the autograd node that computed it.",),
         (numbers, fwd, err, bwd, upd))
