@@ -248,7 +248,7 @@ def counterexample(case: CaseResult) -> dict:
         out["worst"] = {"tensor": first.name, "index": index, "hand": first.hand_value,
                         "torch": first.torch_value, "n_mismatched": first.n_mismatched,
                         "n_elements": first.n_elements, "max_abs_err": first.max_abs_err}
-        out["worst_text"] = f"worst element of {first.name} {worst_sentence(first)}"
+        out["worst_text"] = f"worst element {first.name} {worst_sentence(first)}"
     out["tally"] = tally(case.records)
     out["notes"] = [text for text in (f"tensors that do not agree: {out['tally']}", first.note,
                                       kink_sentence(case.spec, first), case.located, case.note) if text]

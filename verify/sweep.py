@@ -477,7 +477,9 @@ def shrink(found: CaseResult, check_fn: CheckFn | None = None, *,
     ``found``, noted NOT_REPRODUCED."""
     target = signature(found)
     deadline = time.monotonic() + seconds
-    if signature(run_case(check_fn, found.spec, found.seed, found.batch)) != target:
+    with _unobserved():
+        again = run_case(check_fn, found.spec, found.seed, found.batch)
+    if signature(again) != target:
         return dataclasses.replace(found, note=NOT_REPRODUCED)
     best = [found]
 
