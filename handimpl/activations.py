@@ -104,10 +104,22 @@ class Activation:
     def forward_error(self, z: Array, a: Array, Ez: Array, u: float) -> Array:
         return _both_ways(z, self.f, Ez) + LIBRARY_ULPS * u * self.f_terms(z, a)
 
+    def kink_jumps(self, z: Array, Ez: Array, fprime: Array) -> Array:
+        """|f′ just beside a kink - f′(z)| where a kink lies inside [z - Ez, z + Ez] (the ends of
+        a wide interval can both lie on flat parts while the slope inside is not 0), else 0."""
+        jumps = np.zeros(np.shape(z))
+        for k in self.kinks:
+            inside = (np.abs(z - k) <= Ez) & (Ez > 0)
+            if inside.any():
+                for side in (np.nextafter(k, -INF), np.nextafter(k, INF)):
+                    v = np.full(np.shape(z), side)
+                    jumps = np.maximum(jumps, np.where(inside, np.abs(self.df(v, self.f(v)) - fprime), 0.0))
+        return jumps
+
     def vjp_error(self, z: Array, a: Array, g: Array, Ez: Array, Ea: Array, Eg: Array,
                   u: float) -> Array:
         fprime = self.df(z, a)
-        moved = _both_ways(z, lambda v: self.df(v, self.f(v)), Ez)
+        moved = np.maximum(_both_ways(z, lambda v: self.df(v, self.f(v)), Ez), self.kink_jumps(z, Ez, fprime))
         if self.df_from_output(a) is not None:
             lo, hi = self.range
             moved = np.maximum(moved, _both_ways(a, lambda v: self.df_from_output(np.clip(v, lo, hi)), Ea))
@@ -142,9 +154,6 @@ class Sigmoid(Activation):
 
     def df_from_output(self, a):
         return (1 - a) * a
-
-    def df_terms(self, z, a):
-        return np.abs(a) * (1 + np.abs(a))
 
 
 class Tanh(Activation):

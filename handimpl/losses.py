@@ -40,6 +40,7 @@ class Loss:
     reductions: tuple[str, ...] = ("mean", "sum")
     target: str = "real"          # real | unit | sign | counts | class | distribution
     canonical: tuple[str, ...] = ()  # output activations with a (a - y)/m shortcut
+    elementwise = True            # ℓ of each element depends on that element of a alone
 
     def domain(self, **opts) -> tuple[float, float]:
         """Closed interval the input a⁽ᴸ⁾ must lie in."""
@@ -86,13 +87,14 @@ class Loss:
 
     def value_error(self, a: Array, y: Array, Ea: Array, u: float, reduction: str = "mean",
                     **opts) -> Array:
-        """Σ sup|∂ℓ/∂a|·Ea (the slope read at a and both ends of its interval) plus the rounding
-        of each term and of the sum, over N."""
+        """How far each term ℓ moves over a's interval (read at its two ends: a clamp or a
+        kink inside puts one end on each side), plus the rounding of each term and of the sum,
+        over N."""
+        here = self.terms(a, y, **opts)
         with np.errstate(all="ignore"):
-            slope = np.maximum.reduce([np.abs(self.dterms(v, y, **opts)) for v in (a, *self._ends(a, Ea, **opts))])
-            carried = np.where(Ea > 0, slope * Ea, 0.0).sum()
-            rounding = u * ((a.size + 2) * np.abs(self.terms(a, y, **opts)).sum()
-                            + LIBRARY_ULPS * self.magnitudes(a, y, **opts).sum())
+            moved = np.maximum.reduce([np.abs(self.terms(v, y, **opts) - here) for v in self._ends(a, Ea, **opts)])
+            carried = np.where(Ea > 0, moved, 0.0).sum()
+            rounding = u * ((a.size + 2) * np.abs(here).sum() + LIBRARY_ULPS * self.magnitudes(a, y, **opts).sum())
         return np.asarray((carried + rounding) / self.count(a, reduction))
 
     def grad_error(self, a: Array, y: Array, Ea: Array, u: float, reduction: str = "mean",
@@ -253,6 +255,16 @@ class CrossEntropyLoss(Loss):
     Canonical with identity: δ⁽ᴸ⁾ = (softmax(z) - t)/m, the seed's (a - y)/m."""
     name, target, canonical = "cross_entropy", "class", ("identity",)
     options = {"label_smoothing": 0.0}
+    elementwise = False           # each row's log-sum-exp couples its elements
+
+    def value_error(self, a, y, Ea, u, reduction="mean", label_smoothing=0.0):
+        """Σ|∂ℓ/∂a|·Ea (first order; |softmax(a) - t| <= 1 keeps it bounded), plus rounding."""
+        slope = np.abs(self.dterms(a, y, label_smoothing))
+        with np.errstate(all="ignore"):
+            carried = np.where(Ea > 0, slope * Ea, 0.0).sum()
+            rounding = u * ((a.size + 2) * np.abs(self.terms(a, y, label_smoothing)).sum()
+                            + LIBRARY_ULPS * self.magnitudes(a, y, label_smoothing).sum())
+        return np.asarray((carried + rounding) / self.count(a, reduction))
 
     def count(self, a, reduction):
         return a.shape[0] if reduction == "mean" else 1

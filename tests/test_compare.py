@@ -54,6 +54,8 @@ def expected(pair: Pair, dtype: str, rtol: float, atol: float) -> dict:
     bad = [not g for g in good]
     score = [_ratio(e, al) if f else (math.inf if b else 0.0) for e, al, f, b in zip(e_h, allowed, fin, bad)]
     margin = max([_ratio(e, al) for e, al, f in zip(e_h, allowed, fin) if f], default=0.0)
+    if any(b and not f for b, f in zip(bad, fin)):
+        margin = math.inf
     stats = {}
     if pair.exact is not None:
         r_ok = [x if f else 0.0 for x, f in zip(r, fin)]

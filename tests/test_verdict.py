@@ -85,3 +85,36 @@ def test_an_infinite_value_is_named_and_not_read_as_a_zero_error():
     record = dataclasses.replace(result.records[0], hand_value=float("inf"), torch_value=0.54,
                                  passed=False, status="diverges")
     assert "yours is inf where torch is 0.54" in worst_sentence(record)
+
+
+def test_a_saturated_sigmoid_output_does_not_excuse_a_wrong_loss_or_gradient():
+    spec = "3-4-2:relu,sigmoid:binary_cross_entropy:dtype=float32"
+
+    def off(spec, params, x, y):
+        out = handimpl.backprop(spec, params, x, y)
+        out["loss"] = out["loss"] + 1000.0
+        out["db1"] = out["db1"] + np.float32(1e3)
+        return out
+    result = verify.check(spec, seed=7, batch=4, impl=off)
+    by_name = {r.name: r for r in result.records}
+    assert by_name["loss"].status == "diverges" and by_name["db1"].status == "diverges"
+
+
+def test_a_tensor_whose_inputs_all_agree_diverges_rather_than_inherits():
+    def shifted_dx(spec, params, x, y):
+        out = handimpl.backprop(spec, params, x, y)
+        out["dx"] = out["dx"] * (1 + 1e-3)
+        return out
+    result = verify.check("3-4-2:tanh,identity:mse_loss", seed=2, batch=3, impl=shifted_dx)
+    dx = next(r for r in result.records if r.name == "dx")
+    assert dx.status == "diverges" and result.first_divergence.name == "dx"
+
+
+def test_a_wrong_weight_gradient_formula_hidden_behind_the_gradients_is_named_by_single_example_calls():
+    def z_for_a(spec, params, x, y):
+        out = handimpl.backprop(spec, params, x, y)
+        return {"loss": out["loss"], "dW1": out["dW1"], "db1": out["db1"],
+                "dW2": out["delta2"].T @ out["z1"], "db2": out["db2"]}        # z¹ where a¹ belongs
+    failing = verify.check("3-4-2:relu,identity:mse_loss", seed=1, batch=3, impl=z_for_a)
+    located = with_location(failing, z_for_a).located
+    assert located.startswith("∂J/∂W² with example") and "δ², read back from ∂J/∂b², agrees" in located

@@ -38,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from handimpl import ACTIVATIONS, LOSSES
+from handimpl.activations import LIBRARY_ULPS
 from handimpl.network import split_loss_kwargs
 
 from .compare import UNIT_ROUNDOFF, split_name
@@ -88,7 +89,7 @@ def a_priori(spec: Any, case: Any, ref: dict, lr: float) -> dict[str, np.ndarray
         for l in range(1, L + 1):
             terms = absA[l - 1] @ absW[l].T + absb[l]
             Ez.append(Ea[l - 1] @ absW[l].T + gamma(n[l - 1], u) * terms + n[l - 1] * tiny * (terms > 0))
-            moving = (Z[l] != 0) | (Ez[l] > 0)          # an exact 0 in, an exact f(0) out
+            moving = _moving(acts[l], Z[l], Ez[l])      # an exact 0 in, an exact f(0) out
             Ea.append(acts[l].forward_error(Z[l], A[l], Ez[l], u) + tiny * moving)
             out[f"z{l}"], out[f"a{l}"] = Ez[l], Ea[l]
         out["loss"] = loss.value_error(A[L], y, Ea[L], u, reduction, **opts)
@@ -99,8 +100,11 @@ def a_priori(spec: Any, case: Any, ref: dict, lr: float) -> dict[str, np.ndarray
             if l < L:
                 g = D[l + 1] @ W[l + 1]
                 Eg = Ed[l + 1] @ absW[l + 1] + gamma(n[l + 1], u) * (absD[l + 1] @ absW[l + 1]) + n[l + 1] * tiny
-            moving = (Z[l] != 0) | (Ez[l] > 0)
-            Ed[l] = acts[l].vjp_error(Z[l], A[l], g, Ez[l], Ea[l], Eg, u) + (1 + np.abs(g)) * tiny * moving
+            if l == L and acts[l].elementwise and loss.elementwise:
+                Ed[l] = output_delta_error(acts[l], loss, Z[l], A[l], y, Ez[l], Ea[l], u, reduction, opts)
+            else:
+                Ed[l] = acts[l].vjp_error(Z[l], A[l], g, Ez[l], Ea[l], Eg, u)
+            Ed[l] = Ed[l] + (1 + np.abs(g)) * tiny * _moving(acts[l], Z[l], Ez[l])
             out[f"delta{l}"] = Ed[l]
             EdW = Ed[l].T @ (absA[l - 1] + Ea[l - 1]) + absD[l].T @ Ea[l - 1] \
                 + gamma(m, u) * (absD[l].T @ absA[l - 1]) + m * tiny
@@ -119,9 +123,46 @@ def underflow_terms(quantity: str, n: list, m: int) -> float:
     return {"z": max(n), "dW": m, "db": m, "dx": max(n)}.get(quantity, 1) + 1
 
 
+def _moving(act: Any, z: np.ndarray, Ez: np.ndarray) -> np.ndarray:
+    """Where z is not an exact 0 in every evaluation (a row-wise activation: anywhere in the row)."""
+    moving = (z != 0) | (Ez > 0)
+    return moving if act.elementwise else np.broadcast_to(moving.any(axis=1, keepdims=True), z.shape)
+
+
+def output_delta_error(act: Any, loss: Any, z: np.ndarray, a: np.ndarray, y: np.ndarray, Ez: np.ndarray,
+                       Ea: np.ndarray, u: float, reduction: str, opts: dict) -> np.ndarray:
+    """E of δ⁽ᴸ⁾ = ∂J/∂a ⊙ f′(z) for an elementwise activation and loss, where each element
+    depends on its own z alone: the composition read at the ends of z's interval (a = f(z)
+    with it) and of a's (for derivatives taken from the output), plus a kink inside, plus the
+    rounding of ∂J/∂a and of f′. Bounding the two factors apart would multiply a clamped
+    gradient read at one end (1e12 for binary_cross_entropy at a = 1) by f′ read at the other."""
+    lo, hi = act.range
+    low, high = loss.domain(**opts)
+    lo, hi = max(lo, low), min(hi, high)
+
+    def delta(zz: np.ndarray, aa: np.ndarray) -> np.ndarray:
+        aa = np.clip(aa, lo, hi)
+        return act.vjp(zz, aa, loss.grad(aa, y, reduction, **opts))
+
+    here = delta(z, a)
+    fprime = act.df(z, a)
+    g = loss.grad(a, y, reduction, **opts)
+    moved = np.zeros_like(here)
+    for zz in (z - Ez, z + Ez):
+        moved = np.maximum(moved, np.abs(delta(zz, act.f(zz)) - here))
+    for aa in (a - Ea, a + Ea):
+        moved = np.maximum(moved, np.abs(delta(z, aa) - here))
+    moved = np.maximum(moved, np.abs(g) * act.kink_jumps(z, Ez, fprime))
+    zero = np.zeros_like(a)
+    rounding = np.abs(fprime) * loss.grad_error(a, y, zero, u, reduction, **opts) + np.abs(g) * (
+        LIBRARY_ULPS * u * act.df_terms(z, a) + act.reference_df_error * np.abs(fprime))
+    return np.where((Ez > 0) | (Ea > 0), moved, 0.0) + rounding
+
+
 def _usable(E: Any) -> np.ndarray:
     """A bound that came out non-finite (an overflowing reference, 0·∞) bounds nothing: such
-    elements are allowed no difference beyond the floor (non-finite values must match)."""
+    elements are allowed no difference beyond the floor (non-finite values must match). The
+    choice is strict: it can only fail a correct result there, never pass a wrong one."""
     E = _f64(E)
     return np.where(np.isfinite(E), E, 0.0)
 

@@ -147,13 +147,17 @@ def exact_trace(run: Traced) -> dict:
     return ref if ref64 is None else ref64
 
 
+def allowances(run: Traced) -> dict[str, np.ndarray]:
+    """Each traced tensor's bound E·(1 + u_r/u): the a priori bound (verify.bounds) widened by
+    the reference's own rounding, itself a correct evaluation in float64."""
+    own_error = 1.0 + UNIT_ROUNDOFF["float64"] / UNIT_ROUNDOFF[run.spec.dtype]
+    return {name: E * own_error for name, E in a_priori(run.spec, run.case, exact_trace(run), run.lr).items()}
+
+
 def _pairs(run: Traced) -> list[Pair]:
     ref, ref64 = run.refs
-    exact = exact_trace(run)
-    bound = a_priori(run.spec, run.case, exact, run.lr)
-    own_error = 1.0 + UNIT_ROUNDOFF["float64"] / UNIT_ROUNDOFF[run.spec.dtype]   # r is itself rounded
-    return [Pair(name, run.hand[name], ref[name], None if ref64 is None else ref64[name],
-                 bound[name] * own_error)
+    bound = allowances(run)
+    return [Pair(name, run.hand[name], ref[name], None if ref64 is None else ref64[name], bound[name])
             for name in trace_order(run.spec) if name in run.hand]
 
 

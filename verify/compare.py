@@ -265,6 +265,8 @@ def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison
             bad |= ~finite & ~same
             score[~finite] = 0.0
         margin = seg.max(score)
+        if not everywhere:                               # a non-finite mismatch is off without bound
+            margin = np.where(seg.max((~finite & bad).astype(np.int8)) > 0, np.inf, margin)
         torch_margin = seg.max(np.abs(t - r) / allowance).tolist() if separate else [None] * len(ready)
         if not everywhere:
             score[~finite & bad] = np.inf

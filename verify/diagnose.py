@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .compare import split_name
+from .verdict import counts
 from .impl import CALL, STEP
 
 _SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -80,13 +81,10 @@ def _value(v: float) -> str:
 
 def tally(records) -> str:
     """'1 diverges, 6 inherit' (the tensors that do not agree)."""
-    counts = {"diverges": 0, "inherits": 0}
-    for r in records:
-        if r.status in counts:
-            counts[r.status] += 1
-    parts = [f"{counts['diverges']} diverge{'s' if counts['diverges'] == 1 else ''}"]
-    if counts["inherits"]:
-        parts.append(f"{counts['inherits']} inherit{'s' if counts['inherits'] == 1 else ''}")
+    n = counts(records)
+    parts = [f"{n['diverges']} diverge{'s' if n['diverges'] == 1 else ''}"]
+    if n["inherits"]:
+        parts.append(f"{n['inherits']} inherit{'s' if n['inherits'] == 1 else ''}")
     return ", ".join(parts)
 
 

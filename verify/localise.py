@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .bounds import a_priori
-from .check import CaseResult, exact_trace, trace_data
+from .check import CaseResult, allowances, compare_many, exact_trace, trace_data
 from .compare import Pair, compare_all
 from .data import draw_case
 from .diagnose import hint, sup
@@ -35,9 +34,9 @@ def with_location(result: CaseResult, impl: Any) -> CaseResult:
     return dataclasses.replace(result, located=localise(result, impl))
 
 
-def _recovered(spec: Any, hand: dict, exact: dict, case: Any, l: int, lr: float) -> tuple[np.ndarray, np.ndarray, str] | None:
+def _recovered(spec: Any, hand: dict, exact: dict, case: Any, bound: dict, l: int
+               ) -> tuple[np.ndarray, np.ndarray, str] | None:
     """(δ⁽ˡ⁾ read back from one example's gradients, its allowance, from what) or None."""
-    bound = a_priori(spec, case, exact, lr)
     db = hand.get(f"db{l}")
     if spec.bias and isinstance(db, np.ndarray) and db.shape == (spec.widths[l],):
         return db.astype(np.float64)[None, :], bound[f"db{l}"][None, :], f"∂J/∂b{sup(l)}"
@@ -53,6 +52,8 @@ def _recovered(spec: Any, hand: dict, exact: dict, case: Any, l: int, lr: float)
 
 
 def localise(result: CaseResult, impl: Any) -> str:
+    """The sentence for ``result.located``: which δ⁽ˡ⁾ (or which per-example gradient) is the
+    first to diverge when the implementation is called on single examples."""
     spec = result.spec
     case = draw_case(spec, result.seed, result.batch)
     lost: set[int] = set()
@@ -62,25 +63,35 @@ def localise(result: CaseResult, impl: Any) -> str:
         if run.error:
             return f"called on example {i} alone, the implementation raised {run.error}"
         exact = exact_trace(run)
-        agreed: list[int] = []
+        bound = allowances(run)
+        judged = {r.name: r for r in compare_many([run])[0]}
+        agreed: set[int] = set()
         for l in range(spec.depth, 0, -1):
-            got = _recovered(spec, run.hand, exact, one, l, run.lr)
+            got = _recovered(spec, run.hand, exact, one, bound, l)
             if got is None:
                 lost.add(l)
-                continue
-            inferred, allowance, source = got
-            record = compare_all([Pair(f"delta{l}", inferred, exact[f"delta{l}"], None, allowance)],
-                                 dtype="float64", rtol=run.rtol, atol=run.atol)[0]
-            if not record.passed:
-                _, where = hint(spec, f"delta{l}")
-                also = f" while δ{sup(agreed[-1])} agrees" if agreed else ""
-                return (f"δ{sup(l)}, read back from {source} with example {i} alone (m = 1), is the "
-                        f"first to diverge{also}: look at {where}")
-            agreed.append(l)
+            else:
+                inferred, allowance, source = got
+                record = compare_all([Pair(f"delta{l}", inferred, exact[f"delta{l}"], None, allowance)],
+                                     dtype="float64", rtol=run.rtol, atol=run.atol)[0]
+                if not record.passed:
+                    _, where = hint(spec, f"delta{l}")
+                    below = l + 1
+                    also = "" if l == spec.depth else (
+                        f" while δ{sup(below)} agrees" if below in agreed else
+                        f" (δ{sup(below)} could not be read back)")
+                    return (f"δ{sup(l)}, read back from {source} with example {i} alone (m = 1), is the "
+                            f"first to diverge{also}: look at {where}")
+                agreed.add(l)
+                dW = judged.get(f"dW{l}")
+                if dW is not None and not dW.passed and source != f"∂J/∂W{sup(l)}":
+                    _, where = hint(spec, f"dW{l}")
+                    return (f"∂J/∂W{sup(l)} with example {i} alone (m = 1) diverges while δ{sup(l)}, read "
+                            f"back from {source}, agrees: look at {where}")
     if lost:
         layers = ", ".join(f"δ{sup(l)}" for l in sorted(lost))
         return (f"{layers} could not be read back on single examples (a⁽ˡ⁻¹⁾ is 0 there and there is "
                 f"no bias); what was seen is consistent with a wrong δ there or a wrong gradient formula")
-    return ("every δ read back from single examples (m = 1) agrees with torch's: each example's "
-            "gradient is right, so look at how the gradients combine the batch (a sum over "
-            "examples, the loss's 1/m) and at the step itself")
+    return ("every δ read back from single examples (m = 1) agrees with torch's, and so does each "
+            "example's ∂J/∂W: look at how the gradients combine the batch (a sum over examples, "
+            "the loss's 1/m) and at the step itself")
