@@ -39,6 +39,13 @@ from hypothesis import HealthCheck, Phase, find, given, seed as hypothesis_seed,
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, HypothesisException, NoSuchExample
 
+try:        # hypothesis's pool of literals collected from imported modules (6.13x and later)
+    from hypothesis.internal.conjecture import providers as _hypothesis_providers
+    from hypothesis.internal.constants_ast import Constants as _Constants
+    from sortedcontainers import SortedSet as _SortedSet      # a dependency of hypothesis
+except ImportError:                                           # an older hypothesis: no such pool
+    _hypothesis_providers = None
+
 from . import isolation
 from .check import CaseResult
 from .impl import PROCESS_ENDED
@@ -59,6 +66,11 @@ INTERRUPTED = "interrupted"  # SweepResult.stopped after Ctrl-C
 JUDGED_TOGETHER = 200_000   # traced values compared in one call at most (about 10 float64 arrays
                             # of this size live during it; a block of small cases has ~50,000)
 NOT_REPRODUCED = "did not reproduce when re-run"   # the note of a counterexample that failed once
+# The integer literals hypothesis offers the sweep's draws (see _pinned_constants): exactly the
+# pool it collected in a `verify run` process before the pool was pinned (from the source of
+# verify and handimpl as they stood then), so that every seed keeps the cases it drew there.
+PINNED_INTEGERS = (-1022, -126, -100, 130, 143, 200, 297, 300, 438, 511, 1000, 1024, 1600, 2000,
+                   4096, 200_000)
 
 Case = tuple[NetSpec, int, int]
 CheckFn = Callable[[NetSpec, int, int], CaseResult]
@@ -141,13 +153,46 @@ def draw_cases(strategy, n: int, seed: int) -> list[Case]:
     # No example database, so no key for it: as hypothesis.find does. Otherwise each call
     # derives one from the function's source (inspect.getsource, tokenize: 1 ms a block).
     record._hypothesis_internal_database_key = None
-    record()
+    with _pinned_constants():
+        record()
     if drawn:
         return drawn
     if n == 1:
         raise RuntimeError(f"hypothesis drew no case from {strategy!r} under seed {seed}")
     return draw_cases(strategy, n // 2, _derived(seed, "a")) + \
         draw_cases(strategy, n - n // 2, _derived(seed, "b"))
+
+
+@contextlib.contextmanager
+def _pinned_constants():
+    """Within this block hypothesis offers the literals PINNED_INTEGERS, whatever the process
+    has imported.
+
+    Hypothesis (6.13x and later) collects the literals of every imported module whose file lies
+    outside site-packages and the standard library (integers with |n| >= 100, floats, strings)
+    and offers them in about one integer draw in twenty: a data seed drawn as 2000 is
+    verify.isolation's literal. Its pool, and so the cases of every seed, changed with what the
+    process had imported (benchmarks/verdict.py, a user's script, the test modules, verify.cli)
+    and with any edit of a literal in verify's own source. There is no setting to turn it off,
+    so the pool hypothesis reads (providers._get_local_constants, called the first time an
+    example wants a literal) is the pinned one here, and the cache of its values permitted per range is emptied on the way
+    in and out, so that the process's own tests get their pool back. The sweep draws integers
+    only, so only integers are pinned. Not thread-safe: another thread's hypothesis draws in
+    this block would see the pinned pool too (as does any hypothesis use inside a check that
+    shrink's find runs)."""
+    if _hypothesis_providers is None or not hasattr(_hypothesis_providers, "_get_local_constants"):
+        yield
+        return
+    pool = _Constants(integers=_SortedSet(PINNED_INTEGERS), floats=_SortedSet(), bytes=_SortedSet(),
+                      strings=_SortedSet())
+    saved = _hypothesis_providers._get_local_constants
+    _hypothesis_providers._get_local_constants = lambda: pool
+    _hypothesis_providers.CONSTANTS_CACHE.cache.clear()
+    try:
+        yield
+    finally:
+        _hypothesis_providers._get_local_constants = saved
+        _hypothesis_providers.CONSTANTS_CACHE.cache.clear()
 
 
 def _derived(seed: int, *path: Any) -> int:
@@ -495,7 +540,7 @@ def shrink(found: CaseResult, check_fn: CheckFn | None = None, *,
 
     opts = hsettings(database=None, max_examples=search, deadline=None,
                      phases=[Phase.generate, Phase.shrink])
-    with _unobserved():
+    with _unobserved(), _pinned_constants():
         try:
             find(_neighbourhood(found.spec, found.batch), same_failure, settings=opts,
                  random=random.Random(0))
