@@ -124,7 +124,8 @@ class Activation:
             lo, hi = self.range
             moved = np.maximum(moved, _both_ways(a, lambda v: self.df_from_output(np.clip(v, lo, hi)), Ea))
         steepest = np.abs(fprime) + moved
-        return Eg * steepest + np.abs(g) * moved + np.abs(g) * (
+        computed = np.abs(g) + Eg      # the rounding scales with the g an implementation holds
+        return Eg * steepest + np.abs(g) * moved + computed * (
             LIBRARY_ULPS * u * self.df_terms(z, a) + self.reference_df_error * np.abs(fprime))
 
     def __repr__(self) -> str:
@@ -483,10 +484,11 @@ class Softmax(Activation):
         clamped loss gradient can jump far enough for the last term to count), and the
         rounding of s (k terms) and of the two products."""
         k = z.shape[1]
-        ga = np.abs(g * a).sum(axis=1, keepdims=True)
+        held_g, held_a = np.abs(g) + Eg, a + Ea          # what an implementation holds, at most
+        ga = (held_g * held_a).sum(axis=1, keepdims=True)
         s = (g * a).sum(axis=1, keepdims=True)
         Es = (Eg * a + np.abs(g) * Ea + Eg * Ea).sum(axis=1, keepdims=True) + (k + 2) * u * ga
-        return Ea * np.abs(g - s) + (a + Ea) * (Eg + Es) + 4 * u * a * (np.abs(g) + ga)
+        return Ea * np.abs(g - s) + held_a * (Eg + Es) + 4 * u * held_a * (held_g + ga)
 
 
 class LogSoftmax(Activation):
@@ -525,8 +527,10 @@ class LogSoftmax(Activation):
         total = g.sum(axis=1, keepdims=True)
         with np.errstate(over="ignore"):
             moved_p = p * np.expm1(Ea)
-        return Eg + (p + moved_p) * Eg.sum(axis=1, keepdims=True) + np.abs(total) * moved_p + u * (
-            2 * np.abs(g) + p * ((k + 2) * np.abs(g).sum(axis=1, keepdims=True) + LIBRARY_ULPS * np.abs(total)))
+        held_g, held_p = np.abs(g) + Eg, p + moved_p     # what an implementation holds, at most
+        return Eg + held_p * Eg.sum(axis=1, keepdims=True) + np.abs(total) * moved_p + u * (
+            2 * held_g + held_p * ((k + 2) * held_g.sum(axis=1, keepdims=True)
+                                   + LIBRARY_ULPS * (np.abs(total) + Eg.sum(axis=1, keepdims=True))))
 
 
 ACTIVATIONS: Registry[Activation] = Registry("activation", {

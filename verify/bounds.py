@@ -154,7 +154,9 @@ def output_delta_error(act: Any, loss: Any, z: np.ndarray, a: np.ndarray, y: np.
         moved = np.maximum(moved, np.abs(delta(z, aa) - here))
     moved = np.maximum(moved, np.abs(g) * act.kink_jumps(z, Ez, fprime))
     zero = np.zeros_like(a)
-    rounding = np.abs(fprime) * loss.grad_error(a, y, zero, u, reduction, **opts) + np.abs(g) * (
+    held = np.maximum.reduce([np.abs(loss.grad(np.clip(aa, lo, hi), y, reduction, **opts))
+                              for aa in (a, a - Ea, a + Ea)])   # the ∂J/∂a an implementation holds
+    rounding = np.abs(fprime) * loss.grad_error(a, y, zero, u, reduction, **opts) + held * (
         LIBRARY_ULPS * u * act.df_terms(z, a) + act.reference_df_error * np.abs(fprime))
     return np.where((Ez > 0) | (Ea > 0), moved, 0.0) + rounding
 
