@@ -13,7 +13,7 @@ Not a test: it prints counts, per group and in all,
 
 Spec strings are mutations of valid specs (random edits with hostile pieces: non-ASCII digits,
 signs, underscores, inf/nan, huge numbers, separators) plus a fixed list; they are run by a
-driver subprocess that calls verify.cli.main on each in turn (each call under an alarm), as
+driver subprocess that calls verify.cli.app on each in turn (each call under an alarm), as
 `verify check SPEC --max-memory 256M` does. A further sample of them, the flag
 combinations, the hostile implementations and the signal scenarios each run as their own
 `verify` subprocess, with a timeout, reports into temporary directories.
@@ -158,7 +158,7 @@ def report_lost(out: Path, previous: bytes | None, run: Run) -> bool:
 
 DRIVER = textwrap.dedent("""
     import contextlib, io, json, signal, sys
-    from verify.cli import main
+    from verify.cli.app import main
 
     class Hang(BaseException):
         pass
@@ -207,7 +207,7 @@ def spec_strings(n: int, seed: int) -> list[str]:
 
 
 def run_in_process(argvs: list[list[str]], cwd: Path, long_errors: list) -> list[dict]:
-    """verify.cli.main on each argv in turn, in one driver process: for each, its exit status
+    """verify.cli.app.main on each argv in turn, in one driver process: for each, its exit status
     (None if it raised or hung), what it raised, whether it hung."""
     listing = cwd.parent / f"argvs-{time.monotonic_ns()}.jsonl"
     listing.write_text("".join(json.dumps(a) + "\n" for a in argvs))
@@ -436,7 +436,7 @@ SIGNAL_CASES = [
     ("SIGTERM while sweeping, --jobs 2", 3000, lambda out: _while_sweeping(signal.SIGTERM), {"JOBS": "2"}),
     ("SIGINT twice while writing", 60, lambda out: _twice(_when_writing(out, signal.SIGINT)), SLOW_WRITES),
 ]
-# Python's own start-up (imports before verify.cli.main runs) is not part of this branch.
+# Python's own start-up (imports before verify.cli.app runs) is not part of this branch.
 STARTUP_CASES = [("SIGINT at start-up", 60, lambda out: _after(0.5, signal.SIGINT), {})]
 
 

@@ -5,10 +5,10 @@ import torch
 from hypothesis import given, strategies as st
 
 from handimpl import ACTIVATIONS
-from verify.torch_ops import TORCH_ACTIVATIONS
+from verify.core.torch_ops import TORCH_ACTIVATIONS
 
-from verify.bounds import underflow
-from verify.compare import UNIT_ROUNDOFF
+from verify.core.bounds import underflow
+from verify.core.compare import UNIT_ROUNDOFF
 
 from strategies_numeric import DTYPES, agree, f64, matrices
 

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from handimpl import ACTIVATIONS, LOSSES
-from verify.data import draw_case
-from verify.spec import NetSpec
+from verify.core.data import draw_case
+from verify.core.spec import NetSpec
 
 PAIRS = [(loss, act) for loss in LOSSES for act in LOSSES[loss].canonical]
 

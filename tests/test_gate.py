@@ -15,7 +15,8 @@ pytest_plugins = ["pytester"]
 
 USER_TESTS = '''
 import handimpl
-from verify import check, check_implementation
+from verify import check_implementation
+from verify import check
 
 
 def doubled_dW1(spec, params, x, y):
@@ -157,8 +158,8 @@ def test_the_xdist_report_gives_the_serial_verdict_and_counts(runs):
 
 def test_the_cases_tried_while_shrinking_are_not_recorded_as_checks(monkeypatch):
     import handimpl
-    import verify.check  # noqa: F401  (the module)
-    from verify.impl_sweep import sweep_implementation
+    from verify.harness import trace
+    from verify.api import sweep_implementation
 
     def doubled_dW1(spec, params, x, y):
         out = handimpl.backprop(spec, params, x, y)
@@ -166,7 +167,7 @@ def test_the_cases_tried_while_shrinking_are_not_recorded_as_checks(monkeypatch)
         return out
 
     seen = []
-    monkeypatch.setattr(sys.modules["verify.check"], "OBSERVERS", [seen.append])
+    monkeypatch.setattr(trace, "OBSERVERS", [seen.append])
     result = sweep_implementation(doubled_dW1, examples=8, seed=1)
     assert result.minimal and len(seen) == len(result.results) == 8
 

@@ -5,12 +5,12 @@ import torch
 from hypothesis import given, strategies as st
 
 from handimpl import ACTIVATIONS, LOSSES
-from verify.data import draw_target
-from verify.spec import NetSpec
-from verify.strategies import OPTION_VALUES
-from verify.torch_ops import TORCH_LOSSES
+from verify.core.data import draw_target
+from verify.core.spec import NetSpec
+from verify.sweep.strategies import OPTION_VALUES
+from verify.core.torch_ops import TORCH_LOSSES
 
-from verify.compare import UNIT_ROUNDOFF
+from verify.core.compare import UNIT_ROUNDOFF
 
 from strategies_numeric import DTYPES, agree, f64, matrices
 

@@ -7,9 +7,9 @@ from torch import nn
 
 import verify
 from verify import NetSpec, SpecError, from_torch
-from verify.data import draw_case
-from verify.strategies import cases, net_specs
-from verify.twin import build_twin, forward_twin, reload_twin, sgd_step
+from verify.core.data import draw_case
+from verify.sweep.strategies import cases, net_specs
+from verify.core.twin import build_twin, forward_twin, reload_twin, sgd_step
 
 
 @given(net_specs())
