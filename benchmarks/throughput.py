@@ -33,9 +33,9 @@ import torch
 
 import handimpl
 from verify.core.data import draw_case
-from verify.sweep.run import _pool_context, draw_all, sweep
 from verify.core.torch_ops import TORCH_LOSSES
 from verify.core.twin import TORCH_DTYPES, build_twin, reload_twin, torch_target
+from verify.sweep.run import _pool_context, draw_all, sweep
 
 SMALL = dict(max_depth=4, max_width=16, max_batch=16)
 

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from verify.harness.trace import CaseResult
-from verify.byo.call import load_target
 from verify.api import check_case, supported
+from verify.byo.call import load_target
+from verify.harness.trace import CaseResult
 from verify.mutants.zoo import ZOO
 from verify.sweep.run import _pool_context, sweep
 
@@ -174,7 +174,8 @@ def _fmt(v: float | None, digits: int = 6) -> str:
 
 
 def style_table(rows: Sequence[StyleRow]) -> list[str]:
-    head = f"{'style':<28} {'cases':>8} {'false alarms':>12} {'worst margin':>13} {'worst torch_margin':>19} {'seconds':>8}"
+    head = (f"{'style':<28} {'cases':>8} {'false alarms':>12} {'worst margin':>13} "
+            f"{'worst torch_margin':>19} {'seconds':>8}")
     lines = [head, "-" * len(head)]
     for row in rows:
         lines.append(f"{row.name:<28} {row.cases:>8} {row.false_alarms:>12} {_fmt(row.worst_margin):>13} "

@@ -20,7 +20,6 @@ infinities they produce are the intended limits.
 from __future__ import annotations
 
 import math
-
 from typing import Callable
 
 import numpy as np

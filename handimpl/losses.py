@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from .activations import _exp, _sigmoid, ACTIVATIONS, LIBRARY_ULPS
+from .activations import ACTIVATIONS, LIBRARY_ULPS, _exp, _sigmoid
 from .registry import Registry
 
 Array = np.ndarray
@@ -328,7 +328,8 @@ class KLDivLoss(Loss):
         return ylogy - y * a
 
     def dterms(self, a, y, log_target=False):
-        return -np.exp(y) + 0 * a if log_target else -y + 0 * a
+        g = -np.exp(y) if log_target else -np.asarray(y)
+        return np.broadcast_to(g, np.broadcast_shapes(g.shape, np.shape(a))).astype(np.result_type(g, a))
 
     def magnitudes(self, a, y, log_target=False):
         if log_target:

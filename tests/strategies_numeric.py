@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from verify.core.bounds import underflow
-from verify.core.compare import UNIT_ROUNDOFF, compare, tolerances
+from verify.core.compare import compare, tolerances
 
 DTYPES = ["float32", "float64"]
 

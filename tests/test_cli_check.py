@@ -7,9 +7,8 @@ import pytest
 
 import handimpl
 import verify
-from verify.harness import trace
-
 from verify.cli.app import main
+from verify.harness import trace
 
 
 def test_check_prints_every_tensor_and_exits_0(capsys):

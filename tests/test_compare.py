@@ -7,7 +7,8 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import example, given, strategies as st
+from hypothesis import example, given
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from verify.core.compare import TOLERANCES, Comparison, Pair, _judged, compare_all

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from verify.cli.app import main
-from verify.explain.page import DOCS, explain, render, tutorial_markdown
-from verify.explain.graph import run_torch
-from verify.explain.render import render_html
-from verify.explain.tutorial import tutorial_example, tutorial_formulas
-from verify.explain.steps import Explanation, Section, Step, fmt_array
-from verify.core.spec import NetSpec
 from verify.core.data import draw_case
+from verify.core.spec import NetSpec
+from verify.explain.graph import run_torch
+from verify.explain.page import DOCS, explain, render, tutorial_markdown
+from verify.explain.render import render_html
+from verify.explain.steps import Explanation, Section, Step, fmt_array
+from verify.explain.tutorial import tutorial_example, tutorial_formulas
 
 
 def _steps(ex, startswith):

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from verify.harness.trace import check
-from verify.cli.app import main
-from verify.byo.call import load_target
 from verify.api import sweep_implementation
+from verify.byo.call import load_target
+from verify.cli.app import main
+from verify.harness.trace import check
 from verify.sweep.run import NOT_REPRODUCED
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile_impls.py"

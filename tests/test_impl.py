@@ -10,9 +10,9 @@ import pytest
 
 import handimpl
 import verify
-from verify.harness.trace import check
-from verify.cli.app import UsageError, main
 from verify.byo.call import ImplementationWarning, load_target
+from verify.cli.app import UsageError, main
+from verify.harness.trace import check
 
 FIXTURES = Path(__file__).parent / "fixtures"
 USER = FIXTURES / "user_impls.py"

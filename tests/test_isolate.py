@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from verify.cli.app import main
-from verify.byo.call import load_target
 from verify.api import sweep_implementation
+from verify.byo.call import load_target
+from verify.cli.app import main
 from verify.report.frames import discrepancy_frame
 from verify.report.write import to_csv_text
 

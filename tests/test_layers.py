@@ -1,5 +1,5 @@
-"""The package's architecture: layers that point one way (import-linter's contracts in
-pyproject.toml), and a sweep that loads none of the modules it does not use."""
+"""The package's architecture and lint: layers that point one way (import-linter's contracts in
+pyproject.toml), a sweep that loads none of the modules it does not use, and ruff."""
 import shutil
 import subprocess
 import sys
@@ -28,3 +28,11 @@ def test_the_command_line_and_the_api_do_not_load_what_a_sweep_does_not_use():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_ruff_finds_nothing():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    done = subprocess.run([ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]

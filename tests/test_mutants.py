@@ -10,10 +10,10 @@ import pytest
 
 import handimpl
 from verify import check
-from verify.mutants import run as mutants_module
 from verify.cli.app import main
-from verify.mutants.zoo import BY_NAME, ZOO, Mutant
+from verify.mutants import run as mutants_module
 from verify.mutants.run import build, kill_stats, mutated_source, run_mutant, run_zoo
+from verify.mutants.zoo import BY_NAME, ZOO, Mutant
 
 
 def test_the_zoo_holds_at_least_twelve_distinct_named_bugs():

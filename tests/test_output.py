@@ -12,14 +12,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from verify.report import output
-
-from verify.report import html as report_html
-from verify.harness.trace import check
 from verify.cli.app import main
+from verify.harness.trace import check
 from verify.mutants.run import write_mutant_report
-from verify.report.output import OutError, check_out_dir, signals_held, write_dir
+from verify.report import html as report_html
+from verify.report import output
 from verify.report.frames import FILES
+from verify.report.output import OutError, check_out_dir, signals_held, write_dir
 from verify.report.write import write_reports
 from verify.sweep.run import SweepResult
 

@@ -10,11 +10,11 @@ import warnings
 import pandas as pd
 import pytest
 
-from verify.harness.trace import CaseResult, check
-from verify.report.html import _decade_label
-from verify.report.frames import DISCREPANCY_COLUMNS, discrepancy_frame, divergence_sentence
-from verify.report.write import write_reports
 from verify.core.spec import NetSpec
+from verify.harness.trace import CaseResult, check
+from verify.report.frames import DISCREPANCY_COLUMNS, discrepancy_frame, divergence_sentence
+from verify.report.html import _decade_label
+from verify.report.write import write_reports
 from verify.sweep.run import SweepResult, sweep
 
 

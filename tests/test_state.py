@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from verify.harness.trace import check
-from verify.cli.app import main
-from verify.byo.call import ImplementationWarning, load_target
 from verify.api import sweep_implementation
+from verify.byo.call import ImplementationWarning, load_target
+from verify.cli.app import main
+from verify.harness.trace import check
 from verify.report.frames import discrepancy_frame
 from verify.report.write import to_csv_text
 

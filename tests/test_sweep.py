@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 
 import numpy as np
 import torch
 
 import handimpl
+from verify.cli.app import main
 from verify.harness import trace
 from verify.harness.trace import check
-from verify.cli.app import main
 from verify.sweep.run import signature, sweep
 
 CHECK = trace

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from verify.cli import limits
-from verify.harness.trace import check
-from verify.cli.app import UsageError, main
-from verify.byo.call import load_target
 from verify.api import supported
+from verify.byo.call import load_target
+from verify.cli import limits
+from verify.cli.app import UsageError, main
 from verify.core.spec import NetSpec, SpecError
+from verify.harness.trace import check
 
 USER = Path(__file__).parent / "fixtures" / "user_impls.py"
 

@@ -58,7 +58,8 @@ def test_a_one_layer_network_has_no_all_layers():
     failing = check("2-1:tanh:mse_loss", seed=0, batch=2, impl=_doubled("dW1"))
     assert divergence_sentence(failing).startswith("z, a and delta agree, and so does the loss;")
     deep = check("2-2-1:tanh:mse_loss", seed=0, batch=2, impl=_doubled("dW1"))
-    assert divergence_sentence(deep).startswith("z, a and delta agree in all 2 layers, and so does the loss; dW2 and db2 agree too;")
+    assert divergence_sentence(deep).startswith(
+        "z, a and delta agree in all 2 layers, and so does the loss; dW2 and db2 agree too;")
 
 
 def test_the_report_header_has_no_empty_settings(tmp_path):
@@ -76,8 +77,8 @@ def test_report_json_holds_the_whole_runs_time(tmp_path):
 
 
 def _sweep_page(tmp_path, impl=None):
-    from verify.sweep.run import sweep
     from verify.api import sweep_implementation
+    from verify.sweep.run import sweep
     result = sweep_implementation(impl, examples=24, seed=2) if impl else sweep(examples=24, seed=2)
     return write_reports(result, tmp_path)["html"].read_text()
 

@@ -3,7 +3,7 @@ import time as _time
 
 STARTED = _time.perf_counter()
 
-from importlib.metadata import PackageNotFoundError, version as _version  # noqa: E402
+from importlib.metadata import PackageNotFoundError, version as _version  # noqa: E402, I001
 
 try:
     __version__ = _version("backprop-verify")

@@ -16,7 +16,8 @@ ordered by (test, implementation, call order within the test) and numbered
 after that, so serial and xdist runs write the same CSV files.
 
 A run over a subset of the suite (-k, -m, --deselect, --lf, named files or
-node ids, or a run that stopped before its last test: -x, --maxfail, Ctrl-C) writes its report to ``--verify-subset-report`` (default: DIR with
+node ids, or a run that stopped before its last test: -x, --maxfail, Ctrl-C) writes its report
+to ``--verify-subset-report`` (default: DIR with
 ``-subset`` appended), so that it never overwrites the full suite's report;
 give the same DIR to overwrite it anyway.
 """

@@ -8,31 +8,33 @@ import argparse
 import contextlib
 import os
 import sys
-import threading
 import tempfile
+import threading
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
+import torch
 from hypothesis.configuration import set_hypothesis_home_dir
 
-import torch
-
 from verify.api import check_impl_command
-from verify.byo.call import DEFAULT_OUT as IMPL_OUT, load_target, reset_warnings
+from verify.byo.call import DEFAULT_OUT as IMPL_OUT
+from verify.byo.call import load_target, reset_warnings
 from verify.cli import limits
 from verify.core.spec import NetSpec
 from verify.errors import INPUT_ERRORS, UsageError
+from verify.harness import trace
 from verify.harness.diagnose import describe_case
 from verify.harness.localise import with_location
-from verify.harness import trace
 from verify.meta import __version__
 from verify.report.frames import FILES, summary_lines
 from verify.report.output import Terminated, check_out_dir, check_out_file, short, terminate_as_interrupt
 from verify.report.write import finished, write_reports
 from verify.sweep.progress import progress_reporter
-from verify.sweep.run import DEFAULT_EXAMPLES, DEFAULT_OUT as RUN_OUT, INTERRUPTED, blocks, sweep
+from verify.sweep.run import DEFAULT_EXAMPLES, INTERRUPTED, blocks, sweep
+from verify.sweep.run import DEFAULT_OUT as RUN_OUT
 from verify.sweep.strategies import cases
+
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
@@ -189,7 +191,8 @@ def validate(args: argparse.Namespace) -> None:
     elif args.command == "run":
         validate_sweep(args, RUN_OUT, FILES.values())
     elif args.command == "mutants":
-        from verify.mutants.run import DEFAULT_OUT as MUTANTS_OUT, FILES as MUTANT_FILES  # see LAZY
+        from verify.mutants.run import DEFAULT_OUT as MUTANTS_OUT  # see LAZY
+        from verify.mutants.run import FILES as MUTANT_FILES
         if args.examples is not None and args.examples > limits.MAX_EXAMPLES:
             raise UsageError(f"--examples {args.examples}: at most {limits.MAX_EXAMPLES:,} per mutant")
         args.out = str(check_out_dir(args.out or MUTANTS_OUT, MUTANT_FILES.values()))

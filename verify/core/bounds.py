@@ -39,7 +39,6 @@ import numpy as np
 
 from handimpl import ACTIVATIONS, LOSSES
 from handimpl.network import split_loss_kwargs
-
 from verify.core.compare import UNIT_ROUNDOFF, split_name
 
 STEP_ULPS = 3          # W - η·∂J/∂W: one product, one difference, one rounding of η

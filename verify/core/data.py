@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from handimpl import LOSSES, init_params
-
 from verify.core.spec import NetSpec
 
 SCALES = (1.0, 1.0, 1.0, 1.0, 1e-3, 10.0, 1e3)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from handimpl import ACTIVATIONS, INITS, LOSSES
-
 from verify.errors import SpecError
 
 DTYPES = ("float32", "float64")

@@ -8,7 +8,6 @@ W.grad, b.grad) and their difference.
 from __future__ import annotations
 
 from handimpl import ACTIVATIONS, LOSSES
-
 from verify.explain.graph import TorchRun, sup
 from verify.explain.steps import Section, Step, compared
 

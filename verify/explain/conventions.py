@@ -16,9 +16,8 @@ import torch
 
 import handimpl
 from handimpl import ACTIVATIONS, LOSSES
-
-from verify.explain.steps import Section, Step, max_diff
 from verify.core.twin import TORCH_ACTIVATIONS
+from verify.explain.steps import Section, Step, max_diff
 
 KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "elu": (0.0,), "selu": (0.0,), "celu": (0.0,),
          "hardtanh": (-1.0, 1.0), "relu6": (0.0, 6.0), "hardsigmoid": (-3.0, 3.0),
@@ -34,8 +33,8 @@ def batch_mean_step(spec, params, x, y, hand) -> Step:
                 values=(("∂J/∂W⁽¹⁾ (mean)", hand["dW1"]), ("∂J/∂W⁽¹⁾ (sum) / N", summed["dW1"] / N)),
                 diffs=(("max |mean − sum/N|", max_diff(hand["dW1"], summed["dW1"] / N)),),
                 note="reduction='mean' divides every δ row by N; 'sum' does not. The tutorial's per-example "
-                     "δ (its loss not averaged) is N times a row of this δ. mse_loss, binary_cross_entropy and the other "
-                     "elementwise losses divide by m·k (every element), cross_entropy and nll_loss by m.")
+                     "δ (its loss not averaged) is N times a row of this δ. mse_loss, binary_cross_entropy "
+                     "and the other elementwise losses divide by m·k (every element), cross_entropy and nll_loss by m.")
 
 
 def half_step(spec, y, hand) -> Step:

@@ -19,18 +19,17 @@ import numpy as np
 import handimpl
 from handimpl import LOSSES
 from handimpl.network import split_loss_kwargs
-
 from verify.core.data import draw_case
+from verify.core.spec import NetSpec
+from verify.errors import UsageError
 from verify.explain.backward import backward_sections, forward_section, graph_section
 from verify.explain.conventions import conventions_section
 from verify.explain.graph import run_torch
 from verify.explain.render import RENDERERS, render_markdown
-from verify.explain.tutorial import tutorial_example
 from verify.explain.shortcut import shortcut_section
 from verify.explain.steps import TUTORIAL, TUTORIAL_IS, Explanation, Section
+from verify.explain.tutorial import tutorial_example
 from verify.report.output import atomic_write, check_out_file
-from verify.core.spec import NetSpec
-from verify.errors import UsageError
 
 DEFAULT_BATCH = 2
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "why-delta-matches-autograd.md"

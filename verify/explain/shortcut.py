@@ -15,7 +15,6 @@ import numpy as np
 from handimpl import ACTIVATIONS, LOSSES
 from handimpl.losses import class_rows
 from handimpl.network import split_loss_kwargs
-
 from verify.explain.backward import derivative
 from verify.explain.graph import TorchRun
 from verify.explain.steps import Section, Step, compared, max_diff

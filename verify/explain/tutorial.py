@@ -9,13 +9,12 @@ column is the twin's tensors (transposed to columns where torch keeps rows).
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from verify.explain.graph import run_torch
-from verify.explain.steps import TUTORIAL, Explanation, Section, Step, compared
 from verify.core.spec import NetSpec
 from verify.core.twin import build_twin, sgd_step
-
-import torch
+from verify.explain.graph import run_torch
+from verify.explain.steps import TUTORIAL, Explanation, Section, Step, compared
 
 SPEC = "2-2-1:sigmoid:quadratic"
 X = np.array([[0.05, 0.10]])

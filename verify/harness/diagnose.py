@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from verify.core.compare import split_name
 from verify.byo.call import CALL, STEP
+from verify.core.compare import split_name
 
 _SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
@@ -55,7 +55,8 @@ def hint(spec: Any, name: str, lr: float = 0.1) -> tuple[list[str], str]:
         return [f"delta{l}"] + ([f"a{l - 1}"] if l > 1 else []), \
             f"the weight gradient of layer {l}: ∂J/∂W{sup(l)} = δ{sup(l)}ᵀ{_a(l - 1)}, shape ({_n(l)}, {_n(l - 1)})"
     if quantity == "db":
-        return [f"delta{l}"], f"the bias gradient of layer {l}: ∂J/∂b{sup(l)} = Σ over the batch of δ{sup(l)} (a sum, not a mean)"
+        return [f"delta{l}"], (f"the bias gradient of layer {l}: ∂J/∂b{sup(l)} = Σ over the batch of "
+                                f"δ{sup(l)} (a sum, not a mean)")
     if name == "dx":
         return ["delta1"], "the input gradient: ∂J/∂x = δ¹W¹"
     if quantity in ("W_after_step", "b_after_step"):

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from verify.core.bounds import a_priori
-from verify.harness.trace import CaseResult, exact_trace, trace_data
 from verify.core.compare import Pair, compare_all
 from verify.core.data import draw_case
 from verify.harness.diagnose import hint, sup
+from verify.harness.trace import CaseResult, exact_trace, trace_data
 
 GRADIENTS = ("dW", "db", "dx", "W_after_step", "b_after_step")
 MAX_EXAMPLES = 8
@@ -35,7 +35,8 @@ def with_location(result: CaseResult, impl: Any) -> CaseResult:
     return dataclasses.replace(result, located=localise(result, impl))
 
 
-def _recovered(spec: Any, hand: dict, exact: dict, case: Any, l: int, lr: float) -> tuple[np.ndarray, np.ndarray, str] | None:
+def _recovered(spec: Any, hand: dict, exact: dict, case: Any, l: int, lr: float
+               ) -> tuple[np.ndarray, np.ndarray, str] | None:
     """(δ⁽ˡ⁾ read back from one example's gradients, its allowance, from what) or None."""
     bound = a_priori(spec, case, exact, lr)
     db = hand.get(f"db{l}")

@@ -8,13 +8,12 @@ from typing import Any, Callable
 import numpy as np
 
 import handimpl
-
+from verify.byo.call import CALL, TIME_LIMIT, TimeLimit, call_and_step
+from verify.byo.target import DEFAULT_IMPL, repro_command, target_of
 from verify.core.bounds import a_priori
 from verify.core.compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, tolerances
 from verify.core.data import draw_case
-from verify.byo.call import CALL, TIME_LIMIT, TimeLimit, call_and_step
 from verify.core.spec import NetSpec
-from verify.byo.target import DEFAULT_IMPL, repro_command, target_of
 from verify.core.twin import build_twin, reload_twin, torch_trace
 from verify.core.verdict import refine, root_cause
 

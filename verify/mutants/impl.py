@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from verify.mutants.zoo import BY_NAME
 from verify.mutants.run import build
+from verify.mutants.zoo import BY_NAME
 
 
 def __getattr__(name: str) -> Callable:

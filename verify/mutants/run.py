@@ -23,13 +23,12 @@ import jinja2
 import pandas as pd
 
 import handimpl
-
 from verify.harness.trace import check
 from verify.meta import STARTED, __version__
 from verify.mutants.zoo import BY_NAME, ZOO, Mutant
-from verify.report.output import write_dir, write_file
 from verify.report.frames import counterexample, plural
 from verify.report.html import STYLE, breakable, header_text
+from verify.report.output import write_dir, write_file
 from verify.sweep.run import sweep
 
 DEFAULT_EXAMPLES = 30            # per mutant; every mutant in the zoo dies well within it

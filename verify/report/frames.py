@@ -8,22 +8,20 @@ written whole or not at all: into a staging directory, then swapped into place
 """
 from __future__ import annotations
 
-from collections import Counter
-from pathlib import Path
-from typing import Sequence
-
 import platform
+from collections import Counter
+from typing import Sequence
 
 import hypothesis
 import numpy as np
 import pandas as pd
 import torch
 
-from verify.harness.trace import CaseResult
-from verify.harness.diagnose import hint, kink_sentence, tally, worst_sentence
-from verify.sweep.run import size_key
 from verify.byo.target import NOT_IMPORTABLE, importable
 from verify.core.verdict import counts
+from verify.harness.diagnose import hint, kink_sentence, tally, worst_sentence
+from verify.harness.trace import CaseResult
+from verify.sweep.run import size_key
 
 DISCREPANCY_COLUMNS = [
     "case_id", "spec", "seed", "batch", "dtype", "quantity", "layer", "shape", "max_abs_err",

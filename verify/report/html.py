@@ -13,11 +13,18 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from verify.meta import __version__
-from verify.report.frames import (QUANTITY_ORDER, counterexample, expected_groups, failing_rows, timing_text,
-                                   verdict, versions)
 from verify.byo.target import DEFAULT_IMPL, NOT_IMPORTABLE
 from verify.core.compare import TOLERANCES
+from verify.meta import __version__
+from verify.report.frames import (
+    QUANTITY_ORDER,
+    counterexample,
+    expected_groups,
+    failing_rows,
+    timing_text,
+    verdict,
+    versions,
+)
 
 FLOOR = 1e-18            # where exact agreement (error 0) is drawn on log axes
 CEIL = 1e30              # where errors above it, inf and (for failing points) NaN are drawn

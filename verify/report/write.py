@@ -12,8 +12,17 @@ import numpy as np
 import pandas as pd
 
 from verify.meta import STARTED
-from verify.report.frames import FILES, case_frame, counterexample, discrepancy_frame, expected_groups, \
-    summary_frame, tensor_frame, verdict, versions
+from verify.report.frames import (
+    FILES,
+    case_frame,
+    counterexample,
+    discrepancy_frame,
+    expected_groups,
+    summary_frame,
+    tensor_frame,
+    verdict,
+    versions,
+)
 from verify.report.output import write_dir, write_file
 from verify.sweep.run import SweepResult
 

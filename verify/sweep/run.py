@@ -26,7 +26,6 @@ import hashlib
 import multiprocessing
 import random
 import signal
-import sys
 import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -34,17 +33,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
-from hypothesis import HealthCheck, Phase, find, given, seed as hypothesis_seed, settings as hsettings
+from hypothesis import HealthCheck, Phase, find, given
+from hypothesis import seed as hypothesis_seed
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, HypothesisException, NoSuchExample
 
 from verify.byo import isolation
+from verify.byo.call import PROCESS_ENDED
+from verify.byo.target import DEFAULT_IMPL
+from verify.core.spec import NetSpec
 from verify.harness import trace as trace_module
 from verify.harness.trace import CaseResult
-from verify.byo.call import PROCESS_ENDED
-from verify.core.spec import NetSpec
 from verify.sweep.strategies import cases
-from verify.byo.target import DEFAULT_IMPL
 
 DEFAULT_EXAMPLES = 300
 DEFAULT_OUT = Path("reports") / "latest"

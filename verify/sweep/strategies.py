@@ -13,7 +13,6 @@ from typing import Sequence
 from hypothesis import strategies as st
 
 from handimpl import ACTIVATIONS, INITS, LOSSES
-
 from verify.core.spec import DTYPES, NetSpec, shown
 
 # Values offered for each loss option (the first is torch's default, so shrinking goes there).
