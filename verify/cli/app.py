@@ -205,7 +205,8 @@ def validate(args: argparse.Namespace) -> None:
             args.out = str(check_out_file(args.out))
 
 
-CASE_COLUMNS = ["tensor", "shape", "max_abs_err", "max_rel_err", "norm_rel_err", "max_ulp",
+# The columns of `verify check SPEC`'s terminal table (cases.csv has verify.report.frames.CASE_COLUMNS).
+TABLE_COLUMNS = ["tensor", "shape", "max_abs_err", "max_rel_err", "norm_rel_err", "max_ulp",
                 "worst_index", "hand", "torch", "bad", "passed", "note"]
 
 
@@ -219,7 +220,7 @@ def case_table(result) -> pd.DataFrame:
         "torch": r.torch_value, "bad": r.n_mismatched, "passed": "yes" if r.passed else "NO",
         "note": r.problem,
     } for r in result.records]
-    return pd.DataFrame(rows, columns=CASE_COLUMNS)
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -3,12 +3,9 @@
 A case holds, on both sides, the parameters and their copies, the gradients,
 the updated parameters, z, a and δ of every layer, ∂J/∂x, for float32 the float64
 reference, and during the comparison all of these again as float64 pairs with
-their masks and differences. Measured with the peak RSS of one ``verify.check``
-after a warm-up case, in bytes per parameter or activation element: 300 to 340
-for float64 cases (2000-2000-1 at batch 4, 10-10-1 at batch 200,000,
-100-100-100-1 at batch 20,000), 470 to 660 for float32 ones (10-10-1 at batch
-200,000; 1000-1000-1 at batch 4 and 64: 575 and 507; 300-300-300-300-1 with
-cross_entropy at batch 512: 660). BYTES_PER_VALUE lies 50% above the largest.
+their masks and differences. BYTES_PER_VALUE is the estimate per parameter or
+activation element, set above the largest peak measured per element
+(docs/speed.md gives the measurements).
 """
 from __future__ import annotations
 

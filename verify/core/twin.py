@@ -107,8 +107,8 @@ def sgd_step(parameters, lr: float) -> None:
     maximize, its _multi_tensor_sgd is ``torch._foreach_add_(params, grads, alpha=-lr)`` and
     its _single_tensor_sgd ``param.add_(grad, alpha=-lr)`` for each (torch/optim/sgd.py); the
     first, one call for all the tensors, is taken. The optimizer itself is not called because
-    its first use imports torch._dynamo (1.4 s, 800 modules: longer than a whole default
-    sweep); tests/test_spec.py checks the two agree bit for bit, with foreach and without."""
+    its first use imports torch._dynamo, which takes longer than a whole default sweep;
+    tests/test_spec.py checks the two agree bit for bit, with foreach and without."""
     params = list(parameters)
     with torch.no_grad():
         torch._foreach_add_(params, [param.grad for param in params], alpha=-lr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from handimpl.activations import sigmoid
 from verify.core.spec import NetSpec
 from verify.core.twin import build_twin, sgd_step
 from verify.explain.graph import run_torch
@@ -26,17 +27,13 @@ Y = np.array([[0.01]])
 ETA = 0.5
 
 
-def _sigmoid(z):
-    return 1 / (1 + np.exp(-z))
-
-
 def tutorial_formulas() -> dict:
     """The tutorial's example evaluated literally, column vectors and all."""
     x, y = X.T, Y.T                                   # columns (2, 1) and (1, 1)
     z1 = W1 @ x + B1.reshape(-1, 1)                   # z₁ = W₁x + b₁
-    a1 = _sigmoid(z1)                                 # a₁ = σ(z₁)
+    a1 = sigmoid(z1)                                 # a₁ = σ(z₁)
     z2 = W2 @ a1 + B2.reshape(-1, 1)                  # z₂ = W₂a₁ + b₂
-    yhat = _sigmoid(z2)                               # ŷ = σ(z₂)
+    yhat = sigmoid(z2)                               # ŷ = σ(z₂)
     J = 0.5 * float(((yhat - y) ** 2).sum())          # J = ½(ŷ − y)²
     d2 = (yhat - y) * yhat * (1 - yhat)               # δ₂ = (ŷ − y)·ŷ(1 − ŷ)
     d1 = (W2.T @ d2) * a1 * (1 - a1)                  # δ₁ = (W₂)ᵀδ₂ ⊙ a₁(1 − a₁)

@@ -3,7 +3,7 @@ and the step and equation to look at (e.g. "delta2 is the first to diverge while
 agree: look at the backward step of layer 2: δ² = (δ³W³) ⊙ f′(z²)")."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -27,7 +27,8 @@ def _a(l: int) -> str:
     return "x" if l == 0 else f"a{sup(l)}"
 
 
-def _and(words: list[str]) -> str:
+def and_join(words: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
@@ -129,7 +130,7 @@ def describe_case(case) -> str:
             lines.append(f"  look at {where}")
     else:
         lines.append(f"  {first.name} is the first to diverge"
-                     + (f" while {_and(agree)} {'agrees' if len(agree) == 1 else 'agree'}" if agree else "")
+                     + (f" while {and_join(agree)} {'agrees' if len(agree) == 1 else 'agree'}" if agree else "")
                      + f": look at {where}")
         lines.append(f"  {worst_sentence(first)}")
         if first.at_kink:

@@ -19,7 +19,7 @@ import torch
 
 from verify.byo.target import NOT_IMPORTABLE, importable
 from verify.core.verdict import counts
-from verify.harness.diagnose import hint, kink_sentence, tally, worst_sentence
+from verify.harness.diagnose import and_join, hint, kink_sentence, tally, worst_sentence
 from verify.harness.trace import CaseResult
 from verify.sweep.run import size_key
 
@@ -160,10 +160,6 @@ def summary_frame(tensors: pd.DataFrame) -> pd.DataFrame:
 
 # -- words -------------------------------------------------------------------------------------
 
-def _join(words: Sequence[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-
-
 def divergence_sentence(result: CaseResult) -> str:
     """E.g. 'z and a agree in all layers, and so does the loss; delta2 is the first to diverge',
     followed by the case's note in parentheses if it has one."""
@@ -187,9 +183,9 @@ def _divergence(result: CaseResult) -> str:
     if full:
         loss = ", and so does the loss" if "loss" in seen else ""
         where = f" in all {result.spec.depth} layers" if result.spec.depth > 1 else ""
-        clauses.append(f"{_join(full)} agree{'s' if len(full) == 1 else ''}{where}{loss}")
+        clauses.append(f"{and_join(full)} agree{'s' if len(full) == 1 else ''}{where}{loss}")
     if some:
-        clauses.append(f"{_join(some)} agree{'s' if len(some) == 1 else ''}{' too' if full else ''}")
+        clauses.append(f"{and_join(some)} agree{'s' if len(some) == 1 else ''}{' too' if full else ''}")
     why = f" ({first.problem})" if first.problem else ""
     return "; ".join(clauses + [f"{first.name} is the first to diverge{why}"])
 

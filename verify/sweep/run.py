@@ -117,13 +117,12 @@ class SweepResult:
 def draw_cases(strategy, n: int, seed: int) -> list[Case]:
     """``n`` cases hypothesis draws from ``strategy`` under ``seed``, all in one example.
 
-    One example holding a list of n cases, not n examples of one. The engine's own cost is
-    about 0.5 ms per example (saving and restoring the global random states, its choice tree),
-    as much as drawing a case; and across examples its generator leans to the simplest ones and
-    copies parts of one example into the next: of 600 one-case examples, 42% were of depth 1,
-    8% the simplest spec of all and 3% repeats. The cases of one list are independent draws
-    from ``strategy``. Hypothesis's first example is always its simplest, so the example
-    offers st.just(None) first, which takes it, and the second is the list. A list that does
+    One example holding a list of n cases, not n examples of one: the engine's cost per example
+    (saving and restoring the global random states, its choice tree) is paid once, and across
+    examples its generator leans to the simplest inputs and copies parts of one example into
+    the next, while the cases of one list are independent draws from ``strategy``. Hypothesis's
+    first example is always its simplest, so the example offers st.just(None) first, which
+    takes it, and the second is the list. A list that does
     not fit in one example (hypothesis caps the choices one may make) is drawn in two halves.
     """
     if n == 0:
@@ -139,7 +138,7 @@ def draw_cases(strategy, n: int, seed: int) -> list[Case]:
             drawn.extend(example)
 
     # No example database, so no key for it: as hypothesis.find does. Otherwise each call
-    # derives one from the function's source (inspect.getsource, tokenize: 1 ms a block).
+    # derives one from the function's source (inspect.getsource, tokenize).
     record._hypothesis_internal_database_key = None
     record()
     if drawn:
@@ -582,9 +581,9 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
 
 @contextlib.contextmanager
 def _old_objects_frozen():
-    """What exists before the sweep (the modules of torch, hypothesis, numpy, pandas: about
-    200,000 objects) left out of garbage collection until it ends: a full collection walking them
-    took about 0.1 s, now and then, in the middle of a sweep that allocates steadily. Nothing is
+    """What exists before the sweep (the modules of torch, hypothesis, numpy, pandas) left out
+    of garbage collection until it ends, so that the full collections a sweep that allocates
+    steadily triggers do not walk them. Nothing is
     frozen, or unfrozen, where the process already froze objects of its own (gc.freeze)."""
     if gc.get_freeze_count():
         yield
