@@ -3,9 +3,12 @@
 The walk starts at J.grad_fn and follows ``next_functions``. Every node met is
 filed under the part of the network it belongs to: the loss, the activation of
 layer l (between a⁽ˡ⁾ and z⁽ˡ⁾), or the linear map of layer l (from z⁽ˡ⁾ back to
-a⁽ˡ⁻¹⁾, W⁽ˡ⁾ and b⁽ˡ⁾). AccumulateGrad nodes are matched to W⁽ˡ⁾ and b⁽ˡ⁾ by the
-identity of their ``.variable``. The node names are the ones torch really
-produced for this spec, in the order met.
+a⁽ˡ⁻¹⁾, W⁽ˡ⁾ and b⁽ˡ⁾). The nodes are recognised by the tensors they produce: before
+the walk, the node that made each z⁽ˡ⁾ and each a⁽ˡ⁾ is tagged in its ``metadata``
+(a dict autograd keeps with the node itself), so the walk does not depend on the
+order of ``next_functions`` nor on the Python objects that stand for the nodes.
+AccumulateGrad nodes are matched to W⁽ˡ⁾ and b⁽ˡ⁾ by the identity of their ``.variable``.
+The node names are the ones torch really produced for this spec, in the order met.
 """
 from __future__ import annotations
 
@@ -54,22 +57,24 @@ def _name(node) -> str:
     return type(node).__name__
 
 
+_PRODUCES = "verify.produces"     # the node's metadata key: the region of the tensor it made
+_SEEN = "verify.seen"
+
+
 def _walk(J, zs, acts) -> dict:
     """File every node under ('loss',), ('act', l) or ('linear', l), depth first from J."""
     L = len(zs) - 1
-    z_of = {id(zs[l].grad_fn): l for l in range(1, L + 1)}
-    a_of = {id(acts[l].grad_fn): l for l in range(1, L + 1) if acts[l].grad_fn is not zs[l].grad_fn}
+    for l in range(1, L + 1):
+        if acts[l].grad_fn is not None:
+            acts[l].grad_fn.metadata[_PRODUCES] = ("act", l)
+        zs[l].grad_fn.metadata[_PRODUCES] = ("linear", l)     # identity: a⁽ˡ⁾ is z⁽ˡ⁾, no node of its own
     regions: dict = {}
-    seen: set = set()
 
     def visit(node, region):
-        if node is None or id(node) in seen:
+        if node is None or node.metadata.get(_SEEN):
             return
-        seen.add(id(node))
-        if id(node) in z_of:
-            region = ("linear", z_of[id(node)])
-        elif id(node) in a_of:
-            region = ("act", a_of[id(node)])
+        node.metadata[_SEEN] = True
+        region = node.metadata.get(_PRODUCES, region)
         regions.setdefault(region, []).append(node)
         for child, _ in node.next_functions:
             visit(child, region)

@@ -68,7 +68,7 @@ def tutorial_example(*, define_tutorial: bool = True) -> Explanation:
     s = tutorial_formulas()
     run = run_torch(spec, [(W1, B1), (W2, B2)], X, Y)
     lin1, lin2 = run.linear[1], run.linear[2]
-    sig1, sig2 = run.act_nodes[1][0], run.act_nodes[2][0]
+    sig1, sig2 = (" → ".join(run.act_nodes[l]) or "(no node)" for l in (1, 2))
     after = _sgd(spec)
     numbers = Section("The numbers (chosen here; the tutorial gives none)", (
         f"x = [0.05, 0.10], W₁ = [[0.15, 0.20], [0.25, 0.30]], b₁ = [0.35, 0.35], "
