@@ -35,7 +35,9 @@ import handimpl
 from verify.core.data import draw_case
 from verify.core.torch_ops import TORCH_LOSSES
 from verify.core.twin import TORCH_DTYPES, build_twin, reload_twin, torch_target
-from verify.sweep.run import _pool_context, draw_all, sweep
+from verify.sweep.draw import draw_all
+from verify.sweep.execute import _pool_context
+from verify.sweep.run import sweep
 
 SMALL = dict(max_depth=4, max_width=16, max_batch=16)
 

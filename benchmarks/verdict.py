@@ -42,7 +42,8 @@ from verify.api import check_case, supported
 from verify.byo.call import load_target
 from verify.harness.trace import CaseResult
 from verify.mutants.zoo import ZOO
-from verify.sweep.run import _pool_context, sweep
+from verify.sweep.execute import _pool_context
+from verify.sweep.run import sweep
 
 DEFAULT_CASES = 100_000            # per correct style (the target)
 DEFAULT_JOBS = 2

@@ -75,7 +75,7 @@ THREAD_SENSITIVE = ("28-6:gelu:poisson_nll_loss:dtype=float32,init=kaiming_unifo
 def test_a_repro_line_reproduces_the_numbers_of_the_sweeps_single_threaded_check(monkeypatch, capsys):
     import torch
 
-    from verify.sweep.run import run_block
+    from verify.sweep.execute import run_block
     spec, seed, batch = THREAD_SENSITIVE
     threads = torch.get_num_threads()
     try:

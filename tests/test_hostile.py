@@ -13,7 +13,7 @@ from verify.api import sweep_implementation
 from verify.byo.call import load_target
 from verify.cli.app import main
 from verify.harness.trace import check
-from verify.sweep.run import NOT_REPRODUCED
+from verify.sweep.shrink import NOT_REPRODUCED
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile_impls.py"
 SPEC = "3-4-2:sigmoid:mse_loss"

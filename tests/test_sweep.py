@@ -11,7 +11,8 @@ import handimpl
 from verify.cli.app import main
 from verify.harness import trace
 from verify.harness.trace import check
-from verify.sweep.run import signature, sweep
+from verify.sweep.run import sweep
+from verify.sweep.shrink import signature
 
 CHECK = trace
 
@@ -100,7 +101,7 @@ def test_ctrl_c_during_the_checks_gives_a_partial_result_with_the_cases_done(mon
 
 def test_ctrl_c_makes_verify_run_write_the_partial_report_and_exit_130(monkeypatch, tmp_path):
     interrupting = interrupted_after(3)
-    monkeypatch.setattr("verify.sweep.run.default_check", lambda: interrupting)
+    monkeypatch.setattr("verify.sweep.execute.default_check", lambda: interrupting)
     assert main(["run", "--examples", "10", "--max-depth", "1", "--out", str(tmp_path)]) == 130
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["partial"] and report["stopped"] == "interrupted"
@@ -136,7 +137,7 @@ def test_a_sweeps_records_are_those_of_checking_each_case_alone(monkeypatch):
 
 
 def test_a_sweep_compares_at_most_judged_together_values_at_once(monkeypatch):
-    monkeypatch.setattr("verify.sweep.run.JUDGED_TOGETHER", 300)
+    monkeypatch.setattr("verify.sweep.execute.JUDGED_TOGETHER", 300)
     groups = []
     real = CHECK.compare_many
     monkeypatch.setattr(CHECK, "compare_many",

@@ -8,7 +8,7 @@ import handimpl
 import verify
 from verify.harness.diagnose import describe_case, worst_sentence
 from verify.harness.localise import with_location
-from verify.sweep.run import distinct_failures, signature
+from verify.sweep.shrink import distinct_failures, signature
 
 
 def float32_in_the_middle(spec, params, x, y):

@@ -24,8 +24,9 @@ from verify.harness.trace import check
 from verify.report.frames import discrepancy_frame, summary_lines
 from verify.report.write import finished, write_reports
 from verify.sweep import strategies
+from verify.sweep.execute import INTERRUPTED
 from verify.sweep.progress import progress_reporter
-from verify.sweep.run import INTERRUPTED, sweep
+from verify.sweep.run import sweep
 
 SUPPORT_KEYS = ("activations", "losses", "dtypes")
 

@@ -35,7 +35,8 @@ import pytest
 
 from verify.harness import trace
 from verify.report.write import write_reports
-from verify.sweep.run import SweepResult, distinct_failures, size_key
+from verify.sweep.run import SweepResult
+from verify.sweep.shrink import distinct_failures, size_key
 
 _KEY = "verify_results"
 _DESELECTED = "verify_deselected"

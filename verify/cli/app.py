@@ -30,8 +30,10 @@ from verify.meta import __version__
 from verify.report.frames import FILES, summary_lines
 from verify.report.output import Terminated, check_out_dir, check_out_file, short, terminate_as_interrupt
 from verify.report.write import finished, write_reports
+from verify.sweep.draw import blocks
+from verify.sweep.execute import INTERRUPTED
 from verify.sweep.progress import progress_reporter
-from verify.sweep.run import DEFAULT_EXAMPLES, INTERRUPTED, blocks, sweep
+from verify.sweep.run import DEFAULT_EXAMPLES, sweep
 from verify.sweep.run import DEFAULT_OUT as RUN_OUT
 from verify.sweep.strategies import cases
 

@@ -126,7 +126,7 @@ def compare_many(runs: list[Traced]) -> list[list[Comparison]]:
     (verify.core.bounds, verify.core.compare), then each failing one settled as inheriting or diverging
     (verify.core.verdict). The runs of one dtype and tolerance go through one compare_all call,
     whose per-call cost then falls on all of them; a case's records do not depend on the
-    others judged with it (a sweep compares its cases in groups, verify.sweep.run.run_block)."""
+    others judged with it (a sweep compares its cases in groups, verify.sweep.execute.run_block)."""
     groups: dict[tuple, list[int]] = {}
     for i, run in enumerate(runs):
         groups.setdefault((run.spec.dtype, run.rtol, run.atol), []).append(i)

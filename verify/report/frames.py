@@ -21,7 +21,7 @@ from verify.byo.target import NOT_IMPORTABLE, importable
 from verify.core.verdict import counts
 from verify.harness.diagnose import and_join, hint, kink_sentence, tally, worst_sentence
 from verify.harness.trace import CaseResult
-from verify.sweep.run import size_key
+from verify.sweep.shrink import size_key
 
 DISCREPANCY_COLUMNS = [
     "case_id", "spec", "seed", "batch", "dtype", "quantity", "layer", "shape", "max_abs_err",
