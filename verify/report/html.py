@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+from importlib import resources
 
 import jinja2
 import numpy as np
@@ -219,134 +220,13 @@ def failing_table(disc: pd.DataFrame, limit: int = 200) -> str:
 # -- the page ----------------------------------------------------------------------------------
 
 # The stylesheet of every page the project writes (report.html, mutants.html).
-STYLE = """
-body{font:14px/1.45 -apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#1d232a;
- margin:0;background:#f4f5f7}
-main{max-width:1340px;margin:0 auto;padding:24px 28px 60px}
-h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:30px 0 10px;border-bottom:1px solid #d8dce1;
- padding-bottom:4px} h3{font-size:14px;margin:18px 0 6px;color:#38424d}
-details.section>summary{cursor:pointer;list-style:none}
-details.section>summary::-webkit-details-marker{display:none}
-details.section>summary h2::before{content:"▸ ";color:#7a8590}
-details.section[open]>summary h2::before{content:"▾ "}
-nav.toc{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:8px 16px;margin:10px 0 4px;
- font-size:13px}
-nav.toc a{margin-right:16px;color:#1f5fa8;text-decoration:none;white-space:nowrap}
-nav.toc a:hover{text-decoration:underline}
-.banner{border-radius:8px;padding:16px 20px;margin:14px 0 18px;color:#fff;font-size:18px;font-weight:600}
-.pass{background:#1f7a45}.fail{background:#b3261e}.partial{background:#b86e00}
-.sub{color:#5b6670;font-size:13px}
-.cards{display:flex;flex-wrap:wrap;gap:10px}
-.card{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:10px 16px;min-width:120px}
-.card b{display:block;font-size:20px}.card span{color:#5b6670;font-size:12px}
-.card.bad b{color:#b3261e}
-.cx{background:#fff;border:1px solid #e3c4c2;border-left:5px solid #b3261e;border-radius:6px;
- padding:10px 14px;margin:10px 0}
-.cx.expected{border-color:#d5dae0;border-left-color:#7a8590}
-.cx .meta{color:#5b6670;font-size:12.5px}
-code,pre{font-family:"SFMono-Regular",Menlo,Consolas,monospace;font-size:12.5px}
-pre.cmd{background:#f3f4f6;padding:6px 10px;border-radius:4px;margin:6px 0;white-space:pre-wrap;
- word-break:break-all}
-.cx .why{margin:6px 0 2px}
-.hint{margin:4px 0}
-.formula{font-family:"Cambria Math","STIX Two Math","Latin Modern Math",Georgia,serif;font-size:16px;
- background:#eef3fb;border-radius:4px;padding:1px 8px;white-space:nowrap}
-.vals{color:#5b6670;font-size:12.5px}
-.plots{display:flex;flex-wrap:wrap;gap:14px}
-.plot{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:8px;overflow-x:auto}
-.plot svg{max-width:100%;height:auto}
-.tables{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
-.tbl{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:8px 12px;overflow-x:auto;max-width:100%;
- box-sizing:border-box}
-.tbl.wide{width:100%}
-table.grid{border-collapse:collapse;font-size:12px}
-table.grid th,table.grid td{border:1px solid #e4e7eb;padding:3px 6px;text-align:right;white-space:nowrap}
-table.grid th{background:#f0f2f5;font-weight:600}
-table.grid th.col_heading{white-space:normal;vertical-align:bottom;min-width:48px;max-width:92px}
-table.grid th.row_heading{text-align:left}
-table.grid.rows{width:100%;table-layout:auto}
-table.grid.rows td{text-align:left;white-space:normal;word-break:break-word}
-table.grid.rows td.num{text-align:right;white-space:nowrap}
-table.grid.rows td.txt{min-width:15em}
-table.grid.fixed{table-layout:fixed}
-table.grid.rows td .formula{white-space:normal}
-table.grid.rows th{white-space:normal;text-align:left}
-.killed{color:#1f7a45;font-weight:600}.survived{color:#b3261e;font-weight:600}
-.note{color:#5b6670;font-size:12.5px;max-width:900px}
-footer{margin-top:40px;color:#6b7580;font-size:12px}
-"""
+STYLE = (resources.files("verify.report") / "templates" / "style.css").read_text(encoding="utf-8")
 
-_ENV = jinja2.Environment(autoescape=True)
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("verify.report", "templates"), autoescape=True)
 
-CARD = _ENV.from_string("""<div class="cx{{ ' expected' if expected }}">
-{% set meta = [] %}{% if cx.test %}{% set _ = meta.append(('test', cx.test)) %}{% endif %}
-{% if cx.impl != default_impl %}{% set _ = meta.append(('implementation', cx.impl)) %}{% endif %}
-{% if meta %}<div class="meta">{% for k, v in meta %}{{ ' · ' if not loop.first }}{{ k }} <code>{{ v }}</code>{% endfor %}</div>{% endif %}
-<div class="why">{{ cx.first_divergence }}</div>
-{% if cx.look_at %}<div class="hint">Look at {{ cx.look_at }}{% if cx.formula %}: <span class="formula">{{ cx.formula }}</span>{% endif %}</div>{% endif %}
-{% if cx.worst_text %}<div class="vals">{{ cx.worst_text }}</div>{% endif %}
-{% for text in cx.notes %}<div class="vals">{{ text }}</div>{% endfor %}
-<pre class="cmd">{{ cx.repro }}</pre>
-{% if not cx.runnable %}<div class="vals">{{ not_importable }}</div>{% endif %}
-</div>""")
+CARD = _ENV.get_template("card.html.j2")
 
-TEMPLATE = _ENV.from_string("""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }} — {{ verdict }}</title>
-<style>{{ style|safe }}</style></head><body><main>
-<h1>{{ title }}</h1>
-{% if header %}<div class="sub">{{ header }}</div>{% endif %}
-<div class="banner {{ css }}">{{ verdict }}</div>
-<div class="cards">
-{% for label, value, bad in cards %}<div class="card{{ ' bad' if bad }}"><b>{{ value }}</b><span>{{ label }}</span></div>
-{% endfor %}</div>
-<nav class="toc">{% for id, name in toc %}<a href="#{{ id }}">{{ name }}</a>{% endfor %}</nav>
-
-{% if minimal %}
-<h2 id="counterexamples">Minimal counterexamples ({{ minimal|length }} distinct failure{{ 's' if minimal|length != 1 }})</h2>
-<p class="note">One per distinct failure (grouped by where the first diverging tensor points), shrunk by
-hypothesis to the smallest case that still fails the same way. Paste the command into a shell to see
-every tensor of the case.</p>
-{% for cx in minimal %}{{ card(cx) }}{% endfor %}
-{% endif %}
-
-{% if expected %}
-<details class="section" id="expected"><summary><h2>Expected failures (the test passed): {{ expected|length }} test{{ 's' if expected|length != 1 }}</h2></summary>
-<p class="note">Failing checks made by tests that passed, such as tests asserting that a planted bug
-is caught. They do not count against the verdict. The smallest failing case of each test:</p>
-{% for g in expected %}<div class="cx expected"><div class="meta">test <code>{{ g.test or '(outside any test)' }}</code> ·
-implementation <code>{{ g.impl }}</code> · {{ g.failing }} of {{ g.checks }} check{{ 's' if g.checks != 1 }} failing</div>
-<div class="why">{{ g.example.first_divergence }}</div>
-{% if g.example.look_at %}<div class="hint">Look at {{ g.example.look_at }}{% if g.example.formula %}: <span class="formula">{{ g.example.formula }}</span>{% endif %}</div>{% endif %}
-<pre class="cmd">{{ g.example.repro }}</pre>
-{% if not g.example.runnable %}<div class="vals">{{ not_importable }}</div>{% endif %}</div>
-{% endfor %}</details>
-{% endif %}
-
-<details class="section" id="distributions" open><summary><h2>Error distributions</h2></summary>
-<p class="note">norm_rel_err = ‖hand − torch‖ / ‖torch‖ for every compared tensor. float32 verdicts also
-use a float64 reference (see the README), so a float32 tensor can pass above its dashed rtol line.</p>
-<div class="plots"><div class="plot">{{ plot_dist|safe }}</div><div class="plot">{{ plot_depth|safe }}</div></div>
-</details>
-
-<details class="section" id="tables" open><summary><h2>Summary tables</h2></summary>
-<p class="note">Worst and median norm_rel_err per group (darker: larger); red cells hold at least one
-failing tensor. float32 tensors may pass with errors far above float64's: see the float64 reference.</p>
-<div class="tables">
-{% for name, html, wide in pivots %}<div class="tbl{{ ' wide' if wide }}"><h3>{{ name }}</h3>{{ html|safe }}</div>
-{% endfor %}</div>
-</details>
-
-<details class="section" id="failing" {{ 'open' if n_failing_rows and not all_expected }}><summary><h2>Failing rows{% if n_failing_rows %} ({{ n_failing_rows }}{% if n_failing_rows > shown_rows %}, first {{ shown_rows }} shown{% endif %}){% endif %}</h2></summary>
-{% if n_failing_rows %}<div class="tbl wide">{{ failing|safe }}</div>
-{% else %}<p>None: every compared tensor agrees.</p>{% endif %}
-</details>
-
-<footer>Generated by backprop-verify {{ version }} · {{ versions_text }} · {{ timing }} ·
-all rows in discrepancies.csv, one row per case in cases.csv</footer>
-</main></body></html>
-""")
+TEMPLATE = _ENV.get_template("report.html.j2")
 
 
 def card(cx: dict, expected: bool = False) -> Markup:
