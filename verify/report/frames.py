@@ -45,20 +45,23 @@ def _fmt_index(index: tuple) -> str:
 
 
 def _case_fields(case_id: int, c: CaseResult) -> dict:
+    """The CASE_FIELDS of case ``case_id``."""
     return {"case_id": case_id, "spec": str(c.spec), "seed": c.seed, "batch": c.batch,
             "impl": c.impl, "test": c.test}
 
 
+CASE_FIELDS = ["case_id", "spec", "seed", "batch", "impl", "test"]
+# The columns a record's own attribute of the same name fills; the rest are the case's fields and
+# the three written out below (shape, worst_index, note). A new column is a new Comparison field
+# and its name in DISCREPANCY_COLUMNS.
+RECORD_COLUMNS = [c for c in DISCREPANCY_COLUMNS if c not in CASE_FIELDS and c not in ("shape", "worst_index", "note")]
+
+
 def _record_row(case_id: int, c: CaseResult, r) -> dict:
-    note = "; ".join(t for t in (r.problem, r.note, c.error) if t)
-    return {**_case_fields(case_id, c), "dtype": r.dtype, "quantity": r.quantity, "layer": r.layer,
-            "shape": "x".join(map(str, r.shape)), "max_abs_err": r.max_abs_err,
-            "max_rel_err": r.max_rel_err, "norm_rel_err": r.norm_rel_err, "max_ulp": r.max_ulp,
-            "worst_index": _fmt_index(r.worst_index), "hand_value": r.hand_value,
-            "torch_value": r.torch_value, "n_mismatched": r.n_mismatched,
-            "n_elements": r.n_elements, "atol": r.atol, "rtol": r.rtol, "passed": r.passed,
-            "status": r.status, "margin": r.margin, "allowed": r.allowed,
-            "hand_ref_err": r.hand_ref_err, "torch_ref_err": r.torch_ref_err, "note": note}
+    row = {**_case_fields(case_id, c), **{k: getattr(r, k) for k in RECORD_COLUMNS}}
+    row.update(shape="x".join(map(str, r.shape)), worst_index=_fmt_index(r.worst_index),
+               note="; ".join(t for t in (r.problem, r.note, c.error) if t))
+    return row
 
 
 def _error_row(case_id: int, c: CaseResult) -> dict:
