@@ -13,7 +13,7 @@ Not a test: it prints counts, per group and in all,
 
 Spec strings are mutations of valid specs (random edits with hostile pieces: non-ASCII digits,
 signs, underscores, inf/nan, huge numbers, separators) plus a fixed list; they are run by a
-driver subprocess that calls verify.cli.main on each in turn (each call under an alarm), as
+driver subprocess that calls verify.cli.app on each in turn (each call under an alarm), as
 `verify check SPEC --max-memory 256M` does. A further sample of them, the flag
 combinations, the hostile implementations and the signal scenarios each run as their own
 `verify` subprocess, with a timeout, reports into temporary directories.
@@ -158,7 +158,7 @@ def report_lost(out: Path, previous: bytes | None, run: Run) -> bool:
 
 DRIVER = textwrap.dedent("""
     import contextlib, io, json, signal, sys
-    from verify.cli import main
+    from verify.cli.app import main
 
     class Hang(BaseException):
         pass
@@ -207,7 +207,7 @@ def spec_strings(n: int, seed: int) -> list[str]:
 
 
 def run_in_process(argvs: list[list[str]], cwd: Path, long_errors: list) -> list[dict]:
-    """verify.cli.main on each argv in turn, in one driver process: for each, its exit status
+    """verify.cli.app.main on each argv in turn, in one driver process: for each, its exit status
     (None if it raised or hung), what it raised, whether it hung."""
     listing = cwd.parent / f"argvs-{time.monotonic_ns()}.jsonl"
     listing.write_text("".join(json.dumps(a) + "\n" for a in argvs))
@@ -240,11 +240,13 @@ def flag_cases(tmp: Path) -> list[tuple[list[str], bool]]:
         (["run", "--examples", "0", "--out", "OUT"], True), (["run", "--examples", "-1", "--out", "OUT"], True),
         (["run", "--examples", str(10 ** 26), "--out", "OUT"], True),
         (["run", "--examples", "1e3", "--out", "OUT"], True), (["run", "--examples", "abc", "--out", "OUT"], True),
-        (["run", *small, "--jobs", "0", "--out", "OUT"], True), (["run", *small, "--jobs", "1000", "--out", "OUT"], True),
+        (["run", *small, "--jobs", "0", "--out", "OUT"], True),
+        (["run", *small, "--jobs", "1000", "--out", "OUT"], True),
         (["run", "--examples", "20", "--max-depth", "2", "--jobs", "2", "--out", "OUT"], True),
         (["run", *small, "--jobs", "8", "--out", "OUT"], True),
         (["run", "--max-depth", "0", "--out", "OUT"], True), (["run", "--max-depth", "33", "--out", "OUT"], True),
-        (["run", "--max-width", "2000", "--out", "OUT"], True), (["run", "--max-batch", str(10 ** 9), "--out", "OUT"], True),
+        (["run", "--max-width", "2000", "--out", "OUT"], True),
+        (["run", "--max-batch", str(10 ** 9), "--out", "OUT"], True),
         (["run", "--max-width", "1024", "--max-depth", "32", "--max-batch", "4096", "--out", "OUT"], True),
         (["run", *small, "--activations", "", "--out", "OUT"], True),
         (["run", *small, "--activations", "bogus", "--out", "OUT"], True),
@@ -253,7 +255,8 @@ def flag_cases(tmp: Path) -> list[tuple[list[str], bool]]:
         (["run", *small, "--losses", "binary_cross_entropy", "--activations", "relu", "--out", "OUT"], True),
         (["run", *small, "--dtypes", "float16", "--out", "OUT"], True),
         (["run", *small, "--activations", "x" * 100000, "--out", "OUT"], True),
-        (["run", *small, "--seed", "-1", "--out", "OUT"], True), (["run", *small, "--seed", str(2 ** 64), "--out", "OUT"], True),
+        (["run", *small, "--seed", "-1", "--out", "OUT"], True),
+        (["run", *small, "--seed", str(2 ** 64), "--out", "OUT"], True),
         (["run", *small, "--max-memory", "0", "--out", "OUT"], True),
         (["run", *small, "--max-memory", "1K", "--out", "OUT"], True),
         (["run", *small, "--max-memory", "lots", "--out", "OUT"], True),
@@ -436,7 +439,7 @@ SIGNAL_CASES = [
     ("SIGTERM while sweeping, --jobs 2", 3000, lambda out: _while_sweeping(signal.SIGTERM), {"JOBS": "2"}),
     ("SIGINT twice while writing", 60, lambda out: _twice(_when_writing(out, signal.SIGINT)), SLOW_WRITES),
 ]
-# Python's own start-up (imports before verify.cli.main runs) is not part of this branch.
+# Python's own start-up (imports before verify.cli.app runs) is not part of this branch.
 STARTUP_CASES = [("SIGINT at start-up", 60, lambda out: _after(0.5, signal.SIGINT), {})]
 
 

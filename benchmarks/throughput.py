@@ -1,6 +1,6 @@
 """Throughput of the sweep path against the bare minimum, on the same drawn cases.
 
-(a) the full sweep path: verify.sweep.sweep, i.e. hypothesis draw, verify.check on every case
+(a) the full sweep path: verify.sweep.run.sweep, i.e. hypothesis draw, verify.check on every case
     (torch twin, for float32 also the float64 reference, every tensor compared, records kept);
 (b) the bare loop: build both nets (data, parameters, the torch twin), one forward/backward
     on each side, np.allclose on every dW and db;
@@ -32,10 +32,12 @@ import numpy as np
 import torch
 
 import handimpl
-from verify.data import draw_case
-from verify.sweep import _pool_context, draw_all, sweep
-from verify.torch_ops import TORCH_LOSSES
-from verify.twin import TORCH_DTYPES, build_twin, reload_twin, torch_target
+from verify.core.data import draw_case
+from verify.core.torch_ops import TORCH_LOSSES
+from verify.core.twin import TORCH_DTYPES, build_twin, reload_twin, torch_target
+from verify.sweep.draw import draw_all
+from verify.sweep.execute import _pool_context
+from verify.sweep.run import sweep
 
 SMALL = dict(max_depth=4, max_width=16, max_batch=16)
 
@@ -76,7 +78,7 @@ def floor_case(spec, seed: int, batch: int) -> None:
         twin_backward(spec, case, "float64", reload_twin(model, case.params, "float64"))
 
 
-CHUNK = 40          # one block of verify.sweep: a sweep of CHUNK cases draws them as one example
+CHUNK = 40          # one block of verify.sweep.run: a sweep of CHUNK cases draws them as one example
 
 
 def time_sweep(n: int, seed: int, jobs: int) -> float:

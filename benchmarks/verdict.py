@@ -11,8 +11,8 @@
    (the same ratio for torch's own float32 result, float32 cases only: above 1 the a priori bound
    would not even hold for torch, i.e. it would be unsound). Nothing is shrunk: a false alarm
    gets its repro line instead.
-2. Power. Every mutant of verify.mutant_zoo, swept exactly as ``verify mutants`` sweeps it
-   (verify.mutants.run_mutant: its own activations/losses/dtypes, its default example budget,
+2. Power. Every mutant of verify.mutants.zoo, swept exactly as ``verify mutants`` sweeps it
+   (verify.mutants.run.run_mutant: its own activations/losses/dtypes, its default example budget,
    same seed), and the three float64-only precision bugs of styles.PRECISION_BUGS, each swept
    over float64 cases with the bounds of table 1: killed or not, and the examples to kill (the
    1-based index of the first failing case in sweep order).
@@ -38,11 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from verify.check import CaseResult
-from verify.impl import load_target
-from verify.impl_sweep import check_case, supported
-from verify.mutant_zoo import ZOO
-from verify.sweep import _pool_context, sweep
+from verify.api import check_case, supported
+from verify.byo.call import load_target
+from verify.harness.trace import CaseResult
+from verify.mutants.zoo import ZOO
+from verify.sweep.execute import _pool_context
+from verify.sweep.run import sweep
 
 DEFAULT_CASES = 100_000            # per correct style (the issue's target)
 DEFAULT_JOBS = 2
@@ -174,7 +175,8 @@ def _fmt(v: float | None, digits: int = 6) -> str:
 
 
 def style_table(rows: Sequence[StyleRow]) -> list[str]:
-    head = f"{'style':<28} {'cases':>8} {'false alarms':>12} {'worst margin':>13} {'worst torch_margin':>19} {'seconds':>8}"
+    head = (f"{'style':<28} {'cases':>8} {'false alarms':>12} {'worst margin':>13} "
+            f"{'worst torch_margin':>19} {'seconds':>8}")
     lines = [head, "-" * len(head)]
     for row in rows:
         lines.append(f"{row.name:<28} {row.cases:>8} {row.false_alarms:>12} {_fmt(row.worst_margin):>13} "
@@ -234,7 +236,7 @@ def _first_diverging(result: CaseResult | None) -> str:
 def mutant_row(name: str, seed: int = 0, examples: int | None = None) -> PowerRow:
     """A zoo mutant swept as `verify mutants` sweeps it (its default budget unless
     ``examples``), unshrunk: the same kill and examples-to-kill."""
-    from verify.mutants import run_mutant
+    from verify.mutants.run import run_mutant
 
     start = time.perf_counter()
     m = run_mutant(name, examples=examples, seed=seed, shrink=False)
@@ -336,7 +338,7 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     out = out or sys.stdout
     say = functools.partial(print, file=out, flush=True)
 
-    from verify.mutants import DEFAULT_EXAMPLES as MUTANT_EXAMPLES
+    from verify.mutants.run import DEFAULT_EXAMPLES as MUTANT_EXAMPLES
 
     variants = list(styles_module().VARIANTS)
     if args.styles:

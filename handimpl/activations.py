@@ -20,7 +20,6 @@ infinities they produce are the intended limits.
 from __future__ import annotations
 
 import math
-
 from typing import Callable
 
 import numpy as np
@@ -31,14 +30,15 @@ Array = np.ndarray
 INF = math.inf
 
 
-def _exp(x: Array) -> Array:
+def quiet_exp(x: Array) -> Array:
+    """e^x, overflowing to inf without a warning."""
     with np.errstate(over="ignore"):
         return np.exp(x)
 
 
-def _sigmoid(z: Array) -> Array:
+def sigmoid(z: Array) -> Array:
     """σ(z) = 1/(1 + e^{-z}), evaluated without overflow on either side."""
-    e = _exp(-np.abs(z))
+    e = quiet_exp(-np.abs(z))
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
@@ -148,7 +148,7 @@ class Sigmoid(Activation):
     name, range = "sigmoid", (0.0, 1.0)
 
     def f(self, z):
-        return _sigmoid(z)
+        return sigmoid(z)
 
     def df(self, z, a):
         return self.df_from_output(a)
@@ -304,14 +304,14 @@ class SiLU(Activation):
     name, range = "silu", (-0.28, INF)
 
     def f(self, z):
-        return z * _sigmoid(z)
+        return z * sigmoid(z)
 
     def df(self, z, a):
-        s = _sigmoid(z)
+        s = sigmoid(z)
         return s * (1 + z * (1 - s))
 
     def df_terms(self, z, a):
-        return _sigmoid(z) * (1 + np.abs(z))
+        return sigmoid(z) * (1 + np.abs(z))
 
 
 class Softplus(Activation):
@@ -322,10 +322,10 @@ class Softplus(Activation):
     kinks = (threshold,)     # f and f' jump by about e^{-20} where torch switches to z
 
     def f(self, z):
-        return np.where(z > self.threshold, z, np.log1p(_exp(np.minimum(z, self.threshold))))
+        return np.where(z > self.threshold, z, np.log1p(quiet_exp(np.minimum(z, self.threshold))))
 
     def df(self, z, a):
-        return np.where(z > self.threshold, 1, _sigmoid(z)).astype(z.dtype)
+        return np.where(z > self.threshold, 1, sigmoid(z)).astype(z.dtype)
 
 
 class Mish(Activation):
@@ -333,18 +333,18 @@ class Mish(Activation):
     name, range = "mish", (-0.31, INF)
 
     def _tsp(self, z):
-        return np.tanh(np.log1p(_exp(z)))
+        return np.tanh(np.log1p(quiet_exp(z)))
 
     def f(self, z):
         return z * self._tsp(z)
 
     def df(self, z, a):
         t = self._tsp(z)
-        return t + z * _sigmoid(z) * (1 - t * t)
+        return t + z * sigmoid(z) * (1 - t * t)
 
     def df_terms(self, z, a):
         t = self._tsp(z)
-        return np.abs(t) + np.abs(z) * _sigmoid(z) * (1 + t * t)
+        return np.abs(t) + np.abs(z) * sigmoid(z) * (1 + t * t)
 
 
 class Softsign(Activation):
@@ -431,7 +431,7 @@ class LogSigmoid(Activation):
         return np.abs(np.minimum(z, 0)) + np.log1p(np.exp(-np.abs(z)))
 
     def df(self, z, a):
-        return _sigmoid(-z)
+        return sigmoid(-z)
 
 
 class Tanhshrink(Activation):

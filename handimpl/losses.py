@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from .activations import _exp, _sigmoid, ACTIVATIONS, LIBRARY_ULPS
+from .activations import ACTIVATIONS, LIBRARY_ULPS, quiet_exp, sigmoid
 from .registry import Registry
 
 Array = np.ndarray
@@ -217,7 +217,7 @@ class BCELoss(Loss):
 class BCEWithLogitsLoss(Loss):
     """ℓ = (1 - y)a + log(1 + e^{-a}) = (1 - y)a - log σ(a) on logits a, evaluated in that last
     form as torch does (log σ stable, see logsigmoid), so that float32 rounds as torch's does
-    where (1 - y)a and -log σ(a) cancel (a = -726.5: 46 ULPs apart in max(a, 0) - a·y + ...);
+    where (1 - y)a and -log σ(a) cancel (the form max(a, 0) - a·y + log(1 + e^{-|a|}) rounds differently there);
     ∂ℓ/∂a = σ(a) - y. Canonical with identity: δ⁽ᴸ⁾ = (σ(z) - y)/(m·k)."""
     name, target, canonical = "binary_cross_entropy_with_logits", "unit", ("identity",)
 
@@ -225,16 +225,16 @@ class BCEWithLogitsLoss(Loss):
         return (1 - y) * a - ACTIVATIONS["logsigmoid"].f(a)
 
     def dterms(self, a, y):
-        return _sigmoid(a) - y
+        return sigmoid(a) - y
 
     def magnitudes(self, a, y):
         return np.abs((1 - y) * a) + ACTIVATIONS["logsigmoid"].f_terms(a, None)
 
     def dmagnitudes(self, a, y):
-        return _sigmoid(a) + np.abs(y)
+        return sigmoid(a) + np.abs(y)
 
     def shortcut(self, z, a, y, reduction="mean"):
-        return (_sigmoid(a) - y) / self.count(a, reduction)
+        return (sigmoid(a) - y) / self.count(a, reduction)
 
 
 def _log_softmax(a: Array) -> Array:
@@ -340,7 +340,8 @@ class KLDivLoss(Loss):
         return ylogy - y * a
 
     def dterms(self, a, y, log_target=False):
-        return -np.exp(y) + 0 * a if log_target else -y + 0 * a
+        g = -np.exp(y) if log_target else -np.asarray(y)
+        return np.broadcast_to(g, np.broadcast_shapes(g.shape, np.shape(a))).astype(np.result_type(g, a))
 
     def magnitudes(self, a, y, log_target=False):
         if log_target:
@@ -355,10 +356,10 @@ class SoftMarginLoss(Loss):
     name, target = "soft_margin_loss", "sign"
 
     def terms(self, a, y):
-        return np.log1p(_exp(-y * a))
+        return np.log1p(quiet_exp(-y * a))
 
     def dterms(self, a, y):
-        e = _exp(-y * a)
+        e = quiet_exp(-y * a)
         with np.errstate(invalid="ignore"):
             return -y * e / (1 + e)
 
@@ -374,7 +375,7 @@ class PoissonNLLLoss(Loss):
         return (-INF, INF) if log_input else (0.0, INF)
 
     def terms(self, a, y, log_input=True, full=False, eps=1e-8):
-        t = _exp(a) - y * a if log_input else a - y * np.log(a + eps)
+        t = quiet_exp(a) - y * a if log_input else a - y * np.log(a + eps)
         if full:
             safe = np.where(y > 1, y, 2)
             stirling = safe * np.log(safe) - safe + 0.5 * np.log(2 * math.pi * safe)
@@ -382,17 +383,17 @@ class PoissonNLLLoss(Loss):
         return t
 
     def dterms(self, a, y, log_input=True, full=False, eps=1e-8):
-        return _exp(a) - y if log_input else 1 - y / (a + eps)
+        return quiet_exp(a) - y if log_input else 1 - y / (a + eps)
 
     def magnitudes(self, a, y, log_input=True, full=False, eps=1e-8):
-        m = _exp(a) + np.abs(y * a) if log_input else np.abs(a) + np.abs(y * np.log(a + eps)) + np.abs(y)
+        m = quiet_exp(a) + np.abs(y * a) if log_input else np.abs(a) + np.abs(y * np.log(a + eps)) + np.abs(y)
         if full:
             safe = np.where(y > 1, y, 2)
             m = m + np.where(y > 1, safe * np.abs(np.log(safe)) + safe + 0.5 * np.log(2 * math.pi * safe), 0)
         return m
 
     def dmagnitudes(self, a, y, log_input=True, full=False, eps=1e-8):
-        return _exp(a) + np.abs(y) if log_input else 1 + np.abs(y / (a + eps))
+        return quiet_exp(a) + np.abs(y) if log_input else 1 + np.abs(y / (a + eps))
 
 
 LOSSES: Registry[Loss] = Registry("loss", {

@@ -34,8 +34,5 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._items)
-
     def items(self):
         return self._items.items()

@@ -4,15 +4,15 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from verify.bounds import underflow
-from verify.compare import UNIT_ROUNDOFF, compare, tolerances
+from verify.core.bounds import underflow
+from verify.core.compare import compare, tolerances
 
 DTYPES = ["float32", "float64"]
 
 
 def agree(name, hand, ref, dtype, bound):
     """Assert that ``hand`` matches torch's ``ref`` within twice ``bound``, the rounding error
-    model's allowance for one correct evaluation (verify.bounds), plus the dtype's floor: both
+    model's allowance for one correct evaluation (verify.core.bounds), plus the dtype's floor: both
     are correct evaluations of the same exact values."""
     rtol, atol = tolerances(dtype)
     bound = np.asarray(bound, dtype=np.float64)

@@ -2,15 +2,14 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies_numeric import DTYPES, agree, f64, matrices
 
 from handimpl import ACTIVATIONS
-from verify.torch_ops import TORCH_ACTIVATIONS
-
-from verify.bounds import underflow
-from verify.compare import UNIT_ROUNDOFF
-
-from strategies_numeric import DTYPES, agree, f64, matrices
+from verify.core.bounds import underflow
+from verify.core.compare import UNIT_ROUNDOFF
+from verify.core.torch_ops import TORCH_ACTIVATIONS
 
 NAMES = list(ACTIVATIONS)
 

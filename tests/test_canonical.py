@@ -1,11 +1,12 @@
 """The tutorial's shortcut δ⁽ᴸ⁾ = (a - y)/m equals the general chain rule ∂J/∂a ⊙ f'(z)."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from handimpl import ACTIVATIONS, LOSSES
-from verify.data import draw_case
-from verify.spec import NetSpec
+from verify.core.data import draw_case
+from verify.core.spec import NetSpec
 
 PAIRS = [(loss, act) for loss in LOSSES for act in LOSSES[loss].canonical]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 import handimpl
-import verify.check  # noqa: F401  (the module, for monkeypatching)
-
-from verify.cli import main
+import verify
+from verify.cli.app import main
+from verify.harness import trace
 
 
 def test_check_prints_every_tensor_and_exits_0(capsys):
@@ -34,7 +34,7 @@ def test_bad_batch_is_rejected_by_the_parser_with_exit_2(capsys):
 
 
 def test_a_failing_case_is_reported_with_its_first_diverging_tensor_and_exit_1(monkeypatch, capsys):
-    check_module = sys.modules["verify.check"]
+    check_module = trace
     real_check = check_module.check
 
     def doubled_dW1(spec, params, x, y):
@@ -75,7 +75,7 @@ THREAD_SENSITIVE = ("28-6:gelu:poisson_nll_loss:dtype=float32,init=kaiming_unifo
 def test_a_repro_line_reproduces_the_numbers_of_the_sweeps_single_threaded_check(monkeypatch, capsys):
     import torch
 
-    from verify.sweep import run_block
+    from verify.sweep.execute import run_block
     spec, seed, batch = THREAD_SENSITIVE
     threads = torch.get_num_threads()
     try:
@@ -85,7 +85,7 @@ def test_a_repro_line_reproduces_the_numbers_of_the_sweeps_single_threaded_check
         if verify.check(spec, seed, batch).records == swept:
             pytest.skip("this machine's torch gives the same numbers with two threads")
         seen = []
-        monkeypatch.setattr(sys.modules["verify.check"], "OBSERVERS", [seen.append])
+        monkeypatch.setattr(trace, "OBSERVERS", [seen.append])
         assert main(["check", spec, "--seed", str(seed), "--batch", str(batch)]) == 0
     finally:
         torch.set_num_threads(threads)
@@ -101,7 +101,7 @@ def mine(spec, params, x, y):
 
 
 def test_a_repro_line_is_safe_to_paste_whatever_the_implementations_file_is_called(tmp_path, monkeypatch):
-    from verify.impl import load_target
+    from verify.byo.call import load_target
     (tmp_path / "a;touch PWNED;b.py").write_text(MINE)
     monkeypatch.chdir(tmp_path)
     result = verify.check("2-2-1:sigmoid:quadratic", seed=1, batch=2,

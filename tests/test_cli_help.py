@@ -7,8 +7,8 @@ import io
 
 import pytest
 
-from verify.cli import build_parser
-from verify.progress import Progress
+from verify.cli.app import build_parser
+from verify.sweep.progress import Progress
 
 
 def _subparsers():

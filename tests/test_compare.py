@@ -7,10 +7,11 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import example, given, strategies as st
+from hypothesis import example, given
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from verify.compare import TOLERANCES, Comparison, Pair, _judged, compare_all
+from verify.core.compare import TOLERANCES, Comparison, Pair, _judged, compare_all
 
 SPECIAL = (0.0, -0.0, 1.0, -1.0, 1e-30, 1e30, math.inf, -math.inf, math.nan)
 

@@ -7,14 +7,14 @@ import re
 import numpy as np
 import pytest
 
-from verify.cli import main
-from verify.explain import DOCS, explain, render, tutorial_markdown
-from verify.explain_graph import run_torch
-from verify.explain_render import render_html
-from verify.explain_tutorial import tutorial_example, tutorial_formulas
-from verify.explain_steps import Explanation, Section, Step, fmt_array
-from verify.spec import NetSpec
-from verify.data import draw_case
+from verify.cli.app import main
+from verify.core.data import draw_case
+from verify.core.spec import NetSpec
+from verify.explain.graph import run_torch
+from verify.explain.page import DOCS, explain, render, tutorial_markdown
+from verify.explain.render import render_html
+from verify.explain.steps import Explanation, Section, Step, fmt_array
+from verify.explain.tutorial import tutorial_example, tutorial_formulas
 
 
 def _steps(ex, startswith):
@@ -117,7 +117,7 @@ def test_cli_explain_writes_a_file_and_rejects_bad_input(tmp_path, capsys):
 
 def test_tutorial_in_docs_is_up_to_date():
     assert DOCS.read_text(encoding="utf-8") == tutorial_markdown(), \
-        "run: python -m verify.explain --write-docs"
+        "run: python -m verify.explain.page --write-docs"
 
 
 def test_mse_loss_shortcut_states_the_factor_2_and_shows_both_forms():
@@ -143,8 +143,8 @@ def test_the_mean_divisor_is_written_n_and_defined_once():
                                   "4-16-3:relu,identity:cross_entropy"])
 def test_the_default_case_is_one_a_student_can_follow(spec):
     import handimpl
-    from verify.data import draw_case
-    from verify.explain import SATURATION, followable_seed
+    from verify.core.data import draw_case
+    from verify.explain.page import SATURATION, followable_seed
     seed = followable_seed(spec)
     case = draw_case(NetSpec.parse(spec), seed, 2)
     assert case.scale == 1 and case.zero_fraction == 0 and np.any(case.x, axis=1).all()

@@ -15,7 +15,8 @@ pytest_plugins = ["pytester"]
 
 USER_TESTS = '''
 import handimpl
-from verify import check, check_implementation
+from verify import check_implementation
+from verify import check
 
 
 def doubled_dW1(spec, params, x, y):
@@ -145,7 +146,8 @@ def test_a_counterexample_card_holds_the_hint_the_formula_the_worst_element_and_
     assert cx["formula"].startswith("∂J/∂W¹ = δ¹ᵀx")
     assert cx["worst"]["tensor"] == "dW1" and cx["worst"]["hand"] == 2 * cx["worst"]["torch"]
     page = (runs["where"] / "serial" / "report.html").read_text()
-    for text in ("Look at the weight gradient of layer 1", "worst element dW1", "--impl &#39;test_user:doubled_dW1&#39;"):
+    for text in ("Look at the weight gradient of layer 1", "worst element dW1",
+                 "--impl &#39;test_user:doubled_dW1&#39;"):
         assert text in page
 
 
@@ -157,8 +159,8 @@ def test_the_xdist_report_gives_the_serial_verdict_and_counts(runs):
 
 def test_the_cases_tried_while_shrinking_are_not_recorded_as_checks(monkeypatch):
     import handimpl
-    import verify.check  # noqa: F401  (the module)
-    from verify.impl_sweep import sweep_implementation
+    from verify.api import sweep_implementation
+    from verify.harness import trace
 
     def doubled_dW1(spec, params, x, y):
         out = handimpl.backprop(spec, params, x, y)
@@ -166,7 +168,7 @@ def test_the_cases_tried_while_shrinking_are_not_recorded_as_checks(monkeypatch)
         return out
 
     seen = []
-    monkeypatch.setattr(sys.modules["verify.check"], "OBSERVERS", [seen.append])
+    monkeypatch.setattr(trace, "OBSERVERS", [seen.append])
     result = sweep_implementation(doubled_dW1, examples=8, seed=1)
     assert result.minimal and len(seen) == len(result.results) == 8
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from verify.check import check
-from verify.cli import main
-from verify.impl import load_target
-from verify.impl_sweep import sweep_implementation
-from verify.sweep import NOT_REPRODUCED
+from verify.api import sweep_implementation
+from verify.byo.call import load_target
+from verify.cli.app import main
+from verify.harness.trace import check
+from verify.sweep.shrink import NOT_REPRODUCED
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile_impls.py"
 SPEC = "3-4-2:sigmoid:mse_loss"

@@ -10,9 +10,9 @@ import pytest
 
 import handimpl
 import verify
-from verify.check import check
-from verify.cli import UsageError, main
-from verify.impl import ImplementationWarning, load_target
+from verify.byo.call import ImplementationWarning, load_target
+from verify.cli.app import UsageError, main
+from verify.harness.trace import check
 
 FIXTURES = Path(__file__).parent / "fixtures"
 USER = FIXTURES / "user_impls.py"
@@ -190,7 +190,7 @@ def test_the_time_limit_leaves_the_previous_alarm_handler_in_place():
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_sweep_stops_at_the_first_case_past_the_time_limit_and_is_marked_partial(jobs):
-    result = verify.impl_sweep.sweep_implementation(user("hangs_on_big_batches"), examples=200,
+    result = verify.api.sweep_implementation(user("hangs_on_big_batches"), examples=200,
                                                     jobs=jobs, time_limit=0.2)
     assert result.partial and not result.passed
     assert result.results[-1].timed_out and len(result.results) < 200

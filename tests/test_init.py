@@ -10,7 +10,6 @@ from handimpl import INITS, init_params
 
 FAN_IN, FAN_OUT = 400, 300
 TORCH_INIT = {
-    "default": lambda w: nn.Linear(FAN_IN, FAN_OUT).reset_parameters() or None,
     "xavier_uniform": nn.init.xavier_uniform_,
     "xavier_normal": nn.init.xavier_normal_,
     "kaiming_uniform": nn.init.kaiming_uniform_,

@@ -8,10 +8,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from verify.cli import main
-from verify.impl import load_target
-from verify.impl_sweep import sweep_implementation
-from verify.report import discrepancy_frame, to_csv_text
+from verify.api import sweep_implementation
+from verify.byo.call import load_target
+from verify.cli.app import main
+from verify.report.frames import discrepancy_frame
+from verify.report.write import to_csv_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HOSTILE = FIXTURES / "hostile_impls.py"

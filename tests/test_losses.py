@@ -2,18 +2,16 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, strategies as st
-
-from handimpl import ACTIVATIONS, LOSSES
-from verify.data import draw_target
-from verify.spec import NetSpec
-from verify.strategies import OPTION_VALUES
-from verify.torch_ops import TORCH_LOSSES
-
-from verify.compare import UNIT_ROUNDOFF
-
+from hypothesis import given
+from hypothesis import strategies as st
 from strategies_numeric import DTYPES, agree, f64, matrices
 
+from handimpl import ACTIVATIONS, LOSSES
+from verify.core.compare import UNIT_ROUNDOFF
+from verify.core.data import draw_target
+from verify.core.spec import NetSpec
+from verify.core.torch_ops import TORCH_LOSSES
+from verify.sweep.strategies import OPTION_VALUES
 
 
 @st.composite

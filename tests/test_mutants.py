@@ -10,10 +10,10 @@ import pytest
 
 import handimpl
 from verify import check
-from verify import mutants as mutants_module
-from verify.cli import main
-from verify.mutant_zoo import BY_NAME, ZOO, Mutant
-from verify.mutants import build, kill_stats, mutated_source, run_mutant, run_zoo
+from verify.cli.app import main
+from verify.mutants import run as mutants_module
+from verify.mutants.run import build, kill_stats, mutated_source, run_mutant, run_zoo
+from verify.mutants.zoo import BY_NAME, ZOO, Mutant
 
 
 def test_the_zoo_holds_at_least_twelve_distinct_named_bugs():
@@ -50,7 +50,7 @@ def test_a_killed_mutant_reports_its_minimal_counterexample_and_first_diverging_
     result = run_mutant("weight_grad_transposed", examples=10)
     assert result.killed and result.minimal is not None
     assert result.counterexample.startswith(f"verify check '{result.minimal.spec}' "
-                                            "--impl 'verify.mutant_impl:weight_grad_transposed'")
+                                            "--impl 'verify.mutants.impl:weight_grad_transposed'")
     assert "missing transpose" in result.first_diverging or result.first_diverging.startswith("dW")
 
 
@@ -96,7 +96,7 @@ def test_the_mutants_terminal_table_fits_100_columns(tmp_path, monkeypatch, caps
 
 
 def test_mutants_html_has_the_reports_stylesheet_a_coloured_verdict_and_no_raw_dicts(tmp_path, monkeypatch):
-    from verify.report_html import STYLE
+    from verify.report.html import STYLE
     _two_mutants(monkeypatch)
     assert main(["mutants", "--examples", "10", "--out", str(tmp_path)]) == 0
     page = (tmp_path / "mutants.html").read_text()

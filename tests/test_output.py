@@ -12,13 +12,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from verify import output, report_html
-from verify.check import check
-from verify.cli import main
-from verify.mutants import write_mutant_report
-from verify.output import OutError, check_out_dir, signals_held, write_dir
-from verify.report import FILES, write_reports
-from verify.sweep import SweepResult
+from verify.cli.app import main
+from verify.harness.trace import check
+from verify.mutants.run import write_mutant_report
+from verify.report import html as report_html
+from verify.report import output
+from verify.report.frames import FILES
+from verify.report.output import OutError, check_out_dir, signals_held, write_dir
+from verify.report.write import write_reports
+from verify.sweep.run import SweepResult
 
 
 def _result(n: int, seed: int = 0) -> SweepResult:

@@ -32,7 +32,7 @@ def test_the_report_merges_the_checks_of_two_xdist_workers(pytester):
 
 
 SWEEP_TEST = """
-from verify.sweep import sweep
+from verify.sweep.run import sweep
 
 def test_a_sweep_in_two_processes():
     assert sweep(examples=40, seed=3, jobs=2, max_shrunk=0).passed

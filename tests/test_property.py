@@ -2,7 +2,7 @@
 from hypothesis import given
 
 import verify
-from verify.strategies import cases
+from verify.sweep.strategies import cases
 
 
 @given(cases(max_depth=5, max_width=16, max_batch=16))

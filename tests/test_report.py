@@ -1,4 +1,4 @@
-"""verify.report: the frames, the files, their determinism and escaping."""
+"""verify.report.frames: the frames, the files, their determinism and escaping."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,11 +10,12 @@ import warnings
 import pandas as pd
 import pytest
 
-from verify.check import CaseResult, check
-from verify.report_html import _decade_label
-from verify.report import DISCREPANCY_COLUMNS, discrepancy_frame, divergence_sentence, write_reports
-from verify.spec import NetSpec
-from verify.sweep import SweepResult, sweep
+from verify.core.spec import NetSpec
+from verify.harness.trace import CaseResult, check
+from verify.report.frames import DISCREPANCY_COLUMNS, discrepancy_frame, divergence_sentence
+from verify.report.html import _decade_label
+from verify.report.write import write_reports
+from verify.sweep.run import SweepResult, sweep
 
 
 def _small(seed=0, **kw):

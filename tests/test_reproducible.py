@@ -5,7 +5,7 @@ Hypothesis (6.13x and later) collects the literals (integers with |n| >= 100, fl
 of every imported module whose file lies outside site-packages and the standard library, and
 offers them in about one integer draw in twenty; so importing or running one more such module
 (benchmarks/verdict.py, a user's script, an edited verify module) changed the cases of every
-seed. verify.sweep draws with a fixed pool instead (verify.sweep.PINNED_INTEGERS).
+seed. the sweep draws with a fixed pool instead (verify.sweep.draw.PINNED_INTEGERS).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hypothesis.internal.conjecture import providers
 
-from verify.sweep import draw_all
+from verify.sweep.draw import draw_all
 
 ROOT = Path(__file__).resolve().parents[1]
 N, SEED = 300, 0          # the reported call: draw_all({}, 300, 0)
@@ -29,7 +29,7 @@ def _listed(cases) -> list[tuple[str, int, int]]:
 def _drawn_in_a_fresh_process(before: str = "") -> list[tuple[str, int, int]]:
     """draw_all({}, N, SEED) in a new interpreter (``python -c``, so no script file of its own
     to collect literals from), after running ``before``."""
-    code = "\n".join([before, "from verify.sweep import draw_all",
+    code = "\n".join([before, "from verify.sweep.draw import draw_all",
                       f"print(repr([(str(s), d, b) for s, d, b in draw_all({{}}, {N}, {SEED})]))"])
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)

@@ -2,14 +2,15 @@
 the twin's SGD step is torch.optim.SGD's."""
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 import verify
 from verify import NetSpec, SpecError, from_torch
-from verify.data import draw_case
-from verify.strategies import cases, net_specs
-from verify.twin import build_twin, forward_twin, reload_twin, sgd_step
+from verify.core.data import draw_case
+from verify.core.twin import build_twin, forward_twin, reload_twin, sgd_step
+from verify.sweep.strategies import cases, net_specs
 
 
 @given(net_specs())

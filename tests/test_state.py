@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from verify.check import check
-from verify.cli import main
-from verify.impl import ImplementationWarning, load_target
-from verify.impl_sweep import sweep_implementation
-from verify.report import discrepancy_frame, to_csv_text
+from verify.api import sweep_implementation
+from verify.byo.call import ImplementationWarning, load_target
+from verify.cli.app import main
+from verify.harness.trace import check
+from verify.report.frames import discrepancy_frame
+from verify.report.write import to_csv_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HOSTILE = FIXTURES / "hostile_impls.py"

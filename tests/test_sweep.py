@@ -1,20 +1,20 @@
-"""verify.sweep: drawing, checking, shrinking, the `verify run` command."""
+"""verify.sweep.run: drawing, checking, shrinking, the `verify run` command."""
 from __future__ import annotations
 
 import functools
 import json
-import sys
 
 import numpy as np
 import torch
 
 import handimpl
-import verify.check  # noqa: F401  (the module, for monkeypatching)
-from verify.check import check
-from verify.cli import main
-from verify.sweep import signature, sweep
+from verify.cli.app import main
+from verify.harness import trace
+from verify.harness.trace import check
+from verify.sweep.run import sweep
+from verify.sweep.shrink import signature
 
-CHECK = sys.modules["verify.check"]
+CHECK = trace
 
 
 def _tanh_off_by_one_percent(spec, params, x, y, backprop=None):
@@ -82,7 +82,7 @@ def test_verify_run_exits_0_and_writes_the_five_files_when_everything_agrees(tmp
 
 
 def interrupted_after(n: int):
-    """verify.check.check, with Ctrl-C arriving during call n + 1."""
+    """verify.harness.trace.check, with Ctrl-C arriving during call n + 1."""
     calls = []
 
     def interrupting(spec, seed, batch):
@@ -101,7 +101,7 @@ def test_ctrl_c_during_the_checks_gives_a_partial_result_with_the_cases_done(mon
 
 def test_ctrl_c_makes_verify_run_write_the_partial_report_and_exit_130(monkeypatch, tmp_path):
     interrupting = interrupted_after(3)
-    monkeypatch.setattr("verify.sweep.default_check", lambda: interrupting)
+    monkeypatch.setattr("verify.sweep.execute.default_check", lambda: interrupting)
     assert main(["run", "--examples", "10", "--max-depth", "1", "--out", str(tmp_path)]) == 130
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["partial"] and report["stopped"] == "interrupted"
@@ -109,7 +109,7 @@ def test_ctrl_c_makes_verify_run_write_the_partial_report_and_exit_130(monkeypat
 
 
 def test_a_sweeps_records_are_those_of_checking_each_case_alone(monkeypatch):
-    # the sweep compares a block's cases together (verify.check.compare_many); nothing may
+    # the sweep compares a block's cases together (verify.harness.trace.compare_many); nothing may
     # depend on that: not failing tensors, budgets, NaN and inf included
     real_backprop = handimpl.backprop
 
@@ -137,7 +137,7 @@ def test_a_sweeps_records_are_those_of_checking_each_case_alone(monkeypatch):
 
 
 def test_a_sweep_compares_at_most_judged_together_values_at_once(monkeypatch):
-    monkeypatch.setattr("verify.sweep.JUDGED_TOGETHER", 300)
+    monkeypatch.setattr("verify.sweep.execute.JUDGED_TOGETHER", 300)
     groups = []
     real = CHECK.compare_many
     monkeypatch.setattr(CHECK, "compare_many",
@@ -148,7 +148,7 @@ def test_a_sweep_compares_at_most_judged_together_values_at_once(monkeypatch):
 
 
 def _failing_on_call(n: int, exception: BaseException, real):
-    """``real`` (verify.check.trace or compare_many), raising ``exception`` on call number n + 1."""
+    """``real`` (verify.harness.trace.trace or compare_many), raising ``exception`` on call number n + 1."""
     calls = []
 
     def wrapped(*args, **kwargs):

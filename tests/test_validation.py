@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from verify import limits
-from verify.check import check
-from verify.cli import UsageError, main
-from verify.impl import load_target
-from verify.impl_sweep import supported
-from verify.spec import NetSpec, SpecError
+from verify.api import supported
+from verify.byo.call import load_target
+from verify.cli import limits
+from verify.cli.app import UsageError, main
+from verify.core.spec import NetSpec, SpecError
+from verify.harness.trace import check
 
 USER = Path(__file__).parent / "fixtures" / "user_impls.py"
 
@@ -64,7 +64,7 @@ def test_the_default_memory_limit_is_a_fraction_of_the_memory_available():
 
 
 def test_the_memory_estimate_is_above_the_peak_a_case_really_reaches():
-    code = ("import resource; from verify.check import check\n"
+    code = ("import resource; from verify.harness.trace import check\n"
             "check('2-2-1:sigmoid:mse_loss', seed=0, batch=2)\n"
             "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             "check('1000-1000-1:tanh:mse_loss:dtype=float32', seed=0, batch=4)\n"

@@ -6,9 +6,9 @@ import numpy as np
 
 import handimpl
 import verify
-from verify.diagnose import describe_case, worst_sentence
-from verify.localise import with_location
-from verify.sweep import distinct_failures, signature
+from verify.harness.diagnose import describe_case, worst_sentence
+from verify.harness.localise import with_location
+from verify.sweep.shrink import distinct_failures, signature
 
 
 def float32_in_the_middle(spec, params, x, y):

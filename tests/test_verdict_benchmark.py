@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import verify
-from verify.cli import main as verify_main
-from verify.mutants import run_mutant
+from verify.cli.app import main as verify_main
+from verify.mutants.run import run_mutant
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("verdict_benchmark", ROOT / "benchmarks" / "verdict.py")

@@ -6,10 +6,11 @@ import json
 
 import handimpl
 from verify import check
-from verify.cli import main
-from verify.diagnose import describe_case
-from verify.report import divergence_sentence, summary_lines, write_reports
-from verify.sweep import SweepResult
+from verify.cli.app import main
+from verify.harness.diagnose import describe_case
+from verify.report.frames import divergence_sentence, summary_lines
+from verify.report.write import write_reports
+from verify.sweep.run import SweepResult
 
 TRANSPOSED = "tests/fixtures/user_impls.py:transposed"
 
@@ -57,7 +58,8 @@ def test_a_one_layer_network_has_no_all_layers():
     failing = check("2-1:tanh:mse_loss", seed=0, batch=2, impl=_doubled("dW1"))
     assert divergence_sentence(failing).startswith("z, a and delta agree, and so does the loss;")
     deep = check("2-2-1:tanh:mse_loss", seed=0, batch=2, impl=_doubled("dW1"))
-    assert divergence_sentence(deep).startswith("z, a and delta agree in all 2 layers, and so does the loss; dW2 and db2 agree too;")
+    assert divergence_sentence(deep).startswith(
+        "z, a and delta agree in all 2 layers, and so does the loss; dW2 and db2 agree too;")
 
 
 def test_the_report_header_has_no_empty_settings(tmp_path):
@@ -75,8 +77,8 @@ def test_report_json_holds_the_whole_runs_time(tmp_path):
 
 
 def _sweep_page(tmp_path, impl=None):
-    from verify.sweep import sweep
-    from verify.impl_sweep import sweep_implementation
+    from verify.api import sweep_implementation
+    from verify.sweep.run import sweep
     result = sweep_implementation(impl, examples=24, seed=2) if impl else sweep(examples=24, seed=2)
     return write_reports(result, tmp_path)["html"].read_text()
 
@@ -100,7 +102,7 @@ def test_the_failing_rows_table_wraps_its_text_columns_and_drops_columns_that_ne
 
 
 def test_a_counterexample_of_a_function_defined_inside_a_function_says_it_cannot_be_imported():
-    from verify.report import counterexample, counterexample_lines
+    from verify.report.frames import counterexample, counterexample_lines
     failing = check("2-1:tanh:mse_loss", seed=0, batch=2, impl=_doubled("dW1"))
     assert "<locals>" in failing.impl and not counterexample(failing)["runnable"]
     assert "--impl cannot import it" in counterexample_lines(failing)[-1]

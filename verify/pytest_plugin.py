@@ -1,9 +1,9 @@
 """pytest gate: ``--verify-report DIR`` collects every harness check of the session.
 
-With the option, the session's collector observes verify.check.check
-(verify.check.OBSERVERS): every check is recorded however it was imported or
+With the option, the session's collector observes verify.check
+(verify.harness.trace.OBSERVERS): every check is recorded however it was imported or
 called, through the ``verify_check`` fixture, inside a sweep, and in a sweep's
-worker processes (they forward their results to the parent, verify.sweep).
+worker processes (they forward their results to the parent, verify.sweep.run).
 Each check is stamped with the node id of the test that made it
 (CaseResult.test). Under pytest-xdist every worker hands its results (pickled)
 to the controller through ``workeroutput``, and the controller writes one
@@ -16,7 +16,8 @@ ordered by (test, implementation, call order within the test) and numbered
 after that, so serial and xdist runs write the same CSV files.
 
 A run over a subset of the suite (-k, -m, --deselect, --lf, named files or
-node ids, or a run that stopped before its last test: -x, --maxfail, Ctrl-C) writes its report to ``--verify-subset-report`` (default: DIR with
+node ids, or a run that stopped before its last test: -x, --maxfail, Ctrl-C) writes its report
+to ``--verify-subset-report`` (default: DIR with
 ``-subset`` appended), so that it never overwrites the full suite's report;
 give the same DIR to overwrite it anyway.
 """
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import importlib
 import pickle
 import time
 from collections import Counter
@@ -32,6 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from verify.harness import trace
+from verify.report.write import write_reports
+from verify.sweep.run import SweepResult
+from verify.sweep.shrink import distinct_failures, size_key
 
 _KEY = "verify_results"
 _DESELECTED = "verify_deselected"
@@ -79,7 +84,7 @@ class Collector:
 
 
 def _observers() -> list:
-    return importlib.import_module("verify.check").OBSERVERS    # the module (verify.check is also the function)
+    return trace.OBSERVERS
 
 
 def pytest_addoption(parser):
@@ -119,9 +124,8 @@ def pytest_runtest_protocol(item, nextitem):
 
 @pytest.fixture
 def verify_check():
-    """verify.check.check (recorded into the --verify-report report when it is on)."""
-    from verify.check import check
-    return check
+    """verify.harness.trace.check (recorded into the --verify-report report when it is on)."""
+    return trace.check
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -196,8 +200,6 @@ def report_dir(config, deselected: int = 0, stopped: str = "") -> tuple[Path, st
 
 
 def _write(config, collector: Collector, stopped: str = "") -> None:
-    from verify.report import write_reports
-    from verify.sweep import SweepResult, distinct_failures, size_key
     results = collector.ordered()
     expected = collector.expected(results)
     out, reason = report_dir(config, collector.deselected, stopped)

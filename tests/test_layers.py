@@ -1,0 +1,38 @@
+"""The package's architecture and lint: layers that point one way (import-linter's contracts in
+pyproject.toml), a sweep that loads none of the modules it does not use, and ruff."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_import_layers_of_pyproject_toml_are_kept():
+    lint_imports = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    if not Path(lint_imports).exists():
+        pytest.skip("import-linter is not installed (pip install -e '.[test]')")
+    done = subprocess.run([lint_imports, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "0 broken" in done.stdout
+
+
+def test_the_command_line_and_the_api_do_not_load_what_a_sweep_does_not_use():
+    # hypothesis draws from the literals of the local modules loaded while it draws, so a sweep
+    # must not load explain, mutants or the HTML page before its cases are drawn
+    code = ("import sys, verify, verify.cli, verify.pytest_plugin; "
+            "print(sorted(m for m in sys.modules if m.startswith(('verify.explain', 'verify.mutants', "
+            "'verify.report.html', 'verify.mutant_impl'))))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_ruff_finds_nothing():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    done = subprocess.run([ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]

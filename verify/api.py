@@ -1,0 +1,152 @@
+"""Sweeping a user implementation: ``verify check --impl``, check_implementation, assert_matches_torch.
+
+The implementation (a callable, or a TARGET string ``pkg.mod:fn`` / ``path/file.py:fn``)
+runs through the same hypothesis sweep as ``verify run``, each case through
+verify.check with the implementation called safely (verify.byo.call).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from verify.byo.call import DEFAULT_OUT, Impl, load_target, reset_warnings, resolve
+from verify.byo.guard import guarded
+from verify.byo.target import target_of
+from verify.core.spec import shown
+from verify.errors import UsageError
+from verify.harness.diagnose import explain_failure
+from verify.harness.localise import with_location
+from verify.harness.trace import check
+from verify.report.frames import discrepancy_frame, summary_lines
+from verify.report.write import finished, write_reports
+from verify.sweep import strategies
+from verify.sweep.execute import INTERRUPTED
+from verify.sweep.progress import progress_reporter
+from verify.sweep.run import sweep
+
+SUPPORT_KEYS = ("activations", "losses", "dtypes")
+
+
+# -- sweeping an implementation ------------------------------------------------------------------
+
+def check_case(impl: Impl | str, spec: Any, seed: int, batch: int, *, time_limit: float | None = None,
+               isolate: bool = False):
+    """verify.harness.trace.check for one case with ``impl`` (a callable or a TARGET string).
+
+    Module-level, so ``functools.partial(check_case, target)`` pickles for jobs > 1."""
+    return check(spec, seed, batch, impl=resolve(impl), time_limit=time_limit, isolate=isolate)
+
+
+def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[str, Any]:
+    """The sweep's activations/losses/dtypes: what was asked, within ``fn.supports``.
+
+    Raises UsageError when something asked for is outside what ``fn`` declares."""
+    declared = getattr(fn, "supports", None) or {}
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    if not isinstance(declared, Mapping):
+        raise UsageError(f"{name}.supports must be a dict of name lists, not a {type(declared).__name__}")
+    unknown = [k for k in declared if k not in SUPPORT_KEYS]
+    if unknown:
+        raise UsageError(f"{name}.supports: unknown key {shown(unknown[0])}; valid: {', '.join(SUPPORT_KEYS)}")
+    out = {}
+    for kind, asked in (("activations", activations), ("losses", losses), ("dtypes", dtypes)):
+        allowed = declared.get(kind)
+        if allowed is None:
+            out[kind] = None if asked is None else list(asked)
+            continue
+        if isinstance(allowed, (str, bytes)) or not isinstance(allowed, (list, tuple, set, frozenset)) \
+                or not all(isinstance(n, str) for n in allowed):
+            raise UsageError(f"{name}.supports[{kind!r}] must be a list of names, like ['relu', 'tanh'], "
+                         f"not {shown(allowed)}")
+        allowed = list(allowed)
+        if asked is None:
+            out[kind] = allowed
+            continue
+        outside = [n for n in asked if n not in allowed]
+        if outside:
+            raise UsageError(f"{getattr(fn, '__name__', fn)} supports {kind} {', '.join(allowed)}; "
+                         f"not {', '.join(outside)}")
+        out[kind] = list(asked)
+    return out
+
+
+def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed: int = 0,
+                         activations=None, losses=None, dtypes=None, max_depth: int = 4,
+                         max_width: int = 16, max_batch: int = 16, jobs: int = 1, progress=None,
+                         time_limit: float | None = None, isolate: bool = False):
+    """verify.sweep.run.sweep over ``impl``, restricted to what it supports. Returns the SweepResult.
+
+    Each call of ``impl`` may take ``time_limit`` seconds (default verify.byo.call.TIME_LIMIT);
+    the sweep stops at the first case that runs past it, marked partial. ``isolate``: each
+    call runs in a child process, killed when it outlives the limit (verify.byo.call.call_and_step).
+
+    Unknown names or impossible bounds raise UsageError (one line)."""
+    fn = resolve(impl)
+    names = supported(fn, activations=activations, losses=losses, dtypes=dtypes)
+    try:
+        strategies.validate(max_depth=max_depth, max_width=max_width, **names)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if jobs > 1 and not isinstance(impl, str):
+        _, unpicklable = guarded(lambda: pickle.dumps(fn))   # its __reduce__ may be user code
+        if unpicklable is not None:  # a lambda or closure: run in this process
+            jobs = 1
+    reset_warnings()
+    check_fn = functools.partial(check_case, impl, time_limit=time_limit, isolate=isolate)
+    check_fn.impl_name = target_of(fn)
+    result = sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
+                   max_batch=max_batch, jobs=jobs, check_fn=check_fn, progress=progress, **names)
+    return dataclasses.replace(result, minimal=tuple(with_location(m, fn) for m in result.minimal))
+
+
+def check_implementation(fn: Impl | str, **options):
+    """Sweep ``fn`` against torch; one DataFrame row per compared tensor per case.
+
+    Options are those of ``verify check --impl``: examples, seed, activations,
+    losses, dtypes, max_depth, max_width, max_batch, jobs, time_limit, isolate. The frame's
+    ``attrs`` hold ``passed``, ``n_failed``, ``minimal`` (the shrunk failing
+    CaseResults) and ``message`` (the explanation of the first of them).
+    """
+    result = sweep_implementation(fn, **options)
+    frame = discrepancy_frame(result.results)
+    frame.attrs.update(passed=bool(result.passed), n_failed=int(result.n_failed),
+                       minimal=list(result.minimal), message=explain_failure(result, fn))
+    return frame
+
+
+def assert_matches_torch(fn: Impl | str, **options) -> None:
+    """For a user's own pytest suite: raise AssertionError, written for a student, naming the
+    minimal counterexample and the first diverging tensor, unless every case agrees."""
+    result = sweep_implementation(fn, **options)
+    if not result.passed:
+        raise AssertionError(explain_failure(result, fn))
+
+
+# -- the command ------------------------------------------------------------------------------
+
+def check_impl_command(args) -> int:
+    """``verify check --impl TARGET ...`` without a SPEC: sweep, write the reports, exit 0/1/130
+    (2 via UsageError). With a SPEC, verify.cli.cmd_check checks that one case."""
+    # Where the reports go is fixed before any user code runs, which may change the directory.
+    out_dir = (Path(args.out) if args.out else DEFAULT_OUT).absolute()
+    load_target(args.impl)             # a bad TARGET is a usage error before anything runs
+    progress = progress_reporter()
+    result = sweep_implementation(
+        args.impl, examples=args.examples, seed=args.seed, activations=args.activations,
+        losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
+        max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
+        time_limit=getattr(args, "time_limit", None), isolate=getattr(args, "isolate", False),
+        progress=progress)
+    progress.close()
+    result = finished(result)
+    paths = write_reports(result, out_dir, title=f"verify check --impl {args.impl}")
+    for line in summary_lines(result):
+        print(line)
+    print(f"report: {paths['html']}")
+    if result.stopped == INTERRUPTED:
+        return 130
+    return 0 if result.passed else 1

@@ -1,0 +1,287 @@
+"""A priori rounding bounds: how far any correct evaluation of a traced tensor may land.
+
+For every tensor the harness traces, ``a_priori`` computes a componentwise bound E on
+|v - v*|, v* the exact result on the case's (dtype-rounded) parameters and data, v what a
+correct implementation computes in the case's dtype, in any evaluation order: batch-major
+products, one example at a time, einsum, sequential or pairwise sums, float32
+accumulation. The bound is computed from magnitudes alone, the float64 reference's |W|,
+|a|, |δ| and the terms each step sums, and carried from bound to bound through the
+network; never from the differences an implementation shows (docs/verdict.md).
+
+    step                          E of the result (γ_n = (n + 2)·u, u the unit roundoff)
+    z⁽ˡ⁾ = a⁽ˡ⁻¹⁾W⁽ˡ⁾ᵀ + b⁽ˡ⁾      E_a⁽ˡ⁻¹⁾|W⁽ˡ⁾|ᵀ + γ_{n_{l-1}} (|a⁽ˡ⁻¹⁾||W⁽ˡ⁾|ᵀ + |b⁽ˡ⁾|)
+    a⁽ˡ⁾ = f(z⁽ˡ⁾)                f's spread over [z - E_z, z + E_z] + LIBRARY_ULPS·u·Σ|terms of f|
+    J                             Σ sup|∂ℓ/∂a|·E_a / N + rounding of the terms and the sum
+    ∂J/∂a⁽ᴸ⁾                      ∂ℓ/∂a's spread over a's interval + its rounding
+    g = δ⁽ˡ⁺¹⁾W⁽ˡ⁺¹⁾               E_δ⁽ˡ⁺¹⁾|W⁽ˡ⁺¹⁾| + γ_{n_{l+1}} |δ⁽ˡ⁺¹⁾||W⁽ˡ⁺¹⁾|
+    δ⁽ˡ⁾ = g ⊙ f′(z⁽ˡ⁾)           E_g·sup|f′| + |g|·(f′'s spread over z's and a's intervals)
+                                  + LIBRARY_ULPS·u·|g|·Σ|terms of f′|  (a kink inside z's
+                                  interval puts one end on each side: the jump is allowed)
+    ∂J/∂W⁽ˡ⁾ = δ⁽ˡ⁾ᵀa⁽ˡ⁻¹⁾         E_δᵀ(|a| + E_a) + |δ|ᵀE_a + γ_m |δ|ᵀ|a|   (the product term
+                                  counts where a kink makes E_δ as large as δ itself)
+    ∂J/∂b⁽ˡ⁾ = Σ_rows δ⁽ˡ⁾         Σ E_δ + γ_m Σ|δ|
+    ∂J/∂x = δ⁽¹⁾W⁽¹⁾              E_δ⁽¹⁾|W⁽¹⁾| + γ_{n₁} |δ⁽¹⁾||W⁽¹⁾|
+    W - η∂J/∂W                    η E_∂W + 3u (|W| + η|∂J/∂W|)
+
+The activation's and the loss's own parts (their spreads, the magnitudes of their terms,
+the row-wise softmax family) are methods of those objects in handimpl (Activation.
+forward_error and vjp_error, Loss.value_error and grad_error).
+
+``local_steps`` is the same arithmetic applied to one step alone, on the implementation's
+own inputs with no error carried in: the test of whether a tensor that differs only
+inherits its difference (verify.core.verdict).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from handimpl import ACTIVATIONS, LOSSES
+from handimpl.activations import LIBRARY_ULPS
+from handimpl.network import split_loss_kwargs
+from verify.core.compare import UNIT_ROUNDOFF, split_name
+
+STEP_ULPS = 3          # W - η·∂J/∂W: one product, one difference, one rounding of η
+
+
+def underflow(dtype: str) -> float:
+    """What one elementwise step may lose outright near the bottom of the dtype's range: 2⁸
+    times its smallest normal number. Results below it may come out 0 or subnormal (z·σ(z)
+    at z = -89 in float32 is 0 when e^{89} overflows first, where the exact value is 4e-37)."""
+    return float(np.finfo(dtype).tiny) * 2.0**8
+
+
+def gamma(n: int, u: float) -> float:
+    """γ_n with room for the bias's addition and the final rounding: (n + 2)·u."""
+    return (n + 2) * u
+
+
+def _f64(v: Any) -> np.ndarray:
+    return np.asarray(v, dtype=np.float64)
+
+
+def _target(y: np.ndarray) -> np.ndarray:
+    return y if y.dtype == np.int64 else _f64(y)
+
+
+def a_priori(spec: Any, case: Any, ref: dict, lr: float) -> dict[str, np.ndarray]:
+    """E for every traced tensor, from the float64 reference trace ``ref``'s magnitudes."""
+    u, tiny = UNIT_ROUNDOFF[spec.dtype], underflow(spec.dtype)
+    L, n, m = spec.depth, spec.widths, case.x.shape[0]
+    W = [None] + [_f64(Wl) for Wl, _ in case.params]
+    absW = [None] + [np.abs(Wl) for Wl in W[1:]]
+    absb = [None] + [0.0 if b is None else np.abs(_f64(b)) for _, b in case.params]
+    Z = [None] + [_f64(ref[f"z{l}"]) for l in range(1, L + 1)]
+    A = [_f64(case.x)] + [_f64(ref[f"a{l}"]) for l in range(1, L + 1)]
+    absA = [np.abs(a) for a in A]
+    D = [None] + [_f64(ref[f"delta{l}"]) for l in range(1, L + 1)]
+    absD = [None] + [np.abs(d) for d in D[1:]]
+    acts = [None] + [ACTIVATIONS[name] for name in spec.activations]
+    loss = LOSSES[spec.loss]
+    reduction, opts = split_loss_kwargs(spec)
+    y = _target(case.y)
+    out: dict[str, np.ndarray] = {}
+    with np.errstate(all="ignore"):
+        Ea: list = [np.zeros_like(A[0])]
+        Ez: list = [None]
+        for l in range(1, L + 1):
+            terms = absA[l - 1] @ absW[l].T + absb[l]
+            Ez.append(Ea[l - 1] @ absW[l].T + gamma(n[l - 1], u) * terms + n[l - 1] * tiny * (terms > 0))
+            moving = _moving(acts[l], Z[l], Ez[l])      # an exact 0 in, an exact f(0) out
+            Ea.append(acts[l].forward_error(Z[l], A[l], Ez[l], u) + tiny * moving)
+            out[f"z{l}"], out[f"a{l}"] = Ez[l], Ea[l]
+        out["loss"] = loss.value_error(A[L], y, Ea[L], u, reduction, **opts)
+        g = loss.grad(A[L], y, reduction, **opts)
+        Eg = loss.grad_error(A[L], y, Ea[L], u, reduction, **opts) + tiny
+        Ed: list = [None] * (L + 2)
+        for l in range(L, 0, -1):
+            if l < L:
+                g = D[l + 1] @ W[l + 1]
+                Eg = Ed[l + 1] @ absW[l + 1] + gamma(n[l + 1], u) * (absD[l + 1] @ absW[l + 1]) + n[l + 1] * tiny
+            if l == L and acts[l].elementwise and loss.elementwise:
+                Ed[l] = output_delta_error(acts[l], loss, Z[l], A[l], y, Ez[l], Ea[l], u, reduction, opts)
+            else:
+                Ed[l] = acts[l].vjp_error(Z[l], A[l], g, Ez[l], Ea[l], Eg, u)
+            Ed[l] = Ed[l] + (1 + np.abs(g)) * tiny * _moving(acts[l], Z[l], Ez[l])
+            out[f"delta{l}"] = Ed[l]
+            EdW = Ed[l].T @ (absA[l - 1] + Ea[l - 1]) + absD[l].T @ Ea[l - 1] \
+                + gamma(m, u) * (absD[l].T @ absA[l - 1]) + m * tiny
+            out[f"dW{l}"] = EdW
+            out[f"W{l}_after"] = lr * EdW + STEP_ULPS * u * (absW[l] + lr * np.abs(_f64(ref[f"dW{l}"])))
+            if spec.bias:
+                Edb = Ed[l].sum(axis=0) + gamma(m, u) * absD[l].sum(axis=0) + m * tiny
+                out[f"db{l}"] = Edb
+                out[f"b{l}_after"] = lr * Edb + STEP_ULPS * u * (absb[l] + lr * np.abs(_f64(ref[f"db{l}"])))
+        out["dx"] = Ed[1] @ absW[1] + gamma(n[1], u) * (absD[1] @ absW[1]) + n[1] * tiny
+    return {name: _usable(E) for name, E in out.items()}
+
+
+def underflow_terms(quantity: str, n: list, m: int) -> float:
+    """How many results below the underflow threshold one step may lose (local_steps)."""
+    return {"z": max(n), "dW": m, "db": m, "dx": max(n)}.get(quantity, 1) + 1
+
+
+def _moving(act: Any, z: np.ndarray, Ez: np.ndarray) -> np.ndarray:
+    """Where z is not an exact 0 in every evaluation (a row-wise activation: anywhere in the row)."""
+    moving = (z != 0) | (Ez > 0)
+    return moving if act.elementwise else np.broadcast_to(moving.any(axis=1, keepdims=True), z.shape)
+
+
+def output_delta_error(act: Any, loss: Any, z: np.ndarray, a: np.ndarray, y: np.ndarray, Ez: np.ndarray,
+                       Ea: np.ndarray, u: float, reduction: str, opts: dict) -> np.ndarray:
+    """E of δ⁽ᴸ⁾ = ∂J/∂a ⊙ f′(z) for an elementwise activation and loss, where each element
+    depends on its own z alone: the composition read at the ends of z's interval (a = f(z)
+    with it) and of a's (for derivatives taken from the output), plus a kink inside, plus the
+    rounding of ∂J/∂a and of f′. Bounding the two factors apart would multiply a clamped
+    gradient read at one end (1e12 for binary_cross_entropy at a = 1) by f′ read at the other."""
+    lo, hi = act.range
+    low, high = loss.domain(**opts)
+    lo, hi = max(lo, low), min(hi, high)
+
+    def delta(zz: np.ndarray, aa: np.ndarray) -> np.ndarray:
+        aa = np.clip(aa, lo, hi)
+        return act.vjp(zz, aa, loss.grad(aa, y, reduction, **opts))
+
+    here = delta(z, a)
+    fprime = act.df(z, a)
+    g = loss.grad(a, y, reduction, **opts)
+    moved = np.zeros_like(here)
+    for zz in (z - Ez, z + Ez):
+        moved = np.maximum(moved, np.abs(delta(zz, act.f(zz)) - here))
+    for aa in (a - Ea, a + Ea):
+        moved = np.maximum(moved, np.abs(delta(z, aa) - here))
+    moved = np.maximum(moved, np.abs(g) * act.kink_jumps(z, Ez, fprime))
+    zero = np.zeros_like(a)
+    held = np.maximum.reduce([np.abs(loss.grad(np.clip(aa, lo, hi), y, reduction, **opts))
+                              for aa in (a, a - Ea, a + Ea)])   # the ∂J/∂a an implementation holds
+    rounding = np.abs(fprime) * loss.grad_error(a, y, zero, u, reduction, **opts) + held * (
+        LIBRARY_ULPS * u * act.df_terms(z, a) + act.reference_df_error * np.abs(fprime))
+    return np.where((Ez > 0) | (Ea > 0), moved, 0.0) + rounding
+
+
+def _usable(E: Any) -> np.ndarray:
+    """A bound that came out non-finite (an overflowing reference, 0·∞) bounds nothing: such
+    elements are allowed no difference beyond the floor (non-finite values must match). The
+    choice is strict: it can only fail a correct result there, never pass a wrong one."""
+    E = _f64(E)
+    return np.where(np.isfinite(E), E, 0.0)
+
+
+# -- one step alone, on the implementation's own inputs ------------------------------------
+
+Step = tuple[np.ndarray, np.ndarray]          # (the step's float64 result, its rounding bound)
+
+
+def local_steps(spec: Any, case: Any, hand: dict, lr: float, names: set[str]) -> dict[str, Step]:
+    """For each tensor in ``names``: its step recomputed in float64 from the implementation's
+    own inputs, and how far a correct evaluation of that step alone may land. A tensor whose
+    inputs the implementation did not return (or returned unusable) is left out."""
+    u, tiny = UNIT_ROUNDOFF[spec.dtype], underflow(spec.dtype)
+    L, n = spec.depth, spec.widths
+    loss = LOSSES[spec.loss]
+    reduction, opts = split_loss_kwargs(spec)
+    y = _target(case.y)
+    W = [None] + [_f64(Wl) for Wl, _ in case.params]
+    b = [None] + [None if bl is None else _f64(bl) for _, bl in case.params]
+    m = case.x.shape[0]
+    shapes = {f"a{l}": (m, n[l]) for l in range(1, L + 1)}
+    shapes.update({f"z{l}": (m, n[l]) for l in range(1, L + 1)})
+    shapes.update({f"delta{l}": (m, n[l]) for l in range(1, L + 1)})
+    shapes.update({f"dW{l}": (n[l], n[l - 1]) for l in range(1, L + 1)})
+    shapes.update({f"db{l}": (n[l],) for l in range(1, L + 1)})
+
+    def own(name: str) -> np.ndarray | None:
+        if name == "a0":
+            return _f64(case.x)
+        v = hand.get(name)
+        if not isinstance(v, np.ndarray) or v.shape != shapes[name] or v.dtype.kind != "f":
+            return None
+        return v.astype(np.float64)
+
+    def linear(l: int) -> Step | None:
+        a = own(f"a{l - 1}")
+        if a is None:
+            return None
+        z = a @ W[l].T + (0.0 if b[l] is None else b[l])
+        terms = np.abs(a) @ np.abs(W[l]).T + (0.0 if b[l] is None else np.abs(b[l]))
+        return z, gamma(n[l - 1], u) * terms
+
+    def activation(l: int) -> Step | None:
+        z = own(f"z{l}")
+        if z is None:
+            return None
+        f = ACTIVATIONS[spec.activations[l - 1]]
+        a = f.f(z)
+        return a, f.forward_error(z, a, np.zeros_like(z), u)
+
+    def loss_value() -> Step | None:
+        a = own(f"a{L}")
+        if a is None:
+            return None
+        return (np.asarray(loss.value(a, y, reduction, **opts)),
+                loss.value_error(a, y, np.zeros_like(a), u, reduction, **opts))
+
+    def delta(l: int) -> Step | None:
+        z, a = own(f"z{l}"), own(f"a{l}")
+        if z is None or a is None:
+            return None
+        if l == L:
+            g = loss.grad(a, y, reduction, **opts)
+            Eg = loss.grad_error(a, y, np.zeros_like(a), u, reduction, **opts)
+        else:
+            d = own(f"delta{l + 1}")
+            if d is None:
+                return None
+            g = d @ W[l + 1]
+            Eg = gamma(n[l + 1], u) * (np.abs(d) @ np.abs(W[l + 1]))
+        f = ACTIVATIONS[spec.activations[l - 1]]
+        zero = np.zeros_like(z)
+        return f.vjp(z, a, g), f.vjp_error(z, a, g, zero, zero, Eg, u)
+
+    def product(left: str, right: Callable[[], np.ndarray | None], how: str, k: int) -> Step | None:
+        d, other = own(left), right()
+        if d is None or other is None:
+            return None
+        if how == "dW":
+            return d.T @ other, gamma(k, u) * (np.abs(d).T @ np.abs(other))
+        return d @ other, gamma(k, u) * (np.abs(d) @ np.abs(other))
+
+    def bias_grad(l: int) -> Step | None:
+        d = own(f"delta{l}")
+        return None if d is None else (d.sum(axis=0), gamma(m, u) * np.abs(d).sum(axis=0))
+
+    def update(p: str, l: int) -> Step | None:
+        grad = own(f"d{p}{l}")
+        if grad is None:
+            return None
+        before = W[l] if p == "W" else b[l]
+        return before - lr * grad, STEP_ULPS * u * (np.abs(before) + lr * np.abs(grad))
+
+    out: dict[str, Step] = {}
+    with np.errstate(all="ignore"):
+        for name in names:
+            quantity, l = split_name(name)
+            if quantity == "z":
+                step = linear(l)
+            elif quantity == "a":
+                step = activation(l)
+            elif name == "loss":
+                step = loss_value()
+            elif quantity == "delta":
+                step = delta(l)
+            elif quantity == "dW":
+                step = product(f"delta{l}", lambda l=l: own(f"a{l - 1}"), "dW", m)
+            elif quantity == "db":
+                step = bias_grad(l)
+            elif name == "dx":
+                step = product("delta1", lambda: W[1], "dx", n[1])
+            elif quantity in ("W_after_step", "b_after_step"):
+                step = update(quantity[0], l)
+            else:
+                step = None
+            if step is not None:
+                value, bound = step
+                out[name] = value, bound + underflow_terms(quantity, n, m) * tiny * (bound > 0)
+    return out
+

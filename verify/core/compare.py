@@ -1,0 +1,315 @@
+"""Tensor-by-tensor comparison: one frozen record per tensor.
+
+An element of the implementation's result h agrees when it lies within its allowance of the
+reference r:
+
+    |h - r| <= E·(1 + u_r/u) + atol + rtol·|r|
+
+r is the exact result as near as the harness can compute it: for a float32 case, torch's
+twin run in float64 on the same float32 parameters and data; for a float64 case, torch's
+own float64 result. E is the a priori bound of verify.core.bounds on how far any correct
+evaluation in the case's dtype may land from the exact result; the reference itself is a
+correct evaluation in its own dtype, off by at most E·u_r/u (u, u_r the two unit
+roundoffs: 2⁻²⁹·E for a float32 case, E itself for a float64 one). atol + rtol·|r| is the
+floor from ``TOLERANCES``, a few units of roundoff: the allowance never depends on what
+any other tensor of the case did. Non-finite values agree only where torch holds the same
+one (nan with nan, +inf with +inf).
+
+A record keeps both views: its verdict (``passed``, ``status``, the worst element by
+|h - r|/allowance, ``margin`` = the largest such ratio) and its statistics against torch's
+own result t in the case's dtype (max_abs_err, max_rel_err, norm_rel_err, max_ulp,
+hand_value, torch_value), which is what a user sees beside their own numbers.
+
+``compare_all`` judges every tensor of a case in one vectorised pass (the tensors are
+flattened into one array, per-tensor results come from segment reductions); ``compare``
+is the one-tensor form.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+# The floor of every allowance: (rtol, atol) per dtype, about two units of roundoff and the
+# smallest normal number. Override both or neither (as torch.testing.assert_close).
+TOLERANCES: dict[str, tuple[float, float]] = {
+    "float32": (2.0**-23, 2.0**-126),
+    "float64": (2.0**-52, 2.0**-1022),
+}
+UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53}
+STATUSES = ("agrees", "inherits", "diverges")
+
+
+def tolerances(dtype: str, rtol: float | None = None, atol: float | None = None) -> tuple[float, float]:
+    """(rtol, atol) for dtype; override both or neither, as torch.testing.assert_close."""
+    if (rtol is None) != (atol is None):
+        raise ValueError("give both rtol and atol, or neither")
+    return (rtol, atol) if rtol is not None else TOLERANCES[dtype]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One tensor of one case, hand against torch."""
+    name: str                    # trace key: 'delta2', 'loss', 'W1_after'
+    quantity: str                # z a delta dW db dx loss W_after_step b_after_step
+    layer: int | None            # the seed's l; None for loss and dx
+    dtype: str
+    shape: tuple
+    n_elements: int
+    max_abs_err: float
+    max_rel_err: float
+    norm_rel_err: float
+    max_ulp: float
+    worst_index: tuple
+    hand_value: float
+    torch_value: float
+    n_mismatched: int
+    rtol: float
+    atol: float
+    passed: bool                         # status == 'agrees'
+    hand_ref_err: float | None = None    # ‖h - r‖/‖r‖ against the float64 reference (float32 cases)
+    torch_ref_err: float | None = None   # ‖t - r‖/‖r‖
+    problem: str = ""                    # why it could not be compared (shape, dtype, missing, ...)
+    status: str = "agrees"               # agrees | inherits | diverges (verify.core.verdict)
+    margin: float = 0.0                  # max |h - r|/allowance over the finite elements
+    allowed: float = float("nan")        # the allowance at worst_index
+    reference_value: float = float("nan")  # r at worst_index
+    torch_margin: float | None = None    # max |t - r|/allowance (float32: torch's own float32 result)
+    note: str = ""                       # a remark on the verdict (verify.core.verdict)
+    at_kink: bool = False                # the layer's reference z lies on a kink of its activation
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Comparison) if f.default is not dataclasses.MISSING}
+
+
+def _judged(**values: Any) -> Comparison:
+    """Comparison(**values), built without the frozen dataclass's __init__, which sets each
+    field through object.__setattr__ and costs about as much as the rest of a small case's
+    comparison. The record is as frozen as any other; tests/test_compare.py checks the two
+    constructions are equal."""
+    record = object.__new__(Comparison)
+    fields = record.__dict__
+    fields.update(_DEFAULTS)
+    fields.update(values)
+    return record
+
+
+_QUANTITIES = (("delta", "delta"), ("z", "z"), ("a", "a"), ("dW", "dW"), ("db", "db"))
+
+
+@functools.lru_cache(maxsize=4096)
+def split_name(name: str) -> tuple[str, int | None]:
+    """'delta2' -> ('delta', 2); 'W1_after' -> ('W_after_step', 1); 'loss' -> ('loss', None)."""
+    if name.endswith("_after"):
+        return f"{name[0]}_after_step", int(name[1:-6])
+    for prefix, quantity in _QUANTITIES:
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return quantity, int(name[len(prefix):])
+    return name, None
+
+
+def _ulps(ht: np.ndarray) -> np.ndarray:
+    """How many representable floats lie between ht[0] and ht[1], elementwise, as float64
+    (exact up to 2**53). Floats map to integers that are consecutive for consecutive floats;
+    their difference, which for float64 values of opposite signs can exceed int64, is taken
+    modulo 2**64 and read as uint64, which holds any distance exactly."""
+    ints = {np.dtype("float32"): np.int32, np.dtype("float64"): np.int64}[ht.dtype]
+    i = ht.view(ints).astype(np.int64)
+    o = np.where(i < 0, np.iinfo(ints).min - i, i)
+    d = (o[0] - o[1]).view(np.uint64)
+    return np.where(o[0] >= o[1], d, -d).astype(np.float64)
+
+
+def problem_record(name: str, dtype: str, shape: tuple, problem: str,
+                   rtol: float, atol: float) -> Comparison:
+    """A failing record for a tensor that could not be compared at all."""
+    quantity, layer = split_name(name)
+    nan = float("nan")
+    size = int(np.prod(shape, dtype=np.int64))
+    return Comparison(name, quantity, layer, dtype, tuple(shape), size, nan, nan, nan, nan, (), nan, nan,
+                      size, rtol, atol, False, problem=problem, status="diverges", margin=nan)
+
+
+class Pair(NamedTuple):
+    """One tensor to judge: the implementation's value, torch's, the reference r (None: torch's
+    own, for float64) and the a priori bound E (None: 0), already scaled for r's own error."""
+    name: str
+    hand: Any
+    ref: Any
+    exact: Any = None
+    bound: Any = None
+
+
+def _prepare(pair: Pair, dtype: str) -> tuple[np.ndarray | None, np.ndarray, str]:
+    """(h, t, "") ready to compare, or (None, t, the problem that prevents it)."""
+    t = np.asarray(pair.ref)
+    hand = pair.hand
+    if type(hand) is np.ndarray and hand.shape == t.shape and hand.dtype == t.dtype and pair.name != "loss":
+        return hand, t, ""                                  # the usual case, all checks below passed
+    if not isinstance(hand, (np.ndarray, np.generic, float, int)) or isinstance(hand, bool):
+        return None, t, f"{type(hand).__name__} where torch has an array"
+    h = np.asarray(hand)
+    if pair.name == "loss":
+        h, t = h.astype(dtype), t.astype(dtype)
+    if h.shape != t.shape:
+        hint = ": a missing transpose?" if h.shape == t.shape[::-1] and t.ndim == 2 else ""
+        return None, t, f"shape {h.shape} where torch has {t.shape}{hint}"
+    if h.dtype != t.dtype:
+        return None, t, f"dtype {h.dtype} where torch has {t.dtype}"
+    return h, t, ""
+
+
+class _Segments:
+    """Per-tensor reductions over the concatenation of several flattened tensors; each method
+    takes a stack of such concatenations (shape (k, N)) and reduces all k rows at once."""
+
+    def __init__(self, sizes: list[int]):
+        self.starts = np.array([0, *itertools.accumulate(sizes[:-1])], dtype=np.intp)
+        self.ids = np.repeat(np.arange(len(sizes)), sizes)
+
+    def max(self, v: np.ndarray) -> np.ndarray:
+        return np.maximum.reduceat(v, self.starts, axis=-1)
+
+    def sum(self, v: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(v, self.starts, axis=-1)
+
+    def norm(self, v: np.ndarray, top: np.ndarray) -> np.ndarray:
+        """‖v‖₂ of each segment of each row, given ``top``, each segment's max|v|. A segment
+        where a square could overflow or underflow (max|v| beyond 1e±150, or not finite) is
+        scaled by its max|v| first; the others are not, so that each segment's norm depends
+        on that segment alone."""
+        plain = np.sqrt(self.sum(v * v))
+        safe = ((top > 1e-150) & (top < 1e150)) | (top == 0)
+        if safe.all():
+            return plain
+        scale = np.where((top > 0) & np.isfinite(top), top, 1.0)
+        scaled = scale * np.sqrt(self.sum((v / scale[..., self.ids]) ** 2))
+        return np.where(safe, plain, np.where(np.isfinite(top), scaled, top))
+
+    def first_argmax(self, v: np.ndarray) -> np.ndarray:
+        """The index of each segment's largest value (its first, on ties; v without NaN)."""
+        at_max = v == self.max(v)[self.ids]
+        return np.minimum.reduceat(np.where(at_max, np.arange(v.size), v.size), self.starts)
+
+
+def _norm_rel(nd: np.ndarray, nr: np.ndarray) -> np.ndarray:
+    """‖d‖/‖r‖ from the two norms: 0 where both are 0, inf where only ‖r‖ is (under the
+    caller's np.errstate)."""
+    q = nd / nr
+    q[(nd == 0) & (nr == 0)] = 0.0
+    return q
+
+
+def compare_all(pairs: list[Pair], *, dtype: str, rtol: float, atol: float) -> list[Comparison]:
+    """Judge every pair in one pass; one record each, in the order given."""
+    records: list[Comparison | None] = [None] * len(pairs)
+    ready = []
+    for i, pair in enumerate(pairs):
+        h, t, problem = _prepare(pair, dtype)
+        if problem:
+            records[i] = problem_record(pair.name, dtype, t.shape, problem, rtol, atol)
+        elif h.size:
+            ready.append((i, pair, h, t))
+        else:
+            records[i] = Comparison(pair.name, *split_name(pair.name), dtype, t.shape, 0, 0.0, 0.0, 0.0,
+                                    0.0, (), float("nan"), float("nan"), 0, rtol, atol, True)
+    if ready:
+        for i, record in zip([i for i, *_ in ready], _judge(ready, dtype, rtol, atol)):
+            records[i] = record
+    return records
+
+
+def _flat_like(c: Any, shape: tuple) -> np.ndarray:
+    """A tensor's bound, flattened, as float64 of the tensor's shape (a scalar is broadcast)."""
+    c = np.asarray(c, dtype=np.float64)
+    return c.ravel() if c.shape == shape else np.broadcast_to(c, shape).ravel()
+
+
+def _unravel(i: int, shape: tuple) -> tuple[int, ...]:
+    """np.unravel_index for one flat index, as a tuple of ints (C order)."""
+    index = []
+    for n in reversed(shape):
+        i, r = divmod(i, n)
+        index.append(r)
+    return tuple(reversed(index))
+
+
+def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison]:
+    seg = _Segments([h.size for _, _, h, _ in ready])
+    hand_torch = np.concatenate([h.ravel() for _, _, h, _ in ready] + [t.ravel() for _, _, _, t in ready])
+    hand_torch = hand_torch.reshape(2, -1)            # row 0 the implementation, row 1 torch
+    separate = all(p.exact is not None for _, p, _, _ in ready)
+    with np.errstate(all="ignore"):
+        both = hand_torch.astype(np.float64, copy=False)
+        h, t = both
+        r = np.concatenate([np.asarray(p.exact, dtype=np.float64).ravel() for _, p, _, _ in ready]) \
+            if separate else t
+        bound = np.concatenate([_flat_like(0.0 if p.bound is None else p.bound, h.shape)
+                                for _, p, h, _ in ready])
+        finite = np.isfinite(both).all(axis=0) & np.isfinite(r)
+        everywhere = bool(finite.all())
+        if not everywhere:
+            h, t, r = np.where(finite, [h, t, r], 0.0)
+        allowance = bound + atol + rtol * np.abs(r)
+        e_h = np.abs(h - r)
+        bad = e_h > allowance
+        score = e_h / allowance                          # in units of the allowance
+        score[np.isnan(score)] = 0.0                     # 0/0: exact where nothing is allowed
+        if not everywhere:                               # non-finite: bad unless torch holds the same
+            H, T = both
+            same = (H == T) | (np.isnan(H) & np.isnan(T))
+            bad |= ~finite & ~same
+            score[~finite] = 0.0
+        margin = seg.max(score)
+        if not everywhere:                               # a non-finite mismatch is off without bound
+            margin = np.where(seg.max((~finite & bad).astype(np.int8)) > 0, np.inf, margin)
+        torch_margin = seg.max(np.abs(t - r) / allowance).tolist() if separate else [None] * len(ready)
+        if not everywhere:
+            score[~finite & bad] = np.inf
+        diff, abs_t = np.abs(h - t), np.abs(t)
+        rows = {"h-t": diff, "t": abs_t}                 # whose norms and maxima are taken
+        if separate:
+            rows.update({"h-r": e_h, "t-r": np.abs(t - r), "r": np.abs(r)})
+        rel = diff / abs_t                               # inf where t = 0 and h is not; 0/0 below
+        rel[np.isnan(rel)] = 0.0
+        ulp = _ulps(hand_torch)
+        if not everywhere:
+            ulp[~finite] = 0.0
+        rows.update({"rel": rel, "ulp": ulp})
+        stacked = np.stack(list(rows.values()))
+        maxima = seg.max(stacked)
+        normed = len(rows) - 2                           # rel and ulp come last: no norms for them
+        tops, norm = dict(zip(rows, maxima)), dict(zip(rows, seg.norm(stacked[:normed], maxima[:normed])))
+        refs = [_norm_rel(norm["h-r"], norm["r"]).tolist(), _norm_rel(norm["t-r"], norm["r"]).tolist()] \
+            if separate else [[None] * len(ready)] * 2
+        n_bad = seg.sum(bad.astype(np.int64))
+        score = np.where(bad | (n_bad[seg.ids] == 0), score, -1.0)  # the worst failing one, if any
+        worst = seg.first_argmax(score)
+        H, T = both
+        stats = zip(tops["h-t"].tolist(), tops["rel"].tolist(), _norm_rel(norm["h-t"], norm["t"]).tolist(),
+                    tops["ulp"].tolist(), (worst - seg.starts).tolist(), H[worst].tolist(), T[worst].tolist(),
+                    n_bad.tolist(), *refs, margin.tolist(), allowance[worst].tolist(),
+                    np.where(finite, r, np.nan)[worst].tolist(), torch_margin)
+    records = []
+    for (_, pair, h, t), (mx_abs, mx_rel, nrel, mx_ulp, w, h_w, t_w, nb, e_h, e_t, mg, allowed, r_w,
+                           t_mg) in zip(ready, stats):
+        quantity, layer = split_name(pair.name)
+        records.append(_judged(
+            name=pair.name, quantity=quantity, layer=layer, dtype=dtype, shape=t.shape,
+            n_elements=h.size, max_abs_err=mx_abs, max_rel_err=mx_rel, norm_rel_err=nrel,
+            max_ulp=mx_ulp, worst_index=_unravel(w, t.shape), hand_value=h_w, torch_value=t_w,
+            n_mismatched=nb, rtol=rtol, atol=atol, passed=nb == 0, hand_ref_err=e_h, torch_ref_err=e_t,
+            status="agrees" if nb == 0 else "diverges", margin=mg, allowed=allowed, reference_value=r_w,
+            torch_margin=t_mg))
+    return records
+
+
+def compare(name: str, hand: Any, ref: Any, *, dtype: str, rtol: float, atol: float,
+            exact: Any = None, bound: Any = None) -> Comparison:
+    """Compare ``hand`` with torch's ``ref`` against the reference ``exact`` (None: ``ref``
+    itself) within ``bound`` (verify.core.bounds) plus the floor."""
+    return compare_all([Pair(name, hand, ref, exact, bound)], dtype=dtype, rtol=rtol, atol=atol)[0]

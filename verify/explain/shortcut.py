@@ -1,0 +1,116 @@
+"""Canonical pairs: why δ⁽ᴸ⁾ collapses to (a − y)/N, and why it does not for other pairs.
+
+The general chain rule at the output is the product δ⁽ᴸ⁾ = ∂J/∂a⁽ᴸ⁾ ⊙ f′(z⁽ᴸ⁾).
+For a canonical pair (sigmoid + binary_cross_entropy, identity +
+cross_entropy, log_softmax + nll_loss, identity + mse/quadratic) the
+denominator of ∂J/∂a is exactly f′, they cancel, and the tutorial's shortcut
+δ⁽ᴸ⁾ = (a − y)/N is exact (N: the divisor of the loss's mean, verify.explain.page.divisor_text;
+mse_loss's own shortcut is 2(a − y)/N). For any other pair the shortcut drops f′(z⁽ᴸ⁾) and
+is wrong; this module measures by how much.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from handimpl import ACTIVATIONS, LOSSES
+from handimpl.losses import class_rows
+from handimpl.network import split_loss_kwargs
+from verify.explain.backward import derivative
+from verify.explain.graph import TorchRun
+from verify.explain.steps import Section, Step, compared, max_diff
+
+CANCELLATIONS = {
+    ("sigmoid", "binary_cross_entropy"): (
+        "∂J/∂a = (a − y)/(a(1 − a))/N and σ′(z) = a(1 − a): the product is "
+        "(a − y)/(a(1 − a)) · a(1 − a)/N = (a − y)/N. The a(1 − a) cancels."),
+    ("identity", "cross_entropy"): (
+        "cross_entropy is log_softmax followed by nll_loss (torch builds LogSoftmaxBackward0 and "
+        "NllLossBackward0 for it). nll_loss gives −t/N; log_softmax's backward g − softmax(z)·Σⱼgⱼ "
+        "turns it into −t/N + softmax(z)·(Σⱼtⱼ)/N = (softmax(z) − t)/N since Σⱼtⱼ = 1. "
+        "With a = softmax(z) this is the tutorial's (a − y)/N; identity's f′ = 1 adds nothing."),
+    ("log_softmax", "nll_loss"): (
+        "nll_loss gives ∂J/∂a = −onehot(y)/N; the log_softmax Jacobian-vector product "
+        "g − e^a·Σⱼgⱼ turns it into −onehot(y)/N + e^a/N = (softmax(z) − onehot(y))/N, "
+        "the tutorial's (a − y)/N with a read as probabilities e^a."),
+    ("identity", "mse_loss"): (
+        "identity has f′ = 1, so δ⁽ᴸ⁾ = ∂J/∂a = 2(a − y)/N: mse_loss's ℓ = (a − y)² has no ½, so "
+        "its derivative 2(a − y) keeps the factor 2 that the tutorial's ½(a − y)² cancels. "
+        "(a − y)/N, without the 2, is half of δ⁽ᴸ⁾."),
+    ("identity", "quadratic"): (
+        "identity has f′ = 1, so δ⁽ᴸ⁾ = ∂J/∂a = (a − y)/N: exactly the tutorial's δ = a − y, averaged."),
+    ("identity", "binary_cross_entropy_with_logits"): (
+        "the loss takes logits: ∂J/∂a = (σ(a) − y)/N and f′ = 1, the tutorial's (a − y) with a = σ(z)."),
+}
+
+# Each loss's own shortcut δ⁽ᴸ⁾ (handimpl's Loss.shortcut), as a formula.
+SHORTCUT_FORMULAS = {
+    "mse_loss": "2(a − y)/N",
+    "quadratic": "(a − y)/N",
+    "binary_cross_entropy": "(a − y)/N",
+    "binary_cross_entropy_with_logits": "(σ(z) − y)/N",
+    "cross_entropy": "(softmax(z) − y)/N",
+    "nll_loss": "(e^a − y)/N",
+}
+TUTORIAL_SHORTCUT = "(a − y)/N"
+
+
+def shortcut(spec, z, a, y) -> tuple[np.ndarray, str, str]:
+    """The shortcut someone would write for this loss, (value, formula, whose): its own form
+    when it has one (SHORTCUT_FORMULAS), else the tutorial's δ⁽ᴸ⁾ = (a − y)/N."""
+    loss = LOSSES[spec.loss]
+    reduction, opts = split_loss_kwargs(spec)
+    try:
+        value = loss.shortcut(z, a, y, reduction, **opts)
+        return value, SHORTCUT_FORMULAS.get(spec.loss, TUTORIAL_SHORTCUT), f"{spec.loss}'s own shortcut"
+    except NotImplementedError:
+        n = loss.count(a, reduction)
+        return (a - class_rows(y, a.shape[1], a.dtype)) / n, TUTORIAL_SHORTCUT, "the tutorial's shortcut"
+
+
+def shortcut_section(spec, hand: dict, run: TorchRun, y) -> Section:
+    L, act, loss = spec.depth, spec.activations[-1], spec.loss
+    z, a = hand[f"z{L}"], hand[f"a{L}"]
+    g, general = hand["dJ_da"], hand[f"delta{L}"]     # handimpl's δ⁽ᴸ⁾ is the general product
+    short, formula, which = shortcut(spec, z, a, y)
+    torch_delta = run.delta[L]
+    canonical = act in LOSSES[loss].canonical
+    if formula.startswith("2"):
+        label = (f"shortcut: δ⁽ᴸ⁾ = {formula}   ({which}: the factor 2 comes from "
+                 f"∂(a − y)²/∂a = 2(a − y); {TUTORIAL_SHORTCUT} is half of it)")
+        shown = ((TUTORIAL_SHORTCUT, short / 2), (formula, short), ("torch", torch_delta))
+    else:
+        label = f"shortcut: δ⁽ᴸ⁾ = {formula}   ({which})"
+        shown = (("shortcut", short), ("torch", torch_delta))
+    steps = [
+        Step("general: δ⁽ᴸ⁾ = ∂J/∂a⁽ᴸ⁾ ⊙ f′(z⁽ᴸ⁾)" if ACTIVATIONS[act].elementwise
+             else "general: δ⁽ᴸ⁾ = ∂J/∂a⁽ᴸ⁾ · ∂a⁽ᴸ⁾/∂z⁽ᴸ⁾ (row-wise Jacobian)",
+             values=(("∂J/∂a⁽ᴸ⁾", g), ("δ⁽ᴸ⁾", general), ("torch", torch_delta)),
+             diffs=compared(general, torch_delta, "general")),
+        Step(label, values=shown,
+             diffs=compared(short, torch_delta, "shortcut") +
+             (("max |shortcut − general|", max_diff(short, general)),)),
+    ]
+    if canonical:
+        heading = f"Why δ⁽ᴸ⁾ collapses to {formula}: {act} + {loss} is a canonical pair"
+        text = CANCELLATIONS.get((act, loss), LOSSES[loss].__doc__.strip().splitlines()[-1].strip())
+        steps.append(Step("the cancellation", note=text + " The numbers agree: the shortcut equals "
+                          "the general product and torch's z⁽ᴸ⁾.grad."))
+    else:
+        heading = f"{act} + {loss} is not a canonical pair: the shortcut would be wrong"
+        d = max_diff(short, torch_delta)
+        scale = float(np.max(np.abs(torch_delta))) or 1.0
+        f_prime = derivative_factor(act)
+        own = which.startswith(loss)
+        why = (f"the shortcut keeps ∂J/∂a⁽ᴸ⁾ but drops the factor f′ ({f_prime}), which does not cancel "
+               f"against anything in {loss}'s gradient." if own else
+               f"{TUTORIAL_SHORTCUT} is what ∂J/∂a⁽ᴸ⁾ ⊙ f′ collapses to only for canonical pairs; here "
+               f"the factor f′ ({f_prime}) meets {loss}'s gradient and nothing cancels.")
+        steps.append(Step(
+            "what goes wrong",
+            note=f"{why} Here the shortcut is off by up to {d:.3g} ({d / scale:.0%} of the largest |δ⁽ᴸ⁾|); "
+                 f"a network trained with it follows the wrong gradient."))
+    return Section(heading, "", tuple(steps))
+
+
+def derivative_factor(act: str) -> str:
+    return derivative(act)

@@ -1,0 +1,159 @@
+"""Explaining a failed check to a student: the first diverging tensor, what agreed before it,
+and the step and equation to look at (e.g. "delta2 is the first to diverge while z2 and a2
+agree: look at the backward step of layer 2: δ² = (δ³W³) ⊙ f′(z²)")."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from verify.byo.call import CALL, STEP
+from verify.core.compare import split_name
+from verify.core.verdict import counts
+
+_SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+_SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def sup(n: int | str) -> str:
+    """2 -> '²'."""
+    return str(n).translate(_SUP)
+
+
+def _n(l: int) -> str:
+    return "n" + str(l).translate(_SUB)
+
+
+def _a(l: int) -> str:
+    return "x" if l == 0 else f"a{sup(l)}"
+
+
+def and_join(words: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def hint(spec: Any, name: str, lr: float = 0.1) -> tuple[list[str], str]:
+    """(the tensors ``name`` is computed from, where to look: the step and its equation)."""
+    L = len(spec.widths) - 1
+    quantity, l = split_name(name)
+    if quantity == "z":
+        inputs = [f"a{l - 1}"] if l > 1 else []
+        return inputs, (f"the forward step of layer {l}: z{sup(l)} = {_a(l - 1)}W{sup(l)}ᵀ"
+                        + (f" + b{sup(l)}" if spec.bias else "") + f" (W{sup(l)} is ({_n(l)}, {_n(l - 1)}))")
+    if quantity == "a":
+        return [f"z{l}"], f"the activation of layer {l}: a{sup(l)} = {spec.activations[l - 1]}(z{sup(l)})"
+    if quantity == "loss":
+        return [f"a{L}"], (f"the loss: J = {spec.loss}(a{sup(L)}, y) with reduction "
+                           f"'{spec.reduction}' (torch's 'mean' divides mse_loss and the other "
+                           f"elementwise losses by m·k, cross_entropy and nll_loss by m)")
+    if quantity == "delta" and l == L:
+        return [f"z{L}", f"a{L}", "loss"], (f"the output error: δ{sup(L)} = ∂J/∂a{sup(L)} ⊙ f′(z{sup(L)}) "
+                                            f"(the shortcut δ = (a - y)/m holds only for canonical pairs)")
+    if quantity == "delta":
+        return [f"z{l}", f"a{l}", f"delta{l + 1}"], (f"the backward step of layer {l}: "
+                                                      f"δ{sup(l)} = (δ{sup(l + 1)}W{sup(l + 1)}) ⊙ f′(z{sup(l)})")
+    if quantity == "dW":
+        return [f"delta{l}"] + ([f"a{l - 1}"] if l > 1 else []), \
+            f"the weight gradient of layer {l}: ∂J/∂W{sup(l)} = δ{sup(l)}ᵀ{_a(l - 1)}, shape ({_n(l)}, {_n(l - 1)})"
+    if quantity == "db":
+        return [f"delta{l}"], (f"the bias gradient of layer {l}: ∂J/∂b{sup(l)} = Σ over the batch of "
+                                f"δ{sup(l)} (a sum, not a mean)")
+    if name == "dx":
+        return ["delta1"], "the input gradient: ∂J/∂x = δ¹W¹"
+    if quantity in ("W_after_step", "b_after_step"):
+        p = "W" if quantity == "W_after_step" else "b"
+        return [f"d{p}{l}"], f"the update: {p}{sup(l)} := {p}{sup(l)} − η ∂J/∂{p}{sup(l)} (η = {lr:g})"
+    if name == CALL:
+        return [], "the line above: the harness could not use what the implementation did"
+    if name == STEP:
+        return [], "the implementation's step(params, grads, lr)"
+    return [], (f"{name} was changed in place: compute into new arrays instead "
+                f"(W = W - lr*dW, not W -= lr*dW; z = z + b, not z += b on an input)")
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.6g}"
+
+
+def _value(v: float) -> str:
+    """A value as a sentence names it: 'inf', '-inf', 'nan', or six significant digits."""
+    return "nan" if v != v else f"{v:.6g}"
+
+
+def tally(records) -> str:
+    """'1 diverges, 6 inherit' (the tensors that do not agree)."""
+    n = counts(records)
+    parts = [f"{n['diverges']} diverge{'s' if n['diverges'] == 1 else ''}"]
+    if n["inherits"]:
+        parts.append(f"{n['inherits']} inherit{'s' if n['inherits'] == 1 else ''}")
+    return ", ".join(parts)
+
+
+def worst_sentence(r) -> str:
+    """The worst element, with non-finite values named: 'yours is inf where torch is 0.54'."""
+    where = f"at index {list(r.worst_index)}: "
+    h, t = r.hand_value, r.torch_value
+    if not (np.isfinite(h) and np.isfinite(t)):
+        return where + f"yours is {_value(h)} where torch is {_value(t)}"
+    return where + (f"yours {_fmt(h)}, torch {_fmt(t)} ({r.n_mismatched} of {r.n_elements} "
+                    f"element{'s' if r.n_elements != 1 else ''} differ{'s' if r.n_mismatched == 1 else ''}, "
+                    f"max abs error {_fmt(r.max_abs_err)}, allowed {_fmt(r.allowed)})")
+
+
+def kink_sentence(spec: Any, r) -> str:
+    """'z¹ lies exactly on a kink of relu there: ...' for a record on a kink, else ''."""
+    if not r.at_kink:
+        return ""
+    act = spec.activations[r.layer - 1]
+    return (f"z{sup(r.layer)} lies exactly on a kink of {act} there: check f′ at the kink against "
+            f"torch's convention (handimpl's {act} docstring says which)")
+
+
+def describe_case(case) -> str:
+    """A few lines for one failing CaseResult: the root cause (the first diverging tensor),
+    what agreed before it, and where to look."""
+    lines = [f"minimal counterexample: {case.spec}  (seed {case.seed}, batch m = {case.batch})"]
+    first = case.first_divergence
+    if case.error:
+        lines.append(f"  {case.error_sentence}")
+    if first is None:
+        return "\n".join(lines)
+    compared = {r.name: r for r in case.records}
+    inputs, where = hint(case.spec, first.name)
+    agree = [n for n in inputs if n in compared and compared[n].passed]
+    if first.problem:
+        lines.append(f"  {first.name}: {first.problem}")
+        if first.name != CALL:
+            lines.append(f"  look at {where}")
+    else:
+        lines.append(f"  {first.name} is the first to diverge"
+                     + (f" while {and_join(agree)} {'agrees' if len(agree) == 1 else 'agree'}" if agree else "")
+                     + f": look at {where}")
+        lines.append(f"  {worst_sentence(first)}")
+        if first.at_kink:
+            lines.append(f"  {kink_sentence(case.spec, first)}")
+        if first.note:
+            lines.append(f"  {first.note}")
+    if case.located:
+        lines.append(f"  {case.located}")
+    failing = [r.name for r in case.records if not r.passed]
+    if len(failing) > 1:
+        lines.append(f"  {tally(case.records)}: {', '.join(failing[:12])}{' ...' if len(failing) > 12 else ''}")
+    return "\n".join(lines)
+
+
+def explain_failure(result, fn: Any = None, *, limit: int = 3) -> str:
+    """The message for a failed sweep: how many cases failed, then each distinct minimal
+    counterexample (the first ``limit``), smallest first."""
+    if result.n_failed == 0:
+        stopped = f" (the sweep stopped early: {result.stopped or 'interrupted'})" if result.partial else ""
+        return f"every case agrees with torch{stopped}"
+    who = fn if isinstance(fn, str) else getattr(fn, "__qualname__", "the implementation")
+    cases = list(result.minimal) or [r for r in result.results if not r.passed][:1]
+    n = len(result.results)
+    head = (f"{who} disagrees with torch in {result.n_failed} of {n} case{'s' if n != 1 else ''} "
+            f"({len(cases)} distinct failure{'s' if len(cases) != 1 else ''}).")
+    rest = len(cases) - limit
+    more = [f"... and {rest} more distinct failure{'s' if rest != 1 else ''} (see the report)"] if rest > 0 else []
+    return "\n".join([head] + [describe_case(c) for c in cases[:limit]] + more)

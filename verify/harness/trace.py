@@ -1,0 +1,221 @@
+"""verify.check: one case, both sides, every tensor compared."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+import handimpl
+from verify.byo.call import CALL, TIME_LIMIT, TimeLimit, call_and_step
+from verify.byo.target import DEFAULT_IMPL, repro_command, target_of
+from verify.core.bounds import a_priori
+from verify.core.compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, tolerances
+from verify.core.data import draw_case
+from verify.core.spec import NetSpec
+from verify.core.twin import build_twin, reload_twin, torch_trace
+from verify.core.verdict import refine, root_cause
+
+Impl = Callable[[Any, list, np.ndarray, np.ndarray], Any]
+
+# Called with every CaseResult that check returns (the pytest plugin records through one).
+# A sweep's worker processes forward theirs to the parent, which calls these (verify.sweep.run).
+OBSERVERS: list[Callable[["CaseResult"], None]] = []
+
+
+def notify(result: "CaseResult") -> None:
+    for observe in OBSERVERS:
+        observe(result)
+
+
+def trace_order(spec: NetSpec) -> tuple[str, ...]:
+    """Every traced tensor in forward-then-backward order (then the step)."""
+    return _trace_order(spec.depth, spec.bias)
+
+
+@functools.lru_cache(maxsize=None)
+def _trace_order(L: int, bias: bool) -> tuple[str, ...]:
+    names = [n for l in range(1, L + 1) for n in (f"z{l}", f"a{l}")] + ["loss"]
+    for l in range(L, 0, -1):
+        names += [f"delta{l}", f"dW{l}"] + ([f"db{l}"] if bias else [])
+    names.append("dx")
+    for l in range(1, L + 1):
+        names += [f"W{l}_after"] + ([f"b{l}_after"] if bias else [])
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    spec: NetSpec
+    seed: int
+    batch: int
+    records: tuple[Comparison, ...]
+    error: str = ""          # what the implementation raised, if it did
+    timed_out: bool = False  # the implementation (or its step) was stopped at its time limit
+    scale: float = 1.0
+    zero_fraction: float = 0.0
+    located: str = ""        # where single-example calls place the root cause (verify.harness.localise)
+    note: str = ""           # about the case as a counterexample: "did not reproduce when re-run"
+    impl: str = DEFAULT_IMPL  # the implementation checked, as a TARGET (verify.byo.target)
+    test: str = ""            # the pytest node id of the test that made the check, if any
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and all(r.passed for r in self.records)
+
+    @property
+    def error_sentence(self) -> str:
+        """'the implementation raised ...' ('was stopped: ...' at its time limit), or ''."""
+        if not self.error:
+            return ""
+        return f"the implementation {'was stopped:' if self.timed_out else 'raised'} {self.error}"
+
+    @property
+    def first_divergence(self) -> Comparison | None:
+        """The root cause: the first diverging tensor in forward-then-backward order (a
+        tensor that only inherits a difference from upstream is never it)."""
+        return root_cause(self.records)
+
+    @property
+    def repro(self) -> str:
+        """The shell command that runs this check again (verify.byo.target.repro_command)."""
+        return repro_command(self.spec, self.seed, self.batch, self.impl)
+
+
+def references(spec: NetSpec, case, lr: float) -> tuple[dict, dict | None]:
+    """torch's trace and, for float32, the float64 reference on the same data (verify.core.compare),
+    run by the same twin reloaded in float64."""
+    model = build_twin(spec, case.params)
+    ref = torch_trace(spec, case.params, case.x, case.y, lr, model=model)
+    if spec.dtype != "float32":
+        return ref, None
+    model = reload_twin(model, case.params, "float64")
+    return ref, torch_trace(spec, case.params, case.x, case.y, lr, dtype="float64", model=model)
+
+
+@dataclass(frozen=True, eq=False)
+class Traced:
+    """One case run on both sides, nothing compared yet: the data, torch's trace and the float64
+    reference (``refs``), what the implementation returned (``hand``, its step included) and
+    the failing records about the call itself."""
+    spec: NetSpec
+    seed: int
+    batch: int
+    case: Any
+    refs: tuple
+    hand: dict
+    lr: float
+    rtol: float
+    atol: float
+    problems: tuple = ()         # about the call: it raised, returned no mapping, missing keys
+    step_problems: tuple = ()
+    mutations: tuple = ()        # inputs it modified in place
+    error: str = ""
+    timed_out: bool = False
+    impl: str = DEFAULT_IMPL
+
+    @property
+    def size(self) -> int:
+        """How many values torch's trace holds (what comparing this run costs)."""
+        return sum(getattr(value, "size", 1) for value in self.refs[0].values())   # loss: a float
+
+
+def compare_many(runs: list[Traced]) -> list[list[Comparison]]:
+    """Every traced tensor of each run judged: within its a priori allowance of the reference
+    (verify.core.bounds, verify.core.compare), then each failing one settled as inheriting or diverging
+    (verify.core.verdict). The runs of one dtype and tolerance go through one compare_all call,
+    whose per-call cost then falls on all of them; a case's records do not depend on the
+    others judged with it (a sweep compares its cases in groups, verify.sweep.execute.run_block)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault((run.spec.dtype, run.rtol, run.atol), []).append(i)
+    judged: list[list[Comparison]] = [[] for _ in runs]
+    for (dtype, rtol, atol), members in groups.items():
+        pairs = [_pairs(runs[i]) for i in members]
+        records = iter(compare_all([p for ps in pairs for p in ps], dtype=dtype, rtol=rtol, atol=atol))
+        for i, ps in zip(members, pairs):
+            judged[i] = [next(records) for _ in ps]
+    return [refine(run.spec, run.case, run.hand, exact_trace(run), run.lr, records)
+            for run, records in zip(runs, judged)]
+
+
+def exact_trace(run: Traced) -> dict:
+    """The reference r: the float64 run for a float32 case, torch's own trace for float64."""
+    ref, ref64 = run.refs
+    return ref if ref64 is None else ref64
+
+
+def allowances(run: Traced) -> dict[str, np.ndarray]:
+    """Each traced tensor's bound E·(1 + u_r/u): the a priori bound (verify.bounds) widened by
+    the reference's own rounding, itself a correct evaluation in float64."""
+    own_error = 1.0 + UNIT_ROUNDOFF["float64"] / UNIT_ROUNDOFF[run.spec.dtype]
+    return {name: E * own_error for name, E in a_priori(run.spec, run.case, exact_trace(run), run.lr).items()}
+
+
+def _pairs(run: Traced) -> list[Pair]:
+    ref, ref64 = run.refs
+    bound = allowances(run)
+    return [Pair(name, run.hand[name], ref[name], None if ref64 is None else ref64[name], bound[name])
+            for name in trace_order(run.spec) if name in run.hand]
+
+
+def trace(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
+          lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
+          time_limit: float | None = None, isolate: bool = False) -> Traced:
+    """One case run on both sides (check's arguments), nothing compared yet."""
+    spec = NetSpec.coerce(spec)
+    return trace_data(spec, draw_case(spec, seed, batch), seed, batch, impl=impl, lr=lr, rtol=rtol,
+                      atol=atol, time_limit=time_limit, isolate=isolate)
+
+
+def trace_data(spec: NetSpec, case: Any, seed: int, batch: int, *, impl: Impl | None = None,
+               lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
+               time_limit: float | None = None, isolate: bool = False) -> Traced:
+    """trace on given data (a verify.core.data.Case), e.g. one example of a drawn case."""
+    rtol, atol = tolerances(spec.dtype, rtol, atol)
+    refs = references(spec, case, lr)
+    fn = impl or handimpl.backprop
+    limit = TimeLimit(None if impl is None else (TIME_LIMIT if time_limit is None else time_limit),
+                      isolate=isolate and impl is not None)
+    hand, problems, mutations, error, step_problems = call_and_step(
+        fn, spec, case.params, case.x, case.y, lr, rtol=rtol, atol=atol, limit=limit)
+    return Traced(spec, seed, batch, case, refs, hand, lr, rtol, atol, tuple(problems),
+                  tuple(step_problems), tuple(mutations), error, limit.expired, target_of(impl))
+
+
+def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
+          lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
+          time_limit: float | None = None, isolate: bool = False) -> CaseResult:
+    """Run one case on both sides and compare every tensor.
+
+    Data (parameters, x, y) are drawn reproducibly from ``seed`` (verify.core.data).
+    ``impl`` defaults to handimpl.backprop; any function with its contract works. It is
+    called safely (verify.byo.call.call_safely): on copies of its inputs, with whatever it
+    raises, returns wrongly or modifies in place turned into failing records. A call of
+    ``impl`` taking longer than ``time_limit`` seconds (default TIME_LIMIT; 0: none; handimpl
+    has none) is stopped and fails the case (``timed_out``). ``isolate``: each call of ``impl``
+    runs in a child process, killed when it outlives its time limit (verify.byo.call.call_and_step).
+    Every result is passed to each of OBSERVERS before it is returned.
+    """
+    run = trace(spec, seed, batch, impl=impl, lr=lr, rtol=rtol, atol=atol, time_limit=time_limit,
+                isolate=isolate)
+    return result_of(run, compare_many([run])[0])
+
+
+def result_of(run: Traced, compared: list[Comparison]) -> CaseResult:
+    """The run's CaseResult (records in forward-then-backward order, the call's first, then
+    the mutations), after each of OBSERVERS has seen it."""
+    rank = _rank(run.spec.depth, run.spec.bias)
+    records = sorted([*run.problems, *compared, *run.step_problems],
+                     key=lambda r: -1 if r.name == CALL else rank.get(r.name, len(rank)))
+    result = CaseResult(run.spec, run.seed, run.batch, tuple(records) + run.mutations,
+                        error=run.error, timed_out=run.timed_out, scale=run.case.scale,
+                        zero_fraction=run.case.zero_fraction, impl=run.impl)
+    notify(result)
+    return result
+
+
+@functools.lru_cache(maxsize=None)
+def _rank(L: int, bias: bool) -> dict[str, int]:
+    return {name: i for i, name in enumerate(_trace_order(L, bias))}

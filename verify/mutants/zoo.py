@@ -1,0 +1,104 @@
+"""The mutation zoo: classic backprop bugs, each a one-line variant of handimpl.
+
+A mutant names one exact piece of handimpl source (``old``, which must occur
+exactly once in ``handimpl/<module>.py``) and what it becomes (``new``); the
+formula it breaks is written before → after in the tutorial's notation. Each
+mutant also says where its bug can show: the activations, losses and dtypes
+its sweep draws from (a relu′(0) bug needs relu; a 1/m bug needs a 'mean'
+loss), so that no example is spent where the mutant cannot differ.
+verify.mutants.run builds and runs them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    title: str                      # the bug in words
+    before: str                     # the correct formula
+    after: str                      # what the mutant computes
+    module: str                     # handimpl module holding ``old``: network | activations | losses
+    old: str                        # exact source text, occurring once in that module
+    new: str                        # its replacement
+    activations: tuple[str, ...] | None = None   # where the bug can show (None: all)
+    losses: tuple[str, ...] | None = None
+    dtypes: tuple[str, ...] | None = None
+    max_depth: int = 3
+
+    @property
+    def change(self) -> str:
+        return f"{self.before} → {self.after}"
+
+
+SMOOTH = ("sigmoid", "tanh")
+
+ZOO: tuple[Mutant, ...] = (
+    Mutant("hidden_fprime_dropped", "f′ dropped in a hidden layer",
+           "δˡ = (δˡ⁺¹Wˡ⁺¹) ⊙ f′(zˡ)", "δˡ = δˡ⁺¹Wˡ⁺¹", "network",
+           "delta[l] = f[l].vjp(zs[l], a[l], delta[l + 1] @ W[l + 1])",
+           "delta[l] = delta[l + 1] @ W[l + 1]",
+           activations=SMOOTH, losses=("mse_loss",)),
+    Mutant("fprime_of_a", "f′ evaluated at the output a instead of z",
+           "δᴸ = ∂J/∂aᴸ ⊙ f′(zᴸ)", "δᴸ = ∂J/∂aᴸ ⊙ f′(aᴸ)", "network",
+           "delta[L] = f[L].vjp(zs[L], a[L], dJ_da)",
+           "delta[L] = f[L].vjp(a[L], f[L].f(a[L]), dJ_da)",
+           activations=SMOOTH, losses=("mse_loss",)),
+    Mutant("sigmoid_prime_is_sigmoid", "σ′ taken as σ itself",
+           "σ′(z) = a(1 − a)", "σ′(z) = a", "activations",
+           "return (1 - a) * a", "return a",
+           activations=("sigmoid",), losses=("mse_loss", "binary_cross_entropy")),
+    Mutant("weight_grad_transposed", "the weight gradient missing a transpose",
+           "∂J/∂Wˡ = δˡᵀaˡ⁻¹", "∂J/∂Wˡ = (aˡ⁻¹)ᵀδˡ", "network",
+           "nabla_w[l] = delta[l].T @ a[l - 1]", "nabla_w[l] = a[l - 1].T @ delta[l]"),
+    Mutant("weight_grad_wrong_activation", "aˡ used where aˡ⁻¹ belongs",
+           "∂J/∂Wˡ = δˡᵀaˡ⁻¹", "∂J/∂Wˡ = δˡᵀaˡ", "network",
+           "nabla_w[l] = delta[l].T @ a[l - 1]", "nabla_w[l] = delta[l].T @ a[l]"),
+    Mutant("wrong_layer_weight", "Wˡ used where Wˡ⁺¹ belongs",
+           "δˡ = (δˡ⁺¹Wˡ⁺¹) ⊙ f′(zˡ)", "δˡ = (δˡ⁺¹Wˡ) ⊙ f′(zˡ)", "network",
+           "delta[l] = f[l].vjp(zs[l], a[l], delta[l + 1] @ W[l + 1])",
+           "delta[l] = f[l].vjp(zs[l], a[l], delta[l + 1] @ W[l])",
+           activations=SMOOTH + ("relu",), losses=("mse_loss",)),
+    Mutant("one_over_m_dropped", "the mean's 1/m dropped from ∂J/∂a",
+           "∂J/∂aᴸ = (1/m) ∂ℓ/∂aᴸ", "∂J/∂aᴸ = ∂ℓ/∂aᴸ", "losses",
+           "return (self.dterms(a, y, **opts) / self.count(a, reduction)).astype(a.dtype, copy=False)",
+           "return self.dterms(a, y, **opts).astype(a.dtype, copy=False)",
+           losses=("quadratic", "cross_entropy")),
+    Mutant("one_over_m_twice", "1/m applied twice (once in δ, again in ∂J/∂W)",
+           "∂J/∂Wˡ = δˡᵀaˡ⁻¹", "∂J/∂Wˡ = (1/m) δˡᵀaˡ⁻¹", "network",
+           "nabla_w[l] = delta[l].T @ a[l - 1]", "nabla_w[l] = delta[l].T @ a[l - 1] / len(x)",
+           losses=("quadratic", "mse_loss")),
+    Mutant("bias_grad_averaged", "the bias gradient averaged over the batch instead of summed",
+           "∂J/∂bˡ = Σᵢ δˡᵢ", "∂J/∂bˡ = (1/m) Σᵢ δˡᵢ", "network",
+           "nabla_b[l] = delta[l].sum(axis=0)", "nabla_b[l] = delta[l].mean(axis=0)",
+           losses=("quadratic", "mse_loss", "cross_entropy")),
+    Mutant("canonical_shortcut_misused", "δᴸ = (a − y)/m used with a non-canonical loss",
+           "δᴸ = ∂J/∂aᴸ ⊙ f′(zᴸ)", "δᴸ = (aᴸ − y)/m", "network",
+           "delta[L] = f[L].vjp(zs[L], a[L], dJ_da)", "delta[L] = (a[L] - y) / len(y)",
+           activations=SMOOTH, losses=("l1_loss", "huber_loss", "smooth_l1_loss")),
+    Mutant("softmax_elementwise", "softmax treated as elementwise (its Jacobian's diagonal only)",
+           "δ = a ⊙ (g − Σⱼ gⱼaⱼ)", "δ = g ⊙ a(1 − a)", "activations",
+           "return a * (g - (g * a).sum(axis=1, keepdims=True))", "return g * a * (1 - a)",
+           activations=("softmax",), losses=("mse_loss",)),
+    Mutant("relu_prime_at_zero_is_one", "relu′(0) = 1 (torch takes 0 at the kink)",
+           "relu′(z) = [z > 0]", "relu′(z) = [z ≥ 0]", "activations",
+           "return (z > 0).astype(z.dtype)", "return (z >= 0).astype(z.dtype)",
+           activations=("relu",), losses=("mse_loss",)),
+    Mutant("mse_mean_over_m", "mse_loss averaged over m instead of m·k",
+           "J = Σ(a − y)²/(m·k)", "J = Σ(a − y)²/m", "losses",
+           'name, canonical = "mse_loss", ("identity",)\n',
+           'name, canonical = "mse_loss", ("identity",)\n\n'
+           '    def count(self, a, reduction):\n'
+           '        return a.shape[0] if reduction == "mean" else 1\n',
+           activations=("identity", "tanh"), losses=("mse_loss",)),
+    Mutant("update_wrong_sign", "the SGD update with the wrong sign",
+           "Wˡ := Wˡ − η ∂J/∂Wˡ", "Wˡ := Wˡ + η ∂J/∂Wˡ", "network",
+           'W_new = W - lr * grads[f"dW{l}"]', 'W_new = W + lr * grads[f"dW{l}"]'),
+    Mutant("float32_upcast", "float32 silently upcast to float64",
+           "zˡ = aˡ⁻¹Wˡᵀ (float32)", "zˡ = float64(aˡ⁻¹)Wˡᵀ (float64)", "network",
+           "z = activations[-1] @ W.T", "z = activations[-1].astype(np.float64) @ W.T",
+           dtypes=("float32",)),
+)
+
+BY_NAME: dict[str, Mutant] = {m.name: m for m in ZOO}

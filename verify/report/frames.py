@@ -1,0 +1,322 @@
+"""Discrepancy reports from a sweep: pandas frames, CSV, a self-contained HTML page, JSON.
+
+Every frame is built once from the frozen records (verify.core.compare.Comparison)
+and the CSV files depend on nothing but the records, so a sweep with the same
+seed writes byte-identical CSVs; timings go to report.json only. A report is
+written whole or not at all: into a staging directory, then swapped into place
+(verify.report.output.write_dir).
+"""
+from __future__ import annotations
+
+import platform
+from collections import Counter
+from typing import Sequence
+
+import hypothesis
+import numpy as np
+import pandas as pd
+import torch
+
+from verify.byo.target import NOT_IMPORTABLE, importable
+from verify.core.verdict import counts
+from verify.harness.diagnose import and_join, hint, kink_sentence, tally, worst_sentence
+from verify.harness.trace import CaseResult
+from verify.sweep.shrink import size_key
+
+DISCREPANCY_COLUMNS = [
+    "case_id", "spec", "seed", "batch", "dtype", "quantity", "layer", "shape", "max_abs_err",
+    "max_rel_err", "norm_rel_err", "max_ulp", "worst_index", "hand_value", "torch_value",
+    "n_mismatched", "n_elements", "atol", "rtol", "passed", "status", "margin", "allowed", "hand_ref_err",
+    "torch_ref_err", "note", "impl", "test",
+]
+CASE_COLUMNS = [
+    "case_id", "spec", "seed", "depth", "widths", "activations", "loss", "dtype", "batch", "passed",
+    "worst_norm_rel_err", "first_divergence", "n_diverging", "n_inheriting", "note", "impl", "test",
+]
+QUANTITY_ORDER = ["z", "a", "loss", "delta", "dW", "db", "dx", "W_after_step", "b_after_step"]
+FILES = {"discrepancies": "discrepancies.csv", "cases": "cases.csv", "summary": "summary.csv",
+         "html": "report.html", "json": "report.json"}
+
+
+# -- frames ------------------------------------------------------------------------------------
+
+def _fmt_index(index: tuple) -> str:
+    return "(" + ", ".join(map(str, index)) + ")"
+
+
+def _case_fields(case_id: int, c: CaseResult) -> dict:
+    """The CASE_FIELDS of case ``case_id``."""
+    return {"case_id": case_id, "spec": str(c.spec), "seed": c.seed, "batch": c.batch,
+            "impl": c.impl, "test": c.test}
+
+
+CASE_FIELDS = ["case_id", "spec", "seed", "batch", "impl", "test"]
+# The columns a record's own attribute of the same name fills; the rest are the case's fields and
+# the three written out below (shape, worst_index, note). A new column is a new Comparison field
+# and its name in DISCREPANCY_COLUMNS.
+RECORD_COLUMNS = [c for c in DISCREPANCY_COLUMNS if c not in CASE_FIELDS and c not in ("shape", "worst_index", "note")]
+
+
+def _record_row(case_id: int, c: CaseResult, r) -> dict:
+    row = {**_case_fields(case_id, c), **{k: getattr(r, k) for k in RECORD_COLUMNS}}
+    row.update(shape="x".join(map(str, r.shape)), worst_index=_fmt_index(r.worst_index),
+               note="; ".join(t for t in (r.problem, r.note, c.error) if t))
+    return row
+
+
+def _error_row(case_id: int, c: CaseResult) -> dict:
+    nan = float("nan")
+    return {**_case_fields(case_id, c), "dtype": c.spec.dtype, "quantity": "", "layer": None,
+            "shape": "", "max_abs_err": nan, "max_rel_err": nan, "norm_rel_err": nan,
+            "max_ulp": nan, "worst_index": "", "hand_value": nan, "torch_value": nan,
+            "n_mismatched": 0, "n_elements": 0, "atol": nan, "rtol": nan, "passed": False,
+            "status": "diverges", "margin": nan, "allowed": nan,
+            "hand_ref_err": None, "torch_ref_err": None, "note": c.error}
+
+
+def discrepancy_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
+    """One row per compared tensor per case (DISCREPANCY_COLUMNS); a case whose implementation
+    raised before producing records gets one row whose note is the error."""
+    rows = [row for i, c in enumerate(results)
+            for row in ([_record_row(i, c, r) for r in c.records] or [_error_row(i, c)])]
+    df = pd.DataFrame(rows, columns=DISCREPANCY_COLUMNS)
+    df["layer"] = df["layer"].astype("Int64")
+    for col in ("hand_ref_err", "torch_ref_err"):
+        df[col] = df[col].astype("float64")
+    df["passed"] = df["passed"].astype(bool)
+    return df
+
+
+def _worst(c: CaseResult) -> float:
+    errs = [r.norm_rel_err for r in c.records if not np.isnan(r.norm_rel_err)]
+    return max(errs) if errs else float("nan")
+
+
+def case_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
+    """One row per case (CASE_COLUMNS)."""
+    rows = []
+    for i, c in enumerate(results):
+        first = c.first_divergence
+        tally = counts(c.records)
+        rows.append({**_case_fields(i, c), "depth": c.spec.depth,
+                     "widths": "-".join(map(str, c.spec.widths)),
+                     "activations": ",".join(c.spec.activations), "loss": c.spec.loss,
+                     "dtype": c.spec.dtype, "passed": c.passed, "worst_norm_rel_err": _worst(c),
+                     "first_divergence": "error" if c.error else (first.name if first else ""),
+                     "n_diverging": tally["diverges"], "n_inheriting": tally["inherits"],
+                     "note": c.error or (first.problem if first else "")})
+    return pd.DataFrame(rows, columns=CASE_COLUMNS)
+
+
+def tensor_frame(results: Sequence[CaseResult], disc: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``disc`` (discrepancy_frame(results)) about real tensors, plus the case's depth,
+    loss and the activation of the tensor's layer (layer 1 for dx, the output layer for the
+    loss): what the summaries group by."""
+    df = disc[disc["quantity"] != ""].copy()
+    specs = {i: c.spec for i, c in enumerate(results)}
+    df["depth"] = [specs[i].depth for i in df["case_id"]]
+    df["loss"] = [specs[i].loss for i in df["case_id"]]
+    layer = df["layer"].astype("float64")
+    df["activation"] = [specs[i].activations[int(l) - 1] if l == l else
+                        (specs[i].activations[0] if q == "dx" else specs[i].activations[-1])
+                        for i, l, q in zip(df["case_id"], layer, df["quantity"])]
+    return df
+
+
+def _group_stats(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    g = df.groupby(keys, sort=True, observed=True)
+    return pd.DataFrame({
+        "n_cases": g["case_id"].nunique(),
+        "n_tensors": g.size(),
+        "n_failed": g["passed"].apply(lambda p: int((~p).sum())),
+        "n_diverging": g["status"].apply(lambda s: int((s == "diverges").sum())),
+        "n_inheriting": g["status"].apply(lambda s: int((s == "inherits").sum())),
+        "worst_norm_rel_err": g["norm_rel_err"].max(),
+        "median_norm_rel_err": g["norm_rel_err"].median(),
+    }).reset_index()
+
+
+SUMMARY_GROUPS = {"activation x loss": ["activation", "loss"], "depth": ["depth"],
+                  "dtype": ["dtype"], "quantity": ["quantity"]}
+
+
+def summary_frame(tensors: pd.DataFrame) -> pd.DataFrame:
+    """Worst and median norm_rel_err (with counts) by activation × loss, depth, dtype, quantity,
+    from the tensor frame; long form, one row per group, the grouping columns not used left empty."""
+    df = tensors.copy()
+    df["quantity"] = pd.Categorical(df["quantity"], QUANTITY_ORDER, ordered=True)
+    parts = []
+    for by, keys in SUMMARY_GROUPS.items():
+        stats = _group_stats(df, keys) if len(df) else pd.DataFrame(columns=keys)
+        stats.insert(0, "by", by)
+        parts.append(stats)
+    out = pd.concat(parts, ignore_index=True)
+    cols = ["by", "activation", "loss", "depth", "dtype", "quantity", "n_cases", "n_tensors",
+            "n_failed", "n_diverging", "n_inheriting", "worst_norm_rel_err", "median_norm_rel_err"]
+    out = out.reindex(columns=cols)
+    out["quantity"] = out["quantity"].astype("object")
+    out["depth"] = out["depth"].astype("Int64")
+    for col in ("n_cases", "n_tensors", "n_failed", "n_diverging", "n_inheriting"):
+        out[col] = out[col].astype("Int64")
+    return out
+
+
+# -- words -------------------------------------------------------------------------------------
+
+def divergence_sentence(result: CaseResult) -> str:
+    """E.g. 'z and a agree in all layers, and so does the loss; delta2 is the first to diverge',
+    followed by the case's note in parentheses if it has one."""
+    sentence = _divergence(result)
+    return f"{sentence} ({result.note})" if result.note else sentence
+
+
+def _divergence(result: CaseResult) -> str:
+    if result.error:
+        return result.error_sentence
+    pos = next((i for i, r in enumerate(result.records) if r.status == "diverges"), None)
+    if pos is None:
+        return f"all {len(result.records)} tensors agree"
+    first = result.records[pos]
+    before = result.records[:pos]
+    total = Counter(r.quantity for r in result.records)
+    seen = Counter(r.quantity for r in before)
+    full = [q for q in seen if q != "loss" and seen[q] == total[q]]
+    some = [r.name for r in before if r.quantity != "loss" and r.quantity not in full]
+    clauses = []
+    if full:
+        loss = ", and so does the loss" if "loss" in seen else ""
+        where = f" in all {result.spec.depth} layers" if result.spec.depth > 1 else ""
+        clauses.append(f"{and_join(full)} agree{'s' if len(full) == 1 else ''}{where}{loss}")
+    if some:
+        clauses.append(f"{and_join(some)} agree{'s' if len(some) == 1 else ''}{' too' if full else ''}")
+    why = f" ({first.problem})" if first.problem else ""
+    return "; ".join(clauses + [f"{first.name} is the first to diverge{why}"])
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 case', '2 cases', '0 cases' (``many`` for an irregular plural)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def _disagree(n: int) -> str:
+    return "disagrees" if n == 1 else "disagree"
+
+
+def verdict(result) -> str:
+    """'all 300 cases agree', '3 of 300 cases disagree'; the pytest gate's expected failures
+    (failing checks of passing tests) are named apart and do not fail the verdict."""
+    n, failed = len(result.results), result.n_failed
+    expected = len(result.expected_failures)
+    prefix = f"PARTIAL ({result.stopped or 'interrupted'}): " if result.partial else ""
+    if failed == 0 and expected:
+        return (f"{prefix}no unexpected failure in {plural(n, 'case')}: the {expected} that "
+                f"{_disagree(expected)} {'is' if expected == 1 else 'are'} in tests that passed "
+                f"(expected failures)")
+    if failed == 0:
+        return f"{prefix}the one case agrees" if n == 1 else f"{prefix}all {n} cases agree"
+    also = f", and {expected} more in tests that passed (expected failures)" if expected else ""
+    return f"{prefix}{failed} of {plural(n, 'case')} {_disagree(failed)}{also}"
+
+
+QUANTITIES = set(QUANTITY_ORDER)
+
+
+def counterexample(case: CaseResult) -> dict:
+    """What a report says about one failing case (terminal, report.html and report.json
+    alike): the command that runs it again, the first tensor to diverge with what agreed
+    before it, where to look and the formula there (verify.harness.diagnose.hint), and the worst
+    element of the first diverging tensor."""
+    first = case.first_divergence
+    out = {"spec": str(case.spec), "seed": case.seed, "batch": case.batch, "impl": case.impl,
+           "test": case.test, "repro": case.repro, "runnable": importable(case.impl),
+           "first_divergence": divergence_sentence(case),
+           "tensor": first.name if first else "", "look_at": "", "formula": "", "worst": None,
+           "worst_text": ""}
+    if first is None:
+        return out
+    _, where = hint(case.spec, first.name)
+    if first.quantity in QUANTITIES:
+        look, _, formula = where.partition(": ")
+        out.update(look_at=look, formula=formula)
+    else:
+        out.update(look_at=where)
+    if not first.problem:
+        index = list(first.worst_index)
+        out["worst"] = {"tensor": first.name, "index": index, "hand": first.hand_value,
+                        "torch": first.torch_value, "n_mismatched": first.n_mismatched,
+                        "n_elements": first.n_elements, "max_abs_err": first.max_abs_err}
+        out["worst_text"] = f"worst element {first.name} {worst_sentence(first)}"
+    out["tally"] = tally(case.records)
+    out["notes"] = [text for text in (f"tensors that do not agree: {out['tally']}", first.note,
+                                      kink_sentence(case.spec, first), case.located, case.note) if text]
+    return out
+
+
+def hint_text(cx: dict) -> str:
+    """'look at the backward step of layer 1: δ¹ = (δ²W²) ⊙ f′(z¹)', or ''."""
+    if not cx["look_at"]:
+        return ""
+    return f"look at {cx['look_at']}" + (f": {cx['formula']}" if cx["formula"] else "")
+
+
+def counterexample_lines(case: CaseResult, indent: str = "  ") -> list[str]:
+    """The terminal's lines for one counterexample: its command, then what diverged and where
+    to look, then its worst element."""
+    cx = counterexample(case)
+    more = indent + "    "
+    lines = [indent + cx["repro"], more + cx["first_divergence"]]
+    if cx["look_at"]:
+        lines.append(more + hint_text(cx))
+    if cx["worst_text"]:
+        lines.append(more + cx["worst_text"])
+    lines += [more + text for text in cx.get("notes", [])]
+    if not cx["runnable"]:
+        lines.append(more + NOT_IMPORTABLE)
+    return lines
+
+
+def expected_groups(result) -> list[dict]:
+    """The expected failures (failing checks of passing tests), one entry per (test,
+    implementation): how many of its checks fail, and its smallest failing case."""
+    groups: dict[tuple, dict] = {}
+    for i, c in enumerate(result.results):
+        key = (c.test, c.impl)
+        g = groups.setdefault(key, {"test": c.test, "impl": c.impl, "checks": 0, "failing": 0,
+                                    "smallest": None})
+        g["checks"] += 1
+        if not c.passed and result.is_expected(i):
+            g["failing"] += 1
+            if g["smallest"] is None or size_key(c) < size_key(g["smallest"]):
+                g["smallest"] = c
+    return [{**{k: v for k, v in g.items() if k != "smallest"},
+             "example": counterexample(g["smallest"])}
+            for g in groups.values() if g["failing"]]
+
+
+def timing_text(result) -> str:
+    """'0.6 s checking, 5.6 s in all' (the sweep's own time, and the command's when known)."""
+    checking = f"{result.wall_time:.1f} s checking"
+    return f"{checking}, {result.total_time:.1f} s in all" if result.total_time else checking
+
+
+def summary_lines(result) -> list[str]:
+    """The short terminal summary: the verdict, then each minimal counterexample once."""
+    n_tensors = sum(len(c.records) for c in result.results)
+    lines = [f"verify: {verdict(result)} ({plural(n_tensors, 'tensor')} compared; {timing_text(result)})"]
+    if result.minimal:
+        k = len(result.minimal)
+        lines.append(f"{plural(k, 'distinct failure')}; "
+                     f"{'its minimal counterexample' if k == 1 else 'minimal counterexamples'}:")
+        for m in result.minimal:
+            lines += counterexample_lines(m)
+    return lines
+
+
+def failing_rows(disc: pd.DataFrame, limit: int = 200) -> pd.DataFrame:
+    return disc[~disc["passed"]].head(limit)
+
+
+def versions() -> dict[str, str]:
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__, "pandas": pd.__version__,
+            "hypothesis": hypothesis.__version__}

@@ -1,0 +1,244 @@
+"""The check: each case through ``check_fn`` (verify.check by default), in this process or in
+worker processes that each draw and check whole blocks; results come back in case order."""
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import multiprocessing
+import signal
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable, Iterator
+
+import torch
+
+from verify.byo import isolation
+from verify.byo.call import PROCESS_ENDED
+from verify.byo.target import DEFAULT_IMPL
+from verify.core.spec import NetSpec
+from verify.harness import trace as trace_module
+from verify.harness.trace import CaseResult
+from verify.sweep.draw import Case, blocks, draw_block, iter_blocks
+from verify.sweep.strategies import cases
+
+INTERRUPTED = "interrupted"  # SweepResult.stopped after Ctrl-C
+JUDGED_TOGETHER = 200_000   # traced values compared in one call at most (about 10 float64 arrays
+                            # of this size live during it; a block of small cases has ~50,000)
+CheckFn = Callable[[NetSpec, int, int], CaseResult]
+Progress = Callable[[int, int, int], None]     # (cases done, total, failing so far)
+
+
+def default_check() -> CheckFn:
+    """verify.harness.trace.check, looked up at call time."""
+    return trace_module.check
+
+
+def run_case(check_fn: CheckFn | None, spec: NetSpec, seed: int, batch: int) -> CaseResult:
+    """check_fn(spec, seed, batch); an exception becomes a failing CaseResult carrying its text."""
+    try:
+        return (check_fn or default_check())(spec, seed, batch)
+    except Exception as e:     # a user implementation may raise anything
+        return _raised(spec, seed, batch, e, impl_of(check_fn))
+
+
+def impl_of(check_fn: CheckFn | None) -> str:
+    """The TARGET of the implementation ``check_fn`` checks: its ``impl_name`` attribute
+    (a functools.partial takes one), else handimpl's."""
+    return getattr(check_fn, "impl_name", DEFAULT_IMPL)
+
+
+def _raised(spec: NetSpec, seed: int, batch: int, e: BaseException | str, impl: str = DEFAULT_IMPL) -> CaseResult:
+    return CaseResult(spec, seed, batch, (), error=e if isinstance(e, str) else isolation.exception_text(e),
+                      impl=impl)
+
+
+def run_block(check_fn: CheckFn | None, block: list[Case]) -> Iterator[CaseResult]:
+    """run_case of each case of a block, in order.
+
+    With verify.check itself as the check, the cases are traced one by one (verify.harness.trace.trace)
+    and compared in groups of up to JUDGED_TOGETHER traced values (verify.harness.trace.compare_many:
+    the same records as checking each case alone, with the comparison's per-call cost shared
+    by the group, and its memory bounded). Each result reaches verify.check's observers once,
+    just before it is given. A Ctrl-C keeps every case traced before it: they are judged and
+    given, then the interrupt goes on. An exception, as in run_case, fails the case it came
+    from."""
+    checking = trace_module
+    if check_fn is not None or default_check() is not checking.check:
+        for case in block:
+            yield run_case(check_fn, *case)
+        return
+    group: list = []
+    size = 0
+    for case in block:
+        try:
+            run = checking.trace(*case)
+        except KeyboardInterrupt:
+            yield from _judge_group(checking, group)
+            raise
+        except Exception as e:          # noqa: BLE001 - as run_case; the cases before it first
+            yield from _judge_group(checking, group)
+            group, size = [], 0
+            yield _raised(*case, e, impl_of(check_fn))
+            continue
+        group.append(run)
+        size += run.size
+        if size >= JUDGED_TOGETHER:
+            yield from _judge_group(checking, group)
+            group, size = [], 0
+    yield from _judge_group(checking, group)
+
+
+def _judge_group(checking, runs: list) -> Iterator[CaseResult]:
+    """The CaseResult of each traced run: compared together, or each alone where that raises
+    (the run whose comparison raises fails with its text) or is interrupted (the interrupt is
+    raised again once every run is given)."""
+    interrupted = False
+    try:
+        compared = checking.compare_many(runs)
+    except KeyboardInterrupt:
+        compared, interrupted = None, True
+    except Exception:                   # noqa: BLE001 - each alone below
+        compared = None
+    for i, run in enumerate(runs):
+        try:
+            records = compared[i] if compared is not None else checking.compare_many([run])[0]
+            result = checking.result_of(run, records)
+        except Exception as e:          # noqa: BLE001 - as run_case
+            result = _raised(run.spec, run.seed, run.batch, e, run.impl)
+        yield result
+    if interrupted:
+        raise KeyboardInterrupt
+
+
+_worker: dict = {}
+
+
+def _init_worker(check_fn: CheckFn | None, strategy_args: dict, forward: bool) -> None:
+    """A worker process: one thread, Ctrl-C left to the parent, and (when the parent has
+    observers of verify.check, the pytest plugin say) every check's result kept for the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent handles Ctrl-C
+    torch.set_num_threads(1)
+    forwarded: list[CaseResult] = []
+    trace_module.OBSERVERS[:] = [forwarded.append] if forward else []
+    _worker.update(check=check_fn, strategy=cases(**strategy_args), forwarded=forwarded)
+
+
+def _run_block(block: tuple[int, int]) -> tuple[list[CaseResult], list[CaseResult]]:
+    """Draw one block in this worker process and check its cases. Returns (results, the
+    results its checks passed to verify.check's observers, for the parent's observers).
+    Anything that escapes (a BaseException) is raised as _BlockLost, which the parent answers
+    as it does a dead worker: it never mistakes a KeyboardInterrupt from here for its own."""
+    try:
+        results = list(run_block(_worker["check"], draw_block(_worker["strategy"], block)))
+    except BaseException as e:          # noqa: BLE001
+        raise _BlockLost(isolation.exception_text(e)) from None
+    forwarded = list(_worker["forwarded"])
+    _worker["forwarded"].clear()
+    return results, forwarded
+
+
+class _BlockLost(Exception):
+    """A block's check ended with an exception that escaped every case (its text)."""
+
+
+def _pool_context():
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None, jobs: int):
+    """Every case's result, in case_id order. With jobs > 1 each worker process draws and
+    checks whole blocks, so drawing is spread over the processes too; what its checks passed
+    to verify.check's observers is passed to this process's observers, block by block.
+
+    A worker that dies (user code that calls os._exit, or is killed) breaks the pool: the
+    block it was checking is checked again case by case in a child process, a fresh child
+    taking over after a case that ends one (verify.byo.isolation.run_forked_each), so that the case
+    that ended its process fails with how it ended and the others keep their results; a fresh
+    pool then takes the blocks after it. A block whose worker raised past every case is
+    treated the same way."""
+    if jobs <= 1:
+        for block in iter_blocks(strategy_args, n, seed):
+            yield from run_block(check_fn, block)
+        return
+    observed = trace_module
+    todo = blocks(strategy_args, n, seed)
+    done = 0
+    while done < len(todo):
+        pool = concurrent.futures.ProcessPoolExecutor(
+            jobs, mp_context=_pool_context(), initializer=_init_worker,
+            initargs=(check_fn, strategy_args, bool(observed.OBSERVERS)))
+        try:
+            futures = [pool.submit(_run_block, block) for block in todo[done:]]
+            for future in futures:
+                try:
+                    results, forwarded = future.result()
+                except (BrokenProcessPool, _BlockLost):
+                    break
+                for result in forwarded:
+                    observed.notify(result)
+                yield from results
+                done += 1
+        finally:
+            _stop(pool)
+        if done < len(todo):
+            yield from _run_block_forked(check_fn, draw_block(cases(**strategy_args), todo[done]),
+                                         observed)
+            done += 1
+
+
+def _stop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Shut the pool down without waiting for work in progress: its workers are killed."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())   # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.kill()
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(5)
+
+
+def _case_in_child(check_fn: CheckFn | None, case: Case, forward: bool):
+    forwarded: list[CaseResult] = []
+    trace_module.OBSERVERS[:] = [forwarded.append] if forward else []
+    return run_case(check_fn, *case), forwarded
+
+
+def _run_block_forked(check_fn: CheckFn | None, block: list[Case], observed) -> Iterator[CaseResult]:
+    """run_case of each case of a block, in child processes (verify.byo.isolation.run_forked_each);
+    a case whose process ended without a result fails with how it ended (PROCESS_ENDED)."""
+    forward = bool(observed.OBSERVERS)
+    outcomes = isolation.run_forked_each(lambda case: _case_in_child(check_fn, case, forward), block)
+    for case, outcome in zip(block, outcomes):
+        if outcome.ok:
+            result, forwarded = outcome.value
+            for r in forwarded:
+                observed.notify(r)
+            yield result
+        elif outcome.ended:
+            yield _raised(*case, f"{PROCESS_ENDED}: the implementation ended the process ({outcome.ended})",
+                          impl_of(check_fn))
+        else:
+            yield _raised(*case, outcome.raised, impl_of(check_fn))
+
+
+def run_cases(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None = None, jobs: int = 1,
+              progress: Progress | None = None) -> tuple[list[CaseResult], str]:
+    """Draw and check the sweep's cases in order. Returns (results, stopped): Ctrl-C, or a
+    case whose implementation ran past its time limit, stops early (``stopped`` says which),
+    keeping the results so far."""
+    results: list[CaseResult] = []
+    failed = 0
+    try:
+        for result in _iter_results(strategy_args, n, seed, check_fn, jobs):
+            results.append(result)
+            failed += not result.passed
+            if progress:
+                progress(len(results), n, failed)
+            if result.timed_out:
+                return results, f"case {len(results) - 1} ran past the time limit"
+    except KeyboardInterrupt:
+        return results, INTERRUPTED
+    return results, ""
+
+

@@ -1,0 +1,146 @@
+"""`verify run`: a hypothesis-driven sweep over random cases, every record kept.
+
+Three steps, each deterministic for a given seed:
+
+1. *draw* -- hypothesis draws N cases (spec, data seed, batch) from
+   verify.sweep.strategies.cases, the strategy the tests use (no database, generate
+   phase only), in blocks: each block is one hypothesis example holding a list
+   of cases, drawn under a seed derived from the sweep seed (see draw_cases);
+2. *check* -- each case runs through ``check_fn`` (verify.check by default),
+   in this process, or spread over ``jobs`` worker processes that each draw
+   and check whole blocks; results come back in case order, so the output does
+   not depend on ``jobs``;
+3. *shrink* -- failing cases are grouped by a failure signature (where the
+   bug most likely lives, see ``signature``); for each group hypothesis.find
+   searches the neighbourhood of the first failing case (same loss and dtype,
+   its activations, no larger) for the same signature and shrinks it to a
+   minimal counterexample.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from verify.harness.trace import CaseResult
+from verify.sweep.execute import INTERRUPTED, CheckFn, Progress, impl_of, run_cases
+from verify.sweep.shrink import MAX_SHRUNK, SHRINK_SECONDS, distinct_failures, shrink_failures, size_key
+from verify.sweep.strategies import cases
+
+DEFAULT_EXAMPLES = 300
+DEFAULT_OUT = Path("reports") / "latest"
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Everything one sweep produced.
+
+    results : every checked case, in case_id order.
+    minimal : one minimal counterexample per distinct failure, smallest first.
+    settings : what the sweep was asked to do (JSON-able).
+    partial : True when the sweep ended before its last case (or before shrinking).
+    wall_time : seconds, draw to shrink.
+    stopped : why it ended early: INTERRUPTED (Ctrl-C), or the case whose implementation
+        ran past its time limit (a hanging implementation would hang every case); "" if not.
+    expected : per result, whether its failure was expected: the pytest gate marks the checks
+        made by tests that passed (a test asserting that a planted bug is caught); a failing
+        check counts as a failure only where it is not expected. Empty: none expected.
+    total_time : seconds of the whole command, imports and reports included (0: not measured).
+    """
+    results: tuple[CaseResult, ...]
+    minimal: tuple[CaseResult, ...] = ()
+    settings: dict = field(default_factory=dict)
+    partial: bool = False
+    wall_time: float = 0.0
+    stopped: str = ""
+    expected: tuple[bool, ...] = ()
+    total_time: float = 0.0
+
+    def is_expected(self, i: int) -> bool:
+        return i < len(self.expected) and self.expected[i]
+
+    @property
+    def failures(self) -> list[CaseResult]:
+        """The failing results that count (not expected), in order."""
+        return [r for i, r in enumerate(self.results) if not r.passed and not self.is_expected(i)]
+
+    @property
+    def expected_failures(self) -> list[CaseResult]:
+        """The failing results of passing tests (expected), in order."""
+        return [r for i, r in enumerate(self.results) if not r.passed and self.is_expected(i)]
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def passed(self) -> bool:
+        return not self.partial and self.n_failed == 0
+
+
+def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[str] | None = None,
+          losses: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
+          max_depth: int = 4, max_width: int = 16, max_batch: int = 16, jobs: int = 1,
+          check_fn: CheckFn | None = None, progress: Progress | None = None,
+          max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS) -> SweepResult:
+    """Draw ``examples`` cases (DEFAULT_EXAMPLES if None), check each, shrink the failures.
+
+    Raises ValueError (from verify.sweep.strategies) for unknown names or impossible bounds.
+    ``check_fn(spec, seed, batch) -> CaseResult`` defaults to verify.harness.trace.check; with
+    jobs > 1 it must be picklable. ``progress(done, total, failing)`` is called per case.
+    """
+    n = DEFAULT_EXAMPLES if examples is None else examples
+    strategy_args = dict(max_batch=max_batch, max_depth=max_depth, max_width=max_width,
+                         activations=activations, losses=losses, dtypes=dtypes)
+    cases(**strategy_args)              # validate the names and bounds before anything runs
+    settings = {"examples": n, "seed": seed, "activations": _names(activations),
+                "losses": _names(losses), "dtypes": _names(dtypes), "max_depth": max_depth,
+                "max_width": max_width, "max_batch": max_batch, "jobs": jobs,
+                "check_fn": _describe(check_fn), "impl": impl_of(check_fn)}
+    start = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)            # small nets: threads only cost, and results stay job-independent
+    try:
+        with _old_objects_frozen():
+            results, stopped = run_cases(strategy_args, n, seed, check_fn, jobs, progress)
+            minimal: list[CaseResult] = distinct_failures(results)
+            if not stopped and max_shrunk:
+                minimal, interrupted = shrink_failures(results, check_fn, max_shrunk=max_shrunk,
+                                                       seconds=shrink_seconds)
+                stopped = INTERRUPTED if interrupted else ""
+    finally:
+        torch.set_num_threads(threads)
+    return SweepResult(tuple(results), tuple(sorted(minimal, key=size_key)), settings,
+                       bool(stopped), time.perf_counter() - start, stopped)
+
+
+@contextlib.contextmanager
+def _old_objects_frozen():
+    """What exists before the sweep (the modules of torch, hypothesis, numpy, pandas) left out
+    of garbage collection until it ends, so that the full collections a sweep that allocates
+    steadily triggers do not walk them. Nothing is
+    frozen, or unfrozen, where the process already froze objects of its own (gc.freeze)."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _names(names: Sequence[str] | None) -> list[str] | str:
+    return "all" if names is None else list(names)
+
+
+def _describe(check_fn: Any) -> str:
+    if check_fn is None:
+        return "verify.harness.trace.check"
+    f = getattr(check_fn, "func", check_fn)
+    return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', type(f).__name__)}"

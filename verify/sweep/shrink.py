@@ -1,0 +1,159 @@
+"""The shrink: failing cases grouped by a failure signature, each group shrunk by hypothesis
+to a minimal counterexample."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+import time
+from typing import Iterable, Sequence
+
+from hypothesis import Phase, find
+from hypothesis import settings as hsettings
+from hypothesis.errors import Flaky, HypothesisException, NoSuchExample
+
+from verify.byo import isolation
+from verify.byo.call import PROCESS_ENDED
+from verify.core.spec import NetSpec
+from verify.harness import trace as trace_module
+from verify.harness.trace import CaseResult
+from verify.sweep.draw import Case, pinned_constants
+from verify.sweep.execute import CheckFn, run_case
+from verify.sweep.strategies import cases
+
+MAX_SHRUNK = 8              # distinct failures shrunk; further ones are listed as found
+SHRINK_SECONDS = 10.0       # per distinct failure
+SHRINK_SEARCH = 60          # examples hypothesis.find may generate before giving up
+NOT_REPRODUCED = "did not reproduce when re-run"   # the note of a counterexample that failed once
+
+
+def signature(result: CaseResult) -> tuple | None:
+    """What makes two failures the same root cause; None for a passing case.
+
+    The root cause's quantity, its layer's role (output or hidden), that layer's activation,
+    the loss, the dtype, and whether it sits on a kink; an exception: its type; a problem with
+    the call: the key and the problem's kind. Failures that differ in any of these are
+    distinct, even when one formula looks shared (f′ of two activations is two places to look).
+    """
+    if result.passed:
+        return None
+    if result.error:
+        return ("error", result.error.split(":", 1)[0])
+    r = result.first_divergence or next(r for r in result.records if not r.passed)
+    spec = result.spec
+    if r.quantity == "":                 # a record about the call itself (verify.byo.call)
+        return ("call", r.name, r.problem.split(":", 1)[0])
+    layer = spec.depth if r.quantity == "loss" else r.layer
+    role = None if layer is None else ("output" if layer == spec.depth else "hidden")
+    activation = None if layer is None else spec.activations[layer - 1]
+    return (r.quantity, role, activation, spec.loss, spec.dtype, r.at_kink)
+
+
+def size_key(result: CaseResult) -> tuple:
+    """Smaller is simpler: depth, total width, batch, then the spec text and seed."""
+    s = result.spec
+    return (s.depth, sum(s.widths), result.batch, len(str(s)), str(s), result.seed)
+
+
+def _neighbourhood(spec: NetSpec, batch: int):
+    """Cases no larger than (spec, batch), with its loss, dtype and activations."""
+    acts = list(dict.fromkeys(spec.activations))
+    return cases(max_batch=batch, max_depth=spec.depth, max_width=max(spec.widths),
+                 activations=acts, losses=[spec.loss], dtypes=[spec.dtype])
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _unobserved():
+    """verify.harness.trace's observers left out while shrinking: the cases a time-limited search
+    happens to try are not checks the caller asked for (the pytest gate would record a
+    different number of them on every run)."""
+    observers = trace_module.OBSERVERS
+    saved = observers[:]
+    observers.clear()
+    try:
+        yield
+    finally:
+        observers[:] = saved
+
+
+def shrink(found: CaseResult, check_fn: CheckFn | None = None, *,
+           seconds: float = SHRINK_SECONDS, search: int = SHRINK_SEARCH) -> CaseResult:
+    """A minimal case failing with ``found``'s signature, by hypothesis.find (seeded, no
+    database); ``found`` itself when nothing smaller turns up in time. A failure that does not
+    repeat (``found`` run again fails otherwise, or hypothesis finds its failure flaky) keeps
+    ``found``, noted NOT_REPRODUCED."""
+    target = signature(found)
+    deadline = time.monotonic() + seconds
+    with _unobserved():
+        again = run_case(check_fn, found.spec, found.seed, found.batch)
+    if signature(again) != target:
+        return dataclasses.replace(found, note=NOT_REPRODUCED)
+    best = [found]
+
+    def same_failure(case: Case) -> bool:
+        if time.monotonic() > deadline:
+            raise _OutOfTime
+        result = run_case(check_fn, *case)
+        if signature(result) != target:
+            return False
+        if size_key(result) < size_key(best[0]):
+            best[0] = result
+        return True
+
+    opts = hsettings(database=None, max_examples=search, deadline=None,
+                     phases=[Phase.generate, Phase.shrink])
+    with _unobserved(), pinned_constants():
+        try:
+            find(_neighbourhood(found.spec, found.batch), same_failure, settings=opts,
+                 random=random.Random(0))
+        except Flaky:
+            return dataclasses.replace(found, note=NOT_REPRODUCED)
+        except (NoSuchExample, _OutOfTime, HypothesisException):
+            pass
+    return best[0]
+
+
+def _shrink_forked(found: CaseResult, check_fn: CheckFn | None, seconds: float) -> CaseResult:
+    """shrink in a child process (for an implementation that has ended processes); ``found``
+    itself if the child ends without a result."""
+    outcome = isolation.run_forked(shrink, (found, check_fn), deadlines=(2 * seconds + 10,)) \
+        if isolation.AVAILABLE else isolation.Outcome(ended="no fork")
+    return outcome.value if outcome.ok else found
+
+
+def distinct_failures(results: Iterable[CaseResult]) -> list[CaseResult]:
+    """The smallest failing case of each signature, in order of first appearance."""
+    groups: dict[tuple, CaseResult] = {}
+    for r in results:
+        sig = signature(r)
+        if sig is not None and (sig not in groups or size_key(r) < size_key(groups[sig])):
+            groups[sig] = r
+    return list(groups.values())
+
+
+def shrink_failures(results: Sequence[CaseResult], check_fn: CheckFn | None = None, *,
+                    max_shrunk: int = MAX_SHRUNK, seconds: float = SHRINK_SECONDS
+                    ) -> tuple[list[CaseResult], bool]:
+    """One minimal counterexample per distinct failure (the first ``max_shrunk`` shrunk),
+    smallest first. Returns (minimal, interrupted)."""
+    minimal: list[CaseResult] = []
+    failures = distinct_failures(results)
+    ended = any(r.error.startswith(PROCESS_ENDED) for r in results)
+    try:
+        for i, found in enumerate(failures):
+            if i >= max_shrunk or found.error.startswith(PROCESS_ENDED):
+                minimal.append(found)
+            elif ended:               # its calls could end this process too: shrink in a child
+                minimal.append(_shrink_forked(found, check_fn, seconds))
+            else:
+                minimal.append(shrink(found, check_fn, seconds=seconds))
+    except KeyboardInterrupt:
+        minimal += failures[len(minimal):]
+        return sorted(minimal, key=size_key), True
+    return sorted(minimal, key=size_key), False
+
+
