@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from handimpl import ACTIVATIONS
-
 from verify.core.bounds import local_steps
 from verify.core.compare import Comparison, split_name
 

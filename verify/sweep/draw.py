@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 try:        # hypothesis's pool of literals collected from imported modules (6.13x and later)
     from hypothesis.internal.conjecture import providers as _hypothesis_providers
     from hypothesis.internal.constants_ast import Constants as _Constants
-    from sortedcontainers import SortedSet as _SortedSet      # a dependency of hypothesis
+    from sortedcontainers import SortedSet as _SortedSet  # a dependency of hypothesis
 except ImportError:                                           # an older hypothesis: no such pool
     _hypothesis_providers = None
 
