@@ -23,10 +23,14 @@ from verify.byo.call import load_target, reset_warnings
 from verify.cli import limits
 from verify.core.spec import NetSpec
 from verify.errors import INPUT_ERRORS, UsageError
+from verify.explain.page import explain_command
 from verify.harness import trace
 from verify.harness.diagnose import describe_case
 from verify.harness.localise import with_location
 from verify.meta import __version__
+from verify.mutants.run import DEFAULT_OUT as MUTANTS_OUT
+from verify.mutants.run import FILES as MUTANT_FILES
+from verify.mutants.run import mutants_command
 from verify.report.frames import FILES, summary_lines
 from verify.report.output import Terminated, check_out_dir, check_out_file, short, terminate_as_interrupt
 from verify.report.write import finished, write_reports
@@ -193,8 +197,6 @@ def validate(args: argparse.Namespace) -> None:
     elif args.command == "run":
         validate_sweep(args, RUN_OUT, FILES.values())
     elif args.command == "mutants":
-        from verify.mutants.run import DEFAULT_OUT as MUTANTS_OUT  # see LAZY
-        from verify.mutants.run import FILES as MUTANT_FILES
         if args.examples is not None and args.examples > limits.MAX_EXAMPLES:
             raise UsageError(f"--examples {args.examples}: at most {limits.MAX_EXAMPLES:,} per mutant")
         args.out = str(check_out_dir(args.out or MUTANTS_OUT, MUTANT_FILES.values()))
@@ -296,19 +298,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
-# LAZY: the commands below are imported when they run.
-# Hypothesis draws part of its values from the literals of the local modules loaded when it
-# draws (its "local constants"), so the cases a sweep draws for a given --seed depend on which of
-# verify's modules are loaded by then. The modules a sweep does not use (explain, mutants, the
-# HTML page) are imported where they are used, after the draw, so that they do not change it.
-
 def cmd_mutants(args: argparse.Namespace) -> int:
-    from verify.mutants.run import mutants_command  # see LAZY
     return mutants_command(args)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from verify.explain.page import explain_command  # see LAZY
     return explain_command(args)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from verify.meta import STARTED
+from verify.report import html
 from verify.report.frames import (
     FILES,
     case_frame,
@@ -82,7 +83,6 @@ def write_reports(result, out_dir, *, title: str = "verify run") -> dict[str, Pa
     directory ``out_dir``, replacing a previous report there whole (verify.report.output.write_dir);
     returns their paths by kind (FILES' keys). Raises verify.report.output.OutError where ``out_dir``
     cannot take a report."""
-    from verify.report import html  # imported only here: see the note above
 
     def write(staging: Path) -> None:
         disc = discrepancy_frame(result.results)
