@@ -238,73 +238,103 @@ def _unravel(i: int, shape: tuple) -> tuple[int, ...]:
     return tuple(reversed(index))
 
 
-def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison]:
+class _Flat(NamedTuple):
+    """The tensors of one compare_all call, flattened and concatenated (verify.core.compare)."""
+    seg: _Segments
+    hand_torch: np.ndarray        # (2, N) in the dtype: row 0 the implementation, row 1 torch
+    both: np.ndarray              # the same as float64
+    h: np.ndarray                 # float64, non-finite elements set to 0 (see finite)
+    t: np.ndarray
+    r: np.ndarray                 # the reference (torch's own values where no separate one is given)
+    finite: np.ndarray            # h, t and r all finite
+    everywhere: bool              # finite.all()
+    separate: bool                # a separate float64 reference was given
+
+
+def _flatten(ready: list) -> _Flat:
     seg = _Segments([h.size for _, _, h, _ in ready])
     hand_torch = np.concatenate([h.ravel() for _, _, h, _ in ready] + [t.ravel() for _, _, _, t in ready])
-    hand_torch = hand_torch.reshape(2, -1)            # row 0 the implementation, row 1 torch
+    hand_torch = hand_torch.reshape(2, -1)
     separate = all(p.exact is not None for _, p, _, _ in ready)
+    both = hand_torch.astype(np.float64, copy=False)
+    h, t = both
+    r = np.concatenate([np.asarray(p.exact, dtype=np.float64).ravel() for _, p, _, _ in ready]) \
+        if separate else t
+    finite = np.isfinite(both).all(axis=0) & np.isfinite(r)
+    everywhere = bool(finite.all())
+    if not everywhere:
+        h, t, r = np.where(finite, [h, t, r], 0.0)
+    return _Flat(seg, hand_torch, both, h, t, r, finite, everywhere, separate)
+
+
+def _verdict(f: _Flat, bound: np.ndarray, rtol: float, atol: float) -> dict[str, Any]:
+    """Which elements miss their allowance, and per tensor: how many, the worst one (by
+    |h - r|/allowance, failing ones first), margin and torch_margin (verify.core.compare)."""
+    seg = f.seg
+    allowance = bound + atol + rtol * np.abs(f.r)
+    e_h = np.abs(f.h - f.r)
+    bad = e_h > allowance
+    score = e_h / allowance                              # in units of the allowance
+    score[np.isnan(score)] = 0.0                         # 0/0: exact where nothing is allowed
+    if not f.everywhere:                                 # non-finite: bad unless torch holds the same
+        H, T = f.both
+        bad |= ~f.finite & ~((H == T) | (np.isnan(H) & np.isnan(T)))
+        score[~f.finite] = 0.0
+    margin = seg.max(score)
+    if not f.everywhere:                                 # a non-finite mismatch is off without bound
+        margin = np.where(seg.max((~f.finite & bad).astype(np.int8)) > 0, np.inf, margin)
+        score[~f.finite & bad] = np.inf
+    n_bad = seg.sum(bad.astype(np.int64))
+    worst = seg.first_argmax(np.where(bad | (n_bad[seg.ids] == 0), score, -1.0))
+    return {"n_mismatched": n_bad.tolist(), "worst": worst, "margin": margin.tolist(),
+            "allowed": allowance[worst].tolist(), "reference_value": np.where(f.finite, f.r, np.nan)[worst].tolist(),
+            "torch_margin": seg.max(np.abs(f.t - f.r) / allowance).tolist() if f.separate else [None] * len(n_bad)}
+
+
+def _statistics(f: _Flat) -> dict[str, list]:
+    """Per tensor, against torch: max_abs_err, max_rel_err, norm_rel_err, max_ulp; against the
+    reference (when a separate one is given): hand_ref_err, torch_ref_err."""
+    seg = f.seg
+    diff, abs_t = np.abs(f.h - f.t), np.abs(f.t)
+    rows = {"h-t": diff, "t": abs_t}                     # whose norms and maxima are taken
+    if f.separate:
+        rows.update({"h-r": np.abs(f.h - f.r), "t-r": np.abs(f.t - f.r), "r": np.abs(f.r)})
+    rel = diff / abs_t                                   # inf where t = 0 and h is not; 0/0 below
+    rel[np.isnan(rel)] = 0.0
+    ulp = _ulps(f.hand_torch)
+    if not f.everywhere:
+        ulp[~f.finite] = 0.0
+    rows.update({"rel": rel, "ulp": ulp})
+    stacked = np.stack(list(rows.values()))
+    maxima = seg.max(stacked)
+    normed = len(rows) - 2                               # rel and ulp come last: no norms for them
+    tops, norm = dict(zip(rows, maxima)), dict(zip(rows, seg.norm(stacked[:normed], maxima[:normed])))
+    none = [None] * len(maxima[0])
+    return {"max_abs_err": tops["h-t"].tolist(), "max_rel_err": tops["rel"].tolist(),
+            "norm_rel_err": _norm_rel(norm["h-t"], norm["t"]).tolist(), "max_ulp": tops["ulp"].tolist(),
+            "hand_ref_err": _norm_rel(norm["h-r"], norm["r"]).tolist() if f.separate else none,
+            "torch_ref_err": _norm_rel(norm["t-r"], norm["r"]).tolist() if f.separate else none}
+
+
+def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison]:
     with np.errstate(all="ignore"):
-        both = hand_torch.astype(np.float64, copy=False)
-        h, t = both
-        r = np.concatenate([np.asarray(p.exact, dtype=np.float64).ravel() for _, p, _, _ in ready]) \
-            if separate else t
-        bound = np.concatenate([_flat_like(0.0 if p.bound is None else p.bound, h.shape)
-                                for _, p, h, _ in ready])
-        finite = np.isfinite(both).all(axis=0) & np.isfinite(r)
-        everywhere = bool(finite.all())
-        if not everywhere:
-            h, t, r = np.where(finite, [h, t, r], 0.0)
-        allowance = bound + atol + rtol * np.abs(r)
-        e_h = np.abs(h - r)
-        bad = e_h > allowance
-        score = e_h / allowance                          # in units of the allowance
-        score[np.isnan(score)] = 0.0                     # 0/0: exact where nothing is allowed
-        if not everywhere:                               # non-finite: bad unless torch holds the same
-            H, T = both
-            same = (H == T) | (np.isnan(H) & np.isnan(T))
-            bad |= ~finite & ~same
-            score[~finite] = 0.0
-        margin = seg.max(score)
-        if not everywhere:                               # a non-finite mismatch is off without bound
-            margin = np.where(seg.max((~finite & bad).astype(np.int8)) > 0, np.inf, margin)
-        torch_margin = seg.max(np.abs(t - r) / allowance).tolist() if separate else [None] * len(ready)
-        if not everywhere:
-            score[~finite & bad] = np.inf
-        diff, abs_t = np.abs(h - t), np.abs(t)
-        rows = {"h-t": diff, "t": abs_t}                 # whose norms and maxima are taken
-        if separate:
-            rows.update({"h-r": e_h, "t-r": np.abs(t - r), "r": np.abs(r)})
-        rel = diff / abs_t                               # inf where t = 0 and h is not; 0/0 below
-        rel[np.isnan(rel)] = 0.0
-        ulp = _ulps(hand_torch)
-        if not everywhere:
-            ulp[~finite] = 0.0
-        rows.update({"rel": rel, "ulp": ulp})
-        stacked = np.stack(list(rows.values()))
-        maxima = seg.max(stacked)
-        normed = len(rows) - 2                           # rel and ulp come last: no norms for them
-        tops, norm = dict(zip(rows, maxima)), dict(zip(rows, seg.norm(stacked[:normed], maxima[:normed])))
-        refs = [_norm_rel(norm["h-r"], norm["r"]).tolist(), _norm_rel(norm["t-r"], norm["r"]).tolist()] \
-            if separate else [[None] * len(ready)] * 2
-        n_bad = seg.sum(bad.astype(np.int64))
-        score = np.where(bad | (n_bad[seg.ids] == 0), score, -1.0)  # the worst failing one, if any
-        worst = seg.first_argmax(score)
-        H, T = both
-        stats = zip(tops["h-t"].tolist(), tops["rel"].tolist(), _norm_rel(norm["h-t"], norm["t"]).tolist(),
-                    tops["ulp"].tolist(), (worst - seg.starts).tolist(), H[worst].tolist(), T[worst].tolist(),
-                    n_bad.tolist(), *refs, margin.tolist(), allowance[worst].tolist(),
-                    np.where(finite, r, np.nan)[worst].tolist(), torch_margin)
+        f = _flatten(ready)
+        bound = np.concatenate([_flat_like(0.0 if p.bound is None else p.bound, h.shape) for _, p, h, _ in ready])
+        verdict = _verdict(f, bound, rtol, atol)
+        stats = _statistics(f)
+    worst = verdict.pop("worst")
+    H, T = f.both
+    columns = {**verdict, **stats, "hand_value": H[worst].tolist(), "torch_value": T[worst].tolist(),
+               "offset": (worst - f.seg.starts).tolist()}
     records = []
-    for (_, pair, h, t), (mx_abs, mx_rel, nrel, mx_ulp, w, h_w, t_w, nb, e_h, e_t, mg, allowed, r_w,
-                           t_mg) in zip(ready, stats):
+    for k, (_, pair, h, t) in enumerate(ready):
         quantity, layer = split_name(pair.name)
+        values = {name: column[k] for name, column in columns.items()}
+        nb = values["n_mismatched"]
         records.append(_judged(
-            name=pair.name, quantity=quantity, layer=layer, dtype=dtype, shape=t.shape,
-            n_elements=h.size, max_abs_err=mx_abs, max_rel_err=mx_rel, norm_rel_err=nrel,
-            max_ulp=mx_ulp, worst_index=_unravel(w, t.shape), hand_value=h_w, torch_value=t_w,
-            n_mismatched=nb, rtol=rtol, atol=atol, passed=nb == 0, hand_ref_err=e_h, torch_ref_err=e_t,
-            status="agrees" if nb == 0 else "diverges", margin=mg, allowed=allowed, reference_value=r_w,
-            torch_margin=t_mg))
+            name=pair.name, quantity=quantity, layer=layer, dtype=dtype, shape=t.shape, n_elements=h.size,
+            worst_index=_unravel(values.pop("offset"), t.shape), rtol=rtol, atol=atol, passed=nb == 0,
+            status="agrees" if nb == 0 else "diverges", **values))
     return records
 
 
