@@ -33,7 +33,7 @@ inherits its difference (verify.core.verdict).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -65,10 +65,59 @@ def _target(y: np.ndarray) -> np.ndarray:
     return y if y.dtype == np.int64 else _f64(y)
 
 
+# -- the steps: E of each step's result from its inputs' magnitudes and errors -----------------
+# a_priori carries errors through all of them; local_steps calls each with its inputs exact.
+
+def linear_error(absA: np.ndarray, Ea: np.ndarray, absW: np.ndarray, absb: Any, u: float,
+                 tiny: float) -> np.ndarray:
+    """z = aWᵀ + b: E_a|W|ᵀ + γ_n(|a||W|ᵀ + |b|), and n underflows where the terms are not all 0."""
+    n = absW.shape[1]
+    terms = absA @ absW.T + absb
+    return Ea @ absW.T + gamma(n, u) * terms + n * tiny * (terms > 0)
+
+
+def activation_error(act: Any, z: np.ndarray, a: np.ndarray, Ez: np.ndarray, u: float,
+                     tiny: float) -> np.ndarray:
+    """a = f(z): the activation's own forward_error, and one underflow (an exact 0 in gives an
+    exact f(0) out)."""
+    return act.forward_error(z, a, Ez, u) + tiny * _moving(act, z, Ez)
+
+
+def backward_error(absD: np.ndarray, Ed: np.ndarray, absW: np.ndarray, u: float, tiny: float) -> np.ndarray:
+    """δW (the g of the layer below, and ∂J/∂x): E_δ|W| + γ_n|δ||W|, n the rows of W."""
+    n = absW.shape[0]
+    return Ed @ absW + gamma(n, u) * (absD @ absW) + n * tiny
+
+
+def delta_error(act: Any, z: np.ndarray, a: np.ndarray, g: np.ndarray, Ez: np.ndarray, Ea: np.ndarray,
+                Eg: np.ndarray, u: float, tiny: float) -> np.ndarray:
+    """δ = g ⊙ f′(z): the activation's own vjp_error, and an underflow of f′ (times |g|)."""
+    return act.vjp_error(z, a, g, Ez, Ea, Eg, u) + (1 + np.abs(g)) * tiny * _moving(act, z, Ez)
+
+
+def weight_grad_error(absD: np.ndarray, Ed: np.ndarray, absA: np.ndarray, Ea: np.ndarray, u: float,
+                      tiny: float) -> np.ndarray:
+    """∂J/∂W = δᵀa: E_δᵀ(|a| + E_a) + |δ|ᵀE_a + γ_m|δ|ᵀ|a| (the product term counts where a kink
+    makes E_δ as large as δ itself)."""
+    m = absD.shape[0]
+    return Ed.T @ (absA + Ea) + absD.T @ Ea + gamma(m, u) * (absD.T @ absA) + m * tiny
+
+
+def bias_grad_error(absD: np.ndarray, Ed: np.ndarray, u: float, tiny: float) -> np.ndarray:
+    """∂J/∂b = Σ_rows δ: Σ E_δ + γ_m Σ|δ|."""
+    m = absD.shape[0]
+    return Ed.sum(axis=0) + gamma(m, u) * absD.sum(axis=0) + m * tiny
+
+
+def update_error(absP: Any, Egrad: Any, lr: float, abs_grad: np.ndarray, u: float) -> np.ndarray:
+    """p - η·grad: η·E_grad + 3u(|p| + η|grad|)."""
+    return lr * Egrad + STEP_ULPS * u * (absP + lr * abs_grad)
+
+
 def a_priori(spec: Any, case: Any, ref: dict, lr: float) -> dict[str, np.ndarray]:
     """E for every traced tensor, from the float64 reference trace ``ref``'s magnitudes."""
     u, tiny = UNIT_ROUNDOFF[spec.dtype], underflow(spec.dtype)
-    L, n, m = spec.depth, spec.widths, case.x.shape[0]
+    L = spec.depth
     W = [None] + [_f64(Wl) for Wl, _ in case.params]
     absW = [None] + [np.abs(Wl) for Wl in W[1:]]
     absb = [None] + [0.0 if b is None else np.abs(_f64(b)) for _, b in case.params]
@@ -86,10 +135,8 @@ def a_priori(spec: Any, case: Any, ref: dict, lr: float) -> dict[str, np.ndarray
         Ea: list = [np.zeros_like(A[0])]
         Ez: list = [None]
         for l in range(1, L + 1):
-            terms = absA[l - 1] @ absW[l].T + absb[l]
-            Ez.append(Ea[l - 1] @ absW[l].T + gamma(n[l - 1], u) * terms + n[l - 1] * tiny * (terms > 0))
-            moving = _moving(acts[l], Z[l], Ez[l])      # an exact 0 in, an exact f(0) out
-            Ea.append(acts[l].forward_error(Z[l], A[l], Ez[l], u) + tiny * moving)
+            Ez.append(linear_error(absA[l - 1], Ea[l - 1], absW[l], absb[l], u, tiny))
+            Ea.append(activation_error(acts[l], Z[l], A[l], Ez[l], u, tiny))
             out[f"z{l}"], out[f"a{l}"] = Ez[l], Ea[l]
         out["loss"] = loss.value_error(A[L], y, Ea[L], u, reduction, **opts)
         g = loss.grad(A[L], y, reduction, **opts)
@@ -98,28 +145,20 @@ def a_priori(spec: Any, case: Any, ref: dict, lr: float) -> dict[str, np.ndarray
         for l in range(L, 0, -1):
             if l < L:
                 g = D[l + 1] @ W[l + 1]
-                Eg = Ed[l + 1] @ absW[l + 1] + gamma(n[l + 1], u) * (absD[l + 1] @ absW[l + 1]) + n[l + 1] * tiny
+                Eg = backward_error(absD[l + 1], Ed[l + 1], absW[l + 1], u, tiny)
             if l == L and acts[l].elementwise and loss.elementwise:
-                Ed[l] = output_delta_error(acts[l], loss, Z[l], A[l], y, Ez[l], Ea[l], u, reduction, opts)
+                Ed[l] = output_delta_error(acts[l], loss, Z[l], A[l], y, Ez[l], Ea[l], u, reduction, opts) \
+                    + (1 + np.abs(g)) * tiny * _moving(acts[l], Z[l], Ez[l])
             else:
-                Ed[l] = acts[l].vjp_error(Z[l], A[l], g, Ez[l], Ea[l], Eg, u)
-            Ed[l] = Ed[l] + (1 + np.abs(g)) * tiny * _moving(acts[l], Z[l], Ez[l])
+                Ed[l] = delta_error(acts[l], Z[l], A[l], g, Ez[l], Ea[l], Eg, u, tiny)
             out[f"delta{l}"] = Ed[l]
-            EdW = Ed[l].T @ (absA[l - 1] + Ea[l - 1]) + absD[l].T @ Ea[l - 1] \
-                + gamma(m, u) * (absD[l].T @ absA[l - 1]) + m * tiny
-            out[f"dW{l}"] = EdW
-            out[f"W{l}_after"] = lr * EdW + STEP_ULPS * u * (absW[l] + lr * np.abs(_f64(ref[f"dW{l}"])))
+            out[f"dW{l}"] = weight_grad_error(absD[l], Ed[l], absA[l - 1], Ea[l - 1], u, tiny)
+            out[f"W{l}_after"] = update_error(absW[l], out[f"dW{l}"], lr, np.abs(_f64(ref[f"dW{l}"])), u)
             if spec.bias:
-                Edb = Ed[l].sum(axis=0) + gamma(m, u) * absD[l].sum(axis=0) + m * tiny
-                out[f"db{l}"] = Edb
-                out[f"b{l}_after"] = lr * Edb + STEP_ULPS * u * (absb[l] + lr * np.abs(_f64(ref[f"db{l}"])))
-        out["dx"] = Ed[1] @ absW[1] + gamma(n[1], u) * (absD[1] @ absW[1]) + n[1] * tiny
+                out[f"db{l}"] = bias_grad_error(absD[l], Ed[l], u, tiny)
+                out[f"b{l}_after"] = update_error(absb[l], out[f"db{l}"], lr, np.abs(_f64(ref[f"db{l}"])), u)
+        out["dx"] = backward_error(absD[1], Ed[1], absW[1], u, tiny)
     return {name: _usable(E) for name, E in out.items()}
-
-
-def underflow_terms(quantity: str, n: list, m: int) -> float:
-    """How many results below the underflow threshold one step may lose (local_steps)."""
-    return {"z": max(n), "dW": m, "db": m, "dx": max(n)}.get(quantity, 1) + 1
 
 
 def _moving(act: Any, z: np.ndarray, Ez: np.ndarray) -> np.ndarray:
@@ -203,9 +242,9 @@ def local_steps(spec: Any, case: Any, hand: dict, lr: float, names: set[str]) ->
         a = own(f"a{l - 1}")
         if a is None:
             return None
-        z = a @ W[l].T + (0.0 if b[l] is None else b[l])
-        terms = np.abs(a) @ np.abs(W[l]).T + (0.0 if b[l] is None else np.abs(b[l]))
-        return z, gamma(n[l - 1], u) * terms
+        absb = 0.0 if b[l] is None else np.abs(b[l])
+        return (a @ W[l].T + (0.0 if b[l] is None else b[l]),
+                linear_error(np.abs(a), np.zeros_like(a), np.abs(W[l]), absb, u, tiny))
 
     def activation(l: int) -> Step | None:
         z = own(f"z{l}")
@@ -213,7 +252,7 @@ def local_steps(spec: Any, case: Any, hand: dict, lr: float, names: set[str]) ->
             return None
         f = ACTIVATIONS[spec.activations[l - 1]]
         a = f.f(z)
-        return a, f.forward_error(z, a, np.zeros_like(z), u)
+        return a, activation_error(f, z, a, np.zeros_like(z), u, tiny)
 
     def loss_value() -> Step | None:
         a = own(f"a{L}")
@@ -228,35 +267,39 @@ def local_steps(spec: Any, case: Any, hand: dict, lr: float, names: set[str]) ->
             return None
         if l == L:
             g = loss.grad(a, y, reduction, **opts)
-            Eg = loss.grad_error(a, y, np.zeros_like(a), u, reduction, **opts)
+            Eg = loss.grad_error(a, y, np.zeros_like(a), u, reduction, **opts) + tiny
         else:
             d = own(f"delta{l + 1}")
             if d is None:
                 return None
             g = d @ W[l + 1]
-            Eg = gamma(n[l + 1], u) * (np.abs(d) @ np.abs(W[l + 1]))
+            Eg = backward_error(np.abs(d), np.zeros_like(d), np.abs(W[l + 1]), u, tiny)
         f = ACTIVATIONS[spec.activations[l - 1]]
         zero = np.zeros_like(z)
-        return f.vjp(z, a, g), f.vjp_error(z, a, g, zero, zero, Eg, u)
+        return f.vjp(z, a, g), delta_error(f, z, a, g, zero, zero, Eg, u, tiny)
 
-    def product(left: str, right: Callable[[], np.ndarray | None], how: str, k: int) -> Step | None:
-        d, other = own(left), right()
-        if d is None or other is None:
+    def weight_grad(l: int) -> Step | None:
+        d, a = own(f"delta{l}"), own(f"a{l - 1}")
+        if d is None or a is None:
             return None
-        if how == "dW":
-            return d.T @ other, gamma(k, u) * (np.abs(d).T @ np.abs(other))
-        return d @ other, gamma(k, u) * (np.abs(d) @ np.abs(other))
+        return d.T @ a, weight_grad_error(np.abs(d), np.zeros_like(d), np.abs(a), np.zeros_like(a), u, tiny)
+
+    def input_grad() -> Step | None:
+        d = own("delta1")
+        if d is None:
+            return None
+        return d @ W[1], backward_error(np.abs(d), np.zeros_like(d), np.abs(W[1]), u, tiny)
 
     def bias_grad(l: int) -> Step | None:
         d = own(f"delta{l}")
-        return None if d is None else (d.sum(axis=0), gamma(m, u) * np.abs(d).sum(axis=0))
+        return None if d is None else (d.sum(axis=0), bias_grad_error(np.abs(d), np.zeros_like(d), u, tiny))
 
     def update(p: str, l: int) -> Step | None:
         grad = own(f"d{p}{l}")
         if grad is None:
             return None
         before = W[l] if p == "W" else b[l]
-        return before - lr * grad, STEP_ULPS * u * (np.abs(before) + lr * np.abs(grad))
+        return before - lr * grad, update_error(np.abs(before), 0.0, lr, np.abs(grad), u)
 
     out: dict[str, Step] = {}
     with np.errstate(all="ignore"):
@@ -271,17 +314,16 @@ def local_steps(spec: Any, case: Any, hand: dict, lr: float, names: set[str]) ->
             elif quantity == "delta":
                 step = delta(l)
             elif quantity == "dW":
-                step = product(f"delta{l}", lambda l=l: own(f"a{l - 1}"), "dW", m)
+                step = weight_grad(l)
             elif quantity == "db":
                 step = bias_grad(l)
             elif name == "dx":
-                step = product("delta1", lambda: W[1], "dx", n[1])
+                step = input_grad()
             elif quantity in ("W_after_step", "b_after_step"):
                 step = update(quantity[0], l)
             else:
                 step = None
             if step is not None:
-                value, bound = step
-                out[name] = value, bound + underflow_terms(quantity, n, m) * tiny * (bound > 0)
+                out[name] = step
     return out
 
