@@ -107,7 +107,7 @@ def plot_error_distributions(tensors: pd.DataFrame, tolerances: dict) -> str:
     _log_axis(ax)
     ax.set_xticks(range(len(quantities)), quantities, rotation=15)
     ax.set_ylabel("norm_rel_err  (‖h−t‖/‖t‖)")
-    ax.set_title(f"error per tensor; dashed: rtol per dtype; exact agreement drawn at {FLOOR:g}, "
+    ax.set_title(f"error per tensor; dashed: the floor of the allowance per dtype; exact agreement drawn at {FLOOR:g}, "
                  f"errors above {CEIL:g} (inf, and NaN when failing) at {CEIL:g}",
                  loc="left", fontsize=9)
     ax.legend(frameon=False, fontsize=8, loc="upper right")
