@@ -88,8 +88,18 @@ def test_out_of_range_or_unused_flags_are_refused_in_one_line(capsys, argv, word
 
 
 def test_more_jobs_than_blocks_of_cases_run_as_many_processes_as_blocks_and_say_so(tmp_path, capsys):
-    assert main(["run", "--examples", "4", "--max-depth", "1", "--jobs", "2", "--out", str(tmp_path / "r")]) == 0
-    assert "--jobs 2: the 4 cases are drawn and checked in 1 block, so 1 worker process" in capsys.readouterr().err
+    assert main(["run", "--examples", "4", "--max-depth", "1", "--jobs", "8", "--out", str(tmp_path / "r")]) == 0
+    assert "--jobs 8: the 4 cases are drawn and checked in 1 block, so 2 worker processes" in capsys.readouterr().err
+
+
+def test_two_jobs_over_a_single_block_still_check_it_in_a_worker_process(tmp_path):
+    # in a worker, an implementation that ends its process fails its case instead of the command
+    hostile = Path(__file__).parent / "fixtures" / "hostile_impls.py"
+    done = subprocess.run([sys.executable, "-m", "verify", "check", "--impl", f"{hostile}:ends_the_process",
+                           "--examples", "8", "--max-depth", "2", "--jobs", "2", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert (tmp_path / "r" / "cases.csv").exists() and "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("declared,words", [

@@ -172,11 +172,11 @@ def validate_sweep(args: argparse.Namespace, default_out, report_files) -> None:
         raise UsageError(f"--jobs {args.jobs}: at most {limits.max_jobs()} worker processes "
                          f"({limits.JOBS_PER_CPU} per CPU on this machine)")
     n_blocks = len(blocks({"max_depth": args.max_depth}, n, args.seed))
-    if args.jobs > n_blocks:
+    workers = max(n_blocks, 2)          # still worker processes: one that ends fails its case alone
+    if args.jobs > workers:
         print(f"verify: --jobs {args.jobs}: the {n} cases are drawn and checked in {n_blocks} "
-              f"block{'s' if n_blocks != 1 else ''}, so {n_blocks} worker process"
-              f"{'es' if n_blocks != 1 else ''}", file=sys.stderr)
-        args.jobs = n_blocks
+              f"block{'s' if n_blocks != 1 else ''}, so {workers} worker processes", file=sys.stderr)
+        args.jobs = workers
     _check_memory(args, f"the largest case of this sweep (depth {args.max_depth}, width {args.max_width}, "
                   f"batch {args.max_batch}){f' in each of {args.jobs} processes' if args.jobs > 1 else ''}",
                   limits.sweep_case_bytes(args.max_depth, args.max_width, args.max_batch) * args.jobs)
