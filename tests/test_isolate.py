@@ -33,6 +33,7 @@ def test_a_call_that_ignores_the_alarm_and_swallows_everything_is_killed_and_sto
     assert cases["note"].iloc[-1].startswith("CallTimedOut: did not return within 0.5 s (the time limit) "
                                              "and did not stop when told to: its process was killed")
     assert "PARTIAL" in (tmp_path / "report.html").read_text()
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
 
 
 def test_a_call_that_ends_its_process_under_isolate_fails_its_case_and_the_sweep_goes_on(tmp_path):

@@ -196,14 +196,18 @@ def _kill(pid: int) -> None:
 
 
 def _reap(pid: int) -> int:
-    """The child's wait status; a child still running once its pipe closed is killed first."""
-    for _ in range(2000):
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        time.sleep(0.001)
-    _kill(pid)
-    return os.waitpid(pid, 0)[1]
+    """The child's wait status; a child still running once its pipe closed is killed first. A
+    child already reaped (killed at its deadline, then cleaned up again) reads as killed."""
+    try:
+        for _ in range(2000):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            time.sleep(0.001)
+        _kill(pid)
+        return os.waitpid(pid, 0)[1]
+    except ChildProcessError:
+        return signal.SIGKILL            # the wait status of a process ended by SIGKILL
 
 
 def _ending(status: int) -> str:
