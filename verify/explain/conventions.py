@@ -19,9 +19,9 @@ from handimpl import ACTIVATIONS, LOSSES
 from verify.core.twin import TORCH_ACTIVATIONS
 from verify.explain.steps import Section, Step, max_diff
 
-KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "elu": (0.0,), "selu": (0.0,), "celu": (0.0,),
-         "hardtanh": (-1.0, 1.0), "relu6": (0.0, 6.0), "hardsigmoid": (-3.0, 3.0),
-         "hardswish": (-3.0, 3.0)}
+# Each activation's kinks, as the activation declares them; softplus's is where torch switches to
+# z (f and f′ jump by about e^{-20}), not a point where a subgradient is chosen.
+KINKS = {name: tuple(act.kinks) for name, act in ACTIVATIONS.items() if act.kinks and name != "softplus"}
 
 
 def batch_mean_step(spec, params, x, y, hand) -> Step:
