@@ -21,10 +21,9 @@ from verify.errors import UsageError
 from verify.harness.diagnose import explain_failure
 from verify.harness.localise import with_location
 from verify.harness.trace import check
-from verify.report.frames import discrepancy_frame, summary_lines
-from verify.report.write import finished, write_reports
+from verify.report.frames import discrepancy_frame
+from verify.report.write import conclude
 from verify.sweep import strategies
-from verify.sweep.execute import INTERRUPTED
 from verify.sweep.progress import progress_reporter
 from verify.sweep.run import sweep
 
@@ -142,11 +141,4 @@ def check_impl_command(args) -> int:
         time_limit=getattr(args, "time_limit", None), isolate=getattr(args, "isolate", False),
         progress=progress)
     progress.close()
-    result = finished(result)
-    paths = write_reports(result, out_dir, title=f"verify check --impl {args.impl}")
-    for line in summary_lines(result):
-        print(line)
-    print(f"report: {paths['html']}")
-    if result.stopped == INTERRUPTED:
-        return 130
-    return 0 if result.passed else 1
+    return conclude(result, out_dir, title=f"verify check --impl {args.impl}")

@@ -31,11 +31,10 @@ from verify.meta import __version__
 from verify.mutants.run import DEFAULT_OUT as MUTANTS_OUT
 from verify.mutants.run import FILES as MUTANT_FILES
 from verify.mutants.run import mutants_command
-from verify.report.frames import FILES, summary_lines
+from verify.report.frames import FILES
 from verify.report.output import Terminated, check_out_dir, check_out_file, short, terminate_as_interrupt
-from verify.report.write import finished, write_reports
+from verify.report.write import conclude
 from verify.sweep.draw import blocks
-from verify.sweep.execute import INTERRUPTED
 from verify.sweep.progress import progress_reporter
 from verify.sweep.run import DEFAULT_EXAMPLES, sweep
 from verify.sweep.run import DEFAULT_OUT as RUN_OUT
@@ -288,14 +287,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     finally:
         progress.close()
-    result = finished(result)
-    paths = write_reports(result, out)
-    for line in summary_lines(result):
-        print(line)
-    print(f"report: {paths['html']}")
-    if result.stopped == INTERRUPTED:
-        return 130
-    return 0 if result.passed else 1
+    return conclude(result, out)
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:

@@ -20,11 +20,13 @@ from verify.report.frames import (
     discrepancy_frame,
     expected_groups,
     summary_frame,
+    summary_lines,
     tensor_frame,
     verdict,
     versions,
 )
 from verify.report.output import write_dir, write_file
+from verify.sweep.execute import INTERRUPTED
 from verify.sweep.run import SweepResult
 
 
@@ -33,11 +35,18 @@ def finished(result: SweepResult) -> SweepResult:
     return dataclasses.replace(result, total_time=time.perf_counter() - STARTED)
 
 
-# Hypothesis draws part of its values from the literals of the local modules loaded when it
-# draws (its "local constants"), so the cases a sweep draws for a given --seed depend on which of
-# verify's modules are loaded by then. The modules a sweep does not use (the HTML page here;
-# explain and mutants in verify.cli.app) are imported where they are used, after the draw, so
-# that they do not change it (tests/test_layers.py checks that a sweep does not load them).
+def conclude(result: SweepResult, out_dir: Path | str, *, title: str = "verify run") -> int:
+    """The end of a sweep command (verify run, verify check --impl): the reports written, the
+    summary printed; the exit status, 0 all agree, 1 any discrepancy, 130 interrupted."""
+    result = finished(result)
+    paths = write_reports(result, out_dir, title=title)
+    for line in summary_lines(result):
+        print(line)
+    print(f"report: {paths['html']}")
+    if result.stopped == INTERRUPTED:
+        return 130
+    return 0 if result.passed else 1
+
 
 # -- writing -----------------------------------------------------------------------------------
 
