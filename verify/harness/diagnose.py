@@ -9,7 +9,7 @@ import numpy as np
 
 from verify.byo.call import CALL, STEP
 from verify.core.compare import split_name
-from verify.core.verdict import counts
+from verify.core.verdict import counts, step_inputs
 
 _SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
@@ -37,33 +37,33 @@ def hint(spec: Any, name: str, lr: float = 0.1) -> tuple[list[str], str]:
     """(the tensors ``name`` is computed from, where to look: the step and its equation)."""
     L = len(spec.widths) - 1
     quantity, l = split_name(name)
+    inputs = step_inputs(spec, name)
     if quantity == "z":
-        inputs = [f"a{l - 1}"] if l > 1 else []
         return inputs, (f"the forward step of layer {l}: z{sup(l)} = {_a(l - 1)}W{sup(l)}ᵀ"
                         + (f" + b{sup(l)}" if spec.bias else "") + f" (W{sup(l)} is ({_n(l)}, {_n(l - 1)}))")
     if quantity == "a":
-        return [f"z{l}"], f"the activation of layer {l}: a{sup(l)} = {spec.activations[l - 1]}(z{sup(l)})"
+        return inputs, f"the activation of layer {l}: a{sup(l)} = {spec.activations[l - 1]}(z{sup(l)})"
     if quantity == "loss":
-        return [f"a{L}"], (f"the loss: J = {spec.loss}(a{sup(L)}, y) with reduction "
+        return inputs, (f"the loss: J = {spec.loss}(a{sup(L)}, y) with reduction "
                            f"'{spec.reduction}' (torch's 'mean' divides mse_loss and the other "
                            f"elementwise losses by m·k, cross_entropy and nll_loss by m)")
     if quantity == "delta" and l == L:
-        return [f"z{L}", f"a{L}", "loss"], (f"the output error: δ{sup(L)} = ∂J/∂a{sup(L)} ⊙ f′(z{sup(L)}) "
+        return inputs + ["loss"], (f"the output error: δ{sup(L)} = ∂J/∂a{sup(L)} ⊙ f′(z{sup(L)}) "
                                             f"(the shortcut δ = (a - y)/m holds only for canonical pairs)")
     if quantity == "delta":
-        return [f"z{l}", f"a{l}", f"delta{l + 1}"], (f"the backward step of layer {l}: "
+        return inputs, (f"the backward step of layer {l}: "
                                                       f"δ{sup(l)} = (δ{sup(l + 1)}W{sup(l + 1)}) ⊙ f′(z{sup(l)})")
     if quantity == "dW":
-        return [f"delta{l}"] + ([f"a{l - 1}"] if l > 1 else []), \
-            f"the weight gradient of layer {l}: ∂J/∂W{sup(l)} = δ{sup(l)}ᵀ{_a(l - 1)}, shape ({_n(l)}, {_n(l - 1)})"
+        return inputs, (f"the weight gradient of layer {l}: ∂J/∂W{sup(l)} = δ{sup(l)}ᵀ{_a(l - 1)}, "
+                        f"shape ({_n(l)}, {_n(l - 1)})")
     if quantity == "db":
-        return [f"delta{l}"], (f"the bias gradient of layer {l}: ∂J/∂b{sup(l)} = Σ over the batch of "
+        return inputs, (f"the bias gradient of layer {l}: ∂J/∂b{sup(l)} = Σ over the batch of "
                                 f"δ{sup(l)} (a sum, not a mean)")
     if name == "dx":
-        return ["delta1"], "the input gradient: ∂J/∂x = δ¹W¹"
+        return inputs, "the input gradient: ∂J/∂x = δ¹W¹"
     if quantity in ("W_after_step", "b_after_step"):
         p = "W" if quantity == "W_after_step" else "b"
-        return [f"d{p}{l}"], f"the update: {p}{sup(l)} := {p}{sup(l)} − η ∂J/∂{p}{sup(l)} (η = {lr:g})"
+        return inputs, f"the update: {p}{sup(l)} := {p}{sup(l)} − η ∂J/∂{p}{sup(l)} (η = {lr:g})"
     if name == CALL:
         return [], "the line above: the harness could not use what the implementation did"
     if name == STEP:
