@@ -1,6 +1,7 @@
 """Bring your own backprop: loading a TARGET, calling user code safely, sweeping it."""
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import warnings
 from pathlib import Path
@@ -13,6 +14,7 @@ import verify
 from verify.byo.call import ImplementationWarning, load_target
 from verify.cli.app import UsageError, main
 from verify.harness.trace import check
+from verify.sweep import execute
 
 FIXTURES = Path(__file__).parent / "fixtures"
 USER = FIXTURES / "user_impls.py"
@@ -188,8 +190,10 @@ def test_the_time_limit_leaves_the_previous_alarm_handler_in_place():
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_a_sweep_stops_at_the_first_case_past_the_time_limit_and_is_marked_partial(jobs):
+@pytest.mark.parametrize("jobs, method", [(1, None)] + [(2, m) for m in multiprocessing.get_all_start_methods()])
+def test_a_sweep_stops_at_the_first_case_past_the_time_limit_and_is_marked_partial(jobs, method, monkeypatch):
+    if method:
+        monkeypatch.setattr(execute, "START_METHODS", (method,))
     result = verify.api.sweep_implementation(user("hangs_on_big_batches"), examples=200,
                                                     jobs=jobs, time_limit=0.2)
     assert result.partial and not result.passed

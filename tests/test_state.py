@@ -2,6 +2,7 @@
 a clean run, and the harness's own output does not move."""
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -40,7 +41,8 @@ def process_state() -> tuple:
     return (torch.is_grad_enabled(), torch.get_num_threads(), torch.get_default_dtype(),
             repr(np.get_printoptions()), np.geterr(), os.getcwd(), list(warnings.filters),
             signal.getsignal(signal.SIGALRM), signal.getsignal(signal.SIGINT),
-            signal.pthread_sigmask(signal.SIG_BLOCK, []), torch.get_float32_matmul_precision(), umask())
+            signal.pthread_sigmask(signal.SIG_BLOCK, []), torch.get_float32_matmul_precision(), umask(),
+            gc.isenabled(), gc.get_threshold(), list(gc.callbacks))
 
 
 def umask() -> int:
@@ -51,7 +53,7 @@ def umask() -> int:
 
 @pytest.mark.parametrize("name", ["grad_off", "print_options", "two_threads", "default_dtype",
                                   "changes_directory", "ignores_alarms", "floating_point_errors_raise",
-                                  "matmul_precision", "closed_umask"])
+                                  "matmul_precision", "closed_umask", "collector_off"])
 def test_what_an_implementation_changes_in_the_process_is_put_back_so_later_cases_match_a_clean_run(
         name, clean):
     before = process_state()

@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
+import multiprocessing
 
 import numpy as np
+import pytest
 import torch
 
 import handimpl
 from verify.cli.app import main
 from verify.harness import trace
 from verify.harness.trace import check
+from verify.sweep import execute
 from verify.sweep.run import sweep
 from verify.sweep.shrink import signature
 
@@ -42,10 +46,13 @@ def test_the_same_seed_draws_the_same_cases_and_another_seed_does_not():
     assert _keys(a) == _keys(b) and _keys(a) != _keys(c)
 
 
-def test_two_jobs_give_the_same_results_as_one():
+@pytest.mark.parametrize("method", multiprocessing.get_all_start_methods())
+def test_two_jobs_give_the_same_results_as_one_whatever_way_the_workers_start(method, monkeypatch):
+    monkeypatch.setattr(execute, "START_METHODS", (method,))
     one = sweep(examples=12, seed=1, max_depth=2, max_width=4, max_batch=4)
     two = sweep(examples=12, seed=1, max_depth=2, max_width=4, max_batch=4, jobs=2)
     assert _keys(one) == _keys(two)
+    assert all(r.records for r in two.results)
     assert [repr(r.records) for r in one.results] == [repr(r.records) for r in two.results]   # nan != nan
 
 
@@ -203,12 +210,20 @@ def test_each_case_reaches_the_observers_once_even_when_an_observer_raises(monke
     assert [r.passed for r in result.results] == [True, True, False, True, True, True]
 
 
-def test_a_sweep_leaves_the_garbage_collectors_frozen_objects_as_it_found_them():
-    import gc
-    seen = []
-    sweep(examples=2, seed=0, max_depth=1, max_width=2, max_batch=2, max_shrunk=0,
-          check_fn=lambda *case: seen.append(gc.get_freeze_count()) or check(*case))
-    assert seen[0] > 0 and gc.get_freeze_count() == 0      # frozen during it, not after
+def test_a_sweep_freezes_the_objects_older_than_it_while_it_runs_and_unfreezes_them_after():
+    was_frozen = gc.get_freeze_count()
+    gc.unfreeze()                       # the premise: nothing frozen (a plugin or library may have)
+    try:
+        seen = []
+        sweep(examples=2, seed=0, max_depth=1, max_width=2, max_batch=2, max_shrunk=0,
+              check_fn=lambda *case: seen.append(gc.get_freeze_count()) or check(*case))
+        assert seen[0] > 0 and gc.get_freeze_count() == 0
+    finally:
+        if was_frozen:
+            gc.freeze()
+
+
+def test_a_sweep_leaves_objects_the_process_froze_itself_frozen():
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()

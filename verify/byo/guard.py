@@ -8,7 +8,7 @@ raised)``, whatever it raised (a BaseException included). Around it:
   NumPy's print options and floating-point error handling; the working directory and umask;
   the warning filters; the handlers of SIGALRM, SIGINT and SIGTERM, the signal mask and a
   leftover interval timer; sys.stdout, sys.stderr and sys.stdin; the recursion limit; a trace
-  or profile function;
+  or profile function; the garbage collector's switch, thresholds and callbacks;
 - its time limit (``TimeLimit``) is applied with SIGALRM, whose handler is installed afresh
   before each call, so user code that ignored SIGALRM earlier cannot defeat it;
 - a real Ctrl-C is told apart from a KeyboardInterrupt the code raises itself: while the code
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import os
 import signal
 import sys
@@ -97,6 +98,7 @@ class State:
     streams: tuple
     recursion: int
     tracing: tuple
+    collector: tuple
 
 
 def _main_thread() -> bool:
@@ -118,7 +120,8 @@ def saved_state() -> State:
         sigmask=signal.pthread_sigmask(signal.SIG_BLOCK, []) if hasattr(signal, "pthread_sigmask") else None,
         timer=signal.getitimer(signal.ITIMER_REAL) if hasattr(signal, "getitimer") else None,
         streams=(sys.stdout, sys.stderr, sys.stdin), recursion=sys.getrecursionlimit(),
-        tracing=(sys.gettrace(), sys.getprofile()))
+        tracing=(sys.gettrace(), sys.getprofile()),
+        collector=(gc.isenabled(), gc.get_threshold(), tuple(gc.callbacks)))
 
 
 def _umask() -> int:
@@ -162,6 +165,18 @@ def restore_state(saved: State) -> None:
     if (sys.gettrace(), sys.getprofile()) != saved.tracing:
         sys.settrace(saved.tracing[0])
         sys.setprofile(saved.tracing[1])
+    _restore_collector(*saved.collector)
+
+
+def _restore_collector(enabled: bool, threshold: tuple, callbacks: tuple) -> None:
+    """The garbage collector as it was: a sweep that allocates steadily needs it on, at its
+    thresholds, and a callback the code left behind would run at every later collection."""
+    if gc.isenabled() != enabled:
+        (gc.enable if enabled else gc.disable)()
+    if gc.get_threshold() != threshold:
+        gc.set_threshold(*threshold)
+    if tuple(gc.callbacks) != callbacks:
+        gc.callbacks[:] = callbacks
 
 
 class _Sigint:

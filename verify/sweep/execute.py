@@ -140,9 +140,16 @@ class _BlockLost(Exception):
     """A block's check ended with an exception that escaped every case (its text)."""
 
 
+# How worker processes start: the first of these the platform has. "fork" is the fastest (the
+# worker has torch imported already) and takes a check function that cannot be pickled by name;
+# every method gives the same results, as nothing a worker uses is inherited state: the check
+# function and the strategy's arguments are sent to it (_init_worker).
+START_METHODS = ("fork", "forkserver", "spawn")
+
+
 def _pool_context():
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    available = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context(next(m for m in START_METHODS if m in available))
 
 
 def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None, jobs: int):
