@@ -27,9 +27,14 @@ def f64(v):
 KINKS = (0.0, -0.0, 1.0, -1.0, 3.0, -3.0, 6.0, 20.0, 1e3, -1e3, 1e-30, -1e-30)
 
 
+def as_dtype(v: float, dtype: str) -> float:
+    """``v`` rounded to ``dtype``: array strategies take only elements the dtype holds exactly."""
+    return float(np.dtype(dtype).type(v))
+
+
 def values(*, dtype: str, lo: float = -1e3, hi: float = 1e3, special=KINKS):
     width = 32 if dtype == "float32" else 64
-    specials = [v for v in special if lo <= v <= hi]
+    specials = [as_dtype(v, dtype) for v in special if lo <= v <= hi]
     return st.one_of(st.sampled_from(specials), st.floats(lo, hi, width=width)) if specials \
         else st.floats(lo, hi, width=width)
 

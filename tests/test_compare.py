@@ -10,6 +10,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from strategies_numeric import as_dtype
 
 from verify.core.compare import TOLERANCES, Comparison, Pair, _judged, compare_all
 
@@ -86,7 +87,7 @@ def pairs(draw, *, dtype: str, with_ref: bool, max_tensors: int = 4, misshapen: 
     out = []
     for k in range(draw(st.integers(1, max_tensors))):
         shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
-        floats = st.one_of(st.sampled_from(SPECIAL), st.floats(-1e3, 1e3, width=width),
+        floats = st.one_of(st.sampled_from([as_dtype(v, dtype) for v in SPECIAL]), st.floats(-1e3, 1e3, width=width),
                            st.floats(width=width, allow_nan=False))
         magnitude = draw(st.sampled_from((1.0, 1e-40, 1e35) if dtype == "float32" else (1.0, 1e-200, 1e200)))
         with np.errstate(all="ignore"):                              # whole tensors tiny or huge too
