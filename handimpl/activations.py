@@ -62,6 +62,10 @@ class Activation:
     """An elementwise activation. ``range`` is the closed hull of its outputs; ``kinks`` the
     points where f' jumps (the derivative torch takes there is in each docstring).
 
+    ``formula`` (f) and ``derivative`` (f′ as the tutorial writes it, in terms of z or of the
+    output a, its conditions saying which value torch takes at each corner of f; the row Jacobian for a
+    row-wise activation) are the texts verify explain displays.
+
     The rounding bounds of the verdict (verify.bounds) ask each activation two things, both
     computed in float64 on exact-valued inputs, u the unit roundoff of the dtype judged:
     ``forward_error``, how far a correct evaluation of f may land from f(z) when z itself is
@@ -73,6 +77,8 @@ class Activation:
     """
 
     name: str = ""
+    formula: str = ""
+    derivative: str = ""
     range: tuple[float, float] = (-INF, INF)
     kinks: tuple[float, ...] = ()
     elementwise = True
@@ -135,6 +141,8 @@ class Activation:
 class Identity(Activation):
     """f(z) = z;  f'(z) = 1."""
     name = "identity"
+    formula = "f(z) = z"
+    derivative = "f′(z) = 1"
 
     def f(self, z):
         return z.copy()
@@ -146,6 +154,8 @@ class Identity(Activation):
 class Sigmoid(Activation):
     """σ(z) = 1/(1 + e^{-z});  σ'(z) = a(1 - a), computed from the output as torch does."""
     name, range = "sigmoid", (0.0, 1.0)
+    formula = "σ(z) = 1/(1 + e⁻ᶻ)"
+    derivative = "σ′(z) = a(1 − a)"
 
     def f(self, z):
         return sigmoid(z)
@@ -160,6 +170,8 @@ class Sigmoid(Activation):
 class Tanh(Activation):
     """tanh(z);  tanh'(z) = 1 - a², from the output as torch does."""
     name, range = "tanh", (-1.0, 1.0)
+    formula = "tanh(z) = (eᶻ − e⁻ᶻ)/(eᶻ + e⁻ᶻ)"
+    derivative = "tanh′(z) = 1 − a²"
 
     def f(self, z):
         return np.tanh(z)
@@ -177,6 +189,8 @@ class Tanh(Activation):
 class ReLU(Activation):
     """max(0, z);  f'(z) = 1 if z > 0 else 0. Kink: torch takes relu'(0) = 0."""
     name, range, kinks = "relu", (0.0, INF), (0.0,)
+    formula = "relu(z) = max(0, z)"
+    derivative = "relu′(z) = 1 if z > 0 else 0"
 
     def f(self, z):
         return np.maximum(z, 0)
@@ -188,6 +202,8 @@ class ReLU(Activation):
 class LeakyReLU(Activation):
     """z if z > 0 else s·z, s = 0.01;  f'(z) = 1 if z > 0 else s. Kink: f'(0) = s."""
     name, slope, kinks = "leaky_relu", 0.01, (0.0,)
+    formula = "f(z) = z if z > 0 else 0.01z"
+    derivative = "f′(z) = 1 if z > 0 else 0.01"
 
     def f(self, z):
         return np.where(z > 0, z, z * self.slope)
@@ -206,6 +222,8 @@ class ELU(Activation):
     """
     name, range, kinks = "elu", (-1.0, INF), (0.0,)
     scale, alpha, input_scale = 1.0, 1.0, 1.0
+    formula = "f(z) = z if z > 0 else eᶻ − 1"
+    derivative = "f′(z) = 1 if z > 0 else eᶻ"
 
     def f(self, z):
         return np.where(z > 0, z * self.scale,
@@ -226,6 +244,8 @@ class ELU(Activation):
 class SELU(ELU):
     __doc__ = ELU.__doc__
     name = "selu"
+    formula = "f(z) = λz if z > 0 else λα(eᶻ − 1)   (λ ≈ 1.0507, α ≈ 1.6733)"
+    derivative = "f′(z) = λ if z > 0 else λαeᶻ   (λ ≈ 1.0507, α ≈ 1.6733)"
     scale, alpha = 1.0507009873554804934193349852946, 1.6732632423543772848170429916717
     range = (-scale * alpha, INF)
 
@@ -233,6 +253,8 @@ class SELU(ELU):
 class CELU(ELU):
     __doc__ = ELU.__doc__
     name = "celu"
+    formula = "f(z) = z if z > 0 else α(e^(z/α) − 1)   (α = 1)"
+    derivative = "f′(z) = 1 if z > 0 else e^(z/α)   (α = 1)"
 
 
 class GELU(Activation):
@@ -242,6 +264,8 @@ class GELU(Activation):
     rounded once to the working dtype; everything else stays in the dtype.
     """
     name, range = "gelu", (-0.17, INF)
+    formula = "f(z) = zΦ(z), Φ(z) = ½(1 + erf(z/√2))"
+    derivative = "f′(z) = Φ(z) + zφ(z)"
 
     def _cdf(self, z):
         return (0.5 * (1 + _erf(z.astype(np.float64) * math.sqrt(0.5)))).astype(z.dtype)
@@ -271,6 +295,8 @@ class GELUTanh(Activation):
     f'(z) = ½(1 + tanh u) + ½z(1 - tanh² u)·√(2/π)(1 + 3·0.044715 z²)."""
     name, range = "gelu_tanh", (-0.17, INF)
     beta, kappa = math.sqrt(2 / math.pi), 0.044715
+    formula = "f(z) = ½z(1 + tanh u), u = √(2/π)(z + 0.044715z³)"
+    derivative = "f′(z) = ½(1 + tanh u) + ½z(1 − tanh²u)·√(2/π)(1 + 3·0.044715z²)"
 
     def _tanh_u(self, z):
         with np.errstate(over="ignore", invalid="ignore"):
@@ -302,6 +328,8 @@ class GELUTanh(Activation):
 class SiLU(Activation):
     """z·σ(z);  f'(z) = σ(z)(1 + z(1 - σ(z)))."""
     name, range = "silu", (-0.28, INF)
+    formula = "f(z) = zσ(z)"
+    derivative = "f′(z) = σ(z)(1 + z(1 − σ(z)))"
 
     def f(self, z):
         return z * sigmoid(z)
@@ -320,6 +348,8 @@ class Softplus(Activation):
     name, range = "softplus", (0.0, INF)
     threshold = 20.0
     kinks = (threshold,)     # f and f' jump by about e^{-20} where torch switches to z
+    formula = "f(z) = log(1 + eᶻ) if z ≤ 20 else z"
+    derivative = "f′(z) = σ(z)"
 
     def f(self, z):
         return np.where(z > self.threshold, z, np.log1p(quiet_exp(np.minimum(z, self.threshold))))
@@ -331,6 +361,8 @@ class Softplus(Activation):
 class Mish(Activation):
     """z·tanh(softplus(z));  f'(z) = tanh(sp) + z·σ(z)(1 - tanh²(sp)), sp = log(1 + e^{z})."""
     name, range = "mish", (-0.31, INF)
+    formula = "f(z) = z·tanh(sp), sp = log(1 + eᶻ)"
+    derivative = "f′(z) = tanh(sp) + zσ(z)(1 − tanh²(sp)), sp = log(1 + eᶻ)"
 
     def _tsp(self, z):
         return np.tanh(np.log1p(quiet_exp(z)))
@@ -350,6 +382,8 @@ class Mish(Activation):
 class Softsign(Activation):
     """z/(1 + |z|);  f'(z) = 1/(1 + |z|)²."""
     name, range = "softsign", (-1.0, 1.0)
+    formula = "f(z) = z/(1 + |z|)"
+    derivative = "f′(z) = 1/(1 + |z|)²"
 
     def f(self, z):
         return z / (1 + np.abs(z))
@@ -368,6 +402,8 @@ class Hardtanh(Activation):
     """clip(z, lo, hi);  f'(z) = 1 for lo < z < hi, else 0. Kinks: torch takes 0 at both corners.
     hardtanh: lo, hi = -1, 1.  relu6: lo, hi = 0, 6."""
     name, range = "hardtanh", (-1.0, 1.0)
+    formula = "f(z) = min(max(z, −1), 1)"
+    derivative = "f′(z) = 1 if −1 < z < 1 else 0"
 
     @property
     def kinks(self):
@@ -384,12 +420,16 @@ class Hardtanh(Activation):
 class ReLU6(Hardtanh):
     __doc__ = Hardtanh.__doc__
     name, range = "relu6", (0.0, 6.0)
+    formula = "f(z) = min(max(z, 0), 6)"
+    derivative = "f′(z) = 1 if 0 < z < 6 else 0"
 
 
 class Hardsigmoid(Activation):
     """relu6(z + 3)/6;  f'(z) = 1/6 for -3 < z < 3, else 0 (torch: 0 at both corners).
     (torch's float64 kernel uses 1/6 rounded to float32, 5e-9 off; we use the exact 1/6.)"""
     name, range, kinks = "hardsigmoid", (0.0, 1.0), (-3.0, 3.0)
+    formula = "f(z) = min(max(z + 3, 0), 6)/6"
+    derivative = "f′(z) = 1/6 if −3 < z < 3 else 0"
     reference_df_error = abs(float(np.float32(1 / 6)) * 6 - 1)   # torch's f' relative error, any dtype
 
     def f(self, z):
@@ -406,6 +446,8 @@ class Hardswish(Activation):
     """z·relu6(z + 3)/6;  f'(z) = 0 for z <= -3, z/3 + ½ for -3 < z < 3, 1 for z >= 3
     (torch's corners: f'(-3) = 0, f'(3) = 1)."""
     name, range, kinks = "hardswish", (-0.375, INF), (-3.0, 3.0)
+    formula = "f(z) = z·min(max(z + 3, 0), 6)/6"
+    derivative = "f′(z) = 0 if z ≤ −3, z/3 + ½ if −3 < z < 3, 1 if z ≥ 3"
 
     def f(self, z):
         return z * np.clip(z + 3, 0, 6) / 6
@@ -423,6 +465,8 @@ class Hardswish(Activation):
 class LogSigmoid(Activation):
     """log σ(z) = min(z, 0) - log(1 + e^{-|z|});  f'(z) = 1 - σ(z) = σ(-z)."""
     name, range = "logsigmoid", (-INF, 0.0)
+    formula = "f(z) = log σ(z)"
+    derivative = "f′(z) = 1 − σ(z)"
 
     def f(self, z):
         return np.minimum(z, 0) - np.log1p(np.exp(-np.abs(z)))
@@ -437,6 +481,8 @@ class LogSigmoid(Activation):
 class Tanhshrink(Activation):
     """z - tanh(z);  f'(z) = tanh²(z)."""
     name = "tanhshrink"
+    formula = "f(z) = z − tanh(z)"
+    derivative = "f′(z) = tanh²(z)"
 
     def f(self, z):
         return z - np.tanh(z)
@@ -461,6 +507,8 @@ class Softmax(Activation):
     vector-Jacobian product g·J = a ⊙ (g - Σ_j g_j a_j), one row at a time.
     """
     name, range, elementwise = "softmax", (0.0, 1.0), False
+    formula = "aⱼ = e^(zⱼ)/Σₖ e^(zₖ), row by row"
+    derivative = "the softmax Jacobian ∂aⱼ/∂zᵢ = aⱼ(δᵢⱼ − aᵢ), row by row (not elementwise)"
 
     def f(self, z):
         e = np.exp(z - z.max(axis=1, keepdims=True))
@@ -498,6 +546,8 @@ class LogSoftmax(Activation):
     g·J = g - e^{a} Σ_j g_j (e^{a} = softmax(z)).
     """
     name, range, elementwise = "log_softmax", (-INF, 0.0), False
+    formula = "aⱼ = zⱼ − log Σₖ e^(zₖ), row by row"
+    derivative = "the log_softmax Jacobian ∂aⱼ/∂zᵢ = δᵢⱼ − softmax(z)ᵢ, row by row (not elementwise)"
 
     def f(self, z):
         s = z - z.max(axis=1, keepdims=True)

@@ -33,9 +33,19 @@ INF = math.inf
 
 
 class Loss:
-    """A loss; ``options`` are its own keyword arguments with torch's defaults."""
+    """A loss; ``options`` are its own keyword arguments with torch's defaults.
+
+    The texts verify explain displays: ``formula``, ℓ per element (ℓᵢ per row for the row-wise
+    losses); ``grad_formula``, ∂J/∂a⁽ᴸ⁾ with N the divisor of the reduction; for a loss with a
+    ``shortcut``, ``shortcut_formula``, that δ⁽ᴸ⁾, and ``cancellations``, for each canonical
+    output activation, why ∂J/∂a⁽ᴸ⁾ ⊙ f′ collapses to it.
+    """
 
     name: str = ""
+    formula: str = ""
+    grad_formula: str = ""
+    shortcut_formula: str | None = None
+    cancellations: dict[str, str] = {}
     options: dict = {}
     reductions: tuple[str, ...] = ("mean", "sum")
     target: str = "real"          # real | unit | sign | counts | class | distribution
@@ -115,6 +125,12 @@ class MSELoss(Loss):
     """ℓ = (a - y)²;  ∂ℓ/∂a = 2(a - y). 'mean' divides by m·k (every element), not by m.
     Canonical with identity: δ⁽ᴸ⁾ = 2(a - y)/(m·k)."""
     name, canonical = "mse_loss", ("identity",)
+    formula, grad_formula = "ℓ = (a − y)²", "∂J/∂a⁽ᴸ⁾ = 2(a⁽ᴸ⁾ − y)/N"
+    shortcut_formula = "2(a − y)/N"
+    cancellations = {"identity": (
+        "identity has f′ = 1, so δ⁽ᴸ⁾ = ∂J/∂a = 2(a − y)/N: mse_loss's ℓ = (a − y)² has no ½, so "
+        "its derivative 2(a − y) keeps the factor 2 that the tutorial's ½(a − y)² cancels. "
+        "(a − y)/N, without the 2, is half of δ⁽ᴸ⁾.")}
 
     def terms(self, a, y):
         d = a - y
@@ -131,6 +147,10 @@ class Quadratic(Loss):
     """The seed's cost J = (1/m) Σᵢ ½‖aᵢ - yᵢ‖²  ('sum': no 1/m);  ∂J/∂a = (a - y)/m.
     Canonical with identity: δ⁽ᴸ⁾ = (a - y)/m, the seed's δ = a - y per example."""
     name, canonical = "quadratic", ("identity",)
+    formula, grad_formula = "ℓᵢ = ½‖aᵢ − yᵢ‖²", "∂J/∂a⁽ᴸ⁾ = (a⁽ᴸ⁾ − y)/N"
+    shortcut_formula = "(a − y)/N"
+    cancellations = {"identity": (
+        "identity has f′ = 1, so δ⁽ᴸ⁾ = ∂J/∂a = (a − y)/N: exactly the tutorial's δ = a − y, averaged.")}
 
     def count(self, a, reduction):
         return a.shape[0] if reduction == "mean" else 1
@@ -149,6 +169,7 @@ class Quadratic(Loss):
 class L1Loss(Loss):
     """ℓ = |a - y|;  ∂ℓ/∂a = sign(a - y), with torch's sign(0) = 0."""
     name = "l1_loss"
+    formula, grad_formula = "ℓ = |a − y|", "∂J/∂a⁽ᴸ⁾ = sign(a⁽ᴸ⁾ − y)/N"
 
     def terms(self, a, y):
         return np.abs(a - y)
@@ -160,6 +181,8 @@ class L1Loss(Loss):
 class HuberLoss(Loss):
     """ℓ = ½d² if |d| < δ else δ(|d| - ½δ), d = a - y;  ∂ℓ/∂a = clip(d, -δ, δ)."""
     name, options = "huber_loss", {"delta": 1.0}
+    formula = "ℓ = ½d² if |d| < δ else δ(|d| − ½δ), d = a − y"
+    grad_formula = "∂J/∂a⁽ᴸ⁾ = clip(a⁽ᴸ⁾ − y, −δ, δ)/N   (δ = delta)"
 
     def terms(self, a, y, delta=1.0):
         d = np.abs(a - y)
@@ -173,6 +196,8 @@ class SmoothL1Loss(Loss):
     """ℓ = ½d²/β if |d| < β else |d| - ½β, d = a - y;  ∂ℓ/∂a = d/β if |d| < β else sign(d).
     β = 0 is l1_loss (torch's special case)."""
     name, options = "smooth_l1_loss", {"beta": 1.0}
+    formula = "ℓ = ½d²/β if |d| < β else |d| − ½β, d = a − y"
+    grad_formula = "∂J/∂a⁽ᴸ⁾ = (d/β if |d| < β else sign(d))/N, d = a⁽ᴸ⁾ − y   (β = beta)"
 
     def terms(self, a, y, beta=1.0):
         d = np.abs(a - y)
@@ -192,6 +217,12 @@ class BCELoss(Loss):
     ∂ℓ/∂a = (a - y)/max(a(1 - a), 1e-12) (torch's ε keeps the saturated ends finite).
     Canonical with sigmoid: δ⁽ᴸ⁾ = (a - y)/(m·k)."""
     name, target, canonical = "binary_cross_entropy", "unit", ("sigmoid",)
+    formula = "ℓ = −[y log a + (1 − y) log(1 − a)]   (each log clamped at −100)"
+    grad_formula = "∂J/∂a⁽ᴸ⁾ = (a⁽ᴸ⁾ − y)/(a⁽ᴸ⁾(1 − a⁽ᴸ⁾)) / N"
+    shortcut_formula = "(a − y)/N"
+    cancellations = {"sigmoid": (
+        "∂J/∂a = (a − y)/(a(1 − a))/N and σ′(z) = a(1 − a): the product is "
+        "(a − y)/(a(1 − a)) · a(1 − a)/N = (a − y)/N. The a(1 − a) cancels.")}
     eps = float(np.float32(1e-12))      # torch's EPSILON is a float constant, in every dtype
 
     def domain(self, **opts):
@@ -220,6 +251,10 @@ class BCEWithLogitsLoss(Loss):
     where (1 - y)a and -log σ(a) cancel (the form max(a, 0) - a·y + log(1 + e^{-|a|}) rounds differently there);
     ∂ℓ/∂a = σ(a) - y. Canonical with identity: δ⁽ᴸ⁾ = (σ(z) - y)/(m·k)."""
     name, target, canonical = "binary_cross_entropy_with_logits", "unit", ("identity",)
+    formula, grad_formula = "ℓ = (1 − y)a − log σ(a)", "∂J/∂a⁽ᴸ⁾ = (σ(a⁽ᴸ⁾) − y)/N"
+    shortcut_formula = "(σ(z) − y)/N"
+    cancellations = {"identity": (
+        "the loss takes logits: ∂J/∂a = (σ(a) − y)/N and f′ = 1, the tutorial's (a − y) with a = σ(z).")}
 
     def terms(self, a, y):
         return (1 - y) * a - ACTIVATIONS["logsigmoid"].f(a)
@@ -254,6 +289,14 @@ class CrossEntropyLoss(Loss):
     ∂J/∂a = (softmax(a) - t)/m. 'mean' divides by m (the batch), not by m·k.
     Canonical with identity: δ⁽ᴸ⁾ = (softmax(z) - t)/m, the seed's (a - y)/m."""
     name, target, canonical = "cross_entropy", "class", ("identity",)
+    formula = "ℓᵢ = −Σⱼ tᵢⱼ log softmax(aᵢ)ⱼ   (t = one-hot y, label-smoothed)"
+    grad_formula = "∂J/∂a⁽ᴸ⁾ = (softmax(a⁽ᴸ⁾) − t)/N   (t = one-hot y; a⁽ᴸ⁾ are logits)"
+    shortcut_formula = "(softmax(z) − y)/N"
+    cancellations = {"identity": (
+        "cross_entropy is log_softmax followed by nll_loss (torch builds LogSoftmaxBackward0 and "
+        "NllLossBackward0 for it). nll_loss gives −t/N; log_softmax's backward g − softmax(z)·Σⱼgⱼ "
+        "turns it into −t/N + softmax(z)·(Σⱼtⱼ)/N = (softmax(z) − t)/N since Σⱼtⱼ = 1. "
+        "With a = softmax(z) this is the tutorial's (a − y)/N; identity's f′ = 1 adds nothing.")}
     options = {"label_smoothing": 0.0}
     elementwise = False           # each row's log-sum-exp couples its elements
 
@@ -303,6 +346,12 @@ class NLLLoss(Loss):
     """On log-probabilities a with class indices y: J = -Σᵢ a[i, yᵢ] / m;
     ∂J/∂a = -onehot(y)/m. Canonical with log_softmax: δ⁽ᴸ⁾ = (e^{a} - onehot(y))/m."""
     name, target, canonical = "nll_loss", "class", ("log_softmax",)
+    formula, grad_formula = "ℓᵢ = −a[i, yᵢ]", "∂J/∂a⁽ᴸ⁾ = −onehot(y)/N"
+    shortcut_formula = "(e^a − y)/N"
+    cancellations = {"log_softmax": (
+        "nll_loss gives ∂J/∂a = −onehot(y)/N; the log_softmax Jacobian-vector product "
+        "g − e^a·Σⱼgⱼ turns it into −onehot(y)/N + e^a/N = (softmax(z) − onehot(y))/N, "
+        "the tutorial's (a − y)/N with a read as probabilities e^a.")}
 
     def domain(self, **opts):
         return (-INF, 0.0)
@@ -325,6 +374,8 @@ class KLDivLoss(Loss):
     ∂ℓ/∂a = -y. With log_target: ℓ = e^{y}(y - a), ∂ℓ/∂a = -e^{y}.
     'mean' divides by m·k as torch does; 'batchmean' divides by m."""
     name, target, reductions = "kl_div", "distribution", ("mean", "sum", "batchmean")
+    formula = "ℓ = y(log y − a)   (log_target: eʸ(y − a))"
+    grad_formula = "∂J/∂a⁽ᴸ⁾ = −y/N   (log_target: −eʸ/N)"
     options = {"log_target": False}
 
     def domain(self, **opts):
@@ -354,6 +405,8 @@ class SoftMarginLoss(Loss):
     Written exactly as torch computes it, which is not overflow-safe: for
     -y·a beyond exp's range torch returns J = inf and ∂J/∂a = nan, and so do we."""
     name, target = "soft_margin_loss", "sign"
+    formula = "ℓ = log(1 + e^(−ya))   (y = ±1)"
+    grad_formula = "∂J/∂a⁽ᴸ⁾ = −y·e^(−ya⁽ᴸ⁾)/(1 + e^(−ya⁽ᴸ⁾)) / N"
 
     def terms(self, a, y):
         return np.log1p(quiet_exp(-y * a))
@@ -369,6 +422,8 @@ class PoissonNLLLoss(Loss):
     Otherwise: ℓ = a - y·log(a + eps), ∂ℓ/∂a = 1 - y/(a + eps), a >= 0.
     full adds Stirling's y·log y - y + ½log(2πy) where y > 1 (no gradient)."""
     name, target = "poisson_nll_loss", "counts"
+    formula = "ℓ = e^a − ya   (log_input=False: a − y log(a + eps))"
+    grad_formula = "∂J/∂a⁽ᴸ⁾ = (e^(a⁽ᴸ⁾) − y)/N   (log_input=False: (1 − y/(a⁽ᴸ⁾ + eps))/N)"
     options = {"log_input": True, "full": False, "eps": 1e-8}
 
     def domain(self, log_input=True, **opts):

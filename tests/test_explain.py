@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from handimpl import ACTIVATIONS, LOSSES
 from verify.cli.app import main
 from verify.core.data import draw_case
 from verify.core.spec import NetSpec
@@ -103,6 +104,15 @@ def test_the_three_formats_say_the_same_things():
     for step in ex.all_steps():
         assert step.formula in outs["text"] and step.formula in outs["md"]
         assert html.escape(step.formula) in outs["html"]
+
+
+def test_explain_shows_the_formulas_an_activation_and_a_loss_carry(capsys):
+    assert main(["explain", "3-4-2:mish,hardswish:smooth_l1_loss", "--seed", "11"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in (ACTIVATIONS["mish"].derivative, ACTIVATIONS["hardswish"].derivative,
+                  LOSSES["smooth_l1_loss"].grad_formula):
+        assert " ".join(shown.split()) in text
+    assert "mish′(z)" not in text and "hardswish′(z)" not in text
 
 
 def test_cli_explain_writes_a_file_and_rejects_bad_input(tmp_path, capsys):

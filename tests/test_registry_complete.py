@@ -1,10 +1,14 @@
 """Every registered activation and loss is complete: a torch twin, kinks declared as a tuple of
-numbers, and an error model (the verdict's bounds) that returns finite arrays of the right shape."""
+numbers, an error model (the verdict's bounds) that returns finite arrays of the right shape, and
+the formulas verify explain displays."""
+import re
+
 import numpy as np
 import pytest
 
 import handimpl
 from handimpl import ACTIVATIONS, LOSSES
+from handimpl.losses import Loss
 from handimpl.network import split_loss_kwargs
 from verify.core.data import draw_case
 from verify.core.spec import NetSpec
@@ -63,3 +67,68 @@ def test_a_loss_has_its_twin_and_an_error_model(name):
         grad = np.asarray(loss.grad_error(a, case.y, Ea, U[dtype], reduction, **opts))
         assert value.size == 1 and np.isfinite(value).all() and (value >= 0).all(), (name, dtype)
         assert grad.shape == a.shape and np.isfinite(grad).all() and (grad >= 0).all(), (name, dtype)
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_an_activation_displays_its_formula_and_a_derivative_written_as_one(name):
+    act = ACTIVATIONS[name]
+    assert act.formula.strip() and act.derivative.strip()
+    assert "′" in act.derivative or "∂" in act.derivative, act.derivative
+    assert act.formula != act.derivative
+
+
+def _one_sided(act, k: float) -> tuple[float, float, float]:
+    """f′ just left of k, at k, and just right of k."""
+    z = np.array([[np.nextafter(k, -np.inf), k, np.nextafter(k, np.inf)]])
+    return tuple(act.df(z, act.f(z))[0])
+
+
+def _conditions(text: str) -> list[str]:
+    """The 'if ...' conditions of a piecewise derivative text, as Python expressions in z."""
+    found = re.findall(r"\bif (.+?)(?=,|\s+else\b|\s{2,}|$)", text)
+    return [c.replace("−", "-").replace("≤", "<=").replace("≥", ">=") for c in found]
+
+
+# Kinks where f′ really jumps, so that torch chooses a value there: elu's and celu's f′ (α = 1) is
+# continuous at 0, and softplus's switch to z at 20 moves f′ by about 2e-9.
+CORNERS = [(name, k) for name, act in ACTIVATIONS.items() for k in act.kinks
+           if abs(_one_sided(act, k)[0] - _one_sided(act, k)[2]) > 1e-6]
+
+
+@pytest.mark.parametrize("name, k", CORNERS)
+def test_a_derivative_text_says_which_side_of_each_kink_its_value_there_comes_from(name, k):
+    act = ACTIVATIONS[name]
+    left, at, right = _one_sided(act, k)
+    conditions = _conditions(act.derivative)
+    assert conditions, act.derivative
+
+    def branch(z: float) -> tuple[bool, ...]:
+        return tuple(eval(c, {"__builtins__": {}}, {"z": z}) for c in conditions)
+
+    below, here, above = branch(np.nextafter(k, -np.inf)), branch(k), branch(np.nextafter(k, np.inf))
+    assert below != above, f"{act.derivative!r} does not tell the two sides of {k} apart"
+    assert here in (below, above)
+    assert at == (left if here == below else right), (act.derivative, k, left, at, right)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_a_loss_displays_its_terms_and_its_gradient_over_the_divisor_n(name):
+    loss = LOSSES[name]
+    assert loss.formula.startswith("ℓ"), loss.formula
+    assert loss.grad_formula.startswith("∂J/∂a⁽ᴸ⁾ = ") and re.search(r"/ ?N\b", loss.grad_formula), loss.grad_formula
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_a_loss_has_a_shortcut_formula_exactly_when_it_implements_shortcut(name):
+    loss = LOSSES[name]
+    implements = type(loss).shortcut is not Loss.shortcut
+    assert (loss.shortcut_formula is not None) == implements
+    if implements:
+        assert loss.shortcut_formula.endswith("/N"), loss.shortcut_formula
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_a_loss_explains_the_cancellation_for_exactly_its_canonical_output_activations(name):
+    loss = LOSSES[name]
+    assert set(loss.cancellations) == set(loss.canonical)
+    assert all(text.strip() for text in loss.cancellations.values())

@@ -11,45 +11,14 @@ from handimpl import ACTIVATIONS, LOSSES
 from verify.explain.graph import TorchRun, sup
 from verify.explain.steps import Section, Step, compared
 
-# f′ as the tutorial writes it, in terms of z or the output a (what the backward node reads)
-DERIVATIVES = {
-    "sigmoid": "σ′(z) = a(1 − a)",
-    "tanh": "tanh′(z) = 1 − a²",
-    "relu": "relu′(z) = 1 if z > 0 else 0",
-    "leaky_relu": "f′(z) = 1 if z > 0 else 0.01",
-    "elu": "f′(z) = 1 if z > 0 else eᶻ",
-    "softplus": "f′(z) = σ(z)",
-    "identity": "f′(z) = 1",
-    "silu": "f′(z) = σ(z)(1 + z(1 − σ(z)))",
-    "gelu": "f′(z) = Φ(z) + zφ(z)",
-    "hardtanh": "f′(z) = 1 if −1 < z < 1 else 0",
-    "softsign": "f′(z) = 1/(1 + |z|)²",
-    "logsigmoid": "f′(z) = 1 − σ(z)",
-}
-
-# ∂J/∂a⁽ᴸ⁾ for the losses the tutorial uses; others fall back to the loss's docstring
-LOSS_GRADS = {
-    "mse_loss": "∂J/∂a⁽ᴸ⁾ = 2(a⁽ᴸ⁾ − y)/N",
-    "quadratic": "∂J/∂a⁽ᴸ⁾ = (a⁽ᴸ⁾ − y)/N",
-    "binary_cross_entropy": "∂J/∂a⁽ᴸ⁾ = (a⁽ᴸ⁾ − y)/(a⁽ᴸ⁾(1 − a⁽ᴸ⁾)) / N",
-    "cross_entropy": "∂J/∂a⁽ᴸ⁾ = (softmax(a⁽ᴸ⁾) − t)/N   (t = one-hot y; a⁽ᴸ⁾ are logits)",
-    "nll_loss": "∂J/∂a⁽ᴸ⁾ = −onehot(y)/N",
-    "binary_cross_entropy_with_logits": "∂J/∂a⁽ᴸ⁾ = (σ(a⁽ᴸ⁾) − y)/N",
-    "l1_loss": "∂J/∂a⁽ᴸ⁾ = sign(a⁽ᴸ⁾ − y)/N",
-}
-
 
 def derivative(name: str) -> str:
-    if not ACTIVATIONS[name].elementwise:
-        return f"the {name} Jacobian, row by row (not elementwise)"
-    return DERIVATIVES.get(name, f"{name}′(z)")
+    """f′ as the activation displays it (its row Jacobian for softmax and log_softmax)."""
+    return ACTIVATIONS[name].derivative
 
 
 def loss_grad_formula(spec) -> str:
-    text = LOSS_GRADS.get(spec.loss)
-    if text is None:
-        doc = (type(LOSSES[spec.loss]).__doc__ or "").strip().splitlines()[0]
-        text = f"∂J/∂a⁽ᴸ⁾ = (∂ℓ/∂a)/N   ({doc})"
+    text = LOSSES[spec.loss].grad_formula
     if spec.reduction == "sum":
         text += "   [reduction=sum: N = 1]"
     return text

@@ -19,49 +19,18 @@ from verify.explain.backward import derivative
 from verify.explain.graph import TorchRun
 from verify.explain.steps import Section, Step, compared, max_diff
 
-CANCELLATIONS = {
-    ("sigmoid", "binary_cross_entropy"): (
-        "∂J/∂a = (a − y)/(a(1 − a))/N and σ′(z) = a(1 − a): the product is "
-        "(a − y)/(a(1 − a)) · a(1 − a)/N = (a − y)/N. The a(1 − a) cancels."),
-    ("identity", "cross_entropy"): (
-        "cross_entropy is log_softmax followed by nll_loss (torch builds LogSoftmaxBackward0 and "
-        "NllLossBackward0 for it). nll_loss gives −t/N; log_softmax's backward g − softmax(z)·Σⱼgⱼ "
-        "turns it into −t/N + softmax(z)·(Σⱼtⱼ)/N = (softmax(z) − t)/N since Σⱼtⱼ = 1. "
-        "With a = softmax(z) this is the tutorial's (a − y)/N; identity's f′ = 1 adds nothing."),
-    ("log_softmax", "nll_loss"): (
-        "nll_loss gives ∂J/∂a = −onehot(y)/N; the log_softmax Jacobian-vector product "
-        "g − e^a·Σⱼgⱼ turns it into −onehot(y)/N + e^a/N = (softmax(z) − onehot(y))/N, "
-        "the tutorial's (a − y)/N with a read as probabilities e^a."),
-    ("identity", "mse_loss"): (
-        "identity has f′ = 1, so δ⁽ᴸ⁾ = ∂J/∂a = 2(a − y)/N: mse_loss's ℓ = (a − y)² has no ½, so "
-        "its derivative 2(a − y) keeps the factor 2 that the tutorial's ½(a − y)² cancels. "
-        "(a − y)/N, without the 2, is half of δ⁽ᴸ⁾."),
-    ("identity", "quadratic"): (
-        "identity has f′ = 1, so δ⁽ᴸ⁾ = ∂J/∂a = (a − y)/N: exactly the tutorial's δ = a − y, averaged."),
-    ("identity", "binary_cross_entropy_with_logits"): (
-        "the loss takes logits: ∂J/∂a = (σ(a) − y)/N and f′ = 1, the tutorial's (a − y) with a = σ(z)."),
-}
-
-# Each loss's own shortcut δ⁽ᴸ⁾ (handimpl's Loss.shortcut), as a formula.
-SHORTCUT_FORMULAS = {
-    "mse_loss": "2(a − y)/N",
-    "quadratic": "(a − y)/N",
-    "binary_cross_entropy": "(a − y)/N",
-    "binary_cross_entropy_with_logits": "(σ(z) − y)/N",
-    "cross_entropy": "(softmax(z) − y)/N",
-    "nll_loss": "(e^a − y)/N",
-}
+# The tutorial's δ⁽ᴸ⁾, what someone would write for a loss without a shortcut of its own.
 TUTORIAL_SHORTCUT = "(a − y)/N"
 
 
 def shortcut(spec, z, a, y) -> tuple[np.ndarray, str, str]:
     """The shortcut someone would write for this loss, (value, formula, whose): its own form
-    when it has one (SHORTCUT_FORMULAS), else the tutorial's δ⁽ᴸ⁾ = (a − y)/N."""
+    when it has one (its shortcut_formula), else the tutorial's δ⁽ᴸ⁾ = (a − y)/N."""
     loss = LOSSES[spec.loss]
     reduction, opts = split_loss_kwargs(spec)
     try:
         value = loss.shortcut(z, a, y, reduction, **opts)
-        return value, SHORTCUT_FORMULAS.get(spec.loss, TUTORIAL_SHORTCUT), f"{spec.loss}'s own shortcut"
+        return value, loss.shortcut_formula, f"{spec.loss}'s own shortcut"
     except NotImplementedError:
         n = loss.count(a, reduction)
         return (a - class_rows(y, a.shape[1], a.dtype)) / n, TUTORIAL_SHORTCUT, "the tutorial's shortcut"
@@ -92,14 +61,14 @@ def shortcut_section(spec, hand: dict, run: TorchRun, y) -> Section:
     ]
     if canonical:
         heading = f"Why δ⁽ᴸ⁾ collapses to {formula}: {act} + {loss} is a canonical pair"
-        text = CANCELLATIONS.get((act, loss), LOSSES[loss].__doc__.strip().splitlines()[-1].strip())
+        text = LOSSES[loss].cancellations[act]
         steps.append(Step("the cancellation", note=text + " The numbers agree: the shortcut equals "
                           "the general product and torch's z⁽ᴸ⁾.grad."))
     else:
         heading = f"{act} + {loss} is not a canonical pair: the shortcut would be wrong"
         d = max_diff(short, torch_delta)
         scale = float(np.max(np.abs(torch_delta))) or 1.0
-        f_prime = derivative_factor(act)
+        f_prime = derivative(act)
         own = which.startswith(loss)
         why = (f"the shortcut keeps ∂J/∂a⁽ᴸ⁾ but drops the factor f′ ({f_prime}), which does not cancel "
                f"against anything in {loss}'s gradient." if own else
@@ -110,7 +79,3 @@ def shortcut_section(spec, hand: dict, run: TorchRun, y) -> Section:
             note=f"{why} Here the shortcut is off by up to {d:.3g} ({d / scale:.0%} of the largest |δ⁽ᴸ⁾|); "
                  f"a network trained with it follows the wrong gradient."))
     return Section(heading, "", tuple(steps))
-
-
-def derivative_factor(act: str) -> str:
-    return derivative(act)
