@@ -9,7 +9,7 @@ matrix products (and from torch's):
 
 ``STYLES`` (correct; the harness must never flag them)
     handimpl            handimpl.backprop itself, the baseline
-    column_loop         the seed's notation: one example at a time, column vectors, np.dot
+    column_loop         the tutorial's notation: one example at a time, column vectors, np.dot
     einsum              batch-major, every product and reduction by np.einsum
     float32_accumulate  one example at a time, every sum an explicit sequential loop
                         in the spec's dtype (float32 for float32 specs)
@@ -89,7 +89,7 @@ def _stack(columns: list[Array], dtype) -> Array:
 # --------------------------------------------------------------------------- the correct styles
 
 def column_loop(spec: Any, params, x: Array, y: Array) -> dict[str, Any]:
-    """The seed's own notation, one example at a time on column vectors.
+    """The tutorial's own notation, one example at a time on column vectors.
 
     Evaluation order: for each example i, a(0) = x[i] as an (n0, 1) column and
     z(l) = np.dot(W(l), a(l-1)) + b(l), a(l) = f(z(l)). ∂J/∂a(L) is taken once for the whole

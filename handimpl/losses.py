@@ -7,13 +7,13 @@ Each loss is one small object:
 - ``value(a, y, reduction, **opts)``  J as a 0-d array of a's dtype;
 - ``grad(a, y, reduction, **opts)``   ∂J/∂a, shape (m, k), a's dtype;
 - ``shortcut(z, a, y, reduction, **opts)``  only for losses with canonical
-  output activations (``canonical``): the seed's δ⁽ᴸ⁾ = (a - y)/m in its true
+  output activations (``canonical``): the tutorial's δ⁽ᴸ⁾ = (a - y)/m in its true
   form, to be compared with the general chain-rule path ∂J/∂a ⊙ f'(z).
 
 ``reduction`` is torch's: 'sum' adds the per-element terms; 'mean' divides by
 the number of terms torch divides by, which is m·k for the elementwise losses
 (mse_loss, l1_loss, ..., binary_cross_entropy, kl_div) and m for
-cross_entropy and nll_loss. ``quadratic`` is the seed's J = (1/m) Σᵢ ½‖ŷᵢ - yᵢ‖².
+cross_entropy and nll_loss. ``quadratic`` is the tutorial's J = (1/m) Σᵢ ½‖ŷᵢ - yᵢ‖².
 
 ``target`` names the kind of y a loss takes (for drawing valid data) and
 ``domain`` the interval a⁽ᴸ⁾ must lie in (checked against the output
@@ -144,8 +144,8 @@ class MSELoss(Loss):
 
 
 class Quadratic(Loss):
-    """The seed's cost J = (1/m) Σᵢ ½‖aᵢ - yᵢ‖²  ('sum': no 1/m);  ∂J/∂a = (a - y)/m.
-    Canonical with identity: δ⁽ᴸ⁾ = (a - y)/m, the seed's δ = a - y per example."""
+    """The tutorial's cost J = (1/m) Σᵢ ½‖aᵢ - yᵢ‖²  ('sum': no 1/m);  ∂J/∂a = (a - y)/m.
+    Canonical with identity: δ⁽ᴸ⁾ = (a - y)/m, the tutorial's δ = a - y per example."""
     name, canonical = "quadratic", ("identity",)
     formula, grad_formula = "ℓᵢ = ½‖aᵢ − yᵢ‖²", "∂J/∂a⁽ᴸ⁾ = (a⁽ᴸ⁾ − y)/N"
     shortcut_formula = "(a − y)/N"
@@ -287,7 +287,7 @@ class CrossEntropyLoss(Loss):
     """On logits a, with class indices y (m,) or probability rows y (m, k):
     J = -Σᵢ Σⱼ tᵢⱼ log softmax(aᵢ)ⱼ / m, t = (1 - ε)·onehot(y) + ε/k (label smoothing ε);
     ∂J/∂a = (softmax(a) - t)/m. 'mean' divides by m (the batch), not by m·k.
-    Canonical with identity: δ⁽ᴸ⁾ = (softmax(z) - t)/m, the seed's (a - y)/m."""
+    Canonical with identity: δ⁽ᴸ⁾ = (softmax(z) - t)/m, the tutorial's (a - y)/m."""
     name, target, canonical = "cross_entropy", "class", ("identity",)
     formula = "ℓᵢ = −Σⱼ tᵢⱼ log softmax(aᵢ)ⱼ   (t = one-hot y, label-smoothed)"
     grad_formula = "∂J/∂a⁽ᴸ⁾ = (softmax(a⁽ᴸ⁾) − t)/N   (t = one-hot y; a⁽ᴸ⁾ are logits)"

@@ -1,18 +1,18 @@
 """The multilayer perceptron and its backward pass: the δ recursion, line for line.
 
-The seed writes one example as a column vector, z⁽ˡ⁾ = W⁽ˡ⁾a⁽ˡ⁻¹⁾ + b⁽ˡ⁾.
+The tutorial writes one example as a column vector, z⁽ˡ⁾ = W⁽ˡ⁾a⁽ˡ⁻¹⁾ + b⁽ˡ⁾.
 Here a batch of m examples is stacked as the rows of A⁽ˡ⁻¹⁾ (m, n_{l-1}), so
 the same equation applied to every row i reads
 
     Z⁽ˡ⁾[i] = (W⁽ˡ⁾ A⁽ˡ⁻¹⁾[i]ᵀ)ᵀ + b⁽ˡ⁾ = A⁽ˡ⁻¹⁾[i] W⁽ˡ⁾ᵀ + b⁽ˡ⁾,   i.e.   Z⁽ˡ⁾ = A⁽ˡ⁻¹⁾W⁽ˡ⁾ᵀ + b⁽ˡ⁾,
 
 with W⁽ˡ⁾ of shape (n_l, n_{l-1}), exactly torch.nn.Linear.weight. Transposing
-the seed's backward equations the same way gives the lines of ``backprop``:
-δ⁽ˡ⁾ is (m, n_l) and its row i is the seed's δ⁽ˡ⁾ for example i (already
+the tutorial's backward equations the same way gives the lines of ``backprop``:
+δ⁽ˡ⁾ is (m, n_l) and its row i is the tutorial's δ⁽ˡ⁾ for example i (already
 carrying the loss's 1/m), so summing the per-example δ⁽ˡ⁾a⁽ˡ⁻¹⁾ᵀ over the batch
 is the single product δ⁽ˡ⁾ᵀA⁽ˡ⁻¹⁾.
 
-Layers are numbered as in the seed, l = 1…L, with a⁽⁰⁾ = x. Lists below are
+Layers are numbered as in the tutorial, l = 1…L, with a⁽⁰⁾ = x. Lists below are
 indexed the same way (index 0 of ``W``, ``b``, ``z`` is unused).
 """
 from __future__ import annotations
@@ -113,7 +113,7 @@ def backprop(spec: Any, params: Params, x: Array, y: Array) -> dict[str, Any]:
 
 
 def sgd_step(params: Params, grads: dict[str, Any], lr: float) -> list:
-    """The seed's step 4: W := W - η ∂J/∂W, b := b - η ∂J/∂b (new arrays, params untouched)."""
+    """The tutorial's step 4: W := W - η ∂J/∂W, b := b - η ∂J/∂b (new arrays, params untouched)."""
     new = []
     for l, (W, b) in enumerate(params, start=1):
         W_new = W - lr * grads[f"dW{l}"]                           # W⁽ˡ⁾ := W⁽ˡ⁾ - η ∂J/∂W⁽ˡ⁾

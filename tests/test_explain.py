@@ -177,6 +177,14 @@ def test_the_tutorial_is_defined_once_and_never_called_the_seed():
     assert " ".join(render(tutorial_example(), "text").split()).count(definition) == 1
 
 
+def test_no_source_or_document_a_reader_studies_calls_the_tutorial_the_seed():
+    root = DOCS.parents[1]
+    read = [*root.glob("handimpl/*.py"), *root.glob("docs/*.md"), root / "README.md", root / "CONTRIBUTING.md",
+            root / "benchmarks" / "styles.py"]
+    assert len(read) > 10
+    assert [p.name for p in read if re.search(r"\bthe seed\b", p.read_text(encoding="utf-8"), re.IGNORECASE)] == []
+
+
 def test_tutorial_example_and_its_old_name_both_work(capsys):
     assert main(["explain", "--tutorial-example"]) == 0
     new = capsys.readouterr().out
