@@ -1,6 +1,9 @@
 """The README opens with the two commands, and .ci/run runs the test one verbatim."""
 import pathlib
 import re
+import tomllib
+
+from packaging.version import Version
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -21,5 +24,19 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 def test_ci_builds_its_venv_in_a_temporary_directory_not_in_the_checkout():
     script = (ROOT / ".ci" / "run").read_text()
-    assert 'VENV="$(mktemp -d)/venv"' in script and "export VENV" in script
+    assert 'TMP="$(mktemp -d)"' in script and 'VENV="$TMP/venv"' in script and "export VENV" in script
     assert "rm -rf .venv" not in script
+
+
+def _pins() -> dict[str, str]:
+    lines = (ROOT / ".ci" / "oldest-versions.txt").read_text().splitlines()
+    return dict(line.split("==") for line in lines if line and not line.startswith("#"))
+
+
+def test_ci_tests_the_lower_bound_of_every_declared_dependency():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = project["dependencies"] + project["optional-dependencies"]["test"]
+    lower = dict(re.match(r"([\w-]+)>=([\w.]+)", d).groups() for d in declared)
+    assert {name: Version(v) for name, v in _pins().items()} == {name: Version(v) for name, v in lower.items()}
+    assert all(re.fullmatch(r"[\w-]+>=[\w.]+,<[\w.]+", d) for d in declared)    # bounded above too
+    assert "-c .ci/oldest-versions.txt" in (ROOT / ".ci" / "run").read_text()

@@ -39,7 +39,7 @@ import numpy as np
 
 import handimpl
 from verify.byo import guard, isolation
-from verify.byo.guard import TIME_LIMIT, CallTimedOut, TimeLimit, guarded  # noqa: F401 - TIME_LIMIT, CallTimedOut: public here
+from verify.byo.guard import TIME_LIMIT, CallTimedOut, TimeLimit, guarded  # noqa: F401 (the first two: public here)
 from verify.core.compare import Comparison, problem_record, split_name
 from verify.errors import UsageError
 
