@@ -50,12 +50,25 @@ _erf = np.vectorize(math.erf, otypes=[np.float64])
 LIBRARY_ULPS = 8
 
 
-def _both_ways(value: Array, at: Callable[[Array], Array], error: Array) -> Array:
-    """max |at(value ± error) - at(value)|: how far ``at`` moves over [value - error, value + error],
-    read at the two ends (where a kink lies inside, one end is on each side of it)."""
+def _both_ways(value: Array, at: Callable[[Array], Array], error: Array, points: tuple = ()) -> Array:
+    """max |at(v) - at(value)| over v in [value - error, value + error]: read at the two ends and
+    at each of ``points`` that lies inside. Where ``at`` is monotone between those points (each
+    activation declares where f and f′ turn, and kinks are read on each side), its largest move
+    over the interval lies at one of them."""
     here = at(value)
     with np.errstate(all="ignore"):
-        return np.maximum(np.abs(at(value - error) - here), np.abs(at(value + error) - here))
+        moved = np.maximum(np.abs(at(value - error) - here), np.abs(at(value + error) - here))
+        return np.maximum(moved, _inside(value, error, points, lambda v: np.abs(at(v) - here)))
+
+
+def _inside(value: Array, error: Array, points: tuple, move: Callable[[Array], Array]) -> Array:
+    """max of ``move(p)`` over the points p inside [value - error, value + error] (0 where none is)."""
+    out = np.zeros(np.shape(value))
+    for p in points:
+        inside = (np.abs(value - p) <= error) & (error > 0)
+        if inside.any():
+            out = np.maximum(out, np.where(inside, move(np.full(np.shape(value), p)), 0.0))
+    return out
 
 
 class Activation:
@@ -81,6 +94,8 @@ class Activation:
     derivative: str = ""
     range: tuple[float, float] = (-INF, INF)
     kinks: tuple[float, ...] = ()
+    turning_points: tuple[float, ...] = ()      # where f has a local extremum (f is monotone between
+    df_turning_points: tuple[float, ...] = ()   # these and the kinks); where f′ has one (likewise)
     elementwise = True
     reference_df_error = 0.0     # relative error of torch's own f' where its kernel rounds a constant
 
@@ -107,28 +122,28 @@ class Activation:
         computed that way (sigmoid's a(1 - a)); None where it is not."""
         return None
 
+    def kink_sides(self) -> tuple[float, ...]:
+        """Each kink and the numbers just beside it: where f or f′ may jump, each side is read."""
+        return tuple(p for k in self.kinks for p in (np.nextafter(k, -INF), k, np.nextafter(k, INF)))
+
     def forward_error(self, z: Array, a: Array, Ez: Array, u: float) -> Array:
-        return _both_ways(z, self.f, Ez) + LIBRARY_ULPS * u * self.f_terms(z, a)
+        moved = _both_ways(z, self.f, Ez, self.turning_points + self.kink_sides())
+        return moved + LIBRARY_ULPS * u * self.f_terms(z, a)
 
     def kink_jumps(self, z: Array, Ez: Array, fprime: Array) -> Array:
         """|f′ just beside a kink - f′(z)| where a kink lies inside [z - Ez, z + Ez] (the ends of
         a wide interval can both lie on flat parts while the slope inside is not 0), else 0."""
-        jumps = np.zeros(np.shape(z))
-        for k in self.kinks:
-            inside = (np.abs(z - k) <= Ez) & (Ez > 0)
-            if inside.any():
-                for side in (np.nextafter(k, -INF), np.nextafter(k, INF)):
-                    v = np.full(np.shape(z), side)
-                    jumps = np.maximum(jumps, np.where(inside, np.abs(self.df(v, self.f(v)) - fprime), 0.0))
-        return jumps
+        return _inside(z, Ez, self.kink_sides(), lambda v: np.abs(self.df(v, self.f(v)) - fprime))
 
     def vjp_error(self, z: Array, a: Array, g: Array, Ez: Array, Ea: Array, Eg: Array,
                   u: float) -> Array:
         fprime = self.df(z, a)
-        moved = np.maximum(_both_ways(z, lambda v: self.df(v, self.f(v)), Ez), self.kink_jumps(z, Ez, fprime))
+        moved = np.maximum(_both_ways(z, lambda v: self.df(v, self.f(v)), Ez, self.df_turning_points),
+                           self.kink_jumps(z, Ez, fprime))
         if self.df_from_output(a) is not None:
             lo, hi = self.range
-            moved = np.maximum(moved, _both_ways(a, lambda v: self.df_from_output(np.clip(v, lo, hi)), Ea))
+            turns = tuple(float(self.f(np.full((1, 1), p))[0, 0]) for p in self.df_turning_points)
+            moved = np.maximum(moved, _both_ways(a, lambda v: self.df_from_output(np.clip(v, lo, hi)), Ea, turns))
         steepest = np.abs(fprime) + moved
         computed = np.abs(g) + Eg      # the rounding scales with the g an implementation holds
         return Eg * steepest + np.abs(g) * moved + computed * (
@@ -154,6 +169,7 @@ class Identity(Activation):
 class Sigmoid(Activation):
     """σ(z) = 1/(1 + e^{-z});  σ'(z) = a(1 - a), computed from the output as torch does."""
     name, range = "sigmoid", (0.0, 1.0)
+    df_turning_points = (0.0,)
     formula = "σ(z) = 1/(1 + e⁻ᶻ)"
     derivative = "σ′(z) = a(1 − a)"
 
@@ -170,6 +186,7 @@ class Sigmoid(Activation):
 class Tanh(Activation):
     """tanh(z);  tanh'(z) = 1 - a², from the output as torch does."""
     name, range = "tanh", (-1.0, 1.0)
+    df_turning_points = (0.0,)
     formula = "tanh(z) = (eᶻ − e⁻ᶻ)/(eᶻ + e⁻ᶻ)"
     derivative = "tanh′(z) = 1 − a²"
 
@@ -264,6 +281,7 @@ class GELU(Activation):
     rounded once to the working dtype; everything else stays in the dtype.
     """
     name, range = "gelu", (-0.17, INF)
+    turning_points, df_turning_points = (-0.7517915246936,), (-math.sqrt(2), math.sqrt(2))
     formula = "f(z) = zΦ(z), Φ(z) = ½(1 + erf(z/√2))"
     derivative = "f′(z) = Φ(z) + zφ(z)"
 
@@ -294,6 +312,7 @@ class GELUTanh(Activation):
     """½z(1 + tanh u), u = √(2/π)(z + 0.044715 z³);
     f'(z) = ½(1 + tanh u) + ½z(1 - tanh² u)·√(2/π)(1 + 3·0.044715 z²)."""
     name, range = "gelu_tanh", (-0.17, INF)
+    turning_points, df_turning_points = (-0.752461422071,), (-1.41850400882, 1.41850400882)
     beta, kappa = math.sqrt(2 / math.pi), 0.044715
     formula = "f(z) = ½z(1 + tanh u), u = √(2/π)(z + 0.044715z³)"
     derivative = "f′(z) = ½(1 + tanh u) + ½z(1 − tanh²u)·√(2/π)(1 + 3·0.044715z²)"
@@ -328,6 +347,7 @@ class GELUTanh(Activation):
 class SiLU(Activation):
     """z·σ(z);  f'(z) = σ(z)(1 + z(1 - σ(z)))."""
     name, range = "silu", (-0.28, INF)
+    turning_points, df_turning_points = (-1.2784645427611,), (-2.3993572805, 2.3993572805)
     formula = "f(z) = zσ(z)"
     derivative = "f′(z) = σ(z)(1 + z(1 − σ(z)))"
 
@@ -361,6 +381,7 @@ class Softplus(Activation):
 class Mish(Activation):
     """z·tanh(softplus(z));  f'(z) = tanh(sp) + z·σ(z)(1 - tanh²(sp)), sp = log(1 + e^{z})."""
     name, range = "mish", (-0.31, INF)
+    turning_points, df_turning_points = (-1.1924312145155,), (-2.2563763964, 1.4905711795)
     formula = "f(z) = z·tanh(sp), sp = log(1 + eᶻ)"
     derivative = "f′(z) = tanh(sp) + zσ(z)(1 − tanh²(sp)), sp = log(1 + eᶻ)"
 
@@ -382,6 +403,7 @@ class Mish(Activation):
 class Softsign(Activation):
     """z/(1 + |z|);  f'(z) = 1/(1 + |z|)²."""
     name, range = "softsign", (-1.0, 1.0)
+    df_turning_points = (0.0,)
     formula = "f(z) = z/(1 + |z|)"
     derivative = "f′(z) = 1/(1 + |z|)²"
 
@@ -446,6 +468,7 @@ class Hardswish(Activation):
     """z·relu6(z + 3)/6;  f'(z) = 0 for z <= -3, z/3 + ½ for -3 < z < 3, 1 for z >= 3
     (torch's corners: f'(-3) = 0, f'(3) = 1)."""
     name, range, kinks = "hardswish", (-0.375, INF), (-3.0, 3.0)
+    turning_points = (-1.5,)
     formula = "f(z) = z·min(max(z + 3, 0), 6)/6"
     derivative = "f′(z) = 0 if z ≤ −3, z/3 + ½ if −3 < z < 3, 1 if z ≥ 3"
 
@@ -481,6 +504,7 @@ class LogSigmoid(Activation):
 class Tanhshrink(Activation):
     """z - tanh(z);  f'(z) = tanh²(z)."""
     name = "tanhshrink"
+    df_turning_points = (0.0,)
     formula = "f(z) = z − tanh(z)"
     derivative = "f′(z) = tanh²(z)"
 

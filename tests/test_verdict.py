@@ -3,9 +3,12 @@ are located without δ, and distinct root causes stay distinct."""
 import dataclasses
 
 import numpy as np
+import pytest
 
 import handimpl
 import verify
+from verify.core.bounds import output_delta_error, underflow
+from verify.core.compare import UNIT_ROUNDOFF
 from verify.harness.diagnose import describe_case, worst_sentence
 from verify.harness.localise import with_location
 from verify.sweep.shrink import distinct_failures, signature
@@ -118,3 +121,51 @@ def test_a_wrong_weight_gradient_formula_hidden_behind_the_gradients_is_named_by
     failing = verify.check("3-4-2:relu,identity:mse_loss", seed=1, batch=3, impl=z_for_a)
     located = with_location(failing, z_for_a).located
     assert located.startswith("∂J/∂W² with example") and "δ², read back from ∂J/∂b², agrees" in located
+
+
+def _elementwise_pairs() -> list[tuple[str, str]]:
+    pairs = []
+    for loss_name, loss in handimpl.LOSSES.items():
+        low, high = loss.domain(**loss.options)
+        pairs += [(name, loss_name) for name, act in handimpl.ACTIVATIONS.items()
+                  if loss.elementwise and act.elementwise and low <= act.range[0] and act.range[1] <= high]
+    return pairs
+
+
+def _targets(loss, shape, rng):
+    kind = loss.target
+    if kind == "unit":
+        return rng.uniform(0, 1, shape)
+    if kind == "sign":
+        return rng.choice([-1.0, 1.0], shape)
+    if kind == "counts":
+        return rng.poisson(2.0, shape).astype(np.float64)
+    return rng.normal(size=shape)
+
+
+@pytest.mark.parametrize("width", [1e-8, 1e-4, 1e-2, 0.5])
+def test_the_output_delta_bound_holds_wherever_z_moves_within_its_interval(width):
+    """δ⁽ᴸ⁾ = ∂J/∂a(f(z))·f′(z) moves by no more than output_delta_error while z moves anywhere
+    in [z − Ez, z + Ez] (a = f(z) with it), for every elementwise activation and loss that fit,
+    narrow intervals and wide ones (where the composition may turn inside), beside a few units of
+    roundoff of the values compared and the verdict's floor."""
+    rng = np.random.default_rng(int(width * 1e8) % 997)
+    u, tiny = UNIT_ROUNDOFF["float64"], underflow("float64")
+    for name, loss_name in _elementwise_pairs():
+        act, loss = handimpl.ACTIVATIONS[name], handimpl.LOSSES[loss_name]
+        lo, hi = max(act.range[0], loss.domain(**loss.options)[0]), min(act.range[1], loss.domain(**loss.options)[1])
+        z = rng.uniform(-8, 8, (20, 10))
+        y = _targets(loss, z.shape, rng)
+        Ez = width * (np.abs(z) + 1)
+        a = act.f(z)
+        Ea = act.forward_error(z, a, Ez, u)
+        E = output_delta_error(act, loss, z, a, y, Ez, Ea, u, "sum", dict(loss.options))
+
+        def delta(zz):
+            aa = act.f(zz)
+            return act.vjp(zz, aa, loss.grad(np.clip(aa, lo, hi), y, "sum", **loss.options))
+
+        here = delta(z)
+        for t in np.linspace(-1, 1, 21):
+            moved = np.abs(delta(z + t * Ez) - here)
+            assert (moved <= E + 4 * u * (np.abs(here) + E) + tiny).all(), (name, loss_name, t)

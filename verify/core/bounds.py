@@ -167,13 +167,21 @@ def _moving(act: Any, z: np.ndarray, Ez: np.ndarray) -> np.ndarray:
     return moving if act.elementwise else np.broadcast_to(moving.any(axis=1, keepdims=True), z.shape)
 
 
+# Widest z interval, relative to |z| + 1, over which reading the composition ∂J/∂a(f(z))·f′(z)
+# at its ends and kinks is taken as its largest move (it is not where the composition turns
+# inside); wider ones are also bounded factor by factor (docs/verdict.md).
+COMPOSITION_WIDTH = 1e-4
+
+
 def output_delta_error(act: Any, loss: Any, z: np.ndarray, a: np.ndarray, y: np.ndarray, Ez: np.ndarray,
                        Ea: np.ndarray, u: float, reduction: str, opts: dict) -> np.ndarray:
     """E of δ⁽ᴸ⁾ = ∂J/∂a ⊙ f′(z) for an elementwise activation and loss, where each element
     depends on its own z alone: the composition read at the ends of z's interval (a = f(z)
     with it) and of a's (for derivatives taken from the output), plus a kink inside, plus the
     rounding of ∂J/∂a and of f′. Bounding the two factors apart would multiply a clamped
-    gradient read at one end (1e12 for binary_cross_entropy at a = 1) by f′ read at the other."""
+    gradient read at one end (1e12 for binary_cross_entropy at a = 1) by f′ read at the other,
+    so that is done only where z's interval is wider than COMPOSITION_WIDTH, where the
+    composition may turn inside it: there the larger of the two is taken."""
     lo, hi = act.range
     low, high = loss.domain(**opts)
     lo, hi = max(lo, low), min(hi, high)
@@ -196,7 +204,12 @@ def output_delta_error(act: Any, loss: Any, z: np.ndarray, a: np.ndarray, y: np.
                               for aa in (a, a - Ea, a + Ea)])   # the ∂J/∂a an implementation holds
     rounding = np.abs(fprime) * loss.grad_error(a, y, zero, u, reduction, **opts) + held * (
         LIBRARY_ULPS * u * act.df_terms(z, a) + act.reference_df_error * np.abs(fprime))
-    return np.where((Ez > 0) | (Ea > 0), moved, 0.0) + rounding
+    E = np.where((Ez > 0) | (Ea > 0), moved, 0.0) + rounding
+    wide = Ez > COMPOSITION_WIDTH * (np.abs(z) + 1)
+    if wide.any():
+        apart = act.vjp_error(z, a, g, Ez, Ea, loss.grad_error(a, y, Ea, u, reduction, **opts), u)
+        E = np.where(wide, np.maximum(E, apart), E)
+    return E
 
 
 def _usable(E: Any) -> np.ndarray:
