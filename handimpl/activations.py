@@ -94,6 +94,7 @@ class Activation:
     derivative: str = ""
     range: tuple[float, float] = (-INF, INF)
     kinks: tuple[float, ...] = ()
+    torch_module: tuple[str, dict] = ("", {})   # its torch counterpart: torch.nn.<name>(**options)
     turning_points: tuple[float, ...] = ()      # where f has a local extremum (f is monotone between
     df_turning_points: tuple[float, ...] = ()   # these and the kinks); where f′ has one (likewise)
     elementwise = True
@@ -156,6 +157,7 @@ class Activation:
 class Identity(Activation):
     """f(z) = z;  f'(z) = 1."""
     name = "identity"
+    torch_module = ("Identity", {})
     formula = "f(z) = z"
     derivative = "f′(z) = 1"
 
@@ -169,6 +171,7 @@ class Identity(Activation):
 class Sigmoid(Activation):
     """σ(z) = 1/(1 + e^{-z});  σ'(z) = a(1 - a), computed from the output as torch does."""
     name, range = "sigmoid", (0.0, 1.0)
+    torch_module = ("Sigmoid", {})
     df_turning_points = (0.0,)
     formula = "σ(z) = 1/(1 + e⁻ᶻ)"
     derivative = "σ′(z) = a(1 − a)"
@@ -186,6 +189,7 @@ class Sigmoid(Activation):
 class Tanh(Activation):
     """tanh(z);  tanh'(z) = 1 - a², from the output as torch does."""
     name, range = "tanh", (-1.0, 1.0)
+    torch_module = ("Tanh", {})
     df_turning_points = (0.0,)
     formula = "tanh(z) = (eᶻ − e⁻ᶻ)/(eᶻ + e⁻ᶻ)"
     derivative = "tanh′(z) = 1 − a²"
@@ -206,6 +210,7 @@ class Tanh(Activation):
 class ReLU(Activation):
     """max(0, z);  f'(z) = 1 if z > 0 else 0. Kink: torch takes relu'(0) = 0."""
     name, range, kinks = "relu", (0.0, INF), (0.0,)
+    torch_module = ("ReLU", {})
     formula = "relu(z) = max(0, z)"
     derivative = "relu′(z) = 1 if z > 0 else 0"
 
@@ -219,6 +224,7 @@ class ReLU(Activation):
 class LeakyReLU(Activation):
     """z if z > 0 else s·z, s = 0.01;  f'(z) = 1 if z > 0 else s. Kink: f'(0) = s."""
     name, slope, kinks = "leaky_relu", 0.01, (0.0,)
+    torch_module = ("LeakyReLU", {})
     formula = "f(z) = z if z > 0 else 0.01z"
     derivative = "f′(z) = 1 if z > 0 else 0.01"
 
@@ -238,6 +244,7 @@ class ELU(Activation):
     celu: λ = 1, α = 1, c = α.
     """
     name, range, kinks = "elu", (-1.0, INF), (0.0,)
+    torch_module = ("ELU", {})
     scale, alpha, input_scale = 1.0, 1.0, 1.0
     formula = "f(z) = z if z > 0 else eᶻ − 1"
     derivative = "f′(z) = 1 if z > 0 else eᶻ"
@@ -261,6 +268,7 @@ class ELU(Activation):
 class SELU(ELU):
     __doc__ = ELU.__doc__
     name = "selu"
+    torch_module = ("SELU", {})
     formula = "f(z) = λz if z > 0 else λα(eᶻ − 1)   (λ ≈ 1.0507, α ≈ 1.6733)"
     derivative = "f′(z) = λ if z > 0 else λαeᶻ   (λ ≈ 1.0507, α ≈ 1.6733)"
     scale, alpha = 1.0507009873554804934193349852946, 1.6732632423543772848170429916717
@@ -270,6 +278,7 @@ class SELU(ELU):
 class CELU(ELU):
     __doc__ = ELU.__doc__
     name = "celu"
+    torch_module = ("CELU", {})
     formula = "f(z) = z if z > 0 else α(e^(z/α) − 1)   (α = 1)"
     derivative = "f′(z) = 1 if z > 0 else e^(z/α)   (α = 1)"
 
@@ -281,6 +290,7 @@ class GELU(Activation):
     rounded once to the working dtype; everything else stays in the dtype.
     """
     name, range = "gelu", (-0.17, INF)
+    torch_module = ("GELU", {})
     turning_points, df_turning_points = (-0.7517915246936,), (-math.sqrt(2), math.sqrt(2))
     formula = "f(z) = zΦ(z), Φ(z) = ½(1 + erf(z/√2))"
     derivative = "f′(z) = Φ(z) + zφ(z)"
@@ -312,6 +322,7 @@ class GELUTanh(Activation):
     """½z(1 + tanh u), u = √(2/π)(z + 0.044715 z³);
     f'(z) = ½(1 + tanh u) + ½z(1 - tanh² u)·√(2/π)(1 + 3·0.044715 z²)."""
     name, range = "gelu_tanh", (-0.17, INF)
+    torch_module = ("GELU", {"approximate": "tanh"})
     turning_points, df_turning_points = (-0.752461422071,), (-1.41850400882, 1.41850400882)
     beta, kappa = math.sqrt(2 / math.pi), 0.044715
     formula = "f(z) = ½z(1 + tanh u), u = √(2/π)(z + 0.044715z³)"
@@ -347,6 +358,7 @@ class GELUTanh(Activation):
 class SiLU(Activation):
     """z·σ(z);  f'(z) = σ(z)(1 + z(1 - σ(z)))."""
     name, range = "silu", (-0.28, INF)
+    torch_module = ("SiLU", {})
     turning_points, df_turning_points = (-1.2784645427611,), (-2.3993572805, 2.3993572805)
     formula = "f(z) = zσ(z)"
     derivative = "f′(z) = σ(z)(1 + z(1 − σ(z)))"
@@ -366,6 +378,7 @@ class Softplus(Activation):
     """log(1 + e^{z}), and z itself above torch's threshold 20;
     f'(z) = e^{z}/(1 + e^{z}) = σ(z), and 1 above the threshold."""
     name, range = "softplus", (0.0, INF)
+    torch_module = ("Softplus", {})
     threshold = 20.0
     kinks = (threshold,)     # f and f' jump by about e^{-20} where torch switches to z
     formula = "f(z) = log(1 + eᶻ) if z ≤ 20 else z"
@@ -381,6 +394,7 @@ class Softplus(Activation):
 class Mish(Activation):
     """z·tanh(softplus(z));  f'(z) = tanh(sp) + z·σ(z)(1 - tanh²(sp)), sp = log(1 + e^{z})."""
     name, range = "mish", (-0.31, INF)
+    torch_module = ("Mish", {})
     turning_points, df_turning_points = (-1.1924312145155,), (-2.2563763964, 1.4905711795)
     formula = "f(z) = z·tanh(sp), sp = log(1 + eᶻ)"
     derivative = "f′(z) = tanh(sp) + zσ(z)(1 − tanh²(sp)), sp = log(1 + eᶻ)"
@@ -403,6 +417,7 @@ class Mish(Activation):
 class Softsign(Activation):
     """z/(1 + |z|);  f'(z) = 1/(1 + |z|)²."""
     name, range = "softsign", (-1.0, 1.0)
+    torch_module = ("Softsign", {})
     df_turning_points = (0.0,)
     formula = "f(z) = z/(1 + |z|)"
     derivative = "f′(z) = 1/(1 + |z|)²"
@@ -424,6 +439,7 @@ class Hardtanh(Activation):
     """clip(z, lo, hi);  f'(z) = 1 for lo < z < hi, else 0. Kinks: torch takes 0 at both corners.
     hardtanh: lo, hi = -1, 1.  relu6: lo, hi = 0, 6."""
     name, range = "hardtanh", (-1.0, 1.0)
+    torch_module = ("Hardtanh", {})
     formula = "f(z) = min(max(z, −1), 1)"
     derivative = "f′(z) = 1 if −1 < z < 1 else 0"
 
@@ -442,6 +458,7 @@ class Hardtanh(Activation):
 class ReLU6(Hardtanh):
     __doc__ = Hardtanh.__doc__
     name, range = "relu6", (0.0, 6.0)
+    torch_module = ("ReLU6", {})
     formula = "f(z) = min(max(z, 0), 6)"
     derivative = "f′(z) = 1 if 0 < z < 6 else 0"
 
@@ -450,6 +467,7 @@ class Hardsigmoid(Activation):
     """relu6(z + 3)/6;  f'(z) = 1/6 for -3 < z < 3, else 0 (torch: 0 at both corners).
     (torch's float64 kernel uses 1/6 rounded to float32, 5e-9 off; we use the exact 1/6.)"""
     name, range, kinks = "hardsigmoid", (0.0, 1.0), (-3.0, 3.0)
+    torch_module = ("Hardsigmoid", {})
     formula = "f(z) = min(max(z + 3, 0), 6)/6"
     derivative = "f′(z) = 1/6 if −3 < z < 3 else 0"
     reference_df_error = abs(float(np.float32(1 / 6)) * 6 - 1)   # torch's f' relative error, any dtype
@@ -468,6 +486,7 @@ class Hardswish(Activation):
     """z·relu6(z + 3)/6;  f'(z) = 0 for z <= -3, z/3 + ½ for -3 < z < 3, 1 for z >= 3
     (torch's corners: f'(-3) = 0, f'(3) = 1)."""
     name, range, kinks = "hardswish", (-0.375, INF), (-3.0, 3.0)
+    torch_module = ("Hardswish", {})
     turning_points = (-1.5,)
     formula = "f(z) = z·min(max(z + 3, 0), 6)/6"
     derivative = "f′(z) = 0 if z ≤ −3, z/3 + ½ if −3 < z < 3, 1 if z ≥ 3"
@@ -488,6 +507,7 @@ class Hardswish(Activation):
 class LogSigmoid(Activation):
     """log σ(z) = min(z, 0) - log(1 + e^{-|z|});  f'(z) = 1 - σ(z) = σ(-z)."""
     name, range = "logsigmoid", (-INF, 0.0)
+    torch_module = ("LogSigmoid", {})
     formula = "f(z) = log σ(z)"
     derivative = "f′(z) = 1 − σ(z)"
 
@@ -504,6 +524,7 @@ class LogSigmoid(Activation):
 class Tanhshrink(Activation):
     """z - tanh(z);  f'(z) = tanh²(z)."""
     name = "tanhshrink"
+    torch_module = ("Tanhshrink", {})
     df_turning_points = (0.0,)
     formula = "f(z) = z − tanh(z)"
     derivative = "f′(z) = tanh²(z)"
@@ -531,6 +552,7 @@ class Softmax(Activation):
     vector-Jacobian product g·J = a ⊙ (g - Σ_j g_j a_j), one row at a time.
     """
     name, range, elementwise = "softmax", (0.0, 1.0), False
+    torch_module = ("Softmax", {"dim": 1})
     formula = "aⱼ = e^(zⱼ)/Σₖ e^(zₖ), row by row"
     derivative = "the softmax Jacobian ∂aⱼ/∂zᵢ = aⱼ(δᵢⱼ − aᵢ), row by row (not elementwise)"
 
@@ -570,6 +592,7 @@ class LogSoftmax(Activation):
     g·J = g - e^{a} Σ_j g_j (e^{a} = softmax(z)).
     """
     name, range, elementwise = "log_softmax", (-INF, 0.0), False
+    torch_module = ("LogSoftmax", {"dim": 1})
     formula = "aⱼ = zⱼ − log Σₖ e^(zₖ), row by row"
     derivative = "the log_softmax Jacobian ∂aⱼ/∂zᵢ = δᵢⱼ − softmax(z)ᵢ, row by row (not elementwise)"
 

@@ -42,6 +42,7 @@ class Loss:
     """
 
     name: str = ""
+    torch_function: str | None = ""   # its torch counterpart: torch.nn.functional.<name>
     formula: str = ""
     grad_formula: str = ""
     shortcut_formula: str | None = None
@@ -125,6 +126,7 @@ class MSELoss(Loss):
     """ℓ = (a - y)²;  ∂ℓ/∂a = 2(a - y). 'mean' divides by m·k (every element), not by m.
     Canonical with identity: δ⁽ᴸ⁾ = 2(a - y)/(m·k)."""
     name, canonical = "mse_loss", ("identity",)
+    torch_function = "mse_loss"
     formula, grad_formula = "ℓ = (a − y)²", "∂J/∂a⁽ᴸ⁾ = 2(a⁽ᴸ⁾ − y)/N"
     shortcut_formula = "2(a − y)/N"
     cancellations = {"identity": (
@@ -147,6 +149,7 @@ class Quadratic(Loss):
     """The tutorial's cost J = (1/m) Σᵢ ½‖aᵢ - yᵢ‖²  ('sum': no 1/m);  ∂J/∂a = (a - y)/m.
     Canonical with identity: δ⁽ᴸ⁾ = (a - y)/m, the tutorial's δ = a - y per example."""
     name, canonical = "quadratic", ("identity",)
+    torch_function = None    # torch has none: verify writes it with torch ops
     formula, grad_formula = "ℓᵢ = ½‖aᵢ − yᵢ‖²", "∂J/∂a⁽ᴸ⁾ = (a⁽ᴸ⁾ − y)/N"
     shortcut_formula = "(a − y)/N"
     cancellations = {"identity": (
@@ -169,6 +172,7 @@ class Quadratic(Loss):
 class L1Loss(Loss):
     """ℓ = |a - y|;  ∂ℓ/∂a = sign(a - y), with torch's sign(0) = 0."""
     name = "l1_loss"
+    torch_function = "l1_loss"
     formula, grad_formula = "ℓ = |a − y|", "∂J/∂a⁽ᴸ⁾ = sign(a⁽ᴸ⁾ − y)/N"
 
     def terms(self, a, y):
@@ -181,6 +185,7 @@ class L1Loss(Loss):
 class HuberLoss(Loss):
     """ℓ = ½d² if |d| < δ else δ(|d| - ½δ), d = a - y;  ∂ℓ/∂a = clip(d, -δ, δ)."""
     name, options = "huber_loss", {"delta": 1.0}
+    torch_function = "huber_loss"
     formula = "ℓ = ½d² if |d| < δ else δ(|d| − ½δ), d = a − y"
     grad_formula = "∂J/∂a⁽ᴸ⁾ = clip(a⁽ᴸ⁾ − y, −δ, δ)/N   (δ = delta)"
 
@@ -196,6 +201,7 @@ class SmoothL1Loss(Loss):
     """ℓ = ½d²/β if |d| < β else |d| - ½β, d = a - y;  ∂ℓ/∂a = d/β if |d| < β else sign(d).
     β = 0 is l1_loss (torch's special case)."""
     name, options = "smooth_l1_loss", {"beta": 1.0}
+    torch_function = "smooth_l1_loss"
     formula = "ℓ = ½d²/β if |d| < β else |d| − ½β, d = a − y"
     grad_formula = "∂J/∂a⁽ᴸ⁾ = (d/β if |d| < β else sign(d))/N, d = a⁽ᴸ⁾ − y   (β = beta)"
 
@@ -217,6 +223,7 @@ class BCELoss(Loss):
     ∂ℓ/∂a = (a - y)/max(a(1 - a), 1e-12) (torch's ε keeps the saturated ends finite).
     Canonical with sigmoid: δ⁽ᴸ⁾ = (a - y)/(m·k)."""
     name, target, canonical = "binary_cross_entropy", "unit", ("sigmoid",)
+    torch_function = "binary_cross_entropy"
     formula = "ℓ = −[y log a + (1 − y) log(1 − a)]   (each log clamped at −100)"
     grad_formula = "∂J/∂a⁽ᴸ⁾ = (a⁽ᴸ⁾ − y)/(a⁽ᴸ⁾(1 − a⁽ᴸ⁾)) / N"
     shortcut_formula = "(a − y)/N"
@@ -251,6 +258,7 @@ class BCEWithLogitsLoss(Loss):
     where (1 - y)a and -log σ(a) cancel (the form max(a, 0) - a·y + log(1 + e^{-|a|}) rounds differently there);
     ∂ℓ/∂a = σ(a) - y. Canonical with identity: δ⁽ᴸ⁾ = (σ(z) - y)/(m·k)."""
     name, target, canonical = "binary_cross_entropy_with_logits", "unit", ("identity",)
+    torch_function = "binary_cross_entropy_with_logits"
     formula, grad_formula = "ℓ = (1 − y)a − log σ(a)", "∂J/∂a⁽ᴸ⁾ = (σ(a⁽ᴸ⁾) − y)/N"
     shortcut_formula = "(σ(z) − y)/N"
     cancellations = {"identity": (
@@ -289,6 +297,7 @@ class CrossEntropyLoss(Loss):
     ∂J/∂a = (softmax(a) - t)/m. 'mean' divides by m (the batch), not by m·k.
     Canonical with identity: δ⁽ᴸ⁾ = (softmax(z) - t)/m, the tutorial's (a - y)/m."""
     name, target, canonical = "cross_entropy", "class", ("identity",)
+    torch_function = "cross_entropy"
     formula = "ℓᵢ = −Σⱼ tᵢⱼ log softmax(aᵢ)ⱼ   (t = one-hot y, label-smoothed)"
     grad_formula = "∂J/∂a⁽ᴸ⁾ = (softmax(a⁽ᴸ⁾) − t)/N   (t = one-hot y; a⁽ᴸ⁾ are logits)"
     shortcut_formula = "(softmax(z) − y)/N"
@@ -346,6 +355,7 @@ class NLLLoss(Loss):
     """On log-probabilities a with class indices y: J = -Σᵢ a[i, yᵢ] / m;
     ∂J/∂a = -onehot(y)/m. Canonical with log_softmax: δ⁽ᴸ⁾ = (e^{a} - onehot(y))/m."""
     name, target, canonical = "nll_loss", "class", ("log_softmax",)
+    torch_function = "nll_loss"
     formula, grad_formula = "ℓᵢ = −a[i, yᵢ]", "∂J/∂a⁽ᴸ⁾ = −onehot(y)/N"
     shortcut_formula = "(e^a − y)/N"
     cancellations = {"log_softmax": (
@@ -374,6 +384,7 @@ class KLDivLoss(Loss):
     ∂ℓ/∂a = -y. With log_target: ℓ = e^{y}(y - a), ∂ℓ/∂a = -e^{y}.
     'mean' divides by m·k as torch does; 'batchmean' divides by m."""
     name, target, reductions = "kl_div", "distribution", ("mean", "sum", "batchmean")
+    torch_function = "kl_div"
     formula = "ℓ = y(log y − a)   (log_target: eʸ(y − a))"
     grad_formula = "∂J/∂a⁽ᴸ⁾ = −y/N   (log_target: −eʸ/N)"
     options = {"log_target": False}
@@ -405,6 +416,7 @@ class SoftMarginLoss(Loss):
     Written exactly as torch computes it, which is not overflow-safe: for
     -y·a beyond exp's range torch returns J = inf and ∂J/∂a = nan, and so do we."""
     name, target = "soft_margin_loss", "sign"
+    torch_function = "soft_margin_loss"
     formula = "ℓ = log(1 + e^(−ya))   (y = ±1)"
     grad_formula = "∂J/∂a⁽ᴸ⁾ = −y·e^(−ya⁽ᴸ⁾)/(1 + e^(−ya⁽ᴸ⁾)) / N"
 
@@ -422,6 +434,7 @@ class PoissonNLLLoss(Loss):
     Otherwise: ℓ = a - y·log(a + eps), ∂ℓ/∂a = 1 - y/(a + eps), a >= 0.
     full adds Stirling's y·log y - y + ½log(2πy) where y > 1 (no gradient)."""
     name, target = "poisson_nll_loss", "counts"
+    torch_function = "poisson_nll_loss"
     formula = "ℓ = e^a − ya   (log_input=False: a − y log(a + eps))"
     grad_formula = "∂J/∂a⁽ᴸ⁾ = (e^(a⁽ᴸ⁾) − y)/N   (log_input=False: (1 − y/(a⁽ᴸ⁾ + eps))/N)"
     options = {"log_input": True, "full": False, "eps": 1e-8}

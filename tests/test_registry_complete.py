@@ -10,6 +10,7 @@ import handimpl
 from handimpl import ACTIVATIONS, LOSSES
 from handimpl.losses import Loss
 from handimpl.network import split_loss_kwargs
+from verify.core import torch_ops
 from verify.core.data import draw_case
 from verify.core.spec import NetSpec
 from verify.core.torch_ops import TORCH_ACTIVATIONS, TORCH_LOSSES
@@ -132,3 +133,16 @@ def test_a_loss_explains_the_cancellation_for_exactly_its_canonical_output_activ
     loss = LOSSES[name]
     assert set(loss.cancellations) == set(loss.canonical)
     assert all(text.strip() for text in loss.cancellations.values())
+
+
+def test_an_activation_or_loss_without_a_torch_counterpart_is_refused_by_name():
+    class Unpaired(handimpl.Activation):
+        name = "unpaired"
+
+    class NoFunction(Loss):
+        name, torch_function = "no_function", "not_in_torch"
+
+    with pytest.raises(LookupError, match="activation 'unpaired': torch_module"):
+        torch_ops._activation_module(Unpaired())
+    with pytest.raises(LookupError, match="loss 'no_function': torch_function 'not_in_torch'"):
+        torch_ops._loss_function(NoFunction())

@@ -56,7 +56,7 @@ class Comparison:
     """One tensor of one case, hand against torch."""
     name: str                    # trace key: 'delta2', 'loss', 'W1_after'
     quantity: str                # z a delta dW db dx loss W_after_step b_after_step
-    layer: int | None            # the seed's l; None for loss and dx
+    layer: int | None            # the tutorial's l; None for loss and dx
     dtype: str
     shape: tuple
     n_elements: int

@@ -1,10 +1,13 @@
 """The torch side of the registries: the same names as handimpl's, mapped to torch.
 
-Built by walking handimpl's registries, so a name added there without its
-torch counterpart fails at import instead of at comparison time.
+Each handimpl activation names its torch module (``torch_module``) and each loss its
+torch.nn.functional function (``torch_function``); the two losses whose torch side is
+written here are the exceptions. Built by walking handimpl's registries, so a name added
+there without a torch counterpart fails at import instead of at comparison time.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -13,34 +16,9 @@ from torch import nn
 
 from handimpl import ACTIVATIONS, LOSSES, Registry
 
-_ACT_MODULES = {
-    "identity": nn.Identity,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "selu": nn.SELU,
-    "celu": nn.CELU,
-    "gelu": nn.GELU,
-    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
-    "silu": nn.SiLU,
-    "mish": nn.Mish,
-    "softplus": nn.Softplus,
-    "softsign": nn.Softsign,
-    "hardtanh": nn.Hardtanh,
-    "hardsigmoid": nn.Hardsigmoid,
-    "hardswish": nn.Hardswish,
-    "relu6": nn.ReLU6,
-    "logsigmoid": nn.LogSigmoid,
-    "tanhshrink": nn.Tanhshrink,
-    "softmax": lambda: nn.Softmax(dim=1),
-    "log_softmax": lambda: nn.LogSoftmax(dim=1),
-}
-
 
 def _quadratic(a: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """The seed's J = (1/m) Σᵢ ½‖aᵢ - yᵢ‖², written with torch ops."""
+    """The tutorial's J = (1/m) Σᵢ ½‖aᵢ - yᵢ‖², written with torch ops."""
     J = 0.5 * ((a - y) ** 2).sum()
     return J / a.shape[0] if reduction == "mean" else J
 
@@ -51,23 +29,29 @@ def _kl_div(a, y, reduction="mean", **opts):
         return F.kl_div(a, y, reduction=reduction, **opts)
 
 
-_LOSS_FUNCTIONS = {
-    "mse_loss": F.mse_loss,
-    "l1_loss": F.l1_loss,
-    "huber_loss": F.huber_loss,
-    "smooth_l1_loss": F.smooth_l1_loss,
-    "binary_cross_entropy": F.binary_cross_entropy,
-    "binary_cross_entropy_with_logits": F.binary_cross_entropy_with_logits,
-    "cross_entropy": F.cross_entropy,
-    "nll_loss": F.nll_loss,
-    "kl_div": _kl_div,
-    "soft_margin_loss": F.soft_margin_loss,
-    "poisson_nll_loss": F.poisson_nll_loss,
-    "quadratic": _quadratic,
-}
+# Losses whose torch side is written here: one torch has no function for, and one whose
+# function warns about a reduction that is meant.
+_WRITTEN_HERE = {"quadratic": _quadratic, "kl_div": _kl_div}
 
-TORCH_ACTIVATIONS: Registry = Registry("activation", {n: _ACT_MODULES[n] for n in ACTIVATIONS})
-TORCH_LOSSES: Registry = Registry("loss", {n: _LOSS_FUNCTIONS[n] for n in LOSSES})
+
+def _activation_module(act):
+    name, options = act.torch_module
+    if not name or not hasattr(nn, name):
+        raise LookupError(f"activation {act.name!r}: torch_module {act.torch_module!r} is no torch.nn module")
+    return functools.partial(getattr(nn, name), **options) if options else getattr(nn, name)
+
+
+def _loss_function(loss):
+    if loss.name in _WRITTEN_HERE:
+        return _WRITTEN_HERE[loss.name]
+    if not loss.torch_function or not hasattr(F, loss.torch_function):
+        raise LookupError(f"loss {loss.name!r}: torch_function {loss.torch_function!r} is no "
+                          "torch.nn.functional function")
+    return getattr(F, loss.torch_function)
+
+
+TORCH_ACTIVATIONS: Registry = Registry("activation", {n: _activation_module(a) for n, a in ACTIVATIONS.items()})
+TORCH_LOSSES: Registry = Registry("loss", {n: _loss_function(f) for n, f in LOSSES.items()})
 
 
 def activation_name(module: nn.Module) -> str | None:
