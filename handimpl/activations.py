@@ -37,8 +37,8 @@ def quiet_exp(x: Array) -> Array:
 
 
 def sigmoid(z: Array) -> Array:
-    """σ(z) = 1/(1 + e^{-z}), evaluated without overflow on either side."""
-    e = quiet_exp(-np.abs(z))
+    """σ(z) = 1/(1 + e^{-z}), evaluated without overflow on either side: e^{-|z|} <= 1."""
+    e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
@@ -50,12 +50,17 @@ _erf = np.vectorize(math.erf, otypes=[np.float64])
 LIBRARY_ULPS = 8
 
 
+def _spread(here: Array, low: Array, high: Array) -> Array:
+    """max(|low - here|, |high - here|): how far a function whose values at the middle and the
+    two ends of an interval are given moves over it (where a kink lies inside, one end is on
+    each side of it)."""
+    return np.maximum(np.abs(low - here), np.abs(high - here))
+
+
 def _both_ways(value: Array, at: Callable[[Array], Array], error: Array) -> Array:
     """max |at(value ± error) - at(value)|: how far ``at`` moves over [value - error, value + error],
-    read at the two ends (where a kink lies inside, one end is on each side of it)."""
-    here = at(value)
-    with np.errstate(all="ignore"):
-        return np.maximum(np.abs(at(value - error) - here), np.abs(at(value + error) - here))
+    read at the two ends."""
+    return _spread(at(value), at(value - error), at(value + error))
 
 
 class Activation:
@@ -69,7 +74,10 @@ class Activation:
     ``Ez``, ``Ea`` and ``Eg``. The defaults serve every elementwise activation: they read f and
     f' at both ends of z's interval (and f' at both ends of a's, for derivatives written in
     terms of the output) and add LIBRARY_ULPS·u times the magnitudes of the terms of f and f'
-    (``f_terms``, ``df_terms``), where cancellation among them would show.
+    (``f_terms``, ``df_terms``), where cancellation among them would show. Both read f at the
+    same three points (``ends``), which a caller computes once and passes to both. The bounds
+    are computed under np.errstate(all="ignore") (verify.core.bounds): an end beyond the range
+    of f reads inf, and the bound that comes out bounds nothing there.
     """
 
     name: str = ""
@@ -101,8 +109,14 @@ class Activation:
         computed that way (sigmoid's a(1 - a)); None where it is not."""
         return None
 
-    def forward_error(self, z: Array, a: Array, Ez: Array, u: float) -> Array:
-        return _both_ways(z, self.f, Ez) + LIBRARY_ULPS * u * self.f_terms(z, a)
+    def ends(self, z: Array, Ez: Array) -> tuple[tuple[Array, Array], ...]:
+        """((z, f(z)), (z - Ez, f(z - Ez)), (z + Ez, f(z + Ez))): the middle and the two ends of
+        z's interval, each with f there."""
+        return tuple((v, self.f(v)) for v in (z, z - Ez, z + Ez))
+
+    def forward_error(self, z: Array, a: Array, Ez: Array, u: float, ends=None) -> Array:
+        (_, here), (_, low), (_, high) = self.ends(z, Ez) if ends is None else ends
+        return _spread(here, low, high) + LIBRARY_ULPS * u * self.f_terms(z, a)
 
     def kink_jumps(self, z: Array, Ez: Array, fprime: Array) -> Array:
         """|f′ just beside a kink - f′(z)| where a kink lies inside [z - Ez, z + Ez] (the ends of
@@ -117,16 +131,18 @@ class Activation:
         return jumps
 
     def vjp_error(self, z: Array, a: Array, g: Array, Ez: Array, Ea: Array, Eg: Array,
-                  u: float) -> Array:
+                  u: float, ends=None) -> Array:
         fprime = self.df(z, a)
-        moved = np.maximum(_both_ways(z, lambda v: self.df(v, self.f(v)), Ez), self.kink_jumps(z, Ez, fprime))
+        slopes = [self.df(v, fv) for v, fv in (self.ends(z, Ez) if ends is None else ends)]
+        moved = np.maximum(_spread(*slopes), self.kink_jumps(z, Ez, fprime))
         if self.df_from_output(a) is not None:
             lo, hi = self.range
             moved = np.maximum(moved, _both_ways(a, lambda v: self.df_from_output(np.clip(v, lo, hi)), Ea))
-        steepest = np.abs(fprime) + moved
-        computed = np.abs(g) + Eg      # the rounding scales with the g an implementation holds
-        return Eg * steepest + np.abs(g) * moved + computed * (
-            LIBRARY_ULPS * u * self.df_terms(z, a) + self.reference_df_error * np.abs(fprime))
+        abs_fprime, abs_g = np.abs(fprime), np.abs(g)
+        steepest = abs_fprime + moved
+        computed = abs_g + Eg          # the rounding scales with the g an implementation holds
+        return Eg * steepest + abs_g * moved + computed * (
+            LIBRARY_ULPS * u * self.df_terms(z, a) + self.reference_df_error * abs_fprime)
 
     def __repr__(self) -> str:
         return f"<activation {self.name}>"
@@ -469,17 +485,16 @@ class Softmax(Activation):
     def vjp(self, z, a, g):
         return a * (g - (g * a).sum(axis=1, keepdims=True))
 
-    def forward_error(self, z, a, Ez, u):
+    def forward_error(self, z, a, Ez, u, ends=None):
         """Each z_j off by at most Ez_j moves a_i by a factor within e^{±(Ez_i + max_j Ez_j)};
         rounding: the shift z - max, exp, the k-term sum and the division."""
         k = z.shape[1]
         spread = np.abs(z - z.max(axis=1, keepdims=True))
-        with np.errstate(over="ignore"):
-            moved = np.minimum(a * np.expm1(Ez + Ez.max(axis=1, keepdims=True)), 1.0)
+        moved = np.minimum(a * np.expm1(Ez + Ez.max(axis=1, keepdims=True)), 1.0)
         return moved + u * a * (LIBRARY_ULPS * spread + (a * spread).sum(axis=1, keepdims=True)
                                 + k + 2 * LIBRARY_ULPS)
 
-    def vjp_error(self, z, a, g, Ez, Ea, Eg, u):
+    def vjp_error(self, z, a, g, Ez, Ea, Eg, u, ends=None):
         """δ = a ⊙ (g - s), s = Σ_j g_j a_j: each product x·y off by |x|Ey + |y|Ex + ExEy (a
         clamped loss gradient can jump far enough for the last term to count), and the
         rounding of s (k terms) and of the two products."""
@@ -515,18 +530,17 @@ class LogSoftmax(Activation):
         return np.abs(z) + np.abs(top) + spread + (np.exp(a) * spread).sum(axis=1, keepdims=True) + lse + \
             z.shape[1] + 2
 
-    def forward_error(self, z, a, Ez, u):
+    def forward_error(self, z, a, Ez, u, ends=None):
         """log-sum-exp moves by at most max_j Ez_j, and each a_i with its z_i."""
         return Ez + Ez.max(axis=1, keepdims=True) + LIBRARY_ULPS * u * self.f_terms(z, a)
 
-    def vjp_error(self, z, a, g, Ez, Ea, Eg, u):
+    def vjp_error(self, z, a, g, Ez, Ea, Eg, u, ends=None):
         """δ = g - p Σ_j g_j, p = e^a: first order in Ea and Eg, and the rounding of the sum
         (k terms), of e^a and of the product."""
         k = z.shape[1]
         p = np.exp(a)
         total = g.sum(axis=1, keepdims=True)
-        with np.errstate(over="ignore"):
-            moved_p = p * np.expm1(Ea)
+        moved_p = p * np.expm1(Ea)
         held_g, held_p = np.abs(g) + Eg, p + moved_p     # what an implementation holds, at most
         return Eg + held_p * Eg.sum(axis=1, keepdims=True) + np.abs(total) * moved_p + u * (
             2 * held_g + held_p * ((k + 2) * held_g.sum(axis=1, keepdims=True)

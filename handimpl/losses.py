@@ -100,11 +100,15 @@ class Loss:
     def grad_error(self, a: Array, y: Array, Ea: Array, u: float, reduction: str = "mean",
                    **opts) -> Array:
         """How far ∂ℓ/∂a moves over a's interval (each element alone: an elementwise loss), plus
-        its rounding, over N."""
-        here = self.dterms(a, y, **opts)
-        with np.errstate(all="ignore"):
-            moved = np.maximum.reduce([np.abs(self.dterms(v, y, **opts) - here) for v in self._ends(a, Ea, **opts)])
-            moved = np.where(Ea > 0, moved, 0.0)
+        its rounding, over N. Where a is exact (Ea = 0) nothing moves."""
+        moving = np.asarray(Ea) > 0
+        if moving.any():
+            here = self.dterms(a, y, **opts)
+            with np.errstate(all="ignore"):
+                moved = np.maximum.reduce([np.abs(self.dterms(v, y, **opts) - here) for v in self._ends(a, Ea, **opts)])
+            moved = np.where(moving, moved, 0.0)
+        else:
+            moved = np.zeros(np.broadcast_shapes(moving.shape, np.shape(a)))
         return (moved + LIBRARY_ULPS * u * self.dmagnitudes(a, y, **opts)) / self.count(a, reduction)
 
     def __repr__(self) -> str:
