@@ -134,7 +134,9 @@ class Activation:
                   u: float, ends=None) -> Array:
         fprime = self.df(z, a)
         slopes = [self.df(v, fv) for v, fv in (self.ends(z, Ez) if ends is None else ends)]
-        moved = np.maximum(_spread(*slopes), self.kink_jumps(z, Ez, fprime))
+        moved = _spread(*slopes)
+        if self.kinks:
+            moved = np.maximum(moved, self.kink_jumps(z, Ez, fprime))
         if self.df_from_output(a) is not None:
             lo, hi = self.range
             moved = np.maximum(moved, _both_ways(a, lambda v: self.df_from_output(np.clip(v, lo, hi)), Ea))

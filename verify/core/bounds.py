@@ -33,6 +33,7 @@ inherits its difference (verify.core.verdict).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -192,20 +193,18 @@ def output_delta_error(act: Any, loss: Any, z: np.ndarray, a: np.ndarray, y: np.
 
     def held(aa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """a value of a, clipped to where both f and the loss are defined, and ∂J/∂a there."""
-        aa = np.clip(aa, lo, hi)
+        aa = aa if (lo, hi) == (-np.inf, np.inf) else np.clip(aa, lo, hi)
         return aa, loss.grad(aa, y, reduction, **opts)
 
     at_a = [held(aa) for aa in (a, a - Ea, a + Ea)]     # a and the two ends of its interval
     here = act.vjp(z, *at_a[0])
     fprime = act.df(z, a)
-    moved = np.zeros_like(here)
-    for zz, ff in ends[1:]:                              # the ends of z's interval, f there
-        moved = np.maximum(moved, np.abs(act.vjp(zz, *held(ff)) - here))
-    for aa_gg in at_a[1:]:
-        moved = np.maximum(moved, np.abs(act.vjp(z, *aa_gg) - here))
-    moved = np.maximum(moved, np.abs(g) * act.kink_jumps(z, Ez, fprime))
+    moved = [np.abs(act.vjp(zz, *held(ff)) - here) for zz, ff in ends[1:]]   # f at the ends of z's
+    moved += [np.abs(act.vjp(z, *aa_gg) - here) for aa_gg in at_a[1:]]       # interval, then a's
+    moved.append(np.abs(g) * act.kink_jumps(z, Ez, fprime))
+    moved = functools.reduce(np.maximum, moved)
     zero = np.zeros_like(a)
-    held_g = np.maximum.reduce([np.abs(gg) for _, gg in at_a])   # the ∂J/∂a an implementation holds
+    held_g = functools.reduce(np.maximum, [np.abs(gg) for _, gg in at_a])   # the ∂J/∂a an implementation holds
     abs_fprime = np.abs(fprime)
     rounding = abs_fprime * loss.grad_error(a, y, zero, u, reduction, **opts) + held_g * (
         LIBRARY_ULPS * u * act.df_terms(z, a) + act.reference_df_error * abs_fprime)
