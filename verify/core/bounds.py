@@ -199,8 +199,9 @@ def output_delta_error(act: Any, loss: Any, z: np.ndarray, a: np.ndarray, y: np.
     at_a = [held(aa) for aa in (a, a - Ea, a + Ea)]     # a and the two ends of its interval
     here = act.vjp(z, *at_a[0])
     fprime = act.df(z, a)
-    moved = [np.abs(act.vjp(zz, *held(ff)) - here) for zz, ff in ends[1:]]   # f at the ends of z's
-    moved += [np.abs(act.vjp(z, *aa_gg) - here) for aa_gg in at_a[1:]]       # interval, then a's
+    v, fv = ends
+    moved = [np.abs(act.vjp(zz, *held(ff)) - here) for zz, ff in zip(v[1:], fv[1:])]  # f at the ends of
+    moved += [np.abs(act.vjp(z, *aa_gg) - here) for aa_gg in at_a[1:]]               # z's interval, then a's
     moved.append(np.abs(g) * act.kink_jumps(z, Ez, fprime))
     moved = functools.reduce(np.maximum, moved)
     zero = np.zeros_like(a)
