@@ -58,9 +58,9 @@ def _spread(here: Array, low: Array, high: Array) -> Array:
 
 
 def _both_ways(value: Array, at: Callable[[Array], Array], error: Array) -> Array:
-    """max |at(value ± error) - at(value)|: how far ``at`` moves over [value - error, value + error],
-    read at the two ends."""
-    return _spread(at(value), at(value - error), at(value + error))
+    """max |at(value ± error) - at(value)|: how far ``at`` (acting on each element alone) moves
+    over [value - error, value + error], read at the two ends, all three in one call."""
+    return _spread(*at(np.array([value, value - error, value + error])))
 
 
 class Activation:
