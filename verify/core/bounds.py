@@ -169,7 +169,7 @@ def a_priori(spec: Any, case: Any, ref: dict, lr: float) -> dict[str, np.ndarray
                 out[f"db{l}"] = bias_grad_error(absD[l], Ed[l], u, tiny)
                 out[f"b{l}_after"] = update_error(absb[l], out[f"db{l}"], lr, np.abs(_f64(ref[f"db{l}"])), u)
         out["dx"] = backward_error(absD[1], Ed[1], absW[1], u, tiny)
-    return {name: _usable(E) for name, E in out.items()}
+    return _all_usable(out)
 
 
 def _moving(act: Any, z: np.ndarray, Ez: np.ndarray) -> np.ndarray:
@@ -218,6 +218,14 @@ def _usable(E: Any) -> np.ndarray:
     choice is strict: it can only fail a correct result there, never pass a wrong one."""
     E = _f64(E)
     return np.where(np.isfinite(E), E, 0.0)
+
+
+def _all_usable(bounds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """_usable of each of a case's bounds (float64 arrays): almost always all of them are finite,
+    which one check over their concatenation shows, and then each is usable as it is."""
+    if np.isfinite(np.concatenate(list(bounds.values()), axis=None)).all():
+        return bounds
+    return {name: _usable(E) for name, E in bounds.items()}
 
 
 # -- one step alone, on the implementation's own inputs ------------------------------------
