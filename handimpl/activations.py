@@ -37,8 +37,8 @@ def quiet_exp(x: Array) -> Array:
 
 
 def sigmoid(z: Array) -> Array:
-    """σ(z) = 1/(1 + e^{-z}), evaluated without overflow on either side."""
-    e = quiet_exp(-np.abs(z))
+    """σ(z) = 1/(1 + e^{-z}), evaluated without overflow on either side: e^{-|z|} <= 1."""
+    e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
@@ -50,15 +50,19 @@ _erf = np.vectorize(math.erf, otypes=[np.float64])
 LIBRARY_ULPS = 8
 
 
+def _spread(here: Array, low: Array, high: Array) -> Array:
+    """max(|low - here|, |high - here|): how far a function whose values at the middle and the
+    two ends of an interval are given moves between them."""
+    return np.maximum(np.abs(low - here), np.abs(high - here))
+
+
 def _both_ways(value: Array, at: Callable[[Array], Array], error: Array, points: tuple = ()) -> Array:
-    """max |at(v) - at(value)| over v in [value - error, value + error]: read at the two ends and
-    at each of ``points`` that lies inside. Where ``at`` is monotone between those points (each
-    activation declares where f and f′ turn, and kinks are read on each side), its largest move
-    over the interval lies at one of them."""
-    here = at(value)
-    with np.errstate(all="ignore"):
-        moved = np.maximum(np.abs(at(value - error) - here), np.abs(at(value + error) - here))
-        return np.maximum(moved, _inside(value, error, points, lambda v: np.abs(at(v) - here)))
+    """max |at(v) - at(value)| over v in [value - error, value + error] for ``at`` acting on each
+    element alone: read at the two ends (all three in one call) and at each of ``points`` that
+    lies inside. Where ``at`` is monotone between those points (each activation declares where
+    f and f′ turn, and kinks are read on each side), its largest move lies at one of them."""
+    here, low, high = at(np.array([value, value - error, value + error]))
+    return np.maximum(_spread(here, low, high), _inside(value, error, points, lambda v: np.abs(at(v) - here)))
 
 
 def _inside(value: Array, error: Array, points: tuple, move: Callable[[Array], Array]) -> Array:
@@ -86,7 +90,10 @@ class Activation:
     ``Ez``, ``Ea`` and ``Eg``. The defaults serve every elementwise activation: they read f and
     f' at both ends of z's interval (and f' at both ends of a's, for derivatives written in
     terms of the output) and add LIBRARY_ULPS·u times the magnitudes of the terms of f and f'
-    (``f_terms``, ``df_terms``), where cancellation among them would show.
+    (``f_terms``, ``df_terms``), where cancellation among them would show. Both read f at the
+    same three points (``ends``), which a caller computes once and passes to both. The bounds
+    are computed under np.errstate(all="ignore") (verify.core.bounds): an end beyond the range
+    of f reads inf, and the bound that comes out bounds nothing there.
     """
 
     name: str = ""
@@ -127,8 +134,16 @@ class Activation:
         """Each kink and the numbers just beside it: where f or f′ may jump, each side is read."""
         return tuple(p for k in self.kinks for p in (np.nextafter(k, -INF), k, np.nextafter(k, INF)))
 
-    def forward_error(self, z: Array, a: Array, Ez: Array, u: float) -> Array:
-        moved = _both_ways(z, self.f, Ez, self.turning_points + self.kink_sides())
+    def ends(self, z: Array, Ez: Array) -> tuple[Array, Array]:
+        """(v, f(v)), v = [z, z - Ez, z + Ez] stacked: the middle and the two ends of z's interval,
+        with f read at all three in one call (f acts on each element alone)."""
+        v = np.array([z, z - Ez, z + Ez])
+        return v, self.f(v)
+
+    def forward_error(self, z: Array, a: Array, Ez: Array, u: float, ends=None) -> Array:
+        _, fv = self.ends(z, Ez) if ends is None else ends
+        moved = np.maximum(_spread(*fv), _inside(z, Ez, self.turning_points + self.kink_sides(),
+                                                 lambda v: np.abs(self.f(v) - fv[0])))
         return moved + LIBRARY_ULPS * u * self.f_terms(z, a)
 
     def kink_jumps(self, z: Array, Ez: Array, fprime: Array) -> Array:
@@ -137,18 +152,23 @@ class Activation:
         return _inside(z, Ez, self.kink_sides(), lambda v: np.abs(self.df(v, self.f(v)) - fprime))
 
     def vjp_error(self, z: Array, a: Array, g: Array, Ez: Array, Ea: Array, Eg: Array,
-                  u: float) -> Array:
+                  u: float, ends=None) -> Array:
         fprime = self.df(z, a)
-        moved = np.maximum(_both_ways(z, lambda v: self.df(v, self.f(v)), Ez, self.df_turning_points),
-                           self.kink_jumps(z, Ez, fprime))
+        v, fv = self.ends(z, Ez) if ends is None else ends
+        dfv = self.df(v, fv)
+        moved = np.maximum(_spread(*dfv), _inside(z, Ez, self.df_turning_points,
+                                                  lambda p: np.abs(self.df(p, self.f(p)) - dfv[0])))
+        if self.kinks:
+            moved = np.maximum(moved, self.kink_jumps(z, Ez, fprime))
         if self.df_from_output(a) is not None:
             lo, hi = self.range
             turns = tuple(float(self.f(np.full((1, 1), p))[0, 0]) for p in self.df_turning_points)
             moved = np.maximum(moved, _both_ways(a, lambda v: self.df_from_output(np.clip(v, lo, hi)), Ea, turns))
-        steepest = np.abs(fprime) + moved
-        computed = np.abs(g) + Eg      # the rounding scales with the g an implementation holds
-        return Eg * steepest + np.abs(g) * moved + computed * (
-            LIBRARY_ULPS * u * self.df_terms(z, a) + self.reference_df_error * np.abs(fprime))
+        abs_fprime, abs_g = np.abs(fprime), np.abs(g)
+        steepest = abs_fprime + moved
+        computed = abs_g + Eg          # the rounding scales with the g an implementation holds
+        return Eg * steepest + abs_g * moved + computed * (
+            LIBRARY_ULPS * u * self.df_terms(z, a) + self.reference_df_error * abs_fprime)
 
     def __repr__(self) -> str:
         return f"<activation {self.name}>"
@@ -563,17 +583,16 @@ class Softmax(Activation):
     def vjp(self, z, a, g):
         return a * (g - (g * a).sum(axis=1, keepdims=True))
 
-    def forward_error(self, z, a, Ez, u):
+    def forward_error(self, z, a, Ez, u, ends=None):
         """Each z_j off by at most Ez_j moves a_i by a factor within e^{±(Ez_i + max_j Ez_j)};
         rounding: the shift z - max, exp, the k-term sum and the division."""
         k = z.shape[1]
         spread = np.abs(z - z.max(axis=1, keepdims=True))
-        with np.errstate(over="ignore"):
-            moved = np.minimum(a * np.expm1(Ez + Ez.max(axis=1, keepdims=True)), 1.0)
+        moved = np.minimum(a * np.expm1(Ez + Ez.max(axis=1, keepdims=True)), 1.0)
         return moved + u * a * (LIBRARY_ULPS * spread + (a * spread).sum(axis=1, keepdims=True)
                                 + k + 2 * LIBRARY_ULPS)
 
-    def vjp_error(self, z, a, g, Ez, Ea, Eg, u):
+    def vjp_error(self, z, a, g, Ez, Ea, Eg, u, ends=None):
         """δ = a ⊙ (g - s), s = Σ_j g_j a_j: each product x·y off by |x|Ey + |y|Ex + ExEy (a
         clamped loss gradient can jump far enough for the last term to count), and the
         rounding of s (k terms) and of the two products."""
@@ -612,18 +631,17 @@ class LogSoftmax(Activation):
         return np.abs(z) + np.abs(top) + spread + (np.exp(a) * spread).sum(axis=1, keepdims=True) + lse + \
             z.shape[1] + 2
 
-    def forward_error(self, z, a, Ez, u):
+    def forward_error(self, z, a, Ez, u, ends=None):
         """log-sum-exp moves by at most max_j Ez_j, and each a_i with its z_i."""
         return Ez + Ez.max(axis=1, keepdims=True) + LIBRARY_ULPS * u * self.f_terms(z, a)
 
-    def vjp_error(self, z, a, g, Ez, Ea, Eg, u):
+    def vjp_error(self, z, a, g, Ez, Ea, Eg, u, ends=None):
         """δ = g - p Σ_j g_j, p = e^a: first order in Ea and Eg, and the rounding of the sum
         (k terms), of e^a and of the product."""
         k = z.shape[1]
         p = np.exp(a)
         total = g.sum(axis=1, keepdims=True)
-        with np.errstate(over="ignore"):
-            moved_p = p * np.expm1(Ea)
+        moved_p = p * np.expm1(Ea)
         held_g, held_p = np.abs(g) + Eg, p + moved_p     # what an implementation holds, at most
         return Eg + held_p * Eg.sum(axis=1, keepdims=True) + np.abs(total) * moved_p + u * (
             2 * held_g + held_p * ((k + 2) * held_g.sum(axis=1, keepdims=True)

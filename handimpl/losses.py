@@ -94,6 +94,8 @@ class Loss:
 
     def _ends(self, a: Array, Ea: Array, **opts) -> tuple[Array, Array]:
         lo, hi = self.domain(**opts)
+        if (lo, hi) == (-INF, INF):         # defined everywhere: nothing to clip
+            return a - Ea, a + Ea
         return np.clip(a - Ea, lo, hi), np.clip(a + Ea, lo, hi)
 
     def value_error(self, a: Array, y: Array, Ea: Array, u: float, reduction: str = "mean",
@@ -103,7 +105,7 @@ class Loss:
         over N."""
         here = self.terms(a, y, **opts)
         with np.errstate(all="ignore"):
-            moved = np.maximum.reduce([np.abs(self.terms(v, y, **opts) - here) for v in self._ends(a, Ea, **opts)])
+            moved = np.maximum(*[np.abs(self.terms(v, y, **opts) - here) for v in self._ends(a, Ea, **opts)])
             carried = np.where(Ea > 0, moved, 0.0).sum()
             rounding = u * ((a.size + 2) * np.abs(here).sum() + LIBRARY_ULPS * self.magnitudes(a, y, **opts).sum())
         return np.asarray((carried + rounding) / self.count(a, reduction))
@@ -111,11 +113,15 @@ class Loss:
     def grad_error(self, a: Array, y: Array, Ea: Array, u: float, reduction: str = "mean",
                    **opts) -> Array:
         """How far ∂ℓ/∂a moves over a's interval (each element alone: an elementwise loss), plus
-        its rounding, over N."""
-        here = self.dterms(a, y, **opts)
-        with np.errstate(all="ignore"):
-            moved = np.maximum.reduce([np.abs(self.dterms(v, y, **opts) - here) for v in self._ends(a, Ea, **opts)])
-            moved = np.where(Ea > 0, moved, 0.0)
+        its rounding, over N. Where a is exact (Ea = 0) nothing moves."""
+        moving = np.asarray(Ea) > 0
+        if moving.any():
+            here = self.dterms(a, y, **opts)
+            with np.errstate(all="ignore"):
+                moved = np.maximum(*[np.abs(self.dterms(v, y, **opts) - here) for v in self._ends(a, Ea, **opts)])
+            moved = np.where(moving, moved, 0.0)
+        else:
+            moved = np.zeros(np.broadcast_shapes(moving.shape, np.shape(a)))
         return (moved + LIBRARY_ULPS * u * self.dmagnitudes(a, y, **opts)) / self.count(a, reduction)
 
     def __repr__(self) -> str:

@@ -159,7 +159,8 @@ def test_the_output_delta_bound_holds_wherever_z_moves_within_its_interval(width
         Ez = width * (np.abs(z) + 1)
         a = act.f(z)
         Ea = act.forward_error(z, a, Ez, u)
-        E = output_delta_error(act, loss, z, a, y, Ez, Ea, u, "sum", dict(loss.options))
+        E = output_delta_error(act, loss, z, a, y, Ez, Ea, u, "sum", dict(loss.options), act.ends(z, Ez),
+                               loss.grad(np.clip(a, lo, hi), y, "sum", **loss.options))
 
         def delta(zz):
             aa = act.f(zz)

@@ -33,6 +33,7 @@ inherits its difference (verify.core.verdict).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -77,10 +78,12 @@ def linear_error(absA: np.ndarray, Ea: np.ndarray, absW: np.ndarray, absb: Any, 
 
 
 def activation_error(act: Any, z: np.ndarray, a: np.ndarray, Ez: np.ndarray, u: float,
-                     tiny: float) -> np.ndarray:
+                     tiny: float, ends: Any = None, moving: np.ndarray | None = None) -> np.ndarray:
     """a = f(z): the activation's own forward_error, and one underflow (an exact 0 in gives an
-    exact f(0) out)."""
-    return act.forward_error(z, a, Ez, u) + tiny * _moving(act, z, Ez)
+    exact f(0) out). ``ends`` (act.ends) and ``moving`` (_moving), where given, are those of
+    this z and Ez, computed once for the layer's forward and backward bounds."""
+    moving = _moving(act, z, Ez) if moving is None else moving
+    return act.forward_error(z, a, Ez, u, ends) + tiny * moving
 
 
 def backward_error(absD: np.ndarray, Ed: np.ndarray, absW: np.ndarray, u: float, tiny: float) -> np.ndarray:
@@ -90,9 +93,12 @@ def backward_error(absD: np.ndarray, Ed: np.ndarray, absW: np.ndarray, u: float,
 
 
 def delta_error(act: Any, z: np.ndarray, a: np.ndarray, g: np.ndarray, Ez: np.ndarray, Ea: np.ndarray,
-                Eg: np.ndarray, u: float, tiny: float) -> np.ndarray:
-    """δ = g ⊙ f′(z): the activation's own vjp_error, and an underflow of f′ (times |g|)."""
-    return act.vjp_error(z, a, g, Ez, Ea, Eg, u) + (1 + np.abs(g)) * tiny * _moving(act, z, Ez)
+                Eg: np.ndarray, u: float, tiny: float, ends: Any = None,
+                moving: np.ndarray | None = None) -> np.ndarray:
+    """δ = g ⊙ f′(z): the activation's own vjp_error, and an underflow of f′ (times |g|);
+    ``ends`` and ``moving`` as for activation_error."""
+    moving = _moving(act, z, Ez) if moving is None else moving
+    return act.vjp_error(z, a, g, Ez, Ea, Eg, u, ends) + (1 + np.abs(g)) * tiny * moving
 
 
 def weight_grad_error(absD: np.ndarray, Ed: np.ndarray, absA: np.ndarray, Ea: np.ndarray, u: float,
@@ -134,23 +140,28 @@ def a_priori(spec: Any, case: Any, ref: dict, lr: float) -> dict[str, np.ndarray
     with np.errstate(all="ignore"):
         Ea: list = [np.zeros_like(A[0])]
         Ez: list = [None]
+        ends: list = [None]          # f at z and at the ends of z's interval, for both passes
+        moving: list = [None]
         for l in range(1, L + 1):
             Ez.append(linear_error(absA[l - 1], Ea[l - 1], absW[l], absb[l], u, tiny))
-            Ea.append(activation_error(acts[l], Z[l], A[l], Ez[l], u, tiny))
+            ends.append(acts[l].ends(Z[l], Ez[l]) if acts[l].elementwise else None)
+            moving.append(_moving(acts[l], Z[l], Ez[l]))
+            Ea.append(activation_error(acts[l], Z[l], A[l], Ez[l], u, tiny, ends[l], moving[l]))
             out[f"z{l}"], out[f"a{l}"] = Ez[l], Ea[l]
         out["loss"] = loss.value_error(A[L], y, Ea[L], u, reduction, **opts)
         g = loss.grad(A[L], y, reduction, **opts)
-        Eg = loss.grad_error(A[L], y, Ea[L], u, reduction, **opts) + tiny
         Ed: list = [None] * (L + 2)
         for l in range(L, 0, -1):
-            if l < L:
-                g = D[l + 1] @ W[l + 1]
-                Eg = backward_error(absD[l + 1], Ed[l + 1], absW[l + 1], u, tiny)
             if l == L and acts[l].elementwise and loss.elementwise:
-                Ed[l] = output_delta_error(acts[l], loss, Z[l], A[l], y, Ez[l], Ea[l], u, reduction, opts) \
-                    + (1 + np.abs(g)) * tiny * _moving(acts[l], Z[l], Ez[l])
+                Ed[l] = output_delta_error(acts[l], loss, Z[l], A[l], y, Ez[l], Ea[l], u, reduction, opts,
+                                           ends[l], g) + (1 + np.abs(g)) * tiny * moving[l]
             else:
-                Ed[l] = delta_error(acts[l], Z[l], A[l], g, Ez[l], Ea[l], Eg, u, tiny)
+                if l == L:
+                    Eg = loss.grad_error(A[L], y, Ea[L], u, reduction, **opts) + tiny
+                else:
+                    g = D[l + 1] @ W[l + 1]
+                    Eg = backward_error(absD[l + 1], Ed[l + 1], absW[l + 1], u, tiny)
+                Ed[l] = delta_error(acts[l], Z[l], A[l], g, Ez[l], Ea[l], Eg, u, tiny, ends[l], moving[l])
             out[f"delta{l}"] = Ed[l]
             out[f"dW{l}"] = weight_grad_error(absD[l], Ed[l], absA[l - 1], Ea[l - 1], u, tiny)
             out[f"W{l}_after"] = update_error(absW[l], out[f"dW{l}"], lr, np.abs(_f64(ref[f"dW{l}"])), u)
@@ -158,7 +169,7 @@ def a_priori(spec: Any, case: Any, ref: dict, lr: float) -> dict[str, np.ndarray
                 out[f"db{l}"] = bias_grad_error(absD[l], Ed[l], u, tiny)
                 out[f"b{l}_after"] = update_error(absb[l], out[f"db{l}"], lr, np.abs(_f64(ref[f"db{l}"])), u)
         out["dx"] = backward_error(absD[1], Ed[1], absW[1], u, tiny)
-    return {name: _usable(E) for name, E in out.items()}
+    return _all_usable(out)
 
 
 def _moving(act: Any, z: np.ndarray, Ez: np.ndarray) -> np.ndarray:
@@ -174,40 +185,42 @@ COMPOSITION_WIDTH = 1e-4
 
 
 def output_delta_error(act: Any, loss: Any, z: np.ndarray, a: np.ndarray, y: np.ndarray, Ez: np.ndarray,
-                       Ea: np.ndarray, u: float, reduction: str, opts: dict) -> np.ndarray:
+                       Ea: np.ndarray, u: float, reduction: str, opts: dict, ends: Any,
+                       g: np.ndarray) -> np.ndarray:
     """E of δ⁽ᴸ⁾ = ∂J/∂a ⊙ f′(z) for an elementwise activation and loss, where each element
     depends on its own z alone: the composition read at the ends of z's interval (a = f(z)
     with it) and of a's (for derivatives taken from the output), plus a kink inside, plus the
     rounding of ∂J/∂a and of f′. Bounding the two factors apart would multiply a clamped
     gradient read at one end (1e12 for binary_cross_entropy at a = 1) by f′ read at the other,
     so that is done only where z's interval is wider than COMPOSITION_WIDTH, where the
-    composition may turn inside it: there the larger of the two is taken."""
+    composition may turn inside it: there the larger of the two is taken. ``ends`` is
+    act.ends(z, Ez) and ``g`` the ∂J/∂a at a."""
     lo, hi = act.range
     low, high = loss.domain(**opts)
     lo, hi = max(lo, low), min(hi, high)
 
-    def delta(zz: np.ndarray, aa: np.ndarray) -> np.ndarray:
-        aa = np.clip(aa, lo, hi)
-        return act.vjp(zz, aa, loss.grad(aa, y, reduction, **opts))
+    def held(aa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """a value of a, clipped to where both f and the loss are defined, and ∂J/∂a there."""
+        aa = aa if (lo, hi) == (-np.inf, np.inf) else np.clip(aa, lo, hi)
+        return aa, loss.grad(aa, y, reduction, **opts)
 
-    here = delta(z, a)
+    at_a = [held(aa) for aa in (a, a - Ea, a + Ea)]     # a and the two ends of its interval
+    here = act.vjp(z, *at_a[0])
     fprime = act.df(z, a)
-    g = loss.grad(a, y, reduction, **opts)
-    moved = np.zeros_like(here)
-    for zz in (z - Ez, z + Ez):
-        moved = np.maximum(moved, np.abs(delta(zz, act.f(zz)) - here))
-    for aa in (a - Ea, a + Ea):
-        moved = np.maximum(moved, np.abs(delta(z, aa) - here))
-    moved = np.maximum(moved, np.abs(g) * act.kink_jumps(z, Ez, fprime))
+    v, fv = ends
+    moved = [np.abs(act.vjp(zz, *held(ff)) - here) for zz, ff in zip(v[1:], fv[1:])]  # f at the ends of
+    moved += [np.abs(act.vjp(z, *aa_gg) - here) for aa_gg in at_a[1:]]               # z's interval, then a's
+    moved.append(np.abs(g) * act.kink_jumps(z, Ez, fprime))
+    moved = functools.reduce(np.maximum, moved)
     zero = np.zeros_like(a)
-    held = np.maximum.reduce([np.abs(loss.grad(np.clip(aa, lo, hi), y, reduction, **opts))
-                              for aa in (a, a - Ea, a + Ea)])   # the ∂J/∂a an implementation holds
-    rounding = np.abs(fprime) * loss.grad_error(a, y, zero, u, reduction, **opts) + held * (
-        LIBRARY_ULPS * u * act.df_terms(z, a) + act.reference_df_error * np.abs(fprime))
+    held_g = functools.reduce(np.maximum, [np.abs(gg) for _, gg in at_a])   # the ∂J/∂a an implementation holds
+    abs_fprime = np.abs(fprime)
+    rounding = abs_fprime * loss.grad_error(a, y, zero, u, reduction, **opts) + held_g * (
+        LIBRARY_ULPS * u * act.df_terms(z, a) + act.reference_df_error * abs_fprime)
     E = np.where((Ez > 0) | (Ea > 0), moved, 0.0) + rounding
     wide = Ez > COMPOSITION_WIDTH * (np.abs(z) + 1)
     if wide.any():
-        apart = act.vjp_error(z, a, g, Ez, Ea, loss.grad_error(a, y, Ea, u, reduction, **opts), u)
+        apart = act.vjp_error(z, a, g, Ez, Ea, loss.grad_error(a, y, Ea, u, reduction, **opts), u, ends=ends)
         E = np.where(wide, np.maximum(E, apart), E)
     return E
 
@@ -218,6 +231,14 @@ def _usable(E: Any) -> np.ndarray:
     choice is strict: it can only fail a correct result there, never pass a wrong one."""
     E = _f64(E)
     return np.where(np.isfinite(E), E, 0.0)
+
+
+def _all_usable(bounds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """_usable of each of a case's bounds (float64 arrays): almost always all of them are finite,
+    which one check over their concatenation shows, and then each is usable as it is."""
+    if np.isfinite(np.concatenate(list(bounds.values()), axis=None)).all():
+        return bounds
+    return {name: _usable(E) for name, E in bounds.items()}
 
 
 # -- one step alone, on the implementation's own inputs ------------------------------------

@@ -231,6 +231,8 @@ def _flat_like(c: Any, shape: tuple) -> np.ndarray:
 
 def _unravel(i: int, shape: tuple) -> tuple[int, ...]:
     """np.unravel_index for one flat index, as a tuple of ints (C order)."""
+    if len(shape) == 2:                 # most tensors: (row, column)
+        return divmod(i, shape[1])
     index = []
     for n in reversed(shape):
         i, r = divmod(i, n)
@@ -253,13 +255,12 @@ class _Flat(NamedTuple):
 
 def _flatten(ready: list) -> _Flat:
     seg = _Segments([h.size for _, _, h, _ in ready])
-    hand_torch = np.concatenate([h.ravel() for _, _, h, _ in ready] + [t.ravel() for _, _, _, t in ready])
+    hand_torch = np.concatenate([h for _, _, h, _ in ready] + [t for _, _, _, t in ready], axis=None)
     hand_torch = hand_torch.reshape(2, -1)
     separate = all(p.exact is not None for _, p, _, _ in ready)
     both = hand_torch.astype(np.float64, copy=False)
     h, t = both
-    r = np.concatenate([np.asarray(p.exact, dtype=np.float64).ravel() for _, p, _, _ in ready]) \
-        if separate else t
+    r = np.concatenate([p.exact for _, p, _, _ in ready], axis=None, dtype=np.float64) if separate else t
     finite = np.isfinite(both).all(axis=0) & np.isfinite(r)
     everywhere = bool(finite.all())
     if not everywhere:
@@ -324,16 +325,17 @@ def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison
         stats = _statistics(f)
     worst = verdict.pop("worst")
     H, T = f.both
-    columns = {**verdict, **stats, "hand_value": H[worst].tolist(), "torch_value": T[worst].tolist(),
-               "offset": (worst - f.seg.starts).tolist()}
+    columns = {**verdict, **stats, "hand_value": H[worst].tolist(), "torch_value": T[worst].tolist()}
+    offsets = (worst - f.seg.starts).tolist()
+    keys = tuple(columns)
     records = []
-    for k, (_, pair, h, t) in enumerate(ready):
+    for (_, pair, h, t), row, offset in zip(ready, zip(*columns.values()), offsets):
+        values = dict(zip(keys, row))
         quantity, layer = split_name(pair.name)
-        values = {name: column[k] for name, column in columns.items()}
         nb = values["n_mismatched"]
         records.append(_judged(
             name=pair.name, quantity=quantity, layer=layer, dtype=dtype, shape=t.shape, n_elements=h.size,
-            worst_index=_unravel(values.pop("offset"), t.shape), rtol=rtol, atol=atol, passed=nb == 0,
+            worst_index=_unravel(offset, t.shape), rtol=rtol, atol=atol, passed=nb == 0,
             status="agrees" if nb == 0 else "diverges", **values))
     return records
 
