@@ -3,6 +3,8 @@ the whole run's time, no empty header values."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import handimpl
 from verify import check
@@ -108,3 +110,11 @@ def test_a_counterexample_of_a_function_defined_inside_a_function_says_it_cannot
     assert "--impl cannot import it" in counterexample_lines(failing)[-1]
     module_level = check("2-1:tanh:mse_loss", seed=0, batch=2, impl=doubled_delta1)
     assert counterexample(module_level)["runnable"]
+
+
+def test_the_time_in_all_counts_from_before_verify_imports_torch():
+    code = ("import time; t0 = time.perf_counter(); import verify; t1 = time.perf_counter(); "
+            "print(verify.STARTED - t0, t1 - t0)")
+    started, imported = map(float, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                  check=True).stdout.split())
+    assert started < 0.25 * imported           # the clock starts before torch, pandas and the rest load
