@@ -1,17 +1,22 @@
 """The verdict holds both ways: precision bugs fail, tensors that differ never pass, root causes
 are located without δ, and distinct root causes stay distinct."""
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import handimpl
 import verify
+from verify.api import sweep_implementation
+from verify.byo.call import load_target
 from verify.core.bounds import output_delta_error, underflow
 from verify.core.compare import UNIT_ROUNDOFF
 from verify.harness.diagnose import describe_case, worst_sentence
 from verify.harness.localise import with_location
 from verify.sweep.shrink import distinct_failures, signature
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def float32_in_the_middle(spec, params, x, y):
@@ -170,3 +175,11 @@ def test_the_output_delta_bound_holds_wherever_z_moves_within_its_interval(width
         for t in np.linspace(-1, 1, 21):
             moved = np.abs(delta(z + t * Ez) - here)
             assert (moved <= E + 4 * u * (np.abs(here) + E) + tiny).all(), (name, loss_name, t)
+
+
+def test_a_tensor_of_the_wrong_shape_is_one_failure_per_layer_role_whatever_the_activation_and_loss():
+    transposed = load_target(f"{FIXTURES / 'user_impls.py'}:transposed")
+    result = sweep_implementation(transposed, examples=30, seed=0)
+    misshapen = [r for r in result.results if not r.passed and r.first_divergence.problem.startswith("shape")]
+    assert len({(r.spec.activations[-1], r.spec.loss) for r in misshapen}) > 4      # many activations and losses
+    assert {signature(r) for r in misshapen} <= {("dW", "output", "shape"), ("dW", "hidden", "shape")}

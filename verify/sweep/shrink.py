@@ -32,7 +32,9 @@ def signature(result: CaseResult) -> tuple | None:
 
     The root cause's quantity, its layer's role (output or hidden), that layer's activation,
     the loss, the dtype, and whether it sits on a kink; an exception: its type; a problem with
-    the call: the key and the problem's kind. Failures that differ in any of these are
+    the call: the key and the problem's kind; a tensor that could not be compared (a shape, a
+    dtype or a type that is not torch's): its quantity, role and the problem's kind (with the
+    dtype for a dtype), since no activation or loss changes a shape. Failures that differ in any of these are
     distinct, even when one formula looks shared (f′ of two activations is two places to look).
     """
     if result.passed:
@@ -45,6 +47,9 @@ def signature(result: CaseResult) -> tuple | None:
         return ("call", r.name, r.problem.split(":", 1)[0])
     layer = spec.depth if r.quantity == "loss" else r.layer
     role = None if layer is None else ("output" if layer == spec.depth else "hidden")
+    if r.problem:
+        kind = r.problem.split(" ", 1)[0]
+        return (r.quantity, role, kind) + ((spec.dtype,) if kind == "dtype" else ())
     activation = None if layer is None else spec.activations[layer - 1]
     return (r.quantity, role, activation, spec.loss, spec.dtype, r.at_kink)
 
