@@ -19,6 +19,7 @@ infinities they produce are the intended limits.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -130,9 +131,15 @@ class Activation:
         computed that way (sigmoid's a(1 - a)); None where it is not."""
         return None
 
+    @functools.cached_property
     def kink_sides(self) -> tuple[float, ...]:
         """Each kink and the numbers just beside it: where f or f′ may jump, each side is read."""
         return tuple(p for k in self.kinks for p in (np.nextafter(k, -INF), k, np.nextafter(k, INF)))
+
+    @functools.cached_property
+    def output_turning_points(self) -> tuple[float, ...]:
+        """f at each point where f′ turns: where f′ written in terms of the output a turns."""
+        return tuple(float(self.f(np.full((1, 1), p))[0, 0]) for p in self.df_turning_points)
 
     def ends(self, z: Array, Ez: Array) -> tuple[Array, Array]:
         """(v, f(v)), v = [z, z - Ez, z + Ez] stacked: the middle and the two ends of z's interval,
@@ -142,14 +149,14 @@ class Activation:
 
     def forward_error(self, z: Array, a: Array, Ez: Array, u: float, ends=None) -> Array:
         _, fv = self.ends(z, Ez) if ends is None else ends
-        moved = np.maximum(_spread(*fv), _inside(z, Ez, self.turning_points + self.kink_sides(),
+        moved = np.maximum(_spread(*fv), _inside(z, Ez, self.turning_points + self.kink_sides,
                                                  lambda v: np.abs(self.f(v) - fv[0])))
         return moved + LIBRARY_ULPS * u * self.f_terms(z, a)
 
     def kink_jumps(self, z: Array, Ez: Array, fprime: Array) -> Array:
         """|f′ just beside a kink - f′(z)| where a kink lies inside [z - Ez, z + Ez] (the ends of
         a wide interval can both lie on flat parts while the slope inside is not 0), else 0."""
-        return _inside(z, Ez, self.kink_sides(), lambda v: np.abs(self.df(v, self.f(v)) - fprime))
+        return _inside(z, Ez, self.kink_sides, lambda v: np.abs(self.df(v, self.f(v)) - fprime))
 
     def vjp_error(self, z: Array, a: Array, g: Array, Ez: Array, Ea: Array, Eg: Array,
                   u: float, ends=None) -> Array:
@@ -162,8 +169,8 @@ class Activation:
             moved = np.maximum(moved, self.kink_jumps(z, Ez, fprime))
         if self.df_from_output(a) is not None:
             lo, hi = self.range
-            turns = tuple(float(self.f(np.full((1, 1), p))[0, 0]) for p in self.df_turning_points)
-            moved = np.maximum(moved, _both_ways(a, lambda v: self.df_from_output(np.clip(v, lo, hi)), Ea, turns))
+            moved = np.maximum(moved, _both_ways(a, lambda v: self.df_from_output(np.clip(v, lo, hi)), Ea,
+                                                 self.output_turning_points))
         abs_fprime, abs_g = np.abs(fprime), np.abs(g)
         steepest = abs_fprime + moved
         computed = abs_g + Eg          # the rounding scales with the g an implementation holds
