@@ -54,6 +54,14 @@ def _contains_cwd(path: Path) -> bool:
     return path == cwd or path in cwd.parents
 
 
+def _resolved(out: str | os.PathLike) -> tuple[Path, str]:
+    """(the absolute path ``out`` names, ``out`` as messages show it); OutError for no path at all."""
+    text = os.fspath(out)
+    if not text or "\0" in text:
+        raise OutError(f"--out {text!r}: not a usable path")
+    return Path(text).expanduser().resolve(), short(text)
+
+
 def check_out_dir(out: str | os.PathLike, names: Iterable[str]) -> Path:
     """The absolute report directory ``out``, if a report made of ``names`` can be put there.
 
@@ -63,11 +71,7 @@ def check_out_dir(out: str | os.PathLike, names: Iterable[str]) -> Path:
     above it (the swap replaces the whole directory), and a place where no directory can be
     created (/proc/x, a read-only file system, a directory without write permission): the
     check creates and removes a staging directory beside ``out``."""
-    text = os.fspath(out)
-    if not text or "\0" in text:
-        raise OutError(f"--out {text!r}: not a usable path")
-    path = Path(text).expanduser().resolve()
-    shown = short(text)
+    path, shown = _resolved(out)
     if path.exists() and not path.is_dir():
         raise OutError(f"--out {shown}: is a {_kind(path)}, not a directory; give a directory for the report")
     if _contains_cwd(path):
@@ -96,11 +100,7 @@ def check_out_dir(out: str | os.PathLike, names: Iterable[str]) -> Path:
 def check_out_file(out: str | os.PathLike) -> Path:
     """The absolute path of a file to be written (``verify explain --out FILE``), if one can be
     renamed into place there: not a directory, nor a device (/dev/null) or other special file."""
-    text = os.fspath(out)
-    if not text or "\0" in text:
-        raise OutError(f"--out {text!r}: not a usable path")
-    path = Path(text).expanduser().resolve()
-    shown = short(text)
+    path, shown = _resolved(out)
     if path.exists() and not path.is_file():
         raise OutError(f"--out {shown}: is a {_kind(path)}, not a regular file")
     try:
