@@ -12,6 +12,8 @@ from verify.api import sweep_implementation
 from verify.byo.call import load_target
 from verify.core.bounds import output_delta_error, underflow
 from verify.core.compare import UNIT_ROUNDOFF
+from verify.core.data import draw_target
+from verify.core.spec import NetSpec
 from verify.harness.diagnose import describe_case, worst_sentence
 from verify.harness.localise import with_location
 from verify.sweep.shrink import distinct_failures, signature
@@ -137,17 +139,6 @@ def _elementwise_pairs() -> list[tuple[str, str]]:
     return pairs
 
 
-def _targets(loss, shape, rng):
-    kind = loss.target
-    if kind == "unit":
-        return rng.uniform(0, 1, shape)
-    if kind == "sign":
-        return rng.choice([-1.0, 1.0], shape)
-    if kind == "counts":
-        return rng.poisson(2.0, shape).astype(np.float64)
-    return rng.normal(size=shape)
-
-
 @pytest.mark.parametrize("width", [1e-8, 1e-4, 1e-2, 0.5])
 def test_the_output_delta_bound_holds_wherever_z_moves_within_its_interval(width):
     """δ⁽ᴸ⁾ = ∂J/∂a(f(z))·f′(z) moves by no more than output_delta_error while z moves anywhere
@@ -160,7 +151,7 @@ def test_the_output_delta_bound_holds_wherever_z_moves_within_its_interval(width
         act, loss = handimpl.ACTIVATIONS[name], handimpl.LOSSES[loss_name]
         lo, hi = max(act.range[0], loss.domain(**loss.options)[0]), min(act.range[1], loss.domain(**loss.options)[1])
         z = rng.uniform(-8, 8, (20, 10))
-        y = _targets(loss, z.shape, rng)
+        y = draw_target(NetSpec.parse(f"1-10:{name}:{loss_name}"), rng, 20, zero_fraction=0.0)
         Ez = width * (np.abs(z) + 1)
         a = act.f(z)
         Ea = act.forward_error(z, a, Ez, u)
