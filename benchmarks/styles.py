@@ -15,6 +15,11 @@ matrix products (and from torch's):
                         in the spec's dtype (float32 for float32 specs)
     pairwise            batch-major products, batch sums by pairwise halving (∂W) and in
                         reversed order (∂b)
+    textbook            handimpl's batch-major pass, but every activation and loss that torch's
+                        documentation writes with a formula that loses digits is evaluated as
+                        that formula is written, with its own code here (α(eᶻ − 1), log(1 + eᶻ),
+                        σ = (1 + tanh(z/2))/2, ...): correct, less accurate than torch; the
+                        harness must pass it (imprecise), and fail it only in strict mode
 
 ``PRECISION_BUGS`` (wrong in float64 by about float32's precision; the harness must catch
 them; for float32 specs each returns handimpl's correct result, and says so in
@@ -272,12 +277,125 @@ def pairwise(spec: Any, params, x: Array, y: Array) -> dict[str, Any]:
     return _result(spec, L, J, z, a, delta, dW, db, g)
 
 
+# -- the textbook style: torch's documented formulas, as written (not handimpl's textbook data) --
+
+def _exp(v: Array) -> Array:
+    with np.errstate(over="ignore"):
+        return np.exp(v)
+
+
+def _tb_sigmoid(z: Array) -> Array:
+    return (1 + np.tanh(z / 2)) / 2                                # σ(z) = (1 + tanh(z/2))/2
+
+
+def _tb_log1pexp(v: Array) -> Array:
+    """log(1 + eᵛ) as written, eᵛ kept below overflow by splitting off max(v, 0)."""
+    top = np.maximum(v, 0)
+    return top + np.log(_exp(-top) + _exp(v - top))
+
+
+class _ELUText:
+    """λ·z for z > 0, λα(e^{z/c} − 1) for z ≤ 0 (torch's ELU, SELU and CELU pages)."""
+    def __init__(self, lam: float, alpha: float, c: float):
+        self.lam, self.alpha, self.c = lam, alpha, c
+
+    def f(self, z):
+        return np.where(z > 0, self.lam * z, self.lam * self.alpha * (_exp(np.minimum(z, 0) / self.c) - 1))
+
+    def vjp(self, z, a, g):
+        return g * np.where(z > 0, self.lam, self.lam * self.alpha / self.c * _exp(np.minimum(z, 0) / self.c))
+
+
+class _Formula:
+    def __init__(self, f, df):
+        self.f, self._df = f, df
+
+    def vjp(self, z, a, g):
+        return g * self._df(z, a)
+
+
+_SELU = (1.0507009873554804934193349852946, 1.6732632423543772848170429916717)
+TEXTBOOK_ACTIVATIONS: dict[str, Any] = {
+    "elu": _ELUText(1.0, 1.0, 1.0), "selu": _ELUText(*_SELU, 1.0), "celu": _ELUText(1.0, 1.0, 1.0),
+    "sigmoid": _Formula(_tb_sigmoid, lambda z, a: a * (1 - a)),
+    "tanh": _Formula(lambda z: np.sign(z) * (1 - _exp(-2 * np.abs(z))) / (1 + _exp(-2 * np.abs(z))),
+                     lambda z, a: 1 - a * a),                      # (eᶻ − e⁻ᶻ)/(eᶻ + e⁻ᶻ)
+    "softplus": _Formula(lambda z: np.where(z > 20, z, np.log(1 + _exp(np.minimum(z, 20)))),
+                         lambda z, a: np.where(z > 20, 1, _tb_sigmoid(z))),
+    "logsigmoid": _Formula(lambda z: -_tb_log1pexp(-z),           # log(1/(1 + e⁻ᶻ))
+                           lambda z, a: 1 - 1 / (1 + _exp(-z))),   # 1 − σ(z)
+    "mish": _Formula(lambda z: z * np.tanh(_tb_log1pexp(z)),
+                     lambda z, a: np.tanh(_tb_log1pexp(z)) + z * _tb_sigmoid(z) * (1 - np.tanh(_tb_log1pexp(z)) ** 2)),
+}
+
+
+class _BCEText:
+    """binary_cross_entropy's ∂ℓ/∂a = −y/a + (1 − y)/(1 − a), the documented ℓ differentiated term by
+    term, with torch's clamp of the denominator at ε = 1e-12 where a(1 − a) falls below it."""
+    def __init__(self):
+        self.loss = LOSSES["binary_cross_entropy"]
+
+    def value(self, a, y, reduction, **opts):
+        return self.loss.value(a, y, reduction, **opts)
+
+    def grad(self, a, y, reduction, **opts):
+        with np.errstate(all="ignore"):
+            g = np.where((1 - a) * a > 1e-12, -y / a + (1 - y) / (1 - a), (a - y) / 1e-12)
+        return (g / self.loss.count(a, reduction)).astype(a.dtype)
+
+
+class _LogTermText:
+    """A loss whose ℓ is written with log(1 + ·) where torch uses log1p; its gradient is handimpl's."""
+    def __init__(self, name: str, terms):
+        self.loss, self.terms = LOSSES[name], terms
+
+    def value(self, a, y, reduction, **opts):
+        return np.asarray(self.terms(a, y).sum() / self.loss.count(a, reduction), dtype=a.dtype)
+
+    def grad(self, a, y, reduction, **opts):
+        return self.loss.grad(a, y, reduction, **opts)
+
+
+TEXTBOOK_LOSSES: dict[str, Any] = {
+    "binary_cross_entropy": _BCEText(),
+    "binary_cross_entropy_with_logits": _LogTermText(
+        "binary_cross_entropy_with_logits", lambda a, y: np.maximum(a, 0) - a * y + np.log(1 + _exp(-np.abs(a)))),
+    "soft_margin_loss": _LogTermText("soft_margin_loss", lambda a, y: np.log(1 + _exp(-y * a))),
+}
+
+
+def textbook(spec: Any, params, x: Array, y: Array) -> dict[str, Any]:
+    """handimpl's batch-major pass with TEXTBOOK_ACTIVATIONS and TEXTBOOK_LOSSES in place of
+    handimpl's functions where they have an entry (every activation and loss whose documented
+    formula loses digits). All in the spec's dtype."""
+    L, f, loss, reduction, opts, dtype = _setup(spec)
+    f = [None] + [TEXTBOOK_ACTIVATIONS.get(name, act) for name, act in zip(spec.activations, f[1:])]
+    loss = TEXTBOOK_LOSSES.get(spec.loss, loss)
+    W = [None] + [Wl for Wl, _ in params]
+    b = [None] + [bl for _, bl in params]
+    z, a = [None], [x]
+    for l in range(1, L + 1):
+        zl = a[l - 1] @ W[l].T + (0 if b[l] is None else b[l])
+        z.append(zl.astype(dtype, copy=False))
+        a.append(np.asarray(f[l].f(z[l])).astype(dtype, copy=False))
+    J = loss.value(a[L], y, reduction, **opts)
+    delta, dW, db = [None] * (L + 1), [None] * (L + 1), [None] * (L + 1)
+    g = loss.grad(a[L], y, reduction, **opts)
+    for l in range(L, 0, -1):
+        delta[l] = np.asarray(f[l].vjp(z[l], a[l], g)).astype(dtype, copy=False)
+        dW[l] = delta[l].T @ a[l - 1]
+        db[l] = delta[l].sum(axis=0)
+        g = delta[l] @ W[l]
+    return _result(spec, L, J, z, a, delta, dW, db, g)
+
+
 STYLES: dict[str, Callable] = {
     "handimpl": handimpl.backprop,
     "column_loop": column_loop,
     "einsum": einsum,
     "float32_accumulate": float32_accumulate,
     "pairwise": pairwise,
+    "textbook": textbook,
 }
 
 
@@ -319,6 +437,8 @@ float32_accumulate_required = variant(float32_accumulate, full=False,
                                       name="float32_accumulate_required")
 pairwise_full = variant(pairwise, full=True, name="pairwise_full")
 pairwise_required = variant(pairwise, full=False, name="pairwise_required")
+textbook_full = variant(textbook, full=True, name="textbook_full")
+textbook_required = variant(textbook, full=False, name="textbook_required")
 
 VARIANTS: dict[str, Callable] = {
     f"{style}_{kind}": globals()[f"{style}_{kind}"]

@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from .registry import Registry
+from .textbook import Convention, Textbook, widened
 
 Array = np.ndarray
 INF = math.inf
@@ -44,6 +45,29 @@ def sigmoid(z: Array) -> Array:
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+# -- the textbook forms' naive evaluations (handimpl.textbook): each formula exactly as written,
+# in its argument's dtype, overflow warnings silenced as quiet_exp does.
+
+def naive_sigmoid_tanh(z: Array) -> Array:
+    """σ(z) = (1 + tanh(z/2))/2: cancels for z < 0."""
+    return (1 + np.tanh(z / 2)) / 2
+
+
+def naive_sigmoid(z: Array) -> Array:
+    """σ(z) = 1/(1 + e⁻ᶻ), no branch on the sign of z."""
+    return 1 / (1 + quiet_exp(-z))
+
+
+def naive_softplus(z: Array) -> Array:
+    """log(1 + eᶻ): the 1 swallows eᶻ for z < 0 (log1p keeps it)."""
+    return np.log(1 + quiet_exp(z))
+
+
+def _one(z: Array, a: Array) -> Array:
+    """Terms whose sum is 1 at most: a rounding of 1 ± something, as in log(1 + eᶻ)."""
+    return np.ones(np.shape(z))
 
 # How many units of roundoff one library function (exp, tanh, erf, log1p, ...) or one short
 # elementwise formula may be off by, relative to the magnitudes of its terms: the error model
@@ -107,6 +131,8 @@ class Activation:
     df_turning_points: tuple[float, ...] = ()   # these and the kinks); where f′ has one (likewise)
     elementwise = True
     reference_df_error = 0.0     # relative error of torch's own f' where its kernel rounds a constant
+    textbook: tuple[Textbook, ...] = ()   # its documented formulas where they lose digits (handimpl.textbook)
+    conventions: tuple[Convention, ...] = ()   # where torch departs from the formula (handimpl.textbook)
 
     def f(self, z: Array) -> Array:
         raise NotImplementedError
@@ -177,6 +203,12 @@ class Activation:
         return Eg * steepest + abs_g * moved + computed * (
             LIBRARY_ULPS * u * self.df_terms(z, a) + self.reference_df_error * abs_fprime)
 
+    @functools.cached_property
+    def textbook_view(self) -> "Activation":
+        """This activation with f_terms and df_terms widened to its textbook forms' terms (the
+        textbook allowance of the verdict); itself where it declares none."""
+        return widened(self, {"f": "f_terms", "df": "df_terms"})
+
     def __repr__(self) -> str:
         return f"<activation {self.name}>"
 
@@ -202,6 +234,8 @@ class Sigmoid(Activation):
     df_turning_points = (0.0,)
     formula = "σ(z) = 1/(1 + e⁻ᶻ)"
     derivative = "σ′(z) = a(1 − a)"
+    textbook = (Textbook("f", "σ(z) = (1 + tanh(z/2))/2", "1 + tanh(z/2)", "1/(1 + e⁻ᶻ)",
+                         naive_sigmoid_tanh, lambda z, a: 0.5 * (1 + np.abs(np.tanh(z / 2)))),)
 
     def f(self, z):
         return sigmoid(z)
@@ -220,6 +254,9 @@ class Tanh(Activation):
     df_turning_points = (0.0,)
     formula = "tanh(z) = (eᶻ − e⁻ᶻ)/(eᶻ + e⁻ᶻ)"
     derivative = "tanh′(z) = 1 − a²"
+    textbook = (Textbook("f", "(eᶻ − e⁻ᶻ)/(eᶻ + e⁻ᶻ)", "eᶻ − e⁻ᶻ", "its tanh kernel",
+                         lambda z: (quiet_exp(z) - quiet_exp(-z)) / (quiet_exp(z) + quiet_exp(-z)),
+                         lambda z, a: 1 + np.abs(a)),)
 
     def f(self, z):
         return np.tanh(z)
@@ -290,6 +327,21 @@ class ELU(Activation):
 
     def df_terms(self, z, a):
         return np.where(z > 0, self.scale, (np.abs(a) + self.scale * self.alpha) / self.input_scale)
+
+    def naive_f(self, z):
+        """λα(e^{z/c} − 1) for z ≤ 0, as the formula is written: cancels for small |z|."""
+        return np.where(z > 0, z * self.scale, (quiet_exp(np.minimum(z, 0) / self.input_scale) - 1)
+                        * (self.alpha * self.scale))
+
+    def naive_f_terms(self, z, a):
+        """λα·e^{z/c} and λα, the two terms of e^{z/c} − 1 (times λα)."""
+        return np.where(z > 0, np.abs(a), self.scale * self.alpha * (np.exp(np.minimum(z, 0) / self.input_scale) + 1))
+
+    @functools.cached_property
+    def textbook(self):
+        written = self.formula.split(" else ", 1)[1].split("   ")[0]
+        return (Textbook("f", written, "eᶻ − 1" if self.input_scale == 1 else "e^(z/α) − 1", "expm1",
+                         self.naive_f, self.naive_f_terms),)
 
 
 class SELU(ELU):
@@ -410,6 +462,16 @@ class Softplus(Activation):
     kinks = (threshold,)     # f and f' jump by about e^{-20} where torch switches to z
     formula = "f(z) = log(1 + eᶻ) if z ≤ 20 else z"
     derivative = "f′(z) = σ(z)"
+    textbook = (
+        Textbook("f", "log(1 + eᶻ)", "1 + eᶻ", "log1p(eᶻ)",
+                 lambda z: np.where(z > 20, z, naive_softplus(np.minimum(z, 20))), lambda z, a: 1 + np.abs(a)),
+        Textbook("df", "σ(z) = (1 + tanh(z/2))/2", "1 + tanh(z/2)", "1/(1 + e⁻ᶻ)",
+                 lambda z: np.where(z > 20, 1, naive_sigmoid_tanh(z)).astype(z.dtype), _one),
+    )
+    conventions = (Convention("f", lambda z: z > 20, "torch's softplus is z itself above its threshold "
+                              "20, where log(1 + eᶻ) exceeds z by up to e⁻²⁰"),
+                   Convention("df", lambda z: z > 20, "torch's softplus′ is 1 above its threshold 20, where "
+                              "σ(z) falls short of 1 by up to e⁻²⁰"))
 
     def f(self, z):
         return np.where(z > self.threshold, z, np.log1p(quiet_exp(np.minimum(z, self.threshold))))
@@ -439,6 +501,28 @@ class Mish(Activation):
     def df_terms(self, z, a):
         t = self._tsp(z)
         return np.abs(t) + np.abs(z) * sigmoid(z) * (1 + t * t)
+
+    def _softplus_error(self, z):
+        """What log(1 + eᶻ) may lose, (2 + sp)·u in units of u, carried through tanh: (1 - t²)(2 + sp)."""
+        sp = np.log1p(quiet_exp(z))
+        t = np.tanh(sp)
+        return np.where(t < 1, (1 - t * t) * (2 + np.minimum(sp, 1e300)), 0.0)   # 0, not 0·∞, where tanh is 1
+
+    def naive_f(self, z):
+        """z·tanh(log(1 + eᶻ)), softplus as written."""
+        return z * np.tanh(naive_softplus(z))
+
+    def naive_df(self, z):
+        t = np.tanh(naive_softplus(z))
+        return t + z * naive_sigmoid(z) * (1 - t * t)
+
+    @functools.cached_property
+    def textbook(self):
+        return (Textbook("f", "z·tanh(log(1 + eᶻ))", "1 + eᶻ", "log1p(eᶻ)", self.naive_f,
+                         lambda z, a: np.abs(a) + np.abs(z) * self._softplus_error(z)),
+                Textbook("df", "tanh(sp) + zσ(z)(1 − tanh²(sp)), sp = log(1 + eᶻ)", "1 + eᶻ", "log1p(eᶻ)",
+                         self.naive_df, lambda z, a: self.df_terms(z, a)
+                         + self._softplus_error(z) * (1 + 2 * np.abs(z) * sigmoid(z))))
 
 
 class Softsign(Activation):
@@ -537,6 +621,12 @@ class LogSigmoid(Activation):
     torch_module = ("LogSigmoid", {})
     formula = "f(z) = log σ(z)"
     derivative = "f′(z) = 1 − σ(z)"
+    textbook = (
+        Textbook("f", "log(1/(1 + e⁻ᶻ))", "1 + e⁻ᶻ", "log1p(e⁻|ᶻ|)", lambda z: np.log(1 / (1 + quiet_exp(-z))),
+                 lambda z, a: 1 + np.abs(a)),
+        Textbook("df", "1 − σ(z)", "1 − σ(z)", "σ(−z)", lambda z: 1 - naive_sigmoid(z),
+                 lambda z, a: 1 + sigmoid(z)),
+    )
 
     def f(self, z):
         return np.minimum(z, 0) - np.log1p(np.exp(-np.abs(z)))

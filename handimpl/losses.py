@@ -21,12 +21,14 @@ activation's range).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
 from .activations import ACTIVATIONS, LIBRARY_ULPS, quiet_exp, sigmoid
 from .registry import Registry
+from .textbook import Convention, Textbook, widened
 
 Array = np.ndarray
 INF = math.inf
@@ -52,6 +54,8 @@ class Loss:
     target: str = "real"          # real | unit | sign | counts | class | distribution
     canonical: tuple[str, ...] = ()  # output activations with a (a - y)/m shortcut
     elementwise = True            # ℓ of each element depends on that element of a alone
+    textbook: tuple[Textbook, ...] = ()   # its documented formulas where they lose digits (handimpl.textbook)
+    conventions: tuple[Convention, ...] = ()   # where torch departs from the formula (handimpl.textbook)
 
     def domain(self, **opts) -> tuple[float, float]:
         """Closed interval the input a⁽ᴸ⁾ must lie in."""
@@ -123,6 +127,12 @@ class Loss:
         else:
             moved = np.zeros(np.broadcast_shapes(moving.shape, np.shape(a)))
         return (moved + LIBRARY_ULPS * u * self.dmagnitudes(a, y, **opts)) / self.count(a, reduction)
+
+    @functools.cached_property
+    def textbook_view(self) -> "Loss":
+        """This loss with magnitudes and dmagnitudes widened to its textbook forms' terms (the
+        textbook allowance of the verdict); itself where it declares none."""
+        return widened(self, {"value": "magnitudes", "grad": "dmagnitudes"})
 
     def __repr__(self) -> str:
         return f"<loss {self.name}>"
@@ -237,9 +247,44 @@ class BCELoss(Loss):
         "∂J/∂a = (a − y)/(a(1 − a))/N and σ′(z) = a(1 − a): the product is "
         "(a − y)/(a(1 − a)) · a(1 − a)/N = (a − y)/N. The a(1 − a) cancels.")}
     eps = float(np.float32(1e-12))      # torch's EPSILON is a float constant, in every dtype
+    written_eps = 1e-12                 # the same ε as the number is written (and as float64 rounds it)
 
     def domain(self, **opts):
         return (0.0, 1.0)
+
+    def grad_error(self, a, y, Ea, u, reduction="mean", **opts):
+        """Loss.grad_error, and where the clamp holds, the move between torch's ε (1e-12 rounded
+        to float32) and 1e-12 as written: both are correct evaluations of the documented clamp."""
+        written = (a - y) / np.maximum((1 - a) * a, self.written_eps)
+        return super().grad_error(a, y, Ea, u, reduction, **opts) + \
+            np.abs(written - self.dterms(a, y)) / self.count(a, reduction)
+
+    @staticmethod
+    def naive_grad(a, y):
+        """−y/a + (1 − y)/(1 − a): the derivative of the documented ℓ term by term (no clamp)."""
+        return -y / a + (1 - y) / (1 - a)
+
+    def naive_grad_terms(self, a, y):
+        """y/a and (1 − y)/(1 − a), where torch's clamp does not hold (where it does, the two
+        forms differ by torch's convention, not by rounding: its own magnitudes there)."""
+        with np.errstate(all="ignore"):
+            terms = np.abs(y) / a + np.abs(1 - y) / (1 - a)
+        return np.where((1 - a) * a > self.eps, terms, self.dmagnitudes(a, y))
+
+    @functools.cached_property
+    def conventions(self):
+        def clamped_log(a, y):
+            with np.errstate(divide="ignore"):
+                return (np.log(a) < -100) | (np.log(1 - a) < -100)
+        return (Convention("grad", lambda a, y: (1 - a) * a < self.eps,
+                           "torch clamps the denominator a(1 − a) of ∂J/∂a at ε = 1e-12 here (with sigmoid, "
+                           "where |z| > 27.6); your value is the unclamped gradient, such as the shortcut (a − y)/N"),
+                Convention("value", clamped_log, "torch clamps each log at −100 here (a within e⁻¹⁰⁰ of 0 or 1)"))
+
+    @functools.cached_property
+    def textbook(self):
+        return (Textbook("grad", "−y/a + (1 − y)/(1 − a)", "−y/a + (1 − y)/(1 − a)",
+                         "(a − y)/max(a(1 − a), ε)", self.naive_grad, self.naive_grad_terms),)
 
     def terms(self, a, y):
         with np.errstate(divide="ignore"):
@@ -284,6 +329,19 @@ class BCEWithLogitsLoss(Loss):
 
     def shortcut(self, z, a, y, reduction="mean"):
         return (sigmoid(a) - y) / self.count(a, reduction)
+
+    @staticmethod
+    def naive_value(a, y):
+        """max(a, 0) − a·y + log(1 + e^{−|a|}), its log(1 + ·) as written."""
+        return np.maximum(a, 0) - a * y + np.log(1 + quiet_exp(-np.abs(a)))
+
+    def naive_terms(self, a, y):
+        return np.abs(a) + np.abs(a * y) + 1 + np.log1p(np.exp(-np.abs(a)))
+
+    @functools.cached_property
+    def textbook(self):
+        return (Textbook("value", "max(a, 0) − a·y + log(1 + e^(−|a|))", "1 + e^(−|a|)", "log1p",
+                         self.naive_value, self.naive_terms),)
 
 
 def _log_softmax(a: Array) -> Array:
@@ -433,6 +491,10 @@ class SoftMarginLoss(Loss):
         e = quiet_exp(-y * a)
         with np.errstate(invalid="ignore"):
             return -y * e / (1 + e)
+
+    textbook = (Textbook("value", "log(1 + e^(−ya))", "1 + e^(−ya)", "log1p",
+                         lambda a, y: np.log(1 + quiet_exp(-y * a)),
+                         lambda a, y: 1 + np.abs(np.log1p(quiet_exp(-y * a)))),)
 
 
 class PoissonNLLLoss(Loss):

@@ -20,7 +20,7 @@ from verify.core.spec import shown
 from verify.errors import UsageError
 from verify.harness.diagnose import explain_failure
 from verify.harness.localise import with_location
-from verify.harness.trace import check
+from verify.harness.trace import check, strict_or_default
 from verify.report.frames import discrepancy_frame
 from verify.report.write import conclude
 from verify.sweep import strategies
@@ -33,11 +33,11 @@ SUPPORT_KEYS = ("activations", "losses", "dtypes")
 # -- sweeping an implementation ------------------------------------------------------------------
 
 def check_case(impl: Impl | str, spec: Any, seed: int, batch: int, *, time_limit: float | None = None,
-               isolate: bool = False):
+               isolate: bool = False, strict: bool = False):
     """verify.harness.trace.check for one case with ``impl`` (a callable or a TARGET string).
 
     Module-level, so ``functools.partial(check_case, target)`` pickles for jobs > 1."""
-    return check(spec, seed, batch, impl=resolve(impl), time_limit=time_limit, isolate=isolate)
+    return check(spec, seed, batch, impl=resolve(impl), time_limit=time_limit, isolate=isolate, strict=strict)
 
 
 def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[str, Any]:
@@ -76,12 +76,15 @@ def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[s
 def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed: int = 0,
                          activations=None, losses=None, dtypes=None, max_depth: int = 4,
                          max_width: int = 16, max_batch: int = 16, jobs: int = 1, progress=None,
-                         time_limit: float | None = None, isolate: bool = False):
+                         time_limit: float | None = None, isolate: bool = False, strict: bool | None = None):
     """verify.sweep.run.sweep over ``impl``, restricted to what it supports. Returns the SweepResult.
 
     Each call of ``impl`` may take ``time_limit`` seconds (default verify.byo.call.TIME_LIMIT);
     the sweep stops at the first case that runs past it, marked partial. ``isolate``: each
     call runs in a child process, killed when it outlives the limit (verify.byo.call.call_and_step).
+    ``strict``: judge by the tight allowance alone, so that a documented formula evaluated as
+    written (imprecise, passing by default) fails (None: the session's default, False unless
+    the pytest gate's --verify-strict is given; docs/verdict.md).
 
     Unknown names or impossible bounds raise UsageError (one line)."""
     fn = resolve(impl)
@@ -95,7 +98,8 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
         if unpicklable is not None:  # a lambda or closure: run in this process
             jobs = 1
     reset_warnings()
-    check_fn = functools.partial(check_case, impl, time_limit=time_limit, isolate=isolate)
+    check_fn = functools.partial(check_case, impl, time_limit=time_limit, isolate=isolate,
+                                 strict=strict_or_default(strict))
     check_fn.impl_name = target_of(fn)
     result = sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
                    max_batch=max_batch, jobs=jobs, check_fn=check_fn, progress=progress, **names)
@@ -106,7 +110,7 @@ def check_implementation(fn: Impl | str, **options):
     """Sweep ``fn`` against torch; one DataFrame row per compared tensor per case.
 
     Options are those of ``verify check --impl``: examples, seed, activations,
-    losses, dtypes, max_depth, max_width, max_batch, jobs, time_limit, isolate. The frame's
+    losses, dtypes, max_depth, max_width, max_batch, jobs, time_limit, isolate, strict. The frame's
     ``attrs`` hold ``passed``, ``n_failed``, ``minimal`` (the shrunk failing
     CaseResults) and ``message`` (the explanation of the first of them).
     """
@@ -139,6 +143,6 @@ def check_impl_command(args) -> int:
         losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
         max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
         time_limit=getattr(args, "time_limit", None), isolate=getattr(args, "isolate", False),
-        progress=progress)
+        strict=getattr(args, "strict", False), progress=progress)
     progress.close()
     return conclude(result, out_dir, title=f"verify check --impl {args.impl}")

@@ -92,6 +92,10 @@ def pytest_addoption(parser):
     group.addoption("--verify-report", metavar="DIR", default=None,
                     help="write the backprop-verify report of every harness check in this session "
                          "to DIR (a run over part of the suite writes to --verify-subset-report)")
+    group.addoption("--verify-strict", action="store_true", default=False,
+                    help="judge every harness check of the session by the tight allowance alone "
+                         "(verify.check's and assert_matches_torch's strict=None): an imprecise "
+                         "textbook formula fails")
     group.addoption("--verify-subset-report", metavar="DIR", default=None,
                     help="where a run over part of the suite (-k, -m, --deselect, --lf, named "
                          "files or node ids) writes its report (default: the --verify-report "
@@ -99,6 +103,8 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    if config.getoption("verify_strict", False):
+        trace.STRICT_DEFAULT = True
     if config.getoption("verify_report", None):
         collector = Collector()
         collector.install()

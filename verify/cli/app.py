@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import sys
 import tempfile
@@ -112,6 +113,9 @@ def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None, out: 
     p.add_argument("--jobs", type=_positive, default=d["jobs"], metavar="J",
                    help=f"worker processes, at most {limits.JOBS_PER_CPU} per CPU and one per block of "
                         f"cases; the output does not depend on it (default: {SWEEP_DEFAULTS['jobs']})")
+    p.add_argument("--strict", action="store_true",
+                   help="judge by the tight allowance alone: a documented formula evaluated as written "
+                        "(α(eᶻ − 1), log(1 + eᶻ)), which passes as imprecise by default, fails")
     p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
                    help="refuse a run whose largest case (times --jobs) is estimated to need more "
                         f"(e.g. 8G; default: {limits.MEMORY_FRACTION:.0%}% of the memory available)")
@@ -245,7 +249,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     try:
         result = trace.check(args.spec, seed=args.seed, batch=args.batch or 4, impl=impl,
-                       time_limit=args.time_limit, isolate=args.isolate)
+                             time_limit=args.time_limit, isolate=args.isolate, strict=args.strict)
         result = with_location(result, impl)
     finally:
         torch.set_num_threads(threads)
@@ -281,8 +285,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     2 bad input, 130 interrupted (the partial report is written)."""
     out = (Path(args.out) if args.out else RUN_OUT).absolute()
     progress = progress_reporter()
+    check_fn = functools.partial(trace.check, strict=True) if args.strict else None
     try:
-        result = sweep(**sweep_kwargs(args), progress=progress)
+        result = sweep(**sweep_kwargs(args), check_fn=check_fn, progress=progress)
     except ValueError as e:
         raise UsageError(str(e)) from None
     finally:

@@ -120,8 +120,26 @@ def update_error(absP: Any, Egrad: Any, lr: float, abs_grad: np.ndarray, u: floa
     return lr * Egrad + STEP_ULPS * u * (absP + lr * abs_grad)
 
 
-def a_priori(spec: Any, case: Any, ref: dict, lr: float) -> dict[str, np.ndarray]:
-    """E for every traced tensor, from the float64 reference trace ``ref``'s magnitudes."""
+def functions(spec: Any, textbook: bool = False) -> tuple[list, Any]:
+    """The case's activations (indexed 1…L, [0] None) and its loss; with ``textbook``, each
+    one's textbook view, whose error model also covers its documented formulas as written
+    (handimpl.textbook: the textbook allowance, docs/verdict.md)."""
+    acts = [None] + [ACTIVATIONS[name] for name in spec.activations]
+    loss = LOSSES[spec.loss]
+    if textbook:
+        return [None] + [act.textbook_view for act in acts[1:]], loss.textbook_view
+    return acts, loss
+
+
+def has_textbook(spec: Any) -> bool:
+    """Whether any of the case's activations or its loss declares a textbook form."""
+    return bool(LOSSES[spec.loss].textbook) or any(ACTIVATIONS[name].textbook for name in spec.activations)
+
+
+def a_priori(spec: Any, case: Any, ref: dict, lr: float, textbook: bool = False) -> dict[str, np.ndarray]:
+    """E for every traced tensor, from the float64 reference trace ``ref``'s magnitudes; with
+    ``textbook``, the textbook allowance: the same bounds for evaluations that may also take
+    each function's documented formula as written (``functions``)."""
     u, tiny = UNIT_ROUNDOFF[spec.dtype], underflow(spec.dtype)
     L = spec.depth
     W = [None] + [_f64(Wl) for Wl, _ in case.params]
@@ -132,8 +150,7 @@ def a_priori(spec: Any, case: Any, ref: dict, lr: float) -> dict[str, np.ndarray
     absA = [np.abs(a) for a in A]
     D = [None] + [_f64(ref[f"delta{l}"]) for l in range(1, L + 1)]
     absD = [None] + [np.abs(d) for d in D[1:]]
-    acts = [None] + [ACTIVATIONS[name] for name in spec.activations]
-    loss = LOSSES[spec.loss]
+    acts, loss = functions(spec, textbook)
     reduction, opts = split_loss_kwargs(spec)
     y = _target(case.y)
     out: dict[str, np.ndarray] = {}
@@ -207,15 +224,17 @@ def output_delta_error(act: Any, loss: Any, z: np.ndarray, a: np.ndarray, y: np.
     at_a = [held(aa) for aa in (a, a - Ea, a + Ea)]     # a and the two ends of its interval
     here = act.vjp(z, *at_a[0])
     fprime = act.df(z, a)
+    zero = np.zeros_like(a)
+    g_rounding = loss.grad_error(a, y, zero, u, reduction, **opts)
+    # the ∂J/∂a an implementation holds: read anywhere in a's interval, then rounded
+    held_g = functools.reduce(np.maximum, [np.abs(gg) for _, gg in at_a]) + g_rounding
     v, fv = ends
     moved = [np.abs(act.vjp(zz, *held(ff)) - here) for zz, ff in zip(v[1:], fv[1:])]  # f at the ends of
     moved += [np.abs(act.vjp(z, *aa_gg) - here) for aa_gg in at_a[1:]]               # z's interval, then a's
-    moved.append(np.abs(g) * act.kink_jumps(z, Ez, fprime))
+    moved.append(held_g * act.kink_jumps(z, Ez, fprime))   # the jump scales with the g it multiplies
     moved = functools.reduce(np.maximum, moved)
-    zero = np.zeros_like(a)
-    held_g = functools.reduce(np.maximum, [np.abs(gg) for _, gg in at_a])   # the ∂J/∂a an implementation holds
     abs_fprime = np.abs(fprime)
-    rounding = abs_fprime * loss.grad_error(a, y, zero, u, reduction, **opts) + held_g * (
+    rounding = abs_fprime * g_rounding + held_g * (
         LIBRARY_ULPS * u * act.df_terms(z, a) + act.reference_df_error * abs_fprime)
     E = np.where((Ez > 0) | (Ea > 0), moved, 0.0) + rounding
     wide = Ez > COMPOSITION_WIDTH * (np.abs(z) + 1)
@@ -246,13 +265,15 @@ def _all_usable(bounds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 Step = tuple[np.ndarray, np.ndarray]          # (the step's float64 result, its rounding bound)
 
 
-def local_steps(spec: Any, case: Any, hand: dict, lr: float, names: set[str]) -> dict[str, Step]:
+def local_steps(spec: Any, case: Any, hand: dict, lr: float, names: set[str],
+                textbook: bool = False) -> dict[str, Step]:
     """For each tensor in ``names``: its step recomputed in float64 from the implementation's
-    own inputs, and how far a correct evaluation of that step alone may land. A tensor whose
-    inputs the implementation did not return (or returned unusable) is left out."""
+    own inputs, and how far a correct evaluation of that step alone may land (``textbook``: as
+    for a_priori). A tensor whose inputs the implementation did not return (or returned
+    unusable) is left out."""
     u, tiny = UNIT_ROUNDOFF[spec.dtype], underflow(spec.dtype)
     L, n = spec.depth, spec.widths
-    loss = LOSSES[spec.loss]
+    acts, loss = functions(spec, textbook)
     reduction, opts = split_loss_kwargs(spec)
     y = _target(case.y)
     W = [None] + [_f64(Wl) for Wl, _ in case.params]
@@ -284,7 +305,7 @@ def local_steps(spec: Any, case: Any, hand: dict, lr: float, names: set[str]) ->
         z = own(f"z{l}")
         if z is None:
             return None
-        f = ACTIVATIONS[spec.activations[l - 1]]
+        f = acts[l]
         a = f.f(z)
         return a, activation_error(f, z, a, np.zeros_like(z), u, tiny)
 
@@ -308,7 +329,7 @@ def local_steps(spec: Any, case: Any, hand: dict, lr: float, names: set[str]) ->
                 return None
             g = d @ W[l + 1]
             Eg = backward_error(np.abs(d), np.zeros_like(d), np.abs(W[l + 1]), u, tiny)
-        f = ACTIVATIONS[spec.activations[l - 1]]
+        f = acts[l]
         zero = np.zeros_like(z)
         return f.vjp(z, a, g), delta_error(f, z, a, g, zero, zero, Eg, u, tiny)
 

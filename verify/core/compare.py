@@ -41,7 +41,10 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "float64": (2.0**-52, 2.0**-1022),
 }
 UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53}
-STATUSES = ("agrees", "inherits", "diverges")
+# agrees: within the tight allowance; imprecise: within the textbook allowance only (it passes,
+# with a precision note); inherits and diverges fail (verify.core.verdict).
+STATUSES = ("agrees", "imprecise", "inherits", "diverges")
+PASSING = ("agrees", "imprecise")
 
 
 def tolerances(dtype: str, rtol: float | None = None, atol: float | None = None) -> tuple[float, float]:
@@ -70,17 +73,18 @@ class Comparison:
     n_mismatched: int
     rtol: float
     atol: float
-    passed: bool                         # status == 'agrees'
+    passed: bool                         # status is 'agrees' or 'imprecise'
     hand_ref_err: float | None = None    # ‖h - r‖/‖r‖ against the float64 reference (float32 cases)
     torch_ref_err: float | None = None   # ‖t - r‖/‖r‖
     problem: str = ""                    # why it could not be compared (shape, dtype, missing, ...)
-    status: str = "agrees"               # agrees | inherits | diverges (verify.core.verdict)
+    status: str = "agrees"               # agrees | imprecise | inherits | diverges (verify.core.verdict)
     margin: float = 0.0                  # max |h - r|/allowance over the finite elements
-    allowed: float = float("nan")        # the allowance at worst_index
+    allowed: float = float("nan")        # the allowance at worst_index (the textbook one where it was used)
     reference_value: float = float("nan")  # r at worst_index
     torch_margin: float | None = None    # max |t - r|/allowance (float32: torch's own float32 result)
     note: str = ""                       # a remark on the verdict (verify.core.verdict)
     at_kink: bool = False                # the layer's reference z lies on a kink of its activation
+    n_imprecise: int = 0                 # elements within the textbook allowance only (status 'imprecise')
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Comparison) if f.default is not dataclasses.MISSING}
@@ -136,12 +140,14 @@ def problem_record(name: str, dtype: str, shape: tuple, problem: str,
 
 class Pair(NamedTuple):
     """One tensor to judge: the implementation's value, torch's, the reference r (None: torch's
-    own, for float64) and the a priori bound E (None: 0), already scaled for r's own error."""
+    own, for float64), the a priori bound E (None: 0), already scaled for r's own error, and the
+    textbook bound (None: none; verify.core.bounds.a_priori with textbook=True), no smaller than E."""
     name: str
     hand: Any
     ref: Any
     exact: Any = None
     bound: Any = None
+    textbook: Any = None
 
 
 def _prepare(pair: Pair, dtype: str) -> tuple[np.ndarray | None, np.ndarray, str]:
@@ -223,6 +229,10 @@ def compare_all(pairs: list[Pair], *, dtype: str, rtol: float, atol: float) -> l
     return records
 
 
+def _or_zero(bound: Any) -> Any:
+    return 0.0 if bound is None else bound
+
+
 def _flat_like(c: Any, shape: tuple) -> np.ndarray:
     """A tensor's bound, flattened, as float64 of the tensor's shape (a scalar is broadcast)."""
     c = np.asarray(c, dtype=np.float64)
@@ -268,12 +278,21 @@ def _flatten(ready: list) -> _Flat:
     return _Flat(seg, hand_torch, both, h, t, r, finite, everywhere, separate)
 
 
-def _verdict(f: _Flat, bound: np.ndarray, rtol: float, atol: float) -> dict[str, Any]:
+def _verdict(f: _Flat, bound: np.ndarray, rtol: float, atol: float,
+             textbook: np.ndarray | None = None) -> dict[str, Any]:
     """Which elements miss their allowance, and per tensor: how many, the worst one (by
-    |h - r|/allowance, failing ones first), margin and torch_margin (verify.core.compare)."""
+    |h - r|/allowance, failing ones first), margin and torch_margin (verify.core.compare). With
+    a ``textbook`` bound, that one judges, and the elements within it but beyond ``bound`` are
+    counted (n_imprecise)."""
     seg = f.seg
-    allowance = bound + atol + rtol * np.abs(f.r)
+    floor = atol + rtol * np.abs(f.r)
     e_h = np.abs(f.h - f.r)
+    imprecise = None
+    if textbook is None:
+        allowance = bound + floor
+    else:
+        allowance = np.maximum(textbook, bound) + floor
+        imprecise = (e_h > bound + floor) & (e_h <= allowance)
     bad = e_h > allowance
     score = e_h / allowance                              # in units of the allowance
     score[np.isnan(score)] = 0.0                         # 0/0: exact where nothing is allowed
@@ -287,7 +306,8 @@ def _verdict(f: _Flat, bound: np.ndarray, rtol: float, atol: float) -> dict[str,
         score[~f.finite & bad] = np.inf
     n_bad = seg.sum(bad.astype(np.int64))
     worst = seg.first_argmax(np.where(bad | (n_bad[seg.ids] == 0), score, -1.0))
-    return {"n_mismatched": n_bad.tolist(), "worst": worst, "margin": margin.tolist(),
+    n_imprecise = seg.sum(imprecise.astype(np.int64)).tolist() if imprecise is not None else [0] * len(n_bad)
+    return {"n_mismatched": n_bad.tolist(), "n_imprecise": n_imprecise, "worst": worst, "margin": margin.tolist(),
             "allowed": allowance[worst].tolist(), "reference_value": np.where(f.finite, f.r, np.nan)[worst].tolist(),
             "torch_margin": seg.max(np.abs(f.t - f.r) / allowance).tolist() if f.separate else [None] * len(n_bad)}
 
@@ -320,8 +340,12 @@ def _statistics(f: _Flat) -> dict[str, list]:
 def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison]:
     with np.errstate(all="ignore"):
         f = _flatten(ready)
-        bound = np.concatenate([_flat_like(0.0 if p.bound is None else p.bound, h.shape) for _, p, h, _ in ready])
-        verdict = _verdict(f, bound, rtol, atol)
+        bound = np.concatenate([_flat_like(_or_zero(p.bound), h.shape) for _, p, h, _ in ready])
+        textbook = None
+        if any(p.textbook is not None for _, p, _, _ in ready):      # a pair without one: its own bound
+            textbook = np.concatenate([_flat_like(_or_zero(p.bound if p.textbook is None else p.textbook), h.shape)
+                                       for _, p, h, _ in ready])
+        verdict = _verdict(f, bound, rtol, atol, textbook)
         stats = _statistics(f)
     worst = verdict.pop("worst")
     H, T = f.both
@@ -333,15 +357,17 @@ def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison
         values = dict(zip(keys, row))
         quantity, layer = split_name(pair.name)
         nb = values["n_mismatched"]
+        status = ("imprecise" if values["n_imprecise"] else "agrees") if nb == 0 else "diverges"
         records.append(_judged(
             name=pair.name, quantity=quantity, layer=layer, dtype=dtype, shape=t.shape, n_elements=h.size,
             worst_index=_unravel(offset, t.shape), rtol=rtol, atol=atol, passed=nb == 0,
-            status="agrees" if nb == 0 else "diverges", **values))
+            status=status, **values))
     return records
 
 
 def compare(name: str, hand: Any, ref: Any, *, dtype: str, rtol: float, atol: float,
-            exact: Any = None, bound: Any = None) -> Comparison:
+            exact: Any = None, bound: Any = None, textbook: Any = None) -> Comparison:
     """Compare ``hand`` with torch's ``ref`` against the reference ``exact`` (None: ``ref``
-    itself) within ``bound`` (verify.core.bounds) plus the floor."""
-    return compare_all([Pair(name, hand, ref, exact, bound)], dtype=dtype, rtol=rtol, atol=atol)[0]
+    itself) within ``bound`` (verify.core.bounds) plus the floor; with a ``textbook`` bound,
+    elements within it pass too, and make the record 'imprecise'."""
+    return compare_all([Pair(name, hand, ref, exact, bound, textbook)], dtype=dtype, rtol=rtol, atol=atol)[0]

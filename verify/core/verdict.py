@@ -1,6 +1,9 @@
-"""The verdict on each tensor of a case: it agrees, it diverges, or it inherits.
+"""The verdict on each tensor of a case: it agrees, it is imprecise, it diverges, or it inherits.
 
 - ``agrees``: every element lies within its allowance of the reference (verify.core.compare).
+- ``imprecise``: every element lies within its textbook allowance, some beyond the tight one:
+  the documented formula evaluated as written (handimpl.textbook). It passes, with a note
+  naming the operation that lost digits and what torch uses instead.
 - ``inherits``: it differs beyond its allowance, but its own step, recomputed from the
   implementation's own inputs (verify.core.bounds.local_steps), gives what the implementation
   returned: the difference came from upstream. It still fails (``passed`` is False).
@@ -18,24 +21,32 @@ from typing import Any
 
 import numpy as np
 
-from handimpl import ACTIVATIONS
+from handimpl import ACTIVATIONS, LOSSES
+from handimpl.network import split_loss_kwargs
 from verify.core.bounds import local_steps
-from verify.core.compare import Comparison, split_name
+from verify.core.compare import UNIT_ROUNDOFF, Comparison, split_name
 
-# A float64 result off by less than this, relative to torch's, but beyond its allowance
-# rounds like float32 (2⁻²⁴ ≈ 6e-8 per operation), not like a formula bug.
+# A float64 result off relatively by this much or more, and by less than FLOAT32_LEVEL, rounds
+# like float32 (its unit roundoff is 2⁻²⁴ ≈ 6e-8; one float32 rounding anywhere upstream leaves
+# errors from a few 1e-9 up), not like a formula bug. Below it, the note counts ulps instead.
+FLOAT32_FLOOR = 2.0**-28
 FLOAT32_LEVEL = 1e-5
 
 
 def refine(spec: Any, case: Any, hand: dict, ref: dict, lr: float,
-           records: list[Comparison]) -> list[Comparison]:
+           records: list[Comparison], textbook: bool = False) -> list[Comparison]:
     """``records`` of one case with each failing tensor's status settled (inherits or
-    diverges), its kink flag and its note."""
+    diverges), its kink flag and its note, and each imprecise one's precision note.
+    ``textbook``: the records were judged with the textbook allowance, and so is each step
+    recomputed for inherits."""
     failing = {r.name for r in records if not r.passed and not r.problem}
-    steps = local_steps(spec, case, hand, lr, failing) if failing else {}
+    steps = local_steps(spec, case, hand, lr, failing, textbook=textbook) if failing else {}
     agreeing = {r.name for r in records if r.passed}
     out = []
     for r in records:
+        if r.status == "imprecise":
+            out.append(dataclasses.replace(r, note=precision_note(spec, r)))
+            continue
         if r.passed or r.problem:
             out.append(r)
             continue
@@ -43,10 +54,96 @@ def refine(spec: Any, case: Any, hand: dict, ref: dict, lr: float,
         upstream = [n for n in step_inputs(spec, r.name) if n not in agreeing]
         if upstream and r.name in steps and _within(hand[r.name], *steps[r.name], r.rtol, r.atol):
             changes["status"] = "inherits"
-        elif spec.dtype == "float64" and r.max_rel_err < FLOAT32_LEVEL:
-            changes["note"] = float32_level_note(r)
+        else:
+            changes["note"] = convention_note(spec, case, ref, r) or precision_level_note(spec, r)
         out.append(dataclasses.replace(r, **changes))
     return out
+
+
+def _functions_of_step(spec: Any, name: str) -> list[tuple[str, Any, str]]:
+    """(who, activation or loss, part) for each function the step that makes ``name`` evaluates:
+    a⁽ˡ⁾ evaluates f of layer l, δ⁽ˡ⁾ its f′ (and at the output the loss's gradient), J the loss."""
+    quantity, l = split_name(name)
+    loss = (f"{spec.loss}", LOSSES[spec.loss])
+    if quantity == "a":
+        return [(f"{spec.activations[l - 1]}, layer {l}", ACTIVATIONS[spec.activations[l - 1]], "f")]
+    if quantity == "delta":
+        own = [(f"{spec.activations[l - 1]}′, layer {l}", ACTIVATIONS[spec.activations[l - 1]], "df")]
+        return own + ([(*loss, "grad")] if l == spec.depth else [])
+    if quantity == "loss":
+        return [(*loss, "value")]
+    return []
+
+
+def precision_note(spec: Any, r: Comparison) -> str:
+    """Why an imprecise tensor passes: the textbook forms its own step evaluates (or, for a
+    step that evaluates none, those of the whole case, whose digits it carries), with the
+    digits lost at its worst element."""
+    forms = [(who, t) for who, fn, part in _functions_of_step(spec, r.name) for t in fn.textbook if t.part == part]
+    carried = not forms
+    if carried:
+        forms = [(who, t) for l in range(1, spec.depth + 1)
+                 for who, fn, part in _functions_of_step(spec, f"a{l}") + _functions_of_step(spec, f"delta{l}")
+                 for t in fn.textbook if t.part == part]
+        forms += [(who, t) for who, fn, part in _functions_of_step(spec, "loss") for t in fn.textbook if t.part == part]
+        forms = list(dict.fromkeys(forms))
+    digits = _digits_lost(r, spec.dtype)
+    said = "; ".join(f"{t.sentence(None if carried else digits)} [{who}]" for who, t in forms)
+    head = (f"within the textbook allowance only ({r.n_imprecise} of {r.n_elements} "
+            f"element{'s' if r.n_elements != 1 else ''})")
+    if carried:
+        return f"{head}, carried from upstream, where a documented formula written as is {said}"
+    return f"{head}: {said}"
+
+
+def _digits_lost(r: Comparison, dtype: str) -> float | None:
+    """log₁₀ of the worst element's error in units of its own rounding, u·|r|."""
+    err = abs(r.hand_value - r.reference_value)
+    scale = UNIT_ROUNDOFF[dtype] * abs(r.reference_value)
+    if not (np.isfinite(err) and np.isfinite(scale)) or err == 0:
+        return None
+    return float(np.log10(err / scale)) if scale > 0 else None
+
+
+def convention_note(spec: Any, case: Any, ref: dict, r: Comparison) -> str:
+    """Where the worst element of a failing tensor lies where torch applies a documented
+    convention (a clamp, a threshold; handimpl.textbook.Convention), what torch does there."""
+    if r.quantity not in ("a", "delta", "loss") or (r.quantity != "loss" and not r.worst_index):
+        return ""
+    texts = []
+    reduction, opts = split_loss_kwargs(spec)
+    y = np.asarray(case.y)
+    a_out = np.asarray(ref[f"a{spec.depth}"], dtype=np.float64)
+    for _, fn, part in _functions_of_step(spec, r.name):
+        for c in fn.conventions:
+            if c.part != part:
+                continue
+            with np.errstate(all="ignore"):
+                if part in ("f", "df"):
+                    held = np.asarray(c.where(np.asarray(ref[f"z{r.layer}"], dtype=np.float64)))[r.worst_index]
+                elif part == "value":
+                    held = np.asarray(c.where(a_out, _target_rows(fn, y, a_out), **opts)).any()
+                else:
+                    held = np.asarray(c.where(a_out, _target_rows(fn, y, a_out), **opts))[r.worst_index]
+            if bool(held):
+                texts.append(c.text)
+    return "; ".join(texts)
+
+
+def _target_rows(loss: Any, y: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """y as the loss reads it elementwise (float64; class indices stay as they are)."""
+    return y if y.dtype.kind in "iu" else y.astype(np.float64)
+
+
+def precision_level_note(spec: Any, r: Comparison) -> str:
+    """For a float64 tensor off by a little: 'float32-level ...' where the error is at float32's
+    scale, else how many ulps it is off where correct code stays within how many."""
+    if spec.dtype != "float64" or not r.max_rel_err < FLOAT32_LEVEL:
+        return ""
+    if r.max_rel_err >= FLOAT32_FLOOR:
+        return float32_level_note(r)
+    off, within = _ulps_off(r)
+    return f"{off:.3g} ulps off where correct code stays within {within:.3g}: more than rounding, less than float32"
 
 
 def step_inputs(spec: Any, name: str) -> list[str]:
@@ -83,11 +180,17 @@ def _within(hand: Any, value: np.ndarray, bound: np.ndarray, rtol: float, atol: 
     return bool(np.all(same | close))
 
 
+def _ulps_off(r: Comparison) -> tuple[float, float]:
+    """The worst element's error and its allowance in ulps of its reference value."""
+    spacing = np.spacing(abs(r.reference_value)) if np.isfinite(r.reference_value) else np.nan
+    if not (spacing and np.isfinite(spacing)):
+        return float("nan"), float("nan")
+    return abs(r.hand_value - r.reference_value) / spacing, r.allowed / spacing
+
+
 def float32_level_note(r: Comparison) -> str:
     """'float32-level precision in a float64 case (N ulps where correct code stays within M)'."""
-    spacing = np.spacing(abs(r.reference_value)) if np.isfinite(r.reference_value) else np.nan
-    off = abs(r.hand_value - r.reference_value) / spacing if spacing and np.isfinite(spacing) else float("nan")
-    within = r.allowed / spacing if spacing and np.isfinite(spacing) else float("nan")
+    off, within = _ulps_off(r)
     return (f"float32-level precision in a float64 case ({off:.3g} ulps off where correct code "
             f"stays within {within:.3g})")
 
@@ -117,8 +220,8 @@ def root_cause(records: list[Comparison] | tuple) -> Comparison | None:
 
 
 def counts(records: list[Comparison] | tuple) -> dict[str, int]:
-    """How many tensors agree, inherit and diverge."""
-    tally = {"agrees": 0, "inherits": 0, "diverges": 0}
+    """How many tensors agree, are imprecise, inherit and diverge."""
+    tally = {"agrees": 0, "imprecise": 0, "inherits": 0, "diverges": 0}
     for r in records:
         tally[r.status] += 1
     return tally

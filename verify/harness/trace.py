@@ -10,7 +10,7 @@ import numpy as np
 import handimpl
 from verify.byo.call import CALL, TIME_LIMIT, TimeLimit, call_and_step
 from verify.byo.target import DEFAULT_IMPL, repro_command, target_of
-from verify.core.bounds import a_priori
+from verify.core.bounds import a_priori, has_textbook
 from verify.core.compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, tolerances
 from verify.core.data import draw_case
 from verify.core.spec import NetSpec
@@ -18,6 +18,10 @@ from verify.core.twin import build_twin, reload_twin, torch_trace
 from verify.core.verdict import refine, root_cause
 
 Impl = Callable[[Any, list, np.ndarray, np.ndarray], Any]
+
+# Whether check judges by the tight allowance alone when not told (strict=None): the pytest
+# gate's --verify-strict sets it for the session (verify.pytest_plugin).
+STRICT_DEFAULT = False
 
 # Called with every CaseResult that check returns (the pytest plugin records through one).
 # A sweep's worker processes forward theirs to the parent, which calls these (verify.sweep.run).
@@ -114,6 +118,13 @@ class Traced:
     error: str = ""
     timed_out: bool = False
     impl: str = DEFAULT_IMPL
+    strict: bool = False         # judged by the tight allowance alone (no textbook allowance)
+
+    @property
+    def textbook(self) -> bool:
+        """Whether a tensor beyond its tight allowance gets the textbook allowance: not in strict
+        mode, and only where one of the case's functions declares a textbook form."""
+        return not self.strict and has_textbook(self.spec)
 
     @property
     def size(self) -> int:
@@ -127,17 +138,30 @@ def compare_many(runs: list[Traced]) -> list[list[Comparison]]:
     (verify.core.verdict). The runs of one dtype and tolerance go through one compare_all call,
     whose per-call cost then falls on all of them; a case's records do not depend on the
     others judged with it (a sweep compares its cases in groups, verify.sweep.execute.run_block)."""
+    judged = _compare_groups(runs, [_pairs(run) for run in runs])
+    # A run with a tensor beyond its tight allowance is judged again with the textbook
+    # allowance too (docs/verdict.md), where its functions have textbook forms.
+    loose = [i for i, (run, records) in enumerate(zip(runs, judged))
+             if run.textbook and any(not r.passed and not r.problem for r in records)]
+    if loose:
+        for i, records in zip(loose, _compare_groups([runs[i] for i in loose],
+                                                     [_pairs(runs[i], textbook=True) for i in loose])):
+            judged[i] = records
+    return [refine(run.spec, run.case, run.hand, exact_trace(run), run.lr, records, textbook=run.textbook)
+            for run, records in zip(runs, judged)]
+
+
+def _compare_groups(runs: list[Traced], pairs: list[list[Pair]]) -> list[list[Comparison]]:
+    """compare_all over each group of runs of one dtype and tolerance; records per run."""
     groups: dict[tuple, list[int]] = {}
     for i, run in enumerate(runs):
         groups.setdefault((run.spec.dtype, run.rtol, run.atol), []).append(i)
     judged: list[list[Comparison]] = [[] for _ in runs]
     for (dtype, rtol, atol), members in groups.items():
-        pairs = [_pairs(runs[i]) for i in members]
-        records = iter(compare_all([p for ps in pairs for p in ps], dtype=dtype, rtol=rtol, atol=atol))
-        for i, ps in zip(members, pairs):
-            judged[i] = [next(records) for _ in ps]
-    return [refine(run.spec, run.case, run.hand, exact_trace(run), run.lr, records)
-            for run, records in zip(runs, judged)]
+        records = iter(compare_all([p for i in members for p in pairs[i]], dtype=dtype, rtol=rtol, atol=atol))
+        for i in members:
+            judged[i] = [next(records) for _ in pairs[i]]
+    return judged
 
 
 def exact_trace(run: Traced) -> dict:
@@ -146,32 +170,35 @@ def exact_trace(run: Traced) -> dict:
     return ref if ref64 is None else ref64
 
 
-def allowances(run: Traced) -> dict[str, np.ndarray]:
+def allowances(run: Traced, textbook: bool = False) -> dict[str, np.ndarray]:
     """Each traced tensor's bound E·(1 + u_r/u): the a priori bound (verify.bounds) widened by
-    the reference's own rounding, itself a correct evaluation in float64."""
+    the reference's own rounding, itself a correct evaluation in float64 (``textbook``: the
+    textbook allowance's bound)."""
     own_error = 1.0 + UNIT_ROUNDOFF["float64"] / UNIT_ROUNDOFF[run.spec.dtype]
-    return {name: E * own_error for name, E in a_priori(run.spec, run.case, exact_trace(run), run.lr).items()}
+    bounds = a_priori(run.spec, run.case, exact_trace(run), run.lr, textbook=textbook)
+    return {name: E * own_error for name, E in bounds.items()}
 
 
-def _pairs(run: Traced) -> list[Pair]:
+def _pairs(run: Traced, textbook: bool = False) -> list[Pair]:
     ref, ref64 = run.refs
     bound = allowances(run)
-    return [Pair(name, run.hand[name], ref[name], None if ref64 is None else ref64[name], bound[name])
-            for name in trace_order(run.spec) if name in run.hand]
+    loose = allowances(run, textbook=True) if textbook else {}
+    return [Pair(name, run.hand[name], ref[name], None if ref64 is None else ref64[name], bound[name],
+                 loose.get(name)) for name in trace_order(run.spec) if name in run.hand]
 
 
 def trace(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
           lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
-          time_limit: float | None = None, isolate: bool = False) -> Traced:
+          time_limit: float | None = None, isolate: bool = False, strict: bool = False) -> Traced:
     """One case run on both sides (check's arguments), nothing compared yet."""
     spec = NetSpec.coerce(spec)
     return trace_data(spec, draw_case(spec, seed, batch), seed, batch, impl=impl, lr=lr, rtol=rtol,
-                      atol=atol, time_limit=time_limit, isolate=isolate)
+                      atol=atol, time_limit=time_limit, isolate=isolate, strict=strict)
 
 
 def trace_data(spec: NetSpec, case: Any, seed: int, batch: int, *, impl: Impl | None = None,
                lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
-               time_limit: float | None = None, isolate: bool = False) -> Traced:
+               time_limit: float | None = None, isolate: bool = False, strict: bool = False) -> Traced:
     """trace on given data (a verify.core.data.Case), e.g. one example of a drawn case."""
     rtol, atol = tolerances(spec.dtype, rtol, atol)
     refs = references(spec, case, lr)
@@ -181,12 +208,12 @@ def trace_data(spec: NetSpec, case: Any, seed: int, batch: int, *, impl: Impl | 
     hand, problems, mutations, error, step_problems = call_and_step(
         fn, spec, case.params, case.x, case.y, lr, rtol=rtol, atol=atol, limit=limit)
     return Traced(spec, seed, batch, case, refs, hand, lr, rtol, atol, tuple(problems),
-                  tuple(step_problems), tuple(mutations), error, limit.expired, target_of(impl))
+                  tuple(step_problems), tuple(mutations), error, limit.expired, target_of(impl), strict)
 
 
 def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
           lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
-          time_limit: float | None = None, isolate: bool = False) -> CaseResult:
+          time_limit: float | None = None, isolate: bool = False, strict: bool | None = None) -> CaseResult:
     """Run one case on both sides and compare every tensor.
 
     Data (parameters, x, y) are drawn reproducibly from ``seed`` (verify.core.data).
@@ -196,11 +223,19 @@ def check(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | No
     ``impl`` taking longer than ``time_limit`` seconds (default TIME_LIMIT; 0: none; handimpl
     has none) is stopped and fails the case (``timed_out``). ``isolate``: each call of ``impl``
     runs in a child process, killed when it outlives its time limit (verify.byo.call.call_and_step).
+    A tensor beyond its tight allowance that lies within its textbook allowance (a documented
+    formula evaluated as written, handimpl.textbook) passes as 'imprecise', with a precision
+    note; ``strict`` judges by the tight allowance alone (docs/verdict.md; None: STRICT_DEFAULT).
     Every result is passed to each of OBSERVERS before it is returned.
     """
     run = trace(spec, seed, batch, impl=impl, lr=lr, rtol=rtol, atol=atol, time_limit=time_limit,
-                isolate=isolate)
+                isolate=isolate, strict=strict_or_default(strict))
     return result_of(run, compare_many([run])[0])
+
+
+def strict_or_default(strict: bool | None) -> bool:
+    """``strict``, or STRICT_DEFAULT where it is None."""
+    return STRICT_DEFAULT if strict is None else bool(strict)
 
 
 def result_of(run: Traced, compared: list[Comparison]) -> CaseResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import multiprocessing
 import signal
 from concurrent.futures.process import BrokenProcessPool
@@ -62,7 +63,8 @@ def run_block(check_fn: CheckFn | None, block: list[Case]) -> Iterator[CaseResul
     given, then the interrupt goes on. An exception, as in run_case, fails the case it came
     from."""
     checking = trace_module
-    if check_fn is not None or default_check() is not checking.check:
+    options = _check_options(check_fn)
+    if options is None or default_check() is not checking.check:
         for case in block:
             yield run_case(check_fn, *case)
         return
@@ -70,7 +72,7 @@ def run_block(check_fn: CheckFn | None, block: list[Case]) -> Iterator[CaseResul
     size = 0
     for case in block:
         try:
-            run = checking.trace(*case)
+            run = checking.trace(*case, **options)
         except KeyboardInterrupt:
             yield from _judge_group(checking, group)
             raise
@@ -85,6 +87,18 @@ def run_block(check_fn: CheckFn | None, block: list[Case]) -> Iterator[CaseResul
             yield from _judge_group(checking, group)
             group, size = [], 0
     yield from _judge_group(checking, group)
+
+
+def _check_options(check_fn: CheckFn | None) -> dict | None:
+    """The keyword options of a check that is verify.check itself (None: with none; a
+    functools.partial of it with keywords only, such as strict=True), traced and judged in
+    groups by run_block; None for any other check function."""
+    if check_fn is None:
+        return {}
+    if isinstance(check_fn, functools.partial) and check_fn.func is trace_module.check and not check_fn.args \
+            and set(check_fn.keywords) <= {"strict"}:
+        return dict(check_fn.keywords)
+    return None
 
 
 def _judge_group(checking, runs: list) -> Iterator[CaseResult]:

@@ -101,7 +101,8 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     settings = {"examples": n, "seed": seed, "activations": _names(activations),
                 "losses": _names(losses), "dtypes": _names(dtypes), "max_depth": max_depth,
                 "max_width": max_width, "max_batch": max_batch, "jobs": jobs,
-                "check_fn": _describe(check_fn), "impl": impl_of(check_fn)}
+                "check_fn": _describe(check_fn), "impl": impl_of(check_fn),
+                "strict": bool(getattr(check_fn, "keywords", {}).get("strict", False))}
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)            # small nets: threads only cost, and results stay job-independent
