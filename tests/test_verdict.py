@@ -16,7 +16,8 @@ from verify.core.data import draw_target
 from verify.core.spec import NetSpec
 from verify.harness.diagnose import describe_case, worst_sentence
 from verify.harness.localise import with_location
-from verify.sweep.shrink import distinct_failures, signature
+from verify.report.frames import summary_lines
+from verify.sweep.shrink import distinct_failures, failure_groups, signature
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -168,9 +169,35 @@ def test_the_output_delta_bound_holds_wherever_z_moves_within_its_interval(width
             assert (moved <= E + 4 * u * (np.abs(here) + E) + tiny).all(), (name, loss_name, t)
 
 
-def test_a_tensor_of_the_wrong_shape_is_one_failure_per_layer_role_whatever_the_activation_and_loss():
+def test_a_tensor_of_the_wrong_shape_is_one_failure_whatever_the_layer_activation_and_loss():
     transposed = load_target(f"{FIXTURES / 'user_impls.py'}:transposed")
     result = sweep_implementation(transposed, examples=30, seed=0)
     misshapen = [r for r in result.results if not r.passed and r.first_divergence.problem.startswith("shape")]
     assert len({(r.spec.activations[-1], r.spec.loss) for r in misshapen}) > 4      # many activations and losses
-    assert {signature(r) for r in misshapen} <= {("dW", "output", "shape"), ("dW", "hidden", "shape")}
+    assert {signature(r) for r in misshapen} == {("dW", "shape")}
+
+
+def test_one_planted_bug_in_one_step_is_one_distinct_failure_across_activations_losses_dtypes_and_depths():
+    buggy = load_target(f"{FIXTURES / 'user_impls.py'}:dW_over_m_twice")
+    result = sweep_implementation(buggy, examples=120, seed=3)
+    failing = result.failures
+    assert len({(r.spec.loss, r.spec.dtype, r.spec.depth) for r in failing}) > 8   # seen in many settings
+    assert len(distinct_failures(failing)) == 1
+    assert len(result.minimal) == 1 and result.minimal[0].first_divergence.quantity == "dW"
+
+
+def test_two_planted_bugs_in_two_steps_are_two_distinct_failures():
+    buggy = load_target(f"{FIXTURES / 'user_impls.py'}:wrong_tanh_and_dW_over_m_twice")
+    result = sweep_implementation(buggy, examples=120, seed=3, activations=["tanh", "relu", "sigmoid"])
+    assert {signature(m)[:2] for m in result.minimal} == {("a", "tanh"), ("dW",)}
+
+
+def test_each_distinct_failure_says_in_how_many_cases_and_with_which_functions_it_was_seen():
+    buggy = load_target(f"{FIXTURES / 'user_impls.py'}:dW_over_m_twice")
+    result = sweep_implementation(buggy, examples=60, seed=3)
+    (seen,) = failure_groups(result.failures).values()
+    assert seen.cases == result.n_failed
+    assert set(seen.losses) == {r.spec.loss for r in result.failures}
+    assert set(seen.dtypes) == {r.spec.dtype for r in result.failures}
+    assert seen.text.startswith(f"seen in {result.n_failed} cases: ")
+    assert seen.text in "\n".join(summary_lines(result))

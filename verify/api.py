@@ -26,6 +26,7 @@ from verify.report.write import conclude
 from verify.sweep import strategies
 from verify.sweep.progress import progress_reporter
 from verify.sweep.run import sweep
+from verify.sweep.shrink import failure_groups, signature
 
 SUPPORT_KEYS = ("activations", "losses", "dtypes")
 
@@ -117,7 +118,7 @@ def check_implementation(fn: Impl | str, **options):
     result = sweep_implementation(fn, **options)
     frame = discrepancy_frame(result.results)
     frame.attrs.update(passed=bool(result.passed), n_failed=int(result.n_failed),
-                       minimal=list(result.minimal), message=explain_failure(result, fn))
+                       minimal=list(result.minimal), message=_message(result, fn))
     return frame
 
 
@@ -126,7 +127,13 @@ def assert_matches_torch(fn: Impl | str, **options) -> None:
     minimal counterexample and the first diverging tensor, unless every case agrees."""
     result = sweep_implementation(fn, **options)
     if not result.passed:
-        raise AssertionError(explain_failure(result, fn))
+        raise AssertionError(_message(result, fn))
+
+
+def _message(result, fn: Impl | str) -> str:
+    """explain_failure's message, each counterexample with where its failure was seen."""
+    groups = failure_groups(result.failures)
+    return explain_failure(result, fn, seen=[getattr(groups.get(signature(m)), "text", "") for m in result.minimal])
 
 
 # -- the command ------------------------------------------------------------------------------

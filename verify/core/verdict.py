@@ -60,6 +60,17 @@ def refine(spec: Any, case: Any, hand: dict, ref: dict, lr: float,
     return out
 
 
+def step_key(spec: Any, name: str) -> tuple:
+    """The step that makes ``name`` and the functions it evaluates, as a failure signature keys
+    it (verify.sweep.shrink.signature): the quantity; for δ whether it is the output step
+    (∂J/∂a ⊙ f′) or a hidden one ((δW) ⊙ f′); and the names of its activation and loss. A
+    linear step, ∂W, ∂b, ∂x and the update evaluate none: their layer, width, activation and
+    loss do not change the formula to look at."""
+    quantity, l = split_name(name)
+    role = () if quantity != "delta" else ("output" if l == spec.depth else "hidden",)
+    return (quantity, *role, *(getattr(fn, "name", "") for _, fn, _ in _functions_of_step(spec, name)))
+
+
 def _functions_of_step(spec: Any, name: str) -> list[tuple[str, Any, str]]:
     """(who, activation or loss, part) for each function the step that makes ``name`` evaluates:
     a⁽ˡ⁾ evaluates f of layer l, δ⁽ˡ⁾ its f′ (and at the output the loss's gradient), J the loss."""

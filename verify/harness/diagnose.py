@@ -3,10 +3,12 @@ and the step and equation to look at (e.g. "delta2 is the first to diverge while
 agree: look at the backward step of layer 2: δ² = (δ³W³) ⊙ f′(z²)")."""
 from __future__ import annotations
 
+import itertools
 from typing import Any, Sequence
 
 import numpy as np
 
+from handimpl import ACTIVATIONS
 from verify.byo.call import CALL, STEP
 from verify.core.compare import split_name
 from verify.core.verdict import counts, step_inputs
@@ -91,14 +93,19 @@ def tally(records) -> str:
 
 
 def worst_sentence(r) -> str:
-    """The worst element, with non-finite values named: 'yours is inf where torch is 0.54'."""
+    """The worst element (the one furthest beyond its allowance), with its own error and
+    allowance, and apart from it the tensor-wide largest difference from torch; non-finite
+    values named: 'yours is inf where torch is 0.54'."""
     where = f"at index {list(r.worst_index)}: "
-    h, t = r.hand_value, r.torch_value
+    h, t, ref = r.hand_value, r.torch_value, r.reference_value
     if not (np.isfinite(h) and np.isfinite(t)):
         return where + f"yours is {_value(h)} where torch is {_value(t)}"
-    return where + (f"yours {_fmt(h)}, torch {_fmt(t)} ({r.n_mismatched} of {r.n_elements} "
-                    f"element{'s' if r.n_elements != 1 else ''} differ{'s' if r.n_mismatched == 1 else ''}, "
-                    f"max abs error {_fmt(r.max_abs_err)}, allowed {_fmt(r.allowed)})")
+    exact = f", exact {_fmt(ref)}" if np.isfinite(ref) and ref != t else ""
+    error = abs(h - ref) if np.isfinite(ref) else abs(h - t)
+    n, N = r.n_mismatched, r.n_elements
+    return where + (f"yours {_fmt(h)}, torch {_fmt(t)}{exact}: off by {_fmt(error)} where {_fmt(r.allowed)} "
+                    f"is allowed ({n} of {N} element{'s' if N != 1 else ''} differ{'s' if n == 1 else ''}; "
+                    f"largest difference from torch in the tensor {_fmt(r.max_abs_err)})")
 
 
 def kink_sentence(spec: Any, r) -> str:
@@ -106,8 +113,9 @@ def kink_sentence(spec: Any, r) -> str:
     if not r.at_kink:
         return ""
     act = spec.activations[r.layer - 1]
-    return (f"z{sup(r.layer)} lies exactly on a kink of {act} there: check f′ at the kink against "
-            f"torch's convention (handimpl's {act} docstring says which)")
+    return (f"z{sup(r.layer)} lies exactly on a kink of {act} there, where f′ is a convention: torch's is "
+            f"{ACTIVATIONS[act].derivative}; a different value at the kink is a convention, not an "
+            f"arithmetic error, but it is not torch's")
 
 
 def describe_case(case) -> str:
@@ -143,9 +151,10 @@ def describe_case(case) -> str:
     return "\n".join(lines)
 
 
-def explain_failure(result, fn: Any = None, *, limit: int = 3) -> str:
+def explain_failure(result, fn: Any = None, *, limit: int = 3, seen: Sequence[str] = ()) -> str:
     """The message for a failed sweep: how many cases failed, then each distinct minimal
-    counterexample (the first ``limit``), smallest first."""
+    counterexample (the first ``limit``), smallest first, each followed by where its failure was
+    seen (``seen``: one text per minimal counterexample, verify.sweep.shrink.Seen.text)."""
     if result.n_failed == 0:
         stopped = f" (the sweep stopped early: {result.stopped or 'interrupted'})" if result.partial else ""
         return f"every case agrees with torch{stopped}"
@@ -156,4 +165,6 @@ def explain_failure(result, fn: Any = None, *, limit: int = 3) -> str:
             f"({len(cases)} distinct failure{'s' if len(cases) != 1 else ''}).")
     rest = len(cases) - limit
     more = [f"... and {rest} more distinct failure{'s' if rest != 1 else ''} (see the report)"] if rest > 0 else []
-    return "\n".join([head] + [describe_case(c) for c in cases[:limit]] + more)
+    described = [describe_case(c) + (f"\n  {text}" if text else "")
+                 for c, text in itertools.zip_longest(cases[:limit], list(seen)[:limit], fillvalue="")]
+    return "\n".join([head] + described + more)

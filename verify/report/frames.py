@@ -21,17 +21,19 @@ from verify.byo.target import NOT_IMPORTABLE, importable
 from verify.core.verdict import counts
 from verify.harness.diagnose import and_join, hint, kink_sentence, tally, worst_sentence
 from verify.harness.trace import CaseResult
-from verify.sweep.shrink import size_key
+from verify.sweep.shrink import Seen, failure_groups, signature, size_key
 
 DISCREPANCY_COLUMNS = [
     "case_id", "spec", "seed", "batch", "dtype", "quantity", "layer", "shape", "max_abs_err",
     "max_rel_err", "norm_rel_err", "max_ulp", "worst_index", "hand_value", "torch_value",
-    "n_mismatched", "n_elements", "atol", "rtol", "passed", "status", "margin", "allowed", "hand_ref_err",
+    "n_mismatched", "n_imprecise", "n_elements", "atol", "rtol", "passed", "status", "margin", "allowed",
+    "hand_ref_err",
     "torch_ref_err", "note", "impl", "test",
 ]
 CASE_COLUMNS = [
     "case_id", "spec", "seed", "depth", "widths", "activations", "loss", "dtype", "batch", "passed",
-    "worst_norm_rel_err", "first_divergence", "n_diverging", "n_inheriting", "note", "impl", "test",
+    "worst_norm_rel_err", "first_divergence", "n_diverging", "n_inheriting", "n_imprecise", "note", "impl",
+    "test",
 ]
 QUANTITY_ORDER = ["z", "a", "loss", "delta", "dW", "db", "dx", "W_after_step", "b_after_step"]
 FILES = {"discrepancies": "discrepancies.csv", "cases": "cases.csv", "summary": "summary.csv",
@@ -69,7 +71,7 @@ def _error_row(case_id: int, c: CaseResult) -> dict:
     return {**_case_fields(case_id, c), "dtype": c.spec.dtype, "quantity": "", "layer": None,
             "shape": "", "max_abs_err": nan, "max_rel_err": nan, "norm_rel_err": nan,
             "max_ulp": nan, "worst_index": "", "hand_value": nan, "torch_value": nan,
-            "n_mismatched": 0, "n_elements": 0, "atol": nan, "rtol": nan, "passed": False,
+            "n_mismatched": 0, "n_imprecise": 0, "n_elements": 0, "atol": nan, "rtol": nan, "passed": False,
             "status": "diverges", "margin": nan, "allowed": nan,
             "hand_ref_err": None, "torch_ref_err": None, "note": c.error}
 
@@ -104,6 +106,7 @@ def case_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
                      "dtype": c.spec.dtype, "passed": c.passed, "worst_norm_rel_err": _worst(c),
                      "first_divergence": "error" if c.error else (first.name if first else ""),
                      "n_diverging": tally["diverges"], "n_inheriting": tally["inherits"],
+                     "n_imprecise": tally["imprecise"],
                      "note": c.error or (first.problem if first else "")})
     return pd.DataFrame(rows, columns=CASE_COLUMNS)
 
@@ -131,6 +134,7 @@ def _group_stats(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         "n_failed": g["passed"].apply(lambda p: int((~p).sum())),
         "n_diverging": g["status"].apply(lambda s: int((s == "diverges").sum())),
         "n_inheriting": g["status"].apply(lambda s: int((s == "inherits").sum())),
+        "n_imprecise": g["status"].apply(lambda s: int((s == "imprecise").sum())),
         "worst_norm_rel_err": g["norm_rel_err"].max(),
         "median_norm_rel_err": g["norm_rel_err"].median(),
     }).reset_index()
@@ -152,11 +156,11 @@ def summary_frame(tensors: pd.DataFrame) -> pd.DataFrame:
         parts.append(stats)
     out = pd.concat(parts, ignore_index=True)
     cols = ["by", "activation", "loss", "depth", "dtype", "quantity", "n_cases", "n_tensors",
-            "n_failed", "n_diverging", "n_inheriting", "worst_norm_rel_err", "median_norm_rel_err"]
+            "n_failed", "n_diverging", "n_inheriting", "n_imprecise", "worst_norm_rel_err", "median_norm_rel_err"]
     out = out.reindex(columns=cols)
     out["quantity"] = out["quantity"].astype("object")
     out["depth"] = out["depth"].astype("Int64")
-    for col in ("n_cases", "n_tensors", "n_failed", "n_diverging", "n_inheriting"):
+    for col in ("n_cases", "n_tensors", "n_failed", "n_diverging", "n_inheriting", "n_imprecise"):
         out[col] = out[col].astype("Int64")
     return out
 
@@ -221,17 +225,25 @@ def verdict(result) -> str:
 QUANTITIES = set(QUANTITY_ORDER)
 
 
-def counterexample(case: CaseResult) -> dict:
+def seen_with(result) -> dict[tuple, Seen]:
+    """Per signature of the sweep's failures (those that count): where it was seen."""
+    return failure_groups(result.failures)
+
+
+def counterexample(case: CaseResult, seen: dict[tuple, Seen] | None = None) -> dict:
     """What a report says about one failing case (terminal, report.html and report.json
     alike): the command that runs it again, the first tensor to diverge with what agreed
-    before it, where to look and the formula there (verify.harness.diagnose.hint), and the worst
-    element of the first diverging tensor."""
+    before it, where to look and the formula there (verify.harness.diagnose.hint), the worst
+    element of the first diverging tensor, and (from ``seen``, seen_with's) in how many cases,
+    with which activations, losses, dtypes and depths, its failure was seen."""
     first = case.first_divergence
+    group = (seen or {}).get(signature(case))
     out = {"spec": str(case.spec), "seed": case.seed, "batch": case.batch, "impl": case.impl,
            "test": case.test, "repro": case.repro, "runnable": importable(case.impl),
            "first_divergence": divergence_sentence(case),
            "tensor": first.name if first else "", "look_at": "", "formula": "", "worst": None,
-           "worst_text": ""}
+           "worst_text": "", "seen": group.as_dict() if group else None,
+           "seen_text": group.text if group else ""}
     if first is None:
         return out
     _, where = hint(case.spec, first.name)
@@ -243,8 +255,10 @@ def counterexample(case: CaseResult) -> dict:
     if not first.problem:
         index = list(first.worst_index)
         out["worst"] = {"tensor": first.name, "index": index, "hand": first.hand_value,
-                        "torch": first.torch_value, "n_mismatched": first.n_mismatched,
-                        "n_elements": first.n_elements, "max_abs_err": first.max_abs_err}
+                        "torch": first.torch_value, "reference": first.reference_value,
+                        "error": abs(first.hand_value - first.reference_value), "allowed": first.allowed,
+                        "n_mismatched": first.n_mismatched, "n_elements": first.n_elements,
+                        "max_abs_err": first.max_abs_err}
         out["worst_text"] = f"worst element {first.name} {worst_sentence(first)}"
     out["tally"] = tally(case.records)
     out["notes"] = [text for text in (f"tensors that do not agree: {out['tally']}", first.note,
@@ -259,12 +273,14 @@ def hint_text(cx: dict) -> str:
     return f"look at {cx['look_at']}" + (f": {cx['formula']}" if cx["formula"] else "")
 
 
-def counterexample_lines(case: CaseResult, indent: str = "  ") -> list[str]:
+def counterexample_lines(case: CaseResult, indent: str = "  ", seen: dict[tuple, Seen] | None = None) -> list[str]:
     """The terminal's lines for one counterexample: its command, then what diverged and where
-    to look, then its worst element."""
-    cx = counterexample(case)
+    to look, then its worst element, then where its failure was seen."""
+    cx = counterexample(case, seen)
     more = indent + "    "
     lines = [indent + cx["repro"], more + cx["first_divergence"]]
+    if cx["seen_text"]:
+        lines.append(more + cx["seen_text"])
     if cx["look_at"]:
         lines.append(more + hint_text(cx))
     if cx["worst_text"]:
@@ -303,12 +319,17 @@ def summary_lines(result) -> list[str]:
     """The short terminal summary: the verdict, then each minimal counterexample once."""
     n_tensors = sum(len(c.records) for c in result.results)
     lines = [f"verify: {verdict(result)} ({plural(n_tensors, 'tensor')} compared; {timing_text(result)})"]
+    imprecise = sum(r.status == "imprecise" for c in result.results for r in c.records)
+    if imprecise:
+        lines.append(f"{plural(imprecise, 'tensor')} passed only by the textbook allowance (imprecise: "
+                     f"a documented formula evaluated as written, less accurate than torch; --strict fails them)")
     if result.minimal:
         k = len(result.minimal)
+        seen = seen_with(result)
         lines.append(f"{plural(k, 'distinct failure')}; "
                      f"{'its minimal counterexample' if k == 1 else 'minimal counterexamples'}:")
         for m in result.minimal:
-            lines += counterexample_lines(m)
+            lines += counterexample_lines(m, seen=seen)
     return lines
 
 

@@ -22,6 +22,7 @@ from verify.report.frames import (
     counterexample,
     expected_groups,
     failing_rows,
+    seen_with,
     timing_text,
     verdict,
     versions,
@@ -258,11 +259,14 @@ def render_html(result, disc: pd.DataFrame, tensors: pd.DataFrame, cases: pd.Dat
              ("failing tensors", f"{n_diverging} diverge, {n_fail_rows - n_diverging} inherit",
               n_fail_rows > 0 and result.n_failed > 0),
              ("distinct failures", len(result.minimal), len(result.minimal) > 0),
+             ("imprecise tensors (passed by the textbook allowance)",
+              int((disc["status"] == "imprecise").sum()), False),
              ("implementation errors", sum(bool(c.error) for c in result.results),
               any(c.error for i, c in enumerate(result.results) if not result.is_expected(i)))]
     if expected:
         cards.insert(3, ("expected failures (tests passed)", len(result.expected_failures), False))
-    minimal = [counterexample(m) for m in result.minimal]
+    seen = seen_with(result)
+    minimal = [counterexample(m, seen) for m in result.minimal]
     toc = ([("counterexamples", "Counterexamples")] if minimal else []) + \
           ([("expected", "Expected failures")] if expected else []) + \
           [("distributions", "Error distributions"), ("tables", "Summary tables"),

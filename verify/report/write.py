@@ -19,6 +19,7 @@ from verify.report.frames import (
     counterexample,
     discrepancy_frame,
     expected_groups,
+    seen_with,
     summary_frame,
     summary_lines,
     tensor_frame,
@@ -65,6 +66,7 @@ def to_csv_text(df: pd.DataFrame) -> str:
 
 
 def report_json(result, disc: pd.DataFrame, title: str) -> dict:
+    seen = seen_with(result)
     return {
         "title": title,
         "verdict": verdict(result),
@@ -75,10 +77,11 @@ def report_json(result, disc: pd.DataFrame, title: str) -> dict:
         "counts": {"cases": len(result.results), "failed_cases": result.n_failed,
                    "tensors": int((disc["quantity"] != "").sum()),
                    "failed_tensors": int((~disc["passed"]).sum()),
+                   "imprecise_tensors": int((disc["status"] == "imprecise").sum()),
                    "errors": sum(bool(c.error) for c in result.results),
                    "distinct_failures": len(result.minimal),
                    "expected_failures": len(result.expected_failures)},
-        "minimal": [counterexample(m) for m in result.minimal],
+        "minimal": [counterexample(m, seen) for m in result.minimal],
         "expected_failures": expected_groups(result),
         "wall_time_s": round(result.wall_time, 3),
         "total_time_s": round(result.total_time, 3) if result.total_time else None,

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import random
 import time
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from hypothesis import Phase, find
 from hypothesis import settings as hsettings
@@ -15,6 +15,7 @@ from hypothesis.errors import Flaky, HypothesisException, NoSuchExample
 from verify.byo import isolation
 from verify.byo.call import PROCESS_ENDED
 from verify.core.spec import NetSpec
+from verify.core.verdict import step_key
 from verify.harness import trace as trace_module
 from verify.harness.trace import CaseResult
 from verify.sweep.draw import Case, pinned_constants
@@ -30,12 +31,15 @@ NOT_REPRODUCED = "did not reproduce when re-run"   # the note of a counterexampl
 def signature(result: CaseResult) -> tuple | None:
     """What makes two failures the same root cause; None for a passing case.
 
-    The root cause's quantity, its layer's role (output or hidden), that layer's activation,
-    the loss, the dtype, and whether it sits on a kink; an exception: its type; a problem with
-    the call: the key and the problem's kind; a tensor that could not be compared (a shape, a
-    dtype or a type that is not torch's): its quantity, role and the problem's kind (with the
-    dtype for a dtype), since no activation or loss changes a shape. Failures that differ in any of these are
-    distinct, even when one formula looks shared (f′ of two activations is two places to look).
+    The step that diverges first and the functions that step evaluates (verify.core.verdict.
+    step_key: a hidden activation step does not read the loss, ∂W's step reads δ and a⁽ˡ⁻¹⁾ and
+    no activation's name), and for a step that reads f or f′, whether it sits on a kink; an
+    exception: its type; a problem with the call: the key and the problem's kind; a tensor that
+    could not be compared (a shape, a dtype or a type that is not torch's): its quantity and the
+    problem's kind (with the dtype for a dtype). Failures that differ in any of these are
+    distinct, even when one formula looks shared (f′ of two activations is two places to look);
+    what the step does not read (the spec's other functions, its dtype, its depth) is counted
+    per failure instead (``failure_groups``).
     """
     if result.passed:
         return None
@@ -45,13 +49,52 @@ def signature(result: CaseResult) -> tuple | None:
     spec = result.spec
     if r.quantity == "":                 # a record about the call itself (verify.byo.call)
         return ("call", r.name, r.problem.split(":", 1)[0])
-    layer = spec.depth if r.quantity == "loss" else r.layer
-    role = None if layer is None else ("output" if layer == spec.depth else "hidden")
     if r.problem:
         kind = r.problem.split(" ", 1)[0]
-        return (r.quantity, role, kind) + ((spec.dtype,) if kind == "dtype" else ())
-    activation = None if layer is None else spec.activations[layer - 1]
-    return (r.quantity, role, activation, spec.loss, spec.dtype, r.at_kink)
+        return (r.quantity, kind) + ((spec.dtype,) if kind == "dtype" else ())
+    key = step_key(spec, r.name)
+    return (*key, r.at_kink) if r.quantity in ("a", "delta") else key    # a kink matters where f or f′ is read
+
+
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """Where one distinct failure was seen: how many failing cases share its signature, and
+    the activations, losses, dtypes and depths of their specs."""
+    cases: int
+    activations: tuple[str, ...]
+    losses: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    depths: tuple[int, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def text(self) -> str:
+        """'seen in 63 cases: activations relu, tanh; losses mse_loss; dtypes float32, float64; depths 1-4'."""
+        lo, hi = min(self.depths), max(self.depths)
+        depths = f"depth {lo}" if lo == hi else f"depths {lo}–{hi}"
+        return (f"seen in {self.cases} case{'s' if self.cases != 1 else ''}: "
+                f"{'activation' if len(self.activations) == 1 else 'activations'} {', '.join(self.activations)}; "
+                f"{'loss' if len(self.losses) == 1 else 'losses'} {', '.join(self.losses)}; "
+                f"{'dtype' if len(self.dtypes) == 1 else 'dtypes'} {', '.join(self.dtypes)}; {depths}")
+
+
+def failure_groups(results: Iterable[CaseResult]) -> dict[tuple, Seen]:
+    """Per signature of the failing ``results``: where it was seen (Seen)."""
+    groups: dict[tuple, list[CaseResult]] = {}
+    for r in results:
+        sig = signature(r)
+        if sig is not None:
+            groups.setdefault(sig, []).append(r)
+
+    def names(values: Iterable) -> tuple:
+        return tuple(sorted(set(values)))
+
+    return {sig: Seen(len(members), names(a for m in members for a in m.spec.activations),
+                      names(m.spec.loss for m in members), names(m.spec.dtype for m in members),
+                      names(m.spec.depth for m in members))
+            for sig, members in groups.items()}
 
 
 def size_key(result: CaseResult) -> tuple:
