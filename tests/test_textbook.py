@@ -18,7 +18,7 @@ from verify.core.bounds import output_delta_error
 from verify.core.compare import UNIT_ROUNDOFF
 from verify.core.verdict import precision_level_note
 from verify.harness import trace
-from verify.harness.diagnose import worst_sentence
+from verify.harness.diagnose import describe_case, worst_sentence
 
 DTYPES = ("float32", "float64")
 # z from -40 to 40 with many small magnitudes, where the cancellations are
@@ -212,3 +212,33 @@ def test_the_worst_element_line_gives_that_elements_error_and_allowance_and_the_
     text = worst_sentence(r)
     assert "off by 0.5 where 0.01 is allowed" in text
     assert "largest difference from torch in the tensor 7" in text
+
+
+def bce_shortcut(spec, params, x, y):
+    """δᴸ = (a − y)/N, the canonical shortcut of sigmoid with binary_cross_entropy, unclamped."""
+    out = handimpl.backprop(spec, params, x, y)
+    W, a = params[0][0], out["a1"]
+    out["delta1"] = (a - y) / a.size
+    out["dW1"], out["db1"], out["dx"] = out["delta1"].T @ x, out["delta1"].sum(axis=0), out["delta1"] @ W
+    return out
+
+
+def test_a_difference_only_where_torch_clamps_says_torch_clamps_there():
+    notes = [r.first_divergence.note for seed in range(40)
+             for r in [verify.check("3-1:sigmoid:binary_cross_entropy", seed=seed, batch=4, impl=bce_shortcut)]
+             if not r.passed]
+    assert notes and all(n.startswith("torch clamps the denominator a(1 − a)") for n in notes)
+
+
+def test_a_difference_at_a_kink_names_torchs_derivative_there():
+    def relu_prime_one_at_zero(spec, params, x, y):
+        out = handimpl.backprop(spec, params, x, y)
+        z, g = out["z1"], out["delta2"] @ params[1][0]
+        out["delta1"] = g * (z >= 0)
+        out["dW1"], out["db1"], out["dx"] = out["delta1"].T @ x, out["delta1"].sum(axis=0), out["delta1"] @ params[0][0]
+        return out
+    failing = [r for seed in range(60)
+               for r in [verify.check("3-4-1:relu,identity:mse_loss", seed=seed, batch=4, impl=relu_prime_one_at_zero)]
+               if not r.passed]
+    assert failing and all(r.first_divergence.at_kink for r in failing)
+    assert "torch's is relu′(z) = 1 if z > 0 else 0" in describe_case(failing[0])
