@@ -201,3 +201,21 @@ def test_each_distinct_failure_says_in_how_many_cases_and_with_which_functions_i
     assert set(seen.dtypes) == {r.spec.dtype for r in result.failures}
     assert seen.text.startswith(f"seen in {result.n_failed} cases: ")
     assert seen.text in "\n".join(summary_lines(result))
+
+
+def _required_only(fn):
+    def required(spec, params, x, y):
+        return {k: v for k, v in fn(spec, params, x, y).items() if k == "loss" or k[:2] in ("dW", "db")}
+    return required
+
+
+def test_a_weight_gradient_whose_delta_was_not_returned_is_keyed_on_the_delta_step_it_stands_for():
+    def dW_over_m(spec, params, x, y):
+        out = handimpl.backprop(spec, params, x, y)
+        return {**out, **{f"dW{l}": out[f"dW{l}"] / x.shape[0] for l in range(1, len(params) + 1)}}
+    spec = "2-3-1:tanh,identity:mse_loss"
+    fprime = verify.check(spec, seed=1, batch=2, impl=_required_only(without_fprime_in_layer_1))
+    scale = verify.check(spec, seed=1, batch=2, impl=_required_only(dW_over_m))
+    assert fprime.first_divergence.name == "dW1" and scale.first_divergence.name == "dW2"
+    assert "tanh" in signature(fprime) and "tanh" not in signature(scale)
+    assert signature(fprime) != signature(scale)

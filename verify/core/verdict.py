@@ -42,15 +42,16 @@ def refine(spec: Any, case: Any, hand: dict, ref: dict, lr: float,
     failing = {r.name for r in records if not r.passed and not r.problem}
     steps = local_steps(spec, case, hand, lr, failing, textbook=textbook) if failing else {}
     agreeing = {r.name for r in records if r.passed}
+    first_failing = next((r.name for r in records if not r.passed), "")
     out = []
     for r in records:
         if r.status == "imprecise":
-            out.append(dataclasses.replace(r, note=precision_note(spec, r)))
+            out.append(dataclasses.replace(r, note=precision_note(spec, r, first_failing)))
             continue
         if r.passed or r.problem:
             out.append(r)
             continue
-        changes: dict[str, Any] = {"at_kink": at_kink(spec, ref, r)}
+        changes: dict[str, Any] = {"at_kink": at_kink(spec, ref, r, hand)}
         upstream = [n for n in step_inputs(spec, r.name) if n not in agreeing]
         if upstream and r.name in steps and _within(hand[r.name], *steps[r.name], r.rtol, r.atol):
             changes["status"] = "inherits"
@@ -86,10 +87,10 @@ def _functions_of_step(spec: Any, name: str) -> list[tuple[str, Any, str]]:
     return []
 
 
-def precision_note(spec: Any, r: Comparison) -> str:
+def precision_note(spec: Any, r: Comparison, failing: str = "") -> str:
     """Why an imprecise tensor passes: the textbook forms its own step evaluates (or, for a
-    step that evaluates none, those of the whole case, whose digits it carries), with the
-    digits lost at its worst element."""
+    step that evaluates none, those of the whole case, whose digits it carries, or the failing
+    tensor ``failing`` of the case), with the digits lost at its worst element."""
     forms = [(who, t) for who, fn, part in _functions_of_step(spec, r.name) for t in fn.textbook if t.part == part]
     carried = not forms
     if carried:
@@ -103,7 +104,8 @@ def precision_note(spec: Any, r: Comparison) -> str:
     head = (f"within the textbook allowance only ({r.n_imprecise} of {r.n_elements} "
             f"element{'s' if r.n_elements != 1 else ''})")
     if carried:
-        return f"{head}, carried from upstream, where a documented formula written as is {said}"
+        also = f", or from {failing}, which does not agree" if failing else ""
+        return f"{head}, carried from upstream{also}; where a documented formula written as is {said}"
     return f"{head}: {said}"
 
 
@@ -206,11 +208,14 @@ def float32_level_note(r: Comparison) -> str:
             f"stays within {within:.3g})")
 
 
-def at_kink(spec: Any, ref: dict, r: Comparison) -> bool:
+def at_kink(spec: Any, ref: dict, r: Comparison, returned: Any = ()) -> bool:
     """Whether the reference z of the record's layer lies exactly on a kink of that layer's
-    activation, where the record's worst element reads it: that element's z for z, a and δ,
-    any example's z of that unit for ∂W and ∂b."""
-    if r.layer is None or r.quantity not in ("z", "a", "delta", "dW", "db"):
+    activation, where the record's worst element reads it: that element's z for a and δ, any
+    example's z of that unit for ∂W and ∂b whose δ was not ``returned`` (then their difference
+    may come from f′ at the kink; with δ returned, ∂W's and ∂b's steps read no f′)."""
+    if r.layer is None or r.quantity not in ("a", "delta", "dW", "db"):
+        return False
+    if r.quantity in ("dW", "db") and f"delta{r.layer}" in returned:
         return False
     kinks = ACTIVATIONS[spec.activations[r.layer - 1]].kinks
     if not kinks:
