@@ -14,7 +14,6 @@ from hypothesis.errors import Flaky, HypothesisException, NoSuchExample
 
 from verify.byo import isolation
 from verify.byo.call import PROCESS_ENDED
-from verify.core.compare import split_name
 from verify.core.spec import NetSpec
 from verify.core.verdict import step_key
 from verify.harness import trace as trace_module
@@ -33,15 +32,16 @@ def signature(result: CaseResult) -> tuple | None:
     """What makes two failures the same root cause; None for a passing case.
 
     The step that diverges first and the functions that step evaluates (verify.core.verdict.
-    step_key: a hidden activation step does not read the loss, ∂W's step reads δ and a⁽ˡ⁻¹⁾ and
-    no activation's name), and for a step that reads f or f′, whether it sits on a kink; an
-    exception: its type; a problem with the call: the key and the problem's kind; a tensor that
-    could not be compared (a shape, a dtype or a type that is not torch's): its quantity and the
-    problem's kind (with the dtype for a dtype). A ∂W or ∂b whose δ was not returned stands for
-    δ's step too, and is keyed on it. Failures that differ in any of these are
-    distinct, even when one formula looks shared (f′ of two activations is two places to look);
-    what the step does not read (the spec's other functions, its dtype, its depth) is counted
-    per failure instead (``failure_groups``).
+    step_key: a hidden activation step does not read the loss, ∂W's step reads δ and a⁽ˡ⁻¹⁾
+    and no activation's name), and for a step that reads f or f′, whether it sits on a kink;
+    an exception: its type; a problem with the call: the key and the problem's kind; a tensor
+    that could not be compared (a shape, a dtype or a type that is not torch's): its quantity
+    and the problem's kind (with the dtype for a dtype). A ∂W or ∂b whose δ was not returned
+    may stand for a kink convention in δ's step: it is keyed on whether its unit's z sits on a
+    kink too. Failures that differ in any of these are distinct, even when one formula looks
+    shared (f′ of two activations is two places to look); what the step does not read (the
+    spec's other functions, its dtype, its depth) is counted per failure instead
+    (``failure_groups``).
     """
     if result.passed:
         return None
@@ -54,13 +54,10 @@ def signature(result: CaseResult) -> tuple | None:
     if r.problem:
         kind = r.problem.split(" ", 1)[0]
         return (r.quantity, kind) + ((spec.dtype,) if kind == "dtype" else ())
-    name = r.name
-    if r.quantity in ("dW", "db") and not any(c.name == f"delta{r.layer}" for c in result.records):
-        name = f"delta{r.layer}"     # δ not returned: ∂W and ∂b stand for its step too
-    key = step_key(spec, name)
-    if name != r.name:
-        key = (r.quantity, *key)
-    return (*key, r.at_kink) if split_name(name)[0] in ("a", "delta") else key   # a kink matters where f′ is read
+    key = step_key(spec, r.name)
+    if r.quantity in ("a", "delta"):
+        return (*key, r.at_kink)      # a kink matters where f or f′ is read
+    return (*key, "at a kink") if r.at_kink else key      # ∂W, ∂b whose δ was not returned
 
 
 @dataclasses.dataclass(frozen=True)
