@@ -9,19 +9,23 @@ accumulation. The bound is computed from magnitudes alone, the float64 reference
 network; never from the differences an implementation shows (docs/verdict.md).
 
     step                          E of the result (γ_n = (n + 2)·u, u the unit roundoff)
-    z⁽ˡ⁾ = a⁽ˡ⁻¹⁾W⁽ˡ⁾ᵀ + b⁽ˡ⁾      E_a⁽ˡ⁻¹⁾|W⁽ˡ⁾|ᵀ + γ_{n_{l-1}} (|a⁽ˡ⁻¹⁾||W⁽ˡ⁾|ᵀ + |b⁽ˡ⁾|)
+    z⁽ˡ⁾ = a⁽ˡ⁻¹⁾W⁽ˡ⁾ᵀ + b⁽ˡ⁾      E_a⁽ˡ⁻¹⁾|W⁽ˡ⁾|ᵀ + γ_{n_{l-1}} ((|a⁽ˡ⁻¹⁾| + E_a)|W⁽ˡ⁾|ᵀ + |b⁽ˡ⁾|)
     a⁽ˡ⁾ = f(z⁽ˡ⁾)                f's spread over [z - E_z, z + E_z] + LIBRARY_ULPS·u·Σ|terms of f|
     J                             Σ sup|∂ℓ/∂a|·E_a / N + rounding of the terms and the sum
     ∂J/∂a⁽ᴸ⁾                      ∂ℓ/∂a's spread over a's interval + its rounding
-    g = δ⁽ˡ⁺¹⁾W⁽ˡ⁺¹⁾               E_δ⁽ˡ⁺¹⁾|W⁽ˡ⁺¹⁾| + γ_{n_{l+1}} |δ⁽ˡ⁺¹⁾||W⁽ˡ⁺¹⁾|
+    g = δ⁽ˡ⁺¹⁾W⁽ˡ⁺¹⁾               E_δ⁽ˡ⁺¹⁾|W⁽ˡ⁺¹⁾| + γ_{n_{l+1}} (|δ⁽ˡ⁺¹⁾| + E_δ)|W⁽ˡ⁺¹⁾|
     δ⁽ˡ⁾ = g ⊙ f′(z⁽ˡ⁾)           E_g·sup|f′| + |g|·(f′'s spread over z's and a's intervals)
                                   + LIBRARY_ULPS·u·|g|·Σ|terms of f′|  (a kink inside z's
                                   interval puts one end on each side: the jump is allowed)
-    ∂J/∂W⁽ˡ⁾ = δ⁽ˡ⁾ᵀa⁽ˡ⁻¹⁾         E_δᵀ(|a| + E_a) + |δ|ᵀE_a + γ_m |δ|ᵀ|a|   (the product term
-                                  counts where a kink makes E_δ as large as δ itself)
-    ∂J/∂b⁽ˡ⁾ = Σ_rows δ⁽ˡ⁾         Σ E_δ + γ_m Σ|δ|
-    ∂J/∂x = δ⁽¹⁾W⁽¹⁾              E_δ⁽¹⁾|W⁽¹⁾| + γ_{n₁} |δ⁽¹⁾||W⁽¹⁾|
-    W - η∂J/∂W                    η E_∂W + 3u (|W| + η|∂J/∂W|)
+    ∂J/∂W⁽ˡ⁾ = δ⁽ˡ⁾ᵀa⁽ˡ⁻¹⁾         E_δᵀ(|a| + E_a) + |δ|ᵀE_a + γ_m (|δ| + E_δ)ᵀ(|a| + E_a)   (the
+                                  product term counts where a kink makes E_δ as large as δ itself)
+    ∂J/∂b⁽ˡ⁾ = Σ_rows δ⁽ˡ⁾         Σ E_δ + γ_m Σ(|δ| + E_δ)
+    ∂J/∂x = δ⁽¹⁾W⁽¹⁾              E_δ⁽¹⁾|W⁽¹⁾| + γ_{n₁} (|δ⁽¹⁾| + E_δ)|W⁽¹⁾|
+    W - η∂J/∂W                    η E_∂W + 3u (|W| + η(|∂J/∂W| + E_∂W))
+
+Every rounding term is of the values an implementation holds, the reference's magnitude plus
+its bound (|x| + E_x), not of the reference's alone: an allowance a correct value can meet
+exactly must leave room for the rounding of that value.
 
 The activation's and the loss's own parts (their spreads, the magnitudes of their terms,
 the row-wise softmax family) are methods of those objects in handimpl (Activation.
@@ -71,10 +75,12 @@ def _target(y: np.ndarray) -> np.ndarray:
 
 def linear_error(absA: np.ndarray, Ea: np.ndarray, absW: np.ndarray, absb: Any, u: float,
                  tiny: float) -> np.ndarray:
-    """z = aWᵀ + b: E_a|W|ᵀ + γ_n(|a||W|ᵀ + |b|), and n underflows where the terms are not all 0."""
+    """z = aWᵀ + b: E_a|W|ᵀ + γ_n((|a| + E_a)|W|ᵀ + |b|) (the rounding is of the a an
+    implementation holds), and n underflows where the terms are not all 0."""
     n = absW.shape[1]
+    spread = Ea @ absW.T
     terms = absA @ absW.T + absb
-    return Ea @ absW.T + gamma(n, u) * terms + n * tiny * (terms > 0)
+    return spread + gamma(n, u) * (terms + spread) + n * tiny * (terms > 0)
 
 
 def activation_error(act: Any, z: np.ndarray, a: np.ndarray, Ez: np.ndarray, u: float,
@@ -87,9 +93,10 @@ def activation_error(act: Any, z: np.ndarray, a: np.ndarray, Ez: np.ndarray, u: 
 
 
 def backward_error(absD: np.ndarray, Ed: np.ndarray, absW: np.ndarray, u: float, tiny: float) -> np.ndarray:
-    """δW (the g of the layer below, and ∂J/∂x): E_δ|W| + γ_n|δ||W|, n the rows of W."""
+    """δW (the g of the layer below, and ∂J/∂x): E_δ|W| + γ_n(|δ| + E_δ)|W|, n the rows of W."""
     n = absW.shape[0]
-    return Ed @ absW + gamma(n, u) * (absD @ absW) + n * tiny
+    spread = Ed @ absW
+    return spread + gamma(n, u) * (absD @ absW + spread) + n * tiny
 
 
 def delta_error(act: Any, z: np.ndarray, a: np.ndarray, g: np.ndarray, Ez: np.ndarray, Ea: np.ndarray,
@@ -103,21 +110,24 @@ def delta_error(act: Any, z: np.ndarray, a: np.ndarray, g: np.ndarray, Ez: np.nd
 
 def weight_grad_error(absD: np.ndarray, Ed: np.ndarray, absA: np.ndarray, Ea: np.ndarray, u: float,
                       tiny: float) -> np.ndarray:
-    """∂J/∂W = δᵀa: E_δᵀ(|a| + E_a) + |δ|ᵀE_a + γ_m|δ|ᵀ|a| (the product term counts where a kink
-    makes E_δ as large as δ itself)."""
+    """∂J/∂W = δᵀa: E_δᵀ(|a| + E_a) + |δ|ᵀE_a + γ_m(|δ| + E_δ)ᵀ(|a| + E_a) (the product term
+    counts where a kink makes E_δ as large as δ itself; the rounding is of what is held)."""
     m = absD.shape[0]
-    return Ed.T @ (absA + Ea) + absD.T @ Ea + gamma(m, u) * (absD.T @ absA) + m * tiny
+    spread = Ed.T @ (absA + Ea) + absD.T @ Ea
+    return spread + gamma(m, u) * (absD.T @ absA + spread) + m * tiny
 
 
 def bias_grad_error(absD: np.ndarray, Ed: np.ndarray, u: float, tiny: float) -> np.ndarray:
-    """∂J/∂b = Σ_rows δ: Σ E_δ + γ_m Σ|δ|."""
+    """∂J/∂b = Σ_rows δ: Σ E_δ + γ_m Σ(|δ| + E_δ)."""
     m = absD.shape[0]
-    return Ed.sum(axis=0) + gamma(m, u) * absD.sum(axis=0) + m * tiny
+    spread = Ed.sum(axis=0)
+    return spread + gamma(m, u) * (absD.sum(axis=0) + spread) + m * tiny
 
 
 def update_error(absP: Any, Egrad: Any, lr: float, abs_grad: np.ndarray, u: float) -> np.ndarray:
-    """p - η·grad: η·E_grad + 3u(|p| + η|grad|)."""
-    return lr * Egrad + STEP_ULPS * u * (absP + lr * abs_grad)
+    """p - η·grad: η·E_grad + 3u(|p| + η(|grad| + E_grad)): the rounding is of the gradient an
+    implementation holds, which at a kink may be a whole jump away from the reference's."""
+    return lr * Egrad + STEP_ULPS * u * (absP + lr * (abs_grad + Egrad))
 
 
 def functions(spec: Any, textbook: bool = False) -> tuple[list, Any]:
