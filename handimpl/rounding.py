@@ -1,0 +1,90 @@
+"""The rounding error model of each elementary step, shared by the dense network's bounds
+(verify.core.bounds) and the layer classes' error models (handimpl.layers): how far a correct
+evaluation of the step in a dtype of unit roundoff u may land from the exact result, computed
+in float64 from the magnitudes of its inputs and their own bounds (docs/verdict.md). Every
+rounding term is of the values an implementation holds (|x| + E_x)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+STEP_ULPS = 3          # W - η·∂J/∂W: one product, one difference, one rounding of η
+
+
+def underflow(dtype: str) -> float:
+    """What one elementwise step may lose outright near the bottom of the dtype's range: 2⁸
+    times its smallest normal number. Results below it may come out 0 or subnormal (z·σ(z)
+    at z = -89 in float32 is 0 when e^{89} overflows first, where the exact value is 4e-37)."""
+    return float(np.finfo(dtype).tiny) * 2.0**8
+
+
+def gamma(n: int, u: float) -> float:
+    """γ_n with room for the bias's addition and the final rounding: (n + 2)·u."""
+    return (n + 2) * u
+
+
+# -- the steps: E of each step's result from its inputs' magnitudes and errors -----------------
+# a_priori carries errors through all of them; local_steps calls each with its inputs exact.
+
+def linear_error(absA: np.ndarray, Ea: np.ndarray, absW: np.ndarray, absb: Any, u: float,
+                 tiny: float) -> np.ndarray:
+    """z = aWᵀ + b: E_a|W|ᵀ + γ_n((|a| + E_a)|W|ᵀ + |b|) (the rounding is of the a an
+    implementation holds), and n underflows where the terms are not all 0."""
+    n = absW.shape[1]
+    spread = Ea @ absW.T
+    terms = absA @ absW.T + absb
+    return spread + gamma(n, u) * (terms + spread) + n * tiny * (terms > 0)
+
+
+def activation_error(act: Any, z: np.ndarray, a: np.ndarray, Ez: np.ndarray, u: float,
+                     tiny: float, ends: Any = None, moving: np.ndarray | None = None) -> np.ndarray:
+    """a = f(z): the activation's own forward_error, and one underflow (an exact 0 in gives an
+    exact f(0) out). ``ends`` (act.ends) and ``moving`` (not_exact), where given, are those of
+    this z and Ez, computed once for the layer's forward and backward bounds."""
+    moving = not_exact(act, z, Ez) if moving is None else moving
+    return act.forward_error(z, a, Ez, u, ends) + tiny * moving
+
+
+def backward_error(absD: np.ndarray, Ed: np.ndarray, absW: np.ndarray, u: float, tiny: float) -> np.ndarray:
+    """δW (the g of the layer below, and ∂J/∂x): E_δ|W| + γ_n(|δ| + E_δ)|W|, n the rows of W."""
+    n = absW.shape[0]
+    spread = Ed @ absW
+    return spread + gamma(n, u) * (absD @ absW + spread) + n * tiny
+
+
+def delta_error(act: Any, z: np.ndarray, a: np.ndarray, g: np.ndarray, Ez: np.ndarray, Ea: np.ndarray,
+                Eg: np.ndarray, u: float, tiny: float, ends: Any = None,
+                moving: np.ndarray | None = None) -> np.ndarray:
+    """δ = g ⊙ f′(z): the activation's own vjp_error, and an underflow of f′ (times |g|);
+    ``ends`` and ``moving`` as for activation_error."""
+    moving = not_exact(act, z, Ez) if moving is None else moving
+    return act.vjp_error(z, a, g, Ez, Ea, Eg, u, ends) + (1 + np.abs(g)) * tiny * moving
+
+
+def weight_grad_error(absD: np.ndarray, Ed: np.ndarray, absA: np.ndarray, Ea: np.ndarray, u: float,
+                      tiny: float) -> np.ndarray:
+    """∂J/∂W = δᵀa: E_δᵀ(|a| + E_a) + |δ|ᵀE_a + γ_m(|δ| + E_δ)ᵀ(|a| + E_a) (the product term
+    counts where a kink makes E_δ as large as δ itself; the rounding is of what is held)."""
+    m = absD.shape[0]
+    spread = Ed.T @ (absA + Ea) + absD.T @ Ea
+    return spread + gamma(m, u) * (absD.T @ absA + spread) + m * tiny
+
+
+def bias_grad_error(absD: np.ndarray, Ed: np.ndarray, u: float, tiny: float) -> np.ndarray:
+    """∂J/∂b = Σ_rows δ: Σ E_δ + γ_m Σ(|δ| + E_δ)."""
+    m = absD.shape[0]
+    spread = Ed.sum(axis=0)
+    return spread + gamma(m, u) * (absD.sum(axis=0) + spread) + m * tiny
+
+
+def update_error(absP: Any, Egrad: Any, lr: float, abs_grad: np.ndarray, u: float) -> np.ndarray:
+    """p - η·grad: η·E_grad + 3u(|p| + η(|grad| + E_grad)): the rounding is of the gradient an
+    implementation holds, which at a kink may be a whole jump away from the reference's."""
+    return lr * Egrad + STEP_ULPS * u * (absP + lr * (abs_grad + Egrad))
+
+
+def not_exact(act: Any, z: np.ndarray, Ez: np.ndarray) -> np.ndarray:
+    """Where z is not an exact 0 in every evaluation (a row-wise activation: anywhere in the row)."""
+    moving = (z != 0) | (Ez > 0)
+    return moving if act.elementwise else np.broadcast_to(moving.any(axis=1, keepdims=True), z.shape)
