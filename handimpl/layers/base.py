@@ -65,6 +65,7 @@ class Layer:
     """One layer kind; an instance is one configured layer (module docstring)."""
 
     kind: ClassVar[str] = ""                          # its name in the stack grammar
+    positional: ClassVar[tuple[str, ...]] = ()        # the grammar's positional arguments, in order
     params: ClassVar[tuple[str, ...]] = ()            # learnable, in torch's order
     buffers: ClassVar[tuple[str, ...]] = ()           # state carried from step to step
     torch_names: ClassVar[dict[str, str]] = {}        # our name -> the torch module's attribute
@@ -90,12 +91,13 @@ class Layer:
     def backward(self, dy: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
         raise NotImplementedError
 
-    def forward_error(self, x: Array, Ex: Array, p: dict[str, Array], u: float, tiny: float) -> Array:
-        """E_y for y = forward(x): float64, y's shape."""
+    def forward_error(self, x: Array, Ex: Array, p: dict[str, Array], u: float, tiny: float,
+                      ctx: Context | None = None) -> Array:
+        """E_y for y = forward(x, p, ctx): float64, y's shape."""
         raise NotImplementedError
 
     def backward_error(self, x: Array, Ex: Array, p: dict[str, Array], dy: Array, Edy: Array, u: float,
-                       tiny: float) -> tuple[Array, dict[str, Array]]:
+                       tiny: float, ctx: Context | None = None) -> tuple[Array, dict[str, Array]]:
         """(E of ∂J/∂x, {parameter: E of ∂J/∂parameter}) for backward(dy) after forward(x)."""
         raise NotImplementedError
 
@@ -107,6 +109,10 @@ class Layer:
     def updated(self, p: dict[str, Array], cache: Any) -> dict[str, Array]:
         """Its buffers after the forward that left ``cache`` (unchanged by default)."""
         return {name: p[name] for name in self.buffers}
+
+    def buffer_errors(self, x: Array, Ex: Array, p: dict[str, Array], u: float) -> dict[str, Array]:
+        """E of each buffer after a training-mode forward (none by default)."""
+        return {}
 
     def options(self) -> dict[str, Any]:
         """Its hyperparameters, as the grammar writes them (non-default ones only)."""

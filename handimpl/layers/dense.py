@@ -16,6 +16,7 @@ class Linear(Layer):
     Backward, one example per row (the tutorial's δ recursion with δ = ∂J/∂y):
         ∂J/∂W = dyᵀx,  ∂J/∂b = Σ_rows dy,  ∂J/∂x = dy W."""
     kind = "linear"
+    positional = ("out",)
     params = ("W", "b")
     torch_names = {"W": "weight", "b": "bias"}
     formula = "y = xWᵀ + b"
@@ -50,10 +51,10 @@ class Linear(Layer):
             y = y + p["b"]                                    #     + b
         return y, (x, p["W"])
 
-    def forward_error(self, x, Ex, p, u, tiny):
+    def forward_error(self, x, Ex, p, u, tiny, ctx=None):
         return linear_error(np.abs(x), Ex, np.abs(p["W"]), np.abs(p["b"]) if self.bias else 0.0, u, tiny)
 
-    def backward_error(self, x, Ex, p, dy, Edy, u, tiny):
+    def backward_error(self, x, Ex, p, dy, Edy, u, tiny, ctx=None):
         absW, absD = np.abs(p["W"]), np.abs(dy)
         grads = {"W": weight_grad_error(absD, Edy, np.abs(x), Ex, u, tiny)}
         if self.bias:
@@ -98,10 +99,10 @@ class Act(Layer):
         z, a = cache
         return self.f.vjp(z, a, dy), {}                       # ∂J/∂z = g ⊙ f′(z)
 
-    def forward_error(self, x, Ex, p, u, tiny):
+    def forward_error(self, x, Ex, p, u, tiny, ctx=None):
         return activation_error(self.f, x, self.f.f(x), Ex, u, tiny)
 
-    def backward_error(self, x, Ex, p, dy, Edy, u, tiny):
+    def backward_error(self, x, Ex, p, dy, Edy, u, tiny, ctx=None):
         a = self.f.f(x)
         Ea = activation_error(self.f, x, a, Ex, u, tiny)
         return delta_error(self.f, x, a, dy, Ex, Ea, Edy, u, tiny), {}
@@ -128,10 +129,10 @@ class Flatten(Layer):
     def backward(self, dy, cache):
         return dy.reshape(cache), {}
 
-    def forward_error(self, x, Ex, p, u, tiny):
+    def forward_error(self, x, Ex, p, u, tiny, ctx=None):
         return Ex.reshape(Ex.shape[0], -1)
 
-    def backward_error(self, x, Ex, p, dy, Edy, u, tiny):
+    def backward_error(self, x, Ex, p, dy, Edy, u, tiny, ctx=None):
         return Edy.reshape(x.shape), {}
 
     def spec(self):

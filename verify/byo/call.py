@@ -38,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 import handimpl
+from handimpl.stack import param_key, stack_backprop
 from verify.byo import guard, isolation
 from verify.byo.guard import TIME_LIMIT, CallTimedOut, TimeLimit, guarded  # noqa: F401 (the first two: public here)
 from verify.core.compare import Comparison, problem_record, split_name
@@ -56,7 +57,9 @@ class ImplementationWarning(UserWarning):
 # -- the keys ---------------------------------------------------------------------------------
 
 def required_keys(spec: Any) -> list[str]:
-    """``loss``, then ``dW{l}`` (and ``db{l}`` with bias) for l = 1…L."""
+    """``loss``, then ``dW{l}`` (and ``db{l}`` with bias) for l = 1…L (a stack: its own, StackSpec)."""
+    if hasattr(spec, "required_keys"):
+        return spec.required_keys()
     L = len(spec.widths) - 1
     keys = ["loss"]
     for l in range(1, L + 1):
@@ -65,13 +68,17 @@ def required_keys(spec: Any) -> list[str]:
 
 
 def optional_keys(spec: Any) -> list[str]:
-    """``z{l}``, ``a{l}``, ``delta{l}`` for l = 1…L, and ``dx``."""
+    """``z{l}``, ``a{l}``, ``delta{l}`` for l = 1…L, and ``dx`` (a stack: its own, StackSpec)."""
+    if hasattr(spec, "optional_keys"):
+        return spec.optional_keys()
     L = len(spec.widths) - 1
     return [f"{q}{l}" for l in range(1, L + 1) for q in ("z", "a", "delta")] + ["dx"]
 
 
 def expected_shape(spec: Any, name: str, m: int) -> tuple:
     """torch's shape for trace key ``name`` with a batch of m."""
+    if hasattr(spec, "expected_shape"):
+        return spec.expected_shape(name, m)
     if name == "loss":
         return ()
     if name == "dx":
@@ -202,8 +209,11 @@ def _name(fn: Any, default: str = CALL) -> str:
     return _plain_str(name) if isinstance(name, str) else default
 
 
-def copy_params(params: list) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """A fresh list of fresh (W, b) tuples of copied arrays (what a user function may scribble on)."""
+def copy_params(params: list) -> list:
+    """A fresh list of fresh (W, b) tuples of copied arrays (what a user function may scribble on);
+    a stack's fresh dicts of copied arrays."""
+    if params and isinstance(params[0], dict):
+        return [{k: v.copy() for k, v in p.items()} for p in params]
     return [(W.copy(), None if b is None else b.copy()) for W, b in params]
 
 
@@ -225,6 +235,14 @@ def modified_inputs(params: list, x: np.ndarray, y: np.ndarray,
     changed (items added, removed or replaced by something other than a (W, b) pair), then x, y
     and each W{l}, b{l} whose values changed (compared where layer l still holds a pair)."""
     listed = isinstance(given_params, list)
+    if params and isinstance(params[0], dict):          # a stack: one dict per layer
+        same_kind = listed and len(given_params) == len(params) and all(isinstance(p, dict) for p in given_params)
+        changed = [] if same_kind else ["params"]
+        changed += [name for name, a, b in (("x", x, given_x), ("y", y, given_y)) if not _same(a, b)]
+        if same_kind:
+            changed += [f"{key}{i}" for i, (p, g) in enumerate(zip(params, given_params), start=1)
+                        for key, value in p.items() if not _same(value, g.get(key))]
+        return changed
     changed = [] if listed and len(given_params) == len(params) and all(map(_pair, given_params)) \
         else ["params"]
     changed += [name for name, a, b in (("x", x, given_x), ("y", y, given_y)) if not _same(a, b)]
@@ -401,6 +419,8 @@ def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: 
     no after-step value (their gradient record already fails). The step runs under
     verify.byo.guard.guarded, as the call does.
     """
+    if params and isinstance(params[0], dict):          # a stack: plain SGD on every parameter
+        return stack_after_step(spec, params, hand, lr), []
     step, e = guarded(lambda: getattr(fn, "step", None)) if fn is not None else (None, None)
     if e is not None:
         return {}, [_not_a_tensor(STEP, spec, f"reading {_name(fn)}.step raised {describe_exception(e, fn)}",
@@ -454,6 +474,19 @@ def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: 
     return out, problems
 
 
+def stack_after_step(spec: Any, params: list[dict], hand: dict, lr: float) -> dict[str, Any]:
+    """A stack's ``{param}{i}_after`` = θ − η·∂J/∂θ from the implementation's gradients, where
+    they have θ's shape (the step torch.optim.SGD takes; a missing or misshapen gradient's
+    record fails already)."""
+    out: dict[str, Any] = {}
+    for i, (layer, p) in enumerate(zip(spec.layers, params), start=1):
+        for name in layer.param_names:
+            grad = hand.get(param_key("d", name, i))
+            if isinstance(grad, np.ndarray) and grad.shape == p[name].shape:
+                out[param_key("", name, i) + "_after"] = p[name] - lr * grad
+    return out
+
+
 ISOLATE_GRACE = 1.0      # seconds past its time limit after which an isolated call's process is killed
 
 
@@ -468,7 +501,7 @@ def call_and_step(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarra
     ignores SIGALRM or swallows CallTimedOut); whatever the code changes in the process dies
     with it, and a call that ends the process fails the case instead of ending the sweep."""
     limit = limit or TimeLimit()
-    if fn is handimpl.backprop:
+    if fn is handimpl.backprop or fn is stack_backprop:
         return _call_trusted(fn, spec, params, x, y, lr, rtol=rtol, atol=atol)
     if limit.isolate and isolation.AVAILABLE:
         return _call_isolated(fn, spec, params, x, y, lr, rtol=rtol, atol=atol, limit=limit)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -102,18 +103,19 @@ def _judged(**values: Any) -> Comparison:
     return record
 
 
-_QUANTITIES = (("delta", "delta"), ("z", "z"), ("a", "a"), ("dW", "dW"), ("db", "db"))
+_NAME = re.compile(r"(?P<quantity>[A-Za-z_]*[A-Za-z])(?P<layer>[0-9]+)(?:\.[0-9]+)?(?P<after>_after)?")
 
 
 @functools.lru_cache(maxsize=4096)
 def split_name(name: str) -> tuple[str, int | None]:
-    """'delta2' -> ('delta', 2); 'W1_after' -> ('W_after_step', 1); 'loss' -> ('loss', None)."""
-    if name.endswith("_after"):
-        return f"{name[0]}_after_step", int(name[1:-6])
-    for prefix, quantity in _QUANTITIES:
-        if name.startswith(prefix) and name[len(prefix):].isdigit():
-            return quantity, int(name[len(prefix):])
-    return name, None
+    """'delta2' -> ('delta', 2); 'W1_after' -> ('W_after_step', 1); 'loss' -> ('loss', None);
+    a stack's 'out3' -> ('out', 3), 'dgamma2' -> ('dgamma', 2), 'dW3.1' (a residual block's
+    inner layer) -> ('dW', 3), 'running_mean2' -> ('running_mean', 2)."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return name, None
+    quantity = match["quantity"] + ("_after_step" if match["after"] else "")
+    return quantity, int(match["layer"])
 
 
 def _ulps(ht: np.ndarray) -> np.ndarray:

@@ -80,9 +80,11 @@ TARGETS = {
 }
 
 
-def draw_target(spec: NetSpec, rng: np.random.Generator, m: int, zero_fraction: float) -> np.ndarray:
-    """y for ``spec``'s loss: int64 class indices, else floats in the spec's dtype."""
-    y = TARGETS[LOSSES[spec.loss].target](spec, rng, m, spec.widths[-1], zero_fraction)
+def draw_target(spec: NetSpec, rng: np.random.Generator, m: int, zero_fraction: float,
+                k: int | None = None) -> np.ndarray:
+    """y for ``spec``'s loss over k outputs (default: the last width): int64 class indices, else
+    floats in the spec's dtype."""
+    y = TARGETS[LOSSES[spec.loss].target](spec, rng, m, spec.widths[-1] if k is None else k, zero_fraction)
     return y if y.dtype == np.int64 else y.astype(spec.dtype)
 
 
@@ -106,3 +108,35 @@ def draw_case(spec: NetSpec, seed: int = 0, batch: int = 4) -> Case:
                 b[:] = 0.0
     y = draw_target(spec, rng, batch, zero_fraction)
     return Case(params, x.astype(spec.dtype), y, scale, zero_fraction)
+
+
+def draw_stack_case(spec, seed: int = 0, batch: int = 4) -> Case:
+    """A stack spec's case (verify.core.stack.StackSpec): each layer's parameters and buffers as
+    its ``init`` draws them, a keep-mask for each dropout layer in training mode (drawn here, given
+    to both sides), x (batch, *input) at the seed's scale with its exact zeros (integer tokens for
+    an embedding), and y for the loss; all determined by ``seed``."""
+    if batch < spec.min_batch:
+        raise ValueError(f"batch {batch}: {spec} needs at least {spec.min_batch} examples "
+                         f"(batch norm in training mode)")
+    rng = np.random.default_rng(seed)
+    scale = float(rng.choice(SCALES))
+    zero_fraction = float(rng.choice(ZERO_FRACTIONS))
+    if spec.loss in OVERFLOWING_LOSSES:
+        scale = min(scale, 1.0)
+    shapes = spec.shapes
+    params = []
+    for i, layer in enumerate(spec.layers):
+        p = layer.init(shapes[i], rng, spec.dtype)
+        if layer.needs_mask and spec.training:
+            p["mask"] = rng.random((batch, *shapes[i])) >= layer.p
+        params.append(p)
+    if spec.tokens:
+        x = rng.integers(0, spec.layers[0].num, size=(batch, *spec.input)).astype(np.int64)
+    else:
+        x = rng.standard_normal((batch, *spec.input)) * scale
+        if zero_fraction:
+            x[rng.random(x.shape) < zero_fraction] = 0.0
+            x[0] = 0.0
+        x = x.astype(spec.dtype)
+    y = draw_target(spec, rng, batch, zero_fraction, k=shapes[-1][0])
+    return Case(params, x, y, scale, zero_fraction)

@@ -22,9 +22,12 @@ from typing import Any
 import numpy as np
 
 from handimpl import ACTIVATIONS, LOSSES
+from handimpl.layers import Act
 from handimpl.network import split_loss_kwargs
 from verify.core.bounds import local_steps
 from verify.core.compare import UNIT_ROUNDOFF, Comparison, split_name
+from verify.core.stack import StackSpec
+from verify.core.stack_bounds import stack_local_steps, stack_step_inputs, stack_step_of
 
 # A float64 result off relatively by this much or more, and by less than FLOAT32_LEVEL, rounds
 # like float32 (its unit roundoff is 2⁻²⁴ ≈ 6e-8; one float32 rounding anywhere upstream leaves
@@ -40,7 +43,8 @@ def refine(spec: Any, case: Any, hand: dict, ref: dict, lr: float,
     ``textbook``: the records were judged with the textbook allowance, and so is each step
     recomputed for inherits."""
     failing = {r.name for r in records if not r.passed and not r.problem}
-    steps = local_steps(spec, case, hand, lr, failing, textbook=textbook) if failing else {}
+    local = stack_local_steps if isinstance(spec, StackSpec) else local_steps
+    steps = local(spec, case, hand, lr, failing, textbook=textbook) if failing else {}
     agreeing = {r.name for r in records if r.passed}
     first_failing = next((r.name for r in records if not r.passed), "")
     out = []
@@ -68,13 +72,39 @@ def step_key(spec: Any, name: str) -> tuple:
     linear step, ∂W, ∂b, ∂x and the update evaluate none: their layer, width, activation and
     loss do not change the formula to look at."""
     quantity, l = split_name(name)
+    if isinstance(spec, StackSpec):
+        return _stack_step_key(spec, name)
     role = () if quantity != "delta" else ("output" if l == spec.depth else "hidden",)
     return (quantity, *role, *(getattr(fn, "name", "") for _, fn, _ in _functions_of_step(spec, name)))
+
+
+def _stack_step_key(spec: Any, name: str) -> tuple:
+    """step_key of a stack: the step (a layer's forward, its backward into ∂J/∂out⁽ⁱ⁻¹⁾ or into a
+    parameter, its buffers, the loss, the update) and the layer kind (an activation's name) it runs."""
+    kind, i, param = stack_step_of(spec, name)
+    n = spec.depth
+    if kind == "grad":
+        if i == n:
+            return ("grad", "loss", spec.loss)
+        kind, i = "backward", i + 1
+    if kind in ("loss", "dx"):
+        return (kind, spec.loss) if kind == "loss" else ("backward", _kind(spec.layers[0]))
+    if kind == "":
+        return (name,)
+    layer = spec.layers[i - 1]
+    own = param.rpartition(".")[2]
+    return (kind, _kind(layer)) + ((own,) if own else ())
+
+
+def _kind(layer: Any) -> str:
+    return layer.name if isinstance(layer, Act) else layer.kind
 
 
 def _functions_of_step(spec: Any, name: str) -> list[tuple[str, Any, str]]:
     """(who, activation or loss, part) for each function the step that makes ``name`` evaluates:
     a⁽ˡ⁾ evaluates f of layer l, δ⁽ˡ⁾ its f′ (and at the output the loss's gradient), J the loss."""
+    if isinstance(spec, StackSpec):
+        return _stack_functions_of_step(spec, name)
     quantity, l = split_name(name)
     loss = (f"{spec.loss}", LOSSES[spec.loss])
     if quantity == "a":
@@ -84,6 +114,23 @@ def _functions_of_step(spec: Any, name: str) -> list[tuple[str, Any, str]]:
         return own + ([(*loss, "grad")] if l == spec.depth else [])
     if quantity == "loss":
         return [(*loss, "value")]
+    return []
+
+
+def _stack_functions_of_step(spec: Any, name: str) -> list[tuple[str, Any, str]]:
+    """As _functions_of_step, for a stack: an activation layer's forward evaluates f, the backward
+    into its input f′; the loss its value, ∂J/∂out⁽ⁿ⁾ its gradient."""
+    kind, i, _ = stack_step_of(spec, name)
+    loss = (f"{spec.loss}", LOSSES[spec.loss])
+    if kind == "loss":
+        return [(*loss, "value")]
+    if kind == "grad" and i == spec.depth:
+        return [(*loss, "grad")]
+    layer_index = i + 1 if kind == "grad" else (1 if kind == "dx" else i)
+    layer = spec.layers[layer_index - 1] if 1 <= layer_index <= spec.depth else None
+    if isinstance(layer, Act) and kind in ("forward", "grad", "dx"):
+        part = "f" if kind == "forward" else "df"
+        return [(f"{layer.name}{'′' if part == 'df' else ''}, layer {layer_index}", layer.f, part)]
     return []
 
 
@@ -162,6 +209,8 @@ def precision_level_note(spec: Any, r: Comparison) -> str:
 def step_inputs(spec: Any, name: str) -> list[str]:
     """The traced tensors the step that makes ``name`` reads (x and the parameters aside): a
     tensor inherits only where one of these does not agree."""
+    if isinstance(spec, StackSpec):
+        return stack_step_inputs(spec, name)
     quantity, l = split_name(name)
     L = spec.depth
     if quantity == "z":
@@ -213,7 +262,7 @@ def at_kink(spec: Any, ref: dict, r: Comparison, returned: Any = ()) -> bool:
     activation, where the record's worst element reads it: that element's z for a and δ, any
     example's z of that unit for ∂W and ∂b whose δ was not ``returned`` (then their difference
     may come from f′ at the kink; with δ returned, ∂W's and ∂b's steps read no f′)."""
-    if r.layer is None or r.quantity not in ("a", "delta", "dW", "db"):
+    if isinstance(spec, StackSpec) or r.layer is None or r.quantity not in ("a", "delta", "dW", "db"):
         return False
     if r.quantity in ("dW", "db") and f"delta{r.layer}" in returned:
         return False

@@ -8,12 +8,17 @@ from typing import Any, Callable
 import numpy as np
 
 import handimpl
+from handimpl.stack import param_key, stack_backprop
 from verify.byo.call import CALL, TIME_LIMIT, TimeLimit, call_and_step
 from verify.byo.target import DEFAULT_IMPL, repro_command, target_of
 from verify.core.bounds import a_priori, has_textbook
 from verify.core.compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, tolerances
-from verify.core.data import draw_case
+from verify.core.data import draw_case, draw_stack_case
 from verify.core.spec import NetSpec
+from verify.core.stack import StackSpec, parse_any
+from verify.core.stack_bounds import has_textbook as stack_has_textbook
+from verify.core.stack_bounds import stack_a_priori
+from verify.core.stack_twin import stack_trace
 from verify.core.twin import build_twin, reload_twin, torch_trace
 from verify.core.verdict import refine, root_cause
 
@@ -33,9 +38,28 @@ def notify(result: "CaseResult") -> None:
         observe(result)
 
 
-def trace_order(spec: NetSpec) -> tuple[str, ...]:
+def trace_order(spec: NetSpec | StackSpec) -> tuple[str, ...]:
     """Every traced tensor in forward-then-backward order (then the step)."""
+    if isinstance(spec, StackSpec):
+        return _stack_order(spec)
     return _trace_order(spec.depth, spec.bias)
+
+
+@functools.lru_cache(maxsize=1024)
+def _stack_order(spec: StackSpec) -> tuple[str, ...]:
+    """out1…outn, the buffers after each layer's forward, the loss, then from the last layer back:
+    ∂J/∂out⁽ⁱ⁾ and layer i's parameter gradients; ∂J/∂x; the parameters after the step."""
+    n = spec.depth
+    params = [[param_key("", name, i) for name in layer.param_names] for i, layer in enumerate(spec.layers, 1)]
+    names = []
+    for i, layer in enumerate(spec.layers, start=1):
+        names += [f"out{i}"] + [param_key("", name, i) for name in getattr(layer, "buffer_names", layer.buffers)]
+    names.append("loss")
+    for i in range(n, 0, -1):
+        names += [f"grad{i}"] + ["d" + key for key in params[i - 1]]
+    if not spec.tokens:
+        names.append("dx")
+    return tuple(names + [f"{key}_after" for keys in params for key in keys])
 
 
 @functools.lru_cache(maxsize=None)
@@ -87,9 +111,13 @@ class CaseResult:
         return repro_command(self.spec, self.seed, self.batch, self.impl)
 
 
-def references(spec: NetSpec, case, lr: float) -> tuple[dict, dict | None]:
+def references(spec: NetSpec | StackSpec, case, lr: float) -> tuple[dict, dict | None]:
     """torch's trace and, for float32, the float64 reference on the same data (verify.core.compare),
     run by the same twin reloaded in float64."""
+    if isinstance(spec, StackSpec):
+        ref = stack_trace(spec, case.params, case.x, case.y, lr)
+        return ref, (None if spec.dtype != "float32" else
+                     stack_trace(spec, case.params, case.x, case.y, lr, dtype="float64"))
     model = build_twin(spec, case.params)
     ref = torch_trace(spec, case.params, case.x, case.y, lr, model=model)
     if spec.dtype != "float32":
@@ -124,6 +152,8 @@ class Traced:
     def textbook(self) -> bool:
         """Whether a tensor beyond its tight allowance gets the textbook allowance: not in strict
         mode, and only where one of the case's functions declares a textbook form."""
+        if isinstance(self.spec, StackSpec):
+            return not self.strict and stack_has_textbook(self.spec)
         return not self.strict and has_textbook(self.spec)
 
     @property
@@ -175,7 +205,8 @@ def allowances(run: Traced, textbook: bool = False) -> dict[str, np.ndarray]:
     the reference's own rounding, itself a correct evaluation in float64 (``textbook``: the
     textbook allowance's bound)."""
     own_error = 1.0 + UNIT_ROUNDOFF["float64"] / UNIT_ROUNDOFF[run.spec.dtype]
-    bounds = a_priori(run.spec, run.case, exact_trace(run), run.lr, textbook=textbook)
+    bound_of = stack_a_priori if isinstance(run.spec, StackSpec) else a_priori
+    bounds = bound_of(run.spec, run.case, exact_trace(run), run.lr, textbook=textbook)
     return {name: E * own_error for name, E in bounds.items()}
 
 
@@ -183,16 +214,17 @@ def _pairs(run: Traced, textbook: bool = False) -> list[Pair]:
     ref, ref64 = run.refs
     bound = allowances(run)
     loose = allowances(run, textbook=True) if textbook else {}
-    return [Pair(name, run.hand[name], ref[name], None if ref64 is None else ref64[name], bound[name],
-                 loose.get(name)) for name in trace_order(run.spec) if name in run.hand]
+    return [Pair(name, run.hand[name], ref[name], None if ref64 is None else ref64[name], bound.get(name),
+                 loose.get(name)) for name in trace_order(run.spec) if name in run.hand and name in ref]
 
 
 def trace(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
           lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
           time_limit: float | None = None, isolate: bool = False, strict: bool = False) -> Traced:
     """One case run on both sides (check's arguments), nothing compared yet."""
-    spec = NetSpec.coerce(spec)
-    return trace_data(spec, draw_case(spec, seed, batch), seed, batch, impl=impl, lr=lr, rtol=rtol,
+    spec = parse_any(spec)
+    case = draw_stack_case(spec, seed, batch) if isinstance(spec, StackSpec) else draw_case(spec, seed, batch)
+    return trace_data(spec, case, seed, batch, impl=impl, lr=lr, rtol=rtol,
                       atol=atol, time_limit=time_limit, isolate=isolate, strict=strict)
 
 
@@ -202,7 +234,7 @@ def trace_data(spec: NetSpec, case: Any, seed: int, batch: int, *, impl: Impl | 
     """trace on given data (a verify.core.data.Case), e.g. one example of a drawn case."""
     rtol, atol = tolerances(spec.dtype, rtol, atol)
     refs = references(spec, case, lr)
-    fn = impl or handimpl.backprop
+    fn = impl or (stack_backprop if isinstance(spec, StackSpec) else handimpl.backprop)
     limit = TimeLimit(None if impl is None else (TIME_LIMIT if time_limit is None else time_limit),
                       isolate=isolate and impl is not None)
     hand, problems, mutations, error, step_problems = call_and_step(
@@ -241,7 +273,8 @@ def strict_or_default(strict: bool | None) -> bool:
 def result_of(run: Traced, compared: list[Comparison]) -> CaseResult:
     """The run's CaseResult (records in forward-then-backward order, the call's first, then
     the mutations), after each of OBSERVERS has seen it."""
-    rank = _rank(run.spec.depth, run.spec.bias)
+    rank = {name: i for i, name in enumerate(trace_order(run.spec))} if isinstance(run.spec, StackSpec) \
+        else _rank(run.spec.depth, run.spec.bias)
     records = sorted([*run.problems, *compared, *run.step_problems],
                      key=lambda r: -1 if r.name == CALL else rank.get(r.name, len(rank)))
     result = CaseResult(run.spec, run.seed, run.batch, tuple(records) + run.mutations,
