@@ -77,6 +77,10 @@ class Layer:
     def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return in_shape
 
+    def param_shapes(self, in_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """The shape of each parameter and buffer, without drawing them (none by default)."""
+        return {}
+
     def init(self, in_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> dict[str, Array]:
         """Its parameters and buffers, drawn as torch's defaults are (none by default)."""
         return {}

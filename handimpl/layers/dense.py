@@ -34,6 +34,9 @@ class Linear(Layer):
             raise ValueError(f"linear takes (features,) per example, not {in_shape}: flatten first")
         return (self.out,)
 
+    def param_shapes(self, in_shape):
+        return {"W": (self.out, in_shape[0]), **({"b": (self.out,)} if self.bias else {})}
+
     def init(self, in_shape, rng, dtype):
         """torch's default: U(−1/√in, 1/√in) for W and b."""
         bound = 1 / math.sqrt(in_shape[0])

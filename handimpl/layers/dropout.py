@@ -88,6 +88,13 @@ class Residual(Layer):
     def needs_mask(self):                                     # type: ignore[override]
         return False                                          # (dropout inside a block: not drawn)
 
+    def param_shapes(self, in_shape):
+        out, shape = {}, in_shape
+        for j, layer in enumerate(self.inner, start=1):
+            out.update({f"{j}.{k}": v for k, v in layer.param_shapes(shape).items()})
+            shape = layer.out_shape(shape)
+        return out
+
     def init(self, in_shape, rng, dtype):
         p, shape = {}, in_shape
         for j, layer in enumerate(self.inner, start=1):

@@ -76,14 +76,16 @@ class _Statistics:
         s = var + self.eps
         E_s = E_var + 2 * u * s
         sigma = np.sqrt(s)
-        sigma_lo = np.sqrt(np.maximum(s - E_s, 0.0))
+        # any evaluation's σ² is a sum of squares, so σ ≥ √ε (rounded): 1/σ never exceeds 1/√ε
+        sigma_lo = np.sqrt(np.maximum(s - E_s, self.eps * (1 - 4 * u)))
         E_sigma = E_s / (sigma + sigma_lo) + u * sigma
         inv = 1 / sigma
-        with np.errstate(divide="ignore"):
-            inv_hi = np.where(sigma_lo > 0, 1 / sigma_lo, np.inf)
-        E_inv = E_sigma * inv * inv_hi + 2 * u * inv
+        inv_hi = 1 / sigma_lo
+        E_inv = np.minimum(E_sigma * inv * inv_hi, inv_hi) + 2 * u * inv
         xhat = d * inv
         E_xhat = E_d * inv_hi + np.abs(d) * E_inv + 2 * u * (np.abs(xhat) + (held + np.abs(mu)) * inv_hi)
+        # and Σx̂² = Nσ²/(σ² + ε) ≤ N: any evaluation's x̂ lies within √N (rounded) of 0
+        E_xhat = np.minimum(E_xhat, np.abs(xhat) + math.sqrt(N) * (1 + 4 * N * u))
         return xhat, E_xhat, inv, E_inv, inv_hi, mu, E_mu, var, E_var
 
     def backward_error(self, dxhat, E_dxhat, xhat, E_xhat, inv, E_inv, inv_hi, u):
@@ -151,6 +153,10 @@ class _Norm(Layer):
         return (0,) + tuple(range(2, ndim))
 
     # -- the layer ---------------------------------------------------------------------------------
+    def param_shapes(self, in_shape):
+        shape = self.param_shape(in_shape)
+        return {name: shape for name in (*self.params, *self.buffers)}
+
     def init(self, in_shape, rng, dtype):
         """γ ~ U(0.5, 1.5) and β ~ U(−0.5, 0.5), not torch's 1 and 0, so that a forgotten γ or β shows."""
         shape = self.param_shape(in_shape)
@@ -372,6 +378,9 @@ class GroupNorm(_Norm):
             raise ValueError(f"groupnorm takes (C,), (C, L) or (C, H, W) per example, not {in_shape}")
         if in_shape[0] % self.groups:
             raise ValueError(f"groupnorm:{self.groups} needs channels divisible by {self.groups}, not {in_shape[0]}")
+        if in_shape[0] // self.groups * int(np.prod(in_shape[1:], dtype=np.int64)) < 2:
+            raise ValueError(f"groupnorm:{self.groups} on {in_shape} normalises groups of one value (x̂ = 0): "
+                             f"use fewer groups")
         return (in_shape[0],)
 
     def out_shape(self, in_shape):

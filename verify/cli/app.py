@@ -23,6 +23,7 @@ from verify.byo.call import DEFAULT_OUT as IMPL_OUT
 from verify.byo.call import load_target, reset_warnings
 from verify.cli import limits
 from verify.core.spec import NetSpec
+from verify.core.stack import StackSpec, parse_any
 from verify.errors import INPUT_ERRORS, UsageError
 from verify.explain.page import explain_command
 from verify.harness import trace
@@ -154,8 +155,14 @@ def validate_case(args: argparse.Namespace) -> None:
     if given:
         raise UsageError(f"{', '.join(given)}: not used when checking one SPEC (they are for sweeps: "
                          f"verify run, verify check --impl without a SPEC)")
-    spec = NetSpec.parse(args.spec)
+    spec = parse_any(args.spec)
     batch = args.batch or 4
+    if isinstance(spec, StackSpec):
+        if batch < spec.min_batch:
+            raise UsageError(f"--batch {batch}: {short(str(spec))} needs at least {spec.min_batch} examples "
+                             f"(batch norm in training mode normalises over the batch)")
+        _check_memory(args, f"{short(str(spec))} at batch {batch}", limits.BYTES_PER_VALUE * spec.values(batch))
+        return
     _check_memory(args, f"{short(str(spec))} at batch {batch}", limits.case_bytes(spec.widths, batch))
 
 

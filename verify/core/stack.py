@@ -239,12 +239,19 @@ class StackSpec:
         if quantity in ("out", "grad"):
             return (m, *shapes[i])
         layer = self.layers[i - 1]
-        dummy = layer.init(shapes[i - 1], np.random.default_rng(0), "float64")
         own = name[1:] if name.startswith("d") and quantity.startswith("d") else name
-        for key in dummy:
+        for key, shape in layer.param_shapes(shapes[i - 1]).items():
             if param_key("", key, i) == own:
-                return dummy[key].shape
+                return shape
         return ()
+
+    def values(self, batch: int) -> int:
+        """How many values one case holds: every parameter and buffer, and every layer's output
+        for a batch of ``batch`` (what verify.cli.limits estimates its memory from)."""
+        shapes = self.shapes
+        params = sum(int(np.prod(s, dtype=np.int64)) for i, layer in enumerate(self.layers)
+                     for s in layer.param_shapes(shapes[i]).values())
+        return params + batch * sum(int(np.prod(s, dtype=np.int64)) for s in shapes)
 
     # -- string form -----------------------------------------------------------------------------
     def __str__(self) -> str:

@@ -8,9 +8,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from handimpl import ACTIVATIONS
+from handimpl import ACTIVATIONS, LOSSES
 from verify.byo.call import CALL, STEP
 from verify.core.compare import split_name
+from verify.core.stack_bounds import stack_step_of
 from verify.core.verdict import counts, step_inputs
 
 _SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -35,8 +36,43 @@ def and_join(words: Sequence[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
+def stack_hint(spec: Any, name: str, lr: float = 0.1) -> tuple[list[str], str]:
+    """hint for a layer stack: the layer whose step makes ``name``, and that step's equation
+    (the layer class's formulas)."""
+    inputs = step_inputs(spec, name)
+    kind, i, param = stack_step_of(spec, name)
+    n = spec.depth
+    if kind == "loss":
+        return inputs, f"the loss: J = {spec.loss}(out{sup(n)}, y) with reduction '{spec.reduction}'"
+    if kind == "grad" and i == n:
+        return inputs + ["loss"], (f"the loss's gradient: ∂J/∂out{sup(n)} of {spec.loss} "
+                                   f"({LOSSES[spec.loss].grad_formula})")
+    if kind == "grad" or kind == "dx":
+        j = 1 if kind == "dx" else i + 1
+        layer = spec.layers[j - 1]
+        return inputs, (f"the backward step of layer {j} ({layer.spec()}) into its input: "
+                        f"{layer.backward_formulas.get('dx', '∂J/∂x')}")
+    if kind == "forward":
+        layer = spec.layers[i - 1]
+        return inputs, f"the forward step of layer {i} ({layer.spec()}): {layer.formula}"
+    if kind == "param":
+        layer = spec.layers[i - 1]
+        own = param.rpartition(".")[2]
+        return inputs, (f"the gradient of layer {i}'s {param} ({layer.spec()}): "
+                        f"{layer.backward_formulas.get('d' + own, '∂J/∂' + own)}")
+    if kind == "buffer":
+        layer = spec.layers[i - 1]
+        return inputs, (f"the {param} of layer {i} ({layer.spec()}) after the forward: running mean with "
+                        f"momentum {getattr(layer, 'momentum', 0.1):g}, and the unbiased variance")
+    if kind == "after":
+        return inputs, f"the update: θ := θ − η ∂J/∂θ (η = {lr:g}) for layer {i}'s {param}"
+    return [], f"{name}"
+
+
 def hint(spec: Any, name: str, lr: float = 0.1) -> tuple[list[str], str]:
     """(the tensors ``name`` is computed from, where to look: the step and its equation)."""
+    if hasattr(spec, "layers") and name not in (CALL, STEP) and stack_step_of(spec, name)[0]:
+        return stack_hint(spec, name, lr)
     L = len(spec.widths) - 1
     quantity, l = split_name(name)
     inputs = step_inputs(spec, name)

@@ -13,7 +13,9 @@ from typing import Sequence
 from hypothesis import strategies as st
 
 from handimpl import ACTIVATIONS, INITS, LOSSES
+from handimpl.layers import Act, BatchNorm, Dropout, GroupNorm, LayerNorm, Linear, Residual
 from verify.core.spec import DTYPES, NetSpec, shown
+from verify.core.stack import StackSpec
 
 # Values offered for each loss option (the first is torch's default, so shrinking goes there).
 OPTION_VALUES = {
@@ -130,3 +132,81 @@ def _cases(draw, specs, max_batch: int) -> tuple:
     """The choices of st.tuples(specs, seeds(), st.integers(1, max_batch)), in its order, without
     its layer (a tenth of a case's draw)."""
     return draw(specs), draw(seeds()), draw(_between(1, max_batch))
+
+
+# -- layer stacks (verify.core.stack) ---------------------------------------------------------------
+
+DROPOUT_P = (0.5, 0.1, 0.25)
+MODES = ("train", "eval")
+
+
+def _dense_block(draw, width: int, max_width: int, acts) -> tuple[list, int]:
+    """One block of an MLP: linear (to a new width), then maybe a normalisation, then an activation,
+    then maybe dropout; or a residual block of the same width."""
+    choice = draw(_between(0, 5))
+    act = Act(_pick(draw, acts)) if acts else None
+    if choice == 5 and width > 1:
+        inner = [Linear(width)] + ([act] if act else []) + ([Linear(width)] if draw(st.booleans()) else [])
+        return [Residual(inner)], width
+    new = draw(_between(1, max_width))
+    layers: list = [Linear(new, bias=draw(st.booleans()))]
+    if choice in (1, 2) and new > 1:
+        layers.append(BatchNorm(momentum=_pick(draw, (0.1, 0.3))))
+    elif choice == 3:
+        layers.append(LayerNorm())
+    elif choice == 4:
+        groups = [g for g in range(1, new // 2 + 1) if new % g == 0]
+        if groups:
+            layers.append(GroupNorm(_pick(draw, groups)))
+    if act:
+        layers.append(act)
+    if draw(_between(0, 3)) == 0:
+        layers.append(Dropout(_pick(draw, DROPOUT_P)))
+    return layers, new
+
+
+@st.composite
+def _stacks(draw, max_blocks, max_width, acts, losses, dtypes) -> StackSpec:
+    loss = _pick(draw, losses)
+    options = {k: _pick(draw, OPTION_VALUES[k]) for k in LOSSES[loss].options}
+    outputs = _fitting(loss, options, acts)
+    if not outputs:
+        options = {}
+        outputs = _fitting(loss, options, acts)
+    width = draw(_between(1, max_width))
+    inputs = (width,)
+    layers: list = []
+    for _ in range(draw(_between(0, max_blocks - 1))):
+        block, width = _dense_block(draw, width, max_width, acts)
+        layers += block
+    layers.append(Linear(draw(_between(1, max_width))))
+    out = _pick(draw, outputs)
+    if out != "identity":
+        layers.append(Act(out))
+    return StackSpec(inputs, tuple(layers), loss, tuple(options.items()),
+                     reduction=_pick(draw, LOSSES[loss].reductions), dtype=_pick(draw, dtypes),
+                     mode=_pick(draw, MODES))
+
+
+def stack_specs(*, max_blocks: int = 4, max_width: int = 8, activations: Sequence[str] | None = None,
+                losses: Sequence[str] | None = None, dtypes: Sequence[str] | None = None):
+    """Valid StackSpecs: MLPs of up to max_blocks blocks (linear, maybe batch, layer or group norm,
+    an activation, maybe dropout; or a residual block), then a linear layer and an output
+    activation the loss takes; train or eval mode."""
+    acts, usable, dts = validate(max_depth=max_blocks, max_width=max_width, activations=activations,
+                                 losses=losses, dtypes=dtypes)
+    return _stacks(max_blocks, max_width, acts, usable, dts)
+
+
+@st.composite
+def _stack_cases(draw, specs, max_batch: int) -> tuple:
+    spec = draw(specs)
+    return spec, draw(seeds()), draw(_between(min(spec.min_batch, max_batch), max_batch))
+
+
+def stack_cases(*, max_batch: int = 8, **spec_bounds):
+    """(stack spec, data seed, batch) triples, batch in spec.min_batch..max_batch (batch norm in
+    training mode needs 2: a case that cannot exist is never drawn)."""
+    if not 2 <= max_batch <= 4096:
+        raise ValueError(f"max_batch must lie in 2..4096 for stacks, got {max_batch}")
+    return _stack_cases(stack_specs(**spec_bounds), max_batch)

@@ -1,0 +1,132 @@
+"""Layer stacks (verify.core.stack, handimpl.layers, handimpl.stack): the grammar round-trips and
+refuses bad input in one line; handimpl's stack agrees with its torch twin on drawn architectures
+under the a priori verdict; and each classic normalisation, dropout and residual bug is caught."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+import verify
+from handimpl.layers import BatchNorm, Context
+from verify.byo.call import load_target
+from verify.core.data import draw_stack_case
+from verify.core.stack import StackSpec
+from verify.errors import SpecError
+from verify.sweep.strategies import stack_cases, stack_specs
+
+FIXTURES = Path(__file__).parent / "fixtures"
+stack_bugs = sys.modules[load_target(f"{FIXTURES / 'stack_bugs.py'}:buggy").__module__]
+
+EXAMPLES = [
+    "784>linear:128>batchnorm>relu>dropout:0.1>linear:10|cross_entropy",
+    "4>linear:8>residual(linear:8>tanh>linear:8)>layernorm>linear:2|mse_loss:dtype=float32,mode=eval",
+    "2x6>groupnorm:2>flatten>linear:3>sigmoid|binary_cross_entropy",
+    "3x4x4>batchnorm:eps=0.001,momentum=0.3>flatten>linear:2|huber_loss:reduction=sum,delta=0.5",
+]
+
+
+@pytest.mark.parametrize("text", EXAMPLES)
+def test_a_written_stack_spec_parses_back_to_itself(text):
+    spec = StackSpec.parse(text)
+    assert str(spec) == text and StackSpec.parse(str(spec)) == spec
+
+
+@given(stack_specs())
+def test_every_drawn_stack_spec_round_trips_through_its_string(spec):
+    assert StackSpec.parse(str(spec)) == spec
+
+
+@pytest.mark.parametrize("text, says", [
+    ("784>lin:3|mse_loss", "unknown layer 'lin'; valid: linear"),
+    ("784>linear:3|nope", "unknown loss 'nope'"),
+    ("1x8x8>linear:3|mse_loss", "flatten first"),
+    ("4>linear:3>relu|binary_cross_entropy", "binary_cross_entropy needs outputs in [0, 1]"),
+    ("4>groupnorm:3|mse_loss", "channels divisible by 3"),
+    ("4>residual(linear:3)|mse_loss", "its branch must keep the shape"),
+    ("4>linear:3>dropout:1.5|mse_loss", "drop probability must lie in [0, 1)"),
+    ("4>linear:3|mse_loss:mode=test", "mode 'test'; valid: train, eval"),
+    ("4>linear:3", "expected INPUT>LAYER>...|LOSS"),
+    ("4>residual(linear:4|mse_loss", "a '(' without its ')'"),
+    ("4>>linear:3|mse_loss", "an empty layer"),
+    ("4x4x4x4>flatten>linear:2|mse_loss", "expected sizes in the digits 0-9 joined by 'x'"),
+    ("0>linear:2|mse_loss", "1 to 3 positive sizes"),
+])
+def test_a_bad_stack_spec_is_one_line_naming_the_bad_part(text, says):
+    with pytest.raises(SpecError) as e:
+        StackSpec.parse(text)
+    assert says in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_batch_norm_case_of_one_example_in_training_is_refused_and_never_drawn():
+    spec = StackSpec.parse("4>linear:3>batchnorm>linear:2|mse_loss")
+    with pytest.raises(ValueError, match="needs at least 2 examples"):
+        draw_stack_case(spec, seed=0, batch=1)
+    assert draw_stack_case(StackSpec.parse("4>linear:3>batchnorm>linear:2|mse_loss:mode=eval"), 0, 1).x.shape == (1, 4)
+
+
+@given(stack_cases(max_batch=6))
+def test_handimpls_stack_agrees_with_its_torch_twin_on_drawn_architectures(case):
+    spec, seed, batch = case
+    result = verify.check(spec, seed=seed, batch=batch)
+    assert result.passed, (str(spec), seed, batch, result.first_divergence)
+
+
+def test_batch_norm_updates_its_running_variance_with_the_unbiased_variance_as_torch_does():
+    spec = StackSpec.parse("3>batchnorm:momentum=0.5>linear:1|mse_loss")
+    case = draw_stack_case(spec, seed=2, batch=4)
+    layer = spec.layers[0]
+    x = case.x.astype(np.float64)
+    _, cache = layer.forward(x, case.params[0], Context(training=True))
+    after = layer.updated(case.params[0], cache)
+    expected = 0.5 * case.params[0]["running_var"] + 0.5 * x.var(axis=0, ddof=1)
+    np.testing.assert_allclose(after["running_var"], expected, rtol=1e-12)
+    assert verify.check(spec, seed=2, batch=4).passed
+
+
+def test_eval_mode_normalises_with_the_running_statistics_and_leaves_them():
+    spec = StackSpec.parse("3>batchnorm>linear:1|mse_loss:mode=eval")
+    case = draw_stack_case(spec, seed=1, batch=3)
+    p = case.params[0]
+    y, cache = BatchNorm().forward(case.x, p, Context(training=False))
+    expected = p["gamma"] * (case.x - p["running_mean"]) / np.sqrt(p["running_var"] + 1e-5) + p["beta"]
+    np.testing.assert_allclose(y, expected, rtol=1e-12)
+    assert BatchNorm().updated(p, cache)["running_mean"] is p["running_mean"]
+
+
+SPECS_FOR = {
+    "batchnorm": ["6>linear:5>batchnorm>relu>linear:3|cross_entropy",
+                  "2x3x3>batchnorm>flatten>linear:2|mse_loss:dtype=float32"],
+    "layernorm": ["6>linear:5>layernorm>tanh>linear:3|mse_loss"],
+    "dropout": ["6>linear:5>relu>dropout:0.25>linear:3|mse_loss"],
+    "residual": ["4>linear:6>residual(linear:6>tanh>linear:6)>linear:2|mse_loss"],
+}
+
+
+@pytest.mark.parametrize("bug", list(stack_bugs.BUGS))
+def test_each_classic_layer_bug_is_caught_within_ten_seeds(bug):
+    impl = stack_bugs.buggy(bug)
+    specs = SPECS_FOR[bug.split("_")[0]]
+    assert any(not verify.check(spec, seed=seed, batch=4, impl=impl).passed
+               for spec in specs for seed in range(10))
+
+
+def test_a_batch_norm_bug_in_backward_is_rooted_in_the_gradient_into_the_batch_norms_input():
+    result = verify.check("6>linear:5>batchnorm>relu>linear:3|cross_entropy", seed=0, batch=4,
+                          impl=stack_bugs.buggy("batchnorm_no_mean_term"))
+    assert result.first_divergence.name == "grad1"
+    assert [r.status for r in result.records if r.name in ("out2", "grad2")] == ["agrees", "agrees"]
+
+
+def test_verify_check_takes_a_stack_spec_on_the_command_line():
+    ok = subprocess.run([sys.executable, "-m", "verify", "check", EXAMPLES[2], "--seed", "1"],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "PASS" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "verify", "check", "6>linear:5>batchnorm>relu>linear:3|cross_entropy",
+                          "--impl", "tests/fixtures/stack_bugs.py:batchnorm_no_mean_term"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "look at the backward step of layer 2 (batchnorm)" in bad.stdout
