@@ -77,7 +77,8 @@ def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[s
 def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed: int = 0,
                          activations=None, losses=None, dtypes=None, max_depth: int = 4,
                          max_width: int = 16, max_batch: int = 16, jobs: int = 1, progress=None,
-                         time_limit: float | None = None, isolate: bool = False, strict: bool | None = None):
+                         time_limit: float | None = None, isolate: bool = False, strict: bool | None = None,
+                         architectures=None):
     """verify.sweep.run.sweep over ``impl``, restricted to what it supports. Returns the SweepResult.
 
     Each call of ``impl`` may take ``time_limit`` seconds (default verify.byo.call.TIME_LIMIT);
@@ -92,6 +93,7 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
     names = supported(fn, activations=activations, losses=losses, dtypes=dtypes)
     try:
         strategies.validate(max_depth=max_depth, max_width=max_width, **names)
+        strategies.cases(architectures=architectures)
     except ValueError as e:
         raise UsageError(str(e)) from None
     if jobs > 1 and not isinstance(impl, str):
@@ -103,7 +105,8 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
                                  strict=strict_or_default(strict))
     check_fn.impl_name = target_of(fn)
     result = sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
-                   max_batch=max_batch, jobs=jobs, check_fn=check_fn, progress=progress, **names)
+                   max_batch=max_batch, jobs=jobs, check_fn=check_fn, progress=progress,
+                   architectures=architectures, **names)
     return dataclasses.replace(result, minimal=tuple(with_location(m, fn) for m in result.minimal))
 
 
@@ -150,6 +153,7 @@ def check_impl_command(args) -> int:
         losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
         max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
         time_limit=getattr(args, "time_limit", None), isolate=getattr(args, "isolate", False),
-        strict=getattr(args, "strict", False), progress=progress)
+        strict=getattr(args, "strict", False), architectures=getattr(args, "architectures", None),
+        progress=progress)
     progress.close()
     return conclude(result, out_dir, title=f"verify check --impl {args.impl}")

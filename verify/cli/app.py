@@ -84,7 +84,7 @@ def _size(text: str) -> int:
 
 
 SWEEP_DEFAULTS = {"max_depth": 4, "max_width": 16, "max_batch": 16, "jobs": 1}
-SWEEP_ONLY = ("examples", "out", "activations", "losses", "dtypes", *SWEEP_DEFAULTS)
+SWEEP_ONLY = ("examples", "out", "activations", "losses", "dtypes", "architectures", *SWEEP_DEFAULTS)
 
 
 def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None, out: str,
@@ -114,6 +114,10 @@ def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None, out: 
     p.add_argument("--jobs", type=_positive, default=d["jobs"], metavar="J",
                    help=f"worker processes, at most {limits.JOBS_PER_CPU} per CPU and one per block of "
                         f"cases; the output does not depend on it (default: {SWEEP_DEFAULTS['jobs']})")
+    p.add_argument("--architectures", type=_csv, default=None, metavar="A,B",
+                   help="what to draw: dense (WIDTHS:ACTIVATIONS:LOSS networks), stack (layer stacks with "
+                        "batch/layer/group norm, dropout, residual blocks) or both (default: both for "
+                        "verify run, dense for --impl)")
     p.add_argument("--strict", action="store_true",
                    help="judge by the tight allowance alone: a documented formula evaluated as written "
                         "(α(eᶻ − 1), log(1 + eᶻ)), which passes as imprecise by default, fails")
@@ -219,6 +223,8 @@ def validate(args: argparse.Namespace) -> None:
             args.out = str(check_out_file(args.out))
 
 
+RUN_ARCHITECTURES = ("dense", "stack")    # what `verify run` draws by default
+
 # The columns of `verify check SPEC`'s terminal table (cases.csv has verify.report.frames.CASE_COLUMNS).
 TABLE_COLUMNS = ["tensor", "shape", "max_abs_err", "max_rel_err", "norm_rel_err", "max_ulp",
                 "worst_index", "hand", "torch", "bad", "passed", "note"]
@@ -284,7 +290,8 @@ def sweep_kwargs(args) -> dict:
     """sweep()'s keyword arguments from parsed `verify run` options."""
     return dict(examples=args.examples, seed=args.seed, activations=args.activations,
                 losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
-                max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs)
+                max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
+                architectures=args.architectures or list(RUN_ARCHITECTURES))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

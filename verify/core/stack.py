@@ -162,6 +162,21 @@ class StackSpec:
         return len(self.layers)
 
     @property
+    def activations(self) -> tuple[str, ...]:
+        """The activation of every activation layer, a residual block's included, in order."""
+        def names(layers):
+            for layer in layers:
+                if isinstance(layer, Act):
+                    yield layer.name
+                yield from names(getattr(layer, "inner", ()))
+        return tuple(names(self.layers))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Each layer's kind (an activation layer by its activation's name)."""
+        return tuple(layer.name if isinstance(layer, Act) else layer.kind for layer in self.layers)
+
+    @property
     def shapes(self) -> tuple[tuple[int, ...], ...]:
         """The per-example shape into each layer and out of the last: depth + 1 shapes."""
         shapes = [self.input]

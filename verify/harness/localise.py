@@ -28,7 +28,7 @@ def with_location(result: CaseResult, impl: Any) -> CaseResult:
     """``result`` with ``located`` filled in where its root cause is a gradient and the
     implementation returned no δ; unchanged otherwise."""
     first = result.first_divergence
-    if impl is None or first is None or first.quantity not in GRADIENTS or \
+    if impl is None or first is None or first.quantity not in GRADIENTS or hasattr(result.spec, "layers") or \
             any(r.quantity == "delta" for r in result.records):
         return result
     return dataclasses.replace(result, located=localise(result, impl))

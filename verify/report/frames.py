@@ -36,6 +36,17 @@ CASE_COLUMNS = [
     "test",
 ]
 QUANTITY_ORDER = ["z", "a", "loss", "delta", "dW", "db", "dx", "W_after_step", "b_after_step"]
+# A stack's quantities: outputs, the loss, gradients into each output, parameter gradients, buffers, updates.
+STACK_ORDER = ["out", "loss", "grad", "dW", "db", "dgamma", "dbeta", "dx", "running_mean", "running_var"]
+
+
+def quantity_order(present) -> list[str]:
+    """The quantities in ``present`` in report order: the dense ones, a stack's, then the rest
+    (parameter updates last) alphabetically."""
+    present = set(present)
+    known = [q for q in dict.fromkeys(QUANTITY_ORDER[:-2] + STACK_ORDER) if q in present]
+    rest = sorted(q for q in present if q not in known)
+    return known + [q for q in rest if not q.endswith("_after_step")] + [q for q in rest if q.endswith("_after_step")]
 FILES = {"discrepancies": "discrepancies.csv", "cases": "cases.csv", "summary": "summary.csv",
          "html": "report.html", "json": "report.json"}
 
@@ -94,6 +105,28 @@ def _worst(c: CaseResult) -> float:
     return max(errs) if errs else float("nan")
 
 
+def _widths(spec) -> str:
+    """'2-2-1' for a dense network; a stack's input shape and layers, '1x8x8>conv2d:4,k3>…'."""
+    if hasattr(spec, "layers"):
+        return str(spec).partition("|")[0]
+    return "-".join(map(str, spec.widths))
+
+
+def _activations(spec) -> str:
+    """The activations, one per layer (a stack: its activation layers)."""
+    return ",".join(spec.activations)
+
+
+def _layer_label(spec, quantity: str, layer) -> str:
+    """The activation of a dense tensor's layer (layer 1 for dx, the output layer for the loss);
+    for a stack, the kind of the layer whose step makes the tensor (verify.core.verdict.step_key)."""
+    if hasattr(spec, "layers"):
+        return ""
+    if layer == layer and layer is not None:
+        return spec.activations[int(layer) - 1]
+    return spec.activations[0] if quantity == "dx" else spec.activations[-1]
+
+
 def case_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
     """One row per case (CASE_COLUMNS)."""
     rows = []
@@ -101,8 +134,7 @@ def case_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
         first = c.first_divergence
         tally = counts(c.records)
         rows.append({**_case_fields(i, c), "depth": c.spec.depth,
-                     "widths": "-".join(map(str, c.spec.widths)),
-                     "activations": ",".join(c.spec.activations), "loss": c.spec.loss,
+                     "widths": _widths(c.spec), "activations": _activations(c.spec), "loss": c.spec.loss,
                      "dtype": c.spec.dtype, "passed": c.passed, "worst_norm_rel_err": _worst(c),
                      "first_divergence": "error" if c.error else (first.name if first else ""),
                      "n_diverging": tally["diverges"], "n_inheriting": tally["inherits"],
@@ -120,10 +152,20 @@ def tensor_frame(results: Sequence[CaseResult], disc: pd.DataFrame) -> pd.DataFr
     df["depth"] = [specs[i].depth for i in df["case_id"]]
     df["loss"] = [specs[i].loss for i in df["case_id"]]
     layer = df["layer"].astype("float64")
-    df["activation"] = [specs[i].activations[int(l) - 1] if l == l else
-                        (specs[i].activations[0] if q == "dx" else specs[i].activations[-1])
-                        for i, l, q in zip(df["case_id"], layer, df["quantity"])]
+    df["activation"] = [_layer_label(specs[i], q, l) for i, l, q in zip(df["case_id"], layer, df["quantity"])]
+    df["kind"] = [_kind(specs[i], q, l) for i, l, q in zip(df["case_id"], layer, df["quantity"])]
     return df
+
+
+def _kind(spec, quantity: str, layer: float) -> str:
+    """The kind of the layer whose step makes a tensor (a stack's ∂J/∂out⁽ⁱ⁾ is made by layer
+    i + 1's backward, or the loss's); 'dense' for the dense network's tensors."""
+    if not hasattr(spec, "layers"):
+        return "dense"
+    if quantity == "loss" or (quantity == "grad" and layer == spec.depth):
+        return "loss"
+    i = 1 if quantity == "dx" else int(layer) + (1 if quantity == "grad" else 0)
+    return spec.kinds[i - 1]
 
 
 def _group_stats(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -141,21 +183,21 @@ def _group_stats(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 SUMMARY_GROUPS = {"activation x loss": ["activation", "loss"], "depth": ["depth"],
-                  "dtype": ["dtype"], "quantity": ["quantity"]}
+                  "dtype": ["dtype"], "quantity": ["quantity"], "layer kind": ["kind"]}
 
 
 def summary_frame(tensors: pd.DataFrame) -> pd.DataFrame:
     """Worst and median norm_rel_err (with counts) by activation × loss, depth, dtype, quantity,
     from the tensor frame; long form, one row per group, the grouping columns not used left empty."""
     df = tensors.copy()
-    df["quantity"] = pd.Categorical(df["quantity"], QUANTITY_ORDER, ordered=True)
+    df["quantity"] = pd.Categorical(df["quantity"], quantity_order(df["quantity"]), ordered=True)
     parts = []
     for by, keys in SUMMARY_GROUPS.items():
         stats = _group_stats(df, keys) if len(df) else pd.DataFrame(columns=keys)
         stats.insert(0, "by", by)
         parts.append(stats)
     out = pd.concat(parts, ignore_index=True)
-    cols = ["by", "activation", "loss", "depth", "dtype", "quantity", "n_cases", "n_tensors",
+    cols = ["by", "activation", "loss", "depth", "dtype", "quantity", "kind", "n_cases", "n_tensors",
             "n_failed", "n_diverging", "n_inheriting", "n_imprecise", "worst_norm_rel_err", "median_norm_rel_err"]
     out = out.reindex(columns=cols)
     out["quantity"] = out["quantity"].astype("object")

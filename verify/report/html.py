@@ -18,10 +18,10 @@ from verify.byo.target import DEFAULT_IMPL, NOT_IMPORTABLE
 from verify.core.compare import TOLERANCES
 from verify.meta import __version__
 from verify.report.frames import (
-    QUANTITY_ORDER,
     counterexample,
     expected_groups,
     failing_rows,
+    quantity_order,
     seen_with,
     timing_text,
     verdict,
@@ -82,7 +82,7 @@ def _floored(values, nan: float = math.nan) -> np.ndarray:
 def plot_error_distributions(tensors: pd.DataFrame, tolerances: dict) -> str:
     """Box plots of log norm_rel_err per quantity, one box per dtype; failing tensors as red ×."""
     fig, ax = _figure(9.5, 3.6)
-    quantities = [q for q in QUANTITY_ORDER if q in set(tensors["quantity"])]
+    quantities = quantity_order(tensors["quantity"])
     dtypes = sorted(set(tensors["dtype"]))
     width = 0.8 / max(len(dtypes), 1)
     for j, dt in enumerate(dtypes):

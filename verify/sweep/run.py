@@ -87,7 +87,8 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
           losses: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
           max_depth: int = 4, max_width: int = 16, max_batch: int = 16, jobs: int = 1,
           check_fn: CheckFn | None = None, progress: Progress | None = None,
-          max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS) -> SweepResult:
+          max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS,
+          architectures: Sequence[str] | None = None) -> SweepResult:
     """Draw ``examples`` cases (DEFAULT_EXAMPLES if None), check each, shrink the failures.
 
     Raises ValueError (from verify.sweep.strategies) for unknown names or impossible bounds.
@@ -97,12 +98,16 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     n = DEFAULT_EXAMPLES if examples is None else examples
     strategy_args = dict(max_batch=max_batch, max_depth=max_depth, max_width=max_width,
                          activations=activations, losses=losses, dtypes=dtypes)
+    if architectures is not None and tuple(architectures) != ("dense",):
+        strategy_args["architectures"] = tuple(architectures)     # (dense alone: the draws as ever)
     cases(**strategy_args)              # validate the names and bounds before anything runs
     settings = {"examples": n, "seed": seed, "activations": _names(activations),
                 "losses": _names(losses), "dtypes": _names(dtypes), "max_depth": max_depth,
                 "max_width": max_width, "max_batch": max_batch, "jobs": jobs,
                 "check_fn": _describe(check_fn), "impl": impl_of(check_fn),
                 "strict": bool(getattr(check_fn, "keywords", {}).get("strict", False))}
+    if "architectures" in strategy_args:
+        settings["architectures"] = list(strategy_args["architectures"])
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)            # small nets: threads only cost, and results stay job-independent

@@ -8,6 +8,7 @@ import random
 import time
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 from hypothesis import Phase, find
 from hypothesis import settings as hsettings
 from hypothesis.errors import Flaky, HypothesisException, NoSuchExample
@@ -104,12 +105,17 @@ def failure_groups(results: Iterable[CaseResult]) -> dict[tuple, Seen]:
 def size_key(result: CaseResult) -> tuple:
     """Smaller is simpler: depth, total width, batch, then the spec text and seed."""
     s = result.spec
-    return (s.depth, sum(s.widths), result.batch, len(str(s)), str(s), result.seed)
+    width = sum(int(np.prod(shape)) for shape in s.shapes) if hasattr(s, "layers") else sum(s.widths)
+    return (s.depth, width, result.batch, len(str(s)), str(s), result.seed)
 
 
 def _neighbourhood(spec: NetSpec, batch: int):
     """Cases no larger than (spec, batch), with its loss, dtype and activations."""
-    acts = list(dict.fromkeys(spec.activations))
+    acts = list(dict.fromkeys(spec.activations)) or None
+    if hasattr(spec, "layers"):          # a stack: stacks no larger, with its loss, dtype and activations
+        width = max(int(np.prod(s)) for s in spec.shapes)
+        return cases(max_batch=max(batch, 2), max_depth=spec.depth, max_width=max(width, 1), activations=acts,
+                     losses=[spec.loss], dtypes=[spec.dtype], architectures=["stack"])
     return cases(max_batch=batch, max_depth=spec.depth, max_width=max(spec.widths),
                  activations=acts, losses=[spec.loss], dtypes=[spec.dtype])
 

@@ -120,11 +120,32 @@ def seeds():
     return _between(0, 2**32 - 1)
 
 
-def cases(*, max_batch: int = 16, **spec_bounds):
-    """(spec, data seed, batch) triples, batch in 1..max_batch."""
+ARCHITECTURES = ("dense", "stack")
+STACK_WIDTH = 8          # a stack's layers stay this narrow at most (its steps cost more per value)
+
+
+def cases(*, max_batch: int = 16, architectures: Sequence[str] | None = None, **spec_bounds):
+    """(spec, data seed, batch) triples, batch in 1..max_batch: dense networks (NetSpec), layer
+    stacks (StackSpec: stack_cases, within max_depth blocks and max_width, at most STACK_WIDTH,
+    units) or both, as ``architectures`` says (default: dense only, which draws exactly what it
+    drew before stacks existed)."""
     if not 1 <= max_batch <= 4096:
         raise ValueError(f"max_batch must lie in 1..4096, got {max_batch}")
-    return _cases(net_specs(**spec_bounds), max_batch)
+    kinds = _names("architecture", architectures or ("dense",), {a: a for a in ARCHITECTURES})
+    dense = _cases(net_specs(**spec_bounds), max_batch) if "dense" in kinds else None
+    if kinds == ("dense",):
+        return dense
+    bounds = dict(spec_bounds)
+    max_blocks = bounds.pop("max_depth", 4)
+    bounds["max_width"] = min(bounds.get("max_width", STACK_WIDTH), STACK_WIDTH)
+    stacks = _stack_cases(stack_specs(max_blocks=max_blocks, **bounds), max(max_batch, 2))
+    return stacks if dense is None else _either(dense, stacks)
+
+
+@st.composite
+def _either(draw, dense, stacks) -> tuple:
+    """A dense case or a stack case (the first shrinks to dense)."""
+    return draw(dense) if draw(_between(0, 1)) == 0 else draw(stacks)
 
 
 @st.composite
