@@ -375,3 +375,19 @@ def test_a_planted_bug_fails_the_comparison_that_the_correct_backward_passes(bug
     check_backward(*case, dtype)
     with pytest.raises(AssertionError):
         check_backward(*case, dtype, backward=bug)
+
+
+def float32_results(layer, x, p, dy):
+    """Every gradient computed right, then held in float32: float32-level precision in a float64 case."""
+    dx, grads = hand_backward(layer, x, p, dy)
+    return dx.astype(np.float32).astype(np.float64), {key: g.astype(np.float32).astype(np.float64)
+                                                      for key, g in grads.items()}
+
+
+@pytest.mark.parametrize("layer, in_shape", [(Conv2d(2, (3, 2), stride=2, padding=1), (2, 6, 5)),
+                                             (Conv1d(2, 3, dilation=2), (2, 8)), (AvgPool2d(3, 1, 1), (2, 4, 4))])
+def test_float32_precision_in_a_float64_case_fails_the_same_comparison(layer, in_shape):
+    case = example(layer, in_shape, 2, 0, "normal", "normal", "float64")
+    check_backward(*case, "float64")
+    with pytest.raises(AssertionError):
+        check_backward(*case, "float64", backward=float32_results)
