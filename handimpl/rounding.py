@@ -19,7 +19,7 @@ def underflow(dtype: str) -> float:
     return float(np.finfo(dtype).tiny) * 2.0**8
 
 
-def gamma(n: int, u: float) -> float:
+def gamma(n: Any, u: float) -> Any:
     """γ_n with room for the bias's addition and the final rounding: (n + 2)·u."""
     return (n + 2) * u
 
@@ -76,6 +76,13 @@ def bias_grad_error(absD: np.ndarray, Ed: np.ndarray, u: float, tiny: float) -> 
     m = absD.shape[0]
     spread = Ed.sum(axis=0)
     return spread + gamma(m, u) * (absD.sum(axis=0) + spread) + m * tiny
+
+
+def accumulation_error(spread: np.ndarray, held: np.ndarray, count: np.ndarray, u: float) -> np.ndarray:
+    """A scatter-add (x[i] += v for each term routed to i, from 0): the terms' own errors summed
+    (``spread``), and γ_count of the sum of their held magnitudes (``held``, Σ(|v| + E_v)) where
+    ``count`` > 1 terms meet: one term added to 0 is exact."""
+    return spread + np.where(count > 1, gamma(count, u) * held, 0.0)
 
 
 def update_error(absP: Any, Egrad: Any, lr: float, abs_grad: np.ndarray, u: float) -> np.ndarray:

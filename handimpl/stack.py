@@ -67,7 +67,8 @@ def stack_backprop(spec: Any, params: list[dict], x: Array, y: Array) -> dict[st
         layer = spec.layers[i - 1]
         g, grads = layer.backward(g, caches[i])                   # ∂J/∂out⁽ⁱ⁻¹⁾, ∂J/∂θ⁽ⁱ⁾
         out.update({param_key("d", name, i): v for name, v in grads.items()})
-    out["dx"] = g
+    if g is not None:                                             # (token input has no ∂J/∂x)
+        out["dx"] = g
     for i, layer in enumerate(spec.layers, start=1):
         out[f"out{i}"] = outs[i]
         out.update({param_key("", name, i): v for name, v in layer.updated(params[i - 1], caches[i]).items()})

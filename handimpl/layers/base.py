@@ -66,6 +66,7 @@ class Layer:
 
     kind: ClassVar[str] = ""                          # its name in the stack grammar
     positional: ClassVar[tuple[str, ...]] = ()        # the grammar's positional arguments, in order
+    keywords: ClassVar[dict[str, str]] = {}           # the grammar's KEY=VALUE names -> __init__'s
     params: ClassVar[tuple[str, ...]] = ()            # learnable, in torch's order
     buffers: ClassVar[tuple[str, ...]] = ()           # state carried from step to step
     torch_names: ClassVar[dict[str, str]] = {}        # our name -> the torch module's attribute

@@ -81,8 +81,8 @@ def parse_layer(text: str) -> Layer:
     for item in (a.strip() for a in args.split(",") if args.strip()):
         key, sep, value = item.partition("=")
         if sep:
-            keyed[key.strip()] = _number(value.strip()) if value.strip() and value.strip()[0].isdigit() \
-                else value.strip()
+            keyed[cls.keywords.get(key.strip(), key.strip())] = \
+                _number(value.strip()) if value.strip() and value.strip()[0].isdigit() else value.strip()
         elif item in FLAGS:
             keyed[FLAGS[item][0]] = FLAGS[item][1]
         elif _PREFIXED.fullmatch(item) and item[0] in PREFIXES:

@@ -10,10 +10,24 @@ from __future__ import annotations
 import functools
 from typing import Sequence
 
+import numpy as np
 from hypothesis import strategies as st
 
 from handimpl import ACTIVATIONS, INITS, LOSSES
-from handimpl.layers import Act, BatchNorm, Dropout, GroupNorm, LayerNorm, Linear, Residual
+from handimpl.layers import (
+    Act,
+    AvgPool2d,
+    BatchNorm,
+    Conv2d,
+    Dropout,
+    Embedding,
+    Flatten,
+    GroupNorm,
+    LayerNorm,
+    Linear,
+    MaxPool2d,
+    Residual,
+)
 from verify.core.spec import DTYPES, NetSpec, shown
 from verify.core.stack import StackSpec
 
@@ -186,6 +200,46 @@ def _dense_block(draw, width: int, max_width: int, acts) -> tuple[list, int]:
     return layers, new
 
 
+def _shape_after(shape: tuple, layers: list) -> tuple:
+    for layer in layers:
+        shape = layer.out_shape(shape)
+    return shape
+
+
+def _conv_blocks(draw, max_blocks: int, acts) -> tuple[tuple[int, ...], list]:
+    """A small CNN's input shape (C ≤ 4 channels, 3..8 high and wide) and its blocks: conv (kernel
+    up to 3, non-square, stride, padding, dilation drawn) → maybe batch or group norm → an
+    activation → maybe a max or average pool; a layer that would not fit is left out."""
+    shape = inputs = (draw(_between(1, 4)), draw(_between(3, 8)), draw(_between(3, 8)))
+    layers: list = []
+    for _ in range(draw(_between(1, max(1, min(max_blocks, 3))))):
+        conv = Conv2d(draw(_between(1, 4)), (draw(_between(1, 3)), draw(_between(1, 3))),
+                      stride=(draw(_between(1, 2)), draw(_between(1, 2))), padding=draw(_between(0, 1)),
+                      dilation=draw(_between(1, 2)), bias=draw(st.booleans()))
+        block = [conv]
+        norm = draw(_between(0, 3))
+        if norm == 1:
+            block.append(BatchNorm())
+        elif norm == 2:
+            block.append(GroupNorm(1))
+        if acts:
+            block.append(Act(_pick(draw, [a for a in acts if ACTIVATIONS[a].elementwise] or ["identity"])))
+        pool = draw(_between(0, 2))
+        if pool:
+            k = draw(_between(1, 3))
+            block.append(MaxPool2d(k, stride=draw(_between(1, k))) if pool == 1 else
+                         AvgPool2d(k, stride=draw(_between(1, k)), padding=draw(_between(0, k // 2))))
+        try:
+            new = shape
+            for layer in block:
+                new = layer.out_shape(new)
+        except ValueError:               # too small for this block: stop here
+            break
+        layers += block
+        shape = new
+    return inputs, layers
+
+
 @st.composite
 def _stacks(draw, max_blocks, max_width, acts, losses, dtypes) -> StackSpec:
     loss = _pick(draw, losses)
@@ -194,12 +248,25 @@ def _stacks(draw, max_blocks, max_width, acts, losses, dtypes) -> StackSpec:
     if not outputs:
         options = {}
         outputs = _fitting(loss, options, acts)
-    width = draw(_between(1, max_width))
-    inputs = (width,)
+    shape_kind = draw(_between(0, 3))             # 0-1: an MLP, 2: a CNN, 3: an embedding's tokens
     layers: list = []
-    for _ in range(draw(_between(0, max_blocks - 1))):
-        block, width = _dense_block(draw, width, max_width, acts)
-        layers += block
+    if shape_kind == 2:
+        inputs, layers = _conv_blocks(draw, max_blocks, acts)
+        layers.append(Flatten())
+        width = int(np.prod(_shape_after(inputs, layers)))
+    elif shape_kind == 3:
+        tokens = draw(_between(1, 6))
+        inputs = (tokens,)
+        embed = Embedding(draw(_between(2, 10)), draw(_between(1, 4)),
+                          padding_idx=_pick(draw, (None, 0)))
+        layers = [embed, Flatten()]
+        width = tokens * embed.dim
+    else:
+        width = draw(_between(1, max_width))
+        inputs = (width,)
+        for _ in range(draw(_between(0, max_blocks - 1))):
+            block, width = _dense_block(draw, width, max_width, acts)
+            layers += block
     layers.append(Linear(draw(_between(1, max_width))))
     out = _pick(draw, outputs)
     if out != "identity":
