@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 import verify
 from handimpl.layers import BatchNorm, Context
@@ -130,3 +131,22 @@ def test_verify_check_takes_a_stack_spec_on_the_command_line():
                           "--impl", "tests/fixtures/stack_bugs.py:batchnorm_no_mean_term"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "look at the backward step of layer 2 (batchnorm)" in bad.stdout
+
+
+PIECES = ["(", ")", ">", "|", ":", ",", "=", "x", "0", "-1", "1e999", "nan", "inf", "k0", "s0", "p9", "d0",
+          "nobias", "pad=99", "eps=0", "momentum=2", "９", "٢", "999999", "1.5", " ", "residual(", "residual()",
+          "embedding:0,0", "linear:0", "dropout:1", "maxpool:0", "groupnorm:0", "eps=abc", "k3x2x1"]
+
+
+@given(st.sampled_from(EXAMPLES), st.lists(st.tuples(st.integers(0, 120), st.integers(0, 4),
+                                                      st.sampled_from(PIECES)), min_size=1, max_size=3))
+def test_a_mangled_stack_spec_parses_and_round_trips_or_is_one_line(text, edits):
+    for at, cut, piece in edits:
+        at = min(at, len(text))
+        text = text[:at] + piece + text[at + cut:]
+    try:
+        spec = StackSpec.parse(text)
+    except SpecError as e:
+        assert "\n" not in str(e)
+    else:
+        assert StackSpec.parse(str(spec)) == spec

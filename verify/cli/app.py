@@ -216,6 +216,10 @@ def validate(args: argparse.Namespace) -> None:
         args.out = str(check_out_dir(args.out or MUTANTS_OUT, MUTANT_FILES.values()))
     elif args.command == "explain":
         if args.spec and not args.tutorial_example:
+            if isinstance(args.spec, str) and "|" in args.spec:
+                StackSpec.parse(args.spec)           # a bad stack spec says what is wrong with it first
+                raise UsageError("verify explain takes a dense spec (WIDTHS:ACTIVATIONS:LOSS); layer stacks "
+                                 "are not explained yet (docs/layers.md)")
             spec = NetSpec.parse(args.spec)
             batch = args.batch or 2
             _check_memory(args, f"{short(str(spec))} at batch {batch}", limits.case_bytes(spec.widths, batch))

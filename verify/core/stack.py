@@ -26,6 +26,7 @@ e.g. ``784>linear:128>batchnorm>relu>dropout:0.1>linear:10|cross_entropy`` and
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -48,12 +49,15 @@ _PREFIXED = re.compile(r"([a-z])([0-9]{1,6}(?:x[0-9]{1,6})?)")
 _NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
+FLOAT_ARGS = ("p", "eps", "momentum")     # the arguments that take a fraction; every other is an integer
+
+
 def _number(text: str) -> int | float:
     if _INT.fullmatch(text):
         return int(text)
-    if _NUMBER.fullmatch(text):
+    if _NUMBER.fullmatch(text) and math.isfinite(float(text)):
         return float(text)
-    raise SpecError(f"{shown(text)}: expected a number written with the digits 0-9")
+    raise SpecError(f"{shown(text)}: expected a finite number written with the digits 0-9 (integers: at most 6)")
 
 
 def _pair(text: str) -> int | tuple[int, int]:
@@ -89,6 +93,10 @@ def parse_layer(text: str) -> Layer:
             keyed[PREFIXES[item[0]]] = _pair(item[1:])
         else:
             positional.append(_number(item))
+    named = dict(zip(cls.positional, positional)) | keyed
+    for key, value in named.items():
+        if isinstance(value, float) and key not in FLOAT_ARGS:
+            raise SpecError(f"layer {shown(text)}: {key} must be a whole number, not {value!r}")
     if len(positional) > len(cls.positional):
         raise SpecError(f"layer {shown(text)}: {name} takes {len(cls.positional)} positional "
                         f"argument{'s' if len(cls.positional) != 1 else ''} ({', '.join(cls.positional) or 'none'})")
