@@ -10,7 +10,9 @@ disagrees with torch; the number of examples until the first such case
 """
 from __future__ import annotations
 
+import copy
 import functools
+import importlib
 import inspect
 import linecache
 import statistics
@@ -22,7 +24,7 @@ from typing import Callable, Sequence
 import jinja2
 import pandas as pd
 
-import handimpl
+from handimpl.stack import stack_backprop
 from verify.harness.trace import check
 from verify.meta import STARTED, __version__
 from verify.mutants.zoo import BY_NAME, ZOO, Mutant
@@ -42,7 +44,7 @@ FILES = {"csv": "mutants.csv", "html": "mutants.html"}
 # -- building --------------------------------------------------------------------------------
 
 def _module_source(module: str) -> str:
-    return inspect.getsource(getattr(handimpl, module))
+    return inspect.getsource(importlib.import_module(f"handimpl.{module}"))
 
 
 def mutated_source(mutant: Mutant) -> str:
@@ -55,11 +57,11 @@ def mutated_source(mutant: Mutant) -> str:
     return source.replace(mutant.old, mutant.new)
 
 
-def _exec(source: str, label: str) -> dict:
+def _exec(source: str, label: str, package: str = "handimpl") -> dict:
     filename = f"<{label}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace = {"__name__": f"handimpl._{label.replace(' ', '_').replace(':', '').replace('/', '_')}",
-                 "__package__": "handimpl", "__file__": filename}
+    namespace = {"__name__": f"{package}._{label.replace(' ', '_').replace(':', '').replace('/', '_')}",
+                 "__package__": package, "__file__": filename}
     exec(compile(source, filename, "exec"), namespace)   # noqa: S102 - our own source, one line changed
     return namespace
 
@@ -68,6 +70,8 @@ def _exec(source: str, label: str) -> dict:
 def build(name: str) -> Callable:
     """The mutant's ``backprop`` (its ``step`` attribute: the mutant's sgd_step)."""
     mutant = BY_NAME[name]
+    if mutant.layer is not None:
+        return _build_layer_mutant(mutant)
     changed = _exec(mutated_source(mutant), f"mutant {name}: handimpl/{mutant.module}.py")
     if mutant.module == "network":
         network = changed
@@ -79,6 +83,31 @@ def build(name: str) -> Callable:
     fn.step = network["sgd_step"]
     fn.verify_target = f"{IMPL_MODULE}:{name}"
     return fn
+
+
+def _build_layer_mutant(mutant: Mutant) -> Callable:
+    """A layer mutant's stack backprop: handimpl.stack's, with every layer whose class the mutated
+    module defines replaced by the mutated class (residual blocks' inner layers too)."""
+    changed = _exec(mutated_source(mutant), f"mutant {mutant.name}: handimpl/{mutant.module.replace('.', '/')}.py",
+                    package="handimpl.layers")
+
+    def swapped(layer):
+        new = copy.copy(layer)
+        mutated = changed.get(type(layer).__name__)
+        if isinstance(mutated, type):
+            new.__class__ = mutated
+        if getattr(layer, "inner", None):
+            new.inner = tuple(swapped(inner) for inner in layer.inner)
+        return new
+
+    def backprop(spec, params, x, y):
+        mutated_spec = copy.copy(spec)
+        object.__setattr__(mutated_spec, "layers", tuple(swapped(layer) for layer in spec.layers))
+        return stack_backprop(mutated_spec, params, x, y)
+
+    backprop.__name__ = backprop.__qualname__ = mutant.name
+    backprop.verify_target = f"{IMPL_MODULE}:{mutant.name}"
+    return backprop
 
 
 def check_mutant_case(name: str, spec, seed: int, batch: int):
@@ -143,11 +172,12 @@ def run_mutant(mutant: Mutant | str, *, examples: int | None = None, seed: int =
     mutant = BY_NAME[mutant] if isinstance(mutant, str) else mutant
     build(mutant.name)                     # fail here, loudly, if the zoo no longer matches handimpl
     start = time.perf_counter()
+    layered = {} if mutant.layer is None else {"architectures": ("stack",), "kinds": (mutant.layer,)}
     result = sweep(examples=examples or DEFAULT_EXAMPLES, seed=seed, activations=mutant.activations,
                    losses=mutant.losses, dtypes=mutant.dtypes, max_depth=mutant.max_depth,
                    max_width=MAX_WIDTH, max_batch=MAX_BATCH, jobs=jobs,
                    check_fn=_mutant_check(mutant.name),
-                   max_shrunk=1 if shrink else 0, shrink_seconds=SHRINK_SECONDS)
+                   max_shrunk=1 if shrink else 0, shrink_seconds=SHRINK_SECONDS, **layered)
     first = next((i for i, r in enumerate(result.results, start=1) if not r.passed), None)
     minimal = result.minimal[0] if result.minimal else None
     return MutantResult(mutant, first is not None, first, len(result.results), result.n_failed,

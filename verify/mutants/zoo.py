@@ -19,13 +19,15 @@ class Mutant:
     title: str                      # the bug in words
     before: str                     # the correct formula
     after: str                      # what the mutant computes
-    module: str                     # handimpl module holding ``old``: network | activations | losses
+    module: str                     # handimpl module holding ``old``: network | activations | losses |
+                                    # layers.<module> (a layer's: its sweep draws stacks holding ``layer``)
     old: str                        # exact source text, occurring once in that module
     new: str                        # its replacement
     activations: tuple[str, ...] | None = None   # where the bug can show (None: all)
     losses: tuple[str, ...] | None = None
     dtypes: tuple[str, ...] | None = None
     max_depth: int = 3
+    layer: str | None = None        # a layer mutant: the layer kind its stacks must hold
 
     @property
     def change(self) -> str:
@@ -100,5 +102,68 @@ ZOO: tuple[Mutant, ...] = (
            "z = activations[-1] @ W.T", "z = activations[-1].astype(np.float64) @ W.T",
            dtypes=("float32",)),
 )
+
+# Layer mutants: each breaks one line of a layer class (handimpl/layers/); its sweep draws layer
+# stacks that hold that layer kind (verify.sweep.strategies.stack_cases, kinds=).
+NORM = "layers.norm"
+LAYER_ZOO: tuple[Mutant, ...] = (
+    Mutant("batchnorm_mean_term_dropped", "batch norm's backward without the Σdx̂ term (the path through μ)",
+           "dx = (1/σ)(dx̂ − mean(dx̂) − x̂·mean(dx̂⊙x̂))", "dx = (1/σ)(dx̂ − x̂·mean(dx̂⊙x̂))", NORM,
+           "- self.mean(dxhat)                      # through μ", "# (the path through μ dropped)",
+           layer="batchnorm"),
+    Mutant("batchnorm_variance_term_dropped", "batch norm's backward without the x̂·Σ(dx̂⊙x̂) term (through σ)",
+           "dx = (1/σ)(dx̂ − mean(dx̂) − x̂·mean(dx̂⊙x̂))", "dx = (1/σ)(dx̂ − mean(dx̂))", NORM,
+           "- xhat * self.mean(dxhat * xhat))       # through σ", ")", layer="batchnorm"),
+    Mutant("batchnorm_unbiased_variance", "the unbiased variance used to normalise",
+           "σ² = (1/N) Σ(x − μ)²", "σ² = 1/(N − 1) Σ(x − μ)²", NORM,
+           "var = self.mean(d * d)                                # σ² = (1/N) Σ (x − μ)²  (biased)",
+           "var = (d * d).sum(axis=self.axes, keepdims=True) / max(self.count(x) - 1, 1)", layer="batchnorm"),
+    Mutant("batchnorm_gamma_forgotten", "γ forgotten in batch norm's dx",
+           "dx̂ = γ·dy", "dx̂ = dy", NORM,
+           "dxhat = self.grouped(dy * g)                                          # dx̂ = γ·dy",
+           "dxhat = self.grouped(dy)", layer="batchnorm"),
+    Mutant("batchnorm_eps_outside_sqrt", "ε added outside the square root",
+           "σ = √(σ² + ε)", "σ = √σ² + ε", NORM,
+           "inv = 1 / np.sqrt(var + self.eps)                     # 1/σ = 1/√(σ² + ε)",
+           "inv = 1 / (np.sqrt(var) + self.eps)", layer="batchnorm"),
+    Mutant("batchnorm_running_var_biased", "the running variance updated with the biased variance",
+           "σ²_run := (1 − k)σ²_run + k·σ²·N/(N − 1)", "σ²_run := (1 − k)σ²_run + k·σ²", NORM,
+           "k * var.reshape(-1) * N / (N - 1)}  # unbiased σ²", "k * var.reshape(-1)}", layer="batchnorm"),
+    Mutant("layernorm_over_batch", "layer norm normalising over the batch axis",
+           "μ, σ over each example's features", "μ, σ over the batch", NORM,
+           "return tuple(range(1, ndim))", "return (0,)", layer="layernorm"),
+    Mutant("dropout_scale_forgotten_in_backward", "dropout's 1/(1 − p) forgotten in backward",
+           "dx = dy ⊙ mask/(1 − p)", "dx = dy ⊙ mask", "layers.dropout",
+           "return dy * cache.astype(dy.dtype), {}", "return dy * (cache > 0).astype(dy.dtype), {}",
+           layer="dropout"),
+    Mutant("dropout_mask_redrawn", "dropout's mask redrawn in backward (another example's)",
+           "dx = dy ⊙ mask/(1 − p)", "dx = dy ⊙ mask′/(1 − p)", "layers.dropout",
+           "return dy * cache.astype(dy.dtype), {}", "return dy * cache[::-1].astype(dy.dtype), {}",
+           layer="dropout"),
+    Mutant("residual_skip_gradient_dropped", "the skip path's gradient dropped",
+           "dx = dy + (∂F/∂x)ᵀdy", "dx = (∂F/∂x)ᵀdy", "layers.dropout",
+           "return dy + g, grads", "return g, grads", layer="residual"),
+    Mutant("conv_kernel_not_flipped", "convolution's dx as a correlation, the kernel not flipped",
+           "∂J/∂x̄ = dy ∗ W (full convolution)", "∂J/∂x̄ = dy ⋆ W", "layers.conv",
+           "core = correlate(spread, flipped(W), ONE, self.d)",
+           "core = correlate(spread, W.transpose(1, 0, 2, 3), ONE, self.d)",
+           layer="conv2d"),
+    Mutant("maxpool_gradient_to_whole_window", "max pooling's gradient sent to every element of the window",
+           "dx_e = dy_w for the window's winner e", "dx_e = dy_w for every e in w", "layers.pool",
+           "won = np.arange(self.k[0] * self.k[1]) == first[..., None]",
+           "won = np.ones(self.k[0] * self.k[1], bool) | (first[..., None] < 0)", layer="maxpool"),
+    Mutant("groupnorm_groups_ignored", "group norm normalising all channels together (G ignored)",
+           "μ, σ per group of C/G channels", "μ, σ over all C channels", NORM,
+           "return x.reshape(x.shape[0], self.groups, -1)", "return x.reshape(x.shape[0], 1, -1)",
+           layer="groupnorm"),
+    Mutant("dropout_scale_forgotten_in_forward", "dropout's 1/(1 − p) forgotten in forward",
+           "y = x ⊙ mask/(1 − p)", "y = x ⊙ mask", "layers.dropout",
+           "return x * scale.astype(x.dtype), scale", "return x * (scale > 0).astype(x.dtype), scale",
+           layer="dropout"),
+    Mutant("embedding_rows_overwritten", "repeated embedding indices overwritten instead of accumulated",
+           "∂J/∂W[r] = Σ_{x = r} dy", "∂J/∂W[r] = dy of the last x = r", "layers.embedding",
+           "np.add.at(dW, x, dy)", "dW[x] = dy", layer="embedding"),
+)
+ZOO = ZOO + LAYER_ZOO
 
 BY_NAME: dict[str, Mutant] = {m.name: m for m in ZOO}

@@ -88,7 +88,7 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
           max_depth: int = 4, max_width: int = 16, max_batch: int = 16, jobs: int = 1,
           check_fn: CheckFn | None = None, progress: Progress | None = None,
           max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS,
-          architectures: Sequence[str] | None = None) -> SweepResult:
+          architectures: Sequence[str] | None = None, kinds: Sequence[str] | None = None) -> SweepResult:
     """Draw ``examples`` cases (DEFAULT_EXAMPLES if None), check each, shrink the failures.
 
     Raises ValueError (from verify.sweep.strategies) for unknown names or impossible bounds.
@@ -100,6 +100,8 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
                          activations=activations, losses=losses, dtypes=dtypes)
     if architectures is not None and tuple(architectures) != ("dense",):
         strategy_args["architectures"] = tuple(architectures)     # (dense alone: the draws as ever)
+    if kinds:
+        strategy_args["kinds"] = tuple(kinds)
     cases(**strategy_args)              # validate the names and bounds before anything runs
     settings = {"examples": n, "seed": seed, "activations": _names(activations),
                 "losses": _names(losses), "dtypes": _names(dtypes), "max_depth": max_depth,

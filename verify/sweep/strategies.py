@@ -145,11 +145,12 @@ def cases(*, max_batch: int = 16, architectures: Sequence[str] | None = None, **
     drew before stacks existed)."""
     if not 1 <= max_batch <= 4096:
         raise ValueError(f"max_batch must lie in 1..4096, got {max_batch}")
+    required = tuple(spec_bounds.pop("kinds", None) or ())
     kinds = _names("architecture", architectures or ("dense",), {a: a for a in ARCHITECTURES})
     dense = _cases(net_specs(**spec_bounds), max_batch) if "dense" in kinds else None
     if kinds == ("dense",):
         return dense
-    bounds = dict(spec_bounds)
+    bounds = dict(spec_bounds, kinds=required)
     max_blocks = bounds.pop("max_depth", 4)
     bounds["max_width"] = min(bounds.get("max_width", STACK_WIDTH), STACK_WIDTH)
     stacks = _stack_cases(stack_specs(max_blocks=max_blocks, **bounds), max(max_batch, 2))
@@ -190,7 +191,7 @@ def _dense_block(draw, width: int, max_width: int, acts) -> tuple[list, int]:
     elif choice == 3:
         layers.append(LayerNorm())
     elif choice == 4:
-        groups = [g for g in range(1, new // 2 + 1) if new % g == 0]
+        groups = [g for g in range(new // 2, 0, -1) if new % g == 0]     # more than one group first
         if groups:
             layers.append(GroupNorm(_pick(draw, groups)))
     if act:
@@ -221,7 +222,7 @@ def _conv_blocks(draw, max_blocks: int, acts) -> tuple[tuple[int, ...], list]:
         if norm == 1:
             block.append(BatchNorm())
         elif norm == 2:
-            block.append(GroupNorm(1))
+            block.append(GroupNorm(_pick(draw, [g for g in range(conv.out, 0, -1) if conv.out % g == 0])))
         if acts:
             block.append(Act(_pick(draw, [a for a in acts if ACTIVATIONS[a].elementwise] or ["identity"])))
         pool = draw(_between(0, 2))
@@ -277,13 +278,25 @@ def _stacks(draw, max_blocks, max_width, acts, losses, dtypes) -> StackSpec:
 
 
 def stack_specs(*, max_blocks: int = 4, max_width: int = 8, activations: Sequence[str] | None = None,
-                losses: Sequence[str] | None = None, dtypes: Sequence[str] | None = None):
+                losses: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
+                kinds: Sequence[str] = ()):
     """Valid StackSpecs: MLPs of up to max_blocks blocks (linear, maybe batch, layer or group norm,
     an activation, maybe dropout; or a residual block), then a linear layer and an output
     activation the loss takes; train or eval mode."""
     acts, usable, dts = validate(max_depth=max_blocks, max_width=max_width, activations=activations,
                                  losses=losses, dtypes=dtypes)
-    return _stacks(max_blocks, max_width, acts, usable, dts)
+    specs = _stacks(max_blocks, max_width, acts, usable, dts)
+    return specs.filter(functools.partial(_holds, tuple(kinds))) if kinds else specs
+
+
+def _holds(kinds: tuple[str, ...], spec: StackSpec) -> bool:
+    """Whether the stack holds a layer of every kind in ``kinds`` (residual blocks' inner ones too)."""
+    def all_kinds(layers):
+        for layer in layers:
+            yield layer.kind
+            yield from all_kinds(getattr(layer, "inner", ()))
+    held = set(all_kinds(spec.layers))
+    return all(kind in held for kind in kinds)
 
 
 @st.composite
