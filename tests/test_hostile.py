@@ -169,3 +169,19 @@ def test_an_ndarray_subclass_in_place_of_an_array_is_a_failing_row_naming_its_ty
 
 def test_a_memmap_in_place_of_an_array_is_read_as_the_plain_array_it_is():
     assert check(SPEC, seed=1, impl=hostile("as_memmap_like")).passed
+
+
+# -- the harness's own output ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, stream", [
+    ("closes_stdout", "out"), ("closes_stdout_buffer", "out"), ("rewraps_stdout", "out"),
+    ("closes_file_descriptor_1", "out"), ("closes_stderr", "err"), ("closes_the_original_streams", "err"),
+    ("redirects_file_descriptor_2", "err"),
+])
+def test_code_that_closes_or_redirects_a_standard_stream_leaves_the_harness_s_output_intact(name, stream, tmp_path):
+    done = run_cli("check", "--impl", f"{HOSTILE}:{name}", "--examples", "6", "--max-depth", "2",
+                   "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    expected = "verify: all 6 cases agree" if stream == "out" else "checked 6/6 cases, 0 failing"
+    assert expected in (done.stdout if stream == "out" else done.stderr)
