@@ -1,6 +1,7 @@
 """The `verify` command ends when its work is done, whatever threads user code left running."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -50,3 +51,84 @@ def test_ctrl_c_while_the_command_is_still_importing_torch_is_one_line_and_exit_
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert (proc.returncode, err) == (130, "verify: interrupted\n")
+
+
+# -- no process outlives the command -------------------------------------------------------------
+
+def _children() -> dict[int, list[int]]:
+    """Each process's children, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_bytes().rpartition(b")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def _descendants(pid: int) -> set[int]:
+    children, found, todo = _children(), set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in (b"Z", b"X"):
+            alive.add(pid)
+    return alive
+
+
+def _killed_with_children(args: list[str], at_least: int, tmp_path) -> tuple[set[int], set[int]]:
+    """Start `verify ARGS`, wait for ``at_least`` processes below it, SIGKILL it: (those
+    processes, those of them still running 5 s later)."""
+    proc = subprocess.Popen([sys.executable, "-m", "verify.cli", *args, "--out", str(tmp_path / "out")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parent.parent)
+    try:
+        deadline = time.monotonic() + 60
+        below: set[int] = set()
+        while time.monotonic() < deadline and len(below) < at_least and proc.poll() is None:
+            time.sleep(0.05)
+            below = _descendants(proc.pid)
+        assert len(below) >= at_least, "the command never started its processes"
+        time.sleep(0.5)
+        below = _descendants(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(below):
+        time.sleep(0.05)
+    left = _alive(below)
+    for pid in left:                      # a failing test leaves nothing running either
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return below, left
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes in /proc")
+def test_the_worker_processes_of_jobs_2_end_soon_after_the_command_is_killed(tmp_path):
+    below, left = _killed_with_children(["run", "--jobs", "2", "--examples", "100000", "--max-depth", "3"],
+                                        2, tmp_path)
+    assert below and not left
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes in /proc")
+def test_the_child_process_of_an_isolated_call_ends_soon_after_the_command_is_killed(tmp_path):
+    below, left = _killed_with_children(["check", "--impl", f"{HOSTILE}:sleeps_a_minute", "--isolate",
+                                         "--time-limit", "120", "--examples", "4", "--max-depth", "2"],
+                                        1, tmp_path)
+    assert below and not left

@@ -11,16 +11,20 @@ Used by ``verify check --isolate`` (each call of a user implementation in a chil
 time limit: verify.byo.call.call_and_step) and by a sweep whose worker process died (the cases of the
 lost block are run again in a child, to find the one that ended it: verify.sweep.run).
 
-Needs os.fork (Unix). A Ctrl-C while the parent waits kills the child and is raised again.
+Needs os.fork (Unix). A Ctrl-C while the parent waits kills the child and is raised again. A child
+ends soon after its parent does, whatever ended the parent, SIGKILL included (``end_with_parent``,
+which the worker processes of a sweep call too).
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pickle
 import select
 import signal
 import sys
+import threading
 import time
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
@@ -42,6 +46,54 @@ class Outcome(NamedTuple):
     @property
     def ok(self) -> bool:
         return not (self.raised or self.timed_out or self.ended)
+
+
+_PR_SET_PDEATHSIG = 1
+WATCH_INTERVAL = 0.2       # seconds between looks at the parent where there is no parent-death signal
+
+
+def end_with_parent(parent: int) -> None:
+    """In a child process just started: end it (SIGKILL) as soon as process ``parent`` ends.
+
+    On Linux the kernel sends the signal when the process that started this one ends
+    (prctl PR_SET_PDEATHSIG): ``parent`` itself, or a fork server that ends with it (as
+    multiprocessing's does); a parent that ended before the request was made is seen at once.
+    Elsewhere a daemon thread looks at ``parent`` every WATCH_INTERVAL seconds."""
+    if not _parent_death_signal():
+        threading.Thread(target=_watch, args=(parent,), name="verify-parent-watch", daemon=True).start()
+    elif _gone(parent):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _parent_death_signal() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch(parent: int) -> None:
+    while not _gone(parent):
+        time.sleep(WATCH_INTERVAL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie, ended but not yet reaped, included)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:              # someone else's process: the pid was reused
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
 
 
 def checkpoint() -> None:
@@ -80,9 +132,10 @@ def _run(results: Callable[[], Any], n: int, deadlines: list) -> Iterator[Outcom
         with contextlib.suppress(Exception):
             stream.flush()
     r, w = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _child(r, w, results)             # never returns
+        _child(r, w, results, parent)     # never returns
     os.close(w)
     sent = 0
     try:
@@ -111,10 +164,11 @@ def _run(results: Callable[[], Any], n: int, deadlines: list) -> Iterator[Outcom
         yield Outcome(ended=_ending(status))
 
 
-def _child(r: int, w: int, results: Callable[[], Any]) -> None:
+def _child(r: int, w: int, results: Callable[[], Any], parent: int) -> None:
     global _pipe
     code = 0
     try:
+        end_with_parent(parent)
         os.close(r)
         _pipe = w
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the parent's to handle

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import multiprocessing
+import os
 import signal
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator
@@ -112,9 +113,12 @@ def _judge_group(checking, runs: list) -> Iterator[CaseResult]:
 _worker: dict = {}
 
 
-def _init_worker(check_fn: CheckFn | None, strategy_args: dict, forward: bool) -> None:
-    """A worker process: one thread, Ctrl-C left to the parent, and (when the parent has
-    observers of verify.check, the pytest plugin say) every check's result kept for the parent."""
+def _init_worker(check_fn: CheckFn | None, strategy_args: dict, forward: bool, parent: int) -> None:
+    """A worker process: one thread, Ctrl-C left to the parent, ended soon after the parent
+    process ends (whatever ends it: SIGKILL leaves no chance to stop the pool), and (when the
+    parent has observers of verify.check, the pytest plugin say) every check's result kept for
+    the parent."""
+    isolation.end_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent handles Ctrl-C
     torch.set_num_threads(1)
     forwarded: list[CaseResult] = []
@@ -173,7 +177,7 @@ def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | No
     while done < len(todo):
         pool = concurrent.futures.ProcessPoolExecutor(
             jobs, mp_context=_pool_context(), initializer=_init_worker,
-            initargs=(check_fn, strategy_args, bool(observed.OBSERVERS)))
+            initargs=(check_fn, strategy_args, bool(observed.OBSERVERS), os.getpid()))
         try:
             futures = [pool.submit(_run_block, block) for block in todo[done:]]
             for future in futures:
