@@ -9,3 +9,5 @@ try:
     __version__ = _version("backprop-verify")
 except PackageNotFoundError:     # run from a source tree that was never installed
     __version__ = "0+unknown"
+
+COMMAND = False     # True in the `verify` command (verify.cli.entry sets it): its main module only launches it

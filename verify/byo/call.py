@@ -41,6 +41,7 @@ import numpy as np
 import handimpl
 from verify.byo import guard, isolation
 from verify.byo.guard import TIME_LIMIT, CallTimedOut, TimeLimit, guarded  # noqa: F401 (the first two: public here)
+from verify.byo.target import USER_MODULE_PREFIX
 from verify.core.compare import Comparison, problem_record, split_name
 from verify.errors import UsageError
 
@@ -120,7 +121,7 @@ def _import(target: str, where: str):
     path = Path(where).expanduser().resolve()
     if not path.is_file():
         raise UsageError(f"--impl {target!r}: no file {where}")
-    mod_name = f"verify_user_impl_{abs(hash(str(path)))}"
+    mod_name = f"{USER_MODULE_PREFIX}{abs(hash(str(path)))}"
     module_spec = importlib.util.spec_from_file_location(mod_name, path)
     if module_spec is None or module_spec.loader is None:
         raise UsageError(f"--impl {target!r}: cannot load {where} as a Python module")

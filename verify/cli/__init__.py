@@ -12,6 +12,8 @@ def entry() -> None:
     """The `verify` command: verify.cli.app.entry, with a Ctrl-C that reaches here (while the
     command is still being imported, or before its own handling starts) ending it with one
     line and exit status 130."""
+    from verify import meta
+    meta.COMMAND = True
     try:
         from verify.cli.app import entry as run
         run()
