@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import pickle
 import select
@@ -26,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 AVAILABLE = hasattr(os, "fork")
@@ -66,13 +68,19 @@ def end_with_parent(parent: int) -> None:
 
 
 def _parent_death_signal() -> bool:
+    prctl = _prctl()
+    return prctl is not None and prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+
+
+@functools.lru_cache(maxsize=None)
+def _prctl():
+    """The C library's prctl (Linux), looked up once (a forked child finds it already there)."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        return False
+        return None
 
 
 def _watch(parent: int) -> None:
@@ -133,7 +141,10 @@ def _run(results: Callable[[], Any], n: int, deadlines: list) -> Iterator[Outcom
             stream.flush()
     r, w = os.pipe()
     parent = os.getpid()
-    pid = os.fork()
+    _prctl()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _FORK_WITH_THREADS, DeprecationWarning)
+        pid = os.fork()
     if pid == 0:
         _child(r, w, results, parent)     # never returns
     os.close(w)
@@ -162,6 +173,17 @@ def _run(results: Callable[[], Any], n: int, deadlines: list) -> Iterator[Outcom
     status = _reap(pid)
     if sent < n:
         yield Outcome(ended=_ending(status))
+
+
+# Python 3.12 warns at each fork() of a process running threads. Each call here forks such a
+# process, deliberately: whatever has imported NumPy runs OpenBLAS's worker threads (idle between
+# calls; OpenBLAS stops and restarts them around fork() with pthread_atfork), so a process to run a
+# call that starts with NumPy in it is forked from a multi-threaded one whichever way it is made, a
+# fork server's child included; and forking the caller is what gives the call the process exactly
+# as the harness has it, for about 10 ms (docs/speed.md). A sweep runs torch on one thread, so torch
+# has no pool of its own at the fork; an embedding program that ran torch on several leaves its
+# OpenMP threads idle, and the child, which runs the user's NumPy code, does not enter them.
+_FORK_WITH_THREADS = r"This process \(pid=\d+\) is multi-threaded, use of fork\(\) may lead to deadlocks"
 
 
 def _child(r: int, w: int, results: Callable[[], Any], parent: int) -> None:
