@@ -90,20 +90,22 @@ def _alive(pids: set[int]) -> set[int]:
     return alive
 
 
-def _killed_with_children(args: list[str], at_least: int, tmp_path) -> tuple[set[int], set[int]]:
-    """Start `verify ARGS`, wait for ``at_least`` processes below it, SIGKILL it: (those
-    processes, those of them still running 5 s later)."""
-    proc = subprocess.Popen([sys.executable, "-m", "verify.cli", *args, "--out", str(tmp_path / "out")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parent.parent)
+def _killed_with_children(args: list[str], tmp_path, *, at_least: int = 1,
+                          after: str = "") -> tuple[set[int], set[int]]:
+    """Start `verify ARGS`; once ``at_least`` processes run below it and its stderr holds ``after``,
+    SIGKILL it: (the processes below it, those of them still running 5 s later)."""
+    err = tmp_path / "stderr"
+    with open(err, "w") as err_file:
+        proc = subprocess.Popen([sys.executable, "-m", "verify.cli", *args, "--out", str(tmp_path / "out")],
+                                stdout=subprocess.DEVNULL, stderr=err_file, cwd=Path(__file__).parent.parent)
     try:
         deadline = time.monotonic() + 60
         below: set[int] = set()
-        while time.monotonic() < deadline and len(below) < at_least and proc.poll() is None:
+        while time.monotonic() < deadline and proc.poll() is None and \
+                (len(below) < at_least or after not in err.read_text()):
             time.sleep(0.05)
             below = _descendants(proc.pid)
-        assert len(below) >= at_least, "the command never started its processes"
-        time.sleep(0.5)
-        below = _descendants(proc.pid)
+        assert len(below) >= at_least and after in err.read_text(), "the command never got that far"
     finally:
         proc.kill()
         proc.wait()
@@ -120,9 +122,9 @@ def _killed_with_children(args: list[str], at_least: int, tmp_path) -> tuple[set
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes in /proc")
-def test_the_worker_processes_of_jobs_2_end_soon_after_the_command_is_killed(tmp_path):
-    below, left = _killed_with_children(["run", "--jobs", "2", "--examples", "100000", "--max-depth", "3"],
-                                        2, tmp_path)
+def test_the_worker_processes_of_jobs_2_end_soon_after_the_command_is_killed_mid_sweep(tmp_path):
+    below, left = _killed_with_children(["run", "--jobs", "2", "--examples", "2000", "--max-depth", "3"],
+                                        tmp_path, at_least=2, after="checked")
     assert below and not left
 
 
@@ -130,5 +132,5 @@ def test_the_worker_processes_of_jobs_2_end_soon_after_the_command_is_killed(tmp
 def test_the_child_process_of_an_isolated_call_ends_soon_after_the_command_is_killed(tmp_path):
     below, left = _killed_with_children(["check", "--impl", f"{HOSTILE}:sleeps_a_minute", "--isolate",
                                          "--time-limit", "120", "--examples", "4", "--max-depth", "2"],
-                                        1, tmp_path)
+                                        tmp_path)
     assert below and not left

@@ -55,16 +55,16 @@ WATCH_INTERVAL = 0.2       # seconds between looks at the parent where there is 
 
 
 def end_with_parent(parent: int) -> None:
-    """In a child process just started: end it (SIGKILL) as soon as process ``parent`` ends.
+    """In a child process just started: end it (SIGKILL) soon after process ``parent`` ends.
 
-    On Linux the kernel sends the signal when the process that started this one ends
-    (prctl PR_SET_PDEATHSIG): ``parent`` itself, or a fork server that ends with it (as
-    multiprocessing's does); a parent that ended before the request was made is seen at once.
-    Elsewhere a daemon thread looks at ``parent`` every WATCH_INTERVAL seconds."""
-    if not _parent_death_signal():
-        threading.Thread(target=_watch, args=(parent,), name="verify-parent-watch", daemon=True).start()
-    elif _gone(parent):
-        os.kill(os.getpid(), signal.SIGKILL)
+    Where ``parent`` forked this process, on Linux, the kernel sends the signal when it ends
+    (prctl PR_SET_PDEATHSIG; a parent that ended before the request was made is seen at once).
+    Elsewhere, and where a fork server started this process (multiprocessing's outlives its
+    parent while any process it started runs, so its death cannot be waited for), a daemon
+    thread looks at ``parent`` every WATCH_INTERVAL seconds."""
+    if _parent_death_signal() and os.getppid() == parent:
+        return
+    threading.Thread(target=_watch, args=(parent,), name="verify-parent-watch", daemon=True).start()
 
 
 def _parent_death_signal() -> bool:
