@@ -1,7 +1,7 @@
 """The `verify` command ends when its work is done, whatever threads user code left running."""
 from __future__ import annotations
 
-import os
+import importlib.util
 import signal
 import subprocess
 import sys
@@ -55,39 +55,17 @@ def test_ctrl_c_while_the_command_is_still_importing_torch_is_one_line_and_exit_
 
 # -- no process outlives the command -------------------------------------------------------------
 
-def _children() -> dict[int, list[int]]:
-    """Each process's children, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_bytes().rpartition(b")")[2].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    return children
+def _fuzz():
+    """benchmarks/fuzz.py, for its listing of the processes below one (from /proc)."""
+    path = Path(__file__).parents[1] / "benchmarks" / "fuzz.py"
+    spec = importlib.util.spec_from_file_location("benchmark_fuzz", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module              # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
-def _descendants(pid: int) -> set[int]:
-    children, found, todo = _children(), set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state not in (b"Z", b"X"):
-            alive.add(pid)
-    return alive
+FUZZ = _fuzz()
 
 
 def _killed_with_children(args: list[str], tmp_path, *, at_least: int = 1,
@@ -104,21 +82,12 @@ def _killed_with_children(args: list[str], tmp_path, *, at_least: int = 1,
         while time.monotonic() < deadline and proc.poll() is None and \
                 (len(below) < at_least or after not in err.read_text()):
             time.sleep(0.05)
-            below = _descendants(proc.pid)
+            below = FUZZ.descendants(proc.pid)
         assert len(below) >= at_least and after in err.read_text(), "the command never got that far"
     finally:
         proc.kill()
         proc.wait()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _alive(below):
-        time.sleep(0.05)
-    left = _alive(below)
-    for pid in left:                      # a failing test leaves nothing running either
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    return below, left
+    return below, FUZZ.left_running(below)     # (killed then: a failing test leaves nothing running)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes in /proc")
