@@ -10,11 +10,9 @@ import os
 import signal
 import sys
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
-from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
 
 from verify import meta
 from verify.byo import isolation
@@ -119,21 +117,13 @@ def _judge_group(checking, runs: list) -> Iterator[CaseResult]:
 _worker: dict = {}
 
 
-def _hypothesis_home() -> Path:
-    """Where hypothesis keeps its files in this process (the command sets a temporary one): a
-    worker that did not fork from it is told, and keeps none in the working directory."""
-    return storage_directory(intent_to_write=False).home_directory
-
-
-def _init_worker(check_fn: CheckFn | None, strategy_args: dict, forward: bool, parent: int,
-                 hypothesis_home: Path) -> None:
+def _init_worker(check_fn: CheckFn | None, strategy_args: dict, forward: bool, parent: int) -> None:
     """A worker process: one thread, Ctrl-C left to the parent, ended soon after the parent
     process ends (whatever ends it: SIGKILL leaves no chance to stop the pool), and (when the
     parent has observers of verify.check, the pytest plugin say) every check's result kept for
     the parent."""
     isolation.end_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent handles Ctrl-C
-    set_hypothesis_home_dir(hypothesis_home)
     torch.set_num_threads(1)
     forwarded: list[CaseResult] = []
     trace_module.OBSERVERS[:] = [forwarded.append] if forward else []
@@ -251,7 +241,7 @@ def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | No
     while done < len(todo):
         pool = concurrent.futures.ProcessPoolExecutor(
             jobs, mp_context=_pool_context(check_fn), initializer=_init_worker,
-            initargs=(check_fn, strategy_args, bool(observed.OBSERVERS), os.getpid(), _hypothesis_home()))
+            initargs=(check_fn, strategy_args, bool(observed.OBSERVERS), os.getpid()))
         try:
             futures = [pool.submit(_run_block, block) for block in todo[done:]]
             for future in futures:
