@@ -23,7 +23,8 @@ combinations, the hostile implementations and the signal scenarios each run as t
 
 The runs marked LIMIT are the documented limits of a sweep without --isolate (an
 implementation that ends the process at --jobs 1, or ignores SIGALRM and loops, is stopped only
-by --isolate); their counts are printed apart. The same implementations also run with --isolate,
+by --isolate) and a Ctrl-C within Python's own start-up, before any code of verify's runs; their
+counts are printed apart. The same implementations also run with --isolate,
 among the others.
 
 Groups: specs, flags, hostile (implementations that raise, hang, end their process, close or
@@ -543,7 +544,10 @@ SIGNAL_CASES = [
 ]
 # Ctrl-C while the command is still importing (torch takes seconds): one line, exit status 130.
 STARTUP_CASES = [(f"SIGINT {delay} s into start-up", 60, (lambda d: lambda out: _after(d, signal.SIGINT))(delay),
-                  {}) for delay in (0.1, 0.3, 0.5, 0.8, 1.2)]
+                  {}) for delay in (0.3, 0.5, 0.8, 1.2, 2.0)]
+# ... and within Python's own start-up (about 50 ms here, most of it site's .pth files), before any
+# code of verify's runs: Python's handling, a LIMIT.
+PYTHON_STARTUP_CASES = [("SIGINT 0.02 s into start-up", 60, lambda out: _after(0.02, signal.SIGINT), {})]
 
 
 def _twice(send):
@@ -727,7 +731,8 @@ def main(argv=None) -> int:
             jobs.append((group if kind == "HANDLED" else limit, argv, True, {"timeout": timeout, "expect": expect}))
     if "signals" in groups:
         tallies["signals"], tallies["signals at start-up"] = t, startup = Tally(), Tally()
-        for tally, scenarios in ((t, SIGNAL_CASES), (startup, STARTUP_CASES)):
+        tallies["signals in Python's start-up (LIMIT)"] = python_startup = Tally()
+        for tally, scenarios in ((t, SIGNAL_CASES), (startup, STARTUP_CASES), (python_startup, PYTHON_STARTUP_CASES)):
             for name, examples, signal_for, env in scenarios:
                 argv = ["run", "--examples", str(examples), "--max-depth", "3", "--out", "OUT",
                         "--jobs", env.pop("JOBS", "1")]

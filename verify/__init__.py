@@ -3,7 +3,7 @@
 The names below are imported when first used (PEP 562), so that importing a part of the
 package, the `verify` command's entry (verify.cli.entry) above all, does not import torch first:
 the command makes Ctrl-C during its ~3 s of imports end with one line."""
-from verify.meta import STARTED, __version__  # isort: skip  (first: STARTED is when the package was imported)
+from verify.meta import STARTED  # isort: skip  (first: STARTED is when the package was imported)
 
 import importlib
 
@@ -12,6 +12,7 @@ _EXPORTS = {
     "TOLERANCES": "verify.core.compare", "Comparison": "verify.core.compare", "NetSpec": "verify.core.spec",
     "build_twin": "verify.core.twin", "from_torch": "verify.core.twin", "torch_trace": "verify.core.twin",
     "SpecError": "verify.errors", "CaseResult": "verify.harness.trace", "check": "verify.harness.trace",
+    "__version__": "verify.meta",
 }
 
 __all__ = ["CaseResult", "Comparison", "NetSpec", "STARTED", "SpecError", "TOLERANCES", "__version__",
