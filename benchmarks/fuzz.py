@@ -34,7 +34,7 @@ torch), orphans (the command SIGKILLed while its --jobs workers or an --isolate 
 
     python benchmarks/fuzz.py [--specs N] [--seed S] [--parallel P] [--only GROUP ...]
 
-The default run (2,000 spec strings) takes about three minutes on this project's 2-core machine.
+The default run (2,000 spec strings) takes about eight minutes on this project's 2-core machine.
 """
 from __future__ import annotations
 
