@@ -243,7 +243,10 @@ def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | No
             jobs, mp_context=_pool_context(check_fn), initializer=_init_worker,
             initargs=(check_fn, strategy_args, bool(observed.OBSERVERS), os.getpid()))
         try:
-            futures = [pool.submit(_run_block, block) for block in todo[done:]]
+            futures = []
+            with contextlib.suppress(BrokenProcessPool):      # a worker died while blocks were sent:
+                for block in todo[done:]:                     # the futures sent before it say which
+                    futures.append(pool.submit(_run_block, block))
             for future in futures:
                 try:
                     results, forwarded = future.result()
