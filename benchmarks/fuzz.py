@@ -2,14 +2,17 @@
 
 Not a test: it prints counts, per group and in all,
 
-    tried / clean / tracebacks / hangs / lost reports
+    tried / clean / tracebacks / hangs / lost reports / wrong outcomes
 
 - a *traceback* is a Python traceback on stdout or stderr, an uncaught exception, or an exit
   status other than 0, 1, 2, 130 and 143 (a process killed by a signal included);
 - a *hang* is a command still running at its time limit (it is killed);
 - a *lost report* is, for a command that writes a report, an --out that does not hold one whole,
   self-consistent report afterwards (the previous one, put there before each try, or a new
-  one), a temporary file inside it, or, after exit 0 or 1, the previous report left unreplaced.
+  one), a temporary file inside it, or, after exit 0 or 1, the previous report left unreplaced;
+- a *wrong outcome* is an exit status other than the one a try expects (a hostile implementation
+  whose results must fail, or must pass; 130 for a Ctrl-C at start-up), or a process the command
+  started (a --jobs worker, an --isolate child) still running 5 s after the command was killed.
 
 Spec strings are mutations of valid specs (random edits with hostile pieces: non-ASCII digits,
 signs, underscores, inf/nan, huge numbers, separators) plus a fixed list; they are run by a
@@ -20,16 +23,23 @@ combinations, the hostile implementations and the signal scenarios each run as t
 
 The runs marked LIMIT are the documented limits of a sweep without --isolate (an
 implementation that ends the process at --jobs 1, or ignores SIGALRM and loops, is stopped only
-by --isolate) and a Ctrl-C while Python is still importing, before verify runs; their counts are
-printed apart. The same implementations also run with --isolate, among the others.
+by --isolate) and a Ctrl-C within Python's own start-up, before any code of verify's runs; their
+counts are printed apart. The same implementations also run with --isolate,
+among the others.
+
+Groups: specs, flags, hostile (implementations that raise, hang, end their process, close or
+redirect the standard streams, write into their frozen spec, return masked arrays or np.matrix),
+signals (while a report is written, while a sweep runs, and while the command is still importing
+torch), orphans (the command SIGKILLed while its --jobs workers or an --isolate child run).
 
     python benchmarks/fuzz.py [--specs N] [--seed S] [--parallel P] [--only GROUP ...]
 
-The default run (2,000 spec strings) takes about three minutes on this project's 2-core machine.
+The default run (2,000 spec strings) takes about eight minutes on this project's 2-core machine.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -74,23 +84,27 @@ class Tally:
     tracebacks: int = 0
     hangs: int = 0
     lost: int = 0
+    wrong: int = 0
     examples: list = field(default_factory=list)
 
-    def add(self, what: str, traceback: bool = False, hang: bool = False, lost: bool = False) -> None:
+    def add(self, what: str, traceback: bool = False, hang: bool = False, lost: bool = False,
+            wrong: bool = False) -> None:
         self.tried += 1
         self.tracebacks += traceback
         self.hangs += hang
         self.lost += lost
-        if traceback or hang or lost:
+        self.wrong += wrong
+        if traceback or hang or lost or wrong:
             if len(self.examples) < 5:
-                kinds = [k for k, v in (("traceback", traceback), ("hang", hang), ("lost", lost)) if v]
+                kinds = [k for k, v in (("traceback", traceback), ("hang", hang), ("lost", lost),
+                                        ("wrong", wrong)) if v]
                 self.examples.append(f"{'/'.join(kinds)}: {what[:160]!r}")
         else:
             self.clean += 1
 
     def line(self, name: str) -> str:
         return (f"{name:<32} tried {self.tried:>5}  clean {self.clean:>5}  tracebacks {self.tracebacks:>3}  "
-                f"hangs {self.hangs:>3}  lost reports {self.lost:>3}")
+                f"hangs {self.hangs:>3}  lost reports {self.lost:>3}  wrong outcomes {self.wrong:>3}")
 
 
 # -- running `verify` -----------------------------------------------------------------------------
@@ -289,7 +303,8 @@ def flag_cases(tmp: Path) -> list[tuple[list[str], bool]]:
 # -- 3. hostile implementations ---------------------------------------------------------------------
 
 HOSTILE = textwrap.dedent('''
-    import os, signal, time
+    import io, os, signal, sys, time, warnings
+    warnings.simplefilter("ignore", PendingDeprecationWarning)     # np.matrix
     import numpy as np
     import handimpl
     from handimpl.network import backprop as _bp
@@ -378,6 +393,78 @@ HOSTILE = textwrap.dedent('''
                 time.sleep(0.1)
             except BaseException:
                 pass
+
+    # the standard streams
+    def closes_stdout(spec, params, x, y):
+        sys.stdout.close(); return _bp(spec, params, x, y)
+
+    def closes_stderr(spec, params, x, y):
+        sys.stderr.close(); return _bp(spec, params, x, y)
+
+    def closes_the_original_streams(spec, params, x, y):
+        sys.__stdout__.close(); sys.__stderr__.close(); return _bp(spec, params, x, y)
+
+    def closes_stdout_buffer(spec, params, x, y):
+        sys.stdout.buffer.close(); return _bp(spec, params, x, y)
+
+    def rewraps_stdout(spec, params, x, y):
+        sys.stdout = io.TextIOWrapper(sys.stdout.buffer); return _bp(spec, params, x, y)
+
+    def replaces_the_streams(spec, params, x, y):
+        sys.stdout = sys.stderr = None; return _bp(spec, params, x, y)
+
+    def closes_fds_1_and_2(spec, params, x, y):
+        os.close(1); os.close(2); return _bp(spec, params, x, y)
+
+    def redirects_fd_1(spec, params, x, y):
+        null = os.open(os.devnull, os.O_WRONLY); os.dup2(null, 1); os.close(null); return _bp(spec, params, x, y)
+
+    # the frozen spec
+    def _writes(field, value):
+        def impl(spec, params, x, y):
+            out = _bp(spec, params, x, y)
+            object.__setattr__(spec, field, value(spec) if callable(value) else value)
+            return out
+        return impl
+
+    writes_spec_dtype = _writes("dtype", "float16")
+    writes_spec_widths = _writes("widths", lambda s: (1,) * len(s.widths))
+    writes_spec_activations = _writes("activations", lambda s: ("bogus",) * len(s.activations))
+    writes_spec_loss = _writes("loss", "no_such_loss")
+    writes_spec_bias = _writes("bias", "yes")
+    writes_spec_options = _writes("options", (("delta", float("nan")),))
+
+    def writes_spec_dict(spec, params, x, y):
+        out = _bp(spec, params, x, y); object.__setattr__(spec, "__dict__", {}); return out
+
+    def writes_spec_class(spec, params, x, y):
+        class Other:
+            pass
+        out = _bp(spec, params, x, y); object.__setattr__(spec, "__class__", Other); return out
+
+    # arrays that are not plain ndarrays
+    def _returns(make, key="dW1"):
+        def impl(spec, params, x, y):
+            out = dict(_bp(spec, params, x, y)); out[key] = make(out[key]); return out
+        return impl
+
+    fully_masked = _returns(lambda a: np.ma.masked_array(a, mask=True))
+    masked_nothing = _returns(np.ma.masked_array)
+    masked_loss = _returns(lambda a: np.ma.masked, key="loss")
+    as_matrix = _returns(lambda a: np.matrix(a))
+    as_recarray = _returns(lambda a: a.view(np.recarray))
+
+    class Units(np.ndarray):
+        pass
+
+    as_subclass = _returns(lambda a: a.view(Units))
+    masked_step_result = _returns(lambda a: a)
+
+    def _masked_step(params, grads, lr):
+        return [(np.ma.masked_array(W - lr * grads[f"dW{l}"], mask=True), b)
+                for l, (W, b) in enumerate(params, start=1)]
+
+    masked_step_result.step = _masked_step
 ''')
 # (function, extra flags, kind): HANDLED must be clean; LIMIT is a documented limit (see above).
 HOSTILE_CASES = [
@@ -395,6 +482,19 @@ HOSTILE_CASES = [
     ("exits", [], "LIMIT"), ("ignores_alarm", ["--time-limit", "0.5"], "LIMIT"),
     ("swallows_everything", ["--time-limit", "0.5"], "LIMIT"),
 ]
+STREAMS = ["closes_stdout", "closes_stderr", "closes_the_original_streams", "closes_stdout_buffer",
+           "rewraps_stdout", "replaces_the_streams", "closes_fds_1_and_2", "redirects_fd_1"]
+SPEC_WRITERS = ["writes_spec_dtype", "writes_spec_widths", "writes_spec_activations", "writes_spec_loss",
+                "writes_spec_bias", "writes_spec_options", "writes_spec_dict", "writes_spec_class"]
+NOT_PLAIN = ["fully_masked", "masked_nothing", "masked_loss", "as_matrix", "as_recarray", "as_subclass",
+             "masked_step_result"]
+HOSTILE_CASES += [(fn, flags, "HANDLED") for fn in STREAMS for flags in ([], ["--jobs", "2"], ["--isolate"])]
+HOSTILE_CASES += [(fn, flags, "HANDLED") for fn in SPEC_WRITERS for flags in ([], ["--jobs", "2"], ["--isolate"])]
+HOSTILE_CASES += [(fn, flags, "HANDLED") for fn in NOT_PLAIN for flags in ([], ["--jobs", "2"])]
+# The exit status a hostile run must end with, where the implementation's results decide it: every
+# case agrees whatever the code did to the streams; a written spec or a value that is not a plain
+# array fails.
+EXPECTED_STATUS = {**{fn: 0 for fn in STREAMS + ["correct"]}, **{fn: 1 for fn in SPEC_WRITERS + NOT_PLAIN}}
 
 
 # -- 4. signals while a report is written -------------------------------------------------------------
@@ -442,8 +542,12 @@ SIGNAL_CASES = [
     ("SIGTERM while sweeping, --jobs 2", 3000, lambda out: _while_sweeping(signal.SIGTERM), {"JOBS": "2"}),
     ("SIGINT twice while writing", 60, lambda out: _twice(_when_writing(out, signal.SIGINT)), SLOW_WRITES),
 ]
-# Python's own start-up (imports before verify.cli.app runs) is not part of this branch.
-STARTUP_CASES = [("SIGINT at start-up", 60, lambda out: _after(0.5, signal.SIGINT), {})]
+# Ctrl-C while the command is still importing (torch takes seconds): one line, exit status 130.
+STARTUP_CASES = [(f"SIGINT {delay} s into start-up", 60, (lambda d: lambda out: _after(d, signal.SIGINT))(delay),
+                  {}) for delay in (0.3, 0.5, 0.8, 1.2, 2.0)]
+# ... and within Python's own start-up (about 50 ms here, most of it site's .pth files), before any
+# code of verify's runs: Python's handling, a LIMIT.
+PYTHON_STARTUP_CASES = [("SIGINT 0.02 s into start-up", 60, lambda out: _after(0.02, signal.SIGINT), {})]
 
 
 def _twice(send):
@@ -455,7 +559,88 @@ def _twice(send):
     return both
 
 
+# -- 5. processes left behind by a killed command -----------------------------------------------------
+
+def children_by_parent() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_bytes().rpartition(b")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below ``pid``, from /proc (tests/test_exit.py uses these too)."""
+    children, found, todo = children_by_parent(), set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def running(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still running (a zombie, ended but not yet reaped, is not)."""
+    running = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0] not in (b"Z", b"X"):
+                running.add(pid)
+        except (OSError, IndexError):
+            pass
+    return running
+
+
+def left_running(pids: set[int], seconds: float = 5.0) -> set[int]:
+    """Those of ``pids`` still running ``seconds`` from now (or sooner, once none is); each is
+    then killed, so that nothing outlives the try."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and running(pids):
+        time.sleep(0.05)
+    left = running(pids)
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+# (argv, processes below the command to wait for, seconds after that before the SIGKILL)
+ORPHAN_CASES = [(["run", "--jobs", "2", "--examples", "100000", "--max-depth", "3"], 2, delay)
+                for delay in (0.0, 0.5, 2.0)]
+ORPHAN_CASES += [(["check", "--impl", "HOSTILE:sleeps_past_the_limit", "--isolate", "--time-limit", "60",
+                   "--examples", "4", "--max-depth", "2"], 1, delay) for delay in (0.0, 0.5)]
+ORPHAN_CASES += [(["check", "--impl", "HOSTILE:correct", "--isolate", "--jobs", "2", "--examples", "100000",
+                   "--max-depth", "2"], 2, delay) for delay in (0.5, 2.0)]
+
+
+def orphan_try(tally: Tally, argv: list[str], at_least: int, delay: float, cwd: Path, out: Path) -> None:
+    """`verify ARGV`, SIGKILLed ``delay`` s after ``at_least`` processes run below it: wrong if any
+    of them still runs 5 s later (each is killed then)."""
+    proc = subprocess.Popen([*VERIFY, *argv, "--out", str(out)], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    below: set[int] = set()
+    while time.monotonic() < deadline and len(below) < at_least and proc.poll() is None:
+        time.sleep(0.05)
+        below = descendants(proc.pid)
+    time.sleep(delay)
+    below |= descendants(proc.pid)
+    proc.kill()
+    proc.wait()
+    left = left_running(below)
+    tally.add(f"{len(left)} of {len(below)} left after SIGKILL {delay} s in: {' '.join(argv)}",
+              hang=len(below) < at_least, lost=report_state(out) is not None, wrong=bool(left))
+
+
 # -- the run --------------------------------------------------------------------------------------
+
+GROUPS = ["specs", "flags", "hostile", "signals", "orphans"]
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -465,9 +650,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--parallel", type=int, default=2, help="subprocesses at once")
     ap.add_argument("--only", nargs="*", default=None,
-                    choices=["specs", "flags", "hostile", "signals"], help="groups to run (default all)")
+                    choices=GROUPS, help="groups to run (default all)")
     args = ap.parse_args(argv)
-    groups = args.only or ["specs", "flags", "hostile", "signals"]
+    groups = args.only or GROUPS
     start = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="verify-fuzz-"))
     cwd = tmp / "cwd"
@@ -486,7 +671,8 @@ def main(argv=None) -> int:
         return out
 
     def subprocess_try(tally: Tally, argv: list[str], writes: bool, *, timeout=120, env=None,
-                       signal_for=None, killed_ok: bool = False) -> None:
+                       signal_for=None, killed_ok: bool = False, expect: int | None = None,
+                       one_line: bool = False) -> None:
         out = fresh_out()
         uses_out = "OUT" in argv
         argv = [str(out) if a == "OUT" else a for a in argv]
@@ -494,8 +680,10 @@ def main(argv=None) -> int:
                          signal_when=signal_for(out) if signal_for else None)
         lost = report_lost(out, before, run) if writes or uses_out else report_state(out) is not None
         traceback = has_traceback(run) and not (killed_ok and run.status == -signal.SIGKILL)
+        traceback = traceback or (one_line and len(run.err.splitlines()) > 1)
+        wrong = expect is not None and run.status is not None and run.status != expect
         tally.add(f"exit {run.status}: {' '.join(argv)}"[:200], traceback=traceback, hang=run.status is None,
-                  lost=lost)
+                  lost=lost, wrong=wrong)
 
     jobs = []
     if "specs" in groups:
@@ -532,17 +720,37 @@ def main(argv=None) -> int:
             argv = ["check", "--impl", f"{hostile}:{fn}", "--examples", "8", "--max-depth", "2",
                     "--out", "OUT", *flags]
             timeout = 60 if kind == "HANDLED" else 30
-            jobs.append((handled if kind == "HANDLED" else limit, argv, True, {"timeout": timeout}))
+            group = handled
+            if fn in STREAMS:
+                group = tallies.setdefault("hostile: standard streams", Tally())
+            elif fn in SPEC_WRITERS:
+                group = tallies.setdefault("hostile: writes into its spec", Tally())
+            elif fn in NOT_PLAIN:
+                group = tallies.setdefault("hostile: not plain arrays", Tally())
+            expect = EXPECTED_STATUS.get(fn) if kind == "HANDLED" else None
+            jobs.append((group if kind == "HANDLED" else limit, argv, True, {"timeout": timeout, "expect": expect}))
     if "signals" in groups:
-        tallies["signals"], tallies["signals at start-up (LIMIT)"] = t, startup = Tally(), Tally()
-        for tally, scenarios in ((t, SIGNAL_CASES), (startup, STARTUP_CASES)):
+        tallies["signals"], tallies["signals at start-up"] = t, startup = Tally(), Tally()
+        tallies["signals in Python's start-up (LIMIT)"] = python_startup = Tally()
+        for tally, scenarios in ((t, SIGNAL_CASES), (startup, STARTUP_CASES), (python_startup, PYTHON_STARTUP_CASES)):
             for name, examples, signal_for, env in scenarios:
                 argv = ["run", "--examples", str(examples), "--max-depth", "3", "--out", "OUT",
                         "--jobs", env.pop("JOBS", "1")]
-                jobs.append((tally, argv, True, {"env": env, "signal_for": signal_for, "killed_ok": True}))
+                at_start = tally is startup
+                jobs.append((tally, argv, True, {"env": env, "signal_for": signal_for, "killed_ok": True,
+                                                 "expect": 130 if at_start else None, "one_line": at_start}))
+    orphans = []
+    if "orphans" in groups:
+        tallies["orphans after SIGKILL"] = Tally()
+        hostile = tmp / "hostile.py"
+        hostile.write_text(HOSTILE)
+        for argv, at_least, delay in ORPHAN_CASES:
+            orphans.append(([a.replace("HOSTILE:", f"{hostile}:") for a in argv], at_least, delay))
 
     with ThreadPoolExecutor(args.parallel) as pool:
         list(pool.map(lambda j: subprocess_try(j[0], j[1], j[2], **j[3]), jobs))
+    for argv, at_least, delay in orphans:          # one at a time: each counts the processes below it
+        orphan_try(tallies["orphans after SIGKILL"], argv, at_least, delay, cwd, fresh_out())
 
     total = Tally()
     for name, t in tallies.items():
@@ -550,14 +758,14 @@ def main(argv=None) -> int:
         for example in t.examples:
             print(f"    {example}")
         if "LIMIT" not in name:
-            for k in ("tried", "clean", "tracebacks", "hangs", "lost"):
+            for k in ("tried", "clean", "tracebacks", "hangs", "lost", "wrong"):
                 setattr(total, k, getattr(total, k) + getattr(t, k))
     print(total.line("all but LIMIT"))
     if long_errors:
         print(f"exit-2 errors not on one short line: {len(long_errors)} (e.g. {long_errors[0]!r})")
     print(f"{time.monotonic() - start:.0f} s")
     shutil.rmtree(tmp, ignore_errors=True)
-    return 0 if not (total.tracebacks or total.hangs or total.lost) else 1
+    return 0 if not (total.tracebacks or total.hangs or total.lost or total.wrong) else 1
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import pytest
 from verify.api import sweep_implementation
 from verify.byo.call import load_target
 from verify.cli.app import main
+from verify.core.spec import NetSpec
 from verify.harness.trace import check
 from verify.sweep.shrink import NOT_REPRODUCED
 
@@ -131,3 +132,56 @@ def test_a_dead_worker_loses_no_other_case_of_its_block():
     dead = [r for r in result.results if r.error.startswith("ProcessEnded")]
     assert dead and all(r.batch == 3 for r in dead)
     assert all(r.passed for r in result.results if r.batch != 3)
+
+
+# -- writing into the spec -------------------------------------------------------------------
+
+def test_an_implementation_that_writes_into_its_spec_fails_with_a_row_naming_the_spec():
+    result = check(SPEC, seed=1, impl=hostile("writes_into_its_spec"))
+    assert [(r.name, r.problem.split(" (")[0]) for r in result.records if not r.passed] == \
+        [("spec", "writes_into_its_spec modified its spec argument")]
+
+
+def test_what_an_implementation_writes_into_its_spec_does_not_reach_the_harness_s_spec():
+    spec = NetSpec.parse(SPEC)
+    check(spec, seed=1, impl=hostile("writes_into_its_spec"))
+    assert spec == NetSpec.parse(SPEC) and spec.dtype == "float64"
+
+
+def test_a_sweep_of_an_implementation_that_writes_into_its_spec_is_shrunk_and_reported(tmp_path, capsys):
+    code = main(["check", "--impl", f"{HOSTILE}:writes_into_its_spec", "--examples", "6", "--max-depth", "2",
+                 "--out", str(tmp_path)])
+    assert code == 1
+    assert "modified its spec argument" in capsys.readouterr().out
+    assert "PARTIAL" not in (tmp_path / "report.html").read_text()
+
+
+# -- arrays that are not plain ndarrays --------------------------------------------------------
+
+@pytest.mark.parametrize("name, kind", [("fully_masked", "MaskedArray"), ("masked_nothing", "MaskedArray"),
+                                        ("as_matrix", "matrix"), ("tagged", "Tagged")])
+def test_an_ndarray_subclass_in_place_of_an_array_is_a_failing_row_naming_its_type(name, kind):
+    result = check(SPEC, seed=1, impl=hostile(name))
+    (bad,) = [r for r in result.records if not r.passed]
+    assert bad.name == "dW1"
+    assert bad.problem.startswith(f"{kind} where torch has a plain float64 array of shape (4, 3)")
+
+
+def test_a_memmap_in_place_of_an_array_is_read_as_the_plain_array_it_is():
+    assert check(SPEC, seed=1, impl=hostile("as_memmap_like")).passed
+
+
+# -- the harness's own output ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, stream", [
+    ("closes_stdout", "out"), ("closes_stdout_buffer", "out"), ("rewraps_stdout", "out"),
+    ("closes_file_descriptor_1", "out"), ("closes_stderr", "err"), ("closes_the_original_streams", "err"),
+    ("redirects_file_descriptor_2", "err"),
+])
+def test_code_that_closes_or_redirects_a_standard_stream_leaves_the_harness_s_output_intact(name, stream, tmp_path):
+    done = run_cli("check", "--impl", f"{HOSTILE}:{name}", "--examples", "6", "--max-depth", "2",
+                   "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    expected = "verify: all 6 cases agree" if stream == "out" else "checked 6/6 cases, 0 failing"
+    assert expected in (done.stdout if stream == "out" else done.stderr)

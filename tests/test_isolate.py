@@ -1,18 +1,23 @@
 """verify check --impl --isolate: each call in a child process, killed at its time limit."""
 from __future__ import annotations
 
+import functools
+import multiprocessing
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
-from verify.api import sweep_implementation
+from verify import meta
+from verify.api import check_case, sweep_implementation
 from verify.byo.call import load_target
 from verify.cli.app import main
 from verify.report.frames import discrepancy_frame
 from verify.report.write import to_csv_text
+from verify.sweep import execute
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HOSTILE = FIXTURES / "hostile_impls.py"
@@ -63,3 +68,37 @@ def test_what_an_isolated_call_changes_in_its_process_leaves_the_harness_untouch
 
 def test_isolate_without_impl_is_bad_input():
     assert main(["check", "2-2-1:sigmoid:quadratic", "--isolate"]) == 2
+
+
+STUDENT = f"{FIXTURES / 'student_mlp.py'}:backprop"
+
+
+def _report(tmp_path, name: str, *flags: str) -> tuple[bytes, bytes]:
+    out = tmp_path / name
+    assert main(["check", "--impl", STUDENT, "--examples", "60", "--max-depth", "2", "--seed", "3",
+                 "--out", str(out), *flags]) == 0
+    return (out / "cases.csv").read_bytes(), (out / "discrepancies.csv").read_bytes()
+
+
+@pytest.mark.parametrize("method", multiprocessing.get_all_start_methods())
+def test_the_reports_of_jobs_2_are_byte_identical_to_jobs_1_whatever_way_the_workers_start(method, tmp_path,
+                                                                                          monkeypatch, capsys):
+    monkeypatch.setattr(execute, "START_METHODS", (method,))
+    assert _report(tmp_path, method, "--jobs", "2") == _report(tmp_path, "one")
+
+
+def test_the_reports_with_isolate_are_byte_identical_to_those_without(tmp_path, capsys):
+    assert _report(tmp_path, "isolated", "--isolate") == _report(tmp_path, "plain")
+
+
+def test_by_default_the_workers_of_a_sweep_of_a_target_start_from_a_fork_server_where_there_is_one(monkeypatch):
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork server here")
+    monkeypatch.setattr(meta, "COMMAND", True)         # as in the verify command, whatever runs the tests
+    check_fn = functools.partial(check_case, STUDENT)
+    assert execute._pool_context(check_fn).get_start_method() == "forkserver"
+
+
+def test_a_check_function_that_cannot_be_imported_by_name_is_run_by_forked_workers():
+    fn = load_target(STUDENT)             # loaded from its file: a worker cannot import it by name
+    assert execute._pool_context(functools.partial(check_case, fn)).get_start_method() == "fork"

@@ -1,10 +1,12 @@
 """verify.sweep.run: drawing, checking, shrinking, the `verify run` command."""
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import gc
 import json
 import multiprocessing
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pytest
@@ -231,3 +233,25 @@ def test_a_sweep_leaves_objects_the_process_froze_itself_frozen():
         assert 0 < gc.get_freeze_count() <= frozen   # its own freeze kept (freed objects leave it)
     finally:
         gc.unfreeze()
+
+
+class _BreaksWhileSending(concurrent.futures.ProcessPoolExecutor):
+    """A pool whose worker dies while the blocks are being sent: its third submit finds it broken,
+    as a real pool does when a worker it just started fails to start."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sent = 0
+
+    def submit(self, *args, **kwargs):
+        self.sent += 1
+        if self.sent == 3:
+            raise BrokenProcessPool("a worker died while blocks were being sent")
+        return super().submit(*args, **kwargs)
+
+
+def test_a_pool_that_breaks_while_its_blocks_are_sent_loses_no_case(monkeypatch):
+    monkeypatch.setattr(execute.concurrent.futures, "ProcessPoolExecutor", _BreaksWhileSending)
+    one = sweep(examples=200, seed=2, max_depth=2, max_width=4, max_batch=4)
+    two = sweep(examples=200, seed=2, max_depth=2, max_width=4, max_batch=4, jobs=2)
+    assert [repr(r.records) for r in one.results] == [repr(r.records) for r in two.results]

@@ -1,12 +1,32 @@
-"""verify: compare hand-written NumPy backprop with PyTorch autograd, tensor by tensor."""
-from verify.meta import STARTED, __version__  # isort: skip  (first: STARTED is when the package was imported)
-from verify.api import assert_matches_torch, check_implementation
-from verify.core.compare import TOLERANCES, Comparison
-from verify.core.spec import NetSpec
-from verify.core.twin import build_twin, from_torch, torch_trace
-from verify.errors import SpecError
-from verify.harness.trace import CaseResult, check
+"""verify: compare hand-written NumPy backprop with PyTorch autograd, tensor by tensor.
+
+The names below are imported when first used (PEP 562), so that importing a part of the
+package, the `verify` command's entry (verify.cli.entry) above all, does not import torch first:
+the command makes Ctrl-C during its ~3 s of imports end with one line."""
+from verify.meta import STARTED  # isort: skip  (first: STARTED is when the package was imported)
+
+import importlib
+
+_EXPORTS = {
+    "assert_matches_torch": "verify.api", "check_implementation": "verify.api",
+    "TOLERANCES": "verify.core.compare", "Comparison": "verify.core.compare", "NetSpec": "verify.core.spec",
+    "build_twin": "verify.core.twin", "from_torch": "verify.core.twin", "torch_trace": "verify.core.twin",
+    "SpecError": "verify.errors", "CaseResult": "verify.harness.trace", "check": "verify.harness.trace",
+    "__version__": "verify.meta",
+}
 
 __all__ = ["CaseResult", "Comparison", "NetSpec", "STARTED", "SpecError", "TOLERANCES", "__version__",
            "assert_matches_torch", "build_twin", "check", "check_implementation", "from_torch",
            "torch_trace"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'verify' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

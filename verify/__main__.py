@@ -1,6 +1,4 @@
 """`python -m verify`: the `verify` command."""
-import sys
+from verify.cli import entry
 
-from verify.cli import main
-
-sys.exit(main())
+entry()

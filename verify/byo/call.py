@@ -22,6 +22,7 @@ checks the returned mapping before anything is compared.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import importlib
@@ -41,6 +42,7 @@ import handimpl
 from handimpl.stack import param_key, stack_backprop
 from verify.byo import guard, isolation
 from verify.byo.guard import TIME_LIMIT, CallTimedOut, TimeLimit, guarded  # noqa: F401 (the first two: public here)
+from verify.byo.target import USER_MODULE_PREFIX
 from verify.core.compare import Comparison, problem_record, split_name
 from verify.errors import UsageError
 
@@ -48,6 +50,7 @@ Impl = Callable[..., Any]
 DEFAULT_OUT = Path("reports") / "impl"
 CALL = "backprop"        # the record name for problems with the call as a whole
 STEP = "step"            # ... and with the implementation's own update
+SPEC = "spec"            # ... and with the spec it was handed
 
 
 class ImplementationWarning(UserWarning):
@@ -125,7 +128,7 @@ def _import(target: str, where: str):
     path = Path(where).expanduser().resolve()
     if not path.is_file():
         raise UsageError(f"--impl {target!r}: no file {where}")
-    mod_name = f"verify_user_impl_{abs(hash(str(path)))}"
+    mod_name = f"{USER_MODULE_PREFIX}{abs(hash(str(path)))}"
     module_spec = importlib.util.spec_from_file_location(mod_name, path)
     if module_spec is None or module_spec.loader is None:
         raise UsageError(f"--impl {target!r}: cannot load {where} as a Python module")
@@ -217,6 +220,66 @@ def copy_params(params: list) -> list:
     return [(W.copy(), None if b is None else b.copy()) for W, b in params]
 
 
+def copy_spec(spec: Any) -> Any:
+    """A fresh copy of the (frozen) spec: user code can write into one with object.__setattr__,
+    and must not reach the harness's, which later cases and shrinking read. A stack's layers are
+    objects too, copied with it."""
+    return copy.deepcopy(spec) if hasattr(spec, "layers") else copy.copy(spec)
+
+
+def _stack_changed(spec: Any, given: Any) -> bool:
+    """Whether a stack spec's copy differs: its fields, or any layer's class or attributes."""
+    mine, theirs = vars(spec), object.__getattribute__(given, "__dict__")
+    if type(theirs) is not dict or set(mine) != set(theirs):
+        return True
+    if not all(_same_value(mine[k], theirs[k]) for k in mine if k != "layers"):
+        return True
+    layers = theirs["layers"]
+    if type(layers) is not tuple or len(layers) != len(spec.layers):
+        return True
+    return any(type(a) is not type(b) or vars(a).keys() != vars(b).keys() or
+               any(not _same_layer_value(vars(a)[k], vars(b)[k]) for k in vars(a))
+               for a, b in zip(spec.layers, layers))
+
+
+def _same_layer_value(a: Any, b: Any) -> bool:
+    """A layer attribute's value against its copy's: plain values as _same_value, a residual
+    block's inner layers and an activation object by their type and attributes."""
+    if _same_value(a, b):
+        return True
+    if type(a) is tuple and type(b) is tuple and len(a) == len(b):
+        return all(_same_layer_value(x, y) for x, y in zip(a, b))
+    if type(a) is type(b) and hasattr(a, "__dict__") and hasattr(b, "__dict__"):
+        da, db = vars(a), vars(b)
+        return da.keys() == db.keys() and all(_same_layer_value(da[k], db[k]) for k in da)
+    return False
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether ``b`` is ``a`` or an equal value of the same built-in type (never runs user code)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if type(a) in (str, int, float, bool):
+        return a == b
+    if type(a) is tuple:
+        return len(a) == len(b) and all(map(_same_value, a, b))
+    return False
+
+
+def spec_modified(spec: Any, given: Any) -> bool:
+    """Whether the copy ``given`` of ``spec`` differs from it: its class, or any attribute (a
+    stack's layers: their written form, every hyperparameter)."""
+    if type(given) is not type(spec):
+        return True
+    if hasattr(spec, "layers"):
+        return _stack_changed(spec, given)
+    mine, theirs = vars(spec), object.__getattribute__(given, "__dict__")
+    return type(theirs) is not dict or set(mine) != set(theirs) or \
+        not all(_same_value(mine[k], theirs[k]) for k in mine)
+
+
 def _same(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is b
@@ -278,11 +341,18 @@ def _warn_unknown(fn: Any, keys: list[str]) -> None:
 
 def _plain(value: Any) -> Any:
     """``value`` as a plain NumPy array or scalar, or Python int or float, where it is one of
-    those or a subclass (whose overridden methods the harness must not run); else as it is."""
+    those or a subclass (whose overridden methods the harness must not run); else as it is.
+
+    An ndarray subclass stays as it is (and is refused: ``_is_numeric``), but for np.memmap,
+    whose values are its data: a masked array's data includes what its mask hides, an
+    np.matrix is two-dimensional whatever it holds, and any other subclass may give its
+    values a meaning (units, a mask, a sparse layout) that reading them as a plain array loses."""
     if type(value) is np.ndarray or type(value) is float or type(value) is int:
         return value
-    if isinstance(value, np.ndarray):
+    if isinstance(value, np.memmap):
         return np.ndarray.view(value, np.ndarray)
+    if isinstance(value, np.ndarray):
+        return value
     if isinstance(value, np.generic):
         return np.asarray(value)[()]
     if isinstance(value, bool):
@@ -304,6 +374,17 @@ def _is_numeric(value: Any) -> bool:
     if isinstance(value, np.generic):
         return np.asarray(value).dtype.kind in "fiu"
     return False
+
+
+def _not_numeric(value: Any, dtype: str, shape: tuple) -> str:
+    """Why a value that _is_numeric refuses is not torch's array, in one line."""
+    if type(value) is np.ndarray:
+        return f"array of {value.dtype} where torch has a {dtype} array of shape {shape}"
+    what = f"{dtype} array of shape {shape}"
+    if isinstance(value, np.ndarray):
+        return (f"{_type_name(value)} where torch has a plain {what} (masked arrays, np.matrix and "
+                f"other ndarray subclasses are refused: return a plain np.ndarray)")
+    return f"{_type_name(value)} where torch has a {what}"
 
 
 def _not_a_tensor(name: str, spec: Any, problem: str, rtol: float, atol: float) -> Comparison:
@@ -335,9 +416,7 @@ def _read_result(out: Any, spec: Any, m: int, name: str, rtol: float, atol: floa
         value = _plain(out[key])
         if not _is_numeric(value):
             shape = expected_shape(spec, key, m)
-            what = f"array of {value.dtype}" if type(value) is np.ndarray else type(value).__name__
-            problems.append(problem_record(key, spec.dtype, shape,
-                                           f"{what} where torch has a {spec.dtype} array of shape {shape}",
+            problems.append(problem_record(key, spec.dtype, shape, _not_numeric(value, spec.dtype, shape),
                                            rtol, atol))
             continue
         hand[key] = value
@@ -372,17 +451,17 @@ def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray,
     the harness's own handimpl a plain call (see call_and_step).
     """
     m = x.shape[0]
-    p_copy, x_copy, y_copy = copy_params(params), x.copy(), y.copy()
+    p_copy, x_copy, y_copy, spec_copy = copy_params(params), x.copy(), y.copy(), copy_spec(spec)
     name = _name(fn)
     returned = []
 
     def call_and_read():
-        out = fn(spec, p_copy, x_copy, y_copy)
+        out = fn(spec_copy, p_copy, x_copy, y_copy)
         returned.append(out)
         return _read_result(out, spec, m, name, rtol, atol)
 
     read, e = guard(call_and_read, limit)
-    mutations = _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol, guard)
+    mutations = _mutations(name, spec, spec_copy, params, x, y, p_copy, x_copy, y_copy, rtol, atol, guard)
     if e is not None and not returned:
         return {}, [], mutations, describe_exception(e, fn)
     if e is not None:
@@ -401,12 +480,18 @@ def _type_name(value: Any) -> str:
         return "value"
 
 
-def _mutations(name, spec, params, x, y, p_copy, x_copy, y_copy, rtol, atol, guard=guarded) -> list[Comparison]:
+def _mutations(name, spec, spec_copy, params, x, y, p_copy, x_copy, y_copy, rtol, atol, guard=guarded
+               ) -> list[Comparison]:
     changed, e = guard(lambda: modified_inputs(params, x, y, p_copy, x_copy, y_copy))
-    return [_not_a_tensor(arg, spec, f"{name} modified its input {arg} in place (the harness "
-                          f"passed a copy; compute into new arrays, e.g. W = W - ..., not W -= ...)",
-                          rtol, atol)
-            for arg in (["params"] if e is not None else changed)]
+    records = [_not_a_tensor(arg, spec, f"{name} modified its input {arg} in place (the harness "
+                             f"passed a copy; compute into new arrays, e.g. W = W - ..., not W -= ...)",
+                             rtol, atol)
+               for arg in (["params"] if e is not None else changed)]
+    if spec_modified(spec, spec_copy):
+        records.insert(0, _not_a_tensor(SPEC, spec, f"{name} modified its spec argument (the harness "
+                                        f"passed a copy; the spec is read-only: keep what you derive "
+                                        f"from it in variables of your own)", rtol, atol))
+    return records
 
 
 def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: float, *,
@@ -469,7 +554,7 @@ def after_step_safely(fn: Impl | None, spec: Any, params: list, hand: dict, lr: 
                 out[key] = value
             else:
                 problems.append(problem_record(key, spec.dtype, like.shape,
-                                               f"step returned {_type_name(value)} where torch has an array",
+                                               f"step returned {_not_numeric(value, spec.dtype, like.shape)}",
                                                rtol, atol))
     return out, problems
 

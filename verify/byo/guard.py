@@ -7,7 +7,11 @@ raised)``, whatever it raised (a BaseException included). Around it:
   torch's grad mode, thread count, default dtype and device and float32 matmul precision;
   NumPy's print options and floating-point error handling; the working directory and umask;
   the warning filters; the handlers of SIGALRM, SIGINT and SIGTERM, the signal mask and a
-  leftover interval timer; sys.stdout, sys.stderr and sys.stdin; the recursion limit; a trace
+  leftover interval timer; sys.stdout, sys.stderr and sys.stdin (and sys.__stdout__ ...): a stream
+  the code replaced is put back, one it closed is opened again on its file descriptor, and file
+  descriptors 0, 1 and 2, if the code closed or redirected them, are put back as they were, so
+  that the harness's own output (its summary, progress and error lines) still reaches the
+  terminal; the recursion limit; a trace
   or profile function; the garbage collector's switch, thresholds and callbacks;
 - its time limit (``TimeLimit``) is applied with SIGALRM, whose handler is installed afresh
   before each call, so user code that ignored SIGALRM earlier cannot defeat it;
@@ -95,7 +99,7 @@ class State:
     handlers: tuple
     sigmask: Any
     timer: tuple | None
-    streams: tuple
+    streams: "_Streams"
     recursion: int
     tracing: tuple
     collector: tuple
@@ -119,7 +123,7 @@ def saved_state() -> State:
         handlers=tuple((s, signal.getsignal(s)) for s in _SIGNALS) if main else (),
         sigmask=signal.pthread_sigmask(signal.SIG_BLOCK, []) if hasattr(signal, "pthread_sigmask") else None,
         timer=signal.getitimer(signal.ITIMER_REAL) if hasattr(signal, "getitimer") else None,
-        streams=(sys.stdout, sys.stderr, sys.stdin), recursion=sys.getrecursionlimit(),
+        streams=_Streams.saved(), recursion=sys.getrecursionlimit(),
         tracing=(sys.gettrace(), sys.getprofile()),
         collector=(gc.isenabled(), gc.get_threshold(), tuple(gc.callbacks)))
 
@@ -159,13 +163,92 @@ def restore_state(saved: State) -> None:
             signal.signal(signum, handler)
     if saved.sigmask is not None and signal.pthread_sigmask(signal.SIG_BLOCK, []) != saved.sigmask:
         signal.pthread_sigmask(signal.SIG_SETMASK, saved.sigmask)
-    sys.stdout, sys.stderr, sys.stdin = saved.streams
+    saved.streams.restore()
     if sys.getrecursionlimit() != saved.recursion:
         sys.setrecursionlimit(saved.recursion)
     if (sys.gettrace(), sys.getprofile()) != saved.tracing:
         sys.settrace(saved.tracing[0])
         sys.setprofile(saved.tracing[1])
     _restore_collector(*saved.collector)
+
+
+_STD = ("stdin", "stdout", "stderr")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Streams:
+    """sys.stdin/stdout/stderr and sys.__stdin__/__stdout__/__stderr__, the file descriptor each
+    writes to, and a duplicate of file descriptors 0, 1 and 2 with what each was open on: what
+    the harness's own output (the summary, progress, error lines) goes through."""
+    objects: tuple
+    originals: tuple
+    fds: tuple
+    dups: tuple
+
+    @classmethod
+    def saved(cls) -> "_Streams":
+        objects = tuple(getattr(sys, n) for n in _STD)
+        return cls(objects, tuple(getattr(sys, f"__{n}__") for n in _STD), tuple(map(_fileno, objects)),
+                   tuple(_duplicate(fd) for fd in range(3)))
+
+    def restore(self) -> None:
+        """Each stream as it was: file descriptors 0-2 put back where the code closed or
+        redirected them, the objects put back where it replaced them, and a stream it closed
+        (or whose buffer it closed) opened afresh on its file descriptor, with its encoding."""
+        for fd, (dup, identity) in enumerate(self.dups):
+            if dup is not None:
+                if _identity(fd) != identity:
+                    with contextlib.suppress(OSError):
+                        os.dup2(dup, fd)
+                os.close(dup)
+        for name, stream, original in zip(_STD, self.objects, self.originals):
+            setattr(sys, name, stream)            # first: a wrapper of the code's own dropped here
+            setattr(sys, f"__{name}__", original)  # may close the buffer it shared with stream
+        for name, stream, original, fd in zip(_STD, self.objects, self.originals, self.fds):
+            working = _reopened(stream, fd, "r" if name == "stdin" else "w")
+            if working is not stream:
+                setattr(sys, name, working)
+                if original is stream:
+                    setattr(sys, f"__{name}__", working)
+
+
+def _fileno(stream: Any) -> int | None:
+    try:
+        return stream.fileno()
+    except Exception:                     # noqa: BLE001 - a StringIO, pytest's capture, None
+        return None
+
+
+def _identity(fd: int) -> tuple | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _duplicate(fd: int) -> tuple[int | None, tuple | None]:
+    identity = _identity(fd)
+    if identity is None:
+        return None, None
+    try:
+        return os.dup(fd), identity
+    except OSError:
+        return None, None
+
+
+def _reopened(stream: Any, fd: int | None, mode: str) -> Any:
+    """``stream``, or where it was closed, a new text stream on ``fd`` like it."""
+    try:
+        if fd is None or not stream.closed:
+            return stream
+        fresh = open(fd, mode, closefd=False, encoding=stream.encoding, errors=stream.errors)  # noqa: SIM115
+        if mode == "w":
+            fresh.reconfigure(line_buffering=stream.line_buffering,
+                              write_through=getattr(stream, "write_through", False))
+        return fresh
+    except Exception:                     # noqa: BLE001 - left as it is
+        return stream
 
 
 def _restore_collector(enabled: bool, threshold: tuple, callbacks: tuple) -> None:

@@ -11,17 +11,23 @@ Used by ``verify check --isolate`` (each call of a user implementation in a chil
 time limit: verify.byo.call.call_and_step) and by a sweep whose worker process died (the cases of the
 lost block are run again in a child, to find the one that ended it: verify.sweep.run).
 
-Needs os.fork (Unix). A Ctrl-C while the parent waits kills the child and is raised again.
+Needs os.fork (Unix). A Ctrl-C while the parent waits kills the child and is raised again. A child
+ends soon after its parent does, whatever ended the parent, SIGKILL included (``end_with_parent``,
+which the worker processes of a sweep call too).
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import pickle
 import select
 import signal
 import sys
+import threading
 import time
+import warnings
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 AVAILABLE = hasattr(os, "fork")
@@ -42,6 +48,60 @@ class Outcome(NamedTuple):
     @property
     def ok(self) -> bool:
         return not (self.raised or self.timed_out or self.ended)
+
+
+_PR_SET_PDEATHSIG = 1
+WATCH_INTERVAL = 0.2       # seconds between looks at the parent where there is no parent-death signal
+
+
+def end_with_parent(parent: int) -> None:
+    """In a child process just started: end it (SIGKILL) soon after process ``parent`` ends.
+
+    Where ``parent`` forked this process, on Linux, the kernel sends the signal when it ends
+    (prctl PR_SET_PDEATHSIG; a parent that ended before the request was made is seen at once).
+    Elsewhere, and where a fork server started this process (multiprocessing's outlives its
+    parent while any process it started runs, so its death cannot be waited for), a daemon
+    thread looks at ``parent`` every WATCH_INTERVAL seconds."""
+    if _parent_death_signal() and os.getppid() == parent:
+        return
+    threading.Thread(target=_watch, args=(parent,), name="verify-parent-watch", daemon=True).start()
+
+
+def _parent_death_signal() -> bool:
+    prctl = _prctl()
+    return prctl is not None and prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+
+
+@functools.lru_cache(maxsize=None)
+def _prctl():
+    """The C library's prctl (Linux), looked up once (a forked child finds it already there)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _watch(parent: int) -> None:
+    while not _gone(parent):
+        time.sleep(WATCH_INTERVAL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie, ended but not yet reaped, included)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:              # someone else's process: the pid was reused
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
 
 
 def checkpoint() -> None:
@@ -80,9 +140,13 @@ def _run(results: Callable[[], Any], n: int, deadlines: list) -> Iterator[Outcom
         with contextlib.suppress(Exception):
             stream.flush()
     r, w = os.pipe()
-    pid = os.fork()
+    parent = os.getpid()
+    _prctl()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _FORK_WITH_THREADS, DeprecationWarning)
+        pid = os.fork()
     if pid == 0:
-        _child(r, w, results)             # never returns
+        _child(r, w, results, parent)     # never returns
     os.close(w)
     sent = 0
     try:
@@ -111,10 +175,22 @@ def _run(results: Callable[[], Any], n: int, deadlines: list) -> Iterator[Outcom
         yield Outcome(ended=_ending(status))
 
 
-def _child(r: int, w: int, results: Callable[[], Any]) -> None:
+# Python 3.12 warns at each fork() of a process running threads. Each call here forks such a
+# process, deliberately: whatever has imported NumPy runs OpenBLAS's worker threads (idle between
+# calls; OpenBLAS stops and restarts them around fork() with pthread_atfork), so a process to run a
+# call that starts with NumPy in it is forked from a multi-threaded one whichever way it is made, a
+# fork server's child included; and forking the caller is what gives the call the process exactly
+# as the harness has it, for about 10 ms (docs/speed.md). A sweep runs torch on one thread, so torch
+# has no pool of its own at the fork; an embedding program that ran torch on several leaves its
+# OpenMP threads idle, and the child, which runs the user's NumPy code, does not enter them.
+_FORK_WITH_THREADS = r"This process \(pid=\d+\) is multi-threaded, use of fork\(\) may lead to deadlocks"
+
+
+def _child(r: int, w: int, results: Callable[[], Any], parent: int) -> None:
     global _pipe
     code = 0
     try:
+        end_with_parent(parent)
         os.close(r)
         _pipe = w
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the parent's to handle

@@ -18,6 +18,7 @@ from typing import Any
 import handimpl
 
 DEFAULT_IMPL = "handimpl.backprop"
+USER_MODULE_PREFIX = "verify_user_impl_"   # the module name of a file loaded by its path (verify.byo.call)
 
 
 def _module_path(module: str) -> Path | None:
@@ -31,7 +32,7 @@ def _module_path(module: str) -> Path | None:
 def _imports_by_name(module: str, path: Path) -> bool:
     """Whether ``import module`` from the current directory (first on the path, as
     verify.byo.call.load_target puts it) or from the installed packages finds ``path``."""
-    if module == "__main__" or module.startswith("verify_user_impl_"):
+    if module == "__main__" or module.startswith(USER_MODULE_PREFIX):
         return False
     mod = sys.modules.get(module)
     origin = getattr(getattr(mod, "__spec__", None), "origin", None)

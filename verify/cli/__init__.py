@@ -1,4 +1,35 @@
-"""The `verify` command (verify.cli.app) and its resource limits (verify.cli.limits)."""
-from verify.cli.app import build_parser, entry, main
+"""The `verify` command (verify.cli.app) and its resource limits (verify.cli.limits).
 
-__all__ = ["build_parser", "entry", "main"]
+``entry`` is the installed command (and ``python -m verify``, ``python -m verify.cli``). It imports
+the command, and with it torch, only once it is running, so that a Ctrl-C during those seconds of
+imports ends the command as one during its work does: one line, exit status 130."""
+import os
+import signal
+import sys
+
+
+def entry() -> None:
+    """The `verify` command: verify.cli.app.entry, with a Ctrl-C that reaches here (while the
+    command is still being imported, or before its own handling starts) ending it with one
+    line and exit status 130."""
+    from verify import meta
+    meta.COMMAND = True
+    try:
+        from verify.cli.app import entry as run
+        run()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)      # a second Ctrl-C: no traceback either
+        print("verify: interrupted", file=sys.stderr)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:                            # noqa: BLE001
+                pass
+        os._exit(130)        # no interpreter shutdown of half-imported modules
+
+
+def __getattr__(name: str):
+    if name in ("build_parser", "main"):
+        from verify.cli import app
+        return getattr(app, name)
+    raise AttributeError(f"module 'verify.cli' has no attribute {name!r}")

@@ -1,4 +1,4 @@
 """`python -m verify.cli`: the `verify` command."""
-from verify.cli.app import entry
+from verify.cli import entry
 
 entry()

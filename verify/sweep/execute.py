@@ -6,15 +6,19 @@ import concurrent.futures
 import contextlib
 import functools
 import multiprocessing
+import os
 import signal
+import sys
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator
 
 import torch
 
+from verify import meta
 from verify.byo import isolation
 from verify.byo.call import PROCESS_ENDED
-from verify.byo.target import DEFAULT_IMPL
+from verify.byo.guard import guarded
+from verify.byo.target import DEFAULT_IMPL, USER_MODULE_PREFIX
 from verify.core.spec import NetSpec
 from verify.harness import trace as trace_module
 from verify.harness.trace import CaseResult
@@ -126,9 +130,12 @@ def _judge_group(checking, runs: list) -> Iterator[CaseResult]:
 _worker: dict = {}
 
 
-def _init_worker(check_fn: CheckFn | None, strategy_args: dict, forward: bool) -> None:
-    """A worker process: one thread, Ctrl-C left to the parent, and (when the parent has
-    observers of verify.check, the pytest plugin say) every check's result kept for the parent."""
+def _init_worker(check_fn: CheckFn | None, strategy_args: dict, forward: bool, parent: int) -> None:
+    """A worker process: one thread, Ctrl-C left to the parent, ended soon after the parent
+    process ends (whatever ends it: SIGKILL leaves no chance to stop the pool), and (when the
+    parent has observers of verify.check, the pytest plugin say) every check's result kept for
+    the parent."""
+    isolation.end_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent handles Ctrl-C
     torch.set_num_threads(1)
     forwarded: list[CaseResult] = []
@@ -154,16 +161,76 @@ class _BlockLost(Exception):
     """A block's check ended with an exception that escaped every case (its text)."""
 
 
-# How worker processes start: the first of these the platform has. "fork" is the fastest (the
-# worker has torch imported already) and takes a check function that cannot be pickled by name;
-# every method gives the same results, as nothing a worker uses is inherited state: the check
+# How worker processes start: the first of these the platform has that can take the sweep.
+# A fork server by default: the workers are forked from a process that has imported verify and
+# nothing else (preloaded once, so a worker starts in milliseconds, the server in about as long as
+# importing torch), never from this one, which runs threads by then (OpenBLAS's, torch's, a user's):
+# fork() of a multi-threaded process can leave the child holding a lock no thread will release,
+# and Python 3.12 warns of it (Python 3.14 makes the fork server the default). It and spawn need
+# the check function to go to the worker by reference (an importable module and name: _sendable)
+# and a main module that a worker may import again; otherwise fork, which copies this process.
+# Every method gives the same results, as nothing a worker uses is inherited state: the check
 # function and the strategy's arguments are sent to it (_init_worker).
-START_METHODS = ("fork", "forkserver", "spawn")
+START_METHODS = ("forkserver", "spawn", "fork")
+_PRELOAD = ("verify.sweep.execute",)
 
 
-def _pool_context():
-    available = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context(next(m for m in START_METHODS if m in available))
+def _pool_context(check_fn: CheckFn | None):
+    available = [m for m in START_METHODS if m in multiprocessing.get_all_start_methods()]
+    sendable = _sendable(check_fn)
+    method = next((m for m in available if m == "fork" or sendable), available[0])
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        module = getattr(getattr(check_fn, "func", None), "__module__", None)
+        own = [module] if isinstance(module, str) and module.startswith("verify.") else []
+        context.set_forkserver_preload([*_PRELOAD, *own])       # once the server runs, ignored
+    return context
+
+
+def _sendable(check_fn: CheckFn | None) -> bool:
+    """Whether a worker that did not fork from this process can run ``check_fn``: it is made of
+    plain values and of functions it can import by name, and importing this process's main
+    module again there (multiprocessing does, for anything defined in it) runs nothing."""
+    if not _main_module_importable():
+        return False
+    _, e = guarded(lambda: _by_reference(check_fn) or _not_by_reference())
+    return e is None
+
+
+class _NotByReference(Exception):
+    pass
+
+
+def _not_by_reference():
+    raise _NotByReference
+
+
+def _by_reference(value) -> bool:
+    if value is None or type(value) in (str, int, float, bool):
+        return True
+    if isinstance(value, functools.partial):
+        return all(map(_by_reference, (value.func, *value.args, *value.keywords.values())))
+    module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
+    if type(module) is not str or type(qualname) is not str or module == "__main__" \
+            or module.startswith(USER_MODULE_PREFIX):
+        return False
+    found = sys.modules.get(module)
+    if found is None or getattr(found, "__spec__", None) is None:
+        return False
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found is value
+
+
+def _main_module_importable() -> bool:
+    """Whether multiprocessing can import this process's main module in a worker without running
+    anything: none (python -c, an interpreter), a package's __main__ (python -m pkg: skipped), or
+    the verify command's launcher (verify.meta.COMMAND)."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name:
+        return name == "__main__" or name.endswith(".__main__")
+    return getattr(main, "__file__", None) is None or meta.COMMAND
 
 
 def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None, jobs: int):
@@ -186,10 +253,13 @@ def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | No
     done = 0
     while done < len(todo):
         pool = concurrent.futures.ProcessPoolExecutor(
-            jobs, mp_context=_pool_context(), initializer=_init_worker,
-            initargs=(check_fn, strategy_args, bool(observed.OBSERVERS)))
+            jobs, mp_context=_pool_context(check_fn), initializer=_init_worker,
+            initargs=(check_fn, strategy_args, bool(observed.OBSERVERS), os.getpid()))
         try:
-            futures = [pool.submit(_run_block, block) for block in todo[done:]]
+            futures = []
+            with contextlib.suppress(BrokenProcessPool):      # a worker died while blocks were sent:
+                for block in todo[done:]:                     # the futures sent before it say which
+                    futures.append(pool.submit(_run_block, block))
             for future in futures:
                 try:
                     results, forwarded = future.result()

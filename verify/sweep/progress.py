@@ -8,11 +8,20 @@ import sys
 from tqdm import tqdm
 
 
+class _Stderr:
+    """Whatever sys.stderr is when written to: the guard (verify.byo.guard) gives the process a
+    working one again after user code closed or replaced it, and the progress lines follow it."""
+
+    def __getattr__(self, name):
+        return getattr(sys.stderr, name)
+
+
 class Progress:
-    """A sweep's ``progress(done, total, failing)`` callback."""
+    """A sweep's ``progress(done, total, failing)`` callback, written to ``stream`` (default:
+    sys.stderr as it is at each line)."""
 
     def __init__(self, stream=None, *, tty: bool | None = None):
-        self.stream = stream or sys.stderr
+        self.stream = stream or _Stderr()
         self.tty = (hasattr(self.stream, "isatty") and self.stream.isatty()) if tty is None else tty
         self.bar: tqdm | None = None
         self._last_tenth = -1
