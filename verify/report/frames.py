@@ -44,7 +44,8 @@ def quantity_order(present) -> list[str]:
     """The quantities in ``present`` in report order: the dense ones, a stack's, then the rest
     (parameter updates last) alphabetically."""
     present = set(present)
-    known = [q for q in dict.fromkeys(QUANTITY_ORDER[:-2] + STACK_ORDER) if q in present]
+    first, then = (STACK_ORDER, QUANTITY_ORDER[:-2]) if "out" in present else (QUANTITY_ORDER[:-2], STACK_ORDER)
+    known = [q for q in dict.fromkeys(first + then) if q in present]
     rest = sorted(q for q in present if q not in known)
     return known + [q for q in rest if not q.endswith("_after_step")] + [q for q in rest if q.endswith("_after_step")]
 FILES = {"discrepancies": "discrepancies.csv", "cases": "cases.csv", "summary": "summary.csv",
