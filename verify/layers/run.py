@@ -23,6 +23,7 @@ from verify.errors import UsageError
 from verify.layers.families import FAMILIES, Case, Family, Settings, p_convention
 
 DEFAULT_EXAMPLES = 100
+SHRINK_SECONDS = 20.0      # shrinking one pair's failure stops after this long (a slow user function)
 
 
 @dataclasses.dataclass
@@ -118,7 +119,8 @@ def sweep_pair(family: Family, names: tuple[str, ...], fns: tuple[Callable, ...]
                examples: int, seed_value: int, shrink: bool = True) -> PairResult:
     result = PairResult(family.name, names, True)
     started = time.perf_counter()
-    state: dict[str, Any] = {"found": False}
+    state: dict[str, Any] = {"found": 0.0}        # when the first failing case was found
+    conf.limit.expired = False
 
     @seed(seed_value)
     @settings(max_examples=examples, database=None, deadline=None, derandomize=False,
@@ -128,12 +130,14 @@ def sweep_pair(family: Family, names: tuple[str, ...], fns: tuple[Callable, ...]
     @given(st.data())
     def test(data):
         case = family.draw(data)
+        if state["found"] and (conf.limit.expired or time.perf_counter() - state["found"] > SHRINK_SECONDS):
+            raise _Failing()          # shrinking a hang, or past its budget: the smallest so far stands
         outcome = Outcome(case, family.run(fns, names, case, conf))
         if not state["found"]:
             result.cases += 1
         if not outcome.passed:
             if not state["found"]:
-                state["found"] = True
+                state["found"] = time.perf_counter()
                 result.first = outcome
             if result.minimal is None or outcome.case.size() <= result.minimal.case.size():
                 result.minimal = outcome
