@@ -75,6 +75,10 @@ def _batch(data, low: int = 1) -> int:
     return data.draw(st.integers(low, 5), label="N")
 
 
+def _same(a):
+    return a
+
+
 def _zeros(a: np.ndarray) -> np.ndarray:
     return np.zeros_like(a, dtype=np.float64)
 
@@ -132,10 +136,10 @@ class Family:
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
     def forward_call(fn, name: str, args: tuple, settings: Settings, records: list,
-                     what: str = "(out, cache)", n: int = 2) -> tuple:
+                     what: str = "(out, cache)", n: int = 2, labels: tuple = ("x", "w", "b")) -> tuple:
         given = tuple(copied(a) for a in args)
         value = call(fn, name, given, settings.limit)
-        for label, original, g in zip(("x", "w", "b"), args, given):
+        for label, original, g in zip(labels, args, given):
             m = modified(name, original, g, label)
             if m is not None:
                 records.append(m)
@@ -150,6 +154,24 @@ class Family:
         if m is not None:
             records.append(m)
         return as_tuple(value, name, n, what)
+
+    def layer_pair(self, fns, names, settings, records, *, layer, p: dict, x: np.ndarray, dout: np.ndarray,
+                   args: tuple, labels: tuple = ("x",), grads: tuple = (), what: str = "dx",
+                   x_as: np.ndarray | None = None) -> None:
+        """The usual pair: forward(*args) -> (out, cache), backward(dout, cache) -> (dx, *grads),
+        against ``layer`` holding ``p`` on x (``x_as``: x as the layer reads it, affine's (N, D)).
+        ``grads`` holds (the user's name, the layer's parameter, a layout conversion of torch's
+        gradient and bound to the user's, a conversion of the user's gradient or None)."""
+        xl = x if x_as is None else x_as
+        ref = reference(layer, xl.shape[1:], p, xl, dout)
+        out, cache = self.forward_call(fns[0], names[0], args, settings, records, labels=labels)
+        records += judge([("out", out, ref["out"], layer.forward_error(xl, _zeros(xl), p, U, TINY))])
+        got = self.backward_call(fns[1], names[1], dout, cache, settings, records, what, 1 + len(grads))
+        Edx, Eg = layer.backward_error(xl, _zeros(xl), p, dout, _zeros(dout), U, TINY)
+        items = [("dx", got[0], ref["dx"].reshape(x.shape), Edx.reshape(x.shape))]
+        for (label, key, convert, read), hand in zip(grads, got[1:]):
+            items.append((label, hand if read is None else read(hand), convert(ref["d" + key]), convert(Eg[key])))
+        records += judge(items)
 
 
 # -- affine ---------------------------------------------------------------------------------------
@@ -170,15 +192,9 @@ class Affine(Family):
     def check(self, fns, names, case, settings, records):
         x, w, b, dout = (case.arrays[k] for k in ("x", "w", "b", "dout"))
         N, (D, M) = x.shape[0], w.shape
-        x2 = x.reshape(N, D)
-        layer, p = Linear(M), {"W": w.T.copy(), "b": b}
-        ref = reference(layer, (D,), p, x2, dout)
-        out, cache = self.forward_call(fns[0], names[0], (x, w, b), settings, records)
-        records += judge([("out", out, ref["out"], layer.forward_error(x2, _zeros(x2), p, U, TINY))])
-        dx, dw, db = self.backward_call(fns[1], names[1], dout, cache, settings, records, "(dx, dw, db)", 3)
-        Edx, Eg = layer.backward_error(x2, _zeros(x2), p, dout, _zeros(dout), U, TINY)
-        records += judge([("dx", dx, ref["dx"].reshape(x.shape), Edx.reshape(x.shape)),
-                          ("dw", dw, ref["dW"].T, Eg["W"].T), ("db", db, ref["db"], Eg["b"])])
+        self.layer_pair(fns, names, settings, records, layer=Linear(M), p={"W": w.T.copy(), "b": b}, x=x, dout=dout,
+                        args=(x, w, b), labels=("x", "w", "b"), what="(dx, dw, db)", x_as=x.reshape(N, D),
+                        grads=(("dw", "W", np.transpose, None), ("db", "b", _same, None)))
 
 
 # -- relu -----------------------------------------------------------------------------------------
@@ -195,17 +211,12 @@ class Relu(Family):
 
     def check(self, fns, names, case, settings, records):
         x, dout = case.arrays["x"], case.arrays["dout"]
-        layer = Act("relu")
-        ref = reference(layer, x.shape[1:], {}, x, dout)
-        out, cache = self.forward_call(fns[0], names[0], (x,), settings, records)
-        records += judge([("out", out, ref["out"], layer.forward_error(x, _zeros(x), {}, U, TINY))])
-        (dx,) = self.backward_call(fns[1], names[1], dout, cache, settings, records, "dx", 1)
-        Edx, _ = layer.backward_error(x, _zeros(x), {}, dout, _zeros(dout), U, TINY)
-        records += judge([("dx", dx, ref["dx"], Edx)])
+        self.layer_pair(fns, names, settings, records, layer=Act("relu"), p={}, x=x, dout=dout, args=(x,))
 
 
 # -- batch norm, spatial batch norm, layer norm, group norm ---------------------------------------
 
+NORM_GRADS = (("dgamma", "gamma", _same, None), ("dbeta", "beta", _same, None))
 MOMENTA = (0.9, 0.0, 0.5, 0.99, 1.0)
 EPSILONS = (1e-5, 1e-3, 0.1)
 
@@ -214,7 +225,6 @@ class BatchNormFamily(Family):
     name, forward, backwards = "batchnorm", "batchnorm_forward", ("batchnorm_backward", "batchnorm_backward_alt")
     note = ("running = momentum·running + (1 − momentum)·batch (momentum weighs the old value; torch's "
             "weighs the new one); the running variance is the biased one (torch keeps the unbiased)")
-    spatial = False
 
     def _shape(self, data, N):
         return (N, data.draw(st.integers(1, 5), label="D"))
@@ -307,17 +317,10 @@ class LayerNormFamily(Family):
 
     def check(self, fns, names, case, settings, records):
         a = case.arrays
-        x, dout = a["x"], a["dout"]
-        layer, p = LayerNorm(eps=case.hyper["eps"]), {"gamma": a["gamma"], "beta": a["beta"]}
-        ref = reference(layer, x.shape[1:], p, x, dout)
-        out, cache = self.forward_call(fns[0], names[0], (x, a["gamma"], a["beta"], {"eps": case.hyper["eps"]}),
-                                       settings, records)
-        records += judge([("out", out, ref["out"], layer.forward_error(x, _zeros(x), p, U, TINY))])
-        dx, dgamma, dbeta = self.backward_call(fns[1], names[1], dout, cache, settings, records,
-                                               "(dx, dgamma, dbeta)", 3)
-        Edx, Eg = layer.backward_error(x, _zeros(x), p, dout, _zeros(dout), U, TINY)
-        records += judge([("dx", dx, ref["dx"], Edx), ("dgamma", dgamma, ref["dgamma"], Eg["gamma"]),
-                          ("dbeta", dbeta, ref["dbeta"], Eg["beta"])])
+        self.layer_pair(fns, names, settings, records, layer=LayerNorm(eps=case.hyper["eps"]),
+                        p={"gamma": a["gamma"], "beta": a["beta"]}, x=a["x"], dout=a["dout"],
+                        args=(a["x"], a["gamma"], a["beta"], {"eps": case.hyper["eps"]}),
+                        labels=("x", "gamma", "beta"), what="(dx, dgamma, dbeta)", grads=NORM_GRADS)
 
 
 def _values_of(hand: Any, shape: tuple) -> Any:
@@ -348,20 +351,16 @@ class SpatialGroupNorm(Family):
 
     def check(self, fns, names, case, settings, records):
         a, h = case.arrays, case.hyper
-        x, dout = a["x"], a["dout"]
-        C = x.shape[1]
-        layer = GroupNorm(h["G"], eps=h["eps"])
-        p = {"gamma": a["gamma"].reshape(C), "beta": a["beta"].reshape(C)}
-        ref = reference(layer, x.shape[1:], p, x, dout)
-        given = (copied(x), copied(a["gamma"]), copied(a["beta"]), h["G"], {"eps": h["eps"]})
-        out, cache = as_tuple(call(fns[0], names[0], given, settings.limit), names[0], 2, "(out, cache)")
-        records += judge([("out", out, ref["out"], layer.forward_error(x, _zeros(x), p, U, TINY))])
-        dx, dgamma, dbeta = self.backward_call(fns[1], names[1], dout, cache, settings, records,
-                                               "(dx, dgamma, dbeta)", 3)
-        Edx, Eg = layer.backward_error(x, _zeros(x), p, dout, _zeros(dout), U, TINY)
-        records += judge([("dx", dx, ref["dx"], Edx),
-                          ("dgamma", _values_of(dgamma, (C,)), ref["dgamma"], Eg["gamma"]),
-                          ("dbeta", _values_of(dbeta, (C,)), ref["dbeta"], Eg["beta"])])
+        C = a["x"].shape[1]
+
+        def read(hand):
+            return _values_of(hand, (C,))
+
+        self.layer_pair(fns, names, settings, records, layer=GroupNorm(h["G"], eps=h["eps"]),
+                        p={"gamma": a["gamma"].reshape(C), "beta": a["beta"].reshape(C)}, x=a["x"], dout=a["dout"],
+                        args=(a["x"], a["gamma"], a["beta"], h["G"], {"eps": h["eps"]}),
+                        labels=("x", "gamma", "beta"), what="(dx, dgamma, dbeta)",
+                        grads=(("dgamma", "gamma", _same, read), ("dbeta", "beta", _same, read)))
 
 
 # -- dropout --------------------------------------------------------------------------------------
@@ -414,7 +413,7 @@ class DropoutFamily(Family):
         x, dout, h = case.arrays["x"], case.arrays["dout"], case.hyper
         q = h["p"] if settings.dropout_keep else 1 - h["p"]
         param = {"p": h["p"], "mode": h["mode"], "seed": h["seed"]}
-        out, cache = self.forward_call(fns[0], names[0], (x, param), settings, records)
+        out, cache = self.forward_call(fns[0], names[0], (x, param), settings, records, labels=("x",))
         if h["mode"] == "test":
             records += judge([("out", out, x, None)])
             (dx,) = self.backward_call(fns[1], names[1], dout, cache, settings, records, "dx", 1)
@@ -464,15 +463,11 @@ class ConvFamily(Family):
     def check(self, fns, names, case, settings, records):
         x, w, b, dout = (case.arrays[k] for k in ("x", "w", "b", "dout"))
         h = case.hyper
-        layer = Conv2d(w.shape[0], w.shape[2:], stride=h["stride"], padding=h["pad"])
-        p = {"W": w, "b": b}
-        ref = reference(layer, x.shape[1:], p, x, dout)
-        param = {"stride": h["stride"], "pad": h["pad"]}
-        out, cache = self.forward_call(fns[0], names[0], (x, w, b, param), settings, records)
-        records += judge([("out", out, ref["out"], layer.forward_error(x, _zeros(x), p, U, TINY))])
-        dx, dw, db = self.backward_call(fns[1], names[1], dout, cache, settings, records, "(dx, dw, db)", 3)
-        Edx, Eg = layer.backward_error(x, _zeros(x), p, dout, _zeros(dout), U, TINY)
-        records += judge([("dx", dx, ref["dx"], Edx), ("dw", dw, ref["dW"], Eg["W"]), ("db", db, ref["db"], Eg["b"])])
+        self.layer_pair(fns, names, settings, records, layer=Conv2d(w.shape[0], w.shape[2:], stride=h["stride"],
+                                                                    padding=h["pad"]),
+                        p={"W": w, "b": b}, x=x, dout=dout, args=(x, w, b, {"stride": h["stride"], "pad": h["pad"]}),
+                        labels=("x", "w", "b"),
+                        what="(dx, dw, db)", grads=(("dw", "W", _same, None), ("db", "b", _same, None)))
 
 
 class MaxPoolFamily(Family):
@@ -493,12 +488,8 @@ class MaxPoolFamily(Family):
     def check(self, fns, names, case, settings, records):
         x, dout, h = case.arrays["x"], case.arrays["dout"], case.hyper
         layer = MaxPool2d((h["pool_height"], h["pool_width"]), h["stride"])
-        ref = reference(layer, x.shape[1:], {}, x, dout)
-        out, cache = self.forward_call(fns[0], names[0], (x, dict(h)), settings, records)
-        records += judge([("out", out, ref["out"], layer.forward_error(x, _zeros(x), {}, U, TINY))])
-        (dx,) = self.backward_call(fns[1], names[1], dout, cache, settings, records, "dx", 1)
-        Edx, _ = layer.backward_error(x, _zeros(x), {}, dout, _zeros(dout), U, TINY)
-        records += judge([("dx", dx, ref["dx"], Edx)])
+        self.layer_pair(fns, names, settings, records, layer=layer, p={}, x=x, dout=dout, args=(x, dict(h)),
+                        labels=("x",))
 
 
 # -- losses -----------------------------------------------------------------------------------------
