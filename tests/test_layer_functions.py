@@ -82,10 +82,11 @@ def test_the_loop_reference_agrees_on_every_family_it_defines_and_lists_the_othe
 
 # -- one planted bug per family --------------------------------------------------------------------
 
-@pytest.mark.parametrize("bug", ["affine", "relu", "batchnorm", "batchnorm_momentum", "dropout", "conv", "max_pool",
-                                 "softmax_loss", "svm_loss"])
+@pytest.mark.parametrize("bug", ["affine", "relu", "batchnorm", "batchnorm_momentum", "dropout", "conv", "conv_flipped",
+                                 "max_pool", "softmax_loss", "svm_loss", "spatial_batchnorm", "layernorm",
+                                 "spatial_groupnorm"])
 def test_each_planted_bug_is_caught_with_the_default_budget(good, bugs, bug):
-    family = bug.removesuffix("_momentum")
+    family = bug.removesuffix("_momentum").removesuffix("_flipped")
     module = module_with(good, **bugs[bug])
     result = check_layers(module, only=[family], examples=DEFAULT_EXAMPLES)
     assert not result.passed
