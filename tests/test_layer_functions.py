@@ -262,3 +262,17 @@ def test_the_command_exits_1_on_a_bug_with_the_smallest_case_and_a_repro(tmp_pat
 def test_the_help_says_loading_runs_top_level_code(capsys):
     assert main(["layers", "--help"]) == 0
     assert "runs its top-level code" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_dropout_that_ignores_its_seed_passes_with_a_remark(good):
+    def dropout_forward(x, dropout_param):
+        """p: keep each unit with probability p."""
+        p = dropout_param["p"]
+        if dropout_param["mode"] == "test":
+            return x, (dropout_param, None)
+        mask = (np.random.rand(*x.shape) < p) / p
+        return x * mask, (dropout_param, mask)
+
+    result = check_layers(module_with(good, dropout_forward=dropout_forward), only=["dropout"], examples=30)
+    assert result.passed and "ignores dropout_param['seed']" in result.present[0].note
+    assert "ignores" not in check_layers(good, only=["dropout"], examples=30).present[0].note

@@ -53,6 +53,14 @@ def call(fn: Callable, name: str, args: tuple, limit: TimeLimit) -> Any:
     return value
 
 
+def guarded_value(fn: Callable, args: tuple, limit: TimeLimit) -> Any:
+    """``fn(*args)``, or None whatever went wrong (a second call made only to remark on it)."""
+    try:
+        return call(fn, "", args, limit)
+    except Failed:
+        return None
+
+
 def as_tuple(value: Any, name: str, n: int, what: str) -> tuple:
     """``value`` as a tuple of n items (``what`` names them: '(out, cache)'), else Failed."""
     if value is None:

@@ -25,7 +25,7 @@ from handimpl.losses import LOSSES
 from handimpl.rounding import gamma, underflow
 from verify.byo.guard import TimeLimit
 from verify.core.stack_twin import torch_layer
-from verify.layers.calls import DTYPE, Failed, U, as_tuple, call, copied, failed_record, judge, modified
+from verify.layers.calls import DTYPE, Failed, U, as_tuple, call, copied, failed_record, guarded_value, judge, modified
 
 TINY = underflow(DTYPE)
 STYLES = ("normal", "integers", "wide")          # integers: exact zeros and ties
@@ -50,9 +50,11 @@ class Case:
 
 @dataclasses.dataclass
 class Settings:
-    """What a sweep tells each check: the time limit, dropout's p convention."""
+    """What a sweep tells each check: the time limit, dropout's p convention; and what the checks
+    remark on without failing (``remarks``, said in the pair's note)."""
     limit: TimeLimit = dataclasses.field(default_factory=lambda: TimeLimit(10.0))
     dropout_keep: bool = True
+    remarks: set = dataclasses.field(default_factory=set)
 
 
 def _values(rng: np.random.Generator, shape: tuple, style: str) -> np.ndarray:
@@ -422,6 +424,11 @@ class DropoutFamily(Family):
         if not isinstance(out, np.ndarray) or out.shape != x.shape:
             records += judge([("out", out, x, None)])
             return
+        again = guarded_value(fns[0], (copied(x), dict(param)), settings.limit)
+        if isinstance(again, (tuple, list)) and again and isinstance(again[0], np.ndarray) \
+                and not np.array_equal(again[0], out):
+            settings.remarks.add(f"{names[0]} ignores dropout_param['seed']: two calls with the same seed "
+                                 f"drew different masks")
         kept = out != 0
         layer, ctx = Dropout(1 - q), Context(training=True, masks={0: kept})
         E_out = layer.forward_error(x, _zeros(x), {}, U, TINY, ctx)

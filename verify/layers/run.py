@@ -176,8 +176,9 @@ def check_layers(module: Any, *, only: list[str] | None = None, examples: int = 
             if family.name == "dropout":
                 conf.dropout_keep, how = _dropout_convention(fns[0], dropout_p)
                 note = f"p read as the {'keep' if conf.dropout_keep else 'drop'} probability ({how}); " + note
+            conf.remarks = set()
             pair = sweep_pair(family, names, fns, conf, examples=examples, seed_value=seed_value)
-            pair.note = note
+            pair.note = "; ".join([note, *sorted(conf.remarks)])
         pairs.append(pair)
         if progress is not None:
             progress(pair)
