@@ -83,12 +83,12 @@ def load_module(where: str) -> Any:
     line (UsageError) when it cannot be imported."""
     if where.endswith(".py") or os.sep in where or "/" in where:
         if not Path(where).expanduser().is_file():
-            raise UsageError(f"verify layers: no file {where}")
+            raise UsageError(f"no file {where}")
     module, e = guarded(lambda: _import(where, where))
     if e is not None:
         if isinstance(e, UsageError):
-            raise UsageError(f"verify layers: cannot load {where}") from None
-        raise UsageError(f"verify layers: importing {where} failed: {describe_exception(e, None)}") from None
+            raise UsageError(f"cannot load {where} as a Python module") from None
+        raise UsageError(f"importing {where} failed: {describe_exception(e, None)}") from None
     return module
 
 
@@ -162,7 +162,7 @@ def check_layers(module: Any, *, only: list[str] | None = None, examples: int = 
         module = load_module(module)
     unknown = sorted(set(only or ()) - set(FAMILIES))
     if unknown:
-        raise UsageError(f"verify layers --only: unknown {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
+        raise UsageError(f"--only: unknown {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
     from verify.byo.guard import TimeLimit
     found = find(module, only)
     conf = Settings(limit=TimeLimit(time_limit or None))
