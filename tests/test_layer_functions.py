@@ -276,3 +276,28 @@ def test_a_dropout_that_ignores_its_seed_passes_with_a_remark(good):
     result = check_layers(module_with(good, dropout_forward=dropout_forward), only=["dropout"], examples=30)
     assert result.passed and "ignores dropout_param['seed']" in result.present[0].note
     assert "ignores" not in check_layers(good, only=["dropout"], examples=30).present[0].note
+
+
+def test_isolate_kills_a_call_that_swallows_the_alarm_and_keeps_bn_params_side_effects(good):
+    def relu_forward(x):
+        while True:
+            try:
+                while True:
+                    pass
+            except BaseException:         # noqa: BLE001 - swallows the time limit's CallTimedOut
+                pass
+
+    pair = only_pair(check_layers(module_with(good, relu_forward=relu_forward), only=["relu"], examples=3,
+                                  time_limit=0.3, isolate=True))
+    assert any("its process was killed" in p for p in failing_problems(pair))
+    result = check_layers(good, only=["batchnorm", "relu"], examples=15, isolate=True)
+    assert result.passed
+
+
+def test_isolate_reports_a_function_that_ends_the_process(good):
+    def svm_loss(x, y):
+        import os
+        os._exit(3)
+
+    pair = only_pair(check_layers(module_with(good, svm_loss=svm_loss), only=["svm_loss"], examples=3, isolate=True))
+    assert any("svm_loss ended its process (exit status 3)" in p for p in failing_problems(pair))

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from verify.byo import isolation
 from verify.byo.call import _type_name, describe_exception
 from verify.byo.guard import CallTimedOut, TimeLimit, guarded
 from verify.core.compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, problem_record, tolerances
@@ -38,7 +39,10 @@ def copied(value: Any) -> Any:
 
 def call(fn: Callable, name: str, args: tuple, limit: TimeLimit) -> Any:
     """``fn(*args)`` under the guard, its warnings silenced (an overflow shows in what it
-    returns); raises Failed for whatever went wrong in it."""
+    returns); raises Failed for whatever went wrong in it. With ``limit.isolate``, in a forked
+    child killed at the time limit (``_call_isolated``)."""
+    if limit.isolate and isolation.AVAILABLE:
+        return _call_isolated(fn, name, args, limit)
     def quietly():
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
@@ -50,6 +54,48 @@ def call(fn: Callable, name: str, args: tuple, limit: TimeLimit) -> Any:
             raise Failed(name, f"{name} did not return within {limit.seconds:g} s (the time limit): "
                                f"{describe_exception(e, fn)}")
         raise Failed(name, f"{name} raised {describe_exception(e, fn)}")
+    return value
+
+
+def _in_child(fn: Callable, args: tuple) -> tuple:
+    """In --isolate's child: ('value', what fn returned, its arguments as it left them) or
+    ('raised', the exception described with the user's line, None)."""
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return "value", fn(*args), args
+    except BaseException as e:            # noqa: BLE001 - user code may raise anything
+        return "raised", describe_exception(e, fn), None
+
+
+def _put_back(given: Any, returned: Any) -> None:
+    """What the child did to an argument, done to the parent's copy (a dict updated in place,
+    bn_param's running statistics; an array written to, a modified dout)."""
+    if isinstance(given, np.ndarray) and isinstance(returned, np.ndarray) and given.shape == returned.shape \
+            and given.dtype == returned.dtype:
+        np.copyto(given, returned)
+    elif isinstance(given, dict) and isinstance(returned, dict):
+        given.clear()
+        given.update(returned)
+
+
+def _call_isolated(fn: Callable, name: str, args: tuple, limit: TimeLimit) -> Any:
+    """``fn(*args)`` in a forked child (verify.byo.isolation), killed at the time limit: for code
+    that ignores SIGALRM, catches BaseException or ends the process. What it returns comes back
+    pickled (a cache that does not pickle is a failing row)."""
+    outcome = isolation.run_forked(_in_child, (fn, args), [limit.seconds or None])
+    if outcome.timed_out:
+        limit.expired = True
+        raise Failed(name, f"{name} did not return within {limit.seconds:g} s (the time limit): its process was killed")
+    if outcome.ended:
+        raise Failed(name, f"{name} ended its process ({outcome.ended})")
+    if outcome.raised:
+        raise Failed(name, f"{name}: {outcome.raised}")
+    kind, value, back = outcome.value
+    if kind == "raised":
+        raise Failed(name, f"{name} raised {value}")
+    for given, returned in zip(args, back):
+        _put_back(given, returned)
     return value
 
 

@@ -38,6 +38,10 @@ def add_layers_parser(sub, positive, seed, seconds) -> argparse.ArgumentParser:
                         "dropout_forward's docstring, else keep (the report says which)")
     p.add_argument("--time-limit", type=seconds, default=10.0, metavar="SECONDS",
                    help="stop a call of a user function after this long (default: 10; 0: none)")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each call of a user function in a child process, killed when it outlives "
+                        "the time limit: for code that ignores SIGALRM, catches BaseException or ends "
+                        "the process (slower)")
     return p
 
 
@@ -55,7 +59,8 @@ def layers_command(args: argparse.Namespace) -> int:
         print(terminal_row(pair), flush=True)
 
     result = check_layers(module, only=only, examples=args.examples, seed_value=args.seed,
-                          dropout_p=args.dropout_p, time_limit=args.time_limit, target=args.target, progress=tick)
+                          dropout_p=args.dropout_p, time_limit=args.time_limit, isolate=args.isolate,
+                          target=args.target, progress=tick)
     paths = write_layer_reports(result, out)
     print(verdict_text(result))
     print(f"report: {paths['html']}")

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 from hypothesis import strategies as st
 
 from verify.byo.call import _import, describe_exception
-from verify.byo.guard import guarded
+from verify.byo.guard import TimeLimit, guarded
 from verify.errors import UsageError
 from verify.layers.families import FAMILIES, Case, Family, Settings, p_convention
 
@@ -154,7 +154,7 @@ def sweep_pair(family: Family, names: tuple[str, ...], fns: tuple[Callable, ...]
 
 
 def check_layers(module: Any, *, only: list[str] | None = None, examples: int = DEFAULT_EXAMPLES,
-                 seed_value: int = 0, dropout_p: str | None = None, time_limit: float = 10.0,
+                 seed_value: int = 0, dropout_p: str | None = None, time_limit: float = 10.0, isolate: bool = False,
                  target: str = "", progress: Callable[[PairResult], None] | None = None) -> LayersResult:
     """Sweep every pair of ``module`` found (a module object, or a file path or module name)."""
     if isinstance(module, str):
@@ -163,9 +163,8 @@ def check_layers(module: Any, *, only: list[str] | None = None, examples: int = 
     unknown = sorted(set(only or ()) - set(FAMILIES))
     if unknown:
         raise UsageError(f"--only: unknown {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
-    from verify.byo.guard import TimeLimit
     found = find(module, only)
-    conf = Settings(limit=TimeLimit(time_limit or None))
+    conf = Settings(limit=TimeLimit(time_limit or None, isolate=isolate))
     pairs = []
     for family, names, fns, missing in found:
         if fns is None:
@@ -184,7 +183,7 @@ def check_layers(module: Any, *, only: list[str] | None = None, examples: int = 
             progress(pair)
     return LayersResult(target or getattr(module, "__name__", "?"), pairs,
                         {"examples": examples, "seed": seed_value, "only": only, "dropout_p": dropout_p,
-                         "time_limit": time_limit})
+                         "time_limit": time_limit, "isolate": isolate})
 
 
 def _dropout_convention(fn: Any, flag: str | None) -> tuple[bool, str]:
