@@ -301,3 +301,27 @@ def test_isolate_reports_a_function_that_ends_the_process(good):
 
     pair = only_pair(check_layers(module_with(good, svm_loss=svm_loss), only=["svm_loss"], examples=3, isolate=True))
     assert any("svm_loss ended its process (exit status 3)" in p for p in failing_problems(pair))
+
+
+def test_the_result_renders_as_a_compact_table_in_a_notebook(good, bugs):
+    import verify
+    result = verify.check_layers(module_with(good, **bugs["svm_loss"]), only=["svm_loss", "relu"], examples=10)
+    page = result._repr_html_()
+    assert "<table>" in page and "disagrees" in page and "agrees" in page and "smallest failing case" in page
+    assert "x (1, 2), y (1,)" in page
+
+
+def test_gradescope_results_give_one_test_per_pair_with_its_counterexample(tmp_path, capsys):
+    bug = tmp_path / "submission.py"
+    bug.write_text(VECTORISED.read_text() + "\n\ndef svm_loss(x, y):\n    return 0.0, np.zeros_like(x)\n"
+                   "\n\ndel layernorm_forward\n")
+    out = tmp_path / "results"
+    status = main(["layers", str(bug), "--only", "svm_loss,relu,layernorm", "--examples", "10", "--format",
+                   "gradescope", "--out", str(out)])
+    assert status == 1
+    results = json.loads((out / "results.json").read_text())
+    tests = {t["name"]: t for t in results["tests"]}
+    assert tests["relu_forward/relu_backward"]["score"] == 1.0
+    assert tests["svm_loss"]["score"] == 0.0 and "smallest failing case: x (1, 2)" in tests["svm_loss"]["output"]
+    assert tests["layernorm_forward/layernorm_backward"]["output"] == "not found: layernorm_forward"
+    assert results["score"] == 1.0 and all(t["max_score"] == 1.0 for t in tests.values())

@@ -6,7 +6,8 @@ from verify.core.spec import NetSpec
 from verify.core.twin import build_twin, from_torch, torch_trace
 from verify.errors import SpecError
 from verify.harness.trace import CaseResult, check
+from verify.layers.run import check_layers
 
 __all__ = ["CaseResult", "Comparison", "NetSpec", "STARTED", "SpecError", "TOLERANCES", "__version__",
-           "assert_matches_torch", "build_twin", "check", "check_implementation", "from_torch",
+           "assert_matches_torch", "build_twin", "check", "check_implementation", "check_layers", "from_torch",
            "torch_trace"]

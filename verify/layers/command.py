@@ -7,7 +7,7 @@ import argparse
 
 from verify.errors import UsageError
 from verify.layers.families import FAMILIES
-from verify.layers.report import DEFAULT_OUT, FILES, terminal_row, verdict_text, write_layer_reports
+from verify.layers.report import DEFAULT_OUT, FILES, GRADESCOPE, terminal_row, verdict_text, write_layer_reports
 from verify.layers.run import DEFAULT_EXAMPLES, check_layers, load_module
 from verify.report.frames import plural
 from verify.report.output import check_out_dir
@@ -38,6 +38,10 @@ def add_layers_parser(sub, positive, seed, seconds) -> argparse.ArgumentParser:
                         "dropout_forward's docstring, else keep (the report says which)")
     p.add_argument("--time-limit", type=seconds, default=10.0, metavar="SECONDS",
                    help="stop a call of a user function after this long (default: 10; 0: none)")
+    p.add_argument("--format", choices=("report", "gradescope"), default="report",
+                   help="gradescope: also write the autograder's results.json in --out, one test per pair "
+                        "(each pair found, or each named by --only, absent ones scoring 0), 1 point each, "
+                        "all or nothing (default: report)")
     p.add_argument("--isolate", action="store_true",
                    help="run each call of a user function in a child process, killed when it outlives "
                         "the time limit: for code that ignores SIGALRM, catches BaseException or ends "
@@ -51,7 +55,8 @@ def layers_command(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"--only: unknown {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
     out = args.out or DEFAULT_OUT
-    check_out_dir(out, FILES.values())
+    gradescope = args.format == "gradescope"
+    check_out_dir(out, [*FILES.values(), *([GRADESCOPE] if gradescope else [])])
     module = load_module(args.target)
     print(f"verify layers {args.target}: {plural(args.examples, 'case')} per pair (seed {args.seed})", flush=True)
 
@@ -61,7 +66,9 @@ def layers_command(args: argparse.Namespace) -> int:
     result = check_layers(module, only=only, examples=args.examples, seed_value=args.seed,
                           dropout_p=args.dropout_p, time_limit=args.time_limit, isolate=args.isolate,
                           target=args.target, progress=tick)
-    paths = write_layer_reports(result, out)
+    paths = write_layer_reports(result, out, gradescope=gradescope)
     print(verdict_text(result))
     print(f"report: {paths['html']}")
+    if gradescope:
+        print(f"autograder results: {paths['gradescope']}")
     return 0 if result.passed else 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from verify.report.output import write_dir, write_file
 from verify.report.write import to_csv_text
 
 DEFAULT_OUT = Path("reports") / "layers"
+GRADESCOPE = "results.json"
 FILES = {"functions": "functions.csv", "discrepancies": "discrepancies.csv", "html": "report.html",
          "json": "report.json"}
 FUNCTION_COLUMNS = ["function", "passed", "cases", "first diverging output", "worst element", "note",
@@ -124,6 +126,49 @@ def report_json(result: LayersResult) -> dict:
             "versions": versions(), "files": list(FILES.values())}
 
 
+def notebook_html(result: LayersResult) -> str:
+    """LayersResult._repr_html_: the verdict and one row per pair."""
+    esc = html_escape
+    rows = []
+    for pair in result.pairs:
+        if not pair.present:
+            cells = (pair.label, "absent", "", "")
+        elif pair.passed:
+            cells = (pair.label, "agrees", plural(pair.cases, "case"), "")
+        else:
+            smallest = pair.minimal or pair.first
+            cells = (pair.label, "disagrees", worst_text(smallest.failing[0]), smallest.case.describe())
+        colour = {"agrees": "#1f7a45", "disagrees": "#b3261e"}.get(cells[1], "#5b6670")
+        rows.append(f"<tr><td><code>{esc(cells[0])}</code></td><td style='color:{colour}'><b>{cells[1]}</b></td>"
+                    f"<td>{esc(cells[2])}</td><td>{esc(cells[3])}</td></tr>")
+    head = "<tr><th>function</th><th>result</th><th>worst element</th><th>smallest failing case</th></tr>"
+    return (f"<div><p><b>verify layers {esc(result.target)}</b>: {esc(verdict_text(result))}</p>"
+            f"<table>{head}{''.join(rows)}</table></div>")
+
+
+def gradescope_json(result: LayersResult) -> dict:
+    """The autograder's results.json: one test per pair found (with --only, per pair asked for,
+    an absent one scoring 0), each worth 1 point, all or nothing; its output holds the worst
+    element, the smallest failing case and the repro line."""
+    tests = []
+    for pair in result.pairs:
+        if not pair.present and not result.settings.get("only"):
+            continue
+        if not pair.present:
+            output = f"not found: {', '.join(pair.missing)}"
+        elif pair.passed:
+            output = f"agrees with torch on {plural(pair.cases, 'case')}"
+        else:
+            smallest = pair.minimal or pair.first
+            output = (f"disagrees with torch: {worst_text(smallest.failing[0])}\n"
+                      f"smallest failing case: {smallest.case.describe()}\n{inputs_text(smallest)}\n"
+                      f"note: {pair.note}\nrepro: {repro(result, pair)}")
+        tests.append({"name": pair.label, "score": 1.0 if pair.passed else 0.0, "max_score": 1.0,
+                      "output": output, "status": "passed" if pair.passed else "failed"})
+    return {"score": sum(t["score"] for t in tests), "tests": tests,
+            "output": verdict_text(result), "visibility": "visible"}
+
+
 _ENV = None
 
 
@@ -159,14 +204,18 @@ def render_html(result: LayersResult) -> str:
         css="pass" if result.passed else "fail", cards=cards, rows=rows, failures=failures)
 
 
-def write_layer_reports(result: LayersResult, out: str | Path) -> dict[str, Path]:
-    """Write the four files as the directory ``out``, replacing a previous report whole."""
+def write_layer_reports(result: LayersResult, out: str | Path, gradescope: bool = False) -> dict[str, Path]:
+    """Write the four files (and with ``gradescope``, results.json) as the directory ``out``,
+    replacing a previous report whole."""
+    files = {**FILES, **({"gradescope": GRADESCOPE} if gradescope else {})}
 
     def write(staging: Path) -> None:
+        if gradescope:
+            write_file(staging / GRADESCOPE, json.dumps(gradescope_json(result), indent=2) + "\n")
         write_file(staging / FILES["functions"], to_csv_text(function_frame(result)))
         write_file(staging / FILES["discrepancies"], to_csv_text(discrepancy_frame(result)))
         write_file(staging / FILES["html"], render_html(result))
         write_file(staging / FILES["json"], json.dumps(report_json(result), indent=2, default=str) + "\n")
 
-    path = write_dir(out, FILES.values(), write)
-    return {k: path / name for k, name in FILES.items()}
+    path = write_dir(out, files.values(), write)
+    return {k: path / name for k, name in files.items()}

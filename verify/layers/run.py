@@ -77,6 +77,12 @@ class LayersResult:
     def passed(self) -> bool:
         return all(p.passed for p in self.present)
 
+    def _repr_html_(self) -> str:
+        """A compact table for a notebook: the verdict, then per pair its result and, for a
+        failing one, the worst element of its smallest case and that case."""
+        from verify.layers.report import notebook_html  # the report layer's text, only when shown
+        return notebook_html(self)
+
 
 def load_module(where: str) -> Any:
     """The module at a file path or of a dotted name; its top-level code runs (guarded): one
