@@ -28,7 +28,7 @@ from verify.core.stack_twin import torch_layer
 from verify.layers.calls import DTYPE, Failed, U, as_tuple, call, copied, failed_record, guarded_value, judge, modified
 
 TINY = underflow(DTYPE)
-STYLES = ("normal", "integers", "wide")          # integers: exact zeros and ties
+STYLES = ("normal", "integers", "wide", "ties")  # integers: exact zeros and ties; ties: 0s and 1s, ties everywhere
 
 
 @dataclasses.dataclass
@@ -60,6 +60,8 @@ class Settings:
 def _values(rng: np.random.Generator, shape: tuple, style: str) -> np.ndarray:
     if style == "integers":
         return rng.integers(-3, 4, shape).astype(np.float64)
+    if style == "ties":
+        return rng.integers(0, 2, shape).astype(np.float64)
     if style == "wide":
         return rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, shape)
     if style == "extreme":
@@ -502,7 +504,7 @@ class MaxPoolFamily(Family):
 # -- losses -----------------------------------------------------------------------------------------
 
 class LossFamily(Family):
-    styles = ("normal", "integers", "wide", "extreme")
+    styles = (*STYLES, "extreme")
 
     def draw(self, data):
         N = _batch(data)
