@@ -325,3 +325,16 @@ def test_gradescope_results_give_one_test_per_pair_with_its_counterexample(tmp_p
     assert tests["svm_loss"]["score"] == 0.0 and "smallest failing case: x (1, 2)" in tests["svm_loss"]["output"]
     assert tests["layernorm_forward/layernorm_backward"]["output"] == "not found: layernorm_forward"
     assert results["score"] == 1.0 and all(t["max_score"] == 1.0 for t in tests.values())
+
+
+@pytest.mark.parametrize("bug", ["batchnorm", "conv", "max_pool", "spatial_groupnorm", "dropout"])
+def test_the_smallest_cases_snippet_runs_and_shows_the_bug(good, bugs, bug):
+    from verify.layers.report import inputs_text
+    family = bug
+    module = module_with(good, **bugs[bug])
+    pair = [p for p in check_layers(module, only=[family]).present if not p.passed][0]
+    scope = dict(vars(module))
+    exec(inputs_text(pair.minimal, pair), scope)       # the user's functions in scope, as the snippet says
+    record = [r for r in pair.minimal.failing if not r.problem][0]
+    value = scope[record.name] if record.name in scope else scope["bn_param"][record.name]
+    assert np.asarray(value)[tuple(record.worst_index)] == record.hand_value

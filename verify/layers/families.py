@@ -116,10 +116,15 @@ class Family:
     forward = ""
     backwards: tuple[str, ...] = ()
     note = ""                                     # the convention's difference from torch, said in the report
+    calls: tuple[str, ...] = ()                   # the calls of a case, for its repro (names and hyperparameters)
 
     def functions(self) -> list[tuple[str, ...]]:
         """The pairs to check: (forward, backward) for each backward; (function,) for a loss."""
         return [(self.forward, b) for b in self.backwards] if self.backwards else [(self.forward,)]
+
+    def call_lines(self, names: tuple[str, ...], case: Case) -> list[str]:
+        """The Python lines that call the pair on ``case``'s arrays (bound to their names)."""
+        return [line.format(f=names[0], b=names[-1], **case.hyper) for line in self.calls]
 
     def draw(self, data) -> Case:
         raise NotImplementedError
@@ -183,6 +188,7 @@ class Family:
 class Affine(Family):
     name, forward, backwards = "affine", "affine_forward", ("affine_backward",)
     note = "w is (D, M), torch's Linear.weight transposed; x (N, d1..dk) is read as (N, D)"
+    calls = ("out, cache = {f}(x, w, b)", "dx, dw, db = {b}(dout, cache)")
 
     def draw(self, data):
         N = _batch(data)
@@ -206,6 +212,7 @@ class Affine(Family):
 class Relu(Family):
     name, forward, backwards = "relu", "relu_forward", ("relu_backward",)
     note = "at x = 0 the gradient is 0 (torch's)"
+    calls = ("out, cache = {f}(x)", "dx = {b}(dout, cache)")
 
     def draw(self, data):
         N = _batch(data)
@@ -229,6 +236,9 @@ class BatchNormFamily(Family):
     name, forward, backwards = "batchnorm", "batchnorm_forward", ("batchnorm_backward", "batchnorm_backward_alt")
     note = ("running = momentum·running + (1 − momentum)·batch (momentum weighs the old value; torch's "
             "weighs the new one); the running variance is the biased one (torch keeps the unbiased)")
+    calls = ("bn_param = {{'mode': {mode!r}, 'eps': {eps!r}, 'momentum': {momentum!r}, "
+             "'running_mean': running_mean, 'running_var': running_var}}",
+             "out, cache = {f}(x, gamma, beta, bn_param)", "dx, dgamma, dbeta = {b}(dout, cache)  # train mode")
 
     def _shape(self, data, N):
         return (N, data.draw(st.integers(1, 5), label="D"))
@@ -310,6 +320,7 @@ class SpatialBatchNorm(BatchNormFamily):
 class LayerNormFamily(Family):
     name, forward, backwards = "layernorm", "layernorm_forward", ("layernorm_backward",)
     note = "statistics per example over its D features"
+    calls = ("out, cache = {f}(x, gamma, beta, {{'eps': {eps!r}}})", "dx, dgamma, dbeta = {b}(dout, cache)")
 
     def draw(self, data):
         N = _batch(data)
@@ -338,6 +349,7 @@ def _values_of(hand: Any, shape: tuple) -> Any:
 class SpatialGroupNorm(Family):
     name, forward, backwards = "spatial_groupnorm", "spatial_groupnorm_forward", ("spatial_groupnorm_backward",)
     note = "gamma and beta are given as (1, C, 1, 1); gradients are compared by value, (C,) or (1, C, 1, 1)"
+    calls = ("out, cache = {f}(x, gamma, beta, {G}, {{'eps': {eps!r}}})", "dx, dgamma, dbeta = {b}(dout, cache)")
 
     def draw(self, data):
         N = _batch(data)
@@ -400,6 +412,7 @@ class DropoutFamily(Family):
     name, forward, backwards = "dropout", "dropout_forward", ("dropout_backward",)
     note = "inverted dropout; masks are the user's own, so the mask is read from out and checked for " \
            "consistency, scaling and a plausible kept fraction"
+    calls = ("out, cache = {f}(x, {{'p': {p!r}, 'mode': {mode!r}, 'seed': {seed}}})", "dx = {b}(dout, cache)")
 
     def draw(self, data):
         mode = data.draw(st.sampled_from(("train", "test")), label="mode")
@@ -452,6 +465,7 @@ class DropoutFamily(Family):
 class ConvFamily(Family):
     name, forward, backwards = "conv", "conv_forward_naive", ("conv_backward_naive",)
     note = "x (N, C, H, W), w (F, C, HH, WW) as torch's Conv2d; valid sizes only ((H + 2·pad − HH) % stride == 0)"
+    calls = ("out, cache = {f}(x, w, b, {{'stride': {stride}, 'pad': {pad}}})", "dx, dw, db = {b}(dout, cache)")
 
     def draw(self, data):
         N = _batch(data)
@@ -482,6 +496,8 @@ class ConvFamily(Family):
 class MaxPoolFamily(Family):
     name, forward, backwards = "max_pool", "max_pool_forward_naive", ("max_pool_backward_naive",)
     note = "on ties the gradient goes to the first maximum in row-major order (torch's winner)"
+    calls = ("out, cache = {f}(x, {{'pool_height': {pool_height}, 'pool_width': {pool_width}, 'stride': {stride}}})",
+             "dx = {b}(dout, cache)")
 
     def draw(self, data):
         N = _batch(data)
@@ -504,6 +520,7 @@ class MaxPoolFamily(Family):
 # -- losses -----------------------------------------------------------------------------------------
 
 class LossFamily(Family):
+    calls = ("loss, dx = {f}(x, y)",)
     styles = (*STYLES, "extreme")
 
     def draw(self, data):

@@ -13,6 +13,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from verify.layers.families import FAMILIES
 from verify.layers.run import LayersResult, Outcome, PairResult
 from verify.meta import __version__
 from verify.report.frames import plural, versions
@@ -52,13 +53,16 @@ def repro(result: LayersResult, pair: PairResult) -> str:
     return f"verify layers {result.target} --only {pair.family} --seed {s['seed']}{flags}"
 
 
-def inputs_text(outcome: Outcome) -> str:
-    """The smallest case's arguments as Python literals, ready to paste."""
+def inputs_text(outcome: Outcome, pair: PairResult | None = None) -> str:
+    """The smallest case's arguments as Python literals and the pair's calls, ready to paste
+    where the module's functions are in scope."""
     lines = ["import numpy as np"]
     with np.printoptions(precision=17, threshold=100000, linewidth=100):
         for k, v in outcome.case.arrays.items():
             lines.append(f"{k} = np.{np.asarray(v)!r}")
-    if outcome.case.hyper:
+    if pair is not None:
+        lines += FAMILIES[pair.family].call_lines(pair.functions, outcome.case)
+    elif outcome.case.hyper:
         lines.append(f"# {', '.join(f'{k}={v!r}' for k, v in outcome.case.hyper.items())}")
     return "\n".join(lines)
 
@@ -161,7 +165,7 @@ def gradescope_json(result: LayersResult) -> dict:
         else:
             smallest = pair.minimal or pair.first
             output = (f"disagrees with torch: {worst_text(smallest.failing[0])}\n"
-                      f"smallest failing case: {smallest.case.describe()}\n{inputs_text(smallest)}\n"
+                      f"smallest failing case: {smallest.case.describe()}\n{inputs_text(smallest, pair)}\n"
                       f"note: {pair.note}\nrepro: {repro(result, pair)}")
         tests.append({"name": pair.label, "score": 1.0 if pair.passed else 0.0, "max_score": 1.0,
                       "output": output, "status": "passed" if pair.passed else "failed"})
@@ -189,7 +193,8 @@ def render_html(result: LayersResult) -> str:
             smallest = pair.minimal or pair.first
             failures.append({
                 "family": pair.family, "function": pair.label, "first_case": pair.first.case.describe(),
-                "minimal_case": smallest.case.describe(), "repro": repro(result, pair), "inputs": inputs_text(smallest),
+                "minimal_case": smallest.case.describe(), "repro": repro(result, pair),
+                "inputs": inputs_text(smallest, pair),
                 "records": [{"output": r.name, "problem": r.problem, "worst_index": str(tuple(r.worst_index)),
                              "hand_value": _g(r.hand_value), "reference_value": _g(r.reference_value),
                              "allowed": _g(r.allowed), "n_mismatched": r.n_mismatched, "n_elements": r.n_elements}
