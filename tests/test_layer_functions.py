@@ -101,8 +101,9 @@ def test_the_affine_bug_is_said_as_a_missing_transpose(good, bugs):
 
 def test_torchs_momentum_convention_fails_on_the_running_statistics(good, bugs):
     result = check_layers(module_with(good, **bugs["batchnorm_momentum"]), only=["batchnorm"])
-    names = {r.name for p in result.present for r in p.minimal.failing}
-    assert names <= {"running_mean", "running_var"} and names
+    failing = [r for p in result.present for r in p.minimal.failing]
+    assert {r.name for r in failing} == {"running_mean", "running_var"}
+    assert all("matches torch's momentum convention (momentum weighs the new value)" in r.note for r in failing)
 
 
 def test_the_smallest_failing_case_is_no_larger_than_the_first(good, bugs):

@@ -303,7 +303,34 @@ class BatchNormFamily(Family):
                 items.append(failed_record(key, f"{name} left no {key!r} in its param dict"))
                 continue
             items.append((key, param[key], value, E[key]))
-        return [r for r in items if not isinstance(r, tuple)] + judge([r for r in items if isinstance(r, tuple)])
+        judged = judge([r for r in items if isinstance(r, tuple)])
+        if training:
+            judged = [r if r.passed else _said(r, param[r.name], torch_rules(p, x, mu, var, h["momentum"])[r.name])
+                      for r in judged]
+        return [r for r in items if not isinstance(r, tuple)] + judged
+
+
+def torch_rules(p: dict, x: np.ndarray, mu: np.ndarray, var: np.ndarray, k: float) -> dict[str, list]:
+    """What the running statistics would be under the rules a convention's implementation is
+    tempted by instead: torch's momentum (the weight of the new value), the unbiased variance."""
+    N = x.size // x.shape[1]
+    unbiased = var * N / max(N - 1, 1)
+    rm, rv = p["running_mean"], p["running_var"]
+    new = "torch's momentum convention (momentum weighs the new value)"
+    return {"running_mean": [(new, (1 - k) * rm + k * mu)],
+            "running_var": [(new, (1 - k) * rv + k * var),
+                            ("the unbiased variance (torch's)", k * rv + (1 - k) * unbiased),
+                            (f"{new} with the unbiased variance: torch's rule", (1 - k) * rv + k * unbiased)]}
+
+
+def _said(record, hand, rules: list):
+    """A failing running-statistics record with a note naming the rule the user's value follows."""
+    h = np.asarray(hand, dtype=np.float64) if isinstance(hand, np.ndarray) else None
+    for text, value in rules:
+        if h is not None and h.shape == value.shape and np.allclose(h, value, rtol=1e-12, atol=1e-300):
+            return dataclasses.replace(record, note=f"matches {text}; the convention's momentum weighs the old "
+                                                    f"value and its running variance is biased")
+    return record
 
 
 class SpatialBatchNorm(BatchNormFamily):

@@ -27,7 +27,7 @@ FILES = {"functions": "functions.csv", "discrepancies": "discrepancies.csv", "ht
 FUNCTION_COLUMNS = ["function", "passed", "cases", "first diverging output", "worst element", "note",
                     "smallest failing case", "repro"]
 DISCREPANCY_COLUMNS = ["function", "case", "output", "status", "problem", "worst_index", "hand_value",
-                       "reference_value", "allowed", "margin", "n_mismatched", "n_elements", "case_description"]
+                       "reference_value", "allowed", "margin", "n_mismatched", "n_elements", "note", "case_description"]
 
 
 def _g(v: Any) -> str:
@@ -43,7 +43,8 @@ def worst_text(record) -> str:
     if expected is None or math.isnan(expected):          # not kept where the user's value is not finite
         expected = record.torch_value
     return (f"{record.name}{index}: {_g(record.hand_value)} where {_g(expected)} is expected "
-            f"(allowed ±{record.allowed:.1e}; {record.n_mismatched} of {record.n_elements} elements off)")
+            f"(allowed ±{record.allowed:.1e}; {record.n_mismatched} of {record.n_elements} elements off)"
+            + (f": {record.note}" if record.note else ""))
 
 
 def repro(result: LayersResult, pair: PairResult) -> str:
@@ -94,7 +95,7 @@ def discrepancy_frame(result: LayersResult) -> pd.DataFrame:
                              "problem": r.problem, "worst_index": " ".join(map(str, r.worst_index)),
                              "hand_value": r.hand_value, "reference_value": r.reference_value, "allowed": r.allowed,
                              "margin": r.margin, "n_mismatched": r.n_mismatched, "n_elements": r.n_elements,
-                             "case_description": outcome.case.describe()})
+                             "note": r.note, "case_description": outcome.case.describe()})
     return pd.DataFrame(rows, columns=DISCREPANCY_COLUMNS)
 
 
