@@ -12,11 +12,11 @@ _EXPORTS = {
     "TOLERANCES": "verify.core.compare", "Comparison": "verify.core.compare", "NetSpec": "verify.core.spec",
     "build_twin": "verify.core.twin", "from_torch": "verify.core.twin", "torch_trace": "verify.core.twin",
     "SpecError": "verify.errors", "CaseResult": "verify.harness.trace", "check": "verify.harness.trace",
-    "__version__": "verify.meta",
+    "__version__": "verify.meta", "check_layers": "verify.layers.run", "StackSpec": "verify.core.stack",
 }
 
-__all__ = ["CaseResult", "Comparison", "NetSpec", "STARTED", "SpecError", "TOLERANCES", "__version__",
-           "assert_matches_torch", "build_twin", "check", "check_implementation", "from_torch",
+__all__ = ["CaseResult", "Comparison", "NetSpec", "STARTED", "SpecError", "StackSpec", "TOLERANCES", "__version__",
+           "assert_matches_torch", "build_twin", "check", "check_implementation", "check_layers", "from_torch",
            "torch_trace"]
 
 

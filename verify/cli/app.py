@@ -1,4 +1,4 @@
-"""The `verify` command: check, run, mutants, explain.
+"""The `verify` command: check, run, mutants, explain, layers.
 
 Exit status everywhere: 0 all agree, 1 a discrepancy, 2 bad input (one line on stderr).
 """
@@ -29,6 +29,7 @@ from verify.explain.page import explain_command
 from verify.harness import trace
 from verify.harness.diagnose import describe_case
 from verify.harness.localise import with_location
+from verify.layers.command import add_layers_parser, layers_command
 from verify.meta import __version__
 from verify.mutants.run import DEFAULT_OUT as MUTANTS_OUT
 from verify.mutants.run import FILES as MUTANT_FILES
@@ -225,6 +226,9 @@ def validate(args: argparse.Namespace) -> None:
             _check_memory(args, f"{short(str(spec))} at batch {batch}", limits.case_bytes(spec.widths, batch))
         if args.out:
             args.out = str(check_out_file(args.out))
+    elif args.command == "layers":
+        if args.examples > limits.MAX_EXAMPLES:
+            raise UsageError(f"--examples {args.examples}: at most {limits.MAX_EXAMPLES:,} per pair")
 
 
 RUN_ARCHITECTURES = ("dense", "stack")    # what `verify run` draws by default
@@ -387,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse a case estimated to need more memory (e.g. 8G; default: "
                         f"{limits.MEMORY_FRACTION:.0%}% of the memory available)")
     p.set_defaults(func=cmd_explain)
+
+    add_layers_parser(sub, _positive, _seed, _seconds).set_defaults(func=layers_command)
     return parser
 
 

@@ -68,6 +68,12 @@ def _module(layer: Layer, in_shape: tuple, p: dict, dtype: torch.dtype) -> nn.Mo
     return module.to(dtype)
 
 
+def torch_layer(layer: Layer, in_shape: tuple, p: dict, dtype: torch.dtype) -> nn.Module:
+    """One layer's torch counterpart holding ``p`` (our names, numpy arrays) in ``dtype``: the
+    reference of a user's layer functions (verify.layers)."""
+    return _module(layer, in_shape, p, dtype)
+
+
 def build_stack_twin(spec: Any, params: Sequence[dict], dtype: str | None = None) -> nn.Sequential:
     """The twin of ``spec`` holding ``params`` (one dict per layer) in ``dtype`` (default the spec's),
     in the spec's mode."""

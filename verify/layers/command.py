@@ -1,0 +1,74 @@
+"""`verify layers FILE_OR_MODULE`: sweep a module's layer functions, print one line per pair,
+write the reports; exit 0 when every pair found agrees, 1 when any disagrees (2, bad input, is
+the CLI's: a UsageError)."""
+from __future__ import annotations
+
+import argparse
+
+from verify.errors import UsageError
+from verify.layers.families import FAMILIES
+from verify.layers.report import DEFAULT_OUT, FILES, GRADESCOPE, terminal_row, verdict_text, write_layer_reports
+from verify.layers.run import DEFAULT_EXAMPLES, check_layers, load_module
+from verify.report.frames import plural
+from verify.report.output import check_out_dir
+
+HELP = ("Find the forward/backward layer functions of the CS231n convention in a module "
+        "(affine_forward/affine_backward, relu_*, batchnorm_* with bn_param, dropout_*, "
+        "conv_*_naive, max_pool_*_naive, spatial_batchnorm_*, layernorm_*, spatial_groupnorm_*, "
+        "softmax_loss, svm_loss) and check each pair against torch on hypothesis-drawn cases. "
+        "Loading FILE runs its top-level code, as importing it would.")
+
+
+def add_layers_parser(sub, positive, seed, seconds) -> argparse.ArgumentParser:
+    p = sub.add_parser("layers", help="check hand-written layer functions (CS231n convention) against torch",
+                       description=HELP)
+    p.add_argument("target", metavar="FILE_OR_MODULE",
+                   help="path/to/layers.py or a module name (imported from the current directory too); "
+                        "loading it runs its top-level code")
+    p.add_argument("--only", default=None, metavar="A,B",
+                   help=f"families to check (default: all): {', '.join(FAMILIES)}")
+    p.add_argument("--examples", type=positive, default=DEFAULT_EXAMPLES, metavar="N",
+                   help=f"cases per function pair (default: {DEFAULT_EXAMPLES})")
+    p.add_argument("--seed", type=seed, default=0, metavar="S",
+                   help="sweep seed: the same seed draws the same cases (default: 0)")
+    p.add_argument("--out", default=None, metavar="DIR", help=f"report directory (default: {DEFAULT_OUT})")
+    p.add_argument("--dropout-p", choices=("keep", "drop"), default=None,
+                   help="what dropout_param['p'] is: the keep probability (later versions of the "
+                        "convention) or the drop probability (early ones); default: read from "
+                        "dropout_forward's docstring, else keep (the report says which)")
+    p.add_argument("--time-limit", type=seconds, default=10.0, metavar="SECONDS",
+                   help="stop a call of a user function after this long (default: 10; 0: none)")
+    p.add_argument("--format", choices=("report", "gradescope"), default="report",
+                   help="gradescope: also write the autograder's results.json in --out, one test per pair "
+                        "(each pair found, or each named by --only, absent ones scoring 0), 1 point each, "
+                        "all or nothing (default: report)")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each call of a user function in a child process, killed when it outlives "
+                        "the time limit: for code that ignores SIGALRM, catches BaseException or ends "
+                        "the process (slower)")
+    return p
+
+
+def layers_command(args: argparse.Namespace) -> int:
+    only = [t.strip() for t in args.only.split(",") if t.strip()] if args.only else None
+    unknown = sorted(set(only or ()) - set(FAMILIES))
+    if unknown:
+        raise UsageError(f"--only: unknown {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
+    out = args.out or DEFAULT_OUT
+    gradescope = args.format == "gradescope"
+    check_out_dir(out, [*FILES.values(), *([GRADESCOPE] if gradescope else [])])
+    module = load_module(args.target)
+    print(f"verify layers {args.target}: {plural(args.examples, 'case')} per pair (seed {args.seed})", flush=True)
+
+    def tick(pair) -> None:
+        print(terminal_row(pair), flush=True)
+
+    result = check_layers(module, only=only, examples=args.examples, seed_value=args.seed,
+                          dropout_p=args.dropout_p, time_limit=args.time_limit, isolate=args.isolate,
+                          target=args.target, progress=tick)
+    paths = write_layer_reports(result, out, gradescope=gradescope)
+    print(verdict_text(result))
+    print(f"report: {paths['html']}")
+    if gradescope:
+        print(f"autograder results: {paths['gradescope']}")
+    return 0 if result.passed else 1
