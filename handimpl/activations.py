@@ -212,6 +212,11 @@ class Activation:
     def __repr__(self) -> str:
         return f"<activation {self.name}>"
 
+    def __reduce__(self):
+        """Pickled by name (a layer stack sent to a worker process holds activations; their cached
+        textbook forms hold functions that do not pickle): the registered object comes back."""
+        return (_registered, (self.name,))
+
 
 class Identity(Activation):
     """f(z) = z;  f'(z) = 1."""
@@ -743,6 +748,10 @@ class LogSoftmax(Activation):
         return Eg + held_p * Eg.sum(axis=1, keepdims=True) + np.abs(total) * moved_p + u * (
             2 * held_g + held_p * ((k + 2) * held_g.sum(axis=1, keepdims=True)
                                    + LIBRARY_ULPS * (np.abs(total) + Eg.sum(axis=1, keepdims=True))))
+
+
+def _registered(name: str) -> Activation:
+    return ACTIVATIONS[name]
 
 
 ACTIVATIONS: Registry[Activation] = Registry("activation", {

@@ -137,6 +137,10 @@ class Loss:
     def __repr__(self) -> str:
         return f"<loss {self.name}>"
 
+    def __reduce__(self):
+        """Pickled by name, as an activation is: the registered object comes back."""
+        return (_registered, (self.name,))
+
 
 class MSELoss(Loss):
     """ℓ = (a - y)²;  ∂ℓ/∂a = 2(a - y). 'mean' divides by m·k (every element), not by m.
@@ -530,6 +534,10 @@ class PoissonNLLLoss(Loss):
 
     def dmagnitudes(self, a, y, log_input=True, full=False, eps=1e-8):
         return quiet_exp(a) + np.abs(y) if log_input else 1 + np.abs(y / (a + eps))
+
+
+def _registered(name: str) -> Loss:
+    return LOSSES[name]
 
 
 LOSSES: Registry[Loss] = Registry("loss", {

@@ -150,3 +150,12 @@ def test_a_mangled_stack_spec_parses_and_round_trips_or_is_one_line(text, edits)
         assert "\n" not in str(e)
     else:
         assert StackSpec.parse(str(spec)) == spec
+
+
+def test_a_sweep_of_stacks_in_two_worker_processes_gives_the_one_process_records():
+    from verify.sweep.run import sweep
+    one = sweep(examples=40, seed=5, jobs=1, architectures=["stack"], max_shrunk=0)
+    two = sweep(examples=40, seed=5, jobs=2, architectures=["stack"], max_shrunk=0)
+    assert [str(r.spec) for r in one.results] == [str(r.spec) for r in two.results]
+    assert [r.records for r in one.results] == [r.records for r in two.results]
+    assert all(hasattr(r.spec, "layers") for r in one.results)
