@@ -17,7 +17,6 @@ a float32 intermediate in a float64 case, or a relative perturbation of a result
 """
 from __future__ import annotations
 
-import copy
 import functools
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -65,7 +64,8 @@ def widened(obj: Any, methods: dict[str, str]) -> Any:
     forms = getattr(obj, "textbook", ())
     if not forms:
         return obj
-    view = copy.copy(obj)
+    view = object.__new__(type(obj))        # a shallow copy (copy.copy would reduce it by name to obj itself)
+    view.__dict__.update(obj.__dict__)
     for part, method in methods.items():
         extra = [t.terms for t in forms if t.part == part]
         if extra:

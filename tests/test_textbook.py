@@ -242,3 +242,34 @@ def test_a_difference_at_a_kink_names_torchs_derivative_there():
                if not r.passed]
     assert failing and all(r.first_divergence.at_kink for r in failing)
     assert "torch's is relu′(z) = 1 if z > 0 else 0" in describe_case(failing[0])
+
+
+@pytest.mark.parametrize("name", [n for n, a in ACTIVATIONS.items() if a.textbook])
+def test_a_textbook_view_leaves_the_registered_activation_as_it_was(name):
+    act = ACTIVATIONS[name]
+    before = (act.f_terms, act.df_terms)
+    view = act.textbook_view
+    assert view is not act
+    assert "f_terms" not in vars(act) and "df_terms" not in vars(act)
+    assert (act.f_terms.__func__, act.df_terms.__func__) == (before[0].__func__, before[1].__func__)
+    z = np.linspace(-3, 3, 7)[None, :]
+    assert np.isfinite(view.f_terms(z, act.f(z))).all() and np.isfinite(act.f_terms(z, act.f(z))).all()
+
+
+@pytest.mark.parametrize("name", [n for n, loss in LOSSES.items() if loss.textbook])
+def test_a_textbook_view_leaves_the_registered_loss_as_it_was(name):
+    loss = LOSSES[name]
+    assert loss.textbook_view is not loss
+    assert "magnitudes" not in vars(loss) and "dmagnitudes" not in vars(loss)
+
+
+def test_a_tensor_beyond_its_tight_allowance_computed_from_a_failing_one_inherits_and_is_not_imprecise():
+    from verify.core.spec import NetSpec
+    from verify.core.verdict import refine
+    spec = NetSpec.parse("3-4-2:elu,identity:mse_loss")
+    z2 = _record(name="z2", quantity="z", layer=2, passed=False, status="diverges", problem="shape (1,) where …")
+    a2 = _record(name="a2", quantity="a", layer=2, passed=True, status="imprecise", n_imprecise=3, n_elements=8)
+    dW1 = _record(name="dW1", quantity="dW", layer=1, passed=True, status="imprecise", n_imprecise=1, n_elements=12)
+    out = {r.name: r for r in refine(spec, None, {}, {}, 0.1, [z2, a2, dW1], textbook=True)}
+    assert out["a2"].status == "inherits" and not out["a2"].passed and "computed from z2" in out["a2"].note
+    assert out["dW1"].status == "imprecise" and out["dW1"].passed       # reads δ¹ and x, which agree

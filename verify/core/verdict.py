@@ -46,11 +46,22 @@ def refine(spec: Any, case: Any, hand: dict, ref: dict, lr: float,
     local = stack_local_steps if isinstance(spec, StackSpec) else local_steps
     steps = local(spec, case, hand, lr, failing, textbook=textbook) if failing else {}
     agreeing = {r.name for r in records if r.passed}
-    first_failing = next((r.name for r in records if not r.passed), "")
+    failed = {r.name for r in records if not r.passed}
     out = []
     for r in records:
         if r.status == "imprecise":
-            out.append(dataclasses.replace(r, note=precision_note(spec, r, first_failing)))
+            bad = [n for n in step_inputs(spec, r.name) if n in failed]
+            if not bad:
+                out.append(dataclasses.replace(r, note=precision_note(spec, r)))
+                continue
+            # beyond its tight allowance and computed from a tensor that does not agree: the
+            # difference is that tensor's, not a textbook formula's
+            agreeing.discard(r.name)
+            failed.add(r.name)
+            out.append(dataclasses.replace(
+                r, passed=False, status="inherits", n_mismatched=r.n_imprecise,
+                note=f"beyond its tight allowance (within the textbook one), computed from "
+                     f"{', '.join(bad)}, which does not agree"))
             continue
         if r.passed or r.problem:
             out.append(r)
@@ -134,10 +145,11 @@ def _stack_functions_of_step(spec: Any, name: str) -> list[tuple[str, Any, str]]
     return []
 
 
-def precision_note(spec: Any, r: Comparison, failing: str = "") -> str:
+def precision_note(spec: Any, r: Comparison) -> str:
     """Why an imprecise tensor passes: the textbook forms its own step evaluates (or, for a
-    step that evaluates none, those of the whole case, whose digits it carries, or the failing
-    tensor ``failing`` of the case), with the digits lost at its worst element."""
+    step that evaluates none, those of the whole case, whose digits it carries), with the digits
+    lost at its worst element. (One computed from a tensor that does not agree is not imprecise:
+    refine makes it inherit.)"""
     forms = [(who, t) for who, fn, part in _functions_of_step(spec, r.name) for t in fn.textbook if t.part == part]
     carried = not forms
     if carried:
@@ -151,8 +163,7 @@ def precision_note(spec: Any, r: Comparison, failing: str = "") -> str:
     head = (f"within the textbook allowance only ({r.n_imprecise} of {r.n_elements} "
             f"element{'s' if r.n_elements != 1 else ''})")
     if carried:
-        also = f", or from {failing}, which does not agree" if failing else ""
-        return f"{head}, carried from upstream{also}; where a documented formula written as is {said}"
+        return f"{head}, carried from upstream, where a documented formula written as is {said}"
     return f"{head}: {said}"
 
 
