@@ -1,7 +1,11 @@
 """The README opens with the two commands, and .ci/run runs the test one verbatim."""
 import pathlib
 import re
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:          # Python 3.10: tomli, which mypy (the test extra) needs there
+    import tomli as tomllib
 
 from packaging.version import Version
 
@@ -40,3 +44,11 @@ def test_ci_tests_the_lower_bound_of_every_declared_dependency():
     assert {name: Version(v) for name, v in _pins().items()} == {name: Version(v) for name, v in lower.items()}
     assert all(re.fullmatch(r"[\w-]+>=[\w.]+,<[\w.]+", d) for d in declared)    # bounded above too
     assert "-c .ci/oldest-versions.txt" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_ci_runs_the_wheel_test_which_runs_every_command_from_the_installed_wheel():
+    assert "\n.ci/wheel\n" in (ROOT / ".ci" / "run").read_text()
+    wheel = (ROOT / ".ci" / "wheel").read_text()
+    for command in ("verify run", "verify check --impl", "verify mutants", "verify explain --tutorial-example",
+                    "--format \"$format\"", "twine check", "--verify-report gate"):
+        assert command in wheel, command
