@@ -32,6 +32,11 @@ STRICT_DEFAULT = False
 OBSERVERS: list[Callable[["CaseResult"], None]] = []
 
 
+# How a CaseResult shows itself in a notebook (CaseResult._repr_html_): installed by
+# verify.report.notebook, which the verify package imports; None: the plain repr only.
+HTML_SUMMARY: Callable[["CaseResult"], str] | None = None
+
+
 def notify(result: "CaseResult") -> None:
     for observe in OBSERVERS:
         observe(result)
@@ -89,6 +94,10 @@ class CaseResult:
     def repro(self) -> str:
         """The shell command that runs this check again (verify.byo.target.repro_command)."""
         return repro_command(self.spec, self.seed, self.batch, self.impl)
+
+    def _repr_html_(self) -> str | None:
+        """A notebook's view: the verdict, the tensors by status, the card of a failing case."""
+        return None if HTML_SUMMARY is None else HTML_SUMMARY(self)
 
 
 def references(spec: NetSpec, case: Case, lr: float) -> tuple[Trace, Trace | None]:
