@@ -116,7 +116,7 @@ def split_name(name: str) -> tuple[str, int | None]:
     return name, None
 
 
-def _ulps(ht: np.ndarray) -> np.ndarray:
+def _ulps(ht: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """How many representable floats lie between ht[0] and ht[1], elementwise, as float64
     (exact up to 2**53). Floats map to integers that are consecutive for consecutive floats;
     their difference, which for float64 values of opposite signs can exceed int64, is taken
@@ -150,7 +150,7 @@ class Pair(NamedTuple):
     textbook: Any = None
 
 
-def _prepare(pair: Pair, dtype: str) -> tuple[np.ndarray | None, np.ndarray, str]:
+def _prepare(pair: Pair, dtype: str) -> tuple[np.ndarray[Any, Any] | None, np.ndarray[Any, Any], str]:
     """(h, t, "") ready to compare, or (None, t, the problem that prevents it)."""
     t = np.asarray(pair.ref)
     hand = pair.hand
@@ -177,13 +177,13 @@ class _Segments:
         self.starts = np.array([0, *itertools.accumulate(sizes[:-1])], dtype=np.intp)
         self.ids = np.repeat(np.arange(len(sizes)), sizes)
 
-    def max(self, v: np.ndarray) -> np.ndarray:
+    def max(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         return np.maximum.reduceat(v, self.starts, axis=-1)
 
-    def sum(self, v: np.ndarray) -> np.ndarray:
+    def sum(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         return np.add.reduceat(v, self.starts, axis=-1)
 
-    def norm(self, v: np.ndarray, top: np.ndarray) -> np.ndarray:
+    def norm(self, v: np.ndarray[Any, Any], top: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """‖v‖₂ of each segment of each row, given ``top``, each segment's max|v|. A segment
         where a square could overflow or underflow (max|v| beyond 1e±150, or not finite) is
         scaled by its max|v| first; the others are not, so that each segment's norm depends
@@ -196,13 +196,13 @@ class _Segments:
         scaled = scale * np.sqrt(self.sum((v / scale[..., self.ids]) ** 2))
         return np.where(safe, plain, np.where(np.isfinite(top), scaled, top))
 
-    def first_argmax(self, v: np.ndarray) -> np.ndarray:
+    def first_argmax(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """The index of each segment's largest value (its first, on ties; v without NaN)."""
         at_max = v == self.max(v)[self.ids]
         return np.minimum.reduceat(np.where(at_max, np.arange(v.size), v.size), self.starts)
 
 
-def _norm_rel(nd: np.ndarray, nr: np.ndarray) -> np.ndarray:
+def _norm_rel(nd: np.ndarray[Any, Any], nr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """‖d‖/‖r‖ from the two norms: 0 where both are 0, inf where only ‖r‖ is (under the
     caller's np.errstate)."""
     q = nd / nr
@@ -233,10 +233,10 @@ def _or_zero(bound: Any) -> Any:
     return 0.0 if bound is None else bound
 
 
-def _flat_like(c: Any, shape: tuple[int, ...]) -> np.ndarray:
+def _flat_like(c: Any, shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
     """A tensor's bound, flattened, as float64 of the tensor's shape (a scalar is broadcast)."""
     c = np.asarray(c, dtype=np.float64)
-    return c.ravel() if c.shape == shape else np.broadcast_to(c, shape).ravel()
+    return c.ravel() if c.shape == shape else np.broadcast_to(c, shape).ravel()  # type: ignore[no-any-return]
 
 
 def _unravel(i: int, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -253,12 +253,12 @@ def _unravel(i: int, shape: tuple[int, ...]) -> tuple[int, ...]:
 class _Flat(NamedTuple):
     """The tensors of one compare_all call, flattened and concatenated (verify.core.compare)."""
     seg: _Segments
-    hand_torch: np.ndarray        # (2, N) in the dtype: row 0 the implementation, row 1 torch
-    both: np.ndarray              # the same as float64
-    h: np.ndarray                 # float64, non-finite elements set to 0 (see finite)
-    t: np.ndarray
-    r: np.ndarray                 # the reference (torch's own values where no separate one is given)
-    finite: np.ndarray            # h, t and r all finite
+    hand_torch: np.ndarray[Any, Any]        # (2, N) in the dtype: row 0 the implementation, row 1 torch
+    both: np.ndarray[Any, Any]              # the same as float64
+    h: np.ndarray[Any, Any]                 # float64, non-finite elements set to 0 (see finite)
+    t: np.ndarray[Any, Any]
+    r: np.ndarray[Any, Any]                 # the reference (torch's own values where no separate one is given)
+    finite: np.ndarray[Any, Any]            # h, t and r all finite
     everywhere: bool              # finite.all()
     separate: bool                # a separate float64 reference was given
 
@@ -278,8 +278,8 @@ def _flatten(ready: list[Any]) -> _Flat:
     return _Flat(seg, hand_torch, both, h, t, r, finite, everywhere, separate)
 
 
-def _verdict(f: _Flat, bound: np.ndarray, rtol: float, atol: float,
-             textbook: np.ndarray | None = None) -> dict[str, Any]:
+def _verdict(f: _Flat, bound: np.ndarray[Any, Any], rtol: float, atol: float,
+             textbook: np.ndarray[Any, Any] | None = None) -> dict[str, Any]:
     """Which elements miss their allowance, and per tensor: how many, the worst one (by
     |h - r|/allowance, failing ones first), margin and torch_margin (verify.core.compare). With
     a ``textbook`` bound, that one judges, and the elements within it but beyond ``bound`` are

@@ -21,7 +21,7 @@ from verify.errors import SpecError
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # A network's parameters as handimpl takes them: [(W1, b1), ..., (WL, bL)], b None without bias.
-Params = list[tuple[np.ndarray, "np.ndarray | None"]]
+Params = list[tuple[np.ndarray[Any, Any], "np.ndarray[Any, Any] | None"]]
 
 
 class CopiedLinear(nn.Linear):  # type: ignore[misc]  # (mypy reads torch as Any: pyproject.toml)
@@ -56,7 +56,7 @@ def reload_twin(model: nn.Sequential, params: Sequence[tuple[Any, Any]], dtype: 
     return model
 
 
-def torch_target(y: np.ndarray, dtype: str) -> torch.Tensor:
+def torch_target(y: np.ndarray[Any, Any], dtype: str) -> torch.Tensor:
     """y as a tensor: class indices stay int64, everything else takes the float dtype."""
     t = torch.from_numpy(np.array(y))
     return t if t.dtype == torch.int64 else t.to(TORCH_DTYPES[dtype])
@@ -77,7 +77,7 @@ class TwinForward:
         return list(self.model)[0::2]
 
 
-def forward_twin(spec: NetSpec, params: Sequence[tuple[Any, Any]], x: np.ndarray, y: np.ndarray,
+def forward_twin(spec: NetSpec, params: Sequence[tuple[Any, Any]], x: np.ndarray[Any, Any], y: np.ndarray[Any, Any],
                  dtype: str | None = None, retain_a: bool = False,
                  model: nn.Sequential | None = None) -> TwinForward:
     """Build the twin (or take ``model``, a twin of ``spec`` holding ``params`` in ``dtype``) and
@@ -87,7 +87,7 @@ def forward_twin(spec: NetSpec, params: Sequence[tuple[Any, Any]], x: np.ndarray
         return _forward_twin(spec, params, x, y, dtype, retain_a, model)
 
 
-def _forward_twin(spec: NetSpec, params: Sequence[tuple[Any, Any]], x: np.ndarray, y: np.ndarray,
+def _forward_twin(spec: NetSpec, params: Sequence[tuple[Any, Any]], x: np.ndarray[Any, Any], y: np.ndarray[Any, Any],
                   dtype: str | None, retain_a: bool, model: nn.Sequential | None) -> TwinForward:
     model = build_twin(spec, params, dtype) if model is None else model
     layers = list(model)
@@ -119,7 +119,7 @@ def sgd_step(parameters: Any, lr: float) -> None:
         torch._foreach_add_(params, [param.grad for param in params], alpha=-lr)
 
 
-def torch_trace(spec: NetSpec, params: Sequence[tuple[Any, Any]], x: np.ndarray, y: np.ndarray,
+def torch_trace(spec: NetSpec, params: Sequence[tuple[Any, Any]], x: np.ndarray[Any, Any], y: np.ndarray[Any, Any],
                 lr: float = 0.1, dtype: str | None = None, model: nn.Sequential | None = None
                 ) -> dict[str, Any]:
     """One forward/backward on the twin: loss, z{l}, a{l}, delta{l} (= z{l}.grad), dW{l},

@@ -20,7 +20,7 @@ from verify.core.twin import Params, build_twin, reload_twin, torch_trace
 from verify.core.verdict import refine, root_cause
 
 # An implementation of handimpl.backprop's contract: fn(spec, params, x, y) -> {name: array or float}.
-Impl = Callable[[NetSpec, Params, np.ndarray, np.ndarray], Mapping[str, Any]]
+Impl = Callable[[NetSpec, Params, np.ndarray[Any, Any], np.ndarray[Any, Any]], Mapping[str, Any]]
 Trace = dict[str, Any]     # a traced tensor (or the loss, a float) by name: 'z1', 'delta2', 'loss'
 
 # Whether check judges by the tight allowance alone when not told (strict=None): the pytest
@@ -183,7 +183,7 @@ def exact_trace(run: Traced) -> Trace:
     return ref if ref64 is None else ref64
 
 
-def allowances(run: Traced, textbook: bool = False) -> dict[str, np.ndarray]:
+def allowances(run: Traced, textbook: bool = False) -> dict[str, np.ndarray[Any, Any]]:
     """Each traced tensor's bound E·(1 + u_r/u): the a priori bound (verify.bounds) widened by
     the reference's own rounding, itself a correct evaluation in float64 (``textbook``: the
     textbook allowance's bound)."""
