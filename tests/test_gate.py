@@ -13,8 +13,6 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-# one worker runs the whole module, so its module-scoped fixture is built once (pyproject.toml: loadgroup)
-pytestmark = pytest.mark.xdist_group("gate")
 
 USER_TESTS = '''
 import handimpl

@@ -19,9 +19,6 @@ from hypothesis.internal.conjecture import providers
 
 from verify.sweep.draw import draw_all
 
-# one worker runs the whole module, so its module-scoped fixture is built once (pyproject.toml: loadgroup)
-pytestmark = pytest.mark.xdist_group("reproducible")
-
 ROOT = Path(__file__).resolve().parents[1]
 N, SEED = 300, 0          # the reported call: draw_all({}, 300, 0)
 

@@ -21,9 +21,6 @@ from verify.harness.trace import check
 from verify.report.frames import discrepancy_frame
 from verify.report.write import to_csv_text
 
-# one worker runs the whole module, so its module-scoped fixture is built once (pyproject.toml: loadgroup)
-pytestmark = pytest.mark.xdist_group("state")
-
 FIXTURES = Path(__file__).parent / "fixtures"
 HOSTILE = FIXTURES / "hostile_impls.py"
 SWEEP = dict(examples=40, seed=3, max_depth=3, max_width=32, max_batch=32, dtypes=["float32"])
