@@ -1,7 +1,7 @@
 """One name -> object registry, keyed by the torch.nn.functional name."""
 from __future__ import annotations
 
-from typing import Generic, Iterator, TypeVar
+from typing import Generic, ItemsView, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -34,5 +34,5 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def items(self):
+    def items(self) -> ItemsView[str, T]:
         return self._items.items()

@@ -13,6 +13,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+
 USER_TESTS = '''
 import handimpl
 from verify import check_implementation

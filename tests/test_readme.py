@@ -1,7 +1,11 @@
 """The README opens with the two commands, and .ci/run runs the test one verbatim."""
 import pathlib
 import re
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:          # Python 3.10: tomli, which mypy (the test extra) needs there
+    import tomli as tomllib
 
 from packaging.version import Version
 
@@ -39,4 +43,20 @@ def test_ci_tests_the_lower_bound_of_every_declared_dependency():
     lower = dict(re.match(r"([\w-]+)>=([\w.]+)", d).groups() for d in declared)
     assert {name: Version(v) for name, v in _pins().items()} == {name: Version(v) for name, v in lower.items()}
     assert all(re.fullmatch(r"[\w-]+>=[\w.]+,<[\w.]+", d) for d in declared)    # bounded above too
-    assert "-c .ci/oldest-versions.txt" in (ROOT / ".ci" / "run").read_text()
+    assert "-c .ci/oldest-versions.txt" in (ROOT / ".ci" / "matrix").read_text()        # the py310-oldest cell
+    assert "grep -v '^torch==' .ci/oldest-versions.txt" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_matrix_s_oldest_cell_runs_the_oldest_python_that_pyproject_toml_allows():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    oldest_python = re.match(r">=3\.(\d+)", project["requires-python"]).group(1)
+    matrix = (ROOT / ".ci" / "matrix").read_text()
+    assert f"py3{oldest_python}-*) echo 3.{oldest_python}" in matrix and f"CELLS=(py3{oldest_python}-oldest " in matrix
+
+
+def test_ci_runs_the_wheel_test_which_runs_every_command_from_the_installed_wheel():
+    assert "\n.ci/wheel\n" in (ROOT / ".ci" / "run").read_text()
+    wheel = (ROOT / ".ci" / "wheel").read_text()
+    for command in ("verify run", "verify check --impl", "verify mutants", "verify explain --tutorial-example",
+                    "--format \"$format\"", "twine check", "--verify-report gate"):
+        assert command in wheel, command

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis.internal.conjecture import providers
 
 from verify.sweep.draw import draw_all
@@ -37,6 +38,12 @@ def _drawn_in_a_fresh_process(before: str = "") -> list[tuple[str, int, int]]:
     return eval(done.stdout)                 # noqa: S307 - our own repr of str/int tuples
 
 
+@pytest.fixture(scope="module")
+def clean() -> list[tuple[str, int, int]]:
+    """The cases of a fresh process that imports nothing else, drawn once for the module's tests."""
+    return _drawn_in_a_fresh_process()
+
+
 def _module_full_of_literals(where: Path) -> Path:
     """A module of 400 integer literals in the range of a data seed, and some floats and
     strings (fewer than the 1024 constants beyond which hypothesis skips a module)."""
@@ -49,20 +56,18 @@ def _module_full_of_literals(where: Path) -> Path:
     return path
 
 
-def test_importing_a_module_full_of_literals_does_not_change_the_cases(tmp_path):
+def test_importing_a_module_full_of_literals_does_not_change_the_cases(tmp_path, clean):
     _module_full_of_literals(tmp_path)
-    clean = _drawn_in_a_fresh_process()
     after = _drawn_in_a_fresh_process(f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
                                       "import lots_of_literals")
     assert len(clean) == N
     assert after == clean
 
 
-def test_importing_benchmarks_verdict_does_not_change_the_cases():
+def test_importing_benchmarks_verdict_does_not_change_the_cases(clean):
     """The reported trigger: 150 float32 cases in a fresh process, 151 once benchmarks/verdict.py
     is imported (executed as a module that stays in sys.modules, as ``import verdict`` leaves it;
     runpy.run_path drops it again and changed nothing)."""
-    clean = _drawn_in_a_fresh_process()
     after = _drawn_in_a_fresh_process(
         "import importlib.util, sys\n"
         "spec = importlib.util.spec_from_file_location('verdict', 'benchmarks/verdict.py')\n"
@@ -71,7 +76,7 @@ def test_importing_benchmarks_verdict_does_not_change_the_cases():
     assert after == clean
 
 
-def test_the_cases_drawn_here_are_those_of_a_fresh_process(tmp_path):
+def test_the_cases_drawn_here_are_those_of_a_fresh_process(tmp_path, clean):
     """This pytest process has imported far more (the test modules' imports, the plugin);
     and a local module imported just now changes nothing either."""
     sys.path.insert(0, str(tmp_path))
@@ -82,7 +87,7 @@ def test_the_cases_drawn_here_are_those_of_a_fresh_process(tmp_path):
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("lots_of_literals", None)
-    assert here == _drawn_in_a_fresh_process()
+    assert here == clean
 
 
 def test_the_global_random_generators_do_not_change_the_cases():

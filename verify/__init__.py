@@ -24,6 +24,7 @@ def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'verify' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    importlib.import_module("verify.report.notebook")   # installs the notebook summaries (_repr_html_)
     globals()[name] = value
     return value
 

@@ -6,42 +6,66 @@ verify.check with the implementation called safely (verify.byo.call).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from verify.byo.call import DEFAULT_OUT, Impl, load_target, reset_warnings, resolve
+from verify.byo.call import DEFAULT_OUT, load_target, reset_warnings, resolve
 from verify.byo.guard import guarded
 from verify.byo.target import target_of
 from verify.core.spec import shown
 from verify.errors import UsageError
 from verify.harness.diagnose import explain_failure
 from verify.harness.localise import with_location
-from verify.harness.trace import check, strict_or_default
+from verify.harness.trace import CaseResult, Impl, check, strict_or_default
 from verify.report.frames import discrepancy_frame
 from verify.report.write import conclude
 from verify.sweep import strategies
 from verify.sweep.progress import progress_reporter
-from verify.sweep.run import sweep
+from verify.sweep.run import SweepResult, sweep
 from verify.sweep.shrink import failure_groups, signature
 
+if TYPE_CHECKING:
+    import pandas as pd
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
+
 SUPPORT_KEYS = ("activations", "losses", "dtypes")
+Names = Iterable[str] | None      # activation, loss or dtype names; None: all (or what fn supports)
+
+
+class SweepOptions(TypedDict, total=False):
+    """The options of check_implementation and assert_matches_torch: those of ``verify check --impl``."""
+    examples: int | None
+    seed: int
+    activations: Names
+    losses: Names
+    dtypes: Names
+    max_depth: int
+    max_width: int
+    max_batch: int
+    jobs: int
+    progress: Callable[[int, int, int], None] | None
+    time_limit: float | None
+    isolate: bool
+    strict: bool | None
 
 
 # -- sweeping an implementation ------------------------------------------------------------------
 
 def check_case(impl: Impl | str, spec: Any, seed: int, batch: int, *, time_limit: float | None = None,
-               isolate: bool = False, strict: bool = False):
+               isolate: bool = False, strict: bool = False) -> CaseResult:
     """verify.harness.trace.check for one case with ``impl`` (a callable or a TARGET string).
 
     Module-level, so ``functools.partial(check_case, target)`` pickles for jobs > 1."""
     return check(spec, seed, batch, impl=resolve(impl), time_limit=time_limit, isolate=isolate, strict=strict)
 
 
-def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[str, Any]:
+def supported(fn: Impl, *, activations: Names = None, losses: Names = None,
+              dtypes: Names = None) -> dict[str, Any]:
     """The sweep's activations/losses/dtypes: what was asked, within ``fn.supports``.
 
     Raises UsageError when something asked for is outside what ``fn`` declares."""
@@ -52,7 +76,7 @@ def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[s
     unknown = [k for k in declared if k not in SUPPORT_KEYS]
     if unknown:
         raise UsageError(f"{name}.supports: unknown key {shown(unknown[0])}; valid: {', '.join(SUPPORT_KEYS)}")
-    out = {}
+    out: dict[str, Any] = {}
     for kind, asked in (("activations", activations), ("losses", losses), ("dtypes", dtypes)):
         allowed = declared.get(kind)
         if allowed is None:
@@ -75,10 +99,11 @@ def supported(fn: Impl, *, activations=None, losses=None, dtypes=None) -> dict[s
 
 
 def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed: int = 0,
-                         activations=None, losses=None, dtypes=None, max_depth: int = 4,
-                         max_width: int = 16, max_batch: int = 16, jobs: int = 1, progress=None,
-                         time_limit: float | None = None, isolate: bool = False, strict: bool | None = None,
-                         architectures=None):
+                         activations: Names = None, losses: Names = None, dtypes: Names = None,
+                         max_depth: int = 4, max_width: int = 16, max_batch: int = 16, jobs: int = 1,
+                         progress: Callable[[int, int, int], None] | None = None,
+                         time_limit: float | None = None, isolate: bool = False,
+                         strict: bool | None = None, architectures: Names = None) -> SweepResult:
     """verify.sweep.run.sweep over ``impl``, restricted to what it supports. Returns the SweepResult.
 
     Each call of ``impl`` may take ``time_limit`` seconds (default verify.byo.call.TIME_LIMIT);
@@ -103,14 +128,14 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
     reset_warnings()
     check_fn = functools.partial(check_case, impl, time_limit=time_limit, isolate=isolate,
                                  strict=strict_or_default(strict))
-    check_fn.impl_name = target_of(fn)
+    check_fn.impl_name = target_of(fn)  # type: ignore[attr-defined]  # read by verify.sweep.execute
     result = sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
                    max_batch=max_batch, jobs=jobs, check_fn=check_fn, progress=progress,
                    architectures=architectures, **names)
     return dataclasses.replace(result, minimal=tuple(with_location(m, fn) for m in result.minimal))
 
 
-def check_implementation(fn: Impl | str, **options):
+def check_implementation(fn: Impl | str, **options: Unpack[SweepOptions]) -> pd.DataFrame:
     """Sweep ``fn`` against torch; one DataFrame row per compared tensor per case.
 
     Options are those of ``verify check --impl``: examples, seed, activations,
@@ -125,7 +150,7 @@ def check_implementation(fn: Impl | str, **options):
     return frame
 
 
-def assert_matches_torch(fn: Impl | str, **options) -> None:
+def assert_matches_torch(fn: Impl | str, **options: Unpack[SweepOptions]) -> None:
     """For a user's own pytest suite: raise AssertionError, written for a student, naming the
     minimal counterexample and the first diverging tensor, unless every case agrees."""
     result = sweep_implementation(fn, **options)
@@ -133,15 +158,15 @@ def assert_matches_torch(fn: Impl | str, **options) -> None:
         raise AssertionError(_message(result, fn))
 
 
-def _message(result, fn: Impl | str) -> str:
+def _message(result: SweepResult, fn: Impl | str) -> str:
     """explain_failure's message, each counterexample with where its failure was seen."""
-    groups = failure_groups(result.failures)
+    groups: Mapping[Any, object] = failure_groups(result.failures)
     return explain_failure(result, fn, seen=[getattr(groups.get(signature(m)), "text", "") for m in result.minimal])
 
 
 # -- the command ------------------------------------------------------------------------------
 
-def check_impl_command(args) -> int:
+def check_impl_command(args: argparse.Namespace) -> int:
     """``verify check --impl TARGET ...`` without a SPEC: sweep, write the reports, exit 0/1/130
     (2 via UsageError). With a SPEC, verify.cli.cmd_check checks that one case."""
     # Where the reports go is fixed before any user code runs, which may change the directory.

@@ -52,7 +52,7 @@ def tolerances(dtype: str, rtol: float | None = None, atol: float | None = None)
     """(rtol, atol) for dtype; override both or neither, as torch.testing.assert_close."""
     if (rtol is None) != (atol is None):
         raise ValueError("give both rtol and atol, or neither")
-    return (rtol, atol) if rtol is not None else TOLERANCES[dtype]
+    return (rtol, atol) if rtol is not None else TOLERANCES[dtype]  # type: ignore[return-value]  # both given
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,13 @@ class Comparison:
     quantity: str                # z a delta dW db dx loss W_after_step b_after_step
     layer: int | None            # the tutorial's l; None for loss and dx
     dtype: str
-    shape: tuple
+    shape: tuple[int, ...]
     n_elements: int
     max_abs_err: float
     max_rel_err: float
     norm_rel_err: float
     max_ulp: float
-    worst_index: tuple
+    worst_index: tuple[int, ...]
     hand_value: float
     torch_value: float
     n_mismatched: int
@@ -118,19 +118,19 @@ def split_name(name: str) -> tuple[str, int | None]:
     return quantity, int(match["layer"])
 
 
-def _ulps(ht: np.ndarray) -> np.ndarray:
+def _ulps(ht: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """How many representable floats lie between ht[0] and ht[1], elementwise, as float64
     (exact up to 2**53). Floats map to integers that are consecutive for consecutive floats;
     their difference, which for float64 values of opposite signs can exceed int64, is taken
     modulo 2**64 and read as uint64, which holds any distance exactly."""
     ints = {np.dtype("float32"): np.int32, np.dtype("float64"): np.int64}[ht.dtype]
     i = ht.view(ints).astype(np.int64)
-    o = np.where(i < 0, np.iinfo(ints).min - i, i)
+    o = np.where(i < 0, np.iinfo(ints).min - i, i)  # type: ignore[type-var]
     d = (o[0] - o[1]).view(np.uint64)
-    return np.where(o[0] >= o[1], d, -d).astype(np.float64)
+    return np.where(o[0] >= o[1], d, -d).astype(np.float64)  # type: ignore[no-any-return]
 
 
-def problem_record(name: str, dtype: str, shape: tuple, problem: str,
+def problem_record(name: str, dtype: str, shape: tuple[int, ...], problem: str,
                    rtol: float, atol: float) -> Comparison:
     """A failing record for a tensor that could not be compared at all."""
     quantity, layer = split_name(name)
@@ -152,7 +152,7 @@ class Pair(NamedTuple):
     textbook: Any = None
 
 
-def _prepare(pair: Pair, dtype: str) -> tuple[np.ndarray | None, np.ndarray, str]:
+def _prepare(pair: Pair, dtype: str) -> tuple[np.ndarray[Any, Any] | None, np.ndarray[Any, Any], str]:
     """(h, t, "") ready to compare, or (None, t, the problem that prevents it)."""
     t = np.asarray(pair.ref)
     hand = pair.hand
@@ -179,13 +179,13 @@ class _Segments:
         self.starts = np.array([0, *itertools.accumulate(sizes[:-1])], dtype=np.intp)
         self.ids = np.repeat(np.arange(len(sizes)), sizes)
 
-    def max(self, v: np.ndarray) -> np.ndarray:
+    def max(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         return np.maximum.reduceat(v, self.starts, axis=-1)
 
-    def sum(self, v: np.ndarray) -> np.ndarray:
+    def sum(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         return np.add.reduceat(v, self.starts, axis=-1)
 
-    def norm(self, v: np.ndarray, top: np.ndarray) -> np.ndarray:
+    def norm(self, v: np.ndarray[Any, Any], top: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """‖v‖₂ of each segment of each row, given ``top``, each segment's max|v|. A segment
         where a square could overflow or underflow (max|v| beyond 1e±150, or not finite) is
         scaled by its max|v| first; the others are not, so that each segment's norm depends
@@ -193,23 +193,23 @@ class _Segments:
         plain = np.sqrt(self.sum(v * v))
         safe = ((top > 1e-150) & (top < 1e150)) | (top == 0)
         if safe.all():
-            return plain
+            return plain  # type: ignore[no-any-return]
         scale = np.where((top > 0) & np.isfinite(top), top, 1.0)
         scaled = scale * np.sqrt(self.sum((v / scale[..., self.ids]) ** 2))
         return np.where(safe, plain, np.where(np.isfinite(top), scaled, top))
 
-    def first_argmax(self, v: np.ndarray) -> np.ndarray:
+    def first_argmax(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """The index of each segment's largest value (its first, on ties; v without NaN)."""
         at_max = v == self.max(v)[self.ids]
         return np.minimum.reduceat(np.where(at_max, np.arange(v.size), v.size), self.starts)
 
 
-def _norm_rel(nd: np.ndarray, nr: np.ndarray) -> np.ndarray:
+def _norm_rel(nd: np.ndarray[Any, Any], nr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """‖d‖/‖r‖ from the two norms: 0 where both are 0, inf where only ‖r‖ is (under the
     caller's np.errstate)."""
     q = nd / nr
     q[(nd == 0) & (nr == 0)] = 0.0
-    return q
+    return q  # type: ignore[no-any-return]
 
 
 def compare_all(pairs: list[Pair], *, dtype: str, rtol: float, atol: float) -> list[Comparison]:
@@ -220,7 +220,7 @@ def compare_all(pairs: list[Pair], *, dtype: str, rtol: float, atol: float) -> l
         h, t, problem = _prepare(pair, dtype)
         if problem:
             records[i] = problem_record(pair.name, dtype, t.shape, problem, rtol, atol)
-        elif h.size:
+        elif h.size:  # type: ignore[union-attr]  # h is an array where there is no problem
             ready.append((i, pair, h, t))
         else:
             records[i] = Comparison(pair.name, *split_name(pair.name), dtype, t.shape, 0, 0.0, 0.0, 0.0,
@@ -228,20 +228,20 @@ def compare_all(pairs: list[Pair], *, dtype: str, rtol: float, atol: float) -> l
     if ready:
         for i, record in zip([i for i, *_ in ready], _judge(ready, dtype, rtol, atol)):
             records[i] = record
-    return records
+    return records  # type: ignore[return-value]  # every entry is filled
 
 
 def _or_zero(bound: Any) -> Any:
     return 0.0 if bound is None else bound
 
 
-def _flat_like(c: Any, shape: tuple) -> np.ndarray:
+def _flat_like(c: Any, shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
     """A tensor's bound, flattened, as float64 of the tensor's shape (a scalar is broadcast)."""
     c = np.asarray(c, dtype=np.float64)
-    return c.ravel() if c.shape == shape else np.broadcast_to(c, shape).ravel()
+    return c.ravel() if c.shape == shape else np.broadcast_to(c, shape).ravel()  # type: ignore[no-any-return]
 
 
-def _unravel(i: int, shape: tuple) -> tuple[int, ...]:
+def _unravel(i: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     """np.unravel_index for one flat index, as a tuple of ints (C order)."""
     if len(shape) == 2:                 # most tensors: (row, column)
         return divmod(i, shape[1])
@@ -255,17 +255,17 @@ def _unravel(i: int, shape: tuple) -> tuple[int, ...]:
 class _Flat(NamedTuple):
     """The tensors of one compare_all call, flattened and concatenated (verify.core.compare)."""
     seg: _Segments
-    hand_torch: np.ndarray        # (2, N) in the dtype: row 0 the implementation, row 1 torch
-    both: np.ndarray              # the same as float64
-    h: np.ndarray                 # float64, non-finite elements set to 0 (see finite)
-    t: np.ndarray
-    r: np.ndarray                 # the reference (torch's own values where no separate one is given)
-    finite: np.ndarray            # h, t and r all finite
+    hand_torch: np.ndarray[Any, Any]        # (2, N) in the dtype: row 0 the implementation, row 1 torch
+    both: np.ndarray[Any, Any]              # the same as float64
+    h: np.ndarray[Any, Any]                 # float64, non-finite elements set to 0 (see finite)
+    t: np.ndarray[Any, Any]
+    r: np.ndarray[Any, Any]                 # the reference (torch's own values where no separate one is given)
+    finite: np.ndarray[Any, Any]            # h, t and r all finite
     everywhere: bool              # finite.all()
     separate: bool                # a separate float64 reference was given
 
 
-def _flatten(ready: list) -> _Flat:
+def _flatten(ready: list[Any]) -> _Flat:
     seg = _Segments([h.size for _, _, h, _ in ready])
     hand_torch = np.concatenate([h for _, _, h, _ in ready] + [t for _, _, _, t in ready], axis=None)
     hand_torch = hand_torch.reshape(2, -1)
@@ -280,8 +280,8 @@ def _flatten(ready: list) -> _Flat:
     return _Flat(seg, hand_torch, both, h, t, r, finite, everywhere, separate)
 
 
-def _verdict(f: _Flat, bound: np.ndarray, rtol: float, atol: float,
-             textbook: np.ndarray | None = None) -> dict[str, Any]:
+def _verdict(f: _Flat, bound: np.ndarray[Any, Any], rtol: float, atol: float,
+             textbook: np.ndarray[Any, Any] | None = None) -> dict[str, Any]:
     """Which elements miss their allowance, and per tensor: how many, the worst one (by
     |h - r|/allowance, failing ones first), margin and torch_margin (verify.core.compare). With
     a ``textbook`` bound, that one judges, and the elements within it but beyond ``bound`` are
@@ -314,7 +314,7 @@ def _verdict(f: _Flat, bound: np.ndarray, rtol: float, atol: float,
             "torch_margin": seg.max(np.abs(f.t - f.r) / allowance).tolist() if f.separate else [None] * len(n_bad)}
 
 
-def _statistics(f: _Flat) -> dict[str, list]:
+def _statistics(f: _Flat) -> dict[str, list[Any]]:
     """Per tensor, against torch: max_abs_err, max_rel_err, norm_rel_err, max_ulp; against the
     reference (when a separate one is given): hand_ref_err, torch_ref_err."""
     seg = f.seg
@@ -339,7 +339,7 @@ def _statistics(f: _Flat) -> dict[str, list]:
             "torch_ref_err": _norm_rel(norm["t-r"], norm["r"]).tolist() if f.separate else none}
 
 
-def _judge(ready: list, dtype: str, rtol: float, atol: float) -> list[Comparison]:
+def _judge(ready: list[Any], dtype: str, rtol: float, atol: float) -> list[Comparison]:
     with np.errstate(all="ignore"):
         f = _flatten(ready)
         bound = np.concatenate([_flat_like(_or_zero(p.bound), h.shape) for _, p, h, _ in ready])

@@ -72,7 +72,7 @@ class NetSpec:
     init: str = "default"
     target: str = "index"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(self.widths))
         acts = (self.activations,) if isinstance(self.activations, str) else tuple(self.activations)
         if len(acts) == 1 and self.depth > 1:

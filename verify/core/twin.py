@@ -15,13 +15,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from verify.core.spec import NetSpec, SpecError
+from verify.core.spec import NetSpec
 from verify.core.torch_ops import TORCH_ACTIVATIONS, TORCH_LOSSES, activation_name
+from verify.errors import SpecError
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# A network's parameters as handimpl takes them: [(W1, b1), ..., (WL, bL)], b None without bias.
+Params = list[tuple[np.ndarray[Any, Any], "np.ndarray[Any, Any] | None"]]
 
 
-class CopiedLinear(nn.Linear):
+class CopiedLinear(nn.Linear):  # type: ignore[misc]  # (mypy reads torch as Any: pyproject.toml)
     """nn.Linear whose parameters are copied in, never drawn: its reset_parameters does nothing
     (the twin's weights come from handimpl's NumPy draw; drawing torch's first is wasted work)."""
 
@@ -29,7 +32,7 @@ class CopiedLinear(nn.Linear):
         pass
 
 
-def build_twin(spec: NetSpec, params: Sequence, dtype: str | None = None) -> nn.Sequential:
+def build_twin(spec: NetSpec, params: Sequence[tuple[Any, Any]], dtype: str | None = None) -> nn.Sequential:
     """nn.Sequential(Linear, act, Linear, act, ...) holding copies of ``params``."""
     dtype = dtype or spec.dtype
     layers: list[nn.Module] = []
@@ -40,7 +43,7 @@ def build_twin(spec: NetSpec, params: Sequence, dtype: str | None = None) -> nn.
     return reload_twin(nn.Sequential(*layers), params, dtype)
 
 
-def reload_twin(model: nn.Sequential, params: Sequence, dtype: str) -> nn.Sequential:
+def reload_twin(model: nn.Sequential, params: Sequence[tuple[Any, Any]], dtype: str) -> nn.Sequential:
     """The twin's Linear layers given fresh copies of ``params`` in ``dtype`` and no gradients:
     how build_twin fills a new twin, and how a float32 case's twin runs again as its float64
     reference without being built twice."""
@@ -53,7 +56,7 @@ def reload_twin(model: nn.Sequential, params: Sequence, dtype: str) -> nn.Sequen
     return model
 
 
-def torch_target(y: np.ndarray, dtype: str) -> torch.Tensor:
+def torch_target(y: np.ndarray[Any, Any], dtype: str) -> torch.Tensor:
     """y as a tensor: class indices stay int64, everything else takes the float dtype."""
     t = torch.from_numpy(np.array(y))
     return t if t.dtype == torch.int64 else t.to(TORCH_DTYPES[dtype])
@@ -65,16 +68,16 @@ class TwinForward:
     (index 0 unused; z⁽ˡ⁾ retains its grad, δ⁽ˡ⁾), the loss J and the Linear layers."""
     model: nn.Sequential
     X: torch.Tensor
-    z: list
-    a: list
+    z: list[Any]
+    a: list[Any]
     J: torch.Tensor
 
     @property
-    def linears(self) -> list:
+    def linears(self) -> list[Any]:
         return list(self.model)[0::2]
 
 
-def forward_twin(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
+def forward_twin(spec: NetSpec, params: Sequence[tuple[Any, Any]], x: np.ndarray[Any, Any], y: np.ndarray[Any, Any],
                  dtype: str | None = None, retain_a: bool = False,
                  model: nn.Sequential | None = None) -> TwinForward:
     """Build the twin (or take ``model``, a twin of ``spec`` holding ``params`` in ``dtype``) and
@@ -84,11 +87,13 @@ def forward_twin(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
         return _forward_twin(spec, params, x, y, dtype, retain_a, model)
 
 
-def _forward_twin(spec, params, x, y, dtype, retain_a, model) -> TwinForward:
+def _forward_twin(spec: NetSpec, params: Sequence[tuple[Any, Any]], x: np.ndarray[Any, Any], y: np.ndarray[Any, Any],
+                  dtype: str | None, retain_a: bool, model: nn.Sequential | None) -> TwinForward:
     model = build_twin(spec, params, dtype) if model is None else model
     layers = list(model)
     X = torch.from_numpy(np.array(x)).to(TORCH_DTYPES[dtype or spec.dtype]).requires_grad_(True)
-    zs, acts = [None], [X]
+    zs: list[Any] = [None]
+    acts: list[Any] = [X]
     for linear, act in zip(layers[0::2], layers[1::2]):
         z = linear(acts[-1])
         z.retain_grad()                      # δ⁽ˡ⁾ = ∂J/∂z⁽ˡ⁾ is z.grad
@@ -101,7 +106,7 @@ def _forward_twin(spec, params, x, y, dtype, retain_a, model) -> TwinForward:
     return TwinForward(model, X, zs, acts, J)
 
 
-def sgd_step(parameters, lr: float) -> None:
+def sgd_step(parameters: Any, lr: float) -> None:
     """One plain SGD step on ``parameters`` (an iterable, e.g. model.parameters()), exactly as
     torch.optim.SGD(parameters, lr=lr).step() takes it: without momentum, weight decay or
     maximize, its _multi_tensor_sgd is ``torch._foreach_add_(params, grads, alpha=-lr)`` and
@@ -114,7 +119,7 @@ def sgd_step(parameters, lr: float) -> None:
         torch._foreach_add_(params, [param.grad for param in params], alpha=-lr)
 
 
-def torch_trace(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
+def torch_trace(spec: NetSpec, params: Sequence[tuple[Any, Any]], x: np.ndarray[Any, Any], y: np.ndarray[Any, Any],
                 lr: float = 0.1, dtype: str | None = None, model: nn.Sequential | None = None
                 ) -> dict[str, Any]:
     """One forward/backward on the twin: loss, z{l}, a{l}, delta{l} (= z{l}.grad), dW{l},
@@ -142,14 +147,14 @@ def torch_trace(spec: NetSpec, params: Sequence, x: np.ndarray, y: np.ndarray,
     return out
 
 
-def from_torch(module: nn.Module, loss: str = "mse_loss", **options: Any) -> tuple[NetSpec, list]:
+def from_torch(module: nn.Module, loss: str = "mse_loss", **options: Any) -> tuple[NetSpec, Params]:
     """(NetSpec, params) for an nn.Sequential of nn.Linear layers, each optionally followed
     by one supported activation module with default settings. ``options`` are the spec's
     (reduction, init, target and the loss's own options)."""
     modules = list(module.children()) if isinstance(module, nn.Sequential) else [module]
     widths: list[int] = []
     acts: list[str] = []
-    params: list = []
+    params: Params = []
     biases: set[bool] = set()
     dtypes: set[torch.dtype] = set()
     for i, m in enumerate(modules):

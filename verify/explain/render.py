@@ -73,11 +73,10 @@ pre{background:#f6f6f6;padding:.5rem;overflow-x:auto}.note{color:#333}
 nav.toc{background:#f6f6f6;padding:.5rem 1rem;border-radius:6px}nav.toc ol{margin:.3rem 0}"""
 
 
-def render_html(ex: Explanation, stable: bool = False) -> str:
+def _html_body(ex: Explanation, stable: bool) -> list[str]:
+    """The page's content: title, intro, contents and each section's steps, HTML-escaped."""
     e = html.escape
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           f"<title>{e(ex.title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-           f"<h1>{e(ex.title)}</h1>"]
+    out = [f"<h1>{e(ex.title)}</h1>"]
     out += [f"<p>{e(p)}</p>" for p in ex.intro]
     out.append('<nav class="toc"><b>Contents</b><ol>' + "".join(
         f'<li><a href="#s{i}">{e(sec.heading)}</a></li>' for i, sec in enumerate(ex.sections, 1))
@@ -97,8 +96,24 @@ def render_html(ex: Explanation, stable: bool = False) -> str:
             if step.note:
                 out.append(f'<p class="note">{e(step.note)}</p>')
             out.append("</div>")
-    out += ["</body>", "</html>"]
+    return out
+
+
+def render_html(ex: Explanation, stable: bool = False) -> str:
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+           f"<title>{html.escape(ex.title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
+           *_html_body(ex, stable), "</body>", "</html>"]
     return "\n".join(out) + "\n"
+
+
+def render_html_fragment(ex: Explanation, stable: bool = False) -> str:
+    """The page as one element for a notebook cell (Explanation._repr_html_): its stylesheet's
+    rules scoped to the element, none for the notebook's own body."""
+    scoped = CSS.replace("body{", ".verify-explain{", 1)
+    scoped = "\n".join(line if line.startswith(".verify-explain") else
+                       "}".join(f".verify-explain {rule}" if rule.strip() else rule for rule in line.split("}"))
+                       for line in scoped.splitlines())
+    return "\n".join([f'<div class="verify-explain"><style>{scoped}</style>', *_html_body(ex, stable), "</div>"])
 
 
 RENDERERS = {"text": render_text, "md": render_markdown, "html": render_html}

@@ -46,6 +46,11 @@ class Explanation:
     def all_steps(self):
         return [s for sec in self.sections for s in sec.steps]
 
+    def _repr_html_(self) -> str:
+        """A notebook's view of verify.explain.page.explain(...): the HTML page, inline."""
+        from verify.explain.render import render_html_fragment  # render builds on this module
+        return render_html_fragment(self)
+
 
 def max_diff(a, b) -> float:
     """max |a − b| over all elements (0 for empty arrays; nan-aware: nan only if shapes differ)."""

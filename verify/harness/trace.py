@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -9,20 +10,23 @@ import numpy as np
 
 import handimpl
 from handimpl.stack import param_key, stack_backprop
-from verify.byo.call import CALL, TIME_LIMIT, TimeLimit, call_and_step
+from verify.byo.call import CALL, call_and_step
+from verify.byo.guard import TIME_LIMIT, TimeLimit
 from verify.byo.target import DEFAULT_IMPL, repro_command, target_of
 from verify.core.bounds import a_priori, has_textbook
 from verify.core.compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, tolerances
-from verify.core.data import draw_case, draw_stack_case
+from verify.core.data import Case, draw_case, draw_stack_case
 from verify.core.spec import NetSpec
 from verify.core.stack import StackSpec, parse_any
 from verify.core.stack_bounds import has_textbook as stack_has_textbook
 from verify.core.stack_bounds import stack_a_priori
 from verify.core.stack_twin import stack_trace
-from verify.core.twin import build_twin, reload_twin, torch_trace
+from verify.core.twin import Params, build_twin, reload_twin, torch_trace
 from verify.core.verdict import refine, root_cause
 
-Impl = Callable[[Any, list, np.ndarray, np.ndarray], Any]
+# An implementation of handimpl.backprop's contract: fn(spec, params, x, y) -> {name: array or float}.
+Impl = Callable[[NetSpec, Params, np.ndarray[Any, Any], np.ndarray[Any, Any]], Mapping[str, Any]]
+Trace = dict[str, Any]     # a traced tensor (or the loss, a float) by name: 'z1', 'delta2', 'loss'
 
 # Whether check judges by the tight allowance alone when not told (strict=None): the pytest
 # gate's --verify-strict sets it for the session (verify.pytest_plugin).
@@ -31,6 +35,11 @@ STRICT_DEFAULT = False
 # Called with every CaseResult that check returns (the pytest plugin records through one).
 # A sweep's worker processes forward theirs to the parent, which calls these (verify.sweep.run).
 OBSERVERS: list[Callable[["CaseResult"], None]] = []
+
+
+# How a CaseResult shows itself in a notebook (CaseResult._repr_html_): installed by
+# verify.report.notebook, which the verify package imports; None: the plain repr only.
+HTML_SUMMARY: Callable[["CaseResult"], str] | None = None
 
 
 def notify(result: "CaseResult") -> None:
@@ -110,8 +119,12 @@ class CaseResult:
         """The shell command that runs this check again (verify.byo.target.repro_command)."""
         return repro_command(self.spec, self.seed, self.batch, self.impl)
 
+    def _repr_html_(self) -> str | None:
+        """A notebook's view: the verdict, the tensors by status, the card of a failing case."""
+        return None if HTML_SUMMARY is None else HTML_SUMMARY(self)
 
-def references(spec: NetSpec | StackSpec, case, lr: float) -> tuple[dict, dict | None]:
+
+def references(spec: NetSpec | StackSpec, case: Case, lr: float) -> tuple[Trace, Trace | None]:
     """torch's trace and, for float32, the float64 reference on the same data (verify.core.compare),
     run by the same twin reloaded in float64."""
     if isinstance(spec, StackSpec):
@@ -134,15 +147,15 @@ class Traced:
     spec: NetSpec
     seed: int
     batch: int
-    case: Any
-    refs: tuple
-    hand: dict
+    case: Case
+    refs: tuple[Trace, Trace | None]
+    hand: dict[str, Any]
     lr: float
     rtol: float
     atol: float
-    problems: tuple = ()         # about the call: it raised, returned no mapping, missing keys
-    step_problems: tuple = ()
-    mutations: tuple = ()        # inputs it modified in place
+    problems: tuple[Comparison, ...] = ()    # about the call: it raised, returned no mapping, missing keys
+    step_problems: tuple[Comparison, ...] = ()
+    mutations: tuple[Comparison, ...] = ()   # inputs it modified in place
     error: str = ""
     timed_out: bool = False
     impl: str = DEFAULT_IMPL
@@ -183,7 +196,7 @@ def compare_many(runs: list[Traced]) -> list[list[Comparison]]:
 
 def _compare_groups(runs: list[Traced], pairs: list[list[Pair]]) -> list[list[Comparison]]:
     """compare_all over each group of runs of one dtype and tolerance; records per run."""
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple[str, float, float], list[int]] = {}
     for i, run in enumerate(runs):
         groups.setdefault((run.spec.dtype, run.rtol, run.atol), []).append(i)
     judged: list[list[Comparison]] = [[] for _ in runs]
@@ -194,13 +207,13 @@ def _compare_groups(runs: list[Traced], pairs: list[list[Pair]]) -> list[list[Co
     return judged
 
 
-def exact_trace(run: Traced) -> dict:
+def exact_trace(run: Traced) -> Trace:
     """The reference r: the float64 run for a float32 case, torch's own trace for float64."""
     ref, ref64 = run.refs
     return ref if ref64 is None else ref64
 
 
-def allowances(run: Traced, textbook: bool = False) -> dict[str, np.ndarray]:
+def allowances(run: Traced, textbook: bool = False) -> dict[str, np.ndarray[Any, Any]]:
     """Each traced tensor's bound E·(1 + u_r/u): the a priori bound (verify.bounds) widened by
     the reference's own rounding, itself a correct evaluation in float64 (``textbook``: the
     textbook allowance's bound)."""
@@ -228,7 +241,7 @@ def trace(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | No
                       atol=atol, time_limit=time_limit, isolate=isolate, strict=strict)
 
 
-def trace_data(spec: NetSpec, case: Any, seed: int, batch: int, *, impl: Impl | None = None,
+def trace_data(spec: NetSpec, case: Case, seed: int, batch: int, *, impl: Impl | None = None,
                lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
                time_limit: float | None = None, isolate: bool = False, strict: bool = False) -> Traced:
     """trace on given data (a verify.core.data.Case), e.g. one example of a drawn case."""

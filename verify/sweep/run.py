@@ -23,7 +23,7 @@ import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -31,6 +31,10 @@ from verify.harness.trace import CaseResult
 from verify.sweep.execute import INTERRUPTED, CheckFn, Progress, impl_of, run_cases
 from verify.sweep.shrink import MAX_SHRUNK, SHRINK_SECONDS, distinct_failures, shrink_failures, size_key
 from verify.sweep.strategies import cases
+
+# How a SweepResult shows itself in a notebook (SweepResult._repr_html_): installed by
+# verify.report.notebook, which the verify package imports; None: the plain repr only.
+HTML_SUMMARY: Callable[["SweepResult"], str] | None = None
 
 DEFAULT_EXAMPLES = 300
 DEFAULT_OUT = Path("reports") / "latest"
@@ -81,6 +85,10 @@ class SweepResult:
     @property
     def passed(self) -> bool:
         return not self.partial and self.n_failed == 0
+
+    def _repr_html_(self) -> str | None:
+        """A notebook's view: the verdict, the counts, a card per distinct failure."""
+        return None if HTML_SUMMARY is None else HTML_SUMMARY(self)
 
 
 def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[str] | None = None,
