@@ -20,7 +20,7 @@ __all__ = ["CaseResult", "Comparison", "NetSpec", "STARTED", "SpecError", "Stack
            "torch_trace"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'verify' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)

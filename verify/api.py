@@ -118,7 +118,7 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
     names = supported(fn, activations=activations, losses=losses, dtypes=dtypes)
     try:
         strategies.validate(max_depth=max_depth, max_width=max_width, **names)
-        strategies.cases(architectures=architectures)
+        strategies.cases(architectures=None if architectures is None else list(architectures))
     except ValueError as e:
         raise UsageError(str(e)) from None
     if jobs > 1 and not isinstance(impl, str):
@@ -131,7 +131,7 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
     check_fn.impl_name = target_of(fn)  # type: ignore[attr-defined]  # read by verify.sweep.execute
     result = sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
                    max_batch=max_batch, jobs=jobs, check_fn=check_fn, progress=progress,
-                   architectures=architectures, **names)
+                   architectures=None if architectures is None else list(architectures), **names)
     return dataclasses.replace(result, minimal=tuple(with_location(m, fn) for m in result.minimal))
 
 

@@ -333,7 +333,7 @@ class StackSpec:
         return spec if isinstance(spec, StackSpec) else cls.parse(spec)
 
 
-def parse_any(text: str) -> NetSpec | StackSpec:
+def parse_any(text: "str | NetSpec | StackSpec") -> NetSpec | StackSpec:
     """A spec in either form: a stack when it has a '|', else the dense WIDTHS:ACTIVATIONS:LOSS."""
     if isinstance(text, (NetSpec, StackSpec)):
         return text

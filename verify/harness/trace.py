@@ -84,7 +84,7 @@ def _trace_order(L: int, bias: bool) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class CaseResult:
-    spec: NetSpec
+    spec: NetSpec | StackSpec
     seed: int
     batch: int
     records: tuple[Comparison, ...]
@@ -144,7 +144,7 @@ class Traced:
     """One case run on both sides, nothing compared yet: the data, torch's trace and the float64
     reference (``refs``), what the implementation returned (``hand``, its step included) and
     the failing records about the call itself."""
-    spec: NetSpec
+    spec: NetSpec | StackSpec
     seed: int
     batch: int
     case: Case
@@ -231,17 +231,17 @@ def _pairs(run: Traced, textbook: bool = False) -> list[Pair]:
                  loose.get(name)) for name in trace_order(run.spec) if name in run.hand and name in ref]
 
 
-def trace(spec: NetSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
+def trace(spec: NetSpec | StackSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
           lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
           time_limit: float | None = None, isolate: bool = False, strict: bool = False) -> Traced:
     """One case run on both sides (check's arguments), nothing compared yet."""
-    spec = parse_any(spec)
-    case = draw_stack_case(spec, seed, batch) if isinstance(spec, StackSpec) else draw_case(spec, seed, batch)
-    return trace_data(spec, case, seed, batch, impl=impl, lr=lr, rtol=rtol,
+    parsed = parse_any(spec)
+    case = draw_stack_case(parsed, seed, batch) if isinstance(parsed, StackSpec) else draw_case(parsed, seed, batch)
+    return trace_data(parsed, case, seed, batch, impl=impl, lr=lr, rtol=rtol,
                       atol=atol, time_limit=time_limit, isolate=isolate, strict=strict)
 
 
-def trace_data(spec: NetSpec, case: Case, seed: int, batch: int, *, impl: Impl | None = None,
+def trace_data(spec: NetSpec | StackSpec, case: Case, seed: int, batch: int, *, impl: Impl | None = None,
                lr: float = 0.1, rtol: float | None = None, atol: float | None = None,
                time_limit: float | None = None, isolate: bool = False, strict: bool = False) -> Traced:
     """trace on given data (a verify.core.data.Case), e.g. one example of a drawn case."""
