@@ -50,16 +50,20 @@ def _params64(params: list[dict]) -> list[dict]:
     return [{k: (v if k == "mask" else _f64(v)) for k, v in p.items()} for p in params]
 
 
+def _setup(spec: Any, case: Any, textbook: bool) -> tuple:
+    """What stack_a_priori and stack_local_steps both start from: (u, tiny, the layers and the
+    loss (textbook views with ``textbook``), n, reduction, the loss's options, the Context, the
+    float64 parameters, the target)."""
+    layers, loss = functions(spec, textbook)
+    reduction, opts = split_loss_kwargs(spec)
+    return (UNIT_ROUNDOFF[spec.dtype], underflow(spec.dtype), layers, loss, len(layers), reduction, opts,
+            context(spec, case.params), _params64(case.params), _target(case.y))
+
+
 def stack_a_priori(spec: Any, case: Any, ref: dict, lr: float, textbook: bool = False) -> dict[str, np.ndarray]:
     """E for every traced tensor of a stack, from the float64 reference trace ``ref``'s magnitudes."""
-    u, tiny = UNIT_ROUNDOFF[spec.dtype], underflow(spec.dtype)
-    layers, loss = functions(spec, textbook)
-    n = len(layers)
-    reduction, opts = split_loss_kwargs(spec)
-    ctx = context(spec, case.params)
-    P = _params64(case.params)
+    u, tiny, layers, loss, n, reduction, opts, ctx, P, y = _setup(spec, case, textbook)
     X = [case.x if spec.tokens else _f64(case.x)] + [_f64(ref[f"out{i}"]) for i in range(1, n + 1)]
-    y = _target(case.y)
     out: dict[str, np.ndarray] = {}
     with np.errstate(all="ignore"):
         E: list = [np.zeros(np.shape(case.x))]
@@ -146,13 +150,7 @@ def stack_local_steps(spec: Any, case: Any, hand: dict, lr: float, names: set[st
     """For each tensor in ``names``: its step recomputed in float64 from the implementation's own
     inputs, and how far a correct evaluation of that step alone may land. A tensor whose inputs
     the implementation did not return (or returned unusable) is left out."""
-    u, tiny = UNIT_ROUNDOFF[spec.dtype], underflow(spec.dtype)
-    layers, loss = functions(spec, textbook)
-    n = len(layers)
-    reduction, opts = split_loss_kwargs(spec)
-    ctx = context(spec, case.params)
-    P = _params64(case.params)
-    y = _target(case.y)
+    u, tiny, layers, loss, n, reduction, opts, ctx, P, y = _setup(spec, case, textbook)
     m = case.x.shape[0]
     shapes = spec.shapes
 

@@ -181,14 +181,15 @@ def compare_many(runs: list[Traced]) -> list[list[Comparison]]:
     (verify.core.verdict). The runs of one dtype and tolerance go through one compare_all call,
     whose per-call cost then falls on all of them; a case's records do not depend on the
     others judged with it (a sweep compares its cases in groups, verify.sweep.execute.run_block)."""
-    judged = _compare_groups(runs, [_pairs(run) for run in runs])
+    pairs = [_pairs(run) for run in runs]
+    judged = _compare_groups(runs, pairs)
     # A run with a tensor beyond its tight allowance is judged again with the textbook
     # allowance too (docs/verdict.md), where its functions have textbook forms.
     loose = [i for i, (run, records) in enumerate(zip(runs, judged))
              if run.textbook and any(not r.passed and not r.problem for r in records)]
     if loose:
-        for i, records in zip(loose, _compare_groups([runs[i] for i in loose],
-                                                     [_pairs(runs[i], textbook=True) for i in loose])):
+        again = [_with_textbook(runs[i], pairs[i]) for i in loose]
+        for i, records in zip(loose, _compare_groups([runs[i] for i in loose], again)):
             judged[i] = records
     return [refine(run.spec, run.case, run.hand, exact_trace(run), run.lr, records, textbook=run.textbook)
             for run, records in zip(runs, judged)]
@@ -223,12 +224,17 @@ def allowances(run: Traced, textbook: bool = False) -> dict[str, np.ndarray[Any,
     return {name: E * own_error for name, E in bounds.items()}
 
 
-def _pairs(run: Traced, textbook: bool = False) -> list[Pair]:
+def _pairs(run: Traced) -> list[Pair]:
     ref, ref64 = run.refs
     bound = allowances(run)
-    loose = allowances(run, textbook=True) if textbook else {}
-    return [Pair(name, run.hand[name], ref[name], None if ref64 is None else ref64[name], bound.get(name),
-                 loose.get(name)) for name in trace_order(run.spec) if name in run.hand and name in ref]
+    return [Pair(name, run.hand[name], ref[name], None if ref64 is None else ref64[name], bound.get(name))
+            for name in trace_order(run.spec) if name in run.hand and name in ref]
+
+
+def _with_textbook(run: Traced, pairs: list[Pair]) -> list[Pair]:
+    """``pairs`` (the run's, tight bounds computed once) with the textbook allowance's bounds."""
+    loose = allowances(run, textbook=True)
+    return [pair._replace(textbook=loose.get(pair.name)) for pair in pairs]
 
 
 def trace(spec: NetSpec | StackSpec | str, seed: int = 0, batch: int = 4, *, impl: Impl | None = None,
