@@ -50,3 +50,14 @@ def test_an_explanation_renders_inline_as_one_element_whose_styles_stay_inside_i
     style = page[page.index("<style>") + 7:page.index("</style>")]
     assert all(s.strip().startswith(".verify-explain") for rule in re.findall(r"([^{}]+)\{", style)
                for s in rule.split(","))
+
+
+def test_a_sweeps_result_renders_as_html_when_only_verify_api_was_imported():
+    import subprocess
+    import sys
+    code = ("from verify.api import sweep_implementation\n"
+            "import handimpl\n"
+            "page = sweep_implementation(handimpl.backprop, examples=2, seed=0)._repr_html_()\n"
+            "print(page is not None and 'all 2 cases agree' in page)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "True", done.stderr[-2000:]

@@ -22,6 +22,7 @@ from verify.errors import UsageError
 from verify.harness.diagnose import explain_failure
 from verify.harness.localise import with_location
 from verify.harness.trace import CaseResult, Impl, check, strict_or_default
+from verify.report import notebook as _notebook  # noqa: F401  (installs the results' notebook summaries)
 from verify.report.frames import discrepancy_frame
 from verify.report.write import conclude
 from verify.sweep import strategies
