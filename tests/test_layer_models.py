@@ -244,6 +244,9 @@ def test_the_command_exits_1_on_a_bug_with_a_repro_line(tmp_path, capsys, monkey
     (["--model", f"{MODELS}:FullyConnectedNet", "--init", "hidden_dims"], "is not KEY=VALUE"),
     (["--model", f"{MODELS}:FullyConnectedNet", "--init", "colour=blue"], "FullyConnectedNet takes no colour"),
     (["--model", f"{MODELS}:FullyConnectedNet", "--init", "reg=1 +"], "neither a Python literal nor a word"),
+    (["--model", f"{MODELS}:FullyConnectedNet", "--init", "normalization=batch"], "expected None, 'batchnorm'"),
+    (["--model", f"{MODELS}:FullyConnectedNet", "--init", "hidden_dims=[4,0]"], "hidden_dims=0: expected a positive"),
+    (["--model", f"{MODELS}:ThreeLayerConvNet", "--init", "filter_size=4"], "needs an odd filter size"),
     (["--model", f"{MODELS}:Nope"], "has no Nope"),
     (["--model", str(MODELS)], "expected FILE:ClassName"),
     (["--model", f"{MODELS}:np"], "np is a module, not a class"),
@@ -255,6 +258,13 @@ def test_a_bad_model_or_init_is_one_line_and_exit_2(tmp_path, capsys, argv, mess
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and message in captured.err and "Traceback" not in captured.err
     assert captured.out == ""
+
+
+def test_the_result_renders_as_a_table_in_a_notebook(fixtures):
+    import verify
+    _, bugs = fixtures
+    page = verify.check_model(bugs.buggy("reg_without_half"), "reg=0.5")._repr_html_()
+    assert "<table>" in page and "disagrees" in page and "matches the L2 term without its ½" in page
 
 
 def test_init_values_are_literals_or_words():

@@ -141,6 +141,8 @@ def keywords(cls: Any) -> tuple[set[str], bool]:
     return names, True
 
 
+SAMPLE = {"conv": {"input_dim": (1, 4, 4), "num_filters": 1, "filter_size": 3, "hidden_dim": 2},
+          "fc": {"input_dim": 3, "hidden_dims": [2]}, "two": {"input_dim": 3, "hidden_dim": 2}}
 ARCHITECTURES = {"conv": ("num_filters", "filter_size"), "fc": ("hidden_dims",), "two": ("hidden_dim",)}
 
 
@@ -174,11 +176,27 @@ def _normalization(init: dict) -> str | None:
 def structure(arch: str, init: dict, dropout_keep: bool, hyper: dict) -> tuple[StackSpec, list[tuple]]:
     """The twin's StackSpec and, per user parameter, (its key, the stack layer (0-based), the
     layer's parameter name, the user's shape, whether torch's layout is the transpose)."""
-    C = int(init["num_classes"])
+    def size(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{key}={value!r}: expected a positive integer")
+        return int(value)
+
+    C = size("num_classes", init["num_classes"])
     keys: list[tuple] = []
+    norm = init.get("normalization")
+    if norm not in NORMALIZATIONS:
+        raise ValueError(f"normalization={norm!r}: expected None, 'batchnorm' or 'layernorm'")
+    q = _keep_ratio(init, dropout_keep)
+    if not 0 < q <= 1:
+        raise ValueError(f"a keep ratio of {q!r}: expected one in (0, 1]")
     if arch == "conv":
-        ch, H, W = (int(v) for v in init["input_dim"])
-        F, k, Hd = int(init["num_filters"]), int(init["filter_size"]), int(init["hidden_dim"])
+        if not isinstance(init["input_dim"], (tuple, list)) or len(init["input_dim"]) != 3:
+            raise ValueError(f"input_dim={init['input_dim']!r}: expected (C, H, W)")
+        ch, H, W = (size("input_dim", v) for v in init["input_dim"])
+        F, k, Hd = (size(key, init[key]) for key in ("num_filters", "filter_size", "hidden_dim"))
+        if k % 2 == 0 or H < 2 or W < 2:
+            raise ValueError(f"filter_size={k}, input_dim={init['input_dim']!r}: the convention's conv net needs an "
+                             f"odd filter size (its padding keeps the size) and H, W of at least 2 (its 2×2 pool)")
         layers = [Conv2d(F, (k, k), stride=1, padding=(k - 1) // 2), Act("relu"), MaxPool2d(2, 2), Flatten(),
                   Linear(Hd), Act("relu"), Linear(C)]
         spec = StackSpec((ch, H, W), layers, "cross_entropy")
@@ -187,10 +205,11 @@ def structure(arch: str, init: dict, dropout_keep: bool, hyper: dict) -> tuple[S
                 ("W2", 4, "W", (D2, Hd), True), ("b2", 4, "b", (Hd,), False),
                 ("W3", 6, "W", (Hd, C), True), ("b3", 6, "b", (C,), False)]
         return spec, keys
-    hidden = [int(init["hidden_dim"])] if arch == "two" else [int(h) for h in init["hidden_dims"]]
-    D = int(init["input_dim"])
+    hidden = [size("hidden_dim", init["hidden_dim"])] if arch == "two" else \
+        [size("hidden_dims", h) for h in init["hidden_dims"]]
+    D = size("input_dim", init["input_dim"])
     norm = _normalization(init) if arch == "fc" else None
-    q = _keep_ratio(init, dropout_keep) if arch == "fc" else 1.0
+    q = q if arch == "fc" else 1.0
     layers, dims = [], [D, *hidden, C]
     for i, width in enumerate(hidden, start=1):
         keys += [(f"W{i}", len(layers), "W", (dims[i - 1], width), True), (f"b{i}", len(layers), "b", (width,), False)]
@@ -283,9 +302,16 @@ class ModelFamily(Family):
         style = data.draw(st.sampled_from(("normal", "integers")), label="values")
         rng = np.random.default_rng(value_seed)
         try:
-            spec, keys = structure(self.arch, init, self.dropout_keep, {"eps": 1e-5, "momentum": 0.9, **hyper})
-        except (TypeError, ValueError, KeyError):
-            spec, keys = None, []
+            arrays = self._arrays(init, hyper, norm, N, rng, style)
+        except Exception as e:            # noqa: BLE001 - keywords that give no model: a failing case
+            hyper["invalid"] = f"{type(e).__name__}: {e}"
+            arrays = {}
+        return Case(arrays, hyper, style, value_seed)
+
+    def _arrays(self, init: dict, hyper: dict, norm: str | None, N: int, rng: np.random.Generator,
+                style: str) -> dict[str, Any]:
+        """X, y, every parameter and the running statistics of one case."""
+        spec, keys = structure(self.arch, init, self.dropout_keep, {"eps": 1e-5, "momentum": 0.9, **hyper})
         shape = (N, *init["input_dim"]) if self.arch == "conv" else (N, int(init["input_dim"]))
         X = rng.standard_normal(shape) if style == "normal" else rng.integers(-2, 3, shape).astype(np.float64)
         arrays: dict[str, Any] = {"X": X, "y": rng.integers(0, int(init["num_classes"]), N)}
@@ -294,17 +320,19 @@ class ModelFamily(Family):
             arrays[key] = {"W": lambda s: rng.standard_normal(s) * scale, "b": lambda s: rng.normal(0, 0.5, s),
                            "gamma": lambda s: rng.uniform(0.5, 1.5, s),
                            "beta": lambda s: rng.uniform(-0.5, 0.5, s)}[pname](shp)
-        if norm == "batchnorm" and spec is not None:
-            for i, width in enumerate(init["hidden_dims"] if "hidden_dims" in init else [], start=1):
+        if norm == "batchnorm":
+            for i, width in enumerate(init["hidden_dims"], start=1):
                 arrays[f"running_mean{i}"] = rng.normal(0, 0.5, int(width))
                 arrays[f"running_var{i}"] = rng.uniform(0.5, 2.0, int(width))
-        return Case(arrays, hyper, style, value_seed)
+        return arrays
 
     # -- one case ----------------------------------------------------------------------------------
     def check(self, fns, names, case, settings, records):
         cls, name = fns[0], names[0]
         h, a = case.hyper, case.arrays
         init = h["init"]
+        if "invalid" in h:
+            raise Failed(name, f"the keywords {init} give no valid {self.arch} model: {h['invalid']}")
         try:
             spec, keys = structure(self.arch, init, self.dropout_keep, {"eps": 1e-5, "momentum": 0.9, **h})
         except (TypeError, ValueError, KeyError) as e:
@@ -600,6 +628,11 @@ def model_family(where: Any, init_text: str | None, dropout_p: str | None) -> tu
                          f"{', '.join(sorted(accepted)) or 'none'})")
     arch = architecture(cls, name, init)
     keep = dropout_p != "drop"
+    sample = {**SAMPLE[arch], "num_classes": 2, **init}
+    try:
+        structure(arch, sample, keep, {"eps": 1e-5, "momentum": 0.9})
+    except Exception as e:                # noqa: BLE001 - any malformed value: one line
+        raise UsageError(f"--init: {e}") from None
     family = ModelFamily(name, arch, accepted, init, keep)
     how = ""
     if "dropout" in accepted and "dropout_keep_ratio" not in accepted:
