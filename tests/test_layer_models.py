@@ -295,3 +295,19 @@ class Stubborn:
 def test_isolate_kills_a_loss_that_swallows_the_alarm():
     pair = the_pair(check_model(Stubborn, examples=2, time_limit=0.3, isolate=True))
     assert problems(pair) == ["Stubborn.loss did not return within 0.3 s (the time limit): its process was killed"]
+
+
+def test_isolate_still_reads_the_dropout_masks_and_the_running_statistics():
+    pair = the_pair(check_model(f"{MODELS}:FullyConnectedNet", ISSUE_INIT, examples=10, isolate=True))
+    assert pair.passed and pair.cases == 10 and "cannot be read" not in pair.note
+
+
+def test_a_loss_that_exits_names_the_users_line(fixtures):
+    models, _ = fixtures
+
+    class Exits(models.TwoLayerNet):
+        def loss(self, X, y=None):
+            sys.exit(3)
+
+    (problem,) = problems(the_pair(check_model(Exits, examples=2)))
+    assert problem.startswith("Exits.loss raised SystemExit: 3 at test_layer_models.py:") and "sys.exit(3)" in problem

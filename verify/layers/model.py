@@ -352,8 +352,9 @@ class ModelFamily(Family):
         q = _keep_ratio(init, self.dropout_keep) if self.arch == "fc" else 1.0
         X, y = a["X"], a["y"]
 
+        blame = inspect.getattr_static(type(model), "loss", None)
         value, recorded, bn_after = call(_loss_call, f"{name}.loss", (model, X.copy(), y.copy(), dropout_fn, holders),
-                                         settings.limit)
+                                         settings.limit, blame)
         loss, grads = as_tuple(value, f"{name}.loss", 2, "(loss, grads)")
         if not isinstance(grads, dict):
             raise Failed(name, f"{name}.loss returned a {type(grads).__name__} where a dict of gradients is expected")
@@ -373,7 +374,7 @@ class ModelFamily(Family):
         if bn_params is not None and norm == "batchnorm":
             for i, p in enumerate(bn_params, start=1):
                 p["running_mean"], p["running_var"] = a[f"running_mean{i}"].copy(), a[f"running_var{i}"].copy()
-        scores, _, _ = call(_loss_call, f"{name}.loss", (model, X.copy(), None, None, []), settings.limit)
+        scores, _, _ = call(_loss_call, f"{name}.loss", (model, X.copy(), None, None, []), settings.limit, blame)
         test = StackSpec(spec.input, spec.layers, spec.loss, mode="eval")
         test_params = _stack_params(test, keys, a, h, {}, training=False)
         ref_t = stack_trace(test, test_params, X, y, lr=0.0, dtype="float64")
