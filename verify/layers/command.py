@@ -28,11 +28,12 @@ def add_layers_parser(sub, positive, seed, seconds) -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, metavar="FILE:CLASS",
                    help="check a whole model class of the convention instead (FullyConnectedNet, TwoLayerNet, "
                         "ThreeLayerConvNet: model.params, model.loss(X, y) -> (loss, grads)) against a torch twin "
-                        "built from model.params; loading FILE runs its top-level code")
+                        "built from model.params; loading FILE runs its top-level code (default: none, the "
+                        "layer functions of FILE_OR_MODULE are checked)")
     p.add_argument("--init", default=None, metavar="K=V,...",
                    help="with --model: constructor keywords held fixed, e.g. 'hidden_dims=[8,8],"
                         "normalization=batchnorm,dropout_keep_ratio=0.8,reg=0.1' (Python literals or words); "
-                        "the class's other keywords are drawn")
+                        "the class's other keywords are drawn (default: none, every keyword drawn)")
     p.add_argument("--only", default=None, metavar="A,B",
                    help=f"families to check (default: all): {', '.join(FAMILIES)}")
     p.add_argument("--examples", type=positive, default=DEFAULT_EXAMPLES, metavar="N",
