@@ -13,10 +13,12 @@ _EXPORTS = {
     "build_twin": "verify.core.twin", "from_torch": "verify.core.twin", "torch_trace": "verify.core.twin",
     "SpecError": "verify.errors", "CaseResult": "verify.harness.trace", "check": "verify.harness.trace",
     "__version__": "verify.meta", "check_layers": "verify.layers.run", "StackSpec": "verify.core.stack",
+    "check_model": "verify.layers.model",
 }
 
 __all__ = ["CaseResult", "Comparison", "NetSpec", "STARTED", "SpecError", "StackSpec", "TOLERANCES", "__version__",
-           "assert_matches_torch", "build_twin", "check", "check_implementation", "check_layers", "from_torch",
+           "assert_matches_torch", "build_twin", "check", "check_implementation", "check_layers", "check_model",
+           "from_torch",
            "torch_trace"]
 
 

@@ -37,12 +37,14 @@ def copied(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def call(fn: Callable, name: str, args: tuple, limit: TimeLimit) -> Any:
+def call(fn: Callable, name: str, args: tuple, limit: TimeLimit, blame: Any = None) -> Any:
     """``fn(*args)`` under the guard, its warnings silenced (an overflow shows in what it
-    returns); raises Failed for whatever went wrong in it. With ``limit.isolate``, in a forked
-    child killed at the time limit (``_call_isolated``)."""
+    returns); raises Failed for whatever went wrong in it, naming the line of ``blame``'s file
+    (default fn's) where it went wrong. With ``limit.isolate``, in a forked child killed at the
+    time limit (``_call_isolated``)."""
+    blame = fn if blame is None else blame
     if limit.isolate and isolation.AVAILABLE:
-        return _call_isolated(fn, name, args, limit)
+        return _call_isolated(fn, name, args, limit, blame)
     def quietly():
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
@@ -52,12 +54,12 @@ def call(fn: Callable, name: str, args: tuple, limit: TimeLimit) -> Any:
     if e is not None:
         if isinstance(e, CallTimedOut):
             raise Failed(name, f"{name} did not return within {limit.seconds:g} s (the time limit): "
-                               f"{describe_exception(e, fn)}")
-        raise Failed(name, f"{name} raised {describe_exception(e, fn)}")
+                               f"{describe_exception(e, blame)}")
+        raise Failed(name, f"{name} raised {describe_exception(e, blame)}")
     return value
 
 
-def _in_child(fn: Callable, args: tuple) -> tuple:
+def _in_child(fn: Callable, args: tuple, blame: Any = None) -> tuple:
     """In --isolate's child: ('value', what fn returned, its arguments as it left them) or
     ('raised', the exception described with the user's line, None)."""
     try:
@@ -65,7 +67,7 @@ def _in_child(fn: Callable, args: tuple) -> tuple:
             warnings.simplefilter("ignore")
             return "value", fn(*args), args
     except BaseException as e:            # noqa: BLE001 - user code may raise anything
-        return "raised", describe_exception(e, fn), None
+        return "raised", describe_exception(e, fn if blame is None else blame), None
 
 
 def _put_back(given: Any, returned: Any) -> None:
@@ -79,11 +81,11 @@ def _put_back(given: Any, returned: Any) -> None:
         given.update(returned)
 
 
-def _call_isolated(fn: Callable, name: str, args: tuple, limit: TimeLimit) -> Any:
+def _call_isolated(fn: Callable, name: str, args: tuple, limit: TimeLimit, blame: Any = None) -> Any:
     """``fn(*args)`` in a forked child (verify.byo.isolation), killed at the time limit: for code
     that ignores SIGALRM, catches BaseException or ends the process. What it returns comes back
     pickled (a cache that does not pickle is a failing row)."""
-    outcome = isolation.run_forked(_in_child, (fn, args), [limit.seconds or None])
+    outcome = isolation.run_forked(_in_child, (fn, args, blame), [limit.seconds or None])
     if outcome.timed_out:
         limit.expired = True
         raise Failed(name, f"{name} did not return within {limit.seconds:g} s (the time limit): its process was killed")

@@ -22,9 +22,18 @@ HELP = ("Find the forward/backward layer functions of the CS231n convention in a
 def add_layers_parser(sub, positive, seed, seconds) -> argparse.ArgumentParser:
     p = sub.add_parser("layers", help="check hand-written layer functions (CS231n convention) against torch",
                        description=HELP)
-    p.add_argument("target", metavar="FILE_OR_MODULE",
+    p.add_argument("target", metavar="FILE_OR_MODULE", nargs="?",
                    help="path/to/layers.py or a module name (imported from the current directory too); "
                         "loading it runs its top-level code")
+    p.add_argument("--model", default=None, metavar="FILE:CLASS",
+                   help="check a whole model class of the convention instead (FullyConnectedNet, TwoLayerNet, "
+                        "ThreeLayerConvNet: model.params, model.loss(X, y) -> (loss, grads)) against a torch twin "
+                        "built from model.params; loading FILE runs its top-level code (default: none, the "
+                        "layer functions of FILE_OR_MODULE are checked)")
+    p.add_argument("--init", default=None, metavar="K=V,...",
+                   help="with --model: constructor keywords held fixed, e.g. 'hidden_dims=[8,8],"
+                        "normalization=batchnorm,dropout_keep_ratio=0.8,reg=0.1' (Python literals or words); "
+                        "the class's other keywords are drawn (default: none, every keyword drawn)")
     p.add_argument("--only", default=None, metavar="A,B",
                    help=f"families to check (default: all): {', '.join(FAMILIES)}")
     p.add_argument("--examples", type=positive, default=DEFAULT_EXAMPLES, metavar="N",
@@ -50,13 +59,15 @@ def add_layers_parser(sub, positive, seed, seconds) -> argparse.ArgumentParser:
 
 
 def layers_command(args: argparse.Namespace) -> int:
+    if args.model or args.init is not None:
+        return _model_command(args)
+    if not args.target:
+        raise UsageError("verify layers: give FILE_OR_MODULE (layer functions) or --model FILE:CLASS (a whole model)")
     only = [t.strip() for t in args.only.split(",") if t.strip()] if args.only else None
     unknown = sorted(set(only or ()) - set(FAMILIES))
     if unknown:
         raise UsageError(f"--only: unknown {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
-    out = args.out or DEFAULT_OUT
-    gradescope = args.format == "gradescope"
-    check_out_dir(out, [*FILES.values(), *([GRADESCOPE] if gradescope else [])])
+    out, gradescope = _out_dir(args)
     module = load_module(args.target)
     print(f"verify layers {args.target}: {plural(args.examples, 'case')} per pair (seed {args.seed})", flush=True)
 
@@ -66,6 +77,40 @@ def layers_command(args: argparse.Namespace) -> int:
     result = check_layers(module, only=only, examples=args.examples, seed_value=args.seed,
                           dropout_p=args.dropout_p, time_limit=args.time_limit, isolate=args.isolate,
                           target=args.target, progress=tick)
+    return _finish(result, out, gradescope)
+
+
+def _model_command(args: argparse.Namespace) -> int:
+    """`verify layers --model FILE:CLASS [--init K=V,...]`: one row, the same reports and exit codes."""
+    from verify.layers.model import check_model, model_family
+    if not args.model:
+        raise UsageError("--init applies to --model FILE:CLASS")
+    if args.target:
+        raise UsageError(f"verify layers: give FILE_OR_MODULE or --model, not both "
+                         f"({args.target!r} and {args.model!r})")
+    if args.only:
+        raise UsageError("--only applies to a module of layer functions, not to --model")
+    out, gradescope = _out_dir(args)
+    prepared = model_family(args.model, args.init, args.dropout_p)
+    print(f"verify layers --model {args.model}: {plural(args.examples, 'case')} (seed {args.seed})", flush=True)
+    result = check_model(args.model, args.init, examples=args.examples, seed_value=args.seed,
+                         time_limit=args.time_limit, isolate=args.isolate, dropout_p=args.dropout_p,
+                         prepared=prepared)
+    for pair in result.pairs:
+        print(terminal_row(pair), flush=True)
+    return _finish(result, out, gradescope)
+
+
+def _out_dir(args: argparse.Namespace) -> tuple[str, bool]:
+    """(the report directory, whether results.json is written), checked writable first."""
+    out = args.out or DEFAULT_OUT
+    gradescope = args.format == "gradescope"
+    check_out_dir(out, [*FILES.values(), *([GRADESCOPE] if gradescope else [])])
+    return out, gradescope
+
+
+def _finish(result, out: str, gradescope: bool) -> int:
+    """Write the reports, print the verdict and where they are; the exit status."""
     paths = write_layer_reports(result, out, gradescope=gradescope)
     print(verdict_text(result))
     print(f"report: {paths['html']}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from html import escape as html_escape
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,10 @@ def worst_text(record) -> str:
 def repro(result: LayersResult, pair: PairResult) -> str:
     s = result.settings
     flags = f" --examples {s['examples']}" if s["examples"] else ""
-    flags += f" --dropout-p {s['dropout_p']}" if pair.family == "dropout" and s.get("dropout_p") else ""
+    flags += f" --dropout-p {s['dropout_p']}" if pair.family in ("dropout", "model") and s.get("dropout_p") else ""
+    if s.get("model"):
+        init = f" --init {shlex.quote(s['init'])}" if s.get("init") else ""
+        return f"verify layers --model {shlex.quote(s['model'])}{init} --seed {s['seed']}{flags}"
     return f"verify layers {result.target} --only {pair.family} --seed {s['seed']}{flags}"
 
 
@@ -58,11 +62,11 @@ def inputs_text(outcome: Outcome, pair: PairResult | None = None) -> str:
     """The smallest case's arguments as Python literals and the pair's calls, ready to paste
     where the module's functions are in scope."""
     lines = ["import numpy as np"]
-    with np.printoptions(precision=17, threshold=100000, linewidth=100):
+    with np.printoptions(floatmode="unique", threshold=100000, linewidth=100):
         for k, v in outcome.case.arrays.items():
             lines.append(f"{k} = np.{np.asarray(v)!r}")
     if pair is not None:
-        lines += FAMILIES[pair.family].call_lines(pair.functions, outcome.case)
+        lines += (pair.checker or FAMILIES[pair.family]).call_lines(pair.functions, outcome.case)
     elif outcome.case.hyper:
         lines.append(f"# {', '.join(f'{k}={v!r}' for k, v in outcome.case.hyper.items())}")
     return "\n".join(lines)
@@ -101,6 +105,10 @@ def discrepancy_frame(result: LayersResult) -> pd.DataFrame:
 
 def verdict_text(result: LayersResult) -> str:
     present = result.present
+    if result.settings.get("model"):
+        (pair,) = result.pairs
+        return (f"{pair.label} {'agrees' if pair.passed else 'disagrees'} with torch "
+                f"({plural(pair.cases, 'case')})")
     failing = [p for p in present if not p.passed]
     cases = sum(p.cases for p in present)
     absent = [p for p in result.pairs if not p.present]
@@ -205,9 +213,12 @@ def render_html(result: LayersResult) -> str:
              ("disagree", sum(not p.passed for p in present), any(not p.passed for p in present)),
              ("cases", sum(p.cases for p in present), False),
              ("absent", len(result.pairs) - len(present), False)]
+    model = bool(result.settings.get("model"))
+    if model:
+        cards = [cards[2]]
     return _ENV.get_template("layers.html.j2").render(
         style=STYLE, target=result.target, header=header_text(result.settings), summary=verdict_text(result),
-        css="pass" if result.passed else "fail", cards=cards, rows=rows, failures=failures)
+        css="pass" if result.passed else "fail", cards=cards, rows=rows, failures=failures, model=model)
 
 
 def write_layer_reports(result: LayersResult, out: str | Path, gradescope: bool = False) -> dict[str, Path]:

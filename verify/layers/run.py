@@ -53,6 +53,7 @@ class PairResult:
     note: str = ""
     missing: tuple[str, ...] = ()
     seconds: float = 0.0
+    checker: Any = dataclasses.field(default=None, repr=False)   # the Family swept (a model's is not in FAMILIES)
 
     @property
     def label(self) -> str:
@@ -123,7 +124,7 @@ class _Failing(Exception):
 
 def sweep_pair(family: Family, names: tuple[str, ...], fns: tuple[Callable, ...], conf: Settings, *,
                examples: int, seed_value: int, shrink: bool = True) -> PairResult:
-    result = PairResult(family.name, names, True)
+    result = PairResult(family.name, names, True, checker=family)
     started = time.perf_counter()
     state: dict[str, Any] = {"found": 0.0}        # when the first failing case was found
     conf.limit.expired = False
