@@ -21,10 +21,13 @@ from handimpl import LOSSES
 from handimpl.network import split_loss_kwargs
 from verify.core.data import draw_case
 from verify.core.spec import NetSpec
+from verify.core.stack import StackSpec, parse_any
 from verify.errors import UsageError
 from verify.explain.backward import backward_sections, forward_section, graph_section
 from verify.explain.conventions import conventions_section
 from verify.explain.graph import run_torch
+from verify.explain.layers import DEFAULT_BATCH as STACK_BATCH
+from verify.explain.layers import explain_stack
 from verify.explain.render import RENDERERS, render_markdown
 from verify.explain.shortcut import shortcut_section
 from verify.explain.steps import TUTORIAL, TUTORIAL_IS, Explanation, Section
@@ -152,10 +155,13 @@ def explain_command(args) -> int:
         raise UsageError("give a SPEC or --tutorial-example, not both")
     if args.tutorial_example:
         ex = tutorial_example()
+    elif args.spec and isinstance(parse_any(args.spec), StackSpec):
+        ex = explain_stack(args.spec, seed=args.seed, batch=args.batch or STACK_BATCH)
     elif args.spec:
         ex = explain(NetSpec.parse(args.spec), seed=args.seed, batch=args.batch or DEFAULT_BATCH)
     else:
-        raise UsageError("give a SPEC (e.g. '2-2-1:sigmoid:binary_cross_entropy') or --tutorial-example")
+        raise UsageError("give a SPEC (e.g. '2-2-1:sigmoid:binary_cross_entropy' or "
+                         "'4>linear:3>batchnorm>relu>linear:2|cross_entropy') or --tutorial-example")
     text = render(ex, args.format)
     if args.out:
         try:

@@ -7,7 +7,15 @@ import argparse
 
 from verify.errors import UsageError
 from verify.layers.families import FAMILIES
-from verify.layers.report import DEFAULT_OUT, FILES, GRADESCOPE, terminal_row, verdict_text, write_layer_reports
+from verify.layers.report import (
+    DEFAULT_OUT,
+    EXPLAIN_DIR,
+    FILES,
+    GRADESCOPE,
+    terminal_row,
+    verdict_text,
+    write_layer_reports,
+)
 from verify.layers.run import DEFAULT_EXAMPLES, check_layers, load_module
 from verify.report.frames import plural
 from verify.report.output import check_out_dir
@@ -56,7 +64,7 @@ def layers_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--only: unknown {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
     out = args.out or DEFAULT_OUT
     gradescope = args.format == "gradescope"
-    check_out_dir(out, [*FILES.values(), *([GRADESCOPE] if gradescope else [])])
+    check_out_dir(out, [*FILES.values(), EXPLAIN_DIR, *([GRADESCOPE] if gradescope else [])])
     module = load_module(args.target)
     print(f"verify layers {args.target}: {plural(args.examples, 'case')} per pair (seed {args.seed})", flush=True)
 
@@ -69,6 +77,9 @@ def layers_command(args: argparse.Namespace) -> int:
     paths = write_layer_reports(result, out, gradescope=gradescope)
     print(verdict_text(result))
     print(f"report: {paths['html']}")
+    for key, path in paths.items():
+        if key.startswith("explain:"):
+            print(f"explain {key.partition(':')[2]}: {path}")
     if gradescope:
         print(f"autograder results: {paths['gradescope']}")
     return 0 if result.passed else 1
