@@ -23,6 +23,7 @@ minimal counterexample of `verify layers`).
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,7 @@ import torch
 from handimpl.layers import Act, Context, Layer
 from handimpl.layers.conv import Conv2d, correlate, flipped, full_input, placed
 from handimpl.layers.norm import BatchNorm, _Norm
-from handimpl.layers.pool import MaxPool2d
+from handimpl.layers.pool import MaxPool2d, first_max
 from handimpl.stack import stack_backprop
 from verify.core.data import draw_stack_case
 from verify.core.stack import StackSpec, parse_layer
@@ -84,7 +85,7 @@ def run_layer(layer: Layer, x: np.ndarray, p: dict, dy: np.ndarray, training: bo
         Y = module(X)
         label = {id(_attr(module, theirs)): ours for ours, theirs in _torch_params(layer)}
         names = []
-        if Y.grad_fn is not None:
+        if Y.grad_fn is not None and Y is not X:
             names = [_label(n, label, X) for n in file_nodes(Y.grad_fn, "layer").get("layer", [])]
             Y.backward(torch.from_numpy(np.array(dy, dtype=np.float64)))
     grads = {}
@@ -92,8 +93,12 @@ def run_layer(layer: Layer, x: np.ndarray, p: dict, dy: np.ndarray, training: bo
         t = _attr(module, theirs)
         if isinstance(t, torch.nn.Parameter) and t.grad is not None:
             grads[ours] = t.grad.numpy().copy()
-    return LayerRun(Y.detach().numpy().copy(), None if tokens or X.grad is None else X.grad.numpy().copy(),
-                    grads, tuple(names), node_name(Y.grad_fn) if Y.grad_fn is not None else "")
+    if Y is X:                                  # an identity (eval-mode dropout): dx = dy, no node
+        dx = np.array(dy, dtype=np.float64)
+    else:
+        dx = None if tokens or X.grad is None else X.grad.numpy().copy()
+    return LayerRun(Y.detach().numpy().copy(), dx, grads, tuple(names),
+                    node_name(Y.grad_fn) if Y.grad_fn is not None and Y is not X else "")
 
 
 def _attr(module, dotted: str):
@@ -176,7 +181,7 @@ def _norm_steps(layer: _Norm, x: np.ndarray, p: dict, dy: np.ndarray, training: 
     S1 = dxhat.sum(axis=stats.axes, keepdims=True)
     S2 = (dxhat * xhat).sum(axis=stats.axes, keepdims=True)
     T1 = inv * dxhat
-    T2 = -inv / N * S1 + 0 * xhat
+    T2 = -inv / N * S1
     T3 = -inv / N * xhat * S2
     total = T1 + T2 + T3
     ung = layer.ungrouped
@@ -259,7 +264,6 @@ def _graph_form(layer: _Norm, x, p, dy, run: LayerRun, terms: tuple) -> list[Ste
 
 def _maxpool_steps(layer: MaxPool2d, x: np.ndarray, dy: np.ndarray, run: LayerRun, hand: tuple) -> list[Step]:
     """Each window's values, its winner and where its dy goes, next to torch's index of the winner."""
-    from handimpl.layers.pool import first_max
     win = layer.window_values(x)                                   # (m, C, Ho, Wo, k)
     first = first_max(win)
     with torch.no_grad():
@@ -357,6 +361,9 @@ def layer_steps(layer: Layer, x: np.ndarray, p: dict, dy: np.ndarray, training: 
         steps += _maxpool_steps(layer, np.asarray(x, dtype=np.float64), np.asarray(dy, dtype=np.float64), run, hand)
     elif isinstance(layer, Conv2d):
         steps += _conv_steps(layer, x, p, dy, run, hand)
+    elif layer.kind == "dropout" and not training:
+        steps.append(Step("eval mode: y = x, so ∂J/∂x = dy", values=(("hand", hand[1]), ("torch", run.dx)),
+                          diffs=compared(hand[1], run.dx)))
     else:
         steps += _generic_steps(layer, hand, run)
     return steps, run
@@ -384,16 +391,13 @@ def _stack_torch(spec: StackSpec, params: list, x: np.ndarray, y: np.ndarray) ->
         outs = [X]
         for module in model:
             h = module(outs[-1])
-            if h is outs[-1]:                   # an identity (eval-mode dropout): a view, so it has a node of its own
-                h = h.view_as(h)
-            h.retain_grad()
+            if h.requires_grad:
+                h.retain_grad()
             outs.append(h)
         J = TORCH_LOSSES[spec.loss](outs[-1], torch_target(y, "float64"), **spec.loss_kwargs)
-        tags = {}
         for i, o in enumerate(outs[1:], start=1):
-            if o.grad_fn is not None:
+            if o.grad_fn is not None and o is not outs[i - 1]:    # an identity (eval-mode dropout) makes no node
                 o.grad_fn.metadata["verify.produces"] = i
-                tags[i] = o.grad_fn
         params_of = {id(_attr(module, theirs)): f"{ours}{sup(i)}"
                      for i, (layer, module) in enumerate(zip(spec.layers, model), start=1)
                      for ours, theirs in _torch_params(layer)}
@@ -423,7 +427,7 @@ def explain_stack(spec: StackSpec | str, seed: int | None = None, batch: int = D
     if spec.dtype != "float64":
         params = [{k: (v.astype(np.float64) if k != "mask" else v) for k, v in p.items()} for p in params]
     x = case.x if spec.tokens else case.x.astype(np.float64)
-    f64 = StackSpec.parse(str(spec).replace("dtype=float32", "dtype=float64")) if spec.dtype != "float64" else spec
+    f64 = dataclasses.replace(spec, dtype="float64")
     hand = stack_backprop(f64, params, x, case.y)
     tr = _stack_torch(f64, params, x, case.y)
     shapes = spec.shapes
@@ -443,14 +447,15 @@ def explain_stack(spec: StackSpec | str, seed: int | None = None, batch: int = D
                         "the walk, so the filing does not depend on the order of next_functions nor on the "
                         "torch version's node names.",
                         (Step("J.grad_fn, then next_functions, layer n down to 1", nodes=tuple(lines)),))]
-    end = [Step(f"J = {spec.loss}(out⁽{spec.depth}⁾, y)", values=(("hand", hand["loss"]), ("torch", tr["loss"])),
-                diffs=compared(hand["loss"], tr["loss"]))]
-    for i in range(spec.depth, 0, -1):
-        end.append(Step(f"∂J/∂out{sup(i)}", values=(), diffs=compared(hand[f"grad{i}"], tr["grads"][i])))
+    diffs = [(f"∂J/∂out{sup(i)}: max |hand − torch|", max_diff(hand[f"grad{i}"], tr["grads"][i]))
+             for i in range(spec.depth, 0, -1)]
     if tr["dx"] is not None:
-        end.append(Step("∂J/∂x", diffs=compared(hand["dx"], tr["dx"])))
+        diffs.append(("∂J/∂x: max |hand − torch|", max_diff(hand["dx"], tr["dx"])))
+    end = (Step(f"J = {spec.loss}(out⁽{spec.depth}⁾, y), then ∂J/∂out⁽ⁱ⁾ from i = {spec.depth} down to ∂J/∂x",
+                values=(("hand J", hand["loss"]), ("torch J", tr["loss"])),
+                diffs=(("J: max |hand − torch|", max_diff(hand["loss"], tr["loss"])), *diffs)),)
     sections.append(Section("The stack end to end", "handimpl.stack_backprop against the twin, each tensor's "
-                            "largest difference.", tuple(end)))
+                            "largest difference.", end))
     for i in range(spec.depth, 0, -1):
         layer = spec.layers[i - 1]
         xin, dy = tr["outs"][i - 1], tr["grads"][i]

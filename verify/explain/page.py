@@ -123,6 +123,23 @@ def explain(spec: NetSpec | str, seed: int | None = None, batch: int = DEFAULT_B
     return Explanation(f"Why δ is what autograd computes: {spec}", intro, tuple(sections))
 
 
+def page(spec: NetSpec | StackSpec | str = "tutorial", seed: int | None = None, batch: int | None = None,
+         format: str | None = None) -> Explanation | str:
+    """The page of ``spec`` (a dense spec, a stack spec or 'tutorial', the tutorial's worked
+    example): an Explanation, which a notebook renders inline, or with ``format`` its text."""
+    if format is not None and format not in RENDERERS:
+        raise UsageError(f"format {format!r}; valid: {', '.join(RENDERERS)}")
+    if isinstance(spec, str) and spec.strip() in ("tutorial", "tutorial-example"):
+        ex = tutorial_example()
+    else:
+        parsed = parse_any(spec)
+        if isinstance(parsed, StackSpec):
+            ex = explain_stack(parsed, seed=seed, batch=batch or STACK_BATCH)
+        else:
+            ex = explain(parsed, seed=seed, batch=batch or DEFAULT_BATCH)
+    return ex if format is None else render(ex, format)
+
+
 def render(ex: Explanation, fmt: str = "text", stable: bool = False) -> str:
     return RENDERERS[fmt](ex, stable=stable)
 
