@@ -102,12 +102,12 @@ def test_max_pool_routing_names_torchs_winner_on_a_tie(kind, x):
     dy = np.arange(1.0, index.numel() + 1).reshape(index.shape)
     ex = explain_layer(kind, x, {}, dy)
     routing = step(ex, "routing")
-    assert len(routing.nodes) == index.numel()
+    assert len(routing.lines) == index.numel()
     W = x.shape[3]
-    for line, i in zip(routing.nodes, index.numpy().reshape(-1)):
+    for line, i in zip(routing.lines, index.numpy().reshape(-1)):
         h, w = divmod(int(i), W)
         assert f"= x[0,0,{h},{w}] =" in line and line.endswith(f"torch's index: x[0,0,{h},{w}]")
-    assert "a tie" in routing.nodes[0]
+    assert "a tie" in routing.lines[0]
     dx, _ = torch_grads(torch.nn.MaxPool2d(k, s, p, d), x, dy)
     np.testing.assert_array_equal(value(ex, "∂J/∂x_e", "torch"), dx)
     np.testing.assert_array_equal(value(ex, "∂J/∂x_e", "hand"), dx)

@@ -294,7 +294,8 @@ def _maxpool_steps(layer: MaxPool2d, x: np.ndarray, dy: np.ndarray, run: LayerRu
     pad = (f"; x̄ pads x with −∞ by {layer.p[0]}x{layer.p[1]}, so padding never wins" if layer.p != (0, 0) else "")
     steps = [Step(f"routing: each window's dy goes to its winner, the first maximal entry in row-major order "
                   f"(kernel {layer.k[0]}x{layer.k[1]}, stride {layer.s[0]}x{layer.s[1]}, dilation "
-                  f"{layer.d[0]}x{layer.d[1]}{pad})", nodes=lines,
+                  f"{layer.d[0]}x{layer.d[1]}{pad})", nodes=(f"{run.producer}: saves each window's winner",),
+                  lines=tuple(lines),
                   note=f"{agree} of {total} windows: torch's winner (max_pool2d's return_indices) is the one shown; "
                        f"{ties} window{'s' if ties != 1 else ''} with a tied maximum. torch's CPU kernel "
                        "(cpu_max_pool) keeps a value only if (val > maxval) || isnan(val), a strict comparison, "
