@@ -116,6 +116,7 @@ def _torch_params(layer: Layer) -> list[tuple[str, str]]:
 
 
 def _label(node, label: dict, X) -> str:
+    """The node's name; an AccumulateGrad's with the parameter it holds (``label``: id -> name) or x."""
     name = node_name(node)
     if name == "AccumulateGrad":
         v = getattr(node, "variable", None)
@@ -191,7 +192,10 @@ def _norm_steps(layer: _Norm, x: np.ndarray, p: dict, dy: np.ndarray, training: 
 
     compact = ("dx = (γ/σ)/N·(N·dy − Σdy − x̂·Σ(dy⊙x̂))" if layer.kind == "batchnorm" else
                "dx = (1/σ)/N·(N·dx̂ − Σdx̂ − x̂·Σ(dx̂⊙x̂)),  dx̂ = γ·dy")
-    steps.append(Step(f"The compact form: {compact}", nodes=(f"{run.producer}: one node computes all of it",),
+    own = [n for n in run.nodes if not n.startswith("AccumulateGrad")]
+    computes = (f"{run.producer}: one node computes all of it" if len(own) == 1 else
+                f"{' → '.join(own)}: the nodes this torch builds for it")
+    steps.append(Step(f"The compact form: {compact}", nodes=(computes,),
                       values=(("dx̂ = γ·dy", ung(dxhat, x.shape)), ("Σdx̂", S1.reshape(-1)),
                               ("Σ(dx̂⊙x̂)", S2.reshape(-1))),
                       note=f"Σ runs over the N = {N} values of each statistic; with dx̂ = γ·dy this is "
@@ -199,9 +203,9 @@ def _norm_steps(layer: _Norm, x: np.ndarray, p: dict, dy: np.ndarray, training: 
     steps.append(Step("term 1, the direct path (x̂ holds x itself): dx̂/σ", values=(("term 1", shown(T1)),)))
     steps.append(Step("term 2, the path through μ: −(1/σ)/N·Σdx̂", values=(("term 2", shown(T2)),)))
     steps.append(Step("term 3, the path through σ: −(1/σ)/N·x̂·Σ(dx̂⊙x̂)", values=(("term 3", shown(T3)),)))
-    steps.append(Step(f"term 1 + term 2 + term 3 = torch's dx ({run.producer})",
+    steps.append(Step(f"term 1 + term 2 + term 3 = torch's dx ({' → '.join(own)})",
                       values=(("sum", shown(total)), ("torch", run.dx)), diffs=compared(shown(total), run.dx, "sum"),
-                      note="torch: x.grad, through the single node that made the output."))
+                      note="torch: x.grad."))
     steps += _graph_form(layer, x, p, dy, run, (shown(T1), shown(T2), shown(T3)))
     for name, text in (("gamma", "∂J/∂γ = Σ dy ⊙ x̂"), ("beta", "∂J/∂β = Σ dy")):
         steps.append(Step(text, values=(("hand", hand[2][name]), ("torch", run.grads.get(name))),
@@ -404,17 +408,10 @@ def _stack_torch(spec: StackSpec, params: list, x: np.ndarray, y: np.ndarray) ->
                      for ours, theirs in _torch_params(layer)}
         regions = file_nodes(J.grad_fn, "loss", key="verify.produces")
         J.backward()
-
-    def label(node):
-        name = node_name(node)
-        if name == "AccumulateGrad":
-            v = getattr(node, "variable", None)
-            return "AccumulateGrad(x)" if v is X else f"AccumulateGrad({params_of.get(id(v), '?')})"
-        return name
     return {"loss": J.item(), "outs": [o.detach().numpy().copy() for o in outs],
             "grads": [None] + [o.grad.numpy().copy() for o in outs[1:]],
             "dx": None if spec.tokens else X.grad.numpy().copy(),
-            "nodes": {k: tuple(label(n) for n in v) for k, v in regions.items()}}
+            "nodes": {k: tuple(_label(n, params_of, X) for n in v) for k, v in regions.items()}}
 
 
 def explain_stack(spec: StackSpec | str, seed: int | None = None, batch: int = DEFAULT_BATCH) -> Explanation:
