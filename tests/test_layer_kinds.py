@@ -4,7 +4,7 @@ and planted bugs that the same comparison catches."""
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from strategies_numeric import DTYPES, agree, f64
 
@@ -42,9 +42,18 @@ def conv1d_cases(draw):
 
 @st.composite
 def maxpool_cases(draw):
+    """Max pooling with padding (up to half the kernel, torch's limit) and dilation; a shape whose
+    window would read padding alone is refused by out_shape and not drawn."""
     k = (draw(small), draw(small))
-    layer = MaxPool2d(k, draw(st.none() | st.tuples(stride, stride)))
-    return layer, (draw(st.integers(1, 4)), _fitting(draw, k[0], 1, 0), _fitting(draw, k[1], 1, 0))
+    p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    d = (draw(dilation), draw(dilation))
+    layer = MaxPool2d(k, draw(st.none() | st.tuples(stride, stride)), p, d)
+    shape = (draw(st.integers(1, 4)), _fitting(draw, k[0], d[0], p[0]), _fitting(draw, k[1], d[1], p[1]))
+    try:
+        layer.out_shape(shape)
+    except ValueError:
+        assume(False)
+    return layer, shape
 
 
 @st.composite
@@ -250,6 +259,8 @@ def test_embedding_accumulates_repeated_indices_and_gives_the_padding_row_no_gra
     (Conv1d(2, 5, padding=1), (1, 2)),
     (Conv1d(2, 1), (1, 4, 4)),
     (MaxPool2d((3, 1)), (1, 2, 4)),
+    (MaxPool2d(2, 1, 1, 3), (1, 2, 2)),                   # window 0 reads rows −1 and 2 of 2: padding alone
+    (MaxPool2d(3, dilation=2), (1, 4, 8)),                # dilated kernel spans 5
     (AvgPool2d(3, padding=1), (1, 4, 0)),
     (AvgPool2d(2), (8,)),
     (Embedding(3, 2), (2, 2)),
@@ -261,6 +272,7 @@ def test_out_shape_refuses_a_shape_the_layer_cannot_take_in_one_line(layer, in_s
 
 
 @pytest.mark.parametrize("make", [lambda: AvgPool2d(2, padding=2), lambda: MaxPool2d(0),
+                                  lambda: MaxPool2d(2, padding=2), lambda: MaxPool2d(2, dilation=0),
                                   lambda: Conv2d(2, 3, stride=0), lambda: Embedding(3, 2, padding_idx=3)])
 def test_a_configuration_no_input_can_take_is_refused_in_one_line(make):
     with pytest.raises(ValueError) as refused:
@@ -273,6 +285,7 @@ def test_a_configuration_no_input_can_take_is_refused_in_one_line(make):
     (Conv2d(4, 3, stride=(2, 1), dilation=2, bias=False), "conv2d:4,k3,s2x1,d2,nobias"),
     (Conv1d(3, 3, stride=2, padding=1, dilation=2), "conv1d:3,k3,s2,p1,d2"),
     (MaxPool2d(2), "maxpool:2"), (MaxPool2d((2, 3), (1, 2)), "maxpool:2x3,s1x2"),
+    (MaxPool2d(3, 2, 1, 2), "maxpool:3,s2,p1,d2"), (MaxPool2d((2, 3), padding=(0, 1)), "maxpool:2x3,p0x1"),
     (AvgPool2d(3, 2, 1), "avgpool:3,s2,p1"), (Embedding(10, 4, padding_idx=0), "embedding:10,4,pad=0"),
 ])
 def test_spec_writes_the_layer_in_the_stack_grammar_omitting_defaults(layer, text):

@@ -6,6 +6,11 @@ the command makes Ctrl-C during its ~3 s of imports end with one line."""
 from verify.meta import STARTED  # isort: skip  (first: STARTED is when the package was imported)
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:                      # what a type checker sees of the lazily imported names
+    from verify.explain import CallableModule
+    explain: CallableModule
 
 _EXPORTS = {
     "assert_matches_torch": "verify.api", "check_implementation": "verify.api",
@@ -16,13 +21,16 @@ _EXPORTS = {
     "check_model": "verify.layers.model",
 }
 
+_SUBPACKAGES = ("explain",)     # callable subpackages: verify.explain(SPEC) renders a page in a notebook
+
 __all__ = ["CaseResult", "Comparison", "NetSpec", "STARTED", "SpecError", "StackSpec", "TOLERANCES", "__version__",
            "assert_matches_torch", "build_twin", "check", "check_implementation", "check_layers", "check_model",
-           "from_torch",
-           "torch_trace"]
+           "explain", "from_torch", "torch_trace"]
 
 
 def __getattr__(name: str) -> object:
+    if name in _SUBPACKAGES:            # imported as a submodule is (it sets the attribute itself)
+        return importlib.import_module(f"verify.{name}")
     if name not in _EXPORTS:
         raise AttributeError(f"module 'verify' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
@@ -32,4 +40,4 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBPACKAGES))

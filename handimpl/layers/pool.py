@@ -1,6 +1,6 @@
-"""Pooling over 2-d windows of (m, C, H, W): MaxPool2d and AvgPool2d (torch's defaults:
-dilation 1, ceil_mode False; AvgPool2d counts the padded zeros). A window is read in row-major
-order, k = kh·kw entries (handimpl.layers.windows)."""
+"""Pooling over 2-d windows of (m, C, H, W): MaxPool2d (padding with −inf and dilation, as
+torch.nn.MaxPool2d) and AvgPool2d (dilation 1; it counts the padded zeros); ceil_mode False for
+both. A window is read in row-major order, k = kh·kw entries (handimpl.layers.windows)."""
 from __future__ import annotations
 
 import numpy as np
@@ -51,65 +51,93 @@ def _pool_check(kind: str, k, s, p) -> None:
         raise ValueError(f"{kind}: padding {p} is more than half the kernel {k} (torch refuses it)")
 
 
-def _pool_out_shape(layer: Layer, in_shape, k, s, p) -> tuple[int, ...]:
+def _pool_out_shape(layer: Layer, in_shape, k, s, p, d=ONE) -> tuple[int, ...]:
     if len(in_shape) != 3:
         raise ValueError(f"{layer.kind} takes (C, H, W) per example, not {tuple(in_shape)}")
     padded = (in_shape[1] + 2 * p[0], in_shape[2] + 2 * p[1])
-    if k[0] > padded[0] or k[1] > padded[1]:
-        raise ValueError(f"{layer.spec()}: the kernel {k[0]}x{k[1]} is larger than the padded input "
+    reach = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+    if reach[0] > padded[0] or reach[1] > padded[1]:
+        what = "kernel" if d == ONE else "dilated kernel"
+        raise ValueError(f"{layer.spec()}: the {what} {reach[0]}x{reach[1]} is larger than the padded input "
                          f"{padded[0]}x{padded[1]}")
-    return (in_shape[0], out_size(padded[0], k[0], s[0]), out_size(padded[1], k[1], s[1]))
+    outs = (out_size(padded[0], k[0], s[0], d[0]), out_size(padded[1], k[1], s[1], d[1]))
+    for axis, n in enumerate(in_shape[1:]):      # a window of padding alone: torch returns −inf there
+        for a in range(outs[axis]):
+            if not any(0 <= a * s[axis] - p[axis] + i * d[axis] < n for i in range(k[axis])):
+                raise ValueError(f"{layer.spec()}: on {in_shape[1]}x{in_shape[2]} window {a} along "
+                                 f"{'HW'[axis]} reads padding only")
+    return (in_shape[0], *outs)
 
 
-def _pool_spec(kind: str, k, s, p=(0, 0)) -> str:
-    def fmt(v):
-        return str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}"
-    return f"{kind}:{fmt(k)}" + ("" if s == k else f",s{fmt(s)}") + ("" if p == (0, 0) else f",p{fmt(p)}")
+def _fmt_pair(v) -> str:
+    return str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}"
+
+
+def _pool_spec(kind: str, k, s, p=(0, 0), d=ONE) -> str:
+    return (f"{kind}:{_fmt_pair(k)}" + ("" if s == k else f",s{_fmt_pair(s)}")
+            + ("" if p == (0, 0) else f",p{_fmt_pair(p)}") + ("" if d == ONE else f",d{_fmt_pair(d)}"))
 
 
 class MaxPool2d(Layer):
-    """y = max over each window, as torch.nn.MaxPool2d (padding 0, dilation 1; stride < kernel
-    overlaps windows). Backward routes each window's dy to its winner, the first maximal entry
-    in row-major order (``first_max``: torch's CPU rule); an entry that wins several overlapping
-    windows receives the sum."""
+    """y = max over each window of x̄, x padded with −inf by p (so padding never wins), as
+    torch.nn.MaxPool2d (dilation d spaces a window's entries; stride < kernel overlaps windows;
+    ceil_mode False). Backward routes each window's dy to its winner, the first maximal entry in
+    row-major order (``first_max``: torch's CPU rule); an entry that wins several overlapping
+    windows receives the sum. torch refuses p > k/2; a window of padding alone is refused too."""
     kind = "maxpool"
     positional = ("kernel",)
-    formula = "y[n,c,a,b] = max_{i,j} x[n,c,a·s+i,b·s+j]"
+    formula = "y[n,c,a,b] = max_{i,j} x̄[n,c,a·s+i·d,b·s+j·d]   (x̄: x padded with −inf)"
     backward_formulas = {"dx": "∂J/∂x_e = Σ_{windows w won by e} dy_w (winner: the first maximum, row-major)"}
 
-    def __init__(self, kernel, stride=None):
-        self.k = pair(kernel)
+    def __init__(self, kernel, stride=None, padding=0, dilation=1):
+        self.k, self.p, self.d = pair(kernel), pair(padding), pair(dilation)
         self.s = self.k if stride is None else pair(stride)
-        _pool_check("maxpool", self.k, self.s, (0, 0))
+        _pool_check("maxpool", self.k, self.s, self.p)
+        if min(self.d) < 1:
+            raise ValueError("maxpool needs dilation >= 1")
 
     def out_shape(self, in_shape):
-        return _pool_out_shape(self, in_shape, self.k, self.s, (0, 0))
+        return _pool_out_shape(self, in_shape, self.k, self.s, self.p, self.d)
 
     def torch_module(self, in_shape):
-        return "MaxPool2d", {"kernel_size": self.k, "stride": self.s}
+        return "MaxPool2d", {"kernel_size": self.k, "stride": self.s, "padding": self.p, "dilation": self.d}
+
+    def padded(self, x: Array, fill: float = -np.inf) -> Array:
+        """x̄: x with p entries of ``fill`` (−inf: padding never wins) on both sides of H and W."""
+        return np.pad(x, ((0, 0), (0, 0), (self.p[0],) * 2, (self.p[1],) * 2), constant_values=fill)
+
+    def window_values(self, x: Array, fill: float = -np.inf) -> Array:
+        """Each window of x̄ as a row-major vector: (m, C, Ho, Wo, kh·kw)."""
+        return _flat(windows(self.padded(x, fill), self.k, self.s, self.d))
 
     def forward(self, x, p, ctx):
-        win = _flat(windows(x, self.k, self.s, ONE))                  # (m, C, Ho, Wo, k)
+        win = self.window_values(x)                                   # (m, C, Ho, Wo, k) of x̄
         first = first_max(win)                                        # torch's winner of each window
         y = np.take_along_axis(win, first[..., None], axis=-1)[..., 0]  # y = max over the window
         return y, (x.shape, first)
 
+    def _back(self, v: Array, shape) -> Array:
+        """Window entries (m, C, Ho, Wo, k) summed back onto x (m, C, H, W): x̄'s padding dropped."""
+        m, C, H, W = shape
+        full = unwindows(_unflat(v, self.k), (m, C, H + 2 * self.p[0], W + 2 * self.p[1]), self.s, self.d)
+        return full[:, :, self.p[0]: self.p[0] + H, self.p[1]: self.p[1] + W]
+
     def backward(self, dy, cache):
         shape, first = cache
         won = np.arange(self.k[0] * self.k[1]) == first[..., None]   # the winner of each window
-        routed = _unflat(np.where(won, dy[..., None], 0).astype(dy.dtype), self.k)
-        return unwindows(routed, shape, self.s, ONE), {}             # ∂J/∂x_e = Σ_{w won by e} dy_w
+        routed = np.where(won, dy[..., None], 0).astype(dy.dtype)
+        return self._back(routed, shape), {}                         # ∂J/∂x_e = Σ_{w won by e} dy_w
 
     def forward_error(self, x, Ex, p, u, tiny, ctx=None):
         """A max rounds nothing: E_y = max over the window of E_x."""
-        return _flat(windows(Ex, self.k, self.s, ONE)).max(axis=-1)
+        return self.window_values(Ex, 0.0).max(axis=-1)
 
     def backward_error(self, x, Ex, p, dy, Edy, u, tiny, ctx=None):
         """E_dy to each window's winner; where several entries ``may_win`` (within each other's
         error intervals, never an exact tie with E_x = 0), |dy| + E_dy of that window to each of
         them, as a correct evaluation may route it to any; and the rounding of the sums where
         overlapping windows route more than one term to an entry."""
-        win, Ewin = _flat(windows(x, self.k, self.s, ONE)), _flat(windows(Ex, self.k, self.s, ONE))
+        win, Ewin = self.window_values(x), self.window_values(Ex, 0.0)
         won = np.arange(win.shape[-1]) == first_max(win)[..., None]
         may = may_win(win, Ewin)
         open_ = may.sum(axis=-1, keepdims=True) > 1                   # windows a correct evaluation may route elsewhere
@@ -118,14 +146,15 @@ class MaxPool2d(Layer):
         spread = np.where(open_ & may, held, np.where(won, Edy[..., None], 0.0))
 
         def back(v):
-            return unwindows(_unflat(np.broadcast_to(v, win.shape).astype(np.float64), self.k), x.shape, self.s, ONE)
+            return self._back(np.broadcast_to(v, win.shape).astype(np.float64), x.shape)
         return accumulation_error(back(spread), back(np.where(routed, held, 0.0)), back(routed), u), {}
 
     def options(self):
-        return {"kernel": self.k} | ({} if self.s == self.k else {"stride": self.s})
+        return ({"kernel": self.k} | ({} if self.s == self.k else {"stride": self.s})
+                | ({} if self.p == (0, 0) else {"padding": self.p}) | ({} if self.d == ONE else {"dilation": self.d}))
 
     def spec(self):
-        return _pool_spec("maxpool", self.k, self.s)
+        return _pool_spec("maxpool", self.k, self.s, self.p, self.d)
 
 
 class AvgPool2d(Layer):

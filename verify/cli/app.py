@@ -22,9 +22,9 @@ from verify.api import check_impl_command
 from verify.byo.call import DEFAULT_OUT as IMPL_OUT
 from verify.byo.call import load_target, reset_warnings
 from verify.cli import limits
-from verify.core.spec import NetSpec
 from verify.core.stack import StackSpec, parse_any
 from verify.errors import INPUT_ERRORS, UsageError
+from verify.explain.layers import DEFAULT_BATCH as STACK_BATCH
 from verify.explain.page import explain_command
 from verify.harness import trace
 from verify.harness.diagnose import describe_case
@@ -217,13 +217,16 @@ def validate(args: argparse.Namespace) -> None:
         args.out = str(check_out_dir(args.out or MUTANTS_OUT, MUTANT_FILES.values()))
     elif args.command == "explain":
         if args.spec and not args.tutorial_example:
-            if isinstance(args.spec, str) and "|" in args.spec:
-                StackSpec.parse(args.spec)           # a bad stack spec says what is wrong with it first
-                raise UsageError("verify explain takes a dense spec (WIDTHS:ACTIVATIONS:LOSS); layer stacks "
-                                 "are not explained yet (docs/layers.md)")
-            spec = NetSpec.parse(args.spec)
-            batch = args.batch or 2
-            _check_memory(args, f"{short(str(spec))} at batch {batch}", limits.case_bytes(spec.widths, batch))
+            spec = parse_any(args.spec)
+            if isinstance(spec, StackSpec):
+                batch = max(args.batch or STACK_BATCH, spec.min_batch)
+                if args.batch is not None and args.batch < spec.min_batch:
+                    raise UsageError(f"--batch {args.batch}: {short(str(spec))} needs at least {spec.min_batch} "
+                                     f"examples (batch norm in training mode normalises over the batch)")
+                _check_memory(args, f"{short(str(spec))} at batch {batch}", limits.BYTES_PER_VALUE * spec.values(batch))
+            else:
+                batch = args.batch or 2
+                _check_memory(args, f"{short(str(spec))} at batch {batch}", limits.case_bytes(spec.widths, batch))
         if args.out:
             args.out = str(check_out_file(args.out))
     elif args.command == "layers":
@@ -374,7 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="why each δ formula is what autograd computes",
                        description="Walk one case's backward pass, formula by formula, next to "
                                    "the autograd nodes torch built.")
-    p.add_argument("spec", nargs="?", metavar="SPEC", help="the network to explain")
+    p.add_argument("spec", nargs="?", metavar="SPEC",
+                   help="the network to explain: a dense WIDTHS:ACTIVATIONS:LOSS or a layer stack "
+                        "INPUT>LAYER>...|LOSS (batch norm, pooling, convolution, ...)")
     p.add_argument("--tutorial-example", action="store_true",
                    help="work through the tutorial's 2-2-1 sigmoid example instead of a SPEC")
     p.add_argument("--seed-example", action="store_true", dest="tutorial_example",
@@ -383,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data seed of the case (default: the first seed, from 0 up, whose case "
                         "is easy to follow: moderate inputs, nothing saturated, no zero rows)")
     p.add_argument("--batch", type=_positive, default=None, metavar="M",
-                   help="batch size m (default: 2)")
+                   help="batch size m (default: 2; 3 for a layer stack)")
     p.add_argument("--format", choices=("text", "md", "html"), default="text",
                    help="output format (default: text)")
     p.add_argument("--out", default=None, metavar="FILE", help="write to FILE (default: standard output)")

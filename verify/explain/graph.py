@@ -53,12 +53,35 @@ class TorchRun:
     linear: dict       # l -> LinearEdges
 
 
-def _name(node) -> str:
+def node_name(node) -> str:
+    """The autograd node's class name, as the installed torch calls it (e.g. 'AddmmBackward0')."""
     return type(node).__name__
 
 
+_name = node_name
 _PRODUCES = "verify.produces"     # the node's metadata key: the region of the tensor it made
 _SEEN = "verify.seen"
+
+
+def file_nodes(root, default: Any, key: str = _PRODUCES) -> dict:
+    """Every node reachable from ``root``, depth first, filed under the region of the nearest
+    node above it tagged ``metadata[key] = region`` (``default`` until one is met), each node once.
+    The regions come from the tensors the tagged nodes produced, so the filing does not depend on
+    the order of ``next_functions`` nor on the Python objects that stand for the nodes."""
+    regions: dict = {}
+    walk = object()               # this walk's mark: a node may be met again through another path
+
+    def visit(node, region):
+        if node is None or node.metadata.get(_SEEN) is walk:
+            return
+        node.metadata[_SEEN] = walk
+        region = node.metadata.get(key, region)
+        regions.setdefault(region, []).append(node)
+        for child, _ in node.next_functions:
+            visit(child, region)
+
+    visit(root, default)
+    return regions
 
 
 def _walk(J, zs, acts) -> dict:
@@ -68,19 +91,7 @@ def _walk(J, zs, acts) -> dict:
         if acts[l].grad_fn is not None:
             acts[l].grad_fn.metadata[_PRODUCES] = ("act", l)
         zs[l].grad_fn.metadata[_PRODUCES] = ("linear", l)     # identity: a⁽ˡ⁾ is z⁽ˡ⁾, no node of its own
-    regions: dict = {}
-
-    def visit(node, region):
-        if node is None or node.metadata.get(_SEEN):
-            return
-        node.metadata[_SEEN] = True
-        region = node.metadata.get(_PRODUCES, region)
-        regions.setdefault(region, []).append(node)
-        for child, _ in node.next_functions:
-            visit(child, region)
-
-    visit(J.grad_fn, ("loss",))
-    return regions
+    return file_nodes(J.grad_fn, ("loss",))
 
 
 def _edges(node, param_of: dict, layer: int) -> LinearEdges:

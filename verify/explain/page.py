@@ -21,10 +21,13 @@ from handimpl import LOSSES
 from handimpl.network import split_loss_kwargs
 from verify.core.data import draw_case
 from verify.core.spec import NetSpec
+from verify.core.stack import StackSpec, parse_any
 from verify.errors import UsageError
 from verify.explain.backward import backward_sections, forward_section, graph_section
 from verify.explain.conventions import conventions_section
 from verify.explain.graph import run_torch
+from verify.explain.layers import DEFAULT_BATCH as STACK_BATCH
+from verify.explain.layers import explain_stack
 from verify.explain.render import RENDERERS, render_markdown
 from verify.explain.shortcut import shortcut_section
 from verify.explain.steps import TUTORIAL, TUTORIAL_IS, Explanation, Section
@@ -120,6 +123,23 @@ def explain(spec: NetSpec | str, seed: int | None = None, batch: int = DEFAULT_B
     return Explanation(f"Why δ is what autograd computes: {spec}", intro, tuple(sections))
 
 
+def page(spec: NetSpec | StackSpec | str = "tutorial", seed: int | None = None, batch: int | None = None,
+         format: str | None = None) -> Explanation | str:
+    """The page of ``spec`` (a dense spec, a stack spec or 'tutorial', the tutorial's worked
+    example): an Explanation, which a notebook renders inline, or with ``format`` its text."""
+    if format is not None and format not in RENDERERS:
+        raise UsageError(f"format {format!r}; valid: {', '.join(RENDERERS)}")
+    if isinstance(spec, str) and spec.strip() in ("tutorial", "tutorial-example"):
+        ex = tutorial_example()
+    else:
+        parsed = parse_any(spec)
+        if isinstance(parsed, StackSpec):
+            ex = explain_stack(parsed, seed=seed, batch=batch or STACK_BATCH)
+        else:
+            ex = explain(parsed, seed=seed, batch=batch or DEFAULT_BATCH)
+    return ex if format is None else render(ex, format)
+
+
 def render(ex: Explanation, fmt: str = "text", stable: bool = False) -> str:
     return RENDERERS[fmt](ex, stable=stable)
 
@@ -152,10 +172,13 @@ def explain_command(args) -> int:
         raise UsageError("give a SPEC or --tutorial-example, not both")
     if args.tutorial_example:
         ex = tutorial_example()
+    elif args.spec and isinstance(parse_any(args.spec), StackSpec):
+        ex = explain_stack(args.spec, seed=args.seed, batch=args.batch or STACK_BATCH)
     elif args.spec:
         ex = explain(NetSpec.parse(args.spec), seed=args.seed, batch=args.batch or DEFAULT_BATCH)
     else:
-        raise UsageError("give a SPEC (e.g. '2-2-1:sigmoid:binary_cross_entropy') or --tutorial-example")
+        raise UsageError("give a SPEC (e.g. '2-2-1:sigmoid:binary_cross_entropy' or "
+                         "'4>linear:3>batchnorm>relu>linear:2|cross_entropy') or --tutorial-example")
     text = render(ex, args.format)
     if args.out:
         try:

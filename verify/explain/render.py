@@ -36,6 +36,7 @@ def render_text(ex: Explanation, stable: bool = False) -> str:
         for step in sec.steps:
             out.append(f"  {step.formula}")
             out += [f"      autograd: {n}" for n in step.nodes]
+            out += [f"      {line}" for line in step.lines]
             out += [f"      {line}" for line in _value_lines(step, stable)]
             if step.note:
                 out += textwrap.wrap(step.note, 84, initial_indent="      ", subsequent_indent="      ")
@@ -55,7 +56,8 @@ def render_markdown(ex: Explanation, stable: bool = False, level: int = 1) -> st
         for step in sec.steps:
             out += [f"**{step.formula}**", ""]
             out += [f"- autograd: `{n}`" for n in step.nodes]
-            if step.nodes:
+            out += [f"- {line}" for line in step.lines]
+            if step.nodes or step.lines:
                 out.append("")
             lines = _value_lines(step, stable)
             if lines:
@@ -69,6 +71,7 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;
 h1{font-size:1.5rem}h2{font-size:1.2rem;border-bottom:1px solid #ccc;margin-top:2rem}
 .step{margin:1rem 0 1.5rem}.formula{font-weight:600;font-size:1.05rem}
 .nodes{margin:.3rem 0;padding-left:1.2rem}.nodes code{background:#eef;padding:0 .2rem}
+.lines{margin:.3rem 0;padding-left:1.2rem;font-size:.9rem}
 pre{background:#f6f6f6;padding:.5rem;overflow-x:auto}.note{color:#333}
 nav.toc{background:#f6f6f6;padding:.5rem 1rem;border-radius:6px}nav.toc ol{margin:.3rem 0}"""
 
@@ -90,6 +93,9 @@ def _html_body(ex: Explanation, stable: bool) -> list[str]:
             if step.nodes:
                 out.append('<ul class="nodes">' + "".join(f"<li>autograd: <code>{e(n)}</code></li>"
                                                           for n in step.nodes) + "</ul>")
+            if step.lines:
+                out.append('<ul class="lines">' + "".join(f"<li><code>{e(line)}</code></li>" for line in step.lines)
+                           + "</ul>")
             lines = _value_lines(step, stable)
             if lines:
                 out.append("<pre>" + e("\n".join(lines)) + "</pre>")

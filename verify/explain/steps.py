@@ -21,13 +21,14 @@ TUTORIAL = f"the tutorial ({TUTORIAL_IS})"
 
 @dataclass(frozen=True, eq=False)
 class Step:
-    """One term of the backward pass: its formula, the autograd nodes that compute it,
-    labelled values (hand, torch, ...) and labelled differences."""
+    """One term of the backward pass: its formula, the autograd nodes that compute it, lines
+    listed as they are, labelled values (hand, torch, ...) and labelled differences."""
     formula: str
     nodes: tuple[str, ...] = ()
     values: tuple[tuple[str, np.ndarray], ...] = ()
     diffs: tuple[tuple[str, float], ...] = ()
     note: str = ""
+    lines: tuple[str, ...] = ()        # listed as they are (max pooling's windows), after the nodes
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,7 +91,7 @@ def fmt_array(a: np.ndarray) -> list[str]:
         flat = a.astype(np.float64)
         return [f"shape {'×'.join(map(str, a.shape))}, min {fmt_number(flat.min())}, "
                 f"max {fmt_number(flat.max())}, mean {fmt_number(flat.mean())}"]
-    rows = a.reshape(1, -1) if a.ndim == 1 else a.reshape(a.shape[0], -1)
+    rows = a.reshape(1, -1) if a.ndim == 1 else a.reshape(-1, a.shape[-1])   # (m, C, H, W): H·m·C rows of W
     cells = [[fmt_number(v) for v in row] for row in rows]
     width = max(len(c) for row in cells for c in row)
     lines = ["[" + "  ".join(c.rjust(width) for c in row) + "]" for row in cells]

@@ -7,7 +7,15 @@ import argparse
 
 from verify.errors import UsageError
 from verify.layers.families import FAMILIES
-from verify.layers.report import DEFAULT_OUT, FILES, GRADESCOPE, terminal_row, verdict_text, write_layer_reports
+from verify.layers.report import (
+    DEFAULT_OUT,
+    EXPLAIN_DIR,
+    FILES,
+    GRADESCOPE,
+    terminal_row,
+    verdict_text,
+    write_layer_reports,
+)
 from verify.layers.run import DEFAULT_EXAMPLES, check_layers, load_module
 from verify.report.frames import plural
 from verify.report.output import check_out_dir
@@ -105,7 +113,7 @@ def _out_dir(args: argparse.Namespace) -> tuple[str, bool]:
     """(the report directory, whether results.json is written), checked writable first."""
     out = args.out or DEFAULT_OUT
     gradescope = args.format == "gradescope"
-    check_out_dir(out, [*FILES.values(), *([GRADESCOPE] if gradescope else [])])
+    check_out_dir(out, [*FILES.values(), EXPLAIN_DIR, *([GRADESCOPE] if gradescope else [])])
     return out, gradescope
 
 
@@ -114,6 +122,9 @@ def _finish(result, out: str, gradescope: bool) -> int:
     paths = write_layer_reports(result, out, gradescope=gradescope)
     print(verdict_text(result))
     print(f"report: {paths['html']}")
+    for key, path in paths.items():
+        if key.startswith("explain:"):
+            print(f"explain {key.partition(':')[2]}: {path}")
     if gradescope:
         print(f"autograder results: {paths['gradescope']}")
     return 0 if result.passed else 1

@@ -110,6 +110,24 @@ def reference(layer, in_shape: tuple, p: dict, x: np.ndarray, dout: np.ndarray |
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Explained:
+    """A case as one handimpl layer sees it: the layer, x in its layout, its parameters, dout,
+    the mode (verify.explain.layers.explain_layer's arguments)."""
+    layer: Any
+    x: np.ndarray
+    params: dict
+    dout: np.ndarray
+    training: bool = True
+
+    def stack_spec(self) -> str:
+        """A stack spec of this layer alone (shapes as the case's), for `verify explain` on a drawn case."""
+        shape = tuple(self.x.shape[1:])
+        out = self.layer.out_shape(shape)
+        return (f"{'x'.join(map(str, shape))}>{self.layer.spec()}{'>flatten' if len(out) > 1 else ''}|mse_loss"
+                + ("" if self.training else ":mode=eval"))
+
+
 class Family:
     """A forward/backward pair of the convention (a loss: one function)."""
     name = ""
@@ -128,6 +146,11 @@ class Family:
 
     def draw(self, data) -> Case:
         raise NotImplementedError
+
+    def explained(self, case: Case) -> Explained | None:
+        """The matching handimpl layer on ``case``'s own arrays, for verify explain's page (None
+        where there is none: dropout's mask is the user's own, a loss is no layer)."""
+        return None
 
     def check(self, fns: tuple[Callable, ...], names: tuple[str, ...], case: Case, settings: Settings,
               records: list) -> None:
@@ -199,11 +222,15 @@ class Affine(Family):
         return Case({"x": _values(rng, (N, *dims), style), "w": _values(rng, (D, M), style),
                      "b": _values(rng, (M,), style), "dout": _values(rng, (N, M), style)}, {}, style, seed)
 
+    def explained(self, case):
+        x, w, b, dout = (case.arrays[k] for k in ("x", "w", "b", "dout"))
+        return Explained(Linear(w.shape[1]), x.reshape(x.shape[0], -1), {"W": w.T.copy(), "b": b}, dout)
+
     def check(self, fns, names, case, settings, records):
         x, w, b, dout = (case.arrays[k] for k in ("x", "w", "b", "dout"))
-        N, (D, M) = x.shape[0], w.shape
-        self.layer_pair(fns, names, settings, records, layer=Linear(M), p={"W": w.T.copy(), "b": b}, x=x, dout=dout,
-                        args=(x, w, b), labels=("x", "w", "b"), what="(dx, dw, db)", x_as=x.reshape(N, D),
+        e = self.explained(case)
+        self.layer_pair(fns, names, settings, records, layer=e.layer, p=e.params, x=x, dout=dout,
+                        args=(x, w, b), labels=("x", "w", "b"), what="(dx, dw, db)", x_as=e.x,
                         grads=(("dw", "W", np.transpose, None), ("db", "b", _same, None)))
 
 
@@ -219,6 +246,9 @@ class Relu(Family):
         dims = tuple(data.draw(st.lists(st.integers(1, 4), min_size=1, max_size=3), label="dims"))
         rng, style, seed = _rng(data)
         return Case({"x": _values(rng, (N, *dims), style), "dout": _values(rng, (N, *dims), style)}, {}, style, seed)
+
+    def explained(self, case):
+        return Explained(Act("relu"), case.arrays["x"], {}, case.arrays["dout"])
 
     def check(self, fns, names, case, settings, records):
         x, dout = case.arrays["x"], case.arrays["dout"]
@@ -256,12 +286,17 @@ class BatchNormFamily(Family):
                   "dout": _values(rng, shape, style)}
         return Case(arrays, {"mode": mode, "eps": eps, "momentum": momentum}, style, seed)
 
+    def explained(self, case):
+        a, h = case.arrays, case.hyper
+        return Explained(BatchNorm(eps=h["eps"], momentum=1 - h["momentum"]), a["x"],
+                         {k: a[k] for k in ("gamma", "beta", "running_mean", "running_var")}, a["dout"],
+                         h["mode"] == "train")
+
     def check(self, fns, names, case, settings, records):
         a, h = case.arrays, case.hyper
         x, dout = a["x"], a["dout"]
-        training = h["mode"] == "train"
-        layer = BatchNorm(eps=h["eps"], momentum=1 - h["momentum"])
-        p = {k: a[k] for k in ("gamma", "beta", "running_mean", "running_var")}
+        e = self.explained(case)
+        training, layer, p = e.training, e.layer, e.params
         ref = reference(layer, x.shape[1:], p, x, dout, training)
         ctx = Context(training=training)
         param = {"mode": h["mode"], "eps": h["eps"], "momentum": h["momentum"],
@@ -357,10 +392,14 @@ class LayerNormFamily(Family):
         return Case({"x": _values(rng, (N, D), style), "gamma": rng.uniform(0.5, 1.5, D),
                      "beta": rng.uniform(-0.5, 0.5, D), "dout": _values(rng, (N, D), style)}, {"eps": eps}, style, seed)
 
-    def check(self, fns, names, case, settings, records):
+    def explained(self, case):
         a = case.arrays
-        self.layer_pair(fns, names, settings, records, layer=LayerNorm(eps=case.hyper["eps"]),
-                        p={"gamma": a["gamma"], "beta": a["beta"]}, x=a["x"], dout=a["dout"],
+        return Explained(LayerNorm(eps=case.hyper["eps"]), a["x"], {"gamma": a["gamma"], "beta": a["beta"]},
+                         a["dout"])
+
+    def check(self, fns, names, case, settings, records):
+        a, e = case.arrays, self.explained(case)
+        self.layer_pair(fns, names, settings, records, layer=e.layer, p=e.params, x=a["x"], dout=a["dout"],
                         args=(a["x"], a["gamma"], a["beta"], {"eps": case.hyper["eps"]}),
                         labels=("x", "gamma", "beta"), what="(dx, dgamma, dbeta)", grads=NORM_GRADS)
 
@@ -392,6 +431,12 @@ class SpatialGroupNorm(Family):
                      "beta": rng.uniform(-0.5, 0.5, (1, C, 1, 1)), "dout": _values(rng, shape, style)},
                     {"G": G, "eps": eps}, style, seed)
 
+    def explained(self, case):
+        a, h = case.arrays, case.hyper
+        C = a["x"].shape[1]
+        return Explained(GroupNorm(h["G"], eps=h["eps"]), a["x"],
+                         {"gamma": a["gamma"].reshape(C), "beta": a["beta"].reshape(C)}, a["dout"])
+
     def check(self, fns, names, case, settings, records):
         a, h = case.arrays, case.hyper
         C = a["x"].shape[1]
@@ -399,8 +444,8 @@ class SpatialGroupNorm(Family):
         def read(hand):
             return _values_of(hand, (C,))
 
-        self.layer_pair(fns, names, settings, records, layer=GroupNorm(h["G"], eps=h["eps"]),
-                        p={"gamma": a["gamma"].reshape(C), "beta": a["beta"].reshape(C)}, x=a["x"], dout=a["dout"],
+        e = self.explained(case)
+        self.layer_pair(fns, names, settings, records, layer=e.layer, p=e.params, x=a["x"], dout=a["dout"],
                         args=(a["x"], a["gamma"], a["beta"], h["G"], {"eps": h["eps"]}),
                         labels=("x", "gamma", "beta"), what="(dx, dgamma, dbeta)",
                         grads=(("dgamma", "gamma", _same, read), ("dbeta", "beta", _same, read)))
@@ -510,12 +555,17 @@ class ConvFamily(Family):
                      "b": _values(rng, (F,), style), "dout": _values(rng, (N, F, Ho, Wo), style)},
                     {"stride": stride, "pad": pad}, style, seed)
 
-    def check(self, fns, names, case, settings, records):
+    def explained(self, case):
         x, w, b, dout = (case.arrays[k] for k in ("x", "w", "b", "dout"))
         h = case.hyper
-        self.layer_pair(fns, names, settings, records, layer=Conv2d(w.shape[0], w.shape[2:], stride=h["stride"],
-                                                                    padding=h["pad"]),
-                        p={"W": w, "b": b}, x=x, dout=dout, args=(x, w, b, {"stride": h["stride"], "pad": h["pad"]}),
+        return Explained(Conv2d(w.shape[0], w.shape[2:], stride=h["stride"], padding=h["pad"]), x,
+                         {"W": w, "b": b}, dout)
+
+    def check(self, fns, names, case, settings, records):
+        x, w, b, dout = (case.arrays[k] for k in ("x", "w", "b", "dout"))
+        h, e = case.hyper, self.explained(case)
+        self.layer_pair(fns, names, settings, records, layer=e.layer, p=e.params, x=x, dout=dout,
+                        args=(x, w, b, {"stride": h["stride"], "pad": h["pad"]}),
                         labels=("x", "w", "b"),
                         what="(dx, dw, db)", grads=(("dw", "W", _same, None), ("db", "b", _same, None)))
 
@@ -537,10 +587,15 @@ class MaxPoolFamily(Family):
         return Case({"x": _values(rng, (N, C, H, W), style), "dout": _values(rng, (N, C, Ho, Wo), style)},
                     {"pool_height": ph, "pool_width": pw, "stride": stride}, style, seed)
 
+    def explained(self, case):
+        h = case.hyper
+        return Explained(MaxPool2d((h["pool_height"], h["pool_width"]), h["stride"]), case.arrays["x"], {},
+                         case.arrays["dout"])
+
     def check(self, fns, names, case, settings, records):
         x, dout, h = case.arrays["x"], case.arrays["dout"], case.hyper
-        layer = MaxPool2d((h["pool_height"], h["pool_width"]), h["stride"])
-        self.layer_pair(fns, names, settings, records, layer=layer, p={}, x=x, dout=dout, args=(x, dict(h)),
+        self.layer_pair(fns, names, settings, records, layer=self.explained(case).layer, p={}, x=x, dout=dout,
+                        args=(x, dict(h)),
                         labels=("x",))
 
 

@@ -14,6 +14,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from verify.explain.layers import explain_layer, shown_spec
 from verify.layers.families import FAMILIES
 from verify.layers.run import LayersResult, Outcome, PairResult
 from verify.meta import __version__
@@ -25,6 +26,7 @@ DEFAULT_OUT = Path("reports") / "layers"
 GRADESCOPE = "results.json"
 FILES = {"functions": "functions.csv", "discrepancies": "discrepancies.csv", "html": "report.html",
          "json": "report.json"}
+EXPLAIN_DIR = "explain"          # explain/FAMILY.html: verify explain's page of each failing pair's smallest case
 FUNCTION_COLUMNS = ["function", "passed", "cases", "first diverging output", "worst element", "note",
                     "smallest failing case", "repro"]
 DISCREPANCY_COLUMNS = ["function", "case", "output", "status", "problem", "worst_index", "hand_value",
@@ -70,6 +72,54 @@ def inputs_text(outcome: Outcome, pair: PairResult | None = None) -> str:
     elif outcome.case.hyper:
         lines.append(f"# {', '.join(f'{k}={v!r}' for k, v in outcome.case.hyper.items())}")
     return "\n".join(lines)
+
+
+def explain_path(pair: PairResult) -> str | None:
+    """The explain page of a failing pair, relative to the report directory (None: no page, the
+    pair agrees or its family has no matching layer: dropout, the losses)."""
+    if not pair.present or pair.passed or pair.first is None:
+        return None
+    smallest = pair.minimal or pair.first
+    return f"{EXPLAIN_DIR}/{page_name(pair)}.html" if FAMILIES[pair.family].explained(smallest.case) else None
+
+
+def page_name(pair: PairResult) -> str:
+    """The family's name (batchnorm), or for its second backward that function's (batchnorm_backward_alt)."""
+    backwards = FAMILIES[pair.family].backwards
+    return pair.family if not backwards or pair.functions[-1] == backwards[0] else pair.functions[-1]
+
+
+def explain_page(result: LayersResult, pair: PairResult) -> str:
+    """verify explain's page of the layer of ``pair`` opened on its smallest failing case's own numbers."""
+    smallest = pair.minimal or pair.first
+    family = FAMILIES[pair.family]
+    e = family.explained(smallest.case)
+    intro = (f"The smallest failing case of {pair.label} in verify layers {result.target}: "
+             f"{smallest.case.describe()}. This page walks through what torch (the reference) and handimpl "
+             f"compute on exactly these numbers, step by step; your functions' values are in the report's card.",
+             f"Here the layer is {shown_spec(e.layer)}" + (f"; {family.note}" if family.note else "") + ".",
+             f"Repro: {repro(result, pair)}")
+    return str(explain_layer(e.layer, e.x, e.params, e.dout, training=e.training, format="html",
+                             title=f"Why {pair.label} disagrees: backprop through {shown_spec(e.layer)}", intro=intro))
+
+
+def _page_or_line(result: LayersResult, pair: PairResult) -> str:
+    """explain_page, or where it cannot be built, a page that says why in one line (the report is
+    written either way)."""
+    try:
+        return explain_page(result, pair)
+    except Exception as e:   # noqa: BLE001  (a page that cannot be built must not cost the report)
+        return (f"<!DOCTYPE html><html lang=\"en\"><meta charset=\"utf-8\"><title>{html_escape(pair.label)}</title>"
+                f"<p>The explain page of {html_escape(pair.label)} could not be built: "
+                f"{html_escape(type(e).__name__)}: {html_escape(str(e))}</p></html>\n")
+
+
+def explain_hint(result: LayersResult, pair: PairResult) -> str:
+    """Where the explain page is, and the command for the layer on a drawn case."""
+    smallest = pair.minimal or pair.first
+    e = FAMILIES[pair.family].explained(smallest.case)
+    return (f"explain: {explain_path(pair)} in the report directory (written by the repro line) "
+            f"walks through torch's backward on this case; verify explain '{e.stack_spec()}' does it on a drawn case")
 
 
 def function_row(result: LayersResult, pair: PairResult) -> dict:
@@ -176,6 +226,8 @@ def gradescope_json(result: LayersResult) -> dict:
             output = (f"disagrees with torch: {worst_text(smallest.failing[0])}\n"
                       f"smallest failing case: {smallest.case.describe()}\n{inputs_text(smallest, pair)}\n"
                       f"note: {pair.note}\nrepro: {repro(result, pair)}")
+            if explain_path(pair):
+                output += "\n" + explain_hint(result, pair)
         tests.append({"name": pair.label, "score": 1.0 if pair.passed else 0.0, "max_score": 1.0,
                       "output": output, "status": "passed" if pair.passed else "failed"})
     return {"score": sum(t["score"] for t in tests), "tests": tests,
@@ -203,7 +255,7 @@ def render_html(result: LayersResult) -> str:
             failures.append({
                 "family": pair.family, "function": pair.label, "first_case": pair.first.case.describe(),
                 "minimal_case": smallest.case.describe(), "repro": repro(result, pair),
-                "inputs": inputs_text(smallest, pair),
+                "inputs": inputs_text(smallest, pair), "explain": explain_path(pair),
                 "records": [{"output": r.name, "problem": r.problem, "worst_index": str(tuple(r.worst_index)),
                              "hand_value": _g(r.hand_value), "reference_value": _g(r.reference_value),
                              "allowed": _g(r.allowed), "n_mismatched": r.n_mismatched, "n_elements": r.n_elements}
@@ -225,8 +277,13 @@ def write_layer_reports(result: LayersResult, out: str | Path, gradescope: bool 
     """Write the four files (and with ``gradescope``, results.json) as the directory ``out``,
     replacing a previous report whole."""
     files = {**FILES, **({"gradescope": GRADESCOPE} if gradescope else {})}
+    pages = {page_name(pair): _page_or_line(result, pair) for pair in result.pairs if explain_path(pair)}
 
     def write(staging: Path) -> None:
+        if pages:
+            (staging / EXPLAIN_DIR).mkdir()
+            for name, page in pages.items():
+                write_file(staging / EXPLAIN_DIR / f"{name}.html", page)
         if gradescope:
             write_file(staging / GRADESCOPE, json.dumps(gradescope_json(result), indent=2) + "\n")
         write_file(staging / FILES["functions"], to_csv_text(function_frame(result)))
@@ -234,5 +291,7 @@ def write_layer_reports(result: LayersResult, out: str | Path, gradescope: bool 
         write_file(staging / FILES["html"], render_html(result))
         write_file(staging / FILES["json"], json.dumps(report_json(result), indent=2, default=str) + "\n")
 
-    path = write_dir(out, files.values(), write)
-    return {k: path / name for k, name in files.items()}
+    path = write_dir(out, [*files.values(), EXPLAIN_DIR], write)
+    paths = {k: path / name for k, name in files.items()}
+    paths.update({f"explain:{name}": path / EXPLAIN_DIR / f"{name}.html" for name in pages})
+    return paths

@@ -210,7 +210,8 @@ def _shape_after(shape: tuple, layers: list) -> tuple:
 def _conv_blocks(draw, max_blocks: int, acts) -> tuple[tuple[int, ...], list]:
     """A small CNN's input shape (C ≤ 4 channels, 3..8 high and wide) and its blocks: conv (kernel
     up to 3, non-square, stride, padding, dilation drawn) → maybe batch or group norm → an
-    activation → maybe a max or average pool; a layer that would not fit is left out."""
+    activation → maybe a max pool (padding up to half the kernel, dilation 1 or 2) or an average pool; a
+    block that would not fit (or whose pool would read a window of padding alone) is left out."""
     shape = inputs = (draw(_between(1, 4)), draw(_between(3, 8)), draw(_between(3, 8)))
     layers: list = []
     for _ in range(draw(_between(1, max(1, min(max_blocks, 3))))):
@@ -228,7 +229,8 @@ def _conv_blocks(draw, max_blocks: int, acts) -> tuple[tuple[int, ...], list]:
         pool = draw(_between(0, 2))
         if pool:
             k = draw(_between(1, 3))
-            block.append(MaxPool2d(k, stride=draw(_between(1, k))) if pool == 1 else
+            block.append(MaxPool2d(k, stride=draw(_between(1, k)), padding=draw(_between(0, k // 2)),
+                                   dilation=draw(_between(1, 2))) if pool == 1 else
                          AvgPool2d(k, stride=draw(_between(1, k)), padding=draw(_between(0, k // 2))))
         try:
             new = shape
