@@ -103,3 +103,13 @@ def test_the_child_process_of_an_isolated_call_ends_soon_after_the_command_is_ki
                                          "--time-limit", "120", "--examples", "4", "--max-depth", "2"],
                                         tmp_path)
     assert below and not left
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_without_a_traceback_and_keeps_the_reports(tmp_path):
+    fixture = Path(__file__).parent / "fixtures" / "cs231n_vectorised.py"
+    command = (f"{sys.executable} -m verify.cli layers {fixture} --only affine,relu,batchnorm --examples 3 "
+               f"--out {tmp_path / 'out'} | head -c 1")
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 0
+    assert (tmp_path / "out" / "functions.csv").is_file()

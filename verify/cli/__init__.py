@@ -8,12 +8,44 @@ import signal
 import sys
 
 
+class _PipeSafe:
+    """sys.stdout or sys.stderr of the command, for output piped into a reader that stops early
+    (`verify layers mine.py | head`): once the reader has gone, what is written goes to /dev/null
+    (the recipe of Python's signal module docs, "Note on SIGPIPE"), so that the command finishes its
+    work and writes its reports instead of ending with a BrokenPipeError traceback."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _gone(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def entry() -> None:
     """The `verify` command: verify.cli.app.entry, with a Ctrl-C that reaches here (while the
     command is still being imported, or before its own handling starts) ending it with one
-    line and exit status 130."""
+    line and exit status 130, and output to a reader that stops early sent to /dev/null."""
     from verify import meta
     meta.COMMAND = True
+    sys.stdout, sys.stderr = _PipeSafe(sys.stdout), _PipeSafe(sys.stderr)
     try:
         from verify.cli.app import entry as run
         run()
