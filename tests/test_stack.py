@@ -28,6 +28,7 @@ EXAMPLES = [
     "4>linear:8>residual(linear:8>tanh>linear:8)>layernorm>linear:2|mse_loss:dtype=float32,mode=eval",
     "2x6>groupnorm:2>flatten>linear:3>sigmoid|binary_cross_entropy",
     "3x4x4>batchnorm:eps=0.001,momentum=0.3>flatten>linear:2|huber_loss:reduction=sum,delta=0.5",
+    "1x6x7>maxpool:2x3,s1x2,p1,d2>avgpool:2x1>flatten|mse_loss",           # non-square pools, as spec() writes them
 ]
 
 

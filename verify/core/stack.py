@@ -45,6 +45,7 @@ PREFIXES = {"k": "kernel", "s": "stride", "p": "padding", "d": "dilation"}
 FLAGS = {"nobias": ("bias", False)}
 _INT = re.compile(r"[0-9]{1,6}")
 _SHAPE = re.compile(r"[0-9]{1,6}(?:x[0-9]{1,6}){0,2}")
+_KERNEL = re.compile(r"[0-9]{1,6}x[0-9]{1,6}")
 _PREFIXED = re.compile(r"([a-z])([0-9]{1,6}(?:x[0-9]{1,6})?)")
 _NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
@@ -91,6 +92,8 @@ def parse_layer(text: str) -> Layer:
             keyed[FLAGS[item][0]] = FLAGS[item][1]
         elif _PREFIXED.fullmatch(item) and item[0] in PREFIXES:
             keyed[PREFIXES[item[0]]] = _pair(item[1:])
+        elif _KERNEL.fullmatch(item):          # a pool's kernel as its spec() writes it: maxpool:2x3
+            positional.append(_pair(item))
         else:
             positional.append(_number(item))
     named = dict(zip(cls.positional, positional)) | keyed
