@@ -1,0 +1,334 @@
+"""`verify train`: both sides trained for T steps on the same fixed data, compared at every step.
+
+Two comparisons at each step t (docs/training.md):
+
+- **one-step**: from torch's exact state before step t (its parameters, running statistics and
+  torch.optim's state), the hand side's forward/backward and its optimizer step, against what
+  torch computed from that same state. Each tensor is judged under its a priori allowance 2E
+  (docs/verdict.md, "Optimizers": E carried from the pass's bounds through the update's
+  equations; torch's own result is one correct evaluation, the hand side's another). A wrong
+  update formula fails here, at the first step where it makes a difference.
+- **trajectory**: the hand side trained on its own from the start, against torch's trajectory.
+  Rounding differences grow along a trajectory (chaotically in long ones); they are reported as
+  drift, with the fitted growth rate of the error per step, never as a failure.
+
+The loss at step t is the loss at the parameters before update t.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from verify.byo.call import describe_exception
+from verify.byo.guard import TimeLimit, guarded
+from verify.core.compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, problem_record, tolerances
+from verify.core.spec import NetSpec
+from verify.core.stack import StackSpec, parse_any
+from verify.train import model
+from verify.train.optimizer_spec import OptimizerSpec
+
+StepFn = Callable[[dict, dict, dict, dict], Any]
+DEFAULT_STEPS = 100
+ONE_STEP, TRAJECTORY = "one-step", "trajectory"
+STEP = "step"             # the record name for problems with the step call as a whole
+
+
+@dataclass
+class TrainResult:
+    spec: NetSpec | StackSpec
+    optimizer: OptimizerSpec
+    steps: int
+    seed: int
+    batch: int
+    impl: str                                  # 'handimpl' or the user's TARGET
+    records: list[tuple[int, str, str, Comparison]] = field(default_factory=list)  # (step, check, kind, record)
+    hand_loss: list[float] = field(default_factory=list)       # the hand trajectory's loss at each step
+    torch_loss: list[float] = field(default_factory=list)
+    drift: list[float] = field(default_factory=list)           # max norm-relative trajectory error per step
+    error: str = ""                            # a step call that failed outright (the run stopped there)
+    note: str = ""                             # why some comparison could not be made
+
+    @property
+    def failures(self) -> list[tuple[int, str, str, Comparison]]:
+        return [r for r in self.records if r[1] == ONE_STEP and not r[3].passed]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and not self.error
+
+    @property
+    def first_diverging_step(self) -> int | None:
+        steps = [step for step, _, _, _ in self.failures]
+        return min(steps) if steps else None
+
+    @property
+    def drift_rate(self) -> float | None:
+        """The fitted slope of log10(trajectory error) per step (decades per step), over the
+        steps where the error is positive and finite; None with fewer than 3 such steps."""
+        t = np.arange(1, len(self.drift) + 1)
+        e = np.asarray(self.drift, dtype=float)
+        ok = np.isfinite(e) & (e > 0)
+        if ok.sum() < 3:
+            return None
+        return float(np.polyfit(t[ok], np.log10(e[ok]), 1)[0])
+
+
+# -- the torch side ------------------------------------------------------------------------------
+
+class TorchTrainer:
+    """torch's trajectory: the twin's pass on the current parameters, then torch.optim's own step
+    on persistent tensors holding them, their .grad set to the twin's gradients."""
+
+    def __init__(self, spec: Any, params: Any, optimizer: OptimizerSpec):
+        self.spec, self.params = spec, params
+        self.names = model.param_names(spec)
+        flat = model.flat_params(spec, params)
+        self.tensors = {n: torch.from_numpy(np.array(flat[n])) for n in self.names}
+        cls = getattr(torch.optim, optimizer.optimizer.torch_class)
+        self.opt = cls([self.tensors[n] for n in self.names], **optimizer.hyper)
+        self.buffers: model.Flat = {}
+
+    def flat(self) -> model.Flat:
+        return {n: t.detach().numpy().copy() for n, t in self.tensors.items()}
+
+    def state(self) -> dict[str, dict[str, Any]]:
+        """torch.optim's state in handimpl.optim's layout: numpy copies, the step as a float."""
+        out: dict[str, dict[str, Any]] = {}
+        for n, t in self.tensors.items():
+            out[n] = {k: (float(v) if k == "step" else v.detach().numpy().copy())
+                      for k, v in self.opt.state.get(t, {}).items() if v is not None}
+        return out
+
+    def current(self) -> Any:
+        return model.rebuilt(self.spec, self.params, self.flat(), self.buffers)
+
+    def step(self, x: np.ndarray, y: np.ndarray) -> tuple[dict, Any]:
+        """One pass and one torch.optim step: (the pass's trace, the params it ran on)."""
+        params = self.current()
+        with torch.enable_grad():
+            trace = model.torch_pass(self.spec, params, x, y)
+        for n, t in self.tensors.items():
+            t.grad = torch.from_numpy(np.array(trace["d" + n]))
+        self.opt.step()
+        self.buffers = model.buffers_of(self.spec, trace)
+        return trace, params
+
+
+# -- the hand side -------------------------------------------------------------------------------
+
+def _read_step(out: Any, params: dict[str, np.ndarray]) -> tuple[dict | None, Any, str]:
+    """(new params, new state, '') from what a step returned, or (None, None, the problem)."""
+    if not (isinstance(out, tuple) and len(out) == 2):
+        return None, None, f"step returned a {type(out).__name__}, expected a pair (params, state)"
+    new, state = out
+    if not isinstance(new, dict):
+        return None, None, f"step returned params as a {type(new).__name__}, expected a dict name -> array"
+    missing = [n for n in params if n not in new]
+    if missing:
+        return None, None, f"step's params lack {missing[0]!r} (it returned {', '.join(map(str, new)) or 'none'})"
+    read = {}
+    for n, p in params.items():
+        v = new[n]
+        if type(v) is not np.ndarray:
+            return None, None, f"step's {n} is a {type(v).__name__}, expected a numpy array"
+        if v.shape != p.shape or v.dtype != p.dtype:
+            return None, None, f"step's {n} is {v.shape} {v.dtype} where the parameter is {p.shape} {p.dtype}"
+        read[n] = v
+    if not isinstance(state, dict):
+        return None, None, f"step returned state as a {type(state).__name__}, expected a dict"
+    return read, state, ""
+
+
+class HandStep:
+    """The hand side's optimizer step: handimpl's (trusted) or a user's, called on copies of its
+    inputs under verify.byo.guard (whatever it raises, hangs or returns becomes a problem line)."""
+
+    def __init__(self, fn: StepFn, hyper: dict, trusted: bool, time_limit: float | None):
+        self.fn, self.hyper, self.trusted = fn, hyper, trusted
+        self.limit = None if trusted else TimeLimit(time_limit)
+
+    def __call__(self, params: dict, grads: dict, state: dict) -> tuple[dict | None, Any, str]:
+        args = (copy.deepcopy(params), copy.deepcopy(grads), copy.deepcopy(state), dict(self.hyper))
+        if self.trusted:
+            return _read_step(self.fn(*args), params)
+        read, e = guarded(lambda: _read_step(self.fn(*args), params), self.limit)
+        if e is not None:
+            return None, None, describe_exception(e, self.fn)
+        return read
+
+
+def torch_layout(state: Any, names: list[str]) -> bool:
+    """Whether a step's state keeps torch.optim's layout (state[name] = {'exp_avg': ..., ...}),
+    so that it can be compared and torch's own state handed to the step."""
+    return isinstance(state, dict) and set(state) <= set(names) and all(isinstance(v, dict) for v in state.values())
+
+
+# -- judging -------------------------------------------------------------------------------------
+
+def _f64(v: Any) -> np.ndarray:
+    return np.asarray(v, dtype=np.float64)
+
+
+def step_bounds(optimizer: OptimizerSpec, dtype: str, flat: model.Flat, grads: model.Flat,
+                E_grads: dict, state: dict) -> dict[str, np.ndarray]:
+    """E of every parameter ('W1') and state tensor ('W1.exp_avg') after one step from the exact
+    ``flat`` and ``state`` with gradients off by up to E_grads (handimpl.optim's update_error)."""
+    u, hyper, out = UNIT_ROUNDOFF[dtype], optimizer.hyper, {}
+    with np.errstate(all="ignore"):
+        for n, theta in flat.items():
+            s = {k: (v if k == "step" else _f64(v)) for k, v in state.get(n, {}).items()}
+            E = optimizer.optimizer.update_error(_f64(theta), _f64(grads[n]), _f64(E_grads[n]), s, hyper, u)
+            out[n] = E.pop("param")
+            out.update({f"{n}.{k}": v for k, v in E.items()})
+    return out
+
+
+def _state_pairs(hand_state: dict, torch_state: dict, bounds: dict | None) -> list[Pair]:
+    pairs = []
+    for n, entries in torch_state.items():
+        for k, r in entries.items():
+            h = hand_state.get(n, {}).get(k) if isinstance(hand_state.get(n), dict) else None
+            key = f"{n}.{k}"
+            bound = 0.0 if k == "step" else (None if bounds is None else 2 * bounds.get(key, np.inf))
+            pairs.append(Pair(key, None if h is None else np.asarray(h, dtype=np.float64 if k == "step" else None),
+                              np.asarray(r), None, bound, None))
+    return pairs
+
+
+def _judge(pairs: list[Pair], dtype: str) -> list[Comparison]:
+    """compare_all, with a missing hand value a failing record of its own."""
+    rtol, atol = tolerances(dtype)
+    present = [p for p in pairs if p.hand is not None]
+    judged = iter(compare_all(present, dtype=dtype, rtol=rtol, atol=atol) if present else ())
+    out = []
+    for p in pairs:
+        if p.hand is None:
+            out.append(problem_record(p.name, dtype, np.shape(p.ref), "missing from the step's state", rtol, atol))
+        else:
+            out.append(next(judged))
+    return out
+
+
+def _kind(name: str, buffers: list[str]) -> str:
+    if name == "loss":
+        return "loss"
+    if "." in name and not name.split(".")[-1].isdigit():
+        return "state"
+    return "buffer" if name in buffers else "param"
+
+
+def _norm_rel(h: Any, r: Any) -> float:
+    h, r = _f64(h), _f64(r)
+    if h.shape != r.shape:
+        return math.inf
+    nr = float(np.linalg.norm(r))
+    nd = float(np.linalg.norm(h - r))
+    return nd / nr if nr > 0 else (0.0 if nd == 0 else math.inf)
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, steps: int = DEFAULT_STEPS,
+          seed: int = 0, batch: int = 4, step_fn: StepFn | None = None, impl: str = "handimpl",
+          time_limit: float | None = 10.0, progress: Callable[[int], None] | None = None) -> TrainResult:
+    """Train both sides for ``steps`` steps on the case ``seed`` draws and compare them at every
+    step (the module docstring). ``step_fn`` is the hand side's optimizer step (default
+    handimpl.optim's; a user's is called under verify.byo's guard, stopped after ``time_limit``)."""
+    spec = parse_any(spec) if isinstance(spec, str) else spec
+    optimizer = OptimizerSpec.parse(optimizer) if isinstance(optimizer, str) else optimizer
+    trusted = step_fn is None
+    hand_step = HandStep(optimizer.optimizer.step if trusted else step_fn, optimizer.hyper, trusted, time_limit)
+    result = TrainResult(spec, optimizer, steps, seed, batch, impl)
+    case = model.draw(spec, seed, batch)
+    x, y, dtype = case.x, case.y, spec.dtype
+    buffers = model.buffer_names(spec)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)            # as a sweep runs its cases: float32 sums round one way
+    try:
+        torch_side = TorchTrainer(spec, case.params, optimizer)
+        hand_params, hand_state, hand_buffers = model.flat_params(spec, case.params), {}, {}
+        hand_ok = True                  # the hand trajectory goes on (a failed step call stops it)
+        for t in range(1, steps + 1):
+            flat_t, state_t = torch_side.flat(), torch_side.state()
+            ref, params_t = torch_side.step(x, y)
+            flat_next, state_next = torch_side.flat(), torch_side.state()
+            result.torch_loss.append(float(ref["loss"]))
+            _one_step(result, t, spec, optimizer, hand_step, params_t, flat_t, state_t, ref,
+                      flat_next, state_next, x, y, dtype, buffers)
+            if hand_ok:
+                hand_ok = _trajectory(result, t, spec, hand_step, case.params, hand_params, hand_state,
+                                      hand_buffers, ref, flat_next, state_next, torch_side.buffers, x, y,
+                                      dtype, buffers)
+            if result.error:
+                break
+            if progress:
+                progress(t)
+    finally:
+        torch.set_num_threads(threads)
+    return result
+
+
+def _one_step(result, t, spec, optimizer, hand_step, params_t, flat_t, state_t, ref, flat_next, state_next,
+              x, y, dtype, buffers) -> None:
+    """The hand pass and step from torch's exact state before step t, judged under 2E."""
+    hand = model.hand_pass(spec, params_t, x, y)
+    grads = {n: hand["d" + n] for n in flat_t}
+    E = model.pass_bounds(spec, params_t, x, y, ref)
+    bounds = step_bounds(optimizer, dtype, flat_t, {n: ref["d" + n] for n in flat_t},
+                         {n: E["d" + n] for n in flat_t}, state_t)
+    read = hand_step(flat_t, grads, state_t)
+    pairs = [Pair("loss", np.asarray(hand["loss"], dtype=np.float64), np.asarray(ref["loss"], dtype=np.float64),
+                  None, 2 * E["loss"], None)]
+    pairs += [Pair(b, hand[b], ref[b], None, 2 * E[b], None) for b in buffers if b in hand and b in ref]
+    new, state, problem = read
+    if problem:
+        result.records.append((t, ONE_STEP, "param", problem_record(STEP, dtype, (), problem, *tolerances(dtype))))
+        if not hand_step.trusted and "CallTimedOut" in problem:
+            result.error = problem
+    else:
+        pairs += [Pair(n, new[n], flat_next[n], None, 2 * bounds[n], None) for n in flat_next]
+        if torch_layout(state, list(flat_t)):
+            pairs += _state_pairs(state, state_next, bounds)
+        elif not result.note:
+            result.note = ("the step's state is not in torch.optim's layout (state[name] = {'exp_avg': ...}): "
+                           "its state tensors are not compared")
+    for pair, record in zip(pairs, _judge(pairs, dtype)):
+        result.records.append((t, ONE_STEP, _kind(pair.name, buffers), record))
+
+
+def _trajectory(result, t, spec, hand_step, base_params, hand_params, hand_state, hand_buffers, ref, flat_next,
+                state_next, torch_buffers, x, y, dtype, buffers) -> bool:
+    """The hand side's own step t (in place on hand_params/hand_state/hand_buffers), its loss,
+    parameters, state and buffers against torch's trajectory, as drift. False: the step failed."""
+    params = model.rebuilt(spec, base_params, hand_params, hand_buffers)
+    hand = model.hand_pass(spec, params, x, y)
+    result.hand_loss.append(float(hand["loss"]))
+    new, state, problem = hand_step(hand_params, {n: hand["d" + n] for n in hand_params}, hand_state)
+    if problem:
+        result.records.append((t, TRAJECTORY, "param", problem_record(STEP, dtype, (), problem, *tolerances(dtype))))
+        return False
+    hand_params.clear()
+    hand_params.update(new)
+    hand_state.clear()
+    hand_state.update(state)
+    hand_buffers.clear()
+    hand_buffers.update(model.buffers_of(spec, hand))
+    pairs = [Pair("loss", np.asarray(hand["loss"], dtype=np.float64), np.asarray(ref["loss"], dtype=np.float64),
+                  None, None, None)]
+    pairs += [Pair(n, hand_params[n], flat_next[n], None, None, None) for n in flat_next]
+    pairs += [Pair(b, hand_buffers[b], torch_buffers[b], None, None, None)
+              for b in buffers if b in hand_buffers and b in torch_buffers]
+    if torch_layout(state, list(hand_params)):
+        pairs += _state_pairs(state, state_next, None)
+    worst = 0.0
+    for pair, record in zip(pairs, _judge(pairs, dtype)):
+        result.records.append((t, TRAJECTORY, _kind(pair.name, buffers), record))
+        if pair.hand is not None and pair.name != "loss":
+            worst = max(worst, _norm_rel(pair.hand, pair.ref))
+    result.drift.append(worst)
+    return True
