@@ -1,4 +1,4 @@
-"""The `verify` command: check, run, mutants, explain, layers.
+"""The `verify` command: check, run, mutants, explain, layers, train.
 
 Exit status everywhere: 0 all agree, 1 a discrepancy, 2 bad input (one line on stderr).
 """
@@ -42,6 +42,7 @@ from verify.sweep.progress import progress_reporter
 from verify.sweep.run import DEFAULT_EXAMPLES, sweep
 from verify.sweep.run import DEFAULT_OUT as RUN_OUT
 from verify.sweep.strategies import cases
+from verify.train.command import add_train_parser, train_command
 
 
 def _csv(text: str) -> list[str]:
@@ -393,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain)
 
     add_layers_parser(sub, _positive, _seed, _seconds).set_defaults(func=layers_command)
+    add_train_parser(sub, _positive, _seed, _seconds).set_defaults(func=train_command)
     return parser
 
 

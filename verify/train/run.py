@@ -27,10 +27,10 @@ import torch
 from verify.byo.call import describe_exception
 from verify.byo.guard import TimeLimit, guarded
 from verify.core.compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, problem_record, tolerances
+from verify.core.optim_spec import OptimizerSpec
 from verify.core.spec import NetSpec
 from verify.core.stack import StackSpec, parse_any
 from verify.train import model
-from verify.train.optimizer_spec import OptimizerSpec
 
 StepFn = Callable[[dict, dict, dict, dict], Any]
 DEFAULT_STEPS = 100
