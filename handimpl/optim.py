@@ -57,9 +57,12 @@ def quotient_error(n: Array, En: Array, d: Array, Ed: Array, u: float) -> Array:
 
 
 def average_error(keep: float, old: Array, new: Array, Enew: Array, u: float) -> Array:
-    """m ← βm + (1 − β)x (or m + (1 − β)(x − m), torch's lerp): (1 − β)E_x and 4 roundings of
-    terms at most |m| + |x| + E_x each (the lerp's x − m included)."""
-    return (1 - keep) * Enew + 5 * u * (np.abs(old) + np.abs(new) + Enew)
+    """m ← βm + (1 − β)x: (1 − β)E_x and 4 roundings of its terms, in whichever form it is
+    evaluated: β|m| + w|x| as written (w = 1 − β), or torch's lerp, m + w(x − m) for w < 1/2
+    (terms |m| + w(|x| + |m|)) and x − β(x − m) otherwise (terms |x| + β(|x| + |m|))."""
+    w, m, x = 1 - keep, np.abs(old), np.abs(new) + Enew
+    lerp = m + w * (x + m) if w < 0.5 else x + keep * (x + m)
+    return w * Enew + 5 * u * np.maximum(lerp, keep * m + w * x)
 
 
 def square_average_error(keep: float, v: Array, g: Array, Eg: Array, u: float) -> Array:

@@ -343,7 +343,7 @@ def optimizer_specs(*, names: Sequence[str] | None = None, fixed: dict | None = 
     """OptimizerSpecs over ``names`` (default: every registered optimizer), each hyperparameter
     drawn from HYPER_VALUES (lr from its default times LR_FACTORS) unless ``fixed`` gives it;
     shrinking goes to the defaults. SGD's nesterov is kept only where it is valid (momentum > 0,
-    dampening 0)."""
+    dampening 0); where ``fixed`` asks for it, the drawn momentum and dampening make way."""
     fixed = dict(fixed or {})
     chosen = _optimizer_names(names, fixed)
 
@@ -361,8 +361,12 @@ def optimizer_specs(*, names: Sequence[str] | None = None, fixed: dict | None = 
                 value = _pick(draw, HYPER_VALUES.get(key, (None,)))
                 if value is not None:
                     hyper[key] = value
-        if hyper.get("nesterov") and "nesterov" not in fixed and \
-                (hyper.get("momentum", 0) <= 0 or hyper.get("dampening", 0) != 0):
+        if hyper.get("nesterov") and "nesterov" in fixed:       # the drawn ones give way to it
+            if "dampening" not in fixed:
+                hyper.pop("dampening", None)
+            if "momentum" not in fixed and hyper.get("momentum", 0) <= 0:
+                hyper["momentum"] = HYPER_VALUES["momentum"][1]
+        elif hyper.get("nesterov") and (hyper.get("momentum", 0) <= 0 or hyper.get("dampening", 0) != 0):
             hyper.pop("nesterov")
         return OptimizerSpec(name, tuple((k, v) for k, v in hyper.items() if v != defaults[k]))
 

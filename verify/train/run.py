@@ -67,6 +67,34 @@ class TrainResult:
         return min(steps) if steps else None
 
     @property
+    def first_divergence(self) -> Comparison | None:
+        """The first failing one-step record (the earliest step, in the order compared)."""
+        failures = self.failures
+        return failures[0][3] if failures else None
+
+    @property
+    def repro(self) -> str:
+        """The command that runs this training again."""
+        impl = "" if self.impl == "handimpl" else f" --impl '{self.impl}'"
+        return (f"verify train '{self.spec}' --optimizer '{self.optimizer}' --steps {self.steps} "
+                f"--seed {self.seed} --batch {self.batch}{impl}")
+
+    def card(self) -> dict[str, Any]:
+        """What a report says about this run as a counterexample (the keys of
+        verify.report.frames.counterexample that the mutant page reads)."""
+        first, step = self.first_divergence, self.first_diverging_step
+        if first is None:
+            why = self.error or "no failing comparison"
+            worst = ""
+        else:
+            why = f"step {step}: {first.name} is the first to diverge" + (f": {first.problem}" if first.problem else "")
+            worst = "" if first.problem else (f"worst element {first.name}{list(first.worst_index)}: yours "
+                                              f"{first.hand_value:.6g}, torch {first.torch_value:.6g} "
+                                              f"(allowed ±{first.allowed:.3g})")
+        return {"repro": self.repro, "first_divergence": why, "look_at": f"the {self.optimizer.name} update",
+                "formula": self.optimizer.optimizer.formula, "worst_text": worst}
+
+    @property
     def drift_rate(self) -> float | None:
         """The fitted slope of log10(trajectory error) per step (decades per step), over the
         steps where the error is positive and finite; None with fewer than 3 such steps."""
@@ -260,6 +288,8 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
             result.torch_loss.append(float(ref["loss"]))
             _one_step(result, t, spec, optimizer, hand_step, params_t, flat_t, state_t, ref,
                       flat_next, state_next, x, y, dtype, buffers)
+            if result.error:            # a step that hangs once would hang again: stop here
+                break
             if hand_ok:
                 hand_ok = _trajectory(result, t, spec, hand_step, case.params, hand_params, hand_state,
                                       hand_buffers, ref, flat_next, state_next, torch_side.buffers, x, y,

@@ -1,0 +1,153 @@
+"""verify train: both sides trained on the same data, compared at every step (docs/training.md)."""
+import csv
+import os
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from verify.cli.app import main
+from verify.mutants.run import run_mutant
+from verify.mutants.zoo import OPTIM_ZOO
+from verify.sweep.strategies import cases, optimizer_specs
+from verify.train import model
+from verify.train.report import COLUMNS, write_train_reports
+from verify.train.run import ONE_STEP, TRAJECTORY, train
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "optim_steps.py")
+BATCHNORM = "6>linear:5>batchnorm>relu>linear:3|cross_entropy"
+
+
+@settings(max_examples=10)
+@given(case=cases(max_depth=2, max_width=4, max_batch=3, architectures=("dense", "stack")),
+       optimizer=optimizer_specs())
+def test_handimpl_trains_as_torch_does_on_drawn_networks_and_hyperparameters(case, optimizer):
+    spec, seed, batch = case
+    result = train(spec, optimizer, steps=3, seed=seed, batch=batch)
+    assert result.passed, [(s, r.name, r.max_abs_err, r.allowed) for s, _, _, r in result.failures]
+
+
+def test_every_parameter_state_tensor_and_running_statistic_is_compared_at_every_step():
+    result = train(BATCHNORM, "adam:amsgrad=true", steps=2, seed=1, batch=4)
+    names = {(step, check, r.name) for step, check, _, r in result.records}
+    params = model.param_names(result.spec)
+    assert {"W1", "b1", "gamma2", "beta2", "W4", "b4"} <= set(params)
+    for step in (1, 2):
+        for check in (ONE_STEP, TRAJECTORY):
+            expected = {"loss", "running_mean2", "running_var2"} | set(params) | \
+                {f"{p}.{k}" for p in params for k in ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")}
+            assert expected <= {n for s, c, n in names if s == step and c == check}
+
+
+@pytest.mark.parametrize("spec, optimizer", [
+    ("1x6x6>conv2d:2,k3,p1>relu>maxpool:2>flatten>linear:3|cross_entropy:dtype=float32", "rmsprop:centered=true"),
+    ("4>embedding:10,3>flatten>linear:2|cross_entropy", "adagrad:lr_decay=0.1,initial_accumulator_value=0.1"),
+    ("5>linear:4>layernorm>tanh>residual(linear:4>relu>linear:4)>linear:2|mse_loss",
+     "sgd:momentum=0.9,nesterov=true,weight_decay=0.01"),
+])
+def test_kernels_embedding_tables_and_residual_blocks_train_as_torch_does(spec, optimizer):
+    result = train(spec, optimizer, steps=3, seed=0, batch=4)
+    assert result.passed and len(result.hand_loss) == len(result.torch_loss) == 3
+
+
+def test_rounding_noise_amplified_along_a_trajectory_is_drift_not_a_failure():
+    # b1 before batch norm has a zero gradient in exact arithmetic; RMSprop divides its rounding
+    # noise by its own size, so the two trajectories of b1 part at once, step by honest step.
+    result = train(BATCHNORM, "rmsprop:centered=true,momentum=0.5", steps=8, seed=0, batch=4)
+    assert result.passed
+    assert max(result.drift) > 1e-3 and result.drift_rate is not None
+
+
+@pytest.mark.parametrize("mutant", [m.name for m in OPTIM_ZOO])
+def test_each_optimizer_mutant_is_killed_within_the_default_budget(mutant):
+    result = run_mutant(mutant, shrink=False)
+    assert result.killed, result.kill_text
+
+
+def test_a_wrong_update_fails_the_one_step_comparison_at_the_step_it_first_changes():
+    from verify.mutants.run import build
+    result = train("2-3-2:tanh,identity:mse_loss", "sgd:momentum=0.9,dampening=0.5", steps=3,
+                   step_fn=build("sgd_dampening_forgotten"), impl="mutant")
+    assert result.first_diverging_step == 2          # the first step's buffer is g itself
+
+
+def test_a_correct_user_step_in_torchs_layout_is_judged_at_every_step():
+    from verify.byo.call import load_target
+    result = train("3-4-2:tanh,identity:mse_loss", "adam:lr=0.01", steps=4, step_fn=load_target(f"{FIXTURES}:adam"),
+                   impl="adam")
+    assert result.passed and not result.note
+    assert any(r.name == "W1.exp_avg_sq" for _, _, _, r in result.records)
+
+
+def test_a_user_step_with_its_own_state_is_compared_on_its_parameters_with_a_note():
+    from verify.byo.call import load_target
+    result = train("3-4-2:tanh,identity:mse_loss", "sgd:lr=0.1", steps=3,
+                   step_fn=load_target(f"{FIXTURES}:sgd_opaque_state"), impl="opaque")
+    assert result.passed and "not in torch.optim's layout" in result.note
+
+
+@pytest.mark.parametrize("fn, problem", [
+    ("raises", "RuntimeError: no step today at optim_steps.py"),
+    ("returns_list", "expected a pair (params, state)"),
+    ("wrong_shape", "where the parameter is (4, 3)"),
+])
+def test_a_user_step_that_misbehaves_fails_its_step_with_a_row_saying_how(fn, problem):
+    from verify.byo.call import load_target
+    result = train("3-4-2:tanh,identity:mse_loss", "sgd", steps=2, step_fn=load_target(f"{FIXTURES}:{fn}"), impl=fn)
+    assert not result.passed and result.first_diverging_step == 1
+    assert problem in result.first_divergence.problem
+
+
+def test_a_user_step_that_hangs_is_stopped_at_its_time_limit_and_ends_the_run():
+    from verify.byo.call import load_target
+    result = train("2-2-1:sigmoid:mse_loss", "sgd", steps=5, step_fn=load_target(f"{FIXTURES}:hangs"),
+                   impl="hangs", time_limit=0.2)
+    assert "CallTimedOut" in result.error and len(result.torch_loss) == 1
+
+
+def test_the_report_is_a_trajectory_csv_and_a_page_marking_the_first_diverging_step(tmp_path):
+    from verify.mutants.run import build
+    result = train("2-3-2:tanh,identity:mse_loss", "adam", steps=3, step_fn=build("adam_no_bias_correction"),
+                   impl="mutant")
+    paths = write_train_reports(result, tmp_path / "out")
+    with open(paths["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == COLUMNS
+    assert {r["status"] for r in rows if r["check"] == TRAJECTORY} == {"drift"}
+    assert any(r["status"] == "diverges" and r["step"] == "1" for r in rows)
+    page = paths["html"].read_text()
+    assert "<svg" in page and "first diverging step: 1" in page and "<script" not in page
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--optimizer", "adm"], "unknown optimizer 'adm'; valid: sgd, adam, adamw, rmsprop, adagrad"),
+    (["--optimizer", "adam:foo=1"], "unknown hyperparameter 'foo'; valid: lr, betas"),
+    (["--optimizer", "adam:betas=0.9"], "betas='0.9': expected 2 numbers"),
+    (["--optimizer", "sgd:nesterov=true"], "nesterov=true needs momentum > 0"),
+    (["--steps", "0"], "--steps: expected a positive integer"),
+])
+def test_bad_training_input_is_one_line_and_exit_status_2(argv, named, capsys, tmp_path):
+    status = main(["train", "2-2-1:sigmoid:mse_loss", "--out", str(tmp_path / "r"), *argv])
+    err = capsys.readouterr().err
+    assert status == 2 and named in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_verify_train_exits_0_when_every_step_agrees_and_1_when_one_diverges(capsys, tmp_path):
+    ok = main(["train", "2-2-1:sigmoid:mse_loss", "--optimizer", "adam:lr=0.01", "--steps", "3",
+               "--out", str(tmp_path / "ok")])
+    bad = main(["train", "2-3-2:tanh,identity:mse_loss", "--optimizer", "adam", "--steps", "3",
+                "--impl", "verify.mutants.impl:adam_eps_inside_sqrt", "--out", str(tmp_path / "bad")])
+    out = capsys.readouterr().out
+    assert (ok, bad) == (0, 1)
+    assert re.search(r"FAIL: first diverging step 1: W1", out)
+    assert (tmp_path / "ok" / "report.html").is_file() and (tmp_path / "bad" / "trajectory.csv").is_file()
+
+
+@given(st.data())
+@settings(max_examples=5)
+def test_the_drawn_hyperparameters_are_always_valid_for_torch_too(data):
+    import torch
+    optimizer = data.draw(optimizer_specs())
+    getattr(torch.optim, optimizer.optimizer.torch_class)([torch.zeros(1, requires_grad=True)], **optimizer.hyper)
