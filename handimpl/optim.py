@@ -8,7 +8,8 @@ The contract of a step (docs/training.md), the same for every optimizer here and
     # state: a dict, {} before the first step, given back at the next; the harness never
     #        interprets a user's. handimpl's keeps torch.optim's layout, one dict per parameter:
     #        state[name] = {'step': t, 'exp_avg': m, 'exp_avg_sq': v, ...}
-    # hyper: every hyperparameter by its torch.optim keyword, defaults filled in (Optimizer.hyper)
+    # hyper: 'optimizer' (its name: 'sgd', 'adam', ...) and every hyperparameter by its
+    #        torch.optim keyword, defaults filled in (Optimizer.hyper)
 
 New arrays come back; the arguments are left untouched. Each optimizer is one small object:
 its update written per tensor (``update``), its torch.optim counterpart by name (the registry
@@ -119,6 +120,7 @@ class Optimizer:
 
     def filled(self, hyper: dict) -> dict:
         """``hyper`` with the defaults filled in and every value checked (ValueError naming the bad one)."""
+        hyper = {k: v for k, v in hyper.items() if not (k == "optimizer" and v == self.name)}
         unknown = sorted(set(hyper) - set(self.hyper))
         if unknown:
             raise ValueError(f"{self.name}: unknown hyperparameter {unknown[0]!r}; valid: {', '.join(self.hyper)}")
@@ -416,3 +418,8 @@ class Adagrad(Optimizer):
 
 OPTIMIZERS: Registry[Optimizer] = Registry(
     "optimizer", {o.name: o for o in (SGD(), Adam(), AdamW(), RMSprop(), Adagrad())})
+
+
+def step(params: dict[str, Array], grads: dict[str, Array], state: dict, hyper: dict) -> tuple[dict[str, Array], dict]:
+    """The contract's step for every optimizer here: the one hyper['optimizer'] names."""
+    return OPTIMIZERS[hyper["optimizer"]].step(params, grads, state, hyper)

@@ -151,3 +151,23 @@ def test_the_drawn_hyperparameters_are_always_valid_for_torch_too(data):
     import torch
     optimizer = data.draw(optimizer_specs())
     getattr(torch.optim, optimizer.optimizer.torch_class)([torch.zeros(1, requires_grad=True)], **optimizer.hyper)
+
+
+def test_verify_check_passes_a_correct_user_step_on_drawn_hyperparameters(capsys, tmp_path):
+    status = main(["check", "--impl", f"{FIXTURES}:adam", "--optimizers", "adam,adamw", "--examples", "8",
+                   "--out", str(tmp_path / "r")])
+    assert status == 0 and "PASS: all 8 trainings agree" in capsys.readouterr().out
+
+
+def test_verify_check_finds_and_shrinks_a_user_steps_bug(capsys, tmp_path):
+    status = main(["check", "--impl", f"{FIXTURES}:adam_without_bias_correction", "--optimizers", "adam",
+                   "--examples", "8", "--out", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert status == 1 and "FAIL at training 1" in out and "verify train '1-1:identity" in out
+    assert (tmp_path / "r" / "trajectory.csv").is_file()
+
+
+def test_verify_check_refuses_an_unknown_optimizer_in_one_line(capsys):
+    status = main(["check", "--impl", f"{FIXTURES}:adam", "--optimizers", "sgd,adm"])
+    err = capsys.readouterr().err
+    assert status == 2 and "unknown optimizer 'adm'; valid: sgd, adam" in err and err.count("\n") == 1

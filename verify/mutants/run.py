@@ -21,10 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import hypothesis
 import jinja2
 import pandas as pd
-from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from handimpl.stack import stack_backprop
@@ -35,8 +33,7 @@ from verify.report.frames import counterexample, plural
 from verify.report.html import STYLE, breakable, header_text
 from verify.report.output import write_dir, write_file
 from verify.sweep.run import sweep
-from verify.sweep.strategies import optimizer_specs
-from verify.train.run import train
+from verify.train.search import search
 
 DEFAULT_EXAMPLES = 30            # per mutant; every mutant in the zoo dies well within it
 DEFAULT_OUT = Path("reports") / "mutants"
@@ -207,45 +204,22 @@ def run_mutant(mutant: Mutant | str, *, examples: int | None = None, seed: int =
                         minimal, time.perf_counter() - start)
 
 
-# An optimizer mutant's cases: a small network of each dtype trained OPTIM_STEPS steps with drawn
-# hyperparameters; its bugs show at the first or second step (dampening and Nesterov need a buffer).
+# An optimizer mutant's cases: a small network of each dtype trained a few steps with drawn
+# hyperparameters (verify.train.search); its bugs show at the first or second step.
 OPTIM_SPECS = ("2-3-2:tanh,identity:mse_loss", "2-3-2:tanh,identity:mse_loss:dtype=float32")
-OPTIM_STEPS = 3
 
 
 def run_optimizer_mutant(mutant: Mutant, *, examples: int, seed: int, shrink: bool = True) -> MutantResult:
     """Hypothesis draws (spec, hyperparameters, data seed) for the mutant's optimizer (with the
     hyperparameters its bug needs fixed) and trains the mutant's step against torch.optim; killed
     at the first failing training, which hypothesis then shrinks."""
-    step = build(mutant.name)
-    start = time.perf_counter()
-    tried: list = []
-    failed: list = []
-    phases = [Phase.generate] + ([Phase.shrink] if shrink else [])
-    drawn = st.tuples(st.sampled_from(OPTIM_SPECS),
-                      optimizer_specs(names=[mutant.optimizer], fixed=dict(mutant.hyper)), st.integers(0, 2**16))
-
-    @hypothesis.seed(seed)
-    @settings(max_examples=examples, database=None, phases=phases, deadline=None, derandomize=False,
-              suppress_health_check=list(HealthCheck))
-    @given(drawn)
-    def probe(case):
-        spec, optimizer, data_seed = case
-        result = train(spec, optimizer, steps=OPTIM_STEPS, seed=data_seed, batch=2, step_fn=step,
-                       impl=f"{IMPL_MODULE}:{mutant.name}")
-        tried.append(result)
-        if not result.passed:
-            failed.append(result)
-            raise AssertionError(result.repro)
-
-    try:
-        probe()
-    except AssertionError:
-        pass
-    first = next((i for i, r in enumerate(tried, start=1) if not r.passed), None)
-    n = first if first is not None else len(tried)
-    return MutantResult(mutant, first is not None, first, n, 1 if first is not None else 0,
-                        failed[-1] if failed else None, time.perf_counter() - start)
+    specs = st.tuples(st.sampled_from(OPTIM_SPECS), st.integers(0, 2**16), st.just(2))
+    found = search(build(mutant.name), impl=f"{IMPL_MODULE}:{mutant.name}", specs=specs,
+                   optimizers=[mutant.optimizer], fixed=dict(mutant.hyper), examples=examples, seed=seed,
+                   shrink=shrink)
+    first = found.first_failure
+    return MutantResult(mutant, first is not None, first, first or len(found.tried), 1 if first else 0,
+                        found.minimal, found.seconds)
 
 
 def run_zoo(*, examples: int | None = None, seed: int = 0, shrink: bool = True,

@@ -16,7 +16,7 @@ from verify.report.frames import plural
 from verify.report.html import STYLE, _figure, _floored, _log_axis, _svg
 from verify.report.output import write_dir, write_file
 from verify.report.write import to_csv_text
-from verify.train.run import ONE_STEP, TRAJECTORY, TrainResult
+from verify.train.run import ONE_STEP, STEP, TRAJECTORY, TrainResult
 
 DEFAULT_OUT = Path("reports") / "train"
 FILES = {"csv": "trajectory.csv", "html": "report.html"}
@@ -98,6 +98,9 @@ def summary_text(result: TrainResult) -> str:
     if first is None:
         return (f"PASS: every one-step comparison of {plural(result.steps, 'step')} agrees with torch "
                 f"within its a priori allowance")
+    broken = next((r for s, _, _, r in result.failures if s == first and r.name == STEP), None)
+    if broken is not None:
+        return f"FAIL: step {first}: the optimizer step failed: {broken.problem}"
     names = sorted({r.name for s, _, _, r in result.failures if s == first})
     return f"FAIL: first diverging step {first}: {', '.join(names[:6])}{' …' if len(names) > 6 else ''}"
 

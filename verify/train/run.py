@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from handimpl.optim import step as handimpl_step
 from verify.byo.call import describe_exception
 from verify.byo.guard import TimeLimit, guarded
 from verify.core.compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, problem_record, tolerances
@@ -270,7 +271,8 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
     spec = parse_any(spec) if isinstance(spec, str) else spec
     optimizer = OptimizerSpec.parse(optimizer) if isinstance(optimizer, str) else optimizer
     trusted = step_fn is None
-    hand_step = HandStep(optimizer.optimizer.step if trusted else step_fn, optimizer.hyper, trusted, time_limit)
+    hand_step = HandStep(handimpl_step if trusted else step_fn, {"optimizer": optimizer.name, **optimizer.hyper},
+                         trusted, time_limit)
     result = TrainResult(spec, optimizer, steps, seed, batch, impl)
     case = model.draw(spec, seed, batch)
     x, y, dtype = case.x, case.y, spec.dtype
