@@ -29,7 +29,8 @@ def add_optimizers_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizers", default=None, metavar="A,B",
                    help="check TARGET as an optimizer step, step(params, grads, state, hyper) -> (params, "
                         f"state), on drawn hyperparameters of these optimizers ({', '.join(OPTIMIZERS)}); "
-                        "each draw is trained a few steps against torch.optim (docs/byo.md)")
+                        "each draw is trained a few steps against torch.optim (default: none; TARGET is a "
+                        "backprop; docs/byo.md)")
 
 
 def check_optimizers_command(args: argparse.Namespace) -> int:

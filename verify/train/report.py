@@ -64,19 +64,19 @@ def _plot_losses(result: TrainResult) -> str:
 
 def _plot_errors(result: TrainResult, frame: pd.DataFrame) -> str:
     fig, ax = _figure(6.0, 2.8)
-    one = per_step(frame, ONE_STEP, "relative_error")
-    drift = per_step(frame, TRAJECTORY, "relative_error")
     margin = per_step(frame, ONE_STEP, "margin")
-    if len(drift):
-        ax.plot(drift.index, _floored(drift.values), color="#7b1fa2", lw=1.5, label="trajectory (drift)")
-    if len(one):
-        ax.plot(one.index, _floored(one.values), color="#2e7d32", lw=1.5, label="one step from torch's state")
+    if result.drift:
+        ax.plot(np.arange(1, len(result.drift) + 1), _floored(result.drift), color="#7b1fa2", lw=1.5,
+                label="parameters along the trajectory (drift)")
+    if result.one_step:
+        ax.plot(np.arange(1, len(result.one_step) + 1), _floored(result.one_step), color="#2e7d32", lw=1.5,
+                label="parameters, one step from torch's state")
     if len(margin):
-        ax.plot(margin.index, _floored(margin.values), color="#9e9e9e", lw=1, ls=":",
-                label="one step, error / allowance (fails above 1)")
-        ax.axhline(1.0, color="#9e9e9e", lw=0.6)
+        ax.plot(margin.index, _floored(margin.values), color="#c62828", lw=1, ls=":",
+                label="one step, largest error / allowance (fails above 1)")
+        ax.axhline(1.0, color="#c62828", lw=0.6)
     ax.set_xlabel("step")
-    ax.set_ylabel("largest relative error")
+    ax.set_ylabel("error")
     _log_axis(ax)
     _mark(ax, result)
     ax.legend(frameon=False, fontsize=7)
@@ -111,8 +111,8 @@ def drift_text(result: TrainResult) -> str:
         return "no trajectory"
     last = result.drift[-1]
     if rate is None:
-        return f"trajectory error {last:.3g} after {plural(len(result.drift), 'step')}"
-    return (f"trajectory error {last:.3g} after {plural(len(result.drift), 'step')}, growing "
+        return f"the parameters' trajectory error {last:.3g} after {plural(len(result.drift), 'step')}"
+    return (f"the parameters' trajectory error {last:.3g} after {plural(len(result.drift), 'step')}, growing "
             f"{rate:+.3f} decades per step (×{10 ** rate:.3g} per step, fitted)")
 
 

@@ -50,7 +50,8 @@ class TrainResult:
     records: list[tuple[int, str, str, Comparison]] = field(default_factory=list)  # (step, check, kind, record)
     hand_loss: list[float] = field(default_factory=list)       # the hand trajectory's loss at each step
     torch_loss: list[float] = field(default_factory=list)
-    drift: list[float] = field(default_factory=list)           # max norm-relative trajectory error per step
+    drift: list[float] = field(default_factory=list)           # the parameters' trajectory error per step
+    one_step: list[float] = field(default_factory=list)        # ... and their one-step error (parameter_error)
     error: str = ""                            # a step call that failed outright (the run stopped there)
     note: str = ""                             # why some comparison could not be made
 
@@ -97,8 +98,8 @@ class TrainResult:
 
     @property
     def drift_rate(self) -> float | None:
-        """The fitted slope of log10(trajectory error) per step (decades per step), over the
-        steps where the error is positive and finite; None with fewer than 3 such steps."""
+        """The fitted slope of log10(the parameters' trajectory error) per step (decades per step),
+        over the steps where it is positive and finite; None with fewer than 3 such steps."""
         t = np.arange(1, len(self.drift) + 1)
         e = np.asarray(self.drift, dtype=float)
         ok = np.isfinite(e) & (e > 0)
@@ -251,13 +252,19 @@ def _kind(name: str, buffers: list[str]) -> str:
     return "buffer" if name in buffers else "param"
 
 
-def _norm_rel(h: Any, r: Any) -> float:
-    h, r = _f64(h), _f64(r)
-    if h.shape != r.shape:
-        return math.inf
-    nr = float(np.linalg.norm(r))
-    nd = float(np.linalg.norm(h - r))
-    return nd / nr if nr > 0 else (0.0 if nd == 0 else math.inf)
+def parameter_error(pairs: list[Pair], names: Any) -> float:
+    """‖h − r‖/‖r‖ over all the parameters among ``pairs`` taken as one vector: how far the whole
+    parameter set is from torch's (a tensor whose gradient is rounding noise, such as a bias before
+    batch norm, weighs by its size, not as the largest relative error of one tensor would)."""
+    diff = ref = 0.0
+    for pair in pairs:
+        if pair.name in names and pair.hand is not None:
+            h, r = _f64(pair.hand), _f64(pair.ref)
+            if h.shape != r.shape:
+                return math.inf
+            diff += float(np.sum((h - r) ** 2))
+            ref += float(np.sum(r * r))
+    return math.sqrt(diff / ref) if ref > 0 else (0.0 if diff == 0 else math.inf)
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -331,6 +338,7 @@ def _one_step(result, t, spec, optimizer, hand_step, params_t, flat_t, state_t, 
                            "its state tensors are not compared")
     for pair, record in zip(pairs, _judge(pairs, dtype)):
         result.records.append((t, ONE_STEP, _kind(pair.name, buffers), record))
+    result.one_step.append(parameter_error(pairs, flat_next) if not problem else math.nan)
 
 
 def _trajectory(result, t, spec, hand_step, base_params, hand_params, hand_state, hand_buffers, ref, flat_next,
@@ -357,10 +365,7 @@ def _trajectory(result, t, spec, hand_step, base_params, hand_params, hand_state
               for b in buffers if b in hand_buffers and b in torch_buffers]
     if torch_layout(state, list(hand_params)):
         pairs += _state_pairs(state, state_next, None)
-    worst = 0.0
     for pair, record in zip(pairs, _judge(pairs, dtype)):
         result.records.append((t, TRAJECTORY, _kind(pair.name, buffers), record))
-        if pair.hand is not None and pair.name != "loss":
-            worst = max(worst, _norm_rel(pair.hand, pair.ref))
-    result.drift.append(worst)
+    result.drift.append(parameter_error(pairs, flat_next))
     return True
