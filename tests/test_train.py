@@ -53,10 +53,10 @@ def test_kernels_embedding_tables_and_residual_blocks_train_as_torch_does(spec, 
 
 def test_rounding_noise_amplified_along_a_trajectory_is_drift_not_a_failure():
     # b1 before batch norm has a zero gradient in exact arithmetic; RMSprop divides its rounding
-    # noise by its own size, so the two trajectories of b1 part at once, step by honest step.
+    # noise by its own size: the momentum buffers of b1 part at once (relative differences of order 1).
     result = train(BATCHNORM, "rmsprop:centered=true,momentum=0.5", steps=8, seed=0, batch=4)
-    assert result.passed
-    assert max(result.drift) > 1e-3 and result.drift_rate is not None
+    b1 = [r.norm_rel_err for _, check, _, r in result.records if check == TRAJECTORY and r.name == "b1.momentum_buffer"]
+    assert result.passed and max(b1) > 0.5 and result.drift_rate is not None
 
 
 @pytest.mark.parametrize("mutant", [m.name for m in OPTIM_ZOO])

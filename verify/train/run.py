@@ -286,6 +286,9 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
     buffers = model.buffer_names(spec)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)            # as a sweep runs its cases: float32 sums round one way
+    # A training that diverges overflows on both sides; the non-finite values are compared as
+    # every other (nan agrees with nan, inf with inf), without a warning per overflow.
+    errors = np.seterr(all="ignore")
     try:
         torch_side = TorchTrainer(spec, case.params, optimizer)
         hand_params, hand_state, hand_buffers = model.flat_params(spec, case.params), {}, {}
@@ -309,6 +312,7 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
                 progress(t)
     finally:
         torch.set_num_threads(threads)
+        np.seterr(**errors)
     return result
 
 
