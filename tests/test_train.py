@@ -88,15 +88,17 @@ def test_a_user_step_with_its_own_state_is_compared_on_its_parameters_with_a_not
     assert result.passed and "not in torch.optim's layout" in result.note
 
 
-@pytest.mark.parametrize("fn, problem", [
-    ("raises", "RuntimeError: no step today at optim_steps.py"),
-    ("returns_list", "expected a pair (params, state)"),
-    ("wrong_shape", "where the parameter is (4, 3)"),
+@pytest.mark.parametrize("fn, step, problem", [
+    ("raises", 1, "RuntimeError: no step today at optim_steps.py"),
+    ("returns_list", 1, "expected a pair (params, state)"),
+    ("wrong_shape", 1, "where the parameter is (4, 3)"),
+    ("state_that_raises_when_read", 1, "RuntimeError: no"),
+    ("state_that_cannot_be_copied", 2, "TypeError"),
 ])
-def test_a_user_step_that_misbehaves_fails_its_step_with_a_row_saying_how(fn, problem):
+def test_a_user_step_that_misbehaves_fails_its_step_with_a_row_saying_how(fn, step, problem):
     from verify.byo.call import load_target
-    result = train("3-4-2:tanh,identity:mse_loss", "sgd", steps=2, step_fn=load_target(f"{FIXTURES}:{fn}"), impl=fn)
-    assert not result.passed and result.first_diverging_step == 1
+    result = train("3-4-2:tanh,identity:mse_loss", "sgd", steps=3, step_fn=load_target(f"{FIXTURES}:{fn}"), impl=fn)
+    assert not result.passed and result.first_diverging_step == step
     assert problem in result.first_divergence.problem
 
 

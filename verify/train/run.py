@@ -57,7 +57,8 @@ class TrainResult:
 
     @property
     def failures(self) -> list[tuple[int, str, str, Comparison]]:
-        return [r for r in self.records if r[1] == ONE_STEP and not r[3].passed]
+        """The failing one-step records, and a step call that failed in either check."""
+        return [r for r in self.records if (r[1] == ONE_STEP and not r[3].passed) or r[3].name == STEP]
 
     @property
     def passed(self) -> bool:
@@ -168,34 +169,55 @@ def _read_step(out: Any, params: dict[str, np.ndarray]) -> tuple[dict | None, An
             return None, None, f"step's {n} is a {type(v).__name__}, expected a numpy array"
         if v.shape != p.shape or v.dtype != p.dtype:
             return None, None, f"step's {n} is {v.shape} {v.dtype} where the parameter is {p.shape} {p.dtype}"
-        read[n] = v
+        read[n] = v.copy()
     if not isinstance(state, dict):
         return None, None, f"step returned state as a {type(state).__name__}, expected a dict"
     return read, state, ""
 
 
+def _layout(state: dict, names: Any, state_names: tuple[str, ...]) -> dict | None:
+    """The state as plain dicts of plain values where it keeps torch.optim's layout (state[name] =
+    {'exp_avg': array, 'step': number, ...}, torch's names only), so that it can be compared and
+    torch's own state handed to the step; None where it does not (it is the step's own business)."""
+    known = {*state_names, "step"}
+    if not (set(state) <= set(names) and all(isinstance(v, dict) and set(v) <= known for v in state.values())):
+        return None
+    return {n: {k: (float(v) if k == "step" else np.array(v)) for k, v in dict(entries).items()}
+            for n, entries in dict(state).items()}
+
+
+@dataclass
+class Stepped:
+    """What one call of the step gave: the new params, the state to hand back next time (the
+    step's own object, never read but by copying it), that state in torch's layout (or None), and
+    the problem ('' when none)."""
+    params: dict | None
+    state: Any
+    layout: dict | None
+    problem: str
+
+
 class HandStep:
     """The hand side's optimizer step: handimpl's (trusted) or a user's, called on copies of its
-    inputs under verify.byo.guard (whatever it raises, hangs or returns becomes a problem line)."""
+    inputs under verify.byo.guard; the copying of the state it returned and the reading of its
+    result are guarded too (whatever it raises, hangs or returns becomes a problem line)."""
 
-    def __init__(self, fn: StepFn, hyper: dict, trusted: bool, time_limit: float | None):
-        self.fn, self.hyper, self.trusted = fn, hyper, trusted
+    def __init__(self, fn: StepFn, hyper: dict, state_names: tuple[str, ...], trusted: bool,
+                 time_limit: float | None):
+        self.fn, self.hyper, self.state_names, self.trusted = fn, hyper, state_names, trusted
         self.limit = None if trusted else TimeLimit(time_limit)
 
-    def __call__(self, params: dict, grads: dict, state: dict) -> tuple[dict | None, Any, str]:
-        args = (copy.deepcopy(params), copy.deepcopy(grads), copy.deepcopy(state), dict(self.hyper))
+    def __call__(self, params: dict, grads: dict, state: Any) -> Stepped:
+        def run() -> Stepped:
+            args = (copy.deepcopy(params), copy.deepcopy(grads), copy.deepcopy(state), dict(self.hyper))
+            new, new_state, problem = _read_step(self.fn(*args), params)
+            return Stepped(new, new_state, None if problem else _layout(new_state, params, self.state_names),
+                           problem)
+
         if self.trusted:
-            return _read_step(self.fn(*args), params)
-        read, e = guarded(lambda: _read_step(self.fn(*args), params), self.limit)
-        if e is not None:
-            return None, None, describe_exception(e, self.fn)
-        return read
-
-
-def torch_layout(state: Any, names: list[str]) -> bool:
-    """Whether a step's state keeps torch.optim's layout (state[name] = {'exp_avg': ..., ...}),
-    so that it can be compared and torch's own state handed to the step."""
-    return isinstance(state, dict) and set(state) <= set(names) and all(isinstance(v, dict) for v in state.values())
+            return run()
+        stepped, e = guarded(run, self.limit)
+        return Stepped(None, None, None, describe_exception(e, self.fn)) if e is not None else stepped
 
 
 # -- judging -------------------------------------------------------------------------------------
@@ -222,7 +244,7 @@ def _state_pairs(hand_state: dict, torch_state: dict, bounds: dict | None) -> li
     pairs = []
     for n, entries in torch_state.items():
         for k, r in entries.items():
-            h = hand_state.get(n, {}).get(k) if isinstance(hand_state.get(n), dict) else None
+            h = hand_state.get(n, {}).get(k)
             key = f"{n}.{k}"
             bound = 0.0 if k == "step" else (None if bounds is None else 2 * bounds.get(key, np.inf))
             pairs.append(Pair(key, None if h is None else np.asarray(h, dtype=np.float64 if k == "step" else None),
@@ -279,7 +301,7 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
     optimizer = OptimizerSpec.parse(optimizer) if isinstance(optimizer, str) else optimizer
     trusted = step_fn is None
     hand_step = HandStep(handimpl_step if trusted else step_fn, {"optimizer": optimizer.name, **optimizer.hyper},
-                         trusted, time_limit)
+                         optimizer.optimizer.state_names, trusted, time_limit)
     result = TrainResult(spec, optimizer, steps, seed, batch, impl)
     case = model.draw(spec, seed, batch)
     x, y, dtype = case.x, case.y, spec.dtype
@@ -291,21 +313,30 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
     errors = np.seterr(all="ignore")
     try:
         torch_side = TorchTrainer(spec, case.params, optimizer)
-        hand_params, hand_state, hand_buffers = model.flat_params(spec, case.params), {}, {}
+        own = {"params": model.flat_params(spec, case.params), "state": {}, "buffers": {}}
         hand_ok = True                  # the hand trajectory goes on (a failed step call stops it)
+        # torch's state can be handed to handimpl's step at every step, and to a user's once its state
+        # shows torch's layout; a user's first step starts from {} (torch's state then is the initial one).
+        torch_state_ok = trusted
         for t in range(1, steps + 1):
             flat_t, state_t = torch_side.flat(), torch_side.state()
             ref, params_t = torch_side.step(x, y)
             flat_next, state_next = torch_side.flat(), torch_side.state()
             result.torch_loss.append(float(ref["loss"]))
-            _one_step(result, t, spec, optimizer, hand_step, params_t, flat_t, state_t, ref,
-                      flat_next, state_next, x, y, dtype, buffers)
+            given = state_t if torch_state_ok else {} if t == 1 else None
+            if given is not None:
+                layout = _one_step(result, t, spec, optimizer, hand_step, params_t, flat_t, given, ref,
+                                   flat_next, state_next, x, y, dtype, buffers)
+                torch_state_ok = torch_state_ok or layout
+            elif not result.note:
+                result.note = ("the step's state is not in torch.optim's layout (state[name] = {'exp_avg': ..., "
+                               "torch's names}): only the first step is judged from torch's state (both start "
+                               "empty); later steps are compared as drift")
             if result.error:            # a step that hangs once would hang again: stop here
                 break
             if hand_ok:
-                hand_ok = _trajectory(result, t, spec, hand_step, case.params, hand_params, hand_state,
-                                      hand_buffers, ref, flat_next, state_next, torch_side.buffers, x, y,
-                                      dtype, buffers)
+                hand_ok = _trajectory(result, t, spec, hand_step, case.params, own, ref, flat_next, state_next,
+                                      torch_side.buffers, x, y, dtype, buffers)
             if result.error:
                 break
             if progress:
@@ -317,58 +348,54 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
 
 
 def _one_step(result, t, spec, optimizer, hand_step, params_t, flat_t, state_t, ref, flat_next, state_next,
-              x, y, dtype, buffers) -> None:
-    """The hand pass and step from torch's exact state before step t, judged under 2E."""
+              x, y, dtype, buffers) -> bool:
+    """The hand pass and step from torch's exact state before step t, judged under 2E. True when
+    the state the step returned is in torch's layout."""
     hand = model.hand_pass(spec, params_t, x, y)
     grads = {n: hand["d" + n] for n in flat_t}
     E = model.pass_bounds(spec, params_t, x, y, ref)
     bounds = step_bounds(optimizer, dtype, flat_t, {n: ref["d" + n] for n in flat_t},
                          {n: E["d" + n] for n in flat_t}, state_t)
-    read = hand_step(flat_t, grads, state_t)
+    stepped = hand_step(flat_t, grads, state_t)
     pairs = [Pair("loss", np.asarray(hand["loss"], dtype=np.float64), np.asarray(ref["loss"], dtype=np.float64),
                   None, 2 * E["loss"], None)]
     pairs += [Pair(b, hand[b], ref[b], None, 2 * E[b], None) for b in buffers if b in hand and b in ref]
-    new, state, problem = read
+    problem = stepped.problem
     if problem:
         result.records.append((t, ONE_STEP, "param", problem_record(STEP, dtype, (), problem, *tolerances(dtype))))
         if not hand_step.trusted and "CallTimedOut" in problem:
             result.error = problem
     else:
-        pairs += [Pair(n, new[n], flat_next[n], None, 2 * bounds[n], None) for n in flat_next]
-        if torch_layout(state, list(flat_t)):
-            pairs += _state_pairs(state, state_next, bounds)
-        elif not result.note:
-            result.note = ("the step's state is not in torch.optim's layout (state[name] = {'exp_avg': ...}): "
-                           "its state tensors are not compared")
+        pairs += [Pair(n, stepped.params[n], flat_next[n], None, 2 * bounds[n], None) for n in flat_next]
+        if stepped.layout is not None:
+            pairs += _state_pairs(stepped.layout, state_next, bounds)
     for pair, record in zip(pairs, _judge(pairs, dtype)):
         result.records.append((t, ONE_STEP, _kind(pair.name, buffers), record))
     result.one_step.append(parameter_error(pairs, flat_next) if not problem else math.nan)
+    return stepped.layout is not None
 
 
-def _trajectory(result, t, spec, hand_step, base_params, hand_params, hand_state, hand_buffers, ref, flat_next,
-                state_next, torch_buffers, x, y, dtype, buffers) -> bool:
-    """The hand side's own step t (in place on hand_params/hand_state/hand_buffers), its loss,
-    parameters, state and buffers against torch's trajectory, as drift. False: the step failed."""
-    params = model.rebuilt(spec, base_params, hand_params, hand_buffers)
+def _trajectory(result, t, spec, hand_step, base_params, own: dict, ref, flat_next, state_next, torch_buffers,
+                x, y, dtype, buffers) -> bool:
+    """The hand side's own step t from ``own`` (its params, state and buffers, replaced by the new
+    ones), its loss, parameters, state and buffers against torch's trajectory, as drift. False: the
+    step failed (the trajectory ends there)."""
+    params = model.rebuilt(spec, base_params, own["params"], own["buffers"])
     hand = model.hand_pass(spec, params, x, y)
     result.hand_loss.append(float(hand["loss"]))
-    new, state, problem = hand_step(hand_params, {n: hand["d" + n] for n in hand_params}, hand_state)
-    if problem:
-        result.records.append((t, TRAJECTORY, "param", problem_record(STEP, dtype, (), problem, *tolerances(dtype))))
+    stepped = hand_step(own["params"], {n: hand["d" + n] for n in own["params"]}, own["state"])
+    if stepped.problem:
+        result.records.append((t, TRAJECTORY, "param",
+                               problem_record(STEP, dtype, (), stepped.problem, *tolerances(dtype))))
         return False
-    hand_params.clear()
-    hand_params.update(new)
-    hand_state.clear()
-    hand_state.update(state)
-    hand_buffers.clear()
-    hand_buffers.update(model.buffers_of(spec, hand))
+    own.update(params=stepped.params, state=stepped.state, buffers=model.buffers_of(spec, hand))
     pairs = [Pair("loss", np.asarray(hand["loss"], dtype=np.float64), np.asarray(ref["loss"], dtype=np.float64),
                   None, None, None)]
-    pairs += [Pair(n, hand_params[n], flat_next[n], None, None, None) for n in flat_next]
-    pairs += [Pair(b, hand_buffers[b], torch_buffers[b], None, None, None)
-              for b in buffers if b in hand_buffers and b in torch_buffers]
-    if torch_layout(state, list(hand_params)):
-        pairs += _state_pairs(state, state_next, None)
+    pairs += [Pair(n, own["params"][n], flat_next[n], None, None, None) for n in flat_next]
+    pairs += [Pair(b, own["buffers"][b], torch_buffers[b], None, None, None)
+              for b in buffers if b in own["buffers"] and b in torch_buffers]
+    if stepped.layout is not None:
+        pairs += _state_pairs(stepped.layout, state_next, None)
     for pair, record in zip(pairs, _judge(pairs, dtype)):
         result.records.append((t, TRAJECTORY, _kind(pair.name, buffers), record))
     result.drift.append(parameter_error(pairs, flat_next))
