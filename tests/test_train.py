@@ -174,3 +174,14 @@ def test_verify_check_refuses_an_unknown_optimizer_in_one_line(capsys):
     status = main(["check", "--impl", f"{FIXTURES}:adam", "--optimizers", "sgd,adm"])
     err = capsys.readouterr().err
     assert status == 2 and "unknown optimizer 'adm'; valid: sgd, adam" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("fn, problem", [
+    ("ends_the_process", "ProcessEnded: the step ended the process (exit status 3)"),
+    ("ignores_the_time_limit", "did not stop when told to: its process was killed (--isolate)"),
+])
+def test_with_isolate_a_step_that_ends_its_process_or_ignores_the_limit_fails_and_the_command_goes_on(fn, problem):
+    from verify.byo.call import load_target
+    result = train("2-2-1:sigmoid:mse_loss", "sgd", steps=2, step_fn=load_target(f"{FIXTURES}:{fn}"), impl=fn,
+                   time_limit=0.3, isolate=True)
+    assert not result.passed and problem in (result.first_divergence.problem or "") + result.error

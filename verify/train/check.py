@@ -59,7 +59,7 @@ def check_optimizers_command(args: argparse.Namespace) -> int:
     print(f"verify check --impl {args.impl} --optimizers {','.join(names)}: up to "
           f"{plural(examples, 'training')} of {SEARCH_STEPS} steps (seed {args.seed})", flush=True)
     found = search(step, impl=args.impl, specs=specs, optimizers=names, examples=examples, seed=args.seed,
-                   time_limit=10.0 if args.time_limit is None else (args.time_limit or None))
+                   time_limit=10.0 if args.time_limit is None else (args.time_limit or None), isolate=args.isolate)
     shown = found.minimal or (found.tried[-1] if found.tried else None)
     if shown is None:
         raise UsageError("no training could be drawn")

@@ -35,6 +35,9 @@ def add_train_parser(sub, positive, seed, seconds) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIR", help=f"report directory (default: {DEFAULT_OUT})")
     p.add_argument("--time-limit", type=seconds, default=10.0, metavar="SECONDS",
                    help="stop a call of your step after this long (default: 10; 0: none)")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each call of your step in a child process, killed when it outlives the time "
+                        "limit: for code that ignores SIGALRM, catches BaseException or ends the process (slower)")
     return p
 
 
@@ -53,7 +56,7 @@ def train_command(args: argparse.Namespace) -> int:
     print(f"verify train {spec}  --optimizer {optimizer}  {args.steps} steps  seed {args.seed}  "
           f"batch {args.batch}", flush=True)
     result = train(spec, optimizer, steps=args.steps, seed=args.seed, batch=args.batch, step_fn=step_fn,
-                   impl=args.impl or "handimpl", time_limit=args.time_limit or None)
+                   impl=args.impl or "handimpl", time_limit=args.time_limit or None, isolate=args.isolate)
     paths = write_train_reports(result, out)
     print(summary_text(result))
     print(f"drift: {drift_text(result)}")

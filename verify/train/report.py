@@ -110,6 +110,8 @@ def drift_text(result: TrainResult) -> str:
     if not result.drift:
         return "no trajectory"
     last = result.drift[-1]
+    if last == 0:
+        return f"the parameters agree bit for bit after {plural(len(result.drift), 'step')}"
     if rate is None:
         return f"the parameters' trajectory error {last:.3g} after {plural(len(result.drift), 'step')}"
     return (f"the parameters' trajectory error {last:.3g} after {plural(len(result.drift), 'step')}, growing "

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from handimpl.optim import step as handimpl_step
-from verify.byo.call import describe_exception
+from verify.byo import isolation
+from verify.byo.call import ISOLATE_GRACE, PROCESS_ENDED, describe_exception
 from verify.byo.guard import TimeLimit, guarded
 from verify.core.compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, problem_record, tolerances
 from verify.core.optim_spec import OptimizerSpec
@@ -203,9 +204,10 @@ class HandStep:
     result are guarded too (whatever it raises, hangs or returns becomes a problem line)."""
 
     def __init__(self, fn: StepFn, hyper: dict, state_names: tuple[str, ...], trusted: bool,
-                 time_limit: float | None):
+                 time_limit: float | None, isolate: bool = False):
         self.fn, self.hyper, self.state_names, self.trusted = fn, hyper, state_names, trusted
         self.limit = None if trusted else TimeLimit(time_limit)
+        self.isolate = isolate and not trusted and isolation.AVAILABLE
 
     def __call__(self, params: dict, grads: dict, state: Any) -> Stepped:
         def run() -> Stepped:
@@ -216,8 +218,29 @@ class HandStep:
 
         if self.trusted:
             return run()
+        if self.isolate:
+            return self._forked(run)
+        return self._guarded(run)
+
+    def _guarded(self, run: Callable[[], Stepped]) -> Stepped:
         stepped, e = guarded(run, self.limit)
         return Stepped(None, None, None, describe_exception(e, self.fn)) if e is not None else stepped
+
+    def _forked(self, run: Callable[[], Stepped]) -> Stepped:
+        """The guarded call in a forked child (verify.byo.isolation), killed ISOLATE_GRACE seconds
+        past its time limit; what it changes dies with it, and a call that ends the process fails."""
+        seconds = self.limit.seconds if self.limit else None
+        outcome = isolation.run_forked(self._guarded, (run,), deadlines=(seconds + ISOLATE_GRACE if seconds else None,))
+        if outcome.ok:
+            return outcome.value
+        if outcome.timed_out:
+            problem = (f"CallTimedOut: did not return within {seconds:g} s (the time limit) and did not stop "
+                       f"when told to: its process was killed (--isolate)")
+        elif outcome.ended:
+            problem = f"{PROCESS_ENDED}: the step ended the process ({outcome.ended})"
+        else:
+            problem = f"the step's result could not be sent back from its process: {outcome.raised}"
+        return Stepped(None, None, None, problem)
 
 
 # -- judging -------------------------------------------------------------------------------------
@@ -293,15 +316,17 @@ def parameter_error(pairs: list[Pair], names: Any) -> float:
 
 def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, steps: int = DEFAULT_STEPS,
           seed: int = 0, batch: int = 4, step_fn: StepFn | None = None, impl: str = "handimpl",
-          time_limit: float | None = 10.0, progress: Callable[[int], None] | None = None) -> TrainResult:
+          time_limit: float | None = 10.0, isolate: bool = False,
+          progress: Callable[[int], None] | None = None) -> TrainResult:
     """Train both sides for ``steps`` steps on the case ``seed`` draws and compare them at every
     step (the module docstring). ``step_fn`` is the hand side's optimizer step (default
-    handimpl.optim's; a user's is called under verify.byo's guard, stopped after ``time_limit``)."""
+    handimpl.optim's; a user's is called under verify.byo's guard, stopped after ``time_limit``;
+    with ``isolate``, each call in a forked child process, killed when it outlives the limit)."""
     spec = parse_any(spec) if isinstance(spec, str) else spec
     optimizer = OptimizerSpec.parse(optimizer) if isinstance(optimizer, str) else optimizer
     trusted = step_fn is None
     hand_step = HandStep(handimpl_step if trusted else step_fn, {"optimizer": optimizer.name, **optimizer.hyper},
-                         optimizer.optimizer.state_names, trusted, time_limit)
+                         optimizer.optimizer.state_names, trusted, time_limit, isolate)
     result = TrainResult(spec, optimizer, steps, seed, batch, impl)
     case = model.draw(spec, seed, batch)
     x, y, dtype = case.x, case.y, spec.dtype
@@ -328,7 +353,7 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
                 layout = _one_step(result, t, spec, optimizer, hand_step, params_t, flat_t, given, ref,
                                    flat_next, state_next, x, y, dtype, buffers)
                 torch_state_ok = torch_state_ok or layout
-            elif not result.note:
+            elif not result.note and not result.failures:
                 result.note = ("the step's state is not in torch.optim's layout (state[name] = {'exp_avg': ..., "
                                "torch's names}): only the first step is judged from torch's state (both start "
                                "empty); later steps are compared as drift")

@@ -36,7 +36,8 @@ class Search:
 
 def search(step_fn: StepFn | None, *, impl: str, specs: Any, optimizers: list[str] | None = None,
            fixed: dict | None = None, examples: int, seed: int, shrink: bool = True,
-           time_limit: float | None = 10.0, progress: Callable[[TrainResult], None] | None = None) -> Search:
+           time_limit: float | None = 10.0, isolate: bool = False,
+           progress: Callable[[TrainResult], None] | None = None) -> Search:
     """Train ``step_fn`` (None: handimpl's) on up to ``examples`` drawn cases: ``specs`` a strategy
     of (spec, data seed, batch), the optimizers named (hyperparameters drawn, ``fixed`` ones kept).
     Stops at the first failing training and shrinks it (``shrink``); a step that runs past its
@@ -55,7 +56,7 @@ def search(step_fn: StepFn | None, *, impl: str, specs: Any, optimizers: list[st
         if found.tried and found.tried[-1].error.startswith("CallTimedOut"):
             return                                        # shrinking a hang would hang each time
         result = train(spec, optimizer, steps=SEARCH_STEPS, seed=data_seed, batch=batch, step_fn=step_fn,
-                       impl=impl, time_limit=time_limit)
+                       impl=impl, time_limit=time_limit, isolate=isolate)
         found.tried.append(result)
         if progress:
             progress(result)
