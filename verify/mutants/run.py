@@ -124,6 +124,7 @@ def _build_optimizer_mutant(mutant: Mutant) -> Callable:
         return optimizer.step(params, grads, state, hyper)
 
     step.__name__ = step.__qualname__ = mutant.name
+    step.__wrapped__ = optimizer.step      # an exception is located in the mutated source, not here
     step.verify_target = f"{IMPL_MODULE}:{mutant.name}"
     return step
 
