@@ -22,7 +22,7 @@ def _options(name):
             if a.option_strings and a.help not in (argparse.SUPPRESS,) and a.dest != "help"]
 
 
-@pytest.mark.parametrize("command", ["check", "run", "mutants", "explain", "layers"])
+@pytest.mark.parametrize("command", ["check", "run", "mutants", "explain", "layers", "train"])
 def test_every_option_has_help_text_that_states_its_default(command):
     for action in _options(command):
         assert action.help, action.option_strings

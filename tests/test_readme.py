@@ -58,5 +58,6 @@ def test_ci_runs_the_wheel_test_which_runs_every_command_from_the_installed_whee
     assert "\n.ci/wheel\n" in (ROOT / ".ci" / "run").read_text()
     wheel = (ROOT / ".ci" / "wheel").read_text()
     for command in ("verify run", "verify check --impl", "verify mutants", "verify explain --tutorial-example",
+                    "verify train",
                     "--format \"$format\"", "twine check", "--verify-report gate"):
         assert command in wheel, command

@@ -1,4 +1,4 @@
-"""The `verify` command: check, run, mutants, explain, layers.
+"""The `verify` command: check, run, mutants, explain, layers, train.
 
 Exit status everywhere: 0 all agree, 1 a discrepancy, 2 bad input (one line on stderr).
 """
@@ -42,6 +42,8 @@ from verify.sweep.progress import progress_reporter
 from verify.sweep.run import DEFAULT_EXAMPLES, sweep
 from verify.sweep.run import DEFAULT_OUT as RUN_OUT
 from verify.sweep.strategies import cases
+from verify.train.check import add_optimizers_option, check_optimizers_command
+from verify.train.command import add_train_parser, train_command
 
 
 def _csv(text: str) -> list[str]:
@@ -201,6 +203,8 @@ def validate_sweep(args: argparse.Namespace, default_out, report_files) -> None:
 def validate(args: argparse.Namespace) -> None:
     """Everything about the command line that can be refused before work starts (UsageError,
     SpecError, OutError: one line, exit 2)."""
+    if args.command == "check" and args.optimizers:
+        return                          # an optimizer step's check validates its own (verify.train.check)
     if args.command == "check":
         if args.spec:
             validate_case(args)
@@ -259,6 +263,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise UsageError("--time-limit applies to --impl (handimpl's own backprop has no limit)")
     if args.isolate and not args.impl:
         raise UsageError("--isolate applies to --impl (handimpl's own backprop runs in this process)")
+    if args.optimizers:
+        return check_optimizers_command(args)
     if args.impl and not args.spec:
         return check_impl_command(args)
     if not args.spec:
@@ -358,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "outlives the time limit: for code that ignores SIGALRM, catches "
                         "BaseException, ends the process or leaves state behind (slower)")
     add_sweep_options(p, examples=None, out="reports/impl", defaults=False)
+    add_optimizers_option(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("run", help="hypothesis sweep of random networks -> reports",
@@ -398,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain)
 
     add_layers_parser(sub, _positive, _seed, _seconds).set_defaults(func=layers_command)
+    add_train_parser(sub, _positive, _seed, _seconds).set_defaults(func=train_command)
     return parser
 
 

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 
 import jinja2
 import pandas as pd
+from hypothesis import strategies as st
 
 from handimpl.stack import stack_backprop
 from verify.harness.trace import check
@@ -32,6 +33,7 @@ from verify.report.frames import counterexample, plural
 from verify.report.html import STYLE, breakable, header_text
 from verify.report.output import write_dir, write_file
 from verify.sweep.run import sweep
+from verify.train.search import search
 
 DEFAULT_EXAMPLES = 30            # per mutant; every mutant in the zoo dies well within it
 DEFAULT_OUT = Path("reports") / "mutants"
@@ -72,6 +74,8 @@ def build(name: str) -> Callable:
     mutant = BY_NAME[name]
     if mutant.layer is not None:
         return _build_layer_mutant(mutant)
+    if mutant.optimizer is not None:
+        return _build_optimizer_mutant(mutant)
     changed = _exec(mutated_source(mutant), f"mutant {name}: handimpl/{mutant.module}.py")
     if mutant.module == "network":
         network = changed
@@ -108,6 +112,21 @@ def _build_layer_mutant(mutant: Mutant) -> Callable:
     backprop.__name__ = backprop.__qualname__ = mutant.name
     backprop.verify_target = f"{IMPL_MODULE}:{mutant.name}"
     return backprop
+
+
+def _build_optimizer_mutant(mutant: Mutant) -> Callable:
+    """An optimizer mutant's ``step(params, grads, state, hyper)``: the mutated copy of
+    handimpl/optim.py's optimizer (the contract of verify train --impl)."""
+    changed = _exec(mutated_source(mutant), f"mutant {mutant.name}: handimpl/optim.py")
+    optimizer = changed["OPTIMIZERS"][mutant.optimizer]
+
+    def step(params, grads, state, hyper):
+        return optimizer.step(params, grads, state, hyper)
+
+    step.__name__ = step.__qualname__ = mutant.name
+    step.__wrapped__ = optimizer.step      # an exception is located in the mutated source, not here
+    step.verify_target = f"{IMPL_MODULE}:{mutant.name}"
+    return step
 
 
 def check_mutant_case(name: str, spec, seed: int, batch: int):
@@ -171,6 +190,8 @@ def run_mutant(mutant: Mutant | str, *, examples: int | None = None, seed: int =
     """Sweep one mutant (restricted to where its bug can show); shrink its first failure."""
     mutant = BY_NAME[mutant] if isinstance(mutant, str) else mutant
     build(mutant.name)                     # fail here, loudly, if the zoo no longer matches handimpl
+    if mutant.optimizer is not None:
+        return run_optimizer_mutant(mutant, examples=examples or DEFAULT_EXAMPLES, seed=seed, shrink=shrink)
     start = time.perf_counter()
     layered = {} if mutant.layer is None else {"architectures": ("stack",), "kinds": (mutant.layer,)}
     result = sweep(examples=examples or DEFAULT_EXAMPLES, seed=seed, activations=mutant.activations,
@@ -182,6 +203,24 @@ def run_mutant(mutant: Mutant | str, *, examples: int | None = None, seed: int =
     minimal = result.minimal[0] if result.minimal else None
     return MutantResult(mutant, first is not None, first, len(result.results), result.n_failed,
                         minimal, time.perf_counter() - start)
+
+
+# An optimizer mutant's cases: a small network of each dtype trained a few steps with drawn
+# hyperparameters (verify.train.search); its bugs show at the first or second step.
+OPTIM_SPECS = ("2-3-2:tanh,identity:mse_loss", "2-3-2:tanh,identity:mse_loss:dtype=float32")
+
+
+def run_optimizer_mutant(mutant: Mutant, *, examples: int, seed: int, shrink: bool = True) -> MutantResult:
+    """Hypothesis draws (spec, hyperparameters, data seed) for the mutant's optimizer (with the
+    hyperparameters its bug needs fixed) and trains the mutant's step against torch.optim; killed
+    at the first failing training, which hypothesis then shrinks."""
+    specs = st.tuples(st.sampled_from(OPTIM_SPECS), st.integers(0, 2**16), st.just(2))
+    found = search(build(mutant.name), impl=f"{IMPL_MODULE}:{mutant.name}", specs=specs,
+                   optimizers=[mutant.optimizer], fixed=dict(mutant.hyper), examples=examples, seed=seed,
+                   shrink=shrink)
+    first = found.first_failure
+    return MutantResult(mutant, first is not None, first, first or len(found.tried), 1 if first else 0,
+                        found.minimal, found.seconds)
 
 
 def run_zoo(*, examples: int | None = None, seed: int = 0, shrink: bool = True,
@@ -259,7 +298,8 @@ def render_mutant_page(results: Sequence[MutantResult], settings: dict | None = 
     rows = [{"name": r.mutant.name, "bug": r.mutant.title, "before": r.mutant.before,
              "after": r.mutant.after, "killed": r.killed, "kill_text": r.kill_text,
              "failing": f"{r.n_failed} of {r.n_examples}",
-             "cx": counterexample(r.minimal) if r.minimal is not None else None} for r in results]
+             "cx": None if r.minimal is None else
+             r.minimal.card() if hasattr(r.minimal, "card") else counterexample(r.minimal)} for r in results]
     median = stats["median_examples_to_kill"]
     cards = [("mutants", stats["total"], False), ("killed", stats["killed"], False),
              ("survived", stats["total"] - stats["killed"], not all_killed),

@@ -11,6 +11,7 @@ verify.mutants.run builds and runs them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Mutant:
     dtypes: tuple[str, ...] | None = None
     max_depth: int = 3
     layer: str | None = None        # a layer mutant: the layer kind its stacks must hold
+    optimizer: str | None = None    # an optimizer mutant (module 'optim'): the optimizer it breaks,
+    hyper: tuple[tuple[str, Any], ...] = ()   # and the hyperparameters its bug needs (the rest drawn)
 
     @property
     def change(self) -> str:
@@ -164,6 +167,36 @@ LAYER_ZOO: tuple[Mutant, ...] = (
            "∂J/∂W[r] = Σ_{x = r} dy", "∂J/∂W[r] = dy of the last x = r", "layers.embedding",
            "np.add.at(dW, x, dy)", "dW[x] = dy", layer="embedding"),
 )
-ZOO = ZOO + LAYER_ZOO
+# Optimizer bugs (handimpl/optim.py): each killed by `verify train`'s one-step comparison, which
+# starts every step from torch.optim's exact state (verify.train.run).
+OPTIM_ZOO: tuple[Mutant, ...] = (
+    Mutant("adam_no_bias_correction", "Adam without bias correction",
+           "θ ← θ − η/(1 − β₁ᵗ) · m/(√v/√(1 − β₂ᵗ) + ε)", "θ ← θ − η·m/(√v + ε)", "optim",
+           "step_size = lr / (1 - beta1 ** t)                          # η/(1 − β₁ᵗ)\n"
+           "        denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps       # √v/√(1 − β₂ᵗ) + ε",
+           "step_size = lr\n        denom = np.sqrt(v) + eps", optimizer="adam"),
+    Mutant("adam_eps_inside_sqrt", "Adam's ε inside the square root",
+           "√v̂ + ε", "√(v̂ + ε)", "optim",
+           "denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps       # √v/√(1 − β₂ᵗ) + ε",
+           "denom = np.sqrt(v / (1 - beta2 ** t) + eps)", optimizer="adam"),
+    Mutant("adamw_l2_not_decoupled", "L2 weight decay where decoupled decay (AdamW) was meant",
+           "θ ← θ(1 − ηλ), then Adam", "g ← g + λθ, then Adam", "optim",
+           "theta = theta * (1 - lr * wd)                          # θ ← θ(1 − ηλ)   (AdamW)",
+           "g = g + wd * theta", optimizer="adamw"),
+    Mutant("sgd_dampening_forgotten", "momentum with dampening forgotten",
+           "b ← μb + (1 − τ)g", "b ← μb + g", "optim",
+           "b = mu * b + (1 - tau) * g                         # b ← μb + (1 − τ)g",
+           "b = mu * b + g", optimizer="sgd", hyper=(("momentum", 0.9), ("dampening", 0.5))),
+    Mutant("sgd_nesterov_wrong_term", "Nesterov momentum applied to the wrong term",
+           "g ← g + μb", "g ← b + μg", "optim",
+           "g = g + mu * b if h[\"nesterov\"] else b                 # g ← g + μb  |  g ← b",
+           "g = b + mu * g if h[\"nesterov\"] else b", optimizer="sgd",
+           hyper=(("momentum", 0.9), ("nesterov", True))),
+    Mutant("adam_step_count_from_zero", "Adam's step count starting at 0",
+           "t = 1 at the first step", "t = 0 at the first step", "optim",
+           "t = float(s.get(\"step\", 0.0)) + 1                              # t ← t + 1",
+           "t = float(s.get(\"step\", -1.0)) + 1", optimizer="adam"),
+)
+ZOO = ZOO + LAYER_ZOO + OPTIM_ZOO
 
 BY_NAME: dict[str, Mutant] = {m.name: m for m in ZOO}

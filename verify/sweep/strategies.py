@@ -28,6 +28,8 @@ from handimpl.layers import (
     MaxPool2d,
     Residual,
 )
+from handimpl.optim import OPTIMIZERS
+from verify.core.optim_spec import OptimizerSpec
 from verify.core.spec import DTYPES, NetSpec, shown
 from verify.core.stack import StackSpec
 
@@ -313,3 +315,61 @@ def stack_cases(*, max_batch: int = 8, **spec_bounds):
     if not 2 <= max_batch <= 4096:
         raise ValueError(f"max_batch must lie in 2..4096 for stacks, got {max_batch}")
     return _stack_cases(stack_specs(**spec_bounds), max_batch)
+
+
+# -- optimizers (verify train, verify check --optimizers) ------------------------------------------
+
+# Values offered for each optimizer hyperparameter (None: the optimizer's own default, listed
+# first so that shrinking goes there); lr per optimizer, around its default.
+HYPER_VALUES: dict[str, tuple] = {
+    "momentum": (None, 0.9, 0.5), "dampening": (None, 0.5), "nesterov": (None, True),
+    "weight_decay": (None, 0.1), "maximize": (None, True), "betas": (None, (0.5, 0.9), (0.0, 0.99)),
+    "eps": (None, 1e-3, 0.1), "amsgrad": (None, True), "alpha": (None, 0.9, 0.5), "centered": (None, True),
+    "lr_decay": (None, 0.1), "initial_accumulator_value": (None, 0.1),
+}
+LR_FACTORS = (1.0, 10.0, 0.1)
+
+
+def _optimizer_names(names: Sequence[str] | None, fixed: dict) -> tuple[str, ...]:
+    chosen = _names("optimizer", names, OPTIMIZERS)
+    for name in chosen:
+        unknown = sorted(set(fixed) - set(OPTIMIZERS[name].hyper))
+        if unknown:
+            raise ValueError(f"{name}: unknown hyperparameter {unknown[0]!r}; valid: "
+                             f"{', '.join(OPTIMIZERS[name].hyper)}")
+        OPTIMIZERS[name].filled(fixed)             # the fixed values themselves are valid
+    return chosen
+
+
+def optimizer_specs(*, names: Sequence[str] | None = None, fixed: dict | None = None):
+    """OptimizerSpecs over ``names`` (default: every registered optimizer), each hyperparameter
+    drawn from HYPER_VALUES (lr from its default times LR_FACTORS) unless ``fixed`` gives it;
+    shrinking goes to the defaults. SGD's nesterov is kept only where it is valid (momentum > 0,
+    dampening 0); where ``fixed`` asks for it, the drawn momentum and dampening make way."""
+    fixed = dict(fixed or {})
+    chosen = _optimizer_names(names, fixed)
+
+    @st.composite
+    def draw_one(draw):
+        name = _pick(draw, chosen)
+        defaults = OPTIMIZERS[name].hyper
+        hyper: dict = {}
+        for key, default in defaults.items():
+            if key in fixed:
+                hyper[key] = fixed[key]
+            elif key == "lr":
+                hyper[key] = default * _pick(draw, LR_FACTORS)
+            else:
+                value = _pick(draw, HYPER_VALUES.get(key, (None,)))
+                if value is not None:
+                    hyper[key] = value
+        if hyper.get("nesterov") and "nesterov" in fixed:       # the drawn ones give way to it
+            if "dampening" not in fixed:
+                hyper.pop("dampening", None)
+            if "momentum" not in fixed and hyper.get("momentum", 0) <= 0:
+                hyper["momentum"] = HYPER_VALUES["momentum"][1]
+        elif hyper.get("nesterov") and (hyper.get("momentum", 0) <= 0 or hyper.get("dampening", 0) != 0):
+            hyper.pop("nesterov")
+        return OptimizerSpec(name, tuple((k, v) for k, v in hyper.items() if v != defaults[k]))
+
+    return draw_one()
