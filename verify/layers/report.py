@@ -120,8 +120,8 @@ def terminal_row(pair: PairResult) -> str:
     if not pair.present:
         return f"  {pair.label:<54} absent ({', '.join(pair.missing)} not found)"
     if pair.passed and pair.imprecise:
-        return (f"  {pair.label:<54} imprecise  {plural(pair.cases, 'case')} ({pair.imprecise} within the "
-                f"textbook allowance only: {pair.precision})")
+        return (f"  {pair.label:<54} imprecise  {plural(pair.cases, 'case')} "
+                f"({pair.imprecise} of them: {pair.precision})")
     if pair.passed:
         return f"  {pair.label:<54} agrees     {plural(pair.cases, 'case')}"
     smallest = pair.minimal or pair.first
@@ -170,7 +170,7 @@ def gradescope_json(result: LayersResult) -> dict:
             output = f"not found: {', '.join(pair.missing)}"
         elif pair.passed:
             output = f"agrees with torch on {plural(pair.cases, 'case')}" + (
-                f" ({pair.imprecise} within the textbook allowance only: {pair.precision})" if pair.imprecise else "")
+                f" ({pair.imprecise} of them imprecise: {pair.precision})" if pair.imprecise else "")
         else:
             smallest = pair.minimal or pair.first
             output = (f"disagrees with torch: {worst_text(smallest.failing[0])}\n"
