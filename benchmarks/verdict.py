@@ -13,6 +13,11 @@
    would not even hold for torch, i.e. it would be unsound), and the share of compared elements
    that passed only by the textbook allowance. Nothing is shrunk: a false alarm gets its repro
    line instead.
+1b. Layer stacks. Every correct stack style of benchmarks/stack_styles.py (``STACK_STYLES``:
+   handimpl, conv_loops, bn_graph, per_example, textbook) swept the same way over the stacks
+   `verify run --architectures stack` draws (row name 'stack:NAME'; ``--stack-cases`` each).
+1c. Layer functions. The two correct reference modules of tests/fixtures (cs231n_vectorised.py,
+   cs231n_loops.py) swept by `verify layers`, ``--layer-cases`` cases per pair: a row per module.
 2. Power. Every mutant of verify.mutants.zoo, swept exactly as ``verify mutants`` sweeps it
    (verify.mutants.run.run_mutant: its own activations/losses/dtypes, its default example budget,
    same seed), and the three float64-only precision bugs of styles.PRECISION_BUGS, each swept
@@ -20,7 +25,8 @@
    1-based index of the first failing case in sweep order).
 
     python benchmarks/verdict.py [--cases N] [--seed S] [--jobs J] [--precision-examples P]
-                                 [--mutant-examples E] [--styles a,b] [--quiet]
+                                 [--mutant-examples E] [--styles a,b|none] [--stack-styles a,b|none]
+                                 [--stack-cases N] [--layer-cases N] [--no-power] [--quiet]
 
 Nothing is written to disk. Exit status 0 when there is no false alarm and every bug dies, 1
 otherwise. A full default run (100,000 cases per style, 12 styles) takes about an hour on two
