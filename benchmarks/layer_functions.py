@@ -29,21 +29,31 @@ FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 REFERENCES = ("cs231n_vectorised.py", "cs231n_loops.py")
 
 
+def module_false_alarms(name: str, cases: int, seeds: int, say=lambda line: None) -> tuple[int, list[str]]:
+    """(cases checked, one line per false alarm) of one reference module of tests/fixtures, every
+    pair it holds swept ``cases`` cases for each seed 1..``seeds``."""
+    total, alarms = 0, []
+    module = load_module(str(FIXTURES / name))
+    for seed in range(1, seeds + 1):
+        started = time.perf_counter()
+        result = check_layers(module, examples=cases, seed_value=seed, target=name)
+        for pair in result.present:
+            total += pair.cases
+            if not pair.passed:
+                record = pair.first.failing[0]
+                alarms.append(f"{name} seed {seed} {pair.label}: {record.name} {record.problem or ''} "
+                              f"{pair.first.case.describe()}")
+        say(f"{name} seed {seed}: {len(result.present)} pairs, {time.perf_counter() - started:.0f} s")
+    return total, alarms
+
+
 def false_alarms(cases: int, seeds: int, say) -> tuple[int, list[str]]:
-    """(cases checked, one line per false alarm)."""
+    """(cases checked, one line per false alarm), over both reference modules."""
     total, alarms = 0, []
     for name in REFERENCES:
-        module = load_module(str(FIXTURES / name))
-        for seed in range(1, seeds + 1):
-            started = time.perf_counter()
-            result = check_layers(module, examples=cases, seed_value=seed, target=name)
-            for pair in result.present:
-                total += pair.cases
-                if not pair.passed:
-                    record = pair.first.failing[0]
-                    alarms.append(f"{name} seed {seed} {pair.label}: {record.name} {record.problem or ''} "
-                                  f"{pair.first.case.describe()}")
-            say(f"{name} seed {seed}: {len(result.present)} pairs, {time.perf_counter() - started:.0f} s")
+        n, found = module_false_alarms(name, cases, seeds, say)
+        total += n
+        alarms += found
     return total, alarms
 
 

@@ -13,6 +13,11 @@
    would not even hold for torch, i.e. it would be unsound), and the share of compared elements
    that passed only by the textbook allowance. Nothing is shrunk: a false alarm gets its repro
    line instead.
+1b. Layer stacks. Every correct stack style of benchmarks/stack_styles.py (``STACK_STYLES``:
+   handimpl, conv_loops, bn_graph, per_example, textbook) swept the same way over the stacks
+   `verify run --architectures stack` draws (row name 'stack:NAME'; ``--stack-cases`` each).
+1c. Layer functions. The two correct reference modules of tests/fixtures (cs231n_vectorised.py,
+   cs231n_loops.py) swept by `verify layers`, ``--layer-cases`` cases per pair: a row per module.
 2. Power. Every mutant of verify.mutants.zoo, swept exactly as ``verify mutants`` sweeps it
    (verify.mutants.run.run_mutant: its own activations/losses/dtypes, its default example budget,
    same seed), and the three float64-only precision bugs of styles.PRECISION_BUGS, each swept
@@ -20,7 +25,8 @@
    1-based index of the first failing case in sweep order).
 
     python benchmarks/verdict.py [--cases N] [--seed S] [--jobs J] [--precision-examples P]
-                                 [--mutant-examples E] [--styles a,b] [--quiet]
+                                 [--mutant-examples E] [--styles a,b|none] [--stack-styles a,b|none]
+                                 [--stack-cases N] [--layer-cases N] [--no-power] [--quiet]
 
 Nothing is written to disk. Exit status 0 when there is no false alarm and every bug dies, 1
 otherwise. A full default run (100,000 cases per style, 12 styles) takes about an hour on two
@@ -40,8 +46,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from verify.api import check_case, supported
 from verify.byo.call import load_target
+from verify.core.stack import StackSpec
 from verify.harness.trace import CaseResult
 from verify.mutants.zoo import ZOO
 from verify.sweep.execute import _pool_context
@@ -54,6 +63,9 @@ BOUNDS = dict(max_depth=5, max_width=32, max_batch=64)
 
 STYLES_FILE = Path(__file__).resolve().parent / "styles.py"
 STYLES_TARGET = "benchmarks/styles.py"          # as a repro line writes it, from the repo root
+STACK_STYLES_FILE = Path(__file__).resolve().parent / "stack_styles.py"
+STACK_STYLES_TARGET = "benchmarks/stack_styles.py"
+STACK = "stack:"                                # a stack style's row name: 'stack:bn_graph'
 
 
 def styles_module():
@@ -61,13 +73,23 @@ def styles_module():
     return sys.modules[load_target(f"{STYLES_FILE}:variant").__module__]
 
 
+def stack_styles_module():
+    """benchmarks/stack_styles.py, as the harness loads it."""
+    return sys.modules[load_target(f"{STACK_STYLES_FILE}:conv_loops").__module__]
+
+
 def target(name: str) -> str:
-    """The ``--impl`` TARGET of a function of styles.py (absolute, so any cwd works)."""
+    """The ``--impl`` TARGET of a function of styles.py, or of stack_styles.py for a name
+    'stack:NAME' (absolute, so any cwd works)."""
+    if name.startswith(STACK):
+        return f"{STACK_STYLES_FILE}:{name.removeprefix(STACK)}"
     return f"{STYLES_FILE}:{name}"
 
 
 def repro(name: str, result: CaseResult) -> str:
-    return (f"verify check '{result.spec}' --impl {STYLES_TARGET}:{name} "
+    where = f"{STACK_STYLES_TARGET}:{name.removeprefix(STACK)}" if name.startswith(STACK) else \
+        f"{STYLES_TARGET}:{name}"
+    return (f"verify check '{result.spec}' --impl {where} "
             f"--seed {result.seed} --batch {result.batch}")
 
 
@@ -130,11 +152,13 @@ class StyleRow:
 
 def style_row(name: str, *, cases: int, seed: int = 0, jobs: int = 1, bounds: dict = BOUNDS,
               progress=None) -> StyleRow:
-    """Sweep the correct style ``name`` (a key of styles.VARIANTS) over ``cases`` cases, no
-    shrinking, and summarise it."""
+    """Sweep the correct style ``name`` (a key of styles.VARIANTS, or 'stack:NAME' for a key of
+    stack_styles.STACK_STYLES, swept over the layer stacks `verify run --architectures stack`
+    draws) over ``cases`` cases, no shrinking, and summarise it."""
     start = time.perf_counter()
+    stack = {"architectures": ["stack"]} if name.startswith(STACK) else {}
     result = sweep(examples=cases, seed=seed, jobs=jobs, check_fn=functools.partial(slim_check, target(name)),
-                   max_shrunk=0, progress=progress, **bounds)
+                   max_shrunk=0, progress=progress, **bounds, **stack)
     results = result.results
     margin_of = lambda r: _max(c.margin for c in r.records) if r.records else None      # noqa: E731
     torch_of = lambda r: _max(c.torch_margin for c in r.records) if r.records else None  # noqa: E731
@@ -153,7 +177,12 @@ def style_row(name: str, *, cases: int, seed: int = 0, jobs: int = 1, bounds: di
 
 def traced_elements(spec, batch: int) -> int:
     """How many values one case compares: z, a and δ of every layer, ∂W and the weights after
-    the step, ∂b and the biases after it, the loss and ∂x."""
+    the step, ∂b and the biases after it, the loss and ∂x (a stack: every key of its contract,
+    and each parameter after the step)."""
+    if isinstance(spec, StackSpec):
+        size = lambda k: int(np.prod(spec.expected_shape(k, batch), dtype=np.int64))   # noqa: E731
+        return sum(map(size, spec.required_keys() + spec.optional_keys())) + \
+            sum(map(size, spec.required_keys()[1:]))
     n = spec.widths
     per_layer = sum(3 * batch * n[l] + 2 * n[l] * n[l - 1] + (2 * n[l] if spec.bias else 0)
                     for l in range(1, len(n)))
@@ -234,6 +263,45 @@ def _worst_record(result: CaseResult, field: str) -> str:
     values = [(getattr(c, field), c.name) for c in result.records
               if getattr(c, field) is not None and not math.isnan(getattr(c, field))]
     return max(values)[1] if values else "?"
+
+
+# -- 1c. the reference modules of layer functions (verify layers) ---------------------------------
+
+LAYER_FUNCTIONS_FILE = Path(__file__).resolve().parent / "layer_functions.py"
+
+
+def layer_functions_module():
+    """benchmarks/layer_functions.py (its reference modules and their sweep)."""
+    return sys.modules[load_target(f"{LAYER_FUNCTIONS_FILE}:module_false_alarms").__module__]
+
+
+@dataclass(frozen=True)
+class ModuleRow:
+    name: str
+    cases: int
+    alarms: tuple[str, ...]
+    seconds: float
+
+    @property
+    def false_alarms(self) -> int:
+        return len(self.alarms)
+
+
+def module_row(name: str, *, cases: int, seeds: int = 1) -> ModuleRow:
+    """A correct reference module of CS231n layer functions (tests/fixtures), every pair it holds
+    swept by `verify layers` for ``cases`` cases and each seed 1..``seeds``."""
+    start = time.perf_counter()
+    total, alarms = layer_functions_module().module_false_alarms(name, cases, seeds)
+    return ModuleRow(name, total, tuple(alarms), time.perf_counter() - start)
+
+
+def module_table(rows: Sequence[ModuleRow]) -> list[str]:
+    head = f"{'reference module':<28} {'cases':>8} {'false alarms':>12} {'seconds':>8}"
+    lines = [head, "-" * len(head)]
+    lines += [f"{r.name:<28} {r.cases:>8} {r.false_alarms:>12} {r.seconds:>8.1f}" for r in rows]
+    lines.append("cases: over every pair the module holds (verify layers FILE --examples N --seed S)")
+    lines += [f"FALSE ALARM {a}" for r in rows for a in r.alarms]
+    return lines
 
 
 # -- 2. power ----------------------------------------------------------------------------------
@@ -358,7 +426,15 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
                         help="float64 cases per precision bug at most")
     parser.add_argument("--mutant-examples", type=int, default=None,
                         help="examples per zoo mutant at most (default: verify mutants' own)")
-    parser.add_argument("--styles", help="comma-separated subset of styles.VARIANTS")
+    parser.add_argument("--styles", help="comma-separated subset of styles.VARIANTS (dense styles; 'none' for none)")
+    parser.add_argument("--stack-styles", help="comma-separated subset of stack_styles.STACK_STYLES "
+                                                "(default: all; 'none' for none)")
+    parser.add_argument("--stack-cases", type=int, default=None,
+                        help="cases per correct stack style (default: --cases)")
+    parser.add_argument("--layer-cases", type=int, default=400,
+                        help="cases per pair of each reference module of layer functions (default: 400; 0: none)")
+    parser.add_argument("--power", action=argparse.BooleanOptionalAction, default=True,
+                        help="run table 2 (default: yes)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
     out = out or sys.stdout
@@ -367,11 +443,21 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     from verify.mutants.run import DEFAULT_EXAMPLES as MUTANT_EXAMPLES
 
     variants = list(styles_module().VARIANTS)
-    if args.styles:
+    if args.styles == "none":
+        variants = []
+    elif args.styles:
         unknown = [s for s in args.styles.split(",") if s not in variants]
         if unknown:
             parser.error(f"unknown styles {', '.join(unknown)}; known: {', '.join(variants)}")
         variants = args.styles.split(",")
+    stack_names = list(stack_styles_module().STACK_STYLES)
+    if args.stack_styles:
+        chosen = [] if args.stack_styles == "none" else args.stack_styles.split(",")
+        unknown = [s for s in chosen if s not in stack_names]
+        if unknown:
+            parser.error(f"unknown stack styles {', '.join(unknown)}; known: {', '.join(stack_names)}")
+        stack_names = chosen
+    stack_cases = args.cases if args.stack_cases is None else args.stack_cases
     total_start = time.perf_counter()
     say(f"verdict benchmark: seed {args.seed}, jobs {args.jobs}")
     say(f"  false alarms: {args.cases} cases per style x {len(variants)} styles = {args.cases * len(variants)} "
@@ -387,27 +473,55 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         rows.append(style_row(name, cases=args.cases, seed=args.seed, jobs=args.jobs,
                               progress=None if args.quiet else _progress_printer(name)))
     style_seconds = time.perf_counter() - start
-    say("")
-    say(f"1. false alarms per correct style (target 0); wall time {style_seconds:.1f} s")
     if rows:
+        say("")
+        say(f"1. false alarms per correct style (target 0); wall time {style_seconds:.1f} s")
         say(f"   drawn cases: {', '.join(f'{k} {v}' for k, v in sorted(rows[0].dtypes.items()))}; "
             f"x scale {_scale_text(rows[0].scales)}")
-    for line in style_table(rows):
-        say(line)
+        for line in style_table(rows):
+            say(line)
 
     start = time.perf_counter()
-    if not args.quiet:
-        print("  power: sweeping the mutants and precision bugs", file=sys.stderr, flush=True)
-    power = power_rows(seed=args.seed, jobs=args.jobs, mutant_examples=args.mutant_examples,
-                       precision_examples=args.precision_examples)
-    power_seconds = time.perf_counter() - start
-    say("")
-    say(f"2. power: planted bugs killed; wall time {power_seconds:.1f} s")
-    for line in power_table(power):
-        say(line)
+    stack_rows = []
+    for name in stack_names:
+        stack_rows.append(style_row(STACK + name, cases=stack_cases, seed=args.seed, jobs=args.jobs,
+                                    progress=None if args.quiet else _progress_printer(STACK + name)))
+    if stack_rows:
+        say("")
+        say(f"1b. false alarms per correct layer-stack style (target 0), {stack_cases} stacks each as "
+            f"`verify run --architectures stack` draws them; wall time {time.perf_counter() - start:.1f} s")
+        say(f"   drawn cases: {', '.join(f'{k} {v}' for k, v in sorted(stack_rows[0].dtypes.items()))}; "
+            f"x scale {_scale_text(stack_rows[0].scales)}")
+        for line in style_table(stack_rows):
+            say(line)
+
+    module_rows = []
+    if args.layer_cases:
+        start = time.perf_counter()
+        module_rows = [module_row(name, cases=args.layer_cases, seeds=1)
+                       for name in layer_functions_module().REFERENCES]
+        say("")
+        say(f"1c. false alarms per correct module of layer functions (verify layers, target 0), {args.layer_cases} "
+            f"cases per pair; wall time {time.perf_counter() - start:.1f} s")
+        for line in module_table(module_rows):
+            say(line)
+
+    power: list[PowerRow] = []
+    if args.power:
+        start = time.perf_counter()
+        if not args.quiet:
+            print("  power: sweeping the mutants and precision bugs", file=sys.stderr, flush=True)
+        power = power_rows(seed=args.seed, jobs=args.jobs, mutant_examples=args.mutant_examples,
+                           precision_examples=args.precision_examples)
+        power_seconds = time.perf_counter() - start
+        say("")
+        say(f"2. power: planted bugs killed; wall time {power_seconds:.1f} s")
+        for line in power_table(power):
+            say(line)
     say("")
     say(f"total wall time {time.perf_counter() - total_start:.1f} s")
-    clean = all(r.false_alarms == 0 and not r.stopped for r in rows) and all(r.killed for r in power)
+    clean = all(r.false_alarms == 0 and not r.stopped for r in rows + stack_rows) and \
+        all(r.false_alarms == 0 for r in module_rows) and all(r.killed for r in power)
     return 0 if clean else 1
 
 

@@ -23,21 +23,22 @@ from typing import Any, Callable
 
 import numpy as np
 
-PARTS = ("f", "df", "value", "grad")
+PARTS = ("f", "df", "value", "grad", "var")      # 'var': a normalisation layer's variance
 
 
 @dataclass(frozen=True)
 class Textbook:
     """One textbook form of one part of an activation or loss.
 
-    part      'f' or 'df' (an activation), 'value' or 'grad' (a loss);
+    part      'f' or 'df' (an activation), 'value' or 'grad' (a loss), 'var' (the variance of a
+              normalisation layer: handimpl.layers.norm);
     formula   the documented formula as written, e.g. 'α(eᶻ − 1)';
     cancels   the operation that loses digits, e.g. 'eᶻ − 1';
     instead   what torch evaluates instead, e.g. 'expm1';
     evaluate  the naive evaluation, in its argument's dtype: (z) for an activation, (a, y,
-              **options) for a loss;
+              **options) for a loss, (x, axes) for a variance;
     terms     Σ|terms| of that evaluation, in float64: (z, a) for an activation, (a, y,
-              **options) for a loss.
+              **options) for a loss, (x, axes) for a variance.
     """
     part: str
     formula: str

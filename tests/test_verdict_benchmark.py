@@ -9,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import verify
@@ -89,3 +90,57 @@ def test_the_benchmark_prints_both_tables_and_exits_0_when_nothing_is_wrong():
     assert "einsum_required" in text and "pairwise_full" in text
     assert f"killed {len(ZOO) + 3} of {len(ZOO) + 3} ({len(ZOO)}/{len(ZOO)} mutants, 3/3 precision bugs)" in text
     assert not math.isnan(float(text.split("total wall time ")[1].split()[0]))
+
+
+# -- layer stacks and layer functions ----------------------------------------------------------------
+
+stack_styles = benchmark.stack_styles_module()
+
+
+@pytest.mark.parametrize("name", list(stack_styles.STACK_STYLES))
+def test_a_correct_stack_style_raises_no_false_alarm_in_30_drawn_stacks(name):
+    row = benchmark.style_row(benchmark.STACK + name, cases=30, seed=0, jobs=1)
+    assert row.cases == 30 and not row.stopped
+    assert row.false_alarms == 0, "\n".join(benchmark.repro(benchmark.STACK + name, a) for a in row.alarms)
+    assert row.worst_margin < 1 and row.elements > 0
+
+
+@pytest.mark.parametrize("spec", ["2x5x4>conv2d:3,k3x2,s2,p1,d2>batchnorm>elu>flatten>linear:2|mse_loss",
+                                  "3x7>conv1d:2,k3,s2,p1>groupnorm:2>tanh>flatten>linear:2|mse_loss:mode=eval",
+                                  "4>linear:6>residual(linear:6>softplus>linear:6)>layernorm>dropout:0.25>linear:3"
+                                  "|cross_entropy"])
+def test_every_stack_style_differs_from_handimpl_only_by_rounding_and_returns_every_key(spec):
+    from verify.core.data import draw_stack_case
+    from verify.core.stack import StackSpec
+
+    s = StackSpec.parse(spec)
+    case = draw_stack_case(s, 1, 4)
+    base = stack_styles.handimpl(s, case.params, case.x, case.y)
+    for name, fn in stack_styles.STACK_STYLES.items():
+        out = fn(s, case.params, case.x, case.y)
+        assert set(out) == set(base), name
+        for key, value in base.items():
+            assert np.allclose(out[key], value, rtol=1e-9, atol=1e-12), (name, key)
+
+
+def test_the_conv_and_normalisation_styles_really_evaluate_differently_from_handimpl():
+    from verify.core.data import draw_stack_case
+    from verify.core.stack import StackSpec
+
+    s = StackSpec.parse("2x6x5>conv2d:3,k3,p1>batchnorm>relu>flatten>linear:2|mse_loss")
+    case = draw_stack_case(s, 3, 5)
+    base = stack_styles.handimpl(s, case.params, case.x, case.y)
+    assert not np.array_equal(stack_styles.conv_loops(s, case.params, case.x, case.y)["dx"], base["dx"])
+    assert not np.array_equal(stack_styles.bn_graph(s, case.params, case.x, case.y)["grad1"], base["grad1"])
+    assert not np.array_equal(stack_styles.per_example(s, case.params, case.x, case.y)["dW1"], base["dW1"])
+
+
+def test_the_stack_table_and_the_reference_modules_table_print_and_the_run_exits_0():
+    out = io.StringIO()
+    rc = benchmark.main(["--styles", "none", "--stack-styles", "per_example", "--stack-cases", "5",
+                         "--layer-cases", "2", "--no-power", "--jobs", "1", "--quiet"], out=out)
+    text = out.getvalue()
+    assert rc == 0, text
+    assert "1b. false alarms per correct layer-stack style" in text and "stack:per_example" in text
+    assert "1c. false alarms per correct module of layer functions" in text
+    assert "cs231n_vectorised.py" in text and "cs231n_loops.py" in text

@@ -28,12 +28,33 @@ evaluation x·(γ/σ) + (β − μγ/σ).
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 
 from ..rounding import gamma
+from ..textbook import Textbook
 from .base import Layer
+
+
+def _computational_variance(x, axes):
+    """σ² = mean(x²) − μ², the computational formula as written (in x's dtype)."""
+    mu = x.mean(axis=axes, keepdims=True)
+    return (x * x).mean(axis=axes, keepdims=True) - mu * mu
+
+
+def _computational_terms(x, axes):
+    """Σ|terms| of mean(x²) − μ²: mean(x²) + μ² (float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    mu = x.mean(axis=axes, keepdims=True)
+    return (x * x).mean(axis=axes, keepdims=True) + mu * mu
+
+
+# The variance written as the textbook's computational formula: correct, and it cancels where
+# |μ| ≫ σ (the textbook allowance of the verdict, docs/verdict.md; handimpl.textbook).
+VARIANCE = Textbook("var", "σ² = mean(x²) − μ²", "mean(x²) − μ²", "mean((x − μ)²), the two-pass form",
+                    _computational_variance, _computational_terms)
 
 
 class _Statistics:
@@ -62,8 +83,10 @@ class _Statistics:
                       - xhat * self.mean(dxhat * xhat))       # through σ
 
     # -- the error model, in float64 ---------------------------------------------------------------
-    def forward_error(self, x, Ex, u):
-        """(x̂, E_x̂, 1/σ, E of 1/σ, 1/σ_lo, μ, E_μ, σ², E_σ²) for x off by up to Ex."""
+    def forward_error(self, x, Ex, u, textbook=False):
+        """(x̂, E_x̂, 1/σ, E of 1/σ, 1/σ_lo, μ, E_μ, σ², E_σ²) for x off by up to Ex. ``textbook``: σ²
+        may also be evaluated as mean(x²) − μ² (VARIANCE); where that form may reach σ² + ε ≤ 0 the
+        bounds are infinite (nothing bounds 1/σ there: the caller falls back to the tight ones)."""
         N = self.count(x)
         gN = gamma(N, u)
         held = np.abs(x) + Ex
@@ -73,19 +96,30 @@ class _Statistics:
         E_d = Ex + E_mu + u * (held + np.abs(mu) + E_mu)
         var = self.mean(d * d)
         E_var = self.mean(2 * np.abs(d) * E_d + E_d * E_d) + gamma(N + 2, u) * self.mean((np.abs(d) + E_d) ** 2)
+        if textbook:
+            # mean(x²) − μ² on held values: the moves of mean(x²) and of μ², then the rounding of
+            # the N-term mean of squares, of μ² and of the difference, at the scale of their terms
+            held_mu = np.abs(mu) + E_mu
+            E_var = np.maximum(E_var, self.mean(2 * np.abs(x) * Ex + Ex * Ex) + 2 * np.abs(mu) * E_mu + E_mu * E_mu
+                               + gamma(N + 3, u) * (self.mean(held * held) + held_mu * held_mu))
         s = var + self.eps
         E_s = E_var + 2 * u * s
         sigma = np.sqrt(s)
-        # any evaluation's σ² is a sum of squares, so σ ≥ √ε (rounded): 1/σ never exceeds 1/√ε
-        sigma_lo = np.sqrt(np.maximum(s - E_s, self.eps * (1 - 4 * u)))
+        if textbook:
+            # mean(x²) − μ² is no sum of squares: it may fall below 0, and only s − E_s bounds σ below
+            sigma_lo = np.sqrt(np.maximum(s - E_s, 0.0))
+        else:
+            # any evaluation's σ² is a sum of squares, so σ ≥ √ε (rounded): 1/σ never exceeds 1/√ε
+            sigma_lo = np.sqrt(np.maximum(s - E_s, self.eps * (1 - 4 * u)))
         E_sigma = E_s / (sigma + sigma_lo) + u * sigma
         inv = 1 / sigma
         inv_hi = 1 / sigma_lo
         E_inv = np.minimum(E_sigma * inv * inv_hi, inv_hi) + 2 * u * inv
         xhat = d * inv
         E_xhat = E_d * inv_hi + np.abs(d) * E_inv + 2 * u * (np.abs(xhat) + (held + np.abs(mu)) * inv_hi)
-        # and Σx̂² = Nσ²/(σ² + ε) ≤ N: any evaluation's x̂ lies within √N (rounded) of 0
-        E_xhat = np.minimum(E_xhat, np.abs(xhat) + math.sqrt(N) * (1 + 4 * N * u))
+        if not textbook:
+            # and Σx̂² = Nσ²/(σ² + ε) ≤ N: any two-pass evaluation's x̂ lies within √N (rounded) of 0
+            E_xhat = np.minimum(E_xhat, np.abs(xhat) + math.sqrt(N) * (1 + 4 * N * u))
         return xhat, E_xhat, inv, E_inv, inv_hi, mu, E_mu, var, E_var
 
     def backward_error(self, dxhat, E_dxhat, xhat, E_xhat, inv, E_inv, inv_hi, u):
@@ -121,6 +155,8 @@ class _Norm(Layer):
         "dx": "∂J/∂x = (γ/σ)/N·(N·dy − Σdy − x̂·Σ(dy ⊙ x̂))",
         "dgamma": "∂J/∂γ = Σ dy ⊙ x̂", "dbeta": "∂J/∂β = Σ dy"}
     default_eps = 1e-5
+    textbook = (VARIANCE,)
+    evaluates_textbook = False              # True on textbook_view: σ² may be mean(x²) − μ²
 
     def __init__(self, eps: float = 1e-5):
         self.eps = float(eps)
@@ -187,9 +223,18 @@ class _Norm(Layer):
         xhat, E_xhat = self._xhat_error(x, Ex, u)[:2]
         return g * E_xhat + 4 * u * (g * (np.abs(xhat) + E_xhat) + b) + tiny
 
+    @property
+    def textbook_view(self) -> "_Norm":
+        """This layer with its error model widened to VARIANCE (the textbook allowance); its
+        forward and backward unchanged. Where that form may reach σ² + ε ≤ 0 its bounds are
+        infinite: use the tight ones there."""
+        view = copy.copy(self)
+        view.evaluates_textbook = True
+        return view
+
     def _xhat_error(self, x, Ex, u):
         stats = self._stats(x)
-        out = stats.forward_error(self.grouped(x), self.grouped(Ex), u)
+        out = stats.forward_error(self.grouped(x), self.grouped(Ex), u, self.evaluates_textbook)
         return (self.ungrouped(out[0], x.shape), self.ungrouped(out[1], x.shape), stats, *out[2:])
 
     def backward_error(self, x, Ex, p, dy, Edy, u, tiny, ctx=None):

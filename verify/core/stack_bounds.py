@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from handimpl import LOSSES
-from handimpl.layers import Act, Layer
+from handimpl.layers import Act, Layer, Residual
 from handimpl.network import split_loss_kwargs
 from handimpl.rounding import underflow, update_error
 from handimpl.stack import context, param_key
@@ -24,12 +24,24 @@ from verify.core.compare import UNIT_ROUNDOFF
 
 
 def _textbook(layer: Layer) -> Layer:
-    """An activation layer judged by its activation's textbook view; other layers as they are."""
+    """An activation layer judged by its activation's textbook view, a residual block by its inner
+    layers' (recursively); other layers as they are."""
     if isinstance(layer, Act) and layer.f.textbook:
         view = copy.copy(layer)
         view.f = layer.f.textbook_view
         return view
+    if isinstance(layer, Residual) and any(_has_textbook(inner) for inner in layer.inner):
+        view = copy.copy(layer)
+        view.inner = tuple(_textbook(inner) for inner in layer.inner)
+        return view
     return layer
+
+
+def _has_textbook(layer: Layer) -> bool:
+    """Whether the layer, or a layer inside it (a residual block's), evaluates a textbook form."""
+    if isinstance(layer, Act):
+        return bool(layer.f.textbook)
+    return any(_has_textbook(inner) for inner in getattr(layer, "inner", ()))
 
 
 def functions(spec: Any, textbook: bool = False) -> tuple[list[Layer], Any]:
@@ -41,8 +53,7 @@ def functions(spec: Any, textbook: bool = False) -> tuple[list[Layer], Any]:
 
 
 def has_textbook(spec: Any) -> bool:
-    return bool(LOSSES[spec.loss].textbook) or any(isinstance(layer, Act) and layer.f.textbook
-                                                   for layer in spec.layers)
+    return bool(LOSSES[spec.loss].textbook) or any(_has_textbook(layer) for layer in spec.layers)
 
 
 def _params64(params: list[dict]) -> list[dict]:

@@ -130,7 +130,8 @@ def _functions_of_step(spec: Any, name: str) -> list[tuple[str, Any, str]]:
 
 def _stack_functions_of_step(spec: Any, name: str) -> list[tuple[str, Any, str]]:
     """As _functions_of_step, for a stack: an activation layer's forward evaluates f, the backward
-    into its input f′; the loss its value, ∂J/∂out⁽ⁿ⁾ its gradient."""
+    into its input f′ (a residual block's: those of its inner activation layers); the loss its
+    value, ∂J/∂out⁽ⁿ⁾ its gradient."""
     kind, i, _ = stack_step_of(spec, name)
     loss = (f"{spec.loss}", LOSSES[spec.loss])
     if kind == "loss":
@@ -139,10 +140,32 @@ def _stack_functions_of_step(spec: Any, name: str) -> list[tuple[str, Any, str]]
         return [(*loss, "grad")]
     layer_index = i + 1 if kind == "grad" else (1 if kind == "dx" else i)
     layer = spec.layers[layer_index - 1] if 1 <= layer_index <= spec.depth else None
-    if isinstance(layer, Act) and kind in ("forward", "grad", "dx"):
-        part = "f" if kind == "forward" else "df"
-        return [(f"{layer.name}{'′' if part == 'df' else ''}, layer {layer_index}", layer.f, part)]
-    return []
+    if layer is None or kind not in ("forward", "grad", "dx"):
+        return []
+    part = "f" if kind == "forward" else "df"
+    return [(f"{act.name}{'′' if part == 'df' else ''}, layer {where}", act.f, part)
+            for where, act in _activation_layers(layer, str(layer_index))]
+
+
+def _activation_layers(layer: Any, where: str) -> list[tuple[str, Any]]:
+    """(position, activation layer) for ``layer`` itself or each activation inside it (a residual
+    block's inner layer j at position 'i.j')."""
+    if isinstance(layer, Act):
+        return [(where, layer)]
+    return [item for j, inner in enumerate(getattr(layer, "inner", ()), start=1)
+            for item in _activation_layers(inner, f"{where}.{j}")]
+
+
+def _all_forms(spec: Any) -> list[tuple[str, Any]]:
+    """Every (who, textbook form) the case's functions declare, in order, once each."""
+    if isinstance(spec, StackSpec):
+        steps = [name for i in range(1, spec.depth + 1) for name in (f"out{i}", "dx" if i == 1 else f"grad{i - 1}")]
+        steps.append(f"grad{spec.depth}")                        # the loss's gradient
+    else:
+        steps = [name for l in range(1, spec.depth + 1) for name in (f"a{l}", f"delta{l}")]
+    forms = [(who, t) for step in steps + ["loss"] for who, fn, part in _functions_of_step(spec, step)
+             for t in fn.textbook if t.part == part]
+    return list(dict.fromkeys(forms))
 
 
 def precision_note(spec: Any, r: Comparison) -> str:
@@ -153,11 +176,7 @@ def precision_note(spec: Any, r: Comparison) -> str:
     forms = [(who, t) for who, fn, part in _functions_of_step(spec, r.name) for t in fn.textbook if t.part == part]
     carried = not forms
     if carried:
-        forms = [(who, t) for l in range(1, spec.depth + 1)
-                 for who, fn, part in _functions_of_step(spec, f"a{l}") + _functions_of_step(spec, f"delta{l}")
-                 for t in fn.textbook if t.part == part]
-        forms += [(who, t) for who, fn, part in _functions_of_step(spec, "loss") for t in fn.textbook if t.part == part]
-        forms = list(dict.fromkeys(forms))
+        forms = _all_forms(spec)
     digits = _digits_lost(r, spec.dtype)
     said = "; ".join(f"{t.sentence(None if carried else digits)} [{who}]" for who, t in forms)
     head = (f"within the textbook allowance only ({r.n_imprecise} of {r.n_elements} "

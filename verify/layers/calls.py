@@ -9,6 +9,7 @@ verify.core.compare's, within the layer's a priori bound (never a fixed rtol).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from typing import Any, Callable
 
@@ -143,12 +144,15 @@ def shape_problem(hand: Any, ref: np.ndarray) -> str:
     return f"{h.shape} where {ref.shape} is expected{hint}"
 
 
-def judge(items: list[tuple[str, Any, np.ndarray, Any]]) -> list[Comparison]:
-    """One record per (name, hand, reference, E): |hand − ref| within 2E + the floor (the float64
-    reference is itself a correct float64 evaluation, off by up to E). A value of the wrong
-    shape or type is a failing record saying so."""
+def judge(items: list[tuple], forms: tuple = (), who: str = "") -> list[Comparison]:
+    """One record per (name, hand, reference, E[, E_textbook]): |hand − ref| within 2E + the floor
+    (the float64 reference is itself a correct float64 evaluation, off by up to E). With E_textbook
+    (the textbook allowance: the layer's error model widened to its textbook ``forms``,
+    handimpl.textbook), a value beyond 2E but within 2·E_textbook passes as 'imprecise' with a note
+    naming the form (``who``: the layer); where E_textbook is not finite the tight E judges. A value
+    of the wrong shape or type is a failing record saying so."""
     pairs, records = [], {}
-    for i, (name, hand, ref, E) in enumerate(items):
+    for i, (name, hand, ref, E, *loose) in enumerate(items):
         ref = np.asarray(ref, dtype=np.float64)
         problem = shape_problem(hand, ref)
         if problem:
@@ -159,11 +163,24 @@ def judge(items: list[tuple[str, Any, np.ndarray, Any]]) -> list[Comparison]:
             h = h.astype(np.float64)
         elif h.dtype.kind in "iu" and name == "loss":
             h = h.astype(np.float64)
-        pairs.append((i, Pair(name, h, ref, None, None if E is None else 2 * np.asarray(E, dtype=np.float64))))
+        bound = None if E is None else 2 * np.asarray(E, dtype=np.float64)
+        textbook = None
+        if loose and loose[0] is not None and bound is not None:
+            wide = 2 * np.asarray(loose[0], dtype=np.float64)
+            textbook = np.where(np.isfinite(wide), np.maximum(wide, bound), bound)
+        pairs.append((i, Pair(name, h, ref, None, bound, textbook)))
     if pairs:
         for (i, _), record in zip(pairs, compare_all([p for _, p in pairs], dtype=DTYPE, rtol=RTOL, atol=ATOL)):
-            records[i] = record
+            records[i] = _noted(record, forms, who) if record.status == "imprecise" else record
     return [records[i] for i in range(len(items))]
+
+
+def _noted(record: Comparison, forms: tuple, who: str) -> Comparison:
+    """An imprecise record with the precision note: which textbook form it needed."""
+    said = "; ".join(t.sentence() for t in forms) or "a documented formula evaluated as written"
+    note = (f"within the textbook allowance only ({record.n_imprecise} of {record.n_elements} "
+            f"element{'s' if record.n_elements != 1 else ''}): {said}" + (f" [{who}]" if who else ""))
+    return dataclasses.replace(record, note=note)
 
 
 def failed_record(name: str, message: str) -> Comparison:

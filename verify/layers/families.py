@@ -128,6 +128,14 @@ class Explained:
                 + ("" if self.training else ":mode=eval"))
 
 
+def textbook_of(layer) -> tuple[Any, dict]:
+    """(the layer's textbook view, judge's keywords naming its forms), or (None, {}) where the
+    layer declares no textbook form (the textbook allowance of the verdict, docs/verdict.md)."""
+    if not getattr(layer, "textbook", ()):
+        return None, {}
+    return layer.textbook_view, {"forms": layer.textbook, "who": layer.kind}
+
+
 class Family:
     """A forward/backward pair of the convention (a loss: one function)."""
     name = ""
@@ -196,14 +204,19 @@ class Family:
         gradient and bound to the user's, a conversion of the user's gradient or None)."""
         xl = x if x_as is None else x_as
         ref = reference(layer, xl.shape[1:], p, xl, dout)
+        view, said = textbook_of(layer)
         out, cache = self.forward_call(fns[0], names[0], args, settings, records, labels=labels)
-        records += judge([("out", out, ref["out"], layer.forward_error(xl, _zeros(xl), p, U, TINY))])
+        records += judge([("out", out, ref["out"], layer.forward_error(xl, _zeros(xl), p, U, TINY),
+                           view and view.forward_error(xl, _zeros(xl), p, U, TINY))], **said)
         got = self.backward_call(fns[1], names[1], dout, cache, settings, records, what, 1 + len(grads))
         Edx, Eg = layer.backward_error(xl, _zeros(xl), p, dout, _zeros(dout), U, TINY)
-        items = [("dx", got[0], ref["dx"].reshape(x.shape), Edx.reshape(x.shape))]
+        Tdx, Tg = view.backward_error(xl, _zeros(xl), p, dout, _zeros(dout), U, TINY) if view else (None, {})
+        items = [("dx", got[0], ref["dx"].reshape(x.shape), Edx.reshape(x.shape),
+                  None if Tdx is None else Tdx.reshape(x.shape))]
         for (label, key, convert, read), hand in zip(grads, got[1:]):
-            items.append((label, hand if read is None else read(hand), convert(ref["d" + key]), convert(Eg[key])))
-        records += judge(items)
+            items.append((label, hand if read is None else read(hand), convert(ref["d" + key]), convert(Eg[key]),
+                          convert(Tg[key]) if key in Tg else None))
+        records += judge(items, **said)
 
 
 # -- affine ---------------------------------------------------------------------------------------
@@ -307,15 +320,18 @@ class BatchNormFamily(Family):
         if m is not None:
             records.append(m)
         out, cache = as_tuple(value, names[0], 2, "(out, cache)")
-        records += judge([("out", out, ref["out"], layer.forward_error(x, _zeros(x), p, U, TINY, ctx))])
+        view, said = textbook_of(layer)
+        records += judge([("out", out, ref["out"], layer.forward_error(x, _zeros(x), p, U, TINY, ctx),
+                           view.forward_error(x, _zeros(x), p, U, TINY, ctx))], **said)
         records += self._running(names[0], layer, x, p, h, param, training)
         if not training:
             return                                    # the convention's backward is for training mode
         dx, dgamma, dbeta = self.backward_call(fns[1], names[1], dout, cache, settings, records,
                                                "(dx, dgamma, dbeta)", 3)
         Edx, Eg = layer.backward_error(x, _zeros(x), p, dout, _zeros(dout), U, TINY, ctx)
-        records += judge([("dx", dx, ref["dx"], Edx), ("dgamma", dgamma, ref["dgamma"], Eg["gamma"]),
-                          ("dbeta", dbeta, ref["dbeta"], Eg["beta"])])
+        Tdx, Tg = view.backward_error(x, _zeros(x), p, dout, _zeros(dout), U, TINY, ctx)
+        records += judge([("dx", dx, ref["dx"], Edx, Tdx), ("dgamma", dgamma, ref["dgamma"], Eg["gamma"], Tg["gamma"]),
+                          ("dbeta", dbeta, ref["dbeta"], Eg["beta"], Tg["beta"])], **said)
 
     def _running(self, name, layer, x, p, h, param, training) -> list:
         """The running statistics the forward left in bn_param, against the convention's rule
@@ -330,15 +346,16 @@ class BatchNormFamily(Family):
             want = {"running_mean": k * p["running_mean"] + (1 - k) * mu,
                     "running_var": k * p["running_var"] + (1 - k) * var}
             E = layer.buffer_errors(x, _zeros(x), p, U)
+            T = layer.textbook_view.buffer_errors(x, _zeros(x), p, U)
         else:
             want = {key: p[key] for key in ("running_mean", "running_var")}
-            E = {key: None for key in want}
+            E = T = {key: None for key in want}
         for key, value in want.items():
             if not isinstance(param, dict) or key not in param:
                 items.append(failed_record(key, f"{name} left no {key!r} in its param dict"))
                 continue
-            items.append((key, param[key], value, E[key]))
-        judged = judge([r for r in items if isinstance(r, tuple)])
+            items.append((key, param[key], value, E[key], T[key]))
+        judged = judge([r for r in items if isinstance(r, tuple)], **textbook_of(layer)[1])
         if training:
             judged = [r if r.passed else _said(r, param[r.name], torch_rules(p, x, mu, var, h["momentum"])[r.name])
                       for r in judged]

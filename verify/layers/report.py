@@ -27,8 +27,8 @@ GRADESCOPE = "results.json"
 FILES = {"functions": "functions.csv", "discrepancies": "discrepancies.csv", "html": "report.html",
          "json": "report.json"}
 EXPLAIN_DIR = "explain"          # explain/FAMILY.html: verify explain's page of each failing pair's smallest case
-FUNCTION_COLUMNS = ["function", "passed", "cases", "first diverging output", "worst element", "note",
-                    "smallest failing case", "repro"]
+FUNCTION_COLUMNS = ["function", "passed", "status", "cases", "imprecise cases", "first diverging output",
+                    "worst element", "note", "smallest failing case", "repro"]
 DISCREPANCY_COLUMNS = ["function", "case", "output", "status", "problem", "worst_index", "hand_value",
                        "reference_value", "allowed", "margin", "n_mismatched", "n_elements", "note", "case_description"]
 
@@ -123,8 +123,11 @@ def explain_hint(result: LayersResult, pair: PairResult) -> str:
 
 
 def function_row(result: LayersResult, pair: PairResult) -> dict:
-    row = {"function": pair.label, "passed": pair.passed if pair.present else "", "cases": pair.cases,
-           "first diverging output": "", "worst element": "", "note": pair.note,
+    note = "; ".join(n for n in (pair.note, pair.precision and f"imprecise in {plural(pair.imprecise, 'case')}, "
+                                                                f"e.g. {pair.precision}") if n)
+    row = {"function": pair.label, "passed": pair.passed if pair.present else "", "status": pair.status,
+           "cases": pair.cases, "imprecise cases": pair.imprecise if pair.present else "",
+           "first diverging output": "", "worst element": "", "note": note,
            "smallest failing case": "", "repro": ""}
     if pair.first is not None:
         record = pair.first.failing[0]
@@ -174,6 +177,9 @@ def verdict_text(result: LayersResult) -> str:
 def terminal_row(pair: PairResult) -> str:
     if not pair.present:
         return f"  {pair.label:<54} absent ({', '.join(pair.missing)} not found)"
+    if pair.passed and pair.imprecise:
+        return (f"  {pair.label:<54} imprecise  {plural(pair.cases, 'case')} "
+                f"({pair.imprecise} of them: {pair.precision})")
     if pair.passed:
         return f"  {pair.label:<54} agrees     {plural(pair.cases, 'case')}"
     smallest = pair.minimal or pair.first
@@ -197,11 +203,12 @@ def notebook_html(result: LayersResult) -> str:
         if not pair.present:
             cells = (pair.label, "absent", "", "")
         elif pair.passed:
-            cells = (pair.label, "agrees", plural(pair.cases, "case"), "")
+            cells = (pair.label, pair.status, plural(pair.cases, "case") + (f"; {pair.precision}" if pair.imprecise
+                                                                               else ""), "")
         else:
             smallest = pair.minimal or pair.first
             cells = (pair.label, "disagrees", worst_text(smallest.failing[0]), smallest.case.describe())
-        colour = {"agrees": "#1f7a45", "disagrees": "#b3261e"}.get(cells[1], "#5b6670")
+        colour = {"agrees": "#1f7a45", "imprecise": "#1f7a45", "disagrees": "#b3261e"}.get(cells[1], "#5b6670")
         rows.append(f"<tr><td><code>{esc(cells[0])}</code></td><td style='color:{colour}'><b>{cells[1]}</b></td>"
                     f"<td>{esc(cells[2])}</td><td>{esc(cells[3])}</td></tr>")
     head = "<tr><th>function</th><th>result</th><th>worst element</th><th>smallest failing case</th></tr>"
@@ -220,7 +227,8 @@ def gradescope_json(result: LayersResult) -> dict:
         if not pair.present:
             output = f"not found: {', '.join(pair.missing)}"
         elif pair.passed:
-            output = f"agrees with torch on {plural(pair.cases, 'case')}"
+            output = f"agrees with torch on {plural(pair.cases, 'case')}" + (
+                f" ({pair.imprecise} of them imprecise: {pair.precision})" if pair.imprecise else "")
         else:
             smallest = pair.minimal or pair.first
             output = (f"disagrees with torch: {worst_text(smallest.failing[0])}\n"
@@ -247,7 +255,7 @@ def render_html(result: LayersResult) -> str:
     for pair in result.pairs:
         row = function_row(result, pair)
         row = {k.replace(" ", "_"): v for k, v in row.items()}
-        row["result"] = "absent" if not pair.present else ("agrees" if pair.passed else "disagrees")
+        row["result"] = pair.status
         row["css"] = "" if not pair.present else ("killed" if pair.passed else "survived")
         rows.append(row)
         if pair.present and not pair.passed:
@@ -264,6 +272,7 @@ def render_html(result: LayersResult) -> str:
     cards = [("pairs found", len(present), False),
              ("disagree", sum(not p.passed for p in present), any(not p.passed for p in present)),
              ("cases", sum(p.cases for p in present), False),
+             ("imprecise (textbook allowance)", sum(bool(p.imprecise) for p in present), False),
              ("absent", len(result.pairs) - len(present), False)]
     model = bool(result.settings.get("model"))
     if model:

@@ -54,6 +54,8 @@ class PairResult:
     missing: tuple[str, ...] = ()
     seconds: float = 0.0
     checker: Any = dataclasses.field(default=None, repr=False)   # the Family swept (a model's is not in FAMILIES)
+    imprecise: int = 0                    # passing cases with an output within the textbook allowance only
+    precision: str = ""                   # the first such output and its precision note
 
     @property
     def label(self) -> str:
@@ -62,6 +64,15 @@ class PairResult:
     @property
     def passed(self) -> bool | None:
         return None if not self.present else self.first is None
+
+    @property
+    def status(self) -> str:
+        """'absent', 'disagrees', 'imprecise' (agrees, some case only by the textbook allowance) or 'agrees'."""
+        if not self.present:
+            return "absent"
+        if not self.passed:
+            return "disagrees"
+        return "imprecise" if self.imprecise else "agrees"
 
 
 @dataclasses.dataclass
@@ -142,6 +153,10 @@ def sweep_pair(family: Family, names: tuple[str, ...], fns: tuple[Callable, ...]
         outcome = Outcome(case, family.run(fns, names, case, conf))
         if not state["found"]:
             result.cases += 1
+            loose = [r for r in outcome.records if r.status == "imprecise"]
+            if loose and outcome.passed:
+                result.imprecise += 1
+                result.precision = result.precision or f"{loose[0].name}: {loose[0].note}"
         if not outcome.passed:
             if not state["found"]:
                 state["found"] = time.perf_counter()
