@@ -76,8 +76,9 @@ def inputs_text(outcome: Outcome, pair: PairResult | None = None) -> str:
 
 def explain_path(pair: PairResult) -> str | None:
     """The explain page of a failing pair, relative to the report directory (None: no page, the
-    pair agrees or its family has no matching layer: dropout, the losses)."""
-    if not pair.present or pair.passed or pair.first is None:
+    pair agrees, its family has no matching layer: dropout, the losses; or it is a whole model,
+    whose pages would be its layers': the card's repro line and `verify explain` on its stack)."""
+    if not pair.present or pair.passed or pair.first is None or pair.family not in FAMILIES:
         return None
     smallest = pair.minimal or pair.first
     return f"{EXPLAIN_DIR}/{page_name(pair)}.html" if FAMILIES[pair.family].explained(smallest.case) else None
