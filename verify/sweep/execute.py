@@ -313,23 +313,33 @@ def _run_block_forked(check_fn: CheckFn | None, block: list[Case], observed) -> 
             yield _raised(*case, outcome.raised, impl_of(check_fn))
 
 
+OnResult = Callable[[int, CaseResult], None]     # (case_id, its result), in case order
+
+
 def run_cases(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None = None, jobs: int = 1,
-              progress: Progress | None = None) -> tuple[list[CaseResult], str]:
-    """Draw and check the sweep's cases in order. Returns (results, stopped): Ctrl-C, or a
-    case whose implementation ran past its time limit, stops early (``stopped`` says which),
-    keeping the results so far."""
+              progress: Progress | None = None, on_result: OnResult | None = None
+              ) -> tuple[list[CaseResult], list[int], int, str]:
+    """Draw and check the sweep's cases in order. Returns (results, their case ids, the number
+    of cases checked, stopped): Ctrl-C, or a case whose implementation ran past its time limit,
+    stops early (``stopped`` says which), keeping the results so far. With ``on_result``, each
+    result goes to it as it comes and only the failing ones are kept (a streamed sweep: its
+    memory does not grow with the passing cases)."""
     results: list[CaseResult] = []
-    failed = 0
+    ids: list[int] = []
+    done = failed = 0
     try:
         for result in _iter_results(strategy_args, n, seed, check_fn, jobs):
-            results.append(result)
+            if on_result is not None:
+                on_result(done, result)
+            if on_result is None or not result.passed:
+                results.append(result)
+                ids.append(done)
+            done += 1
             failed += not result.passed
             if progress:
-                progress(len(results), n, failed)
+                progress(done, n, failed)
             if result.timed_out:
-                return results, f"case {len(results) - 1} ran past the time limit"
+                return results, ids, done, f"case {done - 1} ran past the time limit"
     except KeyboardInterrupt:
-        return results, INTERRUPTED
-    return results, ""
-
-
+        return results, ids, done, INTERRUPTED
+    return results, ids, done, ""
