@@ -13,7 +13,7 @@ from verify.harness.trace import check
 from verify.report import stream
 from verify.report.frames import FILES
 from verify.report.html import render_html
-from verify.report.stream import Distribution, Recorder, kept_row, record_rows
+from verify.report.stream import Distribution, Recorder, kept
 from verify.report.write import write_reports
 from verify.sweep.run import SweepResult, sweep
 
@@ -64,13 +64,11 @@ def test_keep_failing_writes_only_failing_imprecise_and_near_failing_rows_but_ev
     for i, r in enumerate(result.results):
         recorder.add(i, r)
     write_reports(result, out, recorder=recorder)
-    rows = [row for i in range(3) for row in record_rows(i, c)]
-    kept = [row for row in rows if kept_row(row)]
-    assert 0 < len(kept) < len(rows)
+    written = [r for r in c.records if kept(r)]
+    assert 0 < len(written) < len(c.records)
+    assert all(r.margin >= stream.NEAR_FAILING or r.status == "imprecise" or not r.passed for r in written)
     disc = (out / FILES["discrepancies"]).read_text().splitlines()
-    assert len(disc) == 1 + len(kept)
-    assert all(row["margin"] >= stream.NEAR_FAILING or row["status"] == "imprecise" or not row["passed"]
-               for row in kept)
+    assert len(disc) == 1 + 3 * len(written)
     assert len((out / FILES["cases"]).read_text().splitlines()) == 1 + 3
 
 

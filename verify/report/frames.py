@@ -8,6 +8,7 @@ written whole or not at all: into a staging directory, then swapped into place
 """
 from __future__ import annotations
 
+import operator
 import platform
 from collections import Counter
 from typing import Sequence
@@ -71,8 +72,12 @@ CASE_FIELDS = ["case_id", "spec", "seed", "batch", "impl", "test"]
 RECORD_COLUMNS = [c for c in DISCREPANCY_COLUMNS if c not in CASE_FIELDS and c not in ("shape", "worst_index", "note")]
 
 
-def _record_row(case_id: int, c: CaseResult, r) -> dict:
-    row = {**_case_fields(case_id, c), **{k: getattr(r, k) for k in RECORD_COLUMNS}}
+_RECORD_VALUES = operator.attrgetter(*RECORD_COLUMNS)
+
+
+def _record_row(fields: dict, c: CaseResult, r) -> dict:
+    """The discrepancy row of record ``r`` of case ``c`` (``fields``: the case's CASE_FIELDS)."""
+    row = {**fields, **dict(zip(RECORD_COLUMNS, _RECORD_VALUES(r)))}
     row.update(shape="x".join(map(str, r.shape)), worst_index=_fmt_index(r.worst_index),
                note="; ".join(t for t in (r.problem, r.note, c.error) if t))
     return row
@@ -88,9 +93,13 @@ def _error_row(case_id: int, c: CaseResult) -> dict:
             "hand_ref_err": None, "torch_ref_err": None, "note": c.error}
 
 
-def record_rows(case_id: int, c: CaseResult) -> list[dict]:
-    """The discrepancy rows of one case: one per record, or one error row when it has none."""
-    return [_record_row(case_id, c, r) for r in c.records] or [_error_row(case_id, c)]
+def record_rows(case_id: int, c: CaseResult, which=None) -> list[dict]:
+    """The discrepancy rows of one case: one per record (``which``: those records it is true
+    of), or one error row when it has none."""
+    fields = _case_fields(case_id, c)
+    if not c.records:
+        return [_error_row(case_id, c)]
+    return [_record_row(fields, c, r) for r in c.records if which is None or which(r)]
 
 
 # The dtype of each typed column of the two per-row CSV files, so that a chunk of rows is written
@@ -154,13 +163,12 @@ def case_row(case_id: int, c: CaseResult) -> dict:
             "note": c.error or (first.problem if first else "")}
 
 
-def tensor_keys(spec, quantity: str, layer) -> dict:
-    """What the summaries group a tensor of ``spec`` by besides its dtype and quantity: the case's
-    depth and loss, the activation of the tensor's layer (layer 1 for dx, the output layer for
-    the loss) and the kind of the layer whose step makes it."""
+def tensor_keys(spec, quantity: str, layer) -> tuple[str, str, int, str]:
+    """What the summaries group a tensor of ``spec`` by besides its dtype and quantity: (the
+    activation of the tensor's layer (layer 1 for dx, the output layer for the loss), the case's
+    loss, its depth, the kind of the layer whose step makes the tensor)."""
     layer = float("nan") if layer is None else float(layer)
-    return {"depth": spec.depth, "loss": spec.loss, "activation": _layer_label(spec, quantity, layer),
-            "kind": _kind(spec, quantity, layer)}
+    return _layer_label(spec, quantity, layer), spec.loss, spec.depth, _kind(spec, quantity, layer)
 
 
 def _kind(spec, quantity: str, layer: float) -> str:

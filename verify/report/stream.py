@@ -17,6 +17,7 @@ whatever the number of worker processes.
 """
 from __future__ import annotations
 
+import csv
 import io
 import math
 import random
@@ -80,10 +81,11 @@ def default_keep(examples: int) -> str:
     return "all" if examples <= KEEP_ALL_UP_TO else "failing"
 
 
-def kept_row(row: dict) -> bool:
-    """Whether --keep failing writes a discrepancy row: failing, imprecise, or near-failing."""
-    margin = row["margin"]
-    return not row["passed"] or row["status"] == "imprecise" or (margin == margin and margin >= NEAR_FAILING)
+def kept(record) -> bool:
+    """Whether --keep failing writes the discrepancy row of a record (a Comparison): failing,
+    imprecise, or near-failing."""
+    margin = record.margin
+    return not record.passed or record.status == "imprecise" or (margin == margin and margin >= NEAR_FAILING)
 
 
 class Distribution:
@@ -103,20 +105,21 @@ class Distribution:
         self.lo, self.hi = math.inf, -math.inf
 
     def add(self, v: float) -> None:
-        """One value (NaN is left out)."""
-        if v != v:
-            return
-        self.n += 1
+        self.add_many(np.array([v], dtype=np.float64))
+
+    def add_many(self, values: np.ndarray) -> None:
+        """Values, NaN left out."""
+        values = values[~np.isnan(values)]
+        self.n += len(values)
         if self.exact is not None:
-            self.exact.append(v)
+            self.exact.frombytes(values.astype(np.float64).tobytes())
             if len(self.exact) > EXACT_VALUES:
                 self.pending, self.exact = self.exact, None
                 self.bins = np.zeros(self.N_BINS, dtype=np.int64)
                 self._fold()
             return
-        self.pending.append(v)
-        if len(self.pending) >= 4096:
-            self._fold()
+        self.pending.frombytes(values.astype(np.float64).tobytes())
+        self._fold()
 
     def _fold(self) -> None:
         v = np.frombuffer(self.pending, dtype=np.float64)
@@ -185,18 +188,25 @@ class GroupStats:
         self.worst = math.nan
         self.errors = Distribution()
 
-    def add(self, case_id: int, passed: bool, status: str, err: float) -> None:
-        if case_id != self.last_case:
+    def add_many(self, case_ids: np.ndarray, codes: np.ndarray, failed: np.ndarray, errors: np.ndarray) -> None:
+        """Tensors of this group: their case ids (in order), STATUS_CODES, whether each failed,
+        and errors."""
+        if case_ids[0] != self.last_case:
             self.n_cases += 1
-            self.last_case = case_id
-        self.n_tensors += 1
-        self.n_failed += not passed
-        self.n_diverging += status == "diverges"
-        self.n_inheriting += status == "inherits"
-        self.n_imprecise += status == "imprecise"
-        if err == err and not err <= self.worst:      # NaN left out, as pandas' max does
-            self.worst = err
-        self.errors.add(err)
+        self.n_cases += int(np.count_nonzero(case_ids[1:] != case_ids[:-1]))
+        self.last_case = int(case_ids[-1])
+        self.n_tensors += len(codes)
+        counted = np.bincount(codes, minlength=4)
+        self.n_imprecise += int(counted[1])
+        self.n_inheriting += int(counted[2])
+        self.n_diverging += int(counted[3])
+        self.n_failed += int(np.count_nonzero(failed))
+        finite = errors[~np.isnan(errors)]
+        if len(finite):
+            worst = float(finite.max())
+            if not worst <= self.worst:           # NaN left out, as pandas' max does
+                self.worst = worst
+        self.errors.add_many(finite)
 
     def row(self) -> dict:
         return {"n_cases": self.n_cases, "n_tensors": self.n_tensors, "n_failed": self.n_failed,
@@ -205,32 +215,58 @@ class GroupStats:
                 "median_norm_rel_err": self.errors.median()}
 
 
+def _text(v) -> str:
+    return "" if v is None else str(v)
+
+
+def _float(v) -> str:
+    """A float as pandas writes a float64 column: its shortest repr, NaN (and None) empty."""
+    if v is None:
+        return ""
+    v = float(v)
+    return "" if v != v else repr(v)
+
+
+def _int_or_empty(v) -> str:
+    return "" if v is None or v != v else str(int(v))
+
+
+_FORMATS = {"float64": _float, "Int64": _int_or_empty}
+
+
+def formatters(columns: list[str], dtypes: dict) -> list:
+    """Per column, how a value is written: as pandas writes a column of that dtype."""
+    return [_FORMATS.get(dtypes.get(c), _text) if dtypes.get(c) is not bool else str for c in columns]
+
+
 class _Spool:
-    """One CSV file written in chunks: its header first, then CHUNK_ROWS rows at a time."""
+    """One CSV file written as the rows come (csv's writer, as pandas uses it; each value
+    formatted as pandas writes its column's dtype: tests/test_stream.py checks the bytes)."""
 
     def __init__(self, path: Path, columns: list[str], dtypes: dict) -> None:
-        self.path, self.columns, self.dtypes = path, columns, dtypes
-        self.rows: list[dict] = []
-        self.written = 0
-        self.file: TextIO | None = open(path, "w", encoding="utf-8", newline="")
-        self.file.write(to_csv_text(pd.DataFrame(columns=columns)))
+        self.path, self.columns = path, columns
+        self.formats = formatters(columns, dtypes)
+        self.file: TextIO | None = open(path, "w", encoding="utf-8", newline="", buffering=1 << 20)
+        self.writer = csv.writer(self.file, lineterminator="\n")
+        self.writer.writerow(columns)
 
     def add(self, rows: list[dict]) -> None:
-        self.rows += rows
-        if len(self.rows) >= CHUNK_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.rows and self.file is not None:
-            self.file.write(to_csv_text(rows_frame(self.rows, self.columns, self.dtypes), header=False))
-            self.written += len(self.rows)
-            self.rows = []
+        formats, columns = self.formats, self.columns
+        self.writer.writerows([[f(row[c]) for f, c in zip(formats, columns)] for row in rows])
 
     def close(self) -> None:
-        self.flush()
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+STATUS_CODES = {"agrees": 0, "imprecise": 1, "inherits": 2, "diverges": 3}
+# The groupings of the summaries, as positions in a tensor's key (activation, loss, depth, dtype,
+# quantity, kind); "box": the plot's (quantity, dtype).
+KEY_NAMES = ["activation", "loss", "depth", "dtype", "quantity", "kind"]
+GROUPINGS = {**{by: [KEY_NAMES.index(k) for k in names] for by, names in SUMMARY_GROUPS.items()},
+             "box": [KEY_NAMES.index("quantity"), KEY_NAMES.index("dtype")]}
+TALLY_ROWS = 20_000          # tensors gathered before they are tallied together
 
 
 class Recorder:
@@ -246,67 +282,99 @@ class Recorder:
         self.directory, self.keep = Path(directory), keep
         self.disc = _Spool(self.directory / FILES["discrepancies"], DISCREPANCY_COLUMNS, DISCREPANCY_DTYPES)
         self.cases = _Spool(self.directory / FILES["cases"], CASE_COLUMNS, CASE_DTYPES)
-        self.groups: dict[str, dict[tuple, GroupStats]] = {by: {} for by in SUMMARY_GROUPS}
+        self.groups: dict[str, dict[tuple, GroupStats]] = {by: {} for by in GROUPINGS}
         self.n_cases = self.n_records = self.n_tensors = self.n_rows = self.n_all_rows = 0
         self.n_failing_rows = self.n_diverging_rows = self.n_imprecise = self.n_errors = 0
         self.errors_unexpected = False
         self.failing_rows: list[dict] = []
-        self.box: dict[tuple[str, str], Distribution] = {}     # (quantity, dtype) -> floored errors
         self.failing_points: list[tuple[str, float]] = []       # (quantity, norm_rel_err)
         self.depths: set[int] = set()
         self.passing_cases: list[tuple[int, float, str]] = []   # (depth, worst, dtype), a sample
         self.n_passing_cases = 0
         self.failing_cases: list[tuple[int, float]] = []        # (depth, worst)
         self._sample = random.Random(0)
+        self._keys: dict[tuple, int] = {}                      # a tensor's key -> its number
+        self._pending: tuple[list, ...] = ([], [], [], [], [])   # key number, case, status, failed, error
 
     def add(self, case_id: int, c: CaseResult, expected: bool = False) -> None:
         """Case ``case_id``'s result; cases come in case order. SIGINT and SIGTERM wait until
         it is recorded whole (a partial report holds whole cases)."""
-        rows = record_rows(case_id, c)
+        rows = record_rows(case_id, c, None if self.keep == "all" else kept)
         case = case_row(case_id, c)
         with signals_held():
-            self._add(case_id, c, expected, rows, case)
+            self.n_cases += 1
+            self.n_records += len(c.records)
+            self.n_errors += bool(c.error)
+            self.errors_unexpected |= bool(c.error) and not expected
+            self._tally(case_id, c, rows)
+            self.n_rows += len(rows)
+            self.n_all_rows += len(c.records) or 1
+            self.disc.add(rows)
+            self.cases.add([case])
+            self._draw_case(case)
 
-    def _add(self, case_id: int, c: CaseResult, expected: bool, rows: list[dict], case: dict) -> None:
-        self.n_cases += 1
-        self.n_records += len(c.records)
-        self.n_errors += bool(c.error)
-        self.errors_unexpected |= bool(c.error) and not expected
-        for row in rows:
-            self._tally(row, c.spec)
-        written = rows if self.keep == "all" else [row for row in rows if kept_row(row)]
-        self.n_rows += len(written)
-        self.n_all_rows += len(rows)
-        self.disc.add(written)
-        self.cases.add([case])
-        self._draw_case(case)
-
-    def _tally(self, row: dict, spec) -> None:
-        passed, status = row["passed"], row["status"]
-        if not passed:
+    def _tally(self, case_id: int, c: CaseResult, rows: list[dict]) -> None:
+        """``rows``: the case's rows written (every failing one among them, in order)."""
+        keys, pending = self._keys, self._pending
+        failing_rows = iter([row for row in rows if not row["passed"]])
+        for r in c.records:
+            if not r.passed:
+                self.n_failing_rows += 1
+                self.n_diverging_rows += r.status == "diverges"
+                row = next(failing_rows)
+                if len(self.failing_rows) < FAILING_ROWS_SHOWN:
+                    self.failing_rows.append(row)
+                if r.quantity and len(self.failing_points) < FAILING_POINTS:
+                    self.failing_points.append((r.quantity, r.norm_rel_err))
+            self.n_imprecise += r.status == "imprecise"
+            if r.quantity == "":
+                continue
+            label, loss, depth, kind = tensor_keys(c.spec, r.quantity, r.layer)
+            key = (label, loss, depth, r.dtype, r.quantity, kind)
+            number = keys.get(key)
+            if number is None:
+                number = keys[key] = len(keys)
+            pending[0].append(number)
+            pending[1].append(case_id)
+            pending[2].append(STATUS_CODES[r.status])
+            pending[3].append(not r.passed)
+            pending[4].append(r.norm_rel_err)
+        if not c.records:                 # the error row
             self.n_failing_rows += 1
-            self.n_diverging_rows += status == "diverges"
+            self.n_diverging_rows += 1
             if len(self.failing_rows) < FAILING_ROWS_SHOWN:
-                self.failing_rows.append(row)
-        self.n_imprecise += status == "imprecise"
-        quantity = row["quantity"]
-        if quantity == "":
+                self.failing_rows.append(rows[0])
+        if len(pending[0]) >= TALLY_ROWS:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Tally the pending tensors into every grouping at once (numpy over the keys' numbers)."""
+        numbers, case_ids, codes, failed, errors = (np.asarray(v) for v in self._pending)
+        self._pending = ([], [], [], [], [])
+        if not len(numbers):
             return
-        self.n_tensors += 1
-        keys = {**tensor_keys(spec, quantity, row["layer"]), "dtype": row["dtype"], "quantity": quantity}
-        err = row["norm_rel_err"]
-        for by, names in SUMMARY_GROUPS.items():
-            key = tuple(keys[k] for k in names)
-            stats = self.groups[by].get(key)
-            if stats is None:
-                stats = self.groups[by][key] = GroupStats()
-            stats.add(row["case_id"], passed, status, err)
-        box = self.box.get((quantity, row["dtype"]))
-        if box is None:
-            box = self.box[(quantity, row["dtype"])] = Distribution()
-        box.add(min(max(err, FLOOR), CEIL) if err == err else err)
-        if not passed and len(self.failing_points) < FAILING_POINTS:
-            self.failing_points.append((quantity, err))
+        self.n_tensors += len(numbers)
+        errors = errors.astype(np.float64)
+        keys = list(self._keys)
+        for by, positions in GROUPINGS.items():
+            group_keys = [tuple(key[p] for p in positions) for key in keys]
+            ids = {k: i for i, k in enumerate(dict.fromkeys(group_keys))}
+            of_number = np.array([ids[k] for k in group_keys], dtype=np.int64)
+            gid = of_number[numbers]
+            order = np.argsort(gid, kind="stable")
+            gid_sorted = gid[order]
+            starts = np.flatnonzero(np.r_[True, gid_sorted[1:] != gid_sorted[:-1]])
+            present = gid_sorted[starts]
+            ends = np.r_[starts[1:], len(gid_sorted)]
+            names = list(ids)
+            values = errors if by != "box" else np.where(np.isnan(errors), errors, np.clip(errors, FLOOR, CEIL))
+            for g, a, b in zip(present.tolist(), starts.tolist(), ends.tolist()):
+                idx = order[a:b]
+                key = names[g]
+                stats = self.groups[by].get(key)
+                if stats is None:
+                    stats = self.groups[by][key] = GroupStats()
+                stats.add_many(case_ids[idx], codes[idx], failed[idx], values[idx])
 
     def _draw_case(self, case: dict) -> None:
         point = (case["depth"], case["worst_norm_rel_err"])
@@ -325,13 +393,21 @@ class Recorder:
                 self.passing_cases[j] = (*point, case["dtype"])
 
     def close(self) -> None:
-        """Write what is left of the chunks and close the files (add may not be called after)."""
+        """Tally what is pending and close the files (add may not be called after)."""
+        self._fold()
         self.disc.close()
         self.cases.close()
 
     # -- what the report shows ------------------------------------------------------------------
 
+    @property
+    def box(self) -> dict[tuple, Distribution]:
+        """(quantity, dtype) -> the Distribution of its errors as drawn (within FLOOR and CEIL)."""
+        self._fold()
+        return {key: stats.errors for key, stats in self.groups["box"].items()}
+
     def quantities(self) -> list[str]:
+        self._fold()
         return quantity_order(key[0] for key in self.groups["quantity"])
 
     def summary_frame(self) -> pd.DataFrame:
@@ -359,8 +435,8 @@ class Recorder:
 
     def approximate(self) -> bool:
         """Whether any median of summary.csv came from a histogram."""
-        return any(not s.errors.is_exact for groups in self.groups.values() for s in groups.values())
-
+        self._fold()
+        return any(not s.errors.is_exact for by in SUMMARY_GROUPS for s in self.groups[by].values())
 
 
 def record_all(result, directory: Path, keep: str = "all") -> Recorder:

@@ -2,6 +2,7 @@
 worker processes that each draw and check whole blocks; results come back in case order."""
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import functools
@@ -28,6 +29,8 @@ from verify.sweep.strategies import cases
 INTERRUPTED = "interrupted"  # SweepResult.stopped after Ctrl-C
 JUDGED_TOGETHER = 200_000   # traced values compared in one call at most (about 10 float64 arrays
                             # of this size live during it; a block of small cases has ~50,000)
+IN_FLIGHT_PER_JOB = 3      # blocks sent ahead per worker process: the results waiting for this process
+                            # to take them stay bounded however many blocks a sweep has
 CheckFn = Callable[[NetSpec, int, int], CaseResult]
 Progress = Callable[[int, int, int], None]     # (cases done, total, failing so far)
 
@@ -235,7 +238,8 @@ def _main_module_importable() -> bool:
 
 def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None, jobs: int):
     """Every case's result, in case_id order. With jobs > 1 each worker process draws and
-    checks whole blocks, so drawing is spread over the processes too; what its checks passed
+    checks whole blocks (a few ahead, IN_FLIGHT_PER_JOB each), so drawing is spread over the
+    processes too; what its checks passed
     to verify.check's observers is passed to this process's observers, block by block.
 
     A worker that dies (user code that calls os._exit, or is killed) breaks the pool: the
@@ -256,13 +260,17 @@ def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | No
             jobs, mp_context=_pool_context(check_fn), initializer=_init_worker,
             initargs=(check_fn, strategy_args, bool(observed.OBSERVERS), os.getpid()))
         try:
-            futures = []
-            with contextlib.suppress(BrokenProcessPool):      # a worker died while blocks were sent:
-                for block in todo[done:]:                     # the futures sent before it say which
-                    futures.append(pool.submit(_run_block, block))
-            for future in futures:
+            pending: collections.deque = collections.deque()
+            sent = done
+            while True:
+                with contextlib.suppress(BrokenProcessPool):  # a worker died while blocks were sent:
+                    while sent < len(todo) and len(pending) < IN_FLIGHT_PER_JOB * jobs:
+                        pending.append(pool.submit(_run_block, todo[sent]))   # the futures sent
+                        sent += 1                             # before it say which
+                if not pending:
+                    break
                 try:
-                    results, forwarded = future.result()
+                    results, forwarded = pending.popleft().result()
                 except (BrokenProcessPool, _BlockLost):
                     break
                 for result in forwarded:
