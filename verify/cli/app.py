@@ -301,7 +301,8 @@ def sweep_kwargs(args) -> dict:
     return dict(examples=args.examples, seed=args.seed, activations=args.activations,
                 losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
                 max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
-                architectures=args.architectures or list(RUN_ARCHITECTURES))
+                architectures=args.architectures or list(RUN_ARCHITECTURES),
+                **({"scheduler": args.scheduler} if getattr(args, "scheduler", None) else {}))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -372,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="discrepancies.csv holds every row (all) or only the failing, imprecise and "
                         f"near-failing ones (failing); cases.csv always has every case (default: all up to "
                         f"{KEEP_ALL_UP_TO:,} cases, failing above)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="send the blocks of cases to a Dask cluster: local:N (N worker processes here) or "
+                        "tcp://HOST:PORT (a running dask scheduler; docs/scale.md); the output is that of "
+                        "one process (needs pip install 'backprop-verify[dask]'; --jobs is not used)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("mutants", help="run the harness on planted backprop bugs",

@@ -345,6 +345,7 @@ def summary_lines(result, n_tensors: int | None = None, imprecise: int | None = 
     if imprecise is None:
         imprecise = sum(r.status == "imprecise" for c in result.results for r in c.records)
     lines = [f"verify: {verdict(result)} ({plural(n_tensors, 'tensor')} compared; {timing_text(result)})"]
+    lines += blocks_lines(result)
     if imprecise:
         lines.append(f"{plural(imprecise, 'tensor')} passed only by the textbook allowance (imprecise: "
                      f"a documented formula evaluated as written, less accurate than torch; --strict fails them)")
@@ -355,6 +356,17 @@ def summary_lines(result, n_tensors: int | None = None, imprecise: int | None = 
                      f"{'its minimal counterexample' if k == 1 else 'minimal counterexamples'}:")
         for m in result.minimal:
             lines += counterexample_lines(m, seen=seen)
+    return lines
+
+
+def blocks_lines(result) -> list[str]:
+    """With a Dask scheduler: the blocks of cases retried after a worker died, and those lost
+    (whose cases fail, saying so)."""
+    lines = []
+    for blocks, what in ((getattr(result, "blocks_retried", ()), "retried on another worker after a worker died"),
+                         (getattr(result, "blocks_lost", ()), "lost: their cases are failing rows")):
+        if blocks:
+            lines.append(f"{plural(len(blocks), 'block')} of cases {what}: {', '.join(map(str, blocks))}")
     return lines
 
 

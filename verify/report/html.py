@@ -263,6 +263,9 @@ def render_html(result, recorder: Recorder, *, title: str = "verify run") -> str
              ("implementation errors", recorder.n_errors, recorder.errors_unexpected)]
     if expected:
         cards.insert(3, ("expected failures (tests passed)", len(result.expected_failures), False))
+    if "scheduler" in result.settings:
+        retried, lost = len(result.blocks_retried), len(result.blocks_lost)
+        cards.append(("blocks retried / lost on the cluster", f"{retried} / {lost}", bool(lost)))
     seen = seen_with(result)
     minimal = [counterexample(m, seen) for m in result.minimal]
     toc = ([("counterexamples", "Counterexamples")] if minimal else []) + \

@@ -66,6 +66,8 @@ def report_json(result, recorder: Recorder, title: str) -> dict:
         "discrepancies": {"keep": recorder.keep, "rows": recorder.n_rows,
                           "rows_left_out": recorder.n_all_rows - recorder.n_rows,
                           "summary_medians": "approximate" if recorder.approximate() else "exact"},
+        **({"scheduler": {"address": result.settings["scheduler"], "blocks_retried": list(result.blocks_retried),
+                          "blocks_lost": list(result.blocks_lost)}} if "scheduler" in result.settings else {}),
         "minimal": [counterexample(m, seen) for m in result.minimal],
         "expected_failures": expected_groups(result),
         "wall_time_s": round(result.wall_time, 3),

@@ -236,7 +236,8 @@ def _main_module_importable() -> bool:
     return getattr(main, "__file__", None) is None or meta.COMMAND
 
 
-def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None, jobs: int):
+def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None, jobs: int,
+                  scheduler: str | None = None, events: dict | None = None):
     """Every case's result, in case_id order. With jobs > 1 each worker process draws and
     checks whole blocks (a few ahead, IN_FLIGHT_PER_JOB each), so drawing is spread over the
     processes too; what its checks passed
@@ -248,6 +249,12 @@ def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | No
     that ended its process fails with how it ended and the others keep their results; a fresh
     pool then takes the blocks after it. A block whose worker raised past every case is
     treated the same way."""
+    if scheduler:                       # a Dask cluster (verify.sweep.distributed), imported when asked for
+        from verify.sweep import distributed
+        yield from distributed.iter_results(strategy_args, blocks(strategy_args, n, seed), check_fn, scheduler,
+                                            {} if events is None else events,
+                                            lambda case, text: _raised(*case, text, impl_of(check_fn)))
+        return
     if jobs <= 1:
         for block in iter_blocks(strategy_args, n, seed):
             yield from run_block(check_fn, block)
@@ -325,18 +332,20 @@ OnResult = Callable[[int, CaseResult], None]     # (case_id, its result), in cas
 
 
 def run_cases(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None = None, jobs: int = 1,
-              progress: Progress | None = None, on_result: OnResult | None = None
+              progress: Progress | None = None, on_result: OnResult | None = None,
+              scheduler: str | None = None, events: dict | None = None
               ) -> tuple[list[CaseResult], list[int], int, str]:
     """Draw and check the sweep's cases in order. Returns (results, their case ids, the number
     of cases checked, stopped): Ctrl-C, or a case whose implementation ran past its time limit,
     stops early (``stopped`` says which), keeping the results so far. With ``on_result``, each
     result goes to it as it comes and only the failing ones are kept (a streamed sweep: its
-    memory does not grow with the passing cases)."""
+    memory does not grow with the passing cases). With ``scheduler`` the blocks go to a Dask
+    cluster (verify.sweep.distributed), which notes the blocks retried and lost in ``events``."""
     results: list[CaseResult] = []
     ids: list[int] = []
     done = failed = 0
     try:
-        for result in _iter_results(strategy_args, n, seed, check_fn, jobs):
+        for result in _iter_results(strategy_args, n, seed, check_fn, jobs, scheduler, events):
             if on_result is not None:
                 on_result(done, result)
             if on_result is None or not result.passed:

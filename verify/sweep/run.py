@@ -59,6 +59,8 @@ class SweepResult:
         streamed sweep, whose passing results went to ``sweep(on_result=...)``); None: every
         result is in ``results``.
     ids : the case id of each result in ``results`` (empty: their positions).
+    blocks_retried, blocks_lost : with a Dask scheduler, the blocks rescheduled after a worker
+        died, and those lost for good (their cases are failing results saying so).
     """
     results: tuple[CaseResult, ...]
     minimal: tuple[CaseResult, ...] = ()
@@ -70,6 +72,8 @@ class SweepResult:
     total_time: float = 0.0
     checked: int | None = None
     ids: tuple[int, ...] = ()
+    blocks_retried: tuple[int, ...] = ()
+    blocks_lost: tuple[int, ...] = ()
 
     @property
     def n_cases(self) -> int:
@@ -113,7 +117,7 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
           check_fn: CheckFn | None = None, progress: Progress | None = None,
           max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS,
           architectures: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
-          on_result: OnResult | None = None) -> SweepResult:
+          on_result: OnResult | None = None, scheduler: str | None = None) -> SweepResult:
     """Draw ``examples`` cases (DEFAULT_EXAMPLES if None), check each, shrink the failures.
 
     Raises ValueError (from verify.sweep.strategies) for unknown names or impossible bounds.
@@ -121,7 +125,9 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     jobs > 1 it must be picklable. ``progress(done, total, failing)`` is called per case.
     ``on_result(case_id, result)``, if given, takes every result in case order (a report
     written as the sweep goes, verify.report.stream), and the SweepResult keeps only the failing
-    ones (SweepResult.checked, .ids).
+    ones (SweepResult.checked, .ids). ``scheduler`` ('local:N' or 'tcp://HOST:PORT') sends the
+    blocks of cases to a Dask cluster (verify.sweep.distributed; ValueError where dask is not
+    installed); the results are those of one process.
     """
     n = DEFAULT_EXAMPLES if examples is None else examples
     strategy_args = dict(max_batch=max_batch, max_depth=max_depth, max_width=max_width,
@@ -131,6 +137,9 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     if kinds:
         strategy_args["kinds"] = tuple(kinds)
     cases(**strategy_args)              # validate the names and bounds before anything runs
+    if scheduler:
+        from verify.sweep.distributed import check_scheduler
+        check_scheduler(scheduler)
     settings = {"examples": n, "seed": seed, "activations": _names(activations),
                 "losses": _names(losses), "dtypes": _names(dtypes), "max_depth": max_depth,
                 "max_width": max_width, "max_batch": max_batch, "jobs": jobs,
@@ -138,13 +147,16 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
                 "strict": bool(getattr(check_fn, "keywords", {}).get("strict", False))}
     if "architectures" in strategy_args:
         settings["architectures"] = list(strategy_args["architectures"])
+    if scheduler:
+        settings["scheduler"] = scheduler
+    events: dict = {}
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)            # small nets: threads only cost, and results stay job-independent
     try:
         with _old_objects_frozen():
             results, ids, checked, stopped = run_cases(strategy_args, n, seed, check_fn, jobs, progress,
-                                                       on_result)
+                                                       on_result, scheduler, events)
             minimal: list[CaseResult] = distinct_failures(results)
             if not stopped and max_shrunk:
                 minimal, interrupted = shrink_failures(results, check_fn, max_shrunk=max_shrunk,
@@ -155,7 +167,9 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     streamed = on_result is not None
     return SweepResult(tuple(results), tuple(sorted(minimal, key=size_key)), settings,
                        bool(stopped), time.perf_counter() - start, stopped,
-                       checked=checked if streamed else None, ids=tuple(ids) if streamed else ())
+                       checked=checked if streamed else None, ids=tuple(ids) if streamed else (),
+                       blocks_retried=tuple(b for b in events.get("retried", ()) if b not in events.get("lost", ())),
+                       blocks_lost=tuple(events.get("lost", ())))
 
 
 @contextlib.contextmanager
