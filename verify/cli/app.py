@@ -376,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="send the blocks of cases to a Dask cluster: local:N (N worker processes here) or "
                         "tcp://HOST:PORT (a running dask scheduler; docs/scale.md); the output is that of "
-                        "one process (needs pip install 'backprop-verify[dask]'; --jobs is not used)")
+                        "one process (needs pip install 'backprop-verify[dask]'; --jobs is not used; default: none, "
+                        "local worker processes)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("mutants", help="run the harness on planted backprop bugs",
