@@ -162,7 +162,8 @@ def test_explain_out_replaces_the_file_by_rename_and_leaves_no_temporary_file(tm
 
 def _run_until_writing(tmp_path: Path, out: Path, examples: int) -> subprocess.Popen:
     """`verify run` in a fresh cwd, writing slowly (VERIFY_WRITE_DELAY_S), returned as soon as
-    its staging directory has a file in it."""
+    its staging directory has summary.csv in it (the directory beside it that the sweep's CSV
+    files are spooled to as the cases come never holds one)."""
     env = {**os.environ, "VERIFY_WRITE_DELAY_S": "0.4"}
     cwd = tmp_path / "cwd"
     cwd.mkdir(exist_ok=True)
@@ -170,7 +171,7 @@ def _run_until_writing(tmp_path: Path, out: Path, examples: int) -> subprocess.P
                              "--max-depth", "2", "--out", str(out)],
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not any(p.is_dir() and any(p.iterdir()) for p in out.parent.glob(f".{out.name}.*.tmp")):
+    while not any((p / "summary.csv").exists() for p in out.parent.glob(f".{out.name}.*.tmp")):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the report was never being written"
         time.sleep(0.02)

@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import functools
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -35,7 +36,8 @@ from verify.mutants.run import DEFAULT_OUT as MUTANTS_OUT
 from verify.mutants.run import FILES as MUTANT_FILES
 from verify.mutants.run import mutants_command
 from verify.report.frames import FILES
-from verify.report.output import Terminated, check_out_dir, check_out_file, short, terminate_as_interrupt
+from verify.report.output import Terminated, check_out_dir, check_out_file, short, spool_dir, terminate_as_interrupt
+from verify.report.stream import KEEP, KEEP_ALL_UP_TO, Recorder, default_keep
 from verify.report.write import conclude
 from verify.sweep.draw import blocks
 from verify.sweep.progress import progress_reporter
@@ -308,22 +310,29 @@ def sweep_kwargs(args) -> dict:
     return dict(examples=args.examples, seed=args.seed, activations=args.activations,
                 losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
                 max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
-                architectures=args.architectures or list(RUN_ARCHITECTURES))
+                architectures=args.architectures or list(RUN_ARCHITECTURES),
+                **({"scheduler": args.scheduler} if getattr(args, "scheduler", None) else {}))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`verify run`: sweep, write the reports, print a summary. Exit 0 agree, 1 discrepancies,
     2 bad input, 130 interrupted (the partial report is written)."""
     out = (Path(args.out) if args.out else RUN_OUT).absolute()
-    progress = progress_reporter()
     check_fn = functools.partial(trace.check, strict=True) if args.strict else None
+    n = DEFAULT_EXAMPLES if args.examples is None else args.examples
+    spool = spool_dir(out, FILES.values())     # the two CSV files, written as the cases come
     try:
-        result = sweep(**sweep_kwargs(args), check_fn=check_fn, progress=progress)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+        recorder = Recorder(spool, args.keep or default_keep(n))
+        progress = progress_reporter()
+        try:
+            result = sweep(**sweep_kwargs(args), check_fn=check_fn, progress=progress, on_result=recorder.add)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        finally:
+            progress.close()
+        return conclude(result, out, recorder=recorder)
     finally:
-        progress.close()
-    return conclude(result, out)
+        shutil.rmtree(spool, ignore_errors=True)
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
@@ -370,6 +379,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="hypothesis sweep of random networks -> reports",
                        description="Draw random cases, check each against torch, write the reports.")
     add_sweep_options(p, examples=None, out="reports/latest")
+    p.add_argument("--keep", choices=KEEP, default=None,
+                   help="discrepancies.csv holds every row (all) or only the failing, imprecise and "
+                        f"near-failing ones (failing); cases.csv always has every case (default: all up to "
+                        f"{KEEP_ALL_UP_TO:,} cases, failing above)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="send the blocks of cases to a Dask cluster: local:N (N worker processes here) or "
+                        "tcp://HOST:PORT (a running dask scheduler; docs/scale.md); the output is that of "
+                        "one process (needs pip install 'backprop-verify[dask]'; --jobs is not used; default: none, "
+                        "local worker processes)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("mutants", help="run the harness on planted backprop bugs",

@@ -119,15 +119,21 @@ def split_name(name: str) -> tuple[str, int | None]:
 
 
 def _ulps(ht: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """How many representable floats lie between ht[0] and ht[1], elementwise, as float64
-    (exact up to 2**53). Floats map to integers that are consecutive for consecutive floats;
-    their difference, which for float64 values of opposite signs can exceed int64, is taken
-    modulo 2**64 and read as uint64, which holds any distance exactly."""
-    ints = {np.dtype("float32"): np.int32, np.dtype("float64"): np.int64}[ht.dtype]
-    i = ht.view(ints).astype(np.int64)
-    o = np.where(i < 0, np.iinfo(ints).min - i, i)  # type: ignore[type-var]
+    """How many representable floats lie between ht[0] and ht[1], elementwise, exactly: int64
+    for float32, uint64 for float64 (read as float64 where used: exact up to 2**53, and the
+    conversion keeps the order, so the largest distance may be taken before it). Floats map to
+    integers that are consecutive for consecutive floats; for float64 their difference, which
+    for values of opposite signs can exceed int64, is taken modulo 2**64 and read as uint64,
+    which holds any distance exactly."""
+    if ht.dtype == np.float32:
+        i = ht.view(np.int32).astype(np.int64)
+        o = np.where(i < 0, np.iinfo(np.int32).min - i, i)
+        d32 = o[0] - o[1]
+        return np.abs(d32, out=d32)  # type: ignore[no-any-return]
+    i = ht.view(np.int64)
+    o = np.where(i < 0, np.iinfo(np.int64).min - i, i)
     d = (o[0] - o[1]).view(np.uint64)
-    return np.where(o[0] >= o[1], d, -d).astype(np.float64)  # type: ignore[no-any-return]
+    return np.where(o[0] >= o[1], d, -d)  # type: ignore[no-any-return]
 
 
 def problem_record(name: str, dtype: str, shape: tuple[int, ...], problem: str,
@@ -171,13 +177,21 @@ def _prepare(pair: Pair, dtype: str) -> tuple[np.ndarray[Any, Any] | None, np.nd
     return h, t, ""
 
 
+FEW_SEGMENTS = 64      # _Segments.first_argmax loops over at most this many segments
+
+
 class _Segments:
     """Per-tensor reductions over the concatenation of several flattened tensors; each method
     takes a stack of such concatenations (shape (k, N)) and reduces all k rows at once."""
 
     def __init__(self, sizes: list[int]):
         self.starts = np.array([0, *itertools.accumulate(sizes[:-1])], dtype=np.intp)
-        self.ids = np.repeat(np.arange(len(sizes)), sizes)
+        self.sizes = sizes
+
+    @functools.cached_property
+    def ids(self) -> np.ndarray[Any, Any]:
+        """Each element's segment (made when first needed)."""
+        return np.repeat(np.arange(len(self.sizes)), self.sizes)
 
     def max(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         return np.maximum.reduceat(v, self.starts, axis=-1)
@@ -198,8 +212,16 @@ class _Segments:
         scaled = scale * np.sqrt(self.sum((v / scale[..., self.ids]) ** 2))
         return np.where(safe, plain, np.where(np.isfinite(top), scaled, top))
 
+    def count(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """How many of each segment's elements are true (v: bool)."""
+        return np.add.reduceat(v, self.starts, axis=-1, dtype=np.int64)
+
     def first_argmax(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """The index of each segment's largest value (its first, on ties; v without NaN)."""
+        """The index of each segment's largest value (its first, on ties; v without NaN): with
+        few segments (a big case's tensors) np.argmax of each, else all at once."""
+        if len(self.starts) <= FEW_SEGMENTS:
+            ends = [*self.starts[1:].tolist(), v.size]
+            return np.array([a + int(np.argmax(v[a:b])) for a, b in zip(self.starts.tolist(), ends)], dtype=np.intp)
         at_max = v == self.max(v)[self.ids]
         return np.minimum.reduceat(np.where(at_max, np.arange(v.size), v.size), self.starts)
 
@@ -287,16 +309,19 @@ def _verdict(f: _Flat, bound: np.ndarray[Any, Any], rtol: float, atol: float,
     a ``textbook`` bound, that one judges, and the elements within it but beyond ``bound`` are
     counted (n_imprecise)."""
     seg = f.seg
-    floor = atol + rtol * np.abs(f.r)
-    e_h = np.abs(f.h - f.r)
+    floor = np.abs(f.r)
+    floor *= rtol
+    floor += atol                                        # atol + rtol·|r|
+    e_h = np.subtract(f.h, f.r)
+    np.abs(e_h, out=e_h)
     imprecise = None
     if textbook is None:
-        allowance = bound + floor
+        allowance = np.add(bound, floor, out=floor)
     else:
         allowance = np.maximum(textbook, bound) + floor
         imprecise = (e_h > bound + floor) & (e_h <= allowance)
     bad = e_h > allowance
-    score = e_h / allowance                              # in units of the allowance
+    score = np.divide(e_h, allowance, out=e_h)           # in units of the allowance
     score[np.isnan(score)] = 0.0                         # 0/0: exact where nothing is allowed
     if not f.everywhere:                                 # non-finite: bad unless torch holds the same
         H, T = f.both
@@ -306,35 +331,42 @@ def _verdict(f: _Flat, bound: np.ndarray[Any, Any], rtol: float, atol: float,
     if not f.everywhere:                                 # a non-finite mismatch is off without bound
         margin = np.where(seg.max((~f.finite & bad).astype(np.int8)) > 0, np.inf, margin)
         score[~f.finite & bad] = np.inf
-    n_bad = seg.sum(bad.astype(np.int64))
-    worst = seg.first_argmax(np.where(bad | (n_bad[seg.ids] == 0), score, -1.0))
-    n_imprecise = seg.sum(imprecise.astype(np.int64)).tolist() if imprecise is not None else [0] * len(n_bad)
+    n_bad = seg.count(bad)
+    # the worst element: the worst failing one where any fails, else the worst of all
+    worst = seg.first_argmax(np.where(bad | (n_bad[seg.ids] == 0), score, -1.0) if n_bad.any() else score)
+    n_imprecise = seg.count(imprecise).tolist() if imprecise is not None else [0] * len(n_bad)
+    if f.separate:
+        off = np.subtract(f.t, f.r)
+        np.abs(off, out=off)
+        torch_margin = seg.max(np.divide(off, allowance, out=off)).tolist()
+    else:
+        torch_margin = [None] * len(n_bad)
+    reference = np.where(f.finite[worst], f.r[worst], np.nan)
     return {"n_mismatched": n_bad.tolist(), "n_imprecise": n_imprecise, "worst": worst, "margin": margin.tolist(),
-            "allowed": allowance[worst].tolist(), "reference_value": np.where(f.finite, f.r, np.nan)[worst].tolist(),
-            "torch_margin": seg.max(np.abs(f.t - f.r) / allowance).tolist() if f.separate else [None] * len(n_bad)}
+            "allowed": allowance[worst].tolist(), "reference_value": reference.tolist(),
+            "torch_margin": torch_margin}
 
 
 def _statistics(f: _Flat) -> dict[str, list[Any]]:
     """Per tensor, against torch: max_abs_err, max_rel_err, norm_rel_err, max_ulp; against the
-    reference (when a separate one is given): hand_ref_err, torch_ref_err."""
+    reference (when a separate one is given): hand_ref_err, torch_ref_err. Each row is reduced
+    on its own, never stacked into one copy."""
     seg = f.seg
     diff, abs_t = np.abs(f.h - f.t), np.abs(f.t)
     rows = {"h-t": diff, "t": abs_t}                     # whose norms and maxima are taken
     if f.separate:
         rows.update({"h-r": np.abs(f.h - f.r), "t-r": np.abs(f.t - f.r), "r": np.abs(f.r)})
-    rel = diff / abs_t                                   # inf where t = 0 and h is not; 0/0 below
+    tops = {k: seg.max(v) for k, v in rows.items()}
+    norm = {k: seg.norm(v, tops[k]) for k, v in rows.items()}
+    rel = np.divide(diff, abs_t, out=abs_t)              # inf where t = 0 and h is not; 0/0 below
     rel[np.isnan(rel)] = 0.0
     ulp = _ulps(f.hand_torch)
     if not f.everywhere:
-        ulp[~f.finite] = 0.0
-    rows.update({"rel": rel, "ulp": ulp})
-    stacked = np.stack(list(rows.values()))
-    maxima = seg.max(stacked)
-    normed = len(rows) - 2                               # rel and ulp come last: no norms for them
-    tops, norm = dict(zip(rows, maxima)), dict(zip(rows, seg.norm(stacked[:normed], maxima[:normed])))
-    none = [None] * len(maxima[0])
-    return {"max_abs_err": tops["h-t"].tolist(), "max_rel_err": tops["rel"].tolist(),
-            "norm_rel_err": _norm_rel(norm["h-t"], norm["t"]).tolist(), "max_ulp": tops["ulp"].tolist(),
+        ulp[~f.finite] = 0
+    none = [None] * len(tops["h-t"])
+    return {"max_abs_err": tops["h-t"].tolist(), "max_rel_err": seg.max(rel).tolist(),
+            "norm_rel_err": _norm_rel(norm["h-t"], norm["t"]).tolist(),
+            "max_ulp": seg.max(ulp).astype(np.float64).tolist(),
             "hand_ref_err": _norm_rel(norm["h-r"], norm["r"]).tolist() if f.separate else none,
             "torch_ref_err": _norm_rel(norm["t-r"], norm["r"]).tolist() if f.separate else none}
 

@@ -196,7 +196,7 @@ def explain_failure(result, fn: Any = None, *, limit: int = 3, seen: Sequence[st
         return f"every case agrees with torch{stopped}"
     who = fn if isinstance(fn, str) else getattr(fn, "__qualname__", "the implementation")
     cases = list(result.minimal) or [r for r in result.results if not r.passed][:1]
-    n = len(result.results)
+    n = getattr(result, "n_cases", len(result.results))
     head = (f"{who} disagrees with torch in {result.n_failed} of {n} case{'s' if n != 1 else ''} "
             f"({len(cases)} distinct failure{'s' if len(cases) != 1 else ''}).")
     rest = len(cases) - limit

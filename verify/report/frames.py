@@ -8,6 +8,7 @@ written whole or not at all: into a staging directory, then swapped into place
 """
 from __future__ import annotations
 
+import operator
 import platform
 from collections import Counter
 from typing import Sequence
@@ -71,8 +72,12 @@ CASE_FIELDS = ["case_id", "spec", "seed", "batch", "impl", "test"]
 RECORD_COLUMNS = [c for c in DISCREPANCY_COLUMNS if c not in CASE_FIELDS and c not in ("shape", "worst_index", "note")]
 
 
-def _record_row(case_id: int, c: CaseResult, r) -> dict:
-    row = {**_case_fields(case_id, c), **{k: getattr(r, k) for k in RECORD_COLUMNS}}
+_RECORD_VALUES = operator.attrgetter(*RECORD_COLUMNS)
+
+
+def _record_row(fields: dict, c: CaseResult, r) -> dict:
+    """The discrepancy row of record ``r`` of case ``c`` (``fields``: the case's CASE_FIELDS)."""
+    row = {**fields, **dict(zip(RECORD_COLUMNS, _RECORD_VALUES(r)))}
     row.update(shape="x".join(map(str, r.shape)), worst_index=_fmt_index(r.worst_index),
                note="; ".join(t for t in (r.problem, r.note, c.error) if t))
     return row
@@ -88,17 +93,34 @@ def _error_row(case_id: int, c: CaseResult) -> dict:
             "hand_ref_err": None, "torch_ref_err": None, "note": c.error}
 
 
+def record_rows(case_id: int, c: CaseResult, which=None) -> list[dict]:
+    """The discrepancy rows of one case: one per record (``which``: those records it is true
+    of), or one error row when it has none."""
+    fields = _case_fields(case_id, c)
+    if not c.records:
+        return [_error_row(case_id, c)]
+    return [_record_row(fields, c, r) for r in c.records if which is None or which(r)]
+
+
+# The dtype of each typed column of the two per-row CSV files, so that a chunk of rows is written
+# exactly as the same rows within the whole frame would be (verify.report.stream writes chunks).
+DISCREPANCY_DTYPES = {"layer": "Int64", "hand_ref_err": "float64", "torch_ref_err": "float64",
+                      "passed": bool, **dict.fromkeys(["max_abs_err", "max_rel_err", "norm_rel_err", "max_ulp",
+                                                       "hand_value", "torch_value", "atol", "rtol",
+                                                       "margin", "allowed"], "float64")}
+CASE_DTYPES = {"passed": bool, "worst_norm_rel_err": "float64"}
+
+
+def rows_frame(rows: list[dict], columns: list[str], dtypes: dict) -> pd.DataFrame:
+    """The frame of ``rows`` with ``columns``, each typed column cast to its dtype."""
+    return pd.DataFrame(rows, columns=columns).astype(dtypes)
+
+
 def discrepancy_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
     """One row per compared tensor per case (DISCREPANCY_COLUMNS); a case whose implementation
     raised before producing records gets one row whose note is the error."""
-    rows = [row for i, c in enumerate(results)
-            for row in ([_record_row(i, c, r) for r in c.records] or [_error_row(i, c)])]
-    df = pd.DataFrame(rows, columns=DISCREPANCY_COLUMNS)
-    df["layer"] = df["layer"].astype("Int64")
-    for col in ("hand_ref_err", "torch_ref_err"):
-        df[col] = df[col].astype("float64")
-    df["passed"] = df["passed"].astype(bool)
-    return df
+    rows = [row for i, c in enumerate(results) for row in record_rows(i, c)]
+    return rows_frame(rows, DISCREPANCY_COLUMNS, DISCREPANCY_DTYPES)
 
 
 def _worst(c: CaseResult) -> float:
@@ -128,34 +150,25 @@ def _layer_label(spec, quantity: str, layer) -> str:
     return spec.activations[0] if quantity == "dx" else spec.activations[-1]
 
 
-def case_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
-    """One row per case (CASE_COLUMNS)."""
-    rows = []
-    for i, c in enumerate(results):
-        first = c.first_divergence
-        tally = counts(c.records)
-        rows.append({**_case_fields(i, c), "depth": c.spec.depth,
-                     "widths": _widths(c.spec), "activations": _activations(c.spec), "loss": c.spec.loss,
-                     "dtype": c.spec.dtype, "passed": c.passed, "worst_norm_rel_err": _worst(c),
-                     "first_divergence": "error" if c.error else (first.name if first else ""),
-                     "n_diverging": tally["diverges"], "n_inheriting": tally["inherits"],
-                     "n_imprecise": tally["imprecise"],
-                     "note": c.error or (first.problem if first else "")})
-    return pd.DataFrame(rows, columns=CASE_COLUMNS)
+def case_row(case_id: int, c: CaseResult) -> dict:
+    """The row of cases.csv of one case (CASE_COLUMNS)."""
+    first = c.first_divergence
+    tally = counts(c.records)
+    return {**_case_fields(case_id, c), "depth": c.spec.depth,
+            "widths": _widths(c.spec), "activations": _activations(c.spec), "loss": c.spec.loss,
+            "dtype": c.spec.dtype, "passed": c.passed, "worst_norm_rel_err": _worst(c),
+            "first_divergence": "error" if c.error else (first.name if first else ""),
+            "n_diverging": tally["diverges"], "n_inheriting": tally["inherits"],
+            "n_imprecise": tally["imprecise"],
+            "note": c.error or (first.problem if first else "")}
 
 
-def tensor_frame(results: Sequence[CaseResult], disc: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``disc`` (discrepancy_frame(results)) about real tensors, plus the case's depth,
-    loss and the activation of the tensor's layer (layer 1 for dx, the output layer for the
-    loss): what the summaries group by."""
-    df = disc[disc["quantity"] != ""].copy()
-    specs = {i: c.spec for i, c in enumerate(results)}
-    df["depth"] = [specs[i].depth for i in df["case_id"]]
-    df["loss"] = [specs[i].loss for i in df["case_id"]]
-    layer = df["layer"].astype("float64")
-    df["activation"] = [_layer_label(specs[i], q, l) for i, l, q in zip(df["case_id"], layer, df["quantity"])]
-    df["kind"] = [_kind(specs[i], q, l) for i, l, q in zip(df["case_id"], layer, df["quantity"])]
-    return df
+def tensor_keys(spec, quantity: str, layer) -> tuple[str, str, int, str]:
+    """What the summaries group a tensor of ``spec`` by besides its dtype and quantity: (the
+    activation of the tensor's layer (layer 1 for dx, the output layer for the loss), the case's
+    loss, its depth, the kind of the layer whose step makes the tensor)."""
+    layer = float("nan") if layer is None else float(layer)
+    return _layer_label(spec, quantity, layer), spec.loss, spec.depth, _kind(spec, quantity, layer)
 
 
 def _kind(spec, quantity: str, layer: float) -> str:
@@ -169,43 +182,8 @@ def _kind(spec, quantity: str, layer: float) -> str:
     return spec.kinds[i - 1]
 
 
-def _group_stats(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    g = df.groupby(keys, sort=True, observed=True)
-    return pd.DataFrame({
-        "n_cases": g["case_id"].nunique(),
-        "n_tensors": g.size(),
-        "n_failed": g["passed"].apply(lambda p: int((~p).sum())),
-        "n_diverging": g["status"].apply(lambda s: int((s == "diverges").sum())),
-        "n_inheriting": g["status"].apply(lambda s: int((s == "inherits").sum())),
-        "n_imprecise": g["status"].apply(lambda s: int((s == "imprecise").sum())),
-        "worst_norm_rel_err": g["norm_rel_err"].max(),
-        "median_norm_rel_err": g["norm_rel_err"].median(),
-    }).reset_index()
-
-
 SUMMARY_GROUPS = {"activation x loss": ["activation", "loss"], "depth": ["depth"],
                   "dtype": ["dtype"], "quantity": ["quantity"], "layer kind": ["kind"]}
-
-
-def summary_frame(tensors: pd.DataFrame) -> pd.DataFrame:
-    """Worst and median norm_rel_err (with counts) by activation × loss, depth, dtype, quantity,
-    from the tensor frame; long form, one row per group, the grouping columns not used left empty."""
-    df = tensors.copy()
-    df["quantity"] = pd.Categorical(df["quantity"], quantity_order(df["quantity"]), ordered=True)
-    parts = []
-    for by, keys in SUMMARY_GROUPS.items():
-        stats = _group_stats(df, keys) if len(df) else pd.DataFrame(columns=keys)
-        stats.insert(0, "by", by)
-        parts.append(stats)
-    out = pd.concat(parts, ignore_index=True)
-    cols = ["by", "activation", "loss", "depth", "dtype", "quantity", "kind", "n_cases", "n_tensors",
-            "n_failed", "n_diverging", "n_inheriting", "n_imprecise", "worst_norm_rel_err", "median_norm_rel_err"]
-    out = out.reindex(columns=cols)
-    out["quantity"] = out["quantity"].astype("object")
-    out["depth"] = out["depth"].astype("Int64")
-    for col in ("n_cases", "n_tensors", "n_failed", "n_diverging", "n_inheriting", "n_imprecise"):
-        out[col] = out[col].astype("Int64")
-    return out
 
 
 # -- words -------------------------------------------------------------------------------------
@@ -252,7 +230,7 @@ def _disagree(n: int) -> str:
 def verdict(result) -> str:
     """'all 300 cases agree', '3 of 300 cases disagree'; the pytest gate's expected failures
     (failing checks of passing tests) are named apart and do not fail the verdict."""
-    n, failed = len(result.results), result.n_failed
+    n, failed = result.n_cases, result.n_failed
     expected = len(result.expected_failures)
     prefix = f"PARTIAL ({result.stopped or 'interrupted'}): " if result.partial else ""
     if failed == 0 and expected:
@@ -358,11 +336,16 @@ def timing_text(result) -> str:
     return f"{checking}, {result.total_time:.1f} s in all" if result.total_time else checking
 
 
-def summary_lines(result) -> list[str]:
-    """The short terminal summary: the verdict, then each minimal counterexample once."""
-    n_tensors = sum(len(c.records) for c in result.results)
+def summary_lines(result, n_tensors: int | None = None, imprecise: int | None = None) -> list[str]:
+    """The short terminal summary: the verdict, then each minimal counterexample once
+    (``n_tensors``, ``imprecise``: the records compared and the imprecise ones, counted from
+    ``result.results`` where not given)."""
+    if n_tensors is None:
+        n_tensors = sum(len(c.records) for c in result.results)
+    if imprecise is None:
+        imprecise = sum(r.status == "imprecise" for c in result.results for r in c.records)
     lines = [f"verify: {verdict(result)} ({plural(n_tensors, 'tensor')} compared; {timing_text(result)})"]
-    imprecise = sum(r.status == "imprecise" for c in result.results for r in c.records)
+    lines += blocks_lines(result)
     if imprecise:
         lines.append(f"{plural(imprecise, 'tensor')} passed only by the textbook allowance (imprecise: "
                      f"a documented formula evaluated as written, less accurate than torch; --strict fails them)")
@@ -376,8 +359,15 @@ def summary_lines(result) -> list[str]:
     return lines
 
 
-def failing_rows(disc: pd.DataFrame, limit: int = 200) -> pd.DataFrame:
-    return disc[~disc["passed"]].head(limit)
+def blocks_lines(result) -> list[str]:
+    """With a Dask scheduler: the blocks of cases retried after a worker died, and those lost
+    (whose cases fail, saying so)."""
+    lines = []
+    for blocks, what in ((getattr(result, "blocks_retried", ()), "retried on another worker after a worker died"),
+                         (getattr(result, "blocks_lost", ()), "lost: their cases are failing rows")):
+        if blocks:
+            lines.append(f"{plural(len(blocks), 'block')} of cases {what}: {', '.join(map(str, blocks))}")
+    return lines
 
 
 def versions() -> dict[str, str]:

@@ -20,16 +20,13 @@ from verify.meta import __version__
 from verify.report.frames import (
     counterexample,
     expected_groups,
-    failing_rows,
-    quantity_order,
     seen_with,
     timing_text,
     verdict,
     versions,
 )
+from verify.report.stream import CEIL, FAILING_POINTS, FAILING_ROWS_SHOWN, FLOOR, SCATTER_POINTS, Recorder
 
-FLOOR = 1e-18            # where exact agreement (error 0) is drawn on log axes
-CEIL = 1e30              # where errors above it, inf and (for failing points) NaN are drawn
 DTYPE_COLORS = {"float32": "#e07b39", "float64": "#3a78b5"}
 FAIL_CSS = "background-color:#c62828;color:#fff;font-weight:600;"
 
@@ -79,58 +76,63 @@ def _floored(values, nan: float = math.nan) -> np.ndarray:
     return np.where(np.isnan(v), nan, np.clip(v, FLOOR, CEIL))
 
 
-def plot_error_distributions(tensors: pd.DataFrame, tolerances: dict) -> str:
-    """Box plots of log norm_rel_err per quantity, one box per dtype; failing tensors as red ×."""
+def plot_error_distributions(recorder: Recorder, tolerances: dict) -> str:
+    """A box per quantity and dtype of log norm_rel_err (quartiles, whiskers to the smallest and
+    largest error: from the recorder's Distributions, exact or within a histogram bin); failing
+    tensors as red × (the first FAILING_POINTS)."""
     fig, ax = _figure(9.5, 3.6)
-    quantities = quantity_order(tensors["quantity"])
-    dtypes = sorted(set(tensors["dtype"]))
+    quantities = recorder.quantities()
+    dtypes = sorted({dt for _, dt in recorder.box})
     width = 0.8 / max(len(dtypes), 1)
     for j, dt in enumerate(dtypes):
-        pos, data = [], []
+        pos, stats = [], []
         for i, q in enumerate(quantities):
-            v = _floored(tensors.loc[(tensors["quantity"] == q) & (tensors["dtype"] == dt), "norm_rel_err"])
-            v = v[~np.isnan(v)]
-            if len(v):
+            d = recorder.box.get((q, dt))
+            if d is not None and d.n:
                 pos.append(i + (j - (len(dtypes) - 1) / 2) * width)
-                data.append(v)
-        if data:
-            bp = ax.boxplot(data, positions=pos, widths=width * 0.85, patch_artist=True,
-                            showfliers=True, flierprops={"marker": ".", "markersize": 2, "alpha": .4})
+                stats.append({"med": d.median(), "q1": d.quantile(0.25), "q3": d.quantile(0.75),
+                              "whislo": d.minimum(), "whishi": d.maximum(), "fliers": []})
+        if stats:
+            bp = ax.bxp(stats, positions=pos, widths=width * 0.85, patch_artist=True, showfliers=False)
             for box in bp["boxes"]:
                 box.set(facecolor=DTYPE_COLORS.get(dt, "#999"), alpha=.55, edgecolor="#333")
             ax.plot([], [], "s", color=DTYPE_COLORS.get(dt, "#999"), alpha=.55, label=dt)
         if dt in tolerances:
             ax.axhline(tolerances[dt][0], color=DTYPE_COLORS.get(dt, "#999"), ls="--", lw=.8)
-    bad = tensors[~tensors["passed"]]
-    if len(bad):
-        x = [quantities.index(q) for q in bad["quantity"]]
-        ax.plot(x, _floored(bad["norm_rel_err"], nan=CEIL), "x", color="#c01818", ms=6, label="failing")
+    if recorder.failing_points:
+        x = [quantities.index(q) for q, _ in recorder.failing_points]
+        ax.plot(x, _floored([e for _, e in recorder.failing_points], nan=CEIL), "x", color="#c01818", ms=6,
+                label="failing" if recorder.n_failing_rows <= FAILING_POINTS else f"failing (first {FAILING_POINTS})")
     _log_axis(ax)
     ax.set_xticks(range(len(quantities)), quantities, rotation=15)
     ax.set_ylabel("norm_rel_err  (‖h−t‖/‖t‖)")
-    ax.set_title(f"error per tensor; dashed: the floor of the allowance per dtype; exact agreement drawn at {FLOOR:g}, "
-                 f"errors above {CEIL:g} (inf, and NaN when failing) at {CEIL:g}",
-                 loc="left", fontsize=9)
+    ax.set_title(f"error per tensor (boxes: quartiles, whiskers: smallest and largest); dashed: the floor of the "
+                 f"allowance per dtype; exact agreement drawn at {FLOOR:g}, errors above {CEIL:g} (inf, and NaN "
+                 f"when failing) at {CEIL:g}", loc="left", fontsize=9, wrap=True)
     ax.legend(frameon=False, fontsize=8, loc="upper right")
     return _svg(fig)
 
 
-def plot_error_by_depth(cases: pd.DataFrame) -> str:
-    """Each case's worst norm_rel_err against depth (jittered), by dtype; failing cases red."""
+def plot_error_by_depth(recorder: Recorder) -> str:
+    """Each case's worst norm_rel_err against depth (jittered), by dtype, for a sample of at most
+    SCATTER_POINTS passing cases; failing cases red (the first FAILING_POINTS)."""
     fig, ax = _figure(6.0, 3.4)
     rng = np.random.default_rng(0)
-    for dt, g in cases.groupby("dtype"):
-        ok = g[g["passed"]]
-        ax.scatter(ok["depth"] + rng.uniform(-.18, .18, len(ok)), _floored(ok["worst_norm_rel_err"]),
+    sample = pd.DataFrame(recorder.passing_cases, columns=["depth", "worst", "dtype"])
+    sampled = recorder.n_passing_cases > SCATTER_POINTS
+    for dt, g in sample.groupby("dtype"):
+        ax.scatter(g["depth"] + rng.uniform(-.18, .18, len(g)), _floored(g["worst"]),
                    s=9, alpha=.6, color=DTYPE_COLORS.get(dt, "#999"), label=dt, linewidths=0)
-    bad = cases[~cases["passed"]]
-    if len(bad):
-        ax.scatter(bad["depth"], _floored(bad["worst_norm_rel_err"], nan=1.0), marker="x",
-                   s=30, color="#c01818", label="failing")
+    if recorder.failing_cases:
+        bad = np.array(recorder.failing_cases, dtype=float)
+        ax.scatter(bad[:, 0], _floored(bad[:, 1], nan=1.0), marker="x", s=30, color="#c01818", label="failing")
     _log_axis(ax)
-    ax.set_xticks(sorted(set(cases["depth"])))
+    ax.set_xticks(sorted(recorder.depths))
     ax.set_xlabel("depth L")
     ax.set_ylabel("worst norm_rel_err of the case")
+    if sampled:
+        ax.set_title(f"a sample of {SCATTER_POINTS:,} of the {recorder.n_passing_cases:,} passing cases",
+                     loc="left", fontsize=9)
     ax.legend(frameon=False, fontsize=8)
     return _svg(fig)
 
@@ -199,10 +201,9 @@ FAILING_NUMBERS = ["case_id", "seed", "batch", "layer", "max_abs_err", "norm_rel
 FAILING_TEXT = ["test", "impl", "spec", "note"]
 
 
-def failing_table(disc: pd.DataFrame, limit: int = 200) -> str:
-    """The first ``limit`` failing rows; the test and impl columns only where rows differ in
-    them (otherwise the page's header and cards say it)."""
-    rows = failing_rows(disc, limit)
+def failing_table(rows: pd.DataFrame) -> str:
+    """The failing rows shown (Recorder.failing_frame); the test and impl columns only where rows
+    differ in them (otherwise the page's header and cards say it)."""
     columns = [c for c in FAILING_COLUMNS if c not in ("test", "impl") or rows[c].nunique() > 1]
     rows = rows[columns]
     floats = ["max_abs_err", "norm_rel_err", "max_ulp", "hand_value", "torch_value"]
@@ -246,40 +247,40 @@ def header_text(settings: dict) -> str:
     return " · ".join(parts)
 
 
-def render_html(result, disc: pd.DataFrame, tensors: pd.DataFrame, cases: pd.DataFrame,
-                summary: pd.DataFrame, *, title: str = "verify run") -> str:
-    """The page, from write_reports's frames (verify.report.frames)."""
-    n_fail_rows = int((~disc["passed"]).sum())
-    n_diverging = int((disc["status"] == "diverges").sum())
+def render_html(result, recorder: Recorder, *, title: str = "verify run") -> str:
+    """The page, from the result and the Recorder its results went to (verify.report.stream)."""
+    n_fail_rows = recorder.n_failing_rows
+    n_diverging = recorder.n_diverging_rows
     css = "partial" if result.partial else ("pass" if result.n_failed == 0 else "fail")
     expected = expected_groups(result)
-    cards = [("cases", len(result.results), False),
-             ("tensors compared", len(tensors), False),
+    cards = [("cases", result.n_cases, False),
+             ("tensors compared", recorder.n_tensors, False),
              ("failing cases", result.n_failed, result.n_failed > 0),
              ("failing tensors", f"{n_diverging} diverge, {n_fail_rows - n_diverging} inherit",
               n_fail_rows > 0 and result.n_failed > 0),
              ("distinct failures", len(result.minimal), len(result.minimal) > 0),
-             ("imprecise tensors (passed by the textbook allowance)",
-              int((disc["status"] == "imprecise").sum()), False),
-             ("implementation errors", sum(bool(c.error) for c in result.results),
-              any(c.error for i, c in enumerate(result.results) if not result.is_expected(i)))]
+             ("imprecise tensors (passed by the textbook allowance)", recorder.n_imprecise, False),
+             ("implementation errors", recorder.n_errors, recorder.errors_unexpected)]
     if expected:
         cards.insert(3, ("expected failures (tests passed)", len(result.expected_failures), False))
+    if "scheduler" in result.settings:
+        retried, lost = len(result.blocks_retried), len(result.blocks_lost)
+        cards.append(("blocks retried / lost on the cluster", f"{retried} / {lost}", bool(lost)))
     seen = seen_with(result)
     minimal = [counterexample(m, seen) for m in result.minimal]
     toc = ([("counterexamples", "Counterexamples")] if minimal else []) + \
           ([("expected", "Expected failures")] if expected else []) + \
           [("distributions", "Error distributions"), ("tables", "Summary tables"),
            ("failing", "Failing rows")]
-    has_data = not tensors.empty
     return TEMPLATE.render(
         title=title, verdict=verdict(result), css=css, header=header_text(result.settings),
         style=STYLE, cards=cards, minimal=minimal, expected=expected, card=card, toc=toc,
         not_importable=NOT_IMPORTABLE,
-        plot_dist=plot_error_distributions(tensors, TOLERANCES) if has_data else "",
-        plot_depth=plot_error_by_depth(cases) if len(cases) else "",
-        pivots=pivot_tables(summary), failing=failing_table(disc) if n_fail_rows else "",
-        n_failing_rows=n_fail_rows, shown_rows=min(n_fail_rows, 200), version=__version__,
+        plot_dist=plot_error_distributions(recorder, TOLERANCES) if recorder.n_tensors else "",
+        plot_depth=plot_error_by_depth(recorder) if recorder.n_cases else "",
+        pivots=pivot_tables(recorder.summary_frame()),
+        failing=failing_table(recorder.failing_frame()) if n_fail_rows else "",
+        n_failing_rows=n_fail_rows, shown_rows=min(n_fail_rows, FAILING_ROWS_SHOWN), version=__version__,
         all_expected=result.n_failed == 0,
         versions_text=", ".join(f"{k} {v}" for k, v in versions().items()),
         timing=timing_text(result))

@@ -72,7 +72,7 @@ def sweep_html(result: SweepResult) -> str:
     seen = seen_with(result)
     css = "partial" if result.partial else ("pass" if result.n_failed == 0 else "fail")
     n_tensors = sum(len(c.records) for c in result.results)
-    counts = [("cases", len(result.results), False), ("tensors compared", n_tensors, False),
+    counts = [("cases", result.n_cases, False), ("tensors compared", n_tensors, False),
               ("failing cases", result.n_failed, result.n_failed > 0),
               ("distinct failures", len(result.minimal), len(result.minimal) > 0)]
     body = "".join(str(card(counterexample(m, seen))) for m in result.minimal)

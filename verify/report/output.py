@@ -245,6 +245,18 @@ def write_dir(out: str | os.PathLike, names: Iterable[str], write: Callable[[Pat
     return path
 
 
+def spool_dir(out: str | os.PathLike, names: Iterable[str]) -> Path:
+    """A fresh directory beside ``out`` (named as a staging directory, so that one a killed
+    process left is removed by the next write) for the files a streamed sweep writes as it goes
+    (verify.report.stream); write_dir moves them into its report. The caller removes it.
+    Raises OutError where ``out`` cannot take a report (check_out_dir)."""
+    path = check_out_dir(out, names)
+    _remove_stale(path)
+    spool = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+    os.chmod(spool, 0o777 & ~_umask())
+    return spool
+
+
 def _swap(staging: Path, path: Path) -> None:
     """Put ``staging`` at ``path``; whatever was at ``path`` ends at ``staging``."""
     try:

@@ -3,30 +3,24 @@ report.json with the versions, and a sweep's result with the whole command's tim
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
+import os
 import time
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 from verify.meta import STARTED
 from verify.report import html
 from verify.report.frames import (
     FILES,
-    case_frame,
     counterexample,
-    discrepancy_frame,
     expected_groups,
     seen_with,
-    summary_frame,
     summary_lines,
-    tensor_frame,
     verdict,
     versions,
 )
 from verify.report.output import write_dir, write_file
+from verify.report.stream import NUMPY_PRINT_DEFAULTS, Recorder, record_all, to_csv_text  # noqa: F401 - re-exported
 from verify.sweep.execute import INTERRUPTED
 from verify.sweep.run import SweepResult
 
@@ -36,12 +30,14 @@ def finished(result: SweepResult) -> SweepResult:
     return dataclasses.replace(result, total_time=time.perf_counter() - STARTED)
 
 
-def conclude(result: SweepResult, out_dir: Path | str, *, title: str = "verify run") -> int:
+def conclude(result: SweepResult, out_dir: Path | str, *, title: str = "verify run",
+             recorder: Recorder | None = None) -> int:
     """The end of a sweep command (verify run, verify check --impl): the reports written, the
-    summary printed; the exit status, 0 all agree, 1 any discrepancy, 130 interrupted."""
+    summary printed (``recorder``: as write_reports); the exit status, 0 all agree, 1 any
+    discrepancy, 130 interrupted."""
     result = finished(result)
-    paths = write_reports(result, out_dir, title=title)
-    for line in summary_lines(result):
+    paths, recorder = _write(result, out_dir, title, recorder)
+    for line in summary_lines(result, recorder.n_records, recorder.n_imprecise):
         print(line)
     print(f"report: {paths['html']}")
     if result.stopped == INTERRUPTED:
@@ -51,21 +47,7 @@ def conclude(result: SweepResult, out_dir: Path | str, *, title: str = "verify r
 
 # -- writing -----------------------------------------------------------------------------------
 
-# NumPy's default print options. pandas writes float64 values through NumPy's repr, which options
-# set by anyone in the process (np.set_printoptions(legacy="1.13"): 12 significant digits) would cut.
-NUMPY_PRINT_DEFAULTS = dict(edgeitems=3, threshold=1000, floatmode="maxprec", precision=8,
-                            suppress=False, linewidth=75, nanstr="nan", infstr="inf", sign="-",
-                            formatter=None, legacy=False)
-
-
-def to_csv_text(df: pd.DataFrame) -> str:
-    buf = io.StringIO()
-    with np.printoptions(**NUMPY_PRINT_DEFAULTS):
-        df.to_csv(buf, index=False, lineterminator="\n")
-    return buf.getvalue()
-
-
-def report_json(result, disc: pd.DataFrame, title: str) -> dict:
+def report_json(result, recorder: Recorder, title: str) -> dict:
     seen = seen_with(result)
     return {
         "title": title,
@@ -74,13 +56,18 @@ def report_json(result, disc: pd.DataFrame, title: str) -> dict:
         "stopped": result.stopped,
         "seed": result.settings.get("seed"),
         "settings": result.settings,
-        "counts": {"cases": len(result.results), "failed_cases": result.n_failed,
-                   "tensors": int((disc["quantity"] != "").sum()),
-                   "failed_tensors": int((~disc["passed"]).sum()),
-                   "imprecise_tensors": int((disc["status"] == "imprecise").sum()),
-                   "errors": sum(bool(c.error) for c in result.results),
+        "counts": {"cases": result.n_cases, "failed_cases": result.n_failed,
+                   "tensors": recorder.n_tensors,
+                   "failed_tensors": recorder.n_failing_rows,
+                   "imprecise_tensors": recorder.n_imprecise,
+                   "errors": recorder.n_errors,
                    "distinct_failures": len(result.minimal),
                    "expected_failures": len(result.expected_failures)},
+        "discrepancies": {"keep": recorder.keep, "rows": recorder.n_rows,
+                          "rows_left_out": recorder.n_all_rows - recorder.n_rows,
+                          "summary_medians": "approximate" if recorder.approximate() else "exact"},
+        **({"scheduler": {"address": result.settings["scheduler"], "blocks_retried": list(result.blocks_retried),
+                          "blocks_lost": list(result.blocks_lost)}} if "scheduler" in result.settings else {}),
         "minimal": [counterexample(m, seen) for m in result.minimal],
         "expected_failures": expected_groups(result),
         "wall_time_s": round(result.wall_time, 3),
@@ -90,23 +77,33 @@ def report_json(result, disc: pd.DataFrame, title: str) -> dict:
     }
 
 
-def write_reports(result, out_dir, *, title: str = "verify run") -> dict[str, Path]:
+def write_reports(result, out_dir, *, title: str = "verify run", recorder: Recorder | None = None
+                  ) -> dict[str, Path]:
     """Write discrepancies.csv, cases.csv, summary.csv, report.html and report.json as the
     directory ``out_dir``, replacing a previous report there whole (verify.report.output.write_dir);
-    returns their paths by kind (FILES' keys). Raises verify.report.output.OutError where ``out_dir``
-    cannot take a report."""
+    returns their paths by kind (FILES' keys). ``recorder``: the Recorder the sweep's results
+    went to as they came (verify.report.stream; its two CSV files are moved into the report);
+    None: every result is in ``result`` and goes to one now. Raises
+    verify.report.output.OutError where ``out_dir`` cannot take a report."""
+    return _write(result, out_dir, title, recorder)[0]
+
+
+def _write(result, out_dir, title: str, recorder: Recorder | None) -> tuple[dict[str, Path], Recorder]:
+    made: list[Recorder] = []
 
     def write(staging: Path) -> None:
-        disc = discrepancy_frame(result.results)
-        tensors = tensor_frame(result.results, disc)
-        cases = case_frame(result.results)
-        summary = summary_frame(tensors)
         files = {k: staging / name for k, name in FILES.items()}
-        write_file(files["discrepancies"], to_csv_text(disc))
-        write_file(files["cases"], to_csv_text(cases))
-        write_file(files["summary"], to_csv_text(summary))
-        write_file(files["html"], html.render_html(result, disc, tensors, cases, summary, title=title))
-        write_file(files["json"], json.dumps(report_json(result, disc, title), indent=2) + "\n")
+        if recorder is None:
+            made.append(record_all(result, staging))
+        else:
+            recorder.close()
+            for kind in ("discrepancies", "cases"):
+                os.replace(recorder.directory / FILES[kind], files[kind])
+            made.append(recorder)
+        rec = made[-1]
+        write_file(files["summary"], to_csv_text(rec.summary_frame()))
+        write_file(files["html"], html.render_html(result, rec, title=title))
+        write_file(files["json"], json.dumps(report_json(result, rec, title), indent=2) + "\n")
 
     out = write_dir(out_dir, FILES.values(), write)
-    return {k: out / name for k, name in FILES.items()}
+    return {k: out / name for k, name in FILES.items()}, made[-1]

@@ -2,6 +2,7 @@
 worker processes that each draw and check whole blocks; results come back in case order."""
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import functools
@@ -28,6 +29,8 @@ from verify.sweep.strategies import cases
 INTERRUPTED = "interrupted"  # SweepResult.stopped after Ctrl-C
 JUDGED_TOGETHER = 200_000   # traced values compared in one call at most (about 10 float64 arrays
                             # of this size live during it; a block of small cases has ~50,000)
+IN_FLIGHT_PER_JOB = 3      # blocks sent ahead per worker process: the results waiting for this process
+                            # to take them stay bounded however many blocks a sweep has
 CheckFn = Callable[[NetSpec, int, int], CaseResult]
 Progress = Callable[[int, int, int], None]     # (cases done, total, failing so far)
 
@@ -233,9 +236,11 @@ def _main_module_importable() -> bool:
     return getattr(main, "__file__", None) is None or meta.COMMAND
 
 
-def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None, jobs: int):
+def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None, jobs: int,
+                  scheduler: str | None = None, events: dict | None = None):
     """Every case's result, in case_id order. With jobs > 1 each worker process draws and
-    checks whole blocks, so drawing is spread over the processes too; what its checks passed
+    checks whole blocks (a few ahead, IN_FLIGHT_PER_JOB each), so drawing is spread over the
+    processes too; what its checks passed
     to verify.check's observers is passed to this process's observers, block by block.
 
     A worker that dies (user code that calls os._exit, or is killed) breaks the pool: the
@@ -244,6 +249,12 @@ def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | No
     that ended its process fails with how it ended and the others keep their results; a fresh
     pool then takes the blocks after it. A block whose worker raised past every case is
     treated the same way."""
+    if scheduler:                       # a Dask cluster (verify.sweep.distributed), imported when asked for
+        from verify.sweep import distributed
+        yield from distributed.iter_results(strategy_args, blocks(strategy_args, n, seed), check_fn, scheduler,
+                                            {} if events is None else events,
+                                            lambda case, text: _raised(*case, text, impl_of(check_fn)))
+        return
     if jobs <= 1:
         for block in iter_blocks(strategy_args, n, seed):
             yield from run_block(check_fn, block)
@@ -256,13 +267,17 @@ def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | No
             jobs, mp_context=_pool_context(check_fn), initializer=_init_worker,
             initargs=(check_fn, strategy_args, bool(observed.OBSERVERS), os.getpid()))
         try:
-            futures = []
-            with contextlib.suppress(BrokenProcessPool):      # a worker died while blocks were sent:
-                for block in todo[done:]:                     # the futures sent before it say which
-                    futures.append(pool.submit(_run_block, block))
-            for future in futures:
+            pending: collections.deque = collections.deque()
+            sent = done
+            while True:
+                with contextlib.suppress(BrokenProcessPool):  # a worker died while blocks were sent:
+                    while sent < len(todo) and len(pending) < IN_FLIGHT_PER_JOB * jobs:
+                        pending.append(pool.submit(_run_block, todo[sent]))   # the futures sent
+                        sent += 1                             # before it say which
+                if not pending:
+                    break
                 try:
-                    results, forwarded = future.result()
+                    results, forwarded = pending.popleft().result()
                 except (BrokenProcessPool, _BlockLost):
                     break
                 for result in forwarded:
@@ -313,23 +328,35 @@ def _run_block_forked(check_fn: CheckFn | None, block: list[Case], observed) -> 
             yield _raised(*case, outcome.raised, impl_of(check_fn))
 
 
+OnResult = Callable[[int, CaseResult], None]     # (case_id, its result), in case order
+
+
 def run_cases(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | None = None, jobs: int = 1,
-              progress: Progress | None = None) -> tuple[list[CaseResult], str]:
-    """Draw and check the sweep's cases in order. Returns (results, stopped): Ctrl-C, or a
-    case whose implementation ran past its time limit, stops early (``stopped`` says which),
-    keeping the results so far."""
+              progress: Progress | None = None, on_result: OnResult | None = None,
+              scheduler: str | None = None, events: dict | None = None
+              ) -> tuple[list[CaseResult], list[int], int, str]:
+    """Draw and check the sweep's cases in order. Returns (results, their case ids, the number
+    of cases checked, stopped): Ctrl-C, or a case whose implementation ran past its time limit,
+    stops early (``stopped`` says which), keeping the results so far. With ``on_result``, each
+    result goes to it as it comes and only the failing ones are kept (a streamed sweep: its
+    memory does not grow with the passing cases). With ``scheduler`` the blocks go to a Dask
+    cluster (verify.sweep.distributed), which notes the blocks retried and lost in ``events``."""
     results: list[CaseResult] = []
-    failed = 0
+    ids: list[int] = []
+    done = failed = 0
     try:
-        for result in _iter_results(strategy_args, n, seed, check_fn, jobs):
-            results.append(result)
+        for result in _iter_results(strategy_args, n, seed, check_fn, jobs, scheduler, events):
+            if on_result is not None:
+                on_result(done, result)
+            if on_result is None or not result.passed:
+                results.append(result)
+                ids.append(done)
+            done += 1
             failed += not result.passed
             if progress:
-                progress(len(results), n, failed)
+                progress(done, n, failed)
             if result.timed_out:
-                return results, f"case {len(results) - 1} ran past the time limit"
+                return results, ids, done, f"case {done - 1} ran past the time limit"
     except KeyboardInterrupt:
-        return results, INTERRUPTED
-    return results, ""
-
-
+        return results, ids, done, INTERRUPTED
+    return results, ids, done, ""

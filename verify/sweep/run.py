@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from verify.harness.trace import CaseResult
-from verify.sweep.execute import INTERRUPTED, CheckFn, Progress, impl_of, run_cases
+from verify.sweep.execute import INTERRUPTED, CheckFn, OnResult, Progress, impl_of, run_cases
 from verify.sweep.shrink import MAX_SHRUNK, SHRINK_SECONDS, distinct_failures, shrink_failures, size_key
 from verify.sweep.strategies import cases
 
@@ -55,6 +55,12 @@ class SweepResult:
         made by tests that passed (a test asserting that a planted bug is caught); a failing
         check counts as a failure only where it is not expected. Empty: none expected.
     total_time : seconds of the whole command, imports and reports included (0: not measured).
+    checked : the number of cases checked, where ``results`` holds only the failing ones (a
+        streamed sweep, whose passing results went to ``sweep(on_result=...)``); None: every
+        result is in ``results``.
+    ids : the case id of each result in ``results`` (empty: their positions).
+    blocks_retried, blocks_lost : with a Dask scheduler, the blocks rescheduled after a worker
+        died, and those lost for good (their cases are failing results saying so).
     """
     results: tuple[CaseResult, ...]
     minimal: tuple[CaseResult, ...] = ()
@@ -64,6 +70,20 @@ class SweepResult:
     stopped: str = ""
     expected: tuple[bool, ...] = ()
     total_time: float = 0.0
+    checked: int | None = None
+    ids: tuple[int, ...] = ()
+    blocks_retried: tuple[int, ...] = ()
+    blocks_lost: tuple[int, ...] = ()
+
+    @property
+    def n_cases(self) -> int:
+        """How many cases were checked."""
+        return len(self.results) if self.checked is None else self.checked
+
+    @property
+    def case_ids(self) -> Sequence[int]:
+        """The case id of each result in ``results``."""
+        return self.ids or range(len(self.results))
 
     def is_expected(self, i: int) -> bool:
         return i < len(self.expected) and self.expected[i]
@@ -96,12 +116,18 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
           max_depth: int = 4, max_width: int = 16, max_batch: int = 16, jobs: int = 1,
           check_fn: CheckFn | None = None, progress: Progress | None = None,
           max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS,
-          architectures: Sequence[str] | None = None, kinds: Sequence[str] | None = None) -> SweepResult:
+          architectures: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
+          on_result: OnResult | None = None, scheduler: str | None = None) -> SweepResult:
     """Draw ``examples`` cases (DEFAULT_EXAMPLES if None), check each, shrink the failures.
 
     Raises ValueError (from verify.sweep.strategies) for unknown names or impossible bounds.
     ``check_fn(spec, seed, batch) -> CaseResult`` defaults to verify.harness.trace.check; with
     jobs > 1 it must be picklable. ``progress(done, total, failing)`` is called per case.
+    ``on_result(case_id, result)``, if given, takes every result in case order (a report
+    written as the sweep goes, verify.report.stream), and the SweepResult keeps only the failing
+    ones (SweepResult.checked, .ids). ``scheduler`` ('local:N' or 'tcp://HOST:PORT') sends the
+    blocks of cases to a Dask cluster (verify.sweep.distributed; ValueError where dask is not
+    installed); the results are those of one process.
     """
     n = DEFAULT_EXAMPLES if examples is None else examples
     strategy_args = dict(max_batch=max_batch, max_depth=max_depth, max_width=max_width,
@@ -111,6 +137,9 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     if kinds:
         strategy_args["kinds"] = tuple(kinds)
     cases(**strategy_args)              # validate the names and bounds before anything runs
+    if scheduler:
+        from verify.sweep.distributed import check_scheduler
+        check_scheduler(scheduler)
     settings = {"examples": n, "seed": seed, "activations": _names(activations),
                 "losses": _names(losses), "dtypes": _names(dtypes), "max_depth": max_depth,
                 "max_width": max_width, "max_batch": max_batch, "jobs": jobs,
@@ -118,12 +147,16 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
                 "strict": bool(getattr(check_fn, "keywords", {}).get("strict", False))}
     if "architectures" in strategy_args:
         settings["architectures"] = list(strategy_args["architectures"])
+    if scheduler:
+        settings["scheduler"] = scheduler
+    events: dict = {}
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)            # small nets: threads only cost, and results stay job-independent
     try:
         with _old_objects_frozen():
-            results, stopped = run_cases(strategy_args, n, seed, check_fn, jobs, progress)
+            results, ids, checked, stopped = run_cases(strategy_args, n, seed, check_fn, jobs, progress,
+                                                       on_result, scheduler, events)
             minimal: list[CaseResult] = distinct_failures(results)
             if not stopped and max_shrunk:
                 minimal, interrupted = shrink_failures(results, check_fn, max_shrunk=max_shrunk,
@@ -131,8 +164,12 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
                 stopped = INTERRUPTED if interrupted else ""
     finally:
         torch.set_num_threads(threads)
+    streamed = on_result is not None
     return SweepResult(tuple(results), tuple(sorted(minimal, key=size_key)), settings,
-                       bool(stopped), time.perf_counter() - start, stopped)
+                       bool(stopped), time.perf_counter() - start, stopped,
+                       checked=checked if streamed else None, ids=tuple(ids) if streamed else (),
+                       blocks_retried=tuple(b for b in events.get("retried", ()) if b not in events.get("lost", ())),
+                       blocks_lost=tuple(events.get("lost", ())))
 
 
 @contextlib.contextmanager
