@@ -96,12 +96,16 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
           max_depth: int = 4, max_width: int = 16, max_batch: int = 16, jobs: int = 1,
           check_fn: CheckFn | None = None, progress: Progress | None = None,
           max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS,
-          architectures: Sequence[str] | None = None, kinds: Sequence[str] | None = None) -> SweepResult:
+          architectures: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
+          referee: Callable[[CaseResult], CaseResult] | None = None, referee_all: bool = False) -> SweepResult:
     """Draw ``examples`` cases (DEFAULT_EXAMPLES if None), check each, shrink the failures.
 
     Raises ValueError (from verify.sweep.strategies) for unknown names or impossible bounds.
     ``check_fn(spec, seed, batch) -> CaseResult`` defaults to verify.harness.trace.check; with
     jobs > 1 it must be picklable. ``progress(done, total, failing)`` is called per case.
+    ``referee`` (verify.harness.referee.referee_case for the implementation checked): applied to
+    each minimal counterexample and to the sweep's own smallest case of each distinct failure, or,
+    with ``referee_all``, to every case (the finite-difference referee, docs/verdict.md).
     """
     n = DEFAULT_EXAMPLES if examples is None else examples
     strategy_args = dict(max_batch=max_batch, max_depth=max_depth, max_width=max_width,
@@ -118,6 +122,8 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
                 "strict": bool(getattr(check_fn, "keywords", {}).get("strict", False))}
     if "architectures" in strategy_args:
         settings["architectures"] = list(strategy_args["architectures"])
+    if referee is not None:
+        settings["referee"] = "fd-all" if referee_all else "fd"
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)            # small nets: threads only cost, and results stay job-independent
@@ -129,10 +135,35 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
                 minimal, interrupted = shrink_failures(results, check_fn, max_shrunk=max_shrunk,
                                                        seconds=shrink_seconds)
                 stopped = INTERRUPTED if interrupted else ""
+            if referee is not None and not stopped:
+                results, minimal, stopped = _refereed(referee, referee_all, results, minimal)
     finally:
         torch.set_num_threads(threads)
     return SweepResult(tuple(results), tuple(sorted(minimal, key=size_key)), settings,
                        bool(stopped), time.perf_counter() - start, stopped)
+
+
+def _refereed(referee: Callable[[CaseResult], CaseResult], every: bool, results: list[CaseResult],
+              minimal: list[CaseResult]) -> tuple[list[CaseResult], list[CaseResult], str]:
+    """The referee's opinion added to the minimal counterexamples and to the sweep's smallest case
+    of each distinct failure (``every``: to every case); a Ctrl-C keeps what was judged."""
+    originals = {id(r) for r in distinct_failures(results)}
+    results, minimal = list(results), list(minimal)
+    judged: dict[int, CaseResult] = {}      # a minimal counterexample may be one of the results
+
+    def judge(r: CaseResult) -> CaseResult:
+        if id(r) not in judged:
+            judged[id(r)] = referee(r)
+        return judged[id(r)]
+    try:
+        for i, r in enumerate(results):
+            if every or id(r) in originals:
+                results[i] = judge(r)
+        for i, m in enumerate(minimal):
+            minimal[i] = judge(m)
+    except KeyboardInterrupt:
+        return results, minimal, INTERRUPTED
+    return results, minimal, ""
 
 
 @contextlib.contextmanager
