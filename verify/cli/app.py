@@ -128,7 +128,7 @@ def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None, out: 
                         "minimal counterexample (a failing SPEC), saying whose value it supports (yours, "
                         "torch's, both, neither) with its error bar, or that a kink makes the derivative a "
                         f"convention; fd-all on every case and tensor (at most {FD_ALL_MAX_EXAMPLES} examples, "
-                        f"width and batch {FD_ALL_MAX_WIDTH})")
+                        f"width and batch {FD_ALL_MAX_WIDTH}) (default: none, torch's verdict alone)")
     p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
                    help="refuse a run whose largest case (times --jobs) is estimated to need more "
                         f"(e.g. 8G; default: {limits.MEMORY_FRACTION:.0%}% of the memory available)")
