@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
+import types
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,8 +16,11 @@ import torch
 
 from verify.cli.app import main
 from verify.core.referee import Probe, central, estimate
+from verify.errors import UsageError
 from verify.harness.referee import referee_case, referee_run
 from verify.harness.trace import check, compare_many, trace
+from verify.layers.report import function_frame, verdict_text
+from verify.layers.run import check_layers, parse_reference
 from verify.mutants.impl import __getattr__ as mutant
 
 # Smooth functions of one variable with their exact derivatives, and points to take them at.
@@ -118,3 +124,45 @@ def test_the_probe_evaluates_torchs_own_loss():
     run = trace("2>linear:3>batchnorm>relu>linear:1|mse_loss", seed=1, batch=3)
     assert Probe(run.spec, run.case).J0 == pytest.approx(run.refs[0]["loss"], rel=1e-15)
     assert torch.get_default_dtype() == torch.float32      # the probe changed no global state
+
+
+# -- verify layers --reference fd: functions with no torch counterpart ------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_makemores_unbiased_batch_norm_is_judged_by_finite_differences_alone():
+    result = check_layers(str(FIXTURES / "makemore_batchnorm.py"), only=["batchnorm"], examples=20,
+                          reference={"batchnorm": "fd"})
+    verdicts = {p.functions[1]: p.passed for p in result.present}
+    assert verdicts == {"batchnorm_backward": True, "batchnorm_backward_alt": False}
+    assert {p.reference for p in result.present} == {"fd"}
+    assert "judged by finite differences alone" in verdict_text(result)
+    assert set(function_frame(result)["reference"]) == {"fd"}
+
+
+def test_against_torch_the_unbiased_batch_norm_fails():
+    result = check_layers(str(FIXTURES / "makemore_batchnorm.py"), only=["batchnorm"], examples=5)
+    assert not any(p.passed for p in result.present) and {p.reference for p in result.present} == {"torch"}
+
+
+def test_a_backward_bug_is_caught_by_finite_differences_alone():
+    sys.path.insert(0, str(FIXTURES))
+    try:
+        import cs231n_bugs
+        import cs231n_vectorised
+    finally:
+        sys.path.remove(str(FIXTURES))
+    module = types.ModuleType("user_layers")
+    module.__dict__.update({k: v for k, v in vars(cs231n_vectorised).items() if not k.startswith("__")})
+    module.__dict__.update(affine_backward=cs231n_bugs.BUGS["affine"]["affine_backward"])
+    result = check_layers(module, only=["affine"], examples=20, reference={"affine": "fd"})
+    assert [p.passed for p in result.present] == [False]
+
+
+@pytest.mark.parametrize("text, words", [("dropout=fd", "cannot be judged"), ("nosuch=fd", "unknown nosuch"),
+                                         ("batchnorm=maybe", "expected fd")])
+def test_a_bad_reference_is_one_line(text, words):
+    with pytest.raises(UsageError) as e:
+        parse_reference(text)
+    assert words in str(e.value) and "\n" not in str(e.value)

@@ -9,18 +9,23 @@ and takes the central differences D(h) = (J(θ+h) − J(θ−h)) / 2h and D(2h),
 Richardson extrapolation, R = D(h) + (D(h) − D(2h))/3, the value it reports. Its error bar is
 the sum of two printed terms:
 
-- truncation: |D(h) − D(2h)|/3, the h² term of D(h) that R removes (R's own is O(h⁴), far
-  smaller; the estimate also absorbs the rounding noise of the two differences);
-- rounding: 1.5 · ε_J / h with ε_J = ROUNDING_ULPS · u · max|J| over the evaluations, the
-  rounding of J's evaluation carried through R = (4D(h) − D(2h))/3.
+- truncation: |D(h) − D(2h)|, three times the h² term of D(h) that R removes (R's own is O(h⁴)
+  for a smooth J). The factor 3 covers a J whose second derivative jumps (relu(z)² at 0, where J
+  has no corner but Richardson's assumption fails and R is off by |D(h) − D(2h)|·2/3); the estimate
+  also absorbs the rounding noise of the two differences;
+- rounding: 1.5 · ε_J / h, the rounding of one evaluation of J carried through R = (4D(h) − D(2h))/3,
+  with ε_J the larger of ROUNDING_ULPS · u · max|J| over the evaluations (the function's magnitude;
+  for a sum that may cancel, the magnitude of its terms) and |S(2h) − 4S(h)|/4, the rounding the
+  evaluations actually show (S below; an ill-conditioned J rounds far beyond u·|J|).
 
 A corner of J inside the step (relu at z = 0 exactly, a max pooling tie, |a − y| at 0) shows as
 one-sided slopes that differ: for a smooth J the second differences S(h) = J(θ+h) − 2J(θ) + J(θ−h)
 and S(2h) satisfy S(2h) ≈ 4S(h) (up to O(h⁴) and rounding), at a corner S(2h) ≈ 2S(h). Where
-|S(2h) − 4S(h)| exceeds its rounding and S(2h) lies nearer 2S(h) than 4S(h), the element is marked
-``corner``: its reported value is
-the mean of the one-sided slopes (J(θ+h) − J(θ))/h and (J(θ) − J(θ−h))/h, and its error bar
-their half-difference; the derivative there is a convention, not a number the referee can
+|S(2h) − 4S(h)| exceeds its rounding, S(2h) lies nearer 2S(h) than 4S(h), and the one-sided slopes
+(J(θ+h) − J(θ))/h and (J(θ) − J(θ−h))/h differ by more than CORNER_JUMP of the larger (rounding
+noise in an ill-conditioned J is no corner), the element is marked ``corner``: its reported value
+is the mean of the one-sided slopes, and its error bar their half-difference (at least
+|D(h) − D(2h)|); the derivative there is a convention, not a number the referee can
 confirm (verify.harness.referee says so instead of siding with either side).
 
 The referee never overrules torch: it is a third opinion, with its error bar, on the
@@ -46,6 +51,7 @@ UNIT = 2.0 ** -53                     # float64's unit roundoff
 STEP = UNIT ** (1.0 / 3.0)            # ≈ 4.8e-6: balances the h² truncation and the u/h rounding
 ROUNDING_ULPS = 16.0                  # ε_J = ROUNDING_ULPS · u · max|J|: the rounding of one evaluation of J
 CORNER_ULPS = 64.0                    # |S(2h) − 4S(h)| beyond CORNER_ULPS · u · max|J|: a corner within the step
+CORNER_JUMP = 1e-3                    # ... whose one-sided slopes differ by this fraction of the larger at least
 METHOD = "central differences in float64 (steps h and 2h, Richardson)"
 
 
@@ -73,8 +79,11 @@ class Estimate:
                         abs(factor) * self.rounding, self.corner, self.step, self.method)
 
 
-def central(J: Callable[[float], float], theta: float) -> tuple[float, float, float, bool, float]:
-    """One element: (value, truncation, rounding, corner, h) from J as a function of θ alone."""
+def central(J: Callable[[float], float], theta: float,
+            magnitude: float = 0.0) -> tuple[float, float, float, bool, float]:
+    """One element: (value, truncation, rounding, corner, h) from J as a function of θ alone;
+    ``magnitude``: the size of J's terms where it is a sum that may cancel (rounding is relative
+    to the larger of it and max|J|)."""
     h = STEP * max(1.0, abs(theta))
     h = (theta + h) - theta                        # a step that is exact in floating point
     j0 = J(theta)
@@ -82,17 +91,22 @@ def central(J: Callable[[float], float], theta: float) -> tuple[float, float, fl
     jp2, jm2 = J(theta + 2 * h), J(theta - 2 * h)
     d1 = (jp - jm) / (2 * h)
     d2 = (jp2 - jm2) / (4 * h)
-    scale = max(abs(j0), abs(jp), abs(jm), abs(jp2), abs(jm2))
-    noise = UNIT * scale
+    scale = max(abs(j0), abs(jp), abs(jm), abs(jp2), abs(jm2), magnitude)
     s1, s2 = jp - 2 * j0 + jm, jp2 - 2 * j0 + jm2
-    # smooth: S(2h) ≈ 4S(h) (the h⁴ term aside); a corner at θ: S(2h) ≈ 2S(h), beyond the rounding
-    corner = abs(s2 - 4 * s1) > CORNER_ULPS * noise and abs(s2 - 2 * s1) < abs(s2 - 4 * s1)
+    # The rounding of one evaluation of J: the model's, or what the second differences show, the
+    # larger (for a smooth J, S(2h) − 4S(h) is rounding alone, up to an O(h⁴) term).
+    eps_J = max(ROUNDING_ULPS * UNIT * scale, abs(s2 - 4 * s1) / 4)
     if not np.isfinite([jp, jm, jp2, jm2, j0]).all():
         return float("nan"), float("inf"), float("inf"), False, h
+    right, left = (jp - j0) / h, (j0 - jm) / h
+    # A corner at θ: S(2h) ≈ 2S(h) where smooth gives 4S(h), beyond the rounding, and a jump of the
+    # slope that is a visible part of the slope itself (not the rounding of an ill-conditioned J).
+    corner = (abs(s2 - 4 * s1) > CORNER_ULPS * UNIT * scale and abs(s2 - 2 * s1) < abs(s2 - 4 * s1)
+              and abs(right - left) > CORNER_JUMP * max(abs(right), abs(left)))
     if corner:
-        right, left = (jp - j0) / h, (j0 - jm) / h
-        return (right + left) / 2, abs(right - left) / 2, 2 * ROUNDING_ULPS * noise / h, True, h
-    return d1 + (d1 - d2) / 3, abs(d1 - d2) / 3, 1.5 * ROUNDING_ULPS * noise / h, False, h
+        spread = max(abs(right - left) / 2, abs(d1 - d2))
+        return (right + left) / 2, spread, 2 * ROUNDING_ULPS * UNIT * scale / h, True, h
+    return d1 + (d1 - d2) / 3, abs(d1 - d2), 1.5 * eps_J / h, False, h
 
 
 class Probe:
@@ -172,6 +186,35 @@ class Probe:
         shape = tuple(tensor.shape)
         return Estimate(out[0].reshape(shape), out[1].reshape(shape), out[2].reshape(shape),
                         corner.reshape(shape), out[3].reshape(shape))
+
+
+def function_gradients(f: Callable[[dict[str, np.ndarray]], np.ndarray], arrays: dict[str, np.ndarray],
+                       dout: np.ndarray, names: Sequence[str]) -> dict[str, Estimate]:
+    """The referee for a function with no torch counterpart: ∂L/∂``name`` for each of ``names``,
+    where L = Σ dout ⊙ f(arrays) (so the estimate is what a backward(dout) should return), by
+    central() one element at a time, ``f`` called on copies of ``arrays`` with that element moved."""
+    dout = np.asarray(dout, dtype=np.float64)
+
+    def L(values: dict[str, np.ndarray]) -> tuple[float, float]:
+        terms = dout * np.asarray(f(values), dtype=np.float64).reshape(dout.shape)
+        return float(terms.sum()), float(np.abs(terms).sum())
+
+    _, magnitude = L({k: np.array(v, dtype=np.float64) for k, v in arrays.items()})
+    out = {}
+    for name in names:
+        base = np.array(arrays[name], dtype=np.float64)
+        fields = np.zeros((4, base.size))
+        corner = np.zeros(base.size, dtype=bool)
+        for k in range(base.size):
+            def J(theta: float, k: int = k) -> float:
+                moved = {key: np.array(v, dtype=np.float64) for key, v in arrays.items()}
+                moved[name].reshape(-1)[k] = theta
+                return L(moved)[0]
+            value, trunc, rounding, corner[k], h = central(J, float(base.reshape(-1)[k]), magnitude)
+            fields[:, k] = (value, trunc, rounding, h)
+        shape = base.shape
+        out[name] = Estimate(*(a.reshape(shape) for a in fields[:3]), corner.reshape(shape), fields[3].reshape(shape))
+    return out
 
 
 def variable_of(spec: Any, name: str) -> str | None:

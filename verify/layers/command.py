@@ -8,7 +8,7 @@ import argparse
 from verify.errors import UsageError
 from verify.layers.families import FAMILIES
 from verify.layers.report import DEFAULT_OUT, FILES, GRADESCOPE, terminal_row, verdict_text, write_layer_reports
-from verify.layers.run import DEFAULT_EXAMPLES, check_layers, load_module
+from verify.layers.run import DEFAULT_EXAMPLES, check_layers, load_module, parse_reference
 from verify.report.frames import plural
 from verify.report.output import check_out_dir
 
@@ -42,6 +42,11 @@ def add_layers_parser(sub, positive, seed, seconds) -> argparse.ArgumentParser:
                    help="gradescope: also write the autograder's results.json in --out, one test per pair "
                         "(each pair found, or each named by --only, absent ones scoring 0), 1 point each, "
                         "all or nothing (default: report)")
+    p.add_argument("--reference", default=None, metavar="fd|FAMILY=fd,...",
+                   help="judge a function with no torch counterpart (makemore's batch norm with the unbiased "
+                        "variance) by the finite-difference referee alone: its backward against finite "
+                        "differences of its own forward; fd for every family that can be, or per family, "
+                        "e.g. batchnorm=fd (default: torch for all; the report names the functions judged by fd)")
     p.add_argument("--isolate", action="store_true",
                    help="run each call of a user function in a child process, killed when it outlives "
                         "the time limit: for code that ignores SIGALRM, catches BaseException or ends "
@@ -54,6 +59,7 @@ def layers_command(args: argparse.Namespace) -> int:
     unknown = sorted(set(only or ()) - set(FAMILIES))
     if unknown:
         raise UsageError(f"--only: unknown {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
+    reference = parse_reference(args.reference)
     out = args.out or DEFAULT_OUT
     gradescope = args.format == "gradescope"
     check_out_dir(out, [*FILES.values(), *([GRADESCOPE] if gradescope else [])])
@@ -65,7 +71,7 @@ def layers_command(args: argparse.Namespace) -> int:
 
     result = check_layers(module, only=only, examples=args.examples, seed_value=args.seed,
                           dropout_p=args.dropout_p, time_limit=args.time_limit, isolate=args.isolate,
-                          target=args.target, progress=tick)
+                          target=args.target, progress=tick, reference=reference)
     paths = write_layer_reports(result, out, gradescope=gradescope)
     print(verdict_text(result))
     print(f"report: {paths['html']}")

@@ -25,7 +25,7 @@ GRADESCOPE = "results.json"
 FILES = {"functions": "functions.csv", "discrepancies": "discrepancies.csv", "html": "report.html",
          "json": "report.json"}
 FUNCTION_COLUMNS = ["function", "passed", "cases", "first diverging output", "worst element", "note",
-                    "smallest failing case", "repro"]
+                    "smallest failing case", "repro", "reference"]
 DISCREPANCY_COLUMNS = ["function", "case", "output", "status", "problem", "worst_index", "hand_value",
                        "reference_value", "allowed", "margin", "n_mismatched", "n_elements", "note", "case_description"]
 
@@ -51,6 +51,7 @@ def repro(result: LayersResult, pair: PairResult) -> str:
     s = result.settings
     flags = f" --examples {s['examples']}" if s["examples"] else ""
     flags += f" --dropout-p {s['dropout_p']}" if pair.family == "dropout" and s.get("dropout_p") else ""
+    flags += f" --reference {pair.family}=fd" if pair.reference == "fd" else ""
     return f"verify layers {result.target} --only {pair.family} --seed {s['seed']}{flags}"
 
 
@@ -71,7 +72,7 @@ def inputs_text(outcome: Outcome, pair: PairResult | None = None) -> str:
 def function_row(result: LayersResult, pair: PairResult) -> dict:
     row = {"function": pair.label, "passed": pair.passed if pair.present else "", "cases": pair.cases,
            "first diverging output": "", "worst element": "", "note": pair.note,
-           "smallest failing case": "", "repro": ""}
+           "smallest failing case": "", "repro": "", "reference": pair.reference}
     if pair.first is not None:
         record = pair.first.failing[0]
         smallest = pair.minimal or pair.first
@@ -110,6 +111,9 @@ def verdict_text(result: LayersResult) -> str:
         text += f"; disagrees: {', '.join(p.label for p in failing)}"
     if absent:
         text += f"; absent: {', '.join(p.family for p in absent)}"
+    by_fd = [p.label for p in present if p.reference == "fd"]
+    if by_fd:
+        text += f"; judged by finite differences alone (no torch counterpart): {', '.join(by_fd)}"
     return text
 
 
@@ -117,7 +121,8 @@ def terminal_row(pair: PairResult) -> str:
     if not pair.present:
         return f"  {pair.label:<54} absent ({', '.join(pair.missing)} not found)"
     if pair.passed:
-        return f"  {pair.label:<54} agrees     {plural(pair.cases, 'case')}"
+        by = " (judged by finite differences alone)" if pair.reference == "fd" else ""
+        return f"  {pair.label:<54} agrees     {plural(pair.cases, 'case')}{by}"
     smallest = pair.minimal or pair.first
     return (f"  {pair.label:<54} DISAGREES  at case {pair.cases}: {worst_text(smallest.failing[0])}\n"
             f"  {'':<54}            smallest case: {smallest.case.describe()}")
