@@ -14,9 +14,12 @@ import pandas as pd
 import pytest
 import torch
 
+import verify
 from verify.cli.app import main
+from verify.core.custom import unregister
 from verify.core.referee import Probe, central, estimate
-from verify.errors import UsageError
+from verify.errors import SpecError, UsageError
+from verify.harness import trace as trace_module
 from verify.harness.referee import referee_case, referee_run
 from verify.harness.trace import check, compare_many, trace
 from verify.layers.report import function_frame, verdict_text
@@ -166,3 +169,64 @@ def test_a_bad_reference_is_one_line(text, words):
     with pytest.raises(UsageError) as e:
         parse_reference(text)
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+# -- @verify.activation: activations with no torch counterpart ---------------------------------------
+
+@pytest.fixture
+def registered(monkeypatch):
+    """The names registered by a test, unregistered after it (the registries are the process's);
+    its checks are not recorded by the pytest gate (whose report, written at the end of the session,
+    would look the activation up after it is gone)."""
+    monkeypatch.setattr(trace_module, "OBSERVERS", [])
+    names: list[str] = []
+    yield names
+    for name in names:
+        unregister(name)
+
+
+def test_a_decorated_numpy_activation_is_checked_in_specs(registered):
+    @verify.activation
+    def scaled_tanh(z):
+        return 1.7159 * np.tanh(2 * z / 3)
+    registered.append("scaled_tanh")
+    assert verify.check("4-3-1:scaled_tanh,sigmoid:mse_loss", seed=0, batch=4).passed
+    assert verify.check("4-3-1:scaled_tanh,sigmoid:mse_loss:dtype=float32", seed=1, batch=4).passed
+
+
+def test_a_wrong_derivative_of_a_decorated_activation_is_caught(registered):
+    @verify.activation(name="lecun_tanh", derivative=lambda z: 1.7159 / np.cosh(2 * z / 3) ** 2)  # the 2/3 lost
+    def forward(z):
+        return 1.7159 * np.tanh(2 * z / 3)
+    registered.append("lecun_tanh")
+    result = verify.check("4-3-1:lecun_tanh,sigmoid:mse_loss", seed=0, batch=4)
+    assert not result.passed and result.first_divergence.name == "delta1"
+
+
+def test_a_sweep_over_a_decorated_activation_with_its_right_derivative_agrees(registered):
+    def derivative(z):
+        return 1.7159 * 2 / 3 / np.cosh(np.clip(2 * z / 3, -300, 300)) ** 2
+    verify.activation(name="lecun_ok", derivative=derivative)(lambda z: 1.7159 * np.tanh(2 * z / 3))
+    registered.append("lecun_ok")
+    frame = verify.check_implementation("handimpl:backprop", activations=["lecun_ok", "sigmoid"], examples=15,
+                                        max_width=4, max_depth=2)
+    assert frame.attrs["passed"], frame.attrs["message"]
+
+
+@pytest.mark.parametrize("misuse, words", [
+    (lambda: verify.activation(3), "takes a function"),
+    (lambda: verify.activation(name="relu")(lambda z: z), "'relu' is a built-in activation"),
+    (lambda: verify.activation(derivative=5)(lambda z: z), "derivative must be a function"),
+    (lambda: verify.activation(name="not a name")(lambda z: z), "not a plain identifier"),
+])
+def test_misusing_the_decorator_is_one_clear_error(misuse, words):
+    with pytest.raises(SpecError) as e:
+        misuse()
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_decorated_activation_is_refused_in_a_layer_stack_in_one_line(registered):
+    verify.activation(name="my_act")(np.tanh)
+    registered.append("my_act")
+    with pytest.raises(SpecError, match="dense specs"):
+        verify.check("2>linear:3>my_act>linear:1|mse_loss")

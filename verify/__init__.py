@@ -13,10 +13,11 @@ _EXPORTS = {
     "build_twin": "verify.core.twin", "from_torch": "verify.core.twin", "torch_trace": "verify.core.twin",
     "SpecError": "verify.errors", "CaseResult": "verify.harness.trace", "check": "verify.harness.trace",
     "__version__": "verify.meta", "check_layers": "verify.layers.run", "StackSpec": "verify.core.stack",
+    "activation": "verify.core.custom",
 }
 
-__all__ = ["CaseResult", "Comparison", "NetSpec", "STARTED", "SpecError", "StackSpec", "TOLERANCES", "__version__",
-           "assert_matches_torch", "build_twin", "check", "check_implementation", "check_layers", "from_torch",
+__all__ = ["CaseResult", "Comparison", "NetSpec", "STARTED", "SpecError", "StackSpec", "TOLERANCES",
+           "__version__", "activation", "assert_matches_torch", "build_twin", "check", "check_implementation", "check_layers", "from_torch",
            "torch_trace"]
 
 

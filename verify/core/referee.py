@@ -79,34 +79,61 @@ class Estimate:
                         abs(factor) * self.rounding, self.corner, self.step, self.method)
 
 
+def _combine(j0: Any, jp: Any, jm: Any, jp2: Any, jm2: Any, h: Any, magnitude: Any = 0.0) -> tuple[Any, ...]:
+    """(value, truncation, rounding, corner) from J at θ, θ ± h and θ ± 2h: floats, or arrays
+    elementwise (the module docstring's formulas, in one place for both)."""
+    with np.errstate(all="ignore"):
+        d1 = (jp - jm) / (2 * h)
+        d2 = (jp2 - jm2) / (4 * h)
+        scale = np.maximum.reduce([np.abs(j0), np.abs(jp), np.abs(jm), np.abs(jp2), np.abs(jm2),
+                                   np.broadcast_to(magnitude, np.shape(j0))])
+        s1, s2 = jp - 2 * j0 + jm, jp2 - 2 * j0 + jm2
+        # The rounding of one evaluation of J: the model's, or what the second differences show, the
+        # larger (for a smooth J, S(2h) − 4S(h) is rounding alone, up to an O(h⁴) term).
+        eps_J = np.maximum(ROUNDING_ULPS * UNIT * scale, np.abs(s2 - 4 * s1) / 4)
+        right, left = (jp - j0) / h, (j0 - jm) / h
+        # A corner at θ: S(2h) ≈ 2S(h) where smooth gives 4S(h), beyond the rounding, and a jump of
+        # the slope that is a visible part of the slope itself (not the rounding of an ill-conditioned J).
+        corner = ((np.abs(s2 - 4 * s1) > CORNER_ULPS * UNIT * scale) & (np.abs(s2 - 2 * s1) < np.abs(s2 - 4 * s1))
+                  & (np.abs(right - left) > CORNER_JUMP * np.maximum(np.abs(right), np.abs(left))))
+        value = np.where(corner, (right + left) / 2, d1 + (d1 - d2) / 3)
+        truncation = np.where(corner, np.maximum(np.abs(right - left) / 2, np.abs(d1 - d2)), np.abs(d1 - d2))
+        rounding = np.where(corner, 2 * ROUNDING_ULPS * UNIT * scale, 1.5 * eps_J) / h
+        finite = np.isfinite(j0) & np.isfinite(jp) & np.isfinite(jm) & np.isfinite(jp2) & np.isfinite(jm2)
+        value = np.where(finite, value, np.nan)
+        truncation = np.where(finite, truncation, np.inf)
+        rounding = np.where(finite, rounding, np.inf)
+    return value, truncation, rounding, corner & finite
+
+
+def steps(theta: Any) -> Any:
+    """h = u^(1/3)·max(1, |θ|), made exact: fl(θ + h) − θ."""
+    h = STEP * np.maximum(1.0, np.abs(theta))
+    return (theta + h) - theta
+
+
 def central(J: Callable[[float], float], theta: float,
             magnitude: float = 0.0) -> tuple[float, float, float, bool, float]:
     """One element: (value, truncation, rounding, corner, h) from J as a function of θ alone;
     ``magnitude``: the size of J's terms where it is a sum that may cancel (rounding is relative
     to the larger of it and max|J|)."""
-    h = STEP * max(1.0, abs(theta))
-    h = (theta + h) - theta                        # a step that is exact in floating point
-    j0 = J(theta)
-    jp, jm = J(theta + h), J(theta - h)
-    jp2, jm2 = J(theta + 2 * h), J(theta - 2 * h)
-    d1 = (jp - jm) / (2 * h)
-    d2 = (jp2 - jm2) / (4 * h)
-    scale = max(abs(j0), abs(jp), abs(jm), abs(jp2), abs(jm2), magnitude)
-    s1, s2 = jp - 2 * j0 + jm, jp2 - 2 * j0 + jm2
-    # The rounding of one evaluation of J: the model's, or what the second differences show, the
-    # larger (for a smooth J, S(2h) − 4S(h) is rounding alone, up to an O(h⁴) term).
-    eps_J = max(ROUNDING_ULPS * UNIT * scale, abs(s2 - 4 * s1) / 4)
-    if not np.isfinite([jp, jm, jp2, jm2, j0]).all():
-        return float("nan"), float("inf"), float("inf"), False, h
-    right, left = (jp - j0) / h, (j0 - jm) / h
-    # A corner at θ: S(2h) ≈ 2S(h) where smooth gives 4S(h), beyond the rounding, and a jump of the
-    # slope that is a visible part of the slope itself (not the rounding of an ill-conditioned J).
-    corner = (abs(s2 - 4 * s1) > CORNER_ULPS * UNIT * scale and abs(s2 - 2 * s1) < abs(s2 - 4 * s1)
-              and abs(right - left) > CORNER_JUMP * max(abs(right), abs(left)))
-    if corner:
-        spread = max(abs(right - left) / 2, abs(d1 - d2))
-        return (right + left) / 2, spread, 2 * ROUNDING_ULPS * UNIT * scale / h, True, h
-    return d1 + (d1 - d2) / 3, abs(d1 - d2), 1.5 * eps_J / h, False, h
+    h = float(steps(theta))
+    j = [J(theta), J(theta + h), J(theta - h), J(theta + 2 * h), J(theta - 2 * h)]
+    value, trunc, rounding, corner = _combine(*(np.float64(v) for v in j), h, magnitude)
+    return float(value), float(trunc), float(rounding), bool(corner), h
+
+
+def elementwise_derivative(f: Callable[[np.ndarray], np.ndarray], z: np.ndarray) -> Estimate:
+    """f′ of an elementwise function at every element of ``z`` at once, in float64: five calls of
+    ``f`` on whole arrays (a user activation's derivative, verify.core.custom)."""
+    z = np.asarray(z, dtype=np.float64)
+    h = steps(z)
+
+    def F(v: np.ndarray) -> np.ndarray:
+        return np.asarray(f(v), dtype=np.float64).reshape(z.shape)
+
+    value, trunc, rounding, corner = _combine(F(z), F(z + h), F(z - h), F(z + 2 * h), F(z - 2 * h), h)
+    return Estimate(value, trunc, rounding, corner, h)
 
 
 class Probe:
