@@ -17,8 +17,8 @@ _EXPORTS = {
 }
 
 __all__ = ["CaseResult", "Comparison", "NetSpec", "STARTED", "SpecError", "StackSpec", "TOLERANCES",
-           "__version__", "activation", "assert_matches_torch", "build_twin", "check", "check_implementation", "check_layers", "from_torch",
-           "torch_trace"]
+           "__version__", "activation", "assert_matches_torch", "build_twin", "check", "check_implementation",
+           "check_layers", "from_torch", "torch_trace"]
 
 
 def __getattr__(name: str) -> object:
