@@ -8,8 +8,8 @@ parameter and x), and whose backward returns the implementation's gradients at t
 values (so gradcheck compares the hand-written backward with its own finite differences of J).
 It needs float64 inputs: a float32 case's gradients are compared after casting them to float64.
 
-For each mutant of the zoo (verify/mutants/zoo.py), its first failing case in a sweep of
-``--examples`` cases (no shrinking) is given to all three: verify.check (caught: it fails),
+For each mutant of the zoo (verify/mutants/zoo.py), its minimal counterexample (a sweep of
+``--examples`` cases, shrunk: what --referee fd judges) is given to all three: verify.check (caught: it fails),
 gradcheck (caught: it returns False or raises), and the referee (what it says of the first
 diverging tensor). Then a kink convention bug and a float32 precision bug, each on correct code
 too (a false alarm is a catch of correct code), and the wall time of gradcheck against verify.check
@@ -84,7 +84,7 @@ def row(label, spec, seed, batch, impl):
     g_caught, g_time, why = gradcheck_case(run.spec, run.case, impl or _default(run.spec))
     v_caught, v_time, opinion, r_time = verify_case(spec, seed, batch, impl)
     print(f"{label:42s} {'yes' if v_caught else 'no':>6s} {v_time * 1e3:8.1f} {'yes' if g_caught else 'no':>9s} "
-          f"{g_time * 1e3:9.1f} {opinion:>9s} {r_time * 1e3:8.1f}   {spec} seed {seed} batch {batch}")
+          f"{g_time * 1e3:9.1f} {opinion:>9s} {r_time * 1e3:8.1f}   {spec} seed {seed} batch {batch}", flush=True)
     return v_caught, g_caught
 
 
@@ -109,10 +109,10 @@ def main() -> None:
     head = (f"{'':42s} {'verify':>6s} {'ms':>8s} {'gradcheck':>9s} {'ms':>9s} {'referee':>9s} {'ms':>8s}")
     caught = {"verify": 0, "gradcheck": 0}
     if not args.skip_zoo:
-        print(f"\nthe mutant zoo ({len(ZOO)} mutants; each one's first failing case of {args.examples})")
+        print(f"\nthe mutant zoo ({len(ZOO)} mutants; each one's minimal counterexample from {args.examples} cases)")
         print(head)
         for m in ZOO:
-            found = run_mutant(m, examples=args.examples, shrink=False).minimal
+            found = run_mutant(m, examples=args.examples).minimal
             if found is None:
                 print(f"{m.name:42s} (no failing case in {args.examples})")
                 continue

@@ -12,6 +12,8 @@ import torch
 
 from handimpl import ACTIVATIONS
 from handimpl.layers import Act as ActLayer
+from handimpl.layers.pool import ONE, _flat
+from handimpl.layers.windows import windows
 from verify.core.compare import Comparison
 from verify.core.referee import Estimate, Probe, estimate, judged_by_referee
 from verify.core.spec import NetSpec
@@ -54,6 +56,24 @@ def torch_kink_slope(activation: str, point: float) -> float:
     z = torch.tensor([point], dtype=torch.float64, requires_grad=True)
     (g,) = torch.autograd.grad(TORCH_ACTIVATIONS[activation]()(z).sum(), z)
     return float(g[0])
+
+
+def pooling_ties(spec: Any, ref: dict[str, Any], x: Any) -> list[str]:
+    """A sentence for each max pooling layer of a stack whose input has a window with a tied maximum:
+    there a coordinate's partial derivative may exist while J is not differentiable, so where the
+    gradient goes is a convention the referee's differences may not see."""
+    out = []
+    for i, layer in enumerate(getattr(spec, "layers", ()), 1):
+        if getattr(layer, "kind", "") != "maxpool":
+            continue
+        inp = np.asarray(x if i == 1 else ref.get(f"out{i - 1}"), dtype=np.float64)
+        win = _flat(windows(inp, layer.k, layer.s, ONE))
+        n = int(((win == win.max(axis=-1, keepdims=True)).sum(axis=-1) > 1).sum())
+        if n:
+            out.append(f"a max pooling tie in layer {i} ({n} window{'s' if n != 1 else ''}): where its gradient "
+                       f"goes is a convention (torch's: the first maximum, row-major) that the referee's "
+                       f"coordinate-wise differences may not see")
+    return out
 
 
 def kinks_hit(spec: Any, ref: dict[str, Any], y: Any) -> list[str]:
@@ -146,6 +166,7 @@ def referee_run(run: Traced, records: Sequence[Comparison], *, every: bool = Fal
     ref, exact = run.refs[0], exact_trace(run)
     bounds = allowances(run, textbook=run.textbook)
     kinks = kinks_hit(run.spec, exact, run.case.y)
+    ties = pooling_ties(run.spec, exact, run.case.x)
     probe = Probe(run.spec, run.case)
     budget = MAX_CASE_ELEMENTS
     out = {}
@@ -165,11 +186,13 @@ def referee_run(run: Traced, records: Sequence[Comparison], *, every: bool = Fal
         budget -= len(idx)
         est = estimate(probe, r.name, run.lr, idx)
         conclusion, k = conclude(hand, theirs, allow, est, idx)
+        note = note_of(r.name, conclusion, est, k, r64.shape, float(hand.reshape(-1)[k]),
+                       float(theirs.reshape(-1)[k]), kinks)
+        if ties and conclusion != "both":
+            note += f"; but {ties[0]}"
         out[r.name] = dataclasses.replace(
             r, referee=conclusion, referee_value=float(est.value.reshape(-1)[k]),
-            referee_error=float(est.error.reshape(-1)[k]),
-            referee_note=note_of(r.name, conclusion, est, k, r64.shape, float(hand.reshape(-1)[k]),
-                                 float(theirs.reshape(-1)[k]), kinks))
+            referee_error=float(est.error.reshape(-1)[k]), referee_note=note)
     return [out.get(r.name, r) for r in records]
 
 
