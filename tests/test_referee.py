@@ -230,3 +230,10 @@ def test_a_decorated_activation_is_refused_in_a_layer_stack_in_one_line(register
     registered.append("my_act")
     with pytest.raises(SpecError, match="dense specs"):
         verify.check("2>linear:3>my_act>linear:1|mse_loss")
+
+
+def test_an_embeddings_padding_row_is_left_out_as_a_convention():
+    judged = referee_case(check("1>embedding:10,3,pad=0>flatten>linear:1>selu|quadratic:mode=eval,reduction=sum",
+                                0, 4), every=True)
+    dW1 = next(r for r in judged.records if r.name == "dW1")
+    assert dW1.referee == "both" and "padding_idx" in dW1.referee_note

@@ -14,7 +14,7 @@ from handimpl import ACTIVATIONS
 from handimpl.layers import Act as ActLayer
 from handimpl.layers.pool import ONE, _flat
 from handimpl.layers.windows import windows
-from verify.core.compare import Comparison
+from verify.core.compare import Comparison, split_name
 from verify.core.referee import Estimate, Probe, estimate, judged_by_referee
 from verify.core.spec import NetSpec
 from verify.core.torch_ops import TORCH_ACTIVATIONS
@@ -108,6 +108,23 @@ def kinks_hit(spec: Any, ref: dict[str, Any], y: Any) -> list[str]:
     return out
 
 
+def conventions_left_out(spec: Any, name: str, shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
+    """(a flat mask of the elements whose value is a convention rather than J's derivative, its
+    sentence): an embedding's padding_idx row, whose gradient torch defines as 0 (the row is
+    frozen) while J does depend on it."""
+    mask = np.zeros(int(np.prod(shape, dtype=np.int64)), dtype=bool)
+    quantity, layer = split_name(name)
+    if not hasattr(spec, "layers") or layer is None or quantity not in ("dW", "W_after_step"):
+        return mask, ""
+    lay = spec.layers[layer - 1]
+    pad = getattr(lay, "padding_idx", None)
+    if getattr(lay, "kind", "") != "embedding" or pad is None or len(shape) != 2:
+        return mask, ""
+    mask.reshape(shape)[pad] = True
+    return mask, (f"row {pad} (padding_idx) left out: its gradient is 0 by torch's convention (the row is "
+                  f"frozen), not J's derivative")
+
+
 def conclude(hand: np.ndarray, torch_value: np.ndarray, allow: np.ndarray, est: Estimate,
              idx: list[int]) -> tuple[str, int]:
     """The conclusion about one tensor from its judged elements (flat ``idx``), and the element it
@@ -182,7 +199,11 @@ def referee_run(run: Traced, records: Sequence[Comparison], *, every: bool = Fal
         cap = min(MAX_ELEMENTS, budget)
         if cap <= 0:
             break
-        idx = _indices(r64.size, [worst] + mismatched, cap)
+        left_out, why = conventions_left_out(run.spec, r.name, r64.shape)
+        idx = [i for i in _indices(r64.size, [worst] + mismatched, cap + int(left_out.sum())) if not left_out[i]][:cap]
+        if not idx:
+            out[r.name] = dataclasses.replace(r, referee_note=f"referee: nothing to judge in {r.name}: {why}")
+            continue
         budget -= len(idx)
         est = estimate(probe, r.name, run.lr, idx)
         conclusion, k = conclude(hand, theirs, allow, est, idx)
@@ -190,6 +211,8 @@ def referee_run(run: Traced, records: Sequence[Comparison], *, every: bool = Fal
                        float(theirs.reshape(-1)[k]), kinks)
         if ties and conclusion != "both":
             note += f"; but {ties[0]}"
+        if why:
+            note += f"; {why}"
         out[r.name] = dataclasses.replace(
             r, referee=conclusion, referee_value=float(est.value.reshape(-1)[k]),
             referee_error=float(est.error.reshape(-1)[k]), referee_note=note)
