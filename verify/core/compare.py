@@ -88,8 +88,8 @@ class Comparison:
     n_imprecise: int = 0                 # elements within the textbook allowance only (status 'imprecise')
     # The finite-difference referee's opinion (verify.harness.referee; empty where it was not asked):
     referee: str = ""                    # whose value it supports: yours | torch's | both | neither | kink
-    referee_value: float = float("nan")  # its estimate at the element its conclusion rests on
-    referee_error: float = float("nan")  # its error bar there (truncation + rounding)
+    referee_value: float | None = None   # its estimate at the element its conclusion rests on
+    referee_error: float | None = None   # its error bar there (truncation + rounding)
     referee_note: str = ""               # its sentence: the element, both terms of the bar, both sides' errors
 
 

@@ -86,7 +86,7 @@ def _error_row(case_id: int, c: CaseResult) -> dict:
             "n_mismatched": 0, "n_imprecise": 0, "n_elements": 0, "atol": nan, "rtol": nan, "passed": False,
             "status": "diverges", "margin": nan, "allowed": nan,
             "hand_ref_err": None, "torch_ref_err": None, "note": c.error,
-            "referee": "", "referee_value": nan, "referee_error": nan, "referee_note": ""}
+            "referee": "", "referee_value": None, "referee_error": None, "referee_note": ""}
 
 
 def discrepancy_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
@@ -96,7 +96,7 @@ def discrepancy_frame(results: Sequence[CaseResult]) -> pd.DataFrame:
             for row in ([_record_row(i, c, r) for r in c.records] or [_error_row(i, c)])]
     df = pd.DataFrame(rows, columns=DISCREPANCY_COLUMNS)
     df["layer"] = df["layer"].astype("Int64")
-    for col in ("hand_ref_err", "torch_ref_err"):
+    for col in ("hand_ref_err", "torch_ref_err", "referee_value", "referee_error"):
         df[col] = df[col].astype("float64")
     df["passed"] = df["passed"].astype(bool)
     return df
