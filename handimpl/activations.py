@@ -201,7 +201,12 @@ class Activation:
         steepest = abs_fprime + moved
         computed = abs_g + Eg          # the rounding scales with the g an implementation holds
         return Eg * steepest + abs_g * moved + computed * (
-            LIBRARY_ULPS * u * self.df_terms(z, a) + self.reference_df_error * abs_fprime)
+            LIBRARY_ULPS * u * self.df_terms(z, a) + self.reference_df_bar(z, abs_fprime))
+
+    def reference_df_bar(self, z: Array, abs_fprime: Array) -> Array:
+        """How far the reference's own f′ may be from the exact one at z: reference_df_error·|f′|
+        (an activation whose reference f′ is an estimate with an error bar of its own says so here)."""
+        return self.reference_df_error * abs_fprime
 
     @functools.cached_property
     def textbook_view(self) -> "Activation":

@@ -36,3 +36,11 @@ class Registry(Generic[T]):
 
     def items(self) -> ItemsView[str, T]:
         return self._items.items()
+
+    def register(self, name: str, item: T) -> None:
+        """Add ``item`` under a new ``name`` (a user's activation, verify.core.custom)."""
+        self._items[name] = item
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (added by register), if present."""
+        self._items.pop(name, None)

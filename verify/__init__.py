@@ -18,14 +18,14 @@ _EXPORTS = {
     "build_twin": "verify.core.twin", "from_torch": "verify.core.twin", "torch_trace": "verify.core.twin",
     "SpecError": "verify.errors", "CaseResult": "verify.harness.trace", "check": "verify.harness.trace",
     "__version__": "verify.meta", "check_layers": "verify.layers.run", "StackSpec": "verify.core.stack",
-    "check_model": "verify.layers.model",
+    "check_model": "verify.layers.model", "activation": "verify.core.custom",
 }
 
 _SUBPACKAGES = ("explain",)     # callable subpackages: verify.explain(SPEC) renders a page in a notebook
 
 __all__ = ["CaseResult", "Comparison", "NetSpec", "STARTED", "SpecError", "StackSpec", "TOLERANCES", "__version__",
-           "assert_matches_torch", "build_twin", "check", "check_implementation", "check_layers", "check_model",
-           "explain", "from_torch", "torch_trace"]
+           "activation", "assert_matches_torch", "build_twin", "check", "check_implementation", "check_layers",
+           "check_model", "explain", "from_torch", "torch_trace"]
 
 
 def __getattr__(name: str) -> object:

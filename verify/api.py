@@ -21,13 +21,14 @@ from verify.core.spec import shown
 from verify.errors import UsageError
 from verify.harness.diagnose import explain_failure
 from verify.harness.localise import with_location
+from verify.harness.referee import referee_case, validate_mode
 from verify.harness.trace import CaseResult, Impl, check, strict_or_default
 from verify.report import notebook as _notebook  # noqa: F401  (installs the results' notebook summaries)
 from verify.report.frames import discrepancy_frame
 from verify.report.write import conclude
 from verify.sweep import strategies
 from verify.sweep.progress import progress_reporter
-from verify.sweep.run import SweepResult, sweep
+from verify.sweep.run import DEFAULT_EXAMPLES, SweepResult, sweep
 from verify.sweep.shrink import failure_groups, signature
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class SweepOptions(TypedDict, total=False):
     time_limit: float | None
     isolate: bool
     strict: bool | None
+    referee: str | None
 
 
 # -- sweeping an implementation ------------------------------------------------------------------
@@ -104,7 +106,8 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
                          max_depth: int = 4, max_width: int = 16, max_batch: int = 16, jobs: int = 1,
                          progress: Callable[[int, int, int], None] | None = None,
                          time_limit: float | None = None, isolate: bool = False,
-                         strict: bool | None = None, architectures: Names = None) -> SweepResult:
+                         strict: bool | None = None, architectures: Names = None,
+                         referee: str | None = None) -> SweepResult:
     """verify.sweep.run.sweep over ``impl``, restricted to what it supports. Returns the SweepResult.
 
     Each call of ``impl`` may take ``time_limit`` seconds (default verify.byo.call.TIME_LIMIT);
@@ -112,10 +115,14 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
     call runs in a child process, killed when it outlives the limit (verify.byo.call.call_and_step).
     ``strict``: judge by the tight allowance alone, so that a documented formula evaluated as
     written (imprecise, passing by default) fails (None: the session's default, False unless
-    the pytest gate's --verify-strict is given; docs/verdict.md).
+    the pytest gate's --verify-strict is given; docs/verdict.md). ``referee``: 'fd' asks the
+    finite-difference referee about each minimal counterexample, 'fd-all' about every case of a
+    small sweep (verify.harness.referee; docs/verdict.md).
 
     Unknown names or impossible bounds raise UsageError (one line)."""
     fn = resolve(impl)
+    n = DEFAULT_EXAMPLES if examples is None else examples
+    validate_mode(referee, examples=n, max_width=max_width, max_batch=max_batch)
     names = supported(fn, activations=activations, losses=losses, dtypes=dtypes)
     try:
         strategies.validate(max_depth=max_depth, max_width=max_width, **names)
@@ -130,8 +137,12 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
     check_fn = functools.partial(check_case, impl, time_limit=time_limit, isolate=isolate,
                                  strict=strict_or_default(strict))
     check_fn.impl_name = target_of(fn)  # type: ignore[attr-defined]  # read by verify.sweep.execute
+    judge = None if referee is None else functools.partial(
+        referee_case, impl=fn, every=referee == "fd-all", time_limit=time_limit, isolate=isolate,
+        strict=strict_or_default(strict))
     result = sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
                    max_batch=max_batch, jobs=jobs, check_fn=check_fn, progress=progress,
+                   referee=judge, referee_all=referee == "fd-all",
                    architectures=None if architectures is None else list(architectures), **names)
     return dataclasses.replace(result, minimal=tuple(with_location(m, fn) for m in result.minimal))
 
@@ -180,6 +191,6 @@ def check_impl_command(args: argparse.Namespace) -> int:
         max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
         time_limit=getattr(args, "time_limit", None), isolate=getattr(args, "isolate", False),
         strict=getattr(args, "strict", False), architectures=getattr(args, "architectures", None),
-        progress=progress)
+        referee=getattr(args, "referee", None), progress=progress)
     progress.close()
     return conclude(result, out_dir, title=f"verify check --impl {args.impl}")

@@ -30,6 +30,7 @@ from verify.explain.page import explain_command
 from verify.harness import trace
 from verify.harness.diagnose import describe_case
 from verify.harness.localise import with_location
+from verify.harness.referee import FD_ALL_MAX_EXAMPLES, FD_ALL_MAX_WIDTH, MODES, referee_case, validate_mode
 from verify.layers.command import add_layers_parser, layers_command
 from verify.meta import __version__
 from verify.mutants.run import DEFAULT_OUT as MUTANTS_OUT
@@ -126,6 +127,12 @@ def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None, out: 
     p.add_argument("--strict", action="store_true",
                    help="judge by the tight allowance alone: a documented formula evaluated as written "
                         "(α(eᶻ − 1), log(1 + eᶻ)), which passes as imprecise by default, fails")
+    p.add_argument("--referee", choices=MODES, default=None,
+                   help="ask finite differences in float64 too (docs/verdict.md, the referee): fd on each "
+                        "minimal counterexample (a failing SPEC), saying whose value it supports (yours, "
+                        "torch's, both, neither) with its error bar, or that a kink makes the derivative a "
+                        f"convention; fd-all on every case and tensor (at most {FD_ALL_MAX_EXAMPLES} examples, "
+                        f"width and batch {FD_ALL_MAX_WIDTH}) (default: none, torch's verdict alone)")
     p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
                    help="refuse a run whose largest case (times --jobs) is estimated to need more "
                         f"(e.g. 8G; default: {limits.MEMORY_FRACTION:.0%}% of the memory available)")
@@ -184,6 +191,7 @@ def validate_sweep(args: argparse.Namespace, default_out, report_files) -> None:
     except ValueError as e:
         raise UsageError(str(e)) from None
     n = DEFAULT_EXAMPLES if args.examples is None else args.examples
+    validate_mode(args.referee, examples=n, max_width=args.max_width, max_batch=args.max_batch)
     if n > limits.MAX_EXAMPLES:
         raise UsageError(f"--examples {n}: at most {limits.MAX_EXAMPLES:,} cases in one sweep "
                          f"(run several --seed values instead)")
@@ -244,7 +252,7 @@ RUN_ARCHITECTURES = ("dense", "stack")    # what `verify run` draws by default
 
 # The columns of `verify check SPEC`'s terminal table (cases.csv has verify.report.frames.CASE_COLUMNS).
 TABLE_COLUMNS = ["tensor", "shape", "max_abs_err", "max_rel_err", "norm_rel_err", "max_ulp",
-                "worst_index", "hand", "torch", "bad", "passed", "note"]
+                "worst_index", "hand", "torch", "bad", "passed", "referee", "note"]
 
 
 def case_table(result) -> pd.DataFrame:
@@ -255,7 +263,7 @@ def case_table(result) -> pd.DataFrame:
         "max_abs_err": r.max_abs_err, "max_rel_err": r.max_rel_err, "norm_rel_err": r.norm_rel_err,
         "max_ulp": r.max_ulp, "worst_index": str(r.worst_index), "hand": r.hand_value,
         "torch": r.torch_value, "bad": r.n_mismatched, "passed": "yes" if r.passed else "NO",
-        "note": r.problem,
+        "referee": r.referee, "note": r.problem,
     } for r in result.records]
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
@@ -283,6 +291,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         result = trace.check(args.spec, seed=args.seed, batch=args.batch or 4, impl=impl,
                              time_limit=args.time_limit, isolate=args.isolate, strict=args.strict)
         result = with_location(result, impl)
+        if args.referee:
+            result = referee_case(result, impl, every=args.referee == "fd-all", time_limit=args.time_limit,
+                                  isolate=args.isolate, strict=trace.strict_or_default(args.strict))
     finally:
         torch.set_num_threads(threads)
     table = case_table(result)
@@ -291,10 +302,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{result.spec}  seed={result.seed}  batch={result.batch}  "
               f"(x scale {result.scale:g}, zero fraction {result.zero_fraction:g})")
         if len(table):
-            print(table.drop(columns=["note"] if not table["note"].any() else []).to_string(index=False))
+            empty = [c for c in ("referee", "note") if not table[c].any()]
+            print(table.drop(columns=empty).to_string(index=False))
     first = result.first_divergence
     if result.passed:
         print(f"PASS: all {len(result.records)} tensors agree")
+        judged = [r for r in result.records if r.referee]
+        if judged:
+            print(f"referee (finite differences, float64): {sum(r.referee == 'both' for r in judged)} of "
+                  f"{len(judged)} derivative tensors supported on both sides")
+            for r in judged:
+                if r.referee != "both":
+                    print(f"  {r.referee_note}")
         return 0
     if result.records:
         print(f"FAIL: {sum(not r.passed for r in result.records)} of {len(result.records)} tensors "
@@ -320,6 +339,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = (Path(args.out) if args.out else RUN_OUT).absolute()
     check_fn = functools.partial(trace.check, strict=True) if args.strict else None
     n = DEFAULT_EXAMPLES if args.examples is None else args.examples
+    if args.referee:
+        # The referee adds its opinion to results after the sweep (to the distinct failures, or with
+        # fd-all to every case), so their rows are written from memory once it has judged.
+        referee = functools.partial(referee_case, every=args.referee == "fd-all", strict=bool(args.strict))
+        progress = progress_reporter()
+        try:
+            result = sweep(**sweep_kwargs(args), check_fn=check_fn, progress=progress, referee=referee,
+                           referee_all=args.referee == "fd-all")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        finally:
+            progress.close()
+        return conclude(result, out)
     spool = spool_dir(out, FILES.values())     # the two CSV files, written as the cases come
     try:
         recorder = Recorder(spool, args.keep or default_keep(n))

@@ -180,7 +180,7 @@ def output_delta_error(act: Any, loss: Any, z: np.ndarray, a: np.ndarray, y: np.
     moved = functools.reduce(np.maximum, moved)
     abs_fprime = np.abs(fprime)
     rounding = abs_fprime * g_rounding + held_g * (
-        LIBRARY_ULPS * u * act.df_terms(z, a) + act.reference_df_error * abs_fprime)
+        LIBRARY_ULPS * u * act.df_terms(z, a) + act.reference_df_bar(z, abs_fprime))
     E = np.where((Ez > 0) | (Ea > 0), moved, 0.0) + rounding
     wide = Ez > COMPOSITION_WIDTH * (np.abs(z) + 1)
     if wide.any():

@@ -86,6 +86,11 @@ class Comparison:
     note: str = ""                       # a remark on the verdict (verify.core.verdict)
     at_kink: bool = False                # the layer's reference z lies on a kink of its activation
     n_imprecise: int = 0                 # elements within the textbook allowance only (status 'imprecise')
+    # The finite-difference referee's opinion (verify.harness.referee; empty where it was not asked):
+    referee: str = ""                    # whose value it supports: yours | torch's | both | neither | kink
+    referee_value: float | None = None   # its estimate at the element its conclusion rests on
+    referee_error: float | None = None   # its error bar there (truncation + rounding)
+    referee_note: str = ""               # its sentence: the element, both terms of the bar, both sides' errors
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Comparison) if f.default is not dataclasses.MISSING}

@@ -76,6 +76,9 @@ def parse_layer(text: str) -> Layer:
     if name in ACTIVATIONS:
         if args:
             raise SpecError(f"layer {shown(text)}: an activation takes no arguments")
+        if getattr(ACTIVATIONS[name], "user_defined", False):
+            raise SpecError(f"layer {shown(text)}: an activation registered with verify.activation is usable "
+                            f"in dense specs (WIDTHS:ACTIVATIONS:LOSS) only, not yet in layer stacks")
         return Act(name)
     if name not in KINDS or name == "residual":
         valid = ", ".join([*KINDS, "any activation (relu, tanh, ...)"])

@@ -154,6 +154,14 @@ def kink_sentence(spec: Any, r) -> str:
             f"arithmetic error, but it is not torch's")
 
 
+def refereed(case) -> list:
+    """The failing records the finite-difference referee judged (verify.harness.referee), the
+    first diverging tensor's first."""
+    first = case.first_divergence
+    return sorted((r for r in case.records if r.referee and not r.passed),
+                  key=lambda r: first is None or r.name != first.name)
+
+
 def describe_case(case) -> str:
     """A few lines for one failing CaseResult: the root cause (the first diverging tensor),
     what agreed before it, and where to look."""
@@ -181,6 +189,7 @@ def describe_case(case) -> str:
             lines.append(f"  {first.note}")
     if case.located:
         lines.append(f"  {case.located}")
+    lines += [f"  {r.referee_note}" for r in refereed(case)]
     failing = [r.name for r in case.records if not r.passed]
     if len(failing) > 1:
         lines.append(f"  {tally(case.records)}: {', '.join(failing[:12])}{' ...' if len(failing) > 12 else ''}")

@@ -16,7 +16,7 @@ from verify.layers.report import (
     verdict_text,
     write_layer_reports,
 )
-from verify.layers.run import DEFAULT_EXAMPLES, check_layers, load_module
+from verify.layers.run import DEFAULT_EXAMPLES, check_layers, load_module, parse_reference
 from verify.report.frames import plural
 from verify.report.output import check_out_dir
 
@@ -59,6 +59,11 @@ def add_layers_parser(sub, positive, seed, seconds) -> argparse.ArgumentParser:
                    help="gradescope: also write the autograder's results.json in --out, one test per pair "
                         "(each pair found, or each named by --only, absent ones scoring 0), 1 point each, "
                         "all or nothing (default: report)")
+    p.add_argument("--reference", default=None, metavar="fd|FAMILY=fd,...",
+                   help="judge a function with no torch counterpart (makemore's batch norm with the unbiased "
+                        "variance) by the finite-difference referee alone: its backward against finite "
+                        "differences of its own forward; fd for every family that can be, or per family, "
+                        "e.g. batchnorm=fd (default: torch for all; the report names the functions judged by fd)")
     p.add_argument("--isolate", action="store_true",
                    help="run each call of a user function in a child process, killed when it outlives "
                         "the time limit: for code that ignores SIGALRM, catches BaseException or ends "
@@ -75,6 +80,7 @@ def layers_command(args: argparse.Namespace) -> int:
     unknown = sorted(set(only or ()) - set(FAMILIES))
     if unknown:
         raise UsageError(f"--only: unknown {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
+    reference = parse_reference(args.reference)
     out, gradescope = _out_dir(args)
     module = load_module(args.target)
     print(f"verify layers {args.target}: {plural(args.examples, 'case')} per pair (seed {args.seed})", flush=True)
@@ -84,7 +90,7 @@ def layers_command(args: argparse.Namespace) -> int:
 
     result = check_layers(module, only=only, examples=args.examples, seed_value=args.seed,
                           dropout_p=args.dropout_p, time_limit=args.time_limit, isolate=args.isolate,
-                          target=args.target, progress=tick)
+                          target=args.target, progress=tick, reference=reference)
     return _finish(result, out, gradescope)
 
 

@@ -24,6 +24,7 @@ from handimpl.layers import Act, BatchNorm, Context, Conv2d, Dropout, GroupNorm,
 from handimpl.losses import LOSSES
 from handimpl.rounding import gamma, underflow
 from verify.byo.guard import TimeLimit
+from verify.core.referee import function_gradients
 from verify.core.stack_twin import torch_layer
 from verify.layers.calls import DTYPE, Failed, U, as_tuple, call, copied, failed_record, guarded_value, judge, modified
 
@@ -55,6 +56,7 @@ class Settings:
     limit: TimeLimit = dataclasses.field(default_factory=lambda: TimeLimit(10.0))
     dropout_keep: bool = True
     remarks: set = dataclasses.field(default_factory=set)
+    fd: bool = False             # judged by the finite-difference referee alone (--reference fd)
 
 
 def _values(rng: np.random.Generator, shape: tuple, style: str) -> np.ndarray:
@@ -143,6 +145,7 @@ class Family:
     backwards: tuple[str, ...] = ()
     note = ""                                     # the convention's difference from torch, said in the report
     calls: tuple[str, ...] = ()                   # the calls of a case, for its repro (names and hyperparameters)
+    not_by_fd = ""                                # why it cannot be judged by the finite-difference referee alone
 
     def functions(self) -> list[tuple[str, ...]]:
         """The pairs to check: (forward, backward) for each backward; (function,) for a loss."""
@@ -195,6 +198,20 @@ class Family:
             records.append(m)
         return as_tuple(value, name, n, what)
 
+    @staticmethod
+    def fd_reference(fn, name: str, args: tuple, labels: tuple, wanted: tuple, dout: np.ndarray,
+                     settings: Settings) -> dict:
+        """The finite-difference referee's ∂(Σ dout ⊙ out)/∂(each of ``wanted``), out the user's own
+        forward ``fn(*args)`` (--reference fd: a function with no torch counterpart); the arguments
+        past ``labels`` (hyperparameters, a param dict) are given afresh to every call."""
+        rest = args[len(labels):]
+
+        def forward(values: dict) -> np.ndarray:
+            given = tuple(values[label] for label in labels) + tuple(copied(a) for a in rest)
+            return np.asarray(as_tuple(call(fn, name, given, settings.limit), name, 2, "(out, cache)")[0])
+
+        return function_gradients(forward, dict(zip(labels, args)), dout, wanted)
+
     def layer_pair(self, fns, names, settings, records, *, layer, p: dict, x: np.ndarray, dout: np.ndarray,
                    args: tuple, labels: tuple = ("x",), grads: tuple = (), what: str = "dx",
                    x_as: np.ndarray | None = None) -> None:
@@ -206,8 +223,9 @@ class Family:
         ref = reference(layer, xl.shape[1:], p, xl, dout)
         view, said = textbook_of(layer)
         out, cache = self.forward_call(fns[0], names[0], args, settings, records, labels=labels)
-        records += judge([("out", out, ref["out"], layer.forward_error(xl, _zeros(xl), p, U, TINY),
-                           view and view.forward_error(xl, _zeros(xl), p, U, TINY))], **said)
+        if not settings.fd:
+            records += judge([("out", out, ref["out"], layer.forward_error(xl, _zeros(xl), p, U, TINY),
+                               view and view.forward_error(xl, _zeros(xl), p, U, TINY))], **said)
         got = self.backward_call(fns[1], names[1], dout, cache, settings, records, what, 1 + len(grads))
         Edx, Eg = layer.backward_error(xl, _zeros(xl), p, dout, _zeros(dout), U, TINY)
         Tdx, Tg = view.backward_error(xl, _zeros(xl), p, dout, _zeros(dout), U, TINY) if view else (None, {})
@@ -216,7 +234,29 @@ class Family:
         for (label, key, convert, read), hand in zip(grads, got[1:]):
             items.append((label, hand if read is None else read(hand), convert(ref["d" + key]), convert(Eg[key]),
                           convert(Tg[key]) if key in Tg else None))
+        if settings.fd:
+            items = self._by_fd(items, fns[0], names[0], args, labels, dout, settings)
         records += judge(items, **said)
+
+    def _by_fd(self, items: list, fn, name: str, args: tuple, labels: tuple, dout: np.ndarray,
+               settings: Settings) -> list:
+        """``items`` (name, hand, torch's reference, E, the textbook allowance or None) with the
+        reference replaced by the referee's estimate from the user's own forward and both allowances
+        widened by half its error bar (judge allows 2E): the gradient 'dw' is of the argument
+        labelled 'w', 'dx' of 'x'."""
+        wanted = tuple(item[0][1:] for item in items if item[0][1:] in labels)
+        est = self.fd_reference(fn, name, args, labels, wanted, dout, settings)
+        out = []
+        for label, hand, ref, E, *loose in items:
+            e = est.get(label[1:])
+            if e is None:
+                out.append((label, hand, ref, E, *loose))
+                continue
+            shape = np.shape(ref)
+            bar = e.error.reshape(shape) / 2
+            out.append((label, hand, e.value.reshape(shape), np.asarray(E, dtype=np.float64) + bar,
+                        *(None if T is None else np.asarray(T, dtype=np.float64) + bar for T in loose)))
+        return out
 
 
 # -- affine ---------------------------------------------------------------------------------------
@@ -321,17 +361,24 @@ class BatchNormFamily(Family):
             records.append(m)
         out, cache = as_tuple(value, names[0], 2, "(out, cache)")
         view, said = textbook_of(layer)
-        records += judge([("out", out, ref["out"], layer.forward_error(x, _zeros(x), p, U, TINY, ctx),
-                           view.forward_error(x, _zeros(x), p, U, TINY, ctx))], **said)
-        records += self._running(names[0], layer, x, p, h, param, training)
+        if not settings.fd:                           # by FD alone: the forward is its own reference
+            records += judge([("out", out, ref["out"], layer.forward_error(x, _zeros(x), p, U, TINY, ctx),
+                               view.forward_error(x, _zeros(x), p, U, TINY, ctx))], **said)
+            records += self._running(names[0], layer, x, p, h, param, training)
         if not training:
             return                                    # the convention's backward is for training mode
         dx, dgamma, dbeta = self.backward_call(fns[1], names[1], dout, cache, settings, records,
                                                "(dx, dgamma, dbeta)", 3)
         Edx, Eg = layer.backward_error(x, _zeros(x), p, dout, _zeros(dout), U, TINY, ctx)
         Tdx, Tg = view.backward_error(x, _zeros(x), p, dout, _zeros(dout), U, TINY, ctx)
-        records += judge([("dx", dx, ref["dx"], Edx, Tdx), ("dgamma", dgamma, ref["dgamma"], Eg["gamma"], Tg["gamma"]),
-                          ("dbeta", dbeta, ref["dbeta"], Eg["beta"], Tg["beta"])], **said)
+        items = [("dx", dx, ref["dx"], Edx, Tdx), ("dgamma", dgamma, ref["dgamma"], Eg["gamma"], Tg["gamma"]),
+                 ("dbeta", dbeta, ref["dbeta"], Eg["beta"], Tg["beta"])]
+        if settings.fd:
+            fresh = {k: v for k, v in param.items()}
+            fresh.update(running_mean=a["running_mean"].copy(), running_var=a["running_var"].copy())
+            items = self._by_fd(items, fns[0], names[0], (x, a["gamma"], a["beta"], fresh),
+                                ("x", "gamma", "beta"), dout, settings)
+        records += judge(items, **said)
 
     def _running(self, name, layer, x, p, h, param, training) -> list:
         """The running statistics the forward left in bn_param, against the convention's rule
@@ -498,6 +545,7 @@ def binomial_p_value(k: int, n: int, q: float) -> float:
 
 
 class DropoutFamily(Family):
+    not_by_fd = "its forward draws a random mask"
     name, forward, backwards = "dropout", "dropout_forward", ("dropout_backward",)
     note = "inverted dropout; masks are the user's own, so the mask is read from out and checked for " \
            "consistency, scaling and a plausible kept fraction"
@@ -588,6 +636,9 @@ class ConvFamily(Family):
 
 
 class MaxPoolFamily(Family):
+    # (a coordinate's partial derivative exists at a tie shared by two windows while the
+    # function is not differentiable: correct routing would be called wrong)
+    not_by_fd = "a tie in its windows makes its gradient a convention that coordinate-wise differences cannot see"
     name, forward, backwards = "max_pool", "max_pool_forward_naive", ("max_pool_backward_naive",)
     note = "on ties the gradient goes to the first maximum in row-major order (torch's winner)"
     calls = ("out, cache = {f}(x, {{'pool_height': {pool_height}, 'pool_width': {pool_width}, 'stride': {stride}}})",
@@ -619,6 +670,7 @@ class MaxPoolFamily(Family):
 # -- losses -----------------------------------------------------------------------------------------
 
 class LossFamily(Family):
+    not_by_fd = "a loss returns its own gradient (not supported yet)"
     calls = ("loss, dx = {f}(x, y)",)
     styles = (*STYLES, "extreme")
 

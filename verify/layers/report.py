@@ -28,7 +28,7 @@ FILES = {"functions": "functions.csv", "discrepancies": "discrepancies.csv", "ht
          "json": "report.json"}
 EXPLAIN_DIR = "explain"          # explain/FAMILY.html: verify explain's page of each failing pair's smallest case
 FUNCTION_COLUMNS = ["function", "passed", "status", "cases", "imprecise cases", "first diverging output",
-                    "worst element", "note", "smallest failing case", "repro"]
+                    "worst element", "note", "smallest failing case", "repro", "reference"]
 DISCREPANCY_COLUMNS = ["function", "case", "output", "status", "problem", "worst_index", "hand_value",
                        "reference_value", "allowed", "margin", "n_mismatched", "n_elements", "note", "case_description"]
 
@@ -57,6 +57,7 @@ def repro(result: LayersResult, pair: PairResult) -> str:
     if s.get("model"):
         init = f" --init {shlex.quote(s['init'])}" if s.get("init") else ""
         return f"verify layers --model {shlex.quote(s['model'])}{init} --seed {s['seed']}{flags}"
+    flags += f" --reference {pair.family}=fd" if pair.reference == "fd" else ""
     return f"verify layers {result.target} --only {pair.family} --seed {s['seed']}{flags}"
 
 
@@ -129,7 +130,7 @@ def function_row(result: LayersResult, pair: PairResult) -> dict:
     row = {"function": pair.label, "passed": pair.passed if pair.present else "", "status": pair.status,
            "cases": pair.cases, "imprecise cases": pair.imprecise if pair.present else "",
            "first diverging output": "", "worst element": "", "note": note,
-           "smallest failing case": "", "repro": ""}
+           "smallest failing case": "", "repro": "", "reference": pair.reference}
     if pair.first is not None:
         record = pair.first.failing[0]
         smallest = pair.minimal or pair.first
@@ -172,6 +173,9 @@ def verdict_text(result: LayersResult) -> str:
         text += f"; disagrees: {', '.join(p.label for p in failing)}"
     if absent:
         text += f"; absent: {', '.join(p.family for p in absent)}"
+    by_fd = [p.label for p in present if p.reference == "fd"]
+    if by_fd:
+        text += f"; judged by finite differences alone (no torch counterpart): {', '.join(by_fd)}"
     return text
 
 
@@ -182,7 +186,8 @@ def terminal_row(pair: PairResult) -> str:
         return (f"  {pair.label:<54} imprecise  {plural(pair.cases, 'case')} "
                 f"({pair.imprecise} of them: {pair.precision})")
     if pair.passed:
-        return f"  {pair.label:<54} agrees     {plural(pair.cases, 'case')}"
+        by = " (judged by finite differences alone)" if pair.reference == "fd" else ""
+        return f"  {pair.label:<54} agrees     {plural(pair.cases, 'case')}{by}"
     smallest = pair.minimal or pair.first
     return (f"  {pair.label:<54} DISAGREES  at case {pair.cases}: {worst_text(smallest.failing[0])}\n"
             f"  {'':<54}            smallest case: {smallest.case.describe()}")

@@ -56,6 +56,7 @@ class PairResult:
     checker: Any = dataclasses.field(default=None, repr=False)   # the Family swept (a model's is not in FAMILIES)
     imprecise: int = 0                    # passing cases with an output within the textbook allowance only
     precision: str = ""                   # the first such output and its precision note
+    reference: str = "torch"              # what judged it: torch, or fd (the finite-difference referee alone)
 
     @property
     def label(self) -> str:
@@ -177,14 +178,19 @@ def sweep_pair(family: Family, names: tuple[str, ...], fns: tuple[Callable, ...]
 
 def check_layers(module: Any, *, only: list[str] | None = None, examples: int = DEFAULT_EXAMPLES,
                  seed_value: int = 0, dropout_p: str | None = None, time_limit: float = 10.0, isolate: bool = False,
-                 target: str = "", progress: Callable[[PairResult], None] | None = None) -> LayersResult:
-    """Sweep every pair of ``module`` found (a module object, or a file path or module name)."""
+                 target: str = "", progress: Callable[[PairResult], None] | None = None,
+                 reference: dict[str, str] | None = None) -> LayersResult:
+    """Sweep every pair of ``module`` found (a module object, or a file path or module name).
+    ``reference``: 'fd' for a family (by name) judges its backward by the finite-difference
+    referee alone, from the user's own forward (a variant with no torch counterpart, such as
+    makemore's batch norm with the unbiased variance); the others are judged against torch."""
     if isinstance(module, str):
         target = target or module
         module = load_module(module)
     unknown = sorted(set(only or ()) - set(FAMILIES))
     if unknown:
         raise UsageError(f"--only: unknown {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
+    reference = validate_reference(reference or {})
     found = find(module, only)
     conf = Settings(limit=TimeLimit(time_limit or None, isolate=isolate))
     pairs = []
@@ -198,14 +204,51 @@ def check_layers(module: Any, *, only: list[str] | None = None, examples: int = 
                 conf.dropout_keep, how = _dropout_convention(fns[0], dropout_p)
                 note = f"p read as the {'keep' if conf.dropout_keep else 'drop'} probability ({how}); " + note
             conf.remarks = set()
+            conf.fd = reference.get(family.name) == "fd"
+            if conf.fd:
+                note = FD_NOTE
             pair = sweep_pair(family, names, fns, conf, examples=examples, seed_value=seed_value)
+            pair.reference = "fd" if conf.fd else "torch"
             pair.note = "; ".join([note, *sorted(conf.remarks)])
         pairs.append(pair)
         if progress is not None:
             progress(pair)
     return LayersResult(target or getattr(module, "__name__", "?"), pairs,
                         {"examples": examples, "seed": seed_value, "only": only, "dropout_p": dropout_p,
-                         "time_limit": time_limit, "isolate": isolate})
+                         "time_limit": time_limit, "isolate": isolate,
+                         **({"reference": dict(sorted(reference.items()))} if reference else {})})
+
+
+FD_NOTE = ("judged by finite differences alone (--reference fd): the backward against ∂(Σ dout ⊙ out)/∂θ "
+           "of its own forward, in float64, within the layer's bound plus the referee's error bar; its "
+           "forward and running statistics are not judged (no torch counterpart)")
+
+
+def parse_reference(text: str | None) -> dict[str, str]:
+    """'--reference fd' (every family that can be judged so) or 'batchnorm=fd,affine=fd' ->
+    {family: 'fd'}; UsageError (one line) for anything else."""
+    if not text:
+        return {}
+    if text.strip() == "fd":
+        return {name: "fd" for name, family in FAMILIES.items() if not family.not_by_fd}
+    out = {}
+    for part in (t.strip() for t in text.split(",") if t.strip()):
+        name, eq, value = part.partition("=")
+        if not eq or value.strip() not in ("fd", "torch"):
+            raise UsageError(f"--reference {text}: expected fd, or FAMILY=fd[,FAMILY=fd...] (e.g. batchnorm=fd)")
+        out[name.strip()] = value.strip()
+    return validate_reference(out)
+
+
+def validate_reference(reference: dict[str, str]) -> dict[str, str]:
+    unknown = sorted(set(reference) - set(FAMILIES))
+    if unknown:
+        raise UsageError(f"--reference: unknown {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
+    bad = sorted(n for n, v in reference.items() if v == "fd" and FAMILIES[n].not_by_fd)
+    if bad:
+        raise UsageError(f"--reference: {bad[0]} cannot be judged by finite differences alone: "
+                         f"{FAMILIES[bad[0]].not_by_fd}")
+    return {n: v for n, v in reference.items() if v == "fd"}
 
 
 def _dropout_convention(fn: Any, flag: str | None) -> tuple[bool, str]:

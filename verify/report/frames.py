@@ -20,7 +20,7 @@ import torch
 
 from verify.byo.target import NOT_IMPORTABLE, importable
 from verify.core.verdict import counts
-from verify.harness.diagnose import and_join, hint, kink_sentence, tally, worst_sentence
+from verify.harness.diagnose import and_join, hint, kink_sentence, refereed, tally, worst_sentence
 from verify.harness.trace import CaseResult
 from verify.sweep.shrink import Seen, failure_groups, signature, size_key
 
@@ -29,12 +29,12 @@ DISCREPANCY_COLUMNS = [
     "max_rel_err", "norm_rel_err", "max_ulp", "worst_index", "hand_value", "torch_value",
     "n_mismatched", "n_imprecise", "n_elements", "atol", "rtol", "passed", "status", "margin", "allowed",
     "hand_ref_err",
-    "torch_ref_err", "note", "impl", "test",
+    "torch_ref_err", "note", "impl", "test", "referee", "referee_value", "referee_error", "referee_note",
 ]
 CASE_COLUMNS = [
     "case_id", "spec", "seed", "depth", "widths", "activations", "loss", "dtype", "batch", "passed",
     "worst_norm_rel_err", "first_divergence", "n_diverging", "n_inheriting", "n_imprecise", "note", "impl",
-    "test",
+    "test", "referee",
 ]
 QUANTITY_ORDER = ["z", "a", "loss", "delta", "dW", "db", "dx", "W_after_step", "b_after_step"]
 # A stack's quantities: outputs, the loss, gradients into each output, parameter gradients, buffers, updates.
@@ -90,7 +90,8 @@ def _error_row(case_id: int, c: CaseResult) -> dict:
             "max_ulp": nan, "worst_index": "", "hand_value": nan, "torch_value": nan,
             "n_mismatched": 0, "n_imprecise": 0, "n_elements": 0, "atol": nan, "rtol": nan, "passed": False,
             "status": "diverges", "margin": nan, "allowed": nan,
-            "hand_ref_err": None, "torch_ref_err": None, "note": c.error}
+            "hand_ref_err": None, "torch_ref_err": None, "note": c.error,
+            "referee": "", "referee_value": None, "referee_error": None, "referee_note": ""}
 
 
 def record_rows(case_id: int, c: CaseResult, which=None) -> list[dict]:
@@ -105,6 +106,7 @@ def record_rows(case_id: int, c: CaseResult, which=None) -> list[dict]:
 # The dtype of each typed column of the two per-row CSV files, so that a chunk of rows is written
 # exactly as the same rows within the whole frame would be (verify.report.stream writes chunks).
 DISCREPANCY_DTYPES = {"layer": "Int64", "hand_ref_err": "float64", "torch_ref_err": "float64",
+                      "referee_value": "float64", "referee_error": "float64",
                       "passed": bool, **dict.fromkeys(["max_abs_err", "max_rel_err", "norm_rel_err", "max_ulp",
                                                        "hand_value", "torch_value", "atol", "rtol",
                                                        "margin", "allowed"], "float64")}
@@ -160,7 +162,8 @@ def case_row(case_id: int, c: CaseResult) -> dict:
             "first_divergence": "error" if c.error else (first.name if first else ""),
             "n_diverging": tally["diverges"], "n_inheriting": tally["inherits"],
             "n_imprecise": tally["imprecise"],
-            "note": c.error or (first.problem if first else "")}
+            "note": c.error or (first.problem if first else ""),
+            "referee": first.referee if first else ""}
 
 
 def tensor_keys(spec, quantity: str, layer) -> tuple[str, str, int, str]:
@@ -264,7 +267,7 @@ def counterexample(case: CaseResult, seen: dict[tuple, Seen] | None = None) -> d
            "first_divergence": divergence_sentence(case),
            "tensor": first.name if first else "", "look_at": "", "formula": "", "worst": None,
            "worst_text": "", "seen": group.as_dict() if group else None,
-           "seen_text": group.text if group else ""}
+           "seen_text": group.text if group else "", "referee": []}
     if first is None:
         return out
     _, where = hint(case.spec, first.name)
@@ -284,6 +287,10 @@ def counterexample(case: CaseResult, seen: dict[tuple, Seen] | None = None) -> d
     out["tally"] = tally(case.records)
     out["notes"] = [text for text in (f"tensors that do not agree: {out['tally']}", first.note,
                                       kink_sentence(case.spec, first), case.located, case.note) if text]
+    judged = refereed(case)
+    out["notes"] += [r.referee_note for r in judged]
+    out["referee"] = [{"tensor": r.name, "supports": r.referee, "value": r.referee_value,
+                       "error": r.referee_error, "note": r.referee_note} for r in judged]
     return out
 
 

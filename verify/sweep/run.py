@@ -117,7 +117,8 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
           check_fn: CheckFn | None = None, progress: Progress | None = None,
           max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS,
           architectures: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
-          on_result: OnResult | None = None, scheduler: str | None = None) -> SweepResult:
+          on_result: OnResult | None = None, scheduler: str | None = None,
+          referee: Callable[[CaseResult], CaseResult] | None = None, referee_all: bool = False) -> SweepResult:
     """Draw ``examples`` cases (DEFAULT_EXAMPLES if None), check each, shrink the failures.
 
     Raises ValueError (from verify.sweep.strategies) for unknown names or impossible bounds.
@@ -128,6 +129,9 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     ones (SweepResult.checked, .ids). ``scheduler`` ('local:N' or 'tcp://HOST:PORT') sends the
     blocks of cases to a Dask cluster (verify.sweep.distributed; ValueError where dask is not
     installed); the results are those of one process.
+    ``referee`` (verify.harness.referee.referee_case for the implementation checked): applied to
+    each minimal counterexample and to the sweep's own smallest case of each distinct failure, or,
+    with ``referee_all``, to every case (the finite-difference referee, docs/verdict.md).
     """
     n = DEFAULT_EXAMPLES if examples is None else examples
     strategy_args = dict(max_batch=max_batch, max_depth=max_depth, max_width=max_width,
@@ -150,6 +154,8 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     if scheduler:
         settings["scheduler"] = scheduler
     events: dict = {}
+    if referee is not None:
+        settings["referee"] = "fd-all" if referee_all else "fd"
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)            # small nets: threads only cost, and results stay job-independent
@@ -162,6 +168,8 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
                 minimal, interrupted = shrink_failures(results, check_fn, max_shrunk=max_shrunk,
                                                        seconds=shrink_seconds)
                 stopped = INTERRUPTED if interrupted else ""
+            if referee is not None and not stopped:
+                results, minimal, stopped = _refereed(referee, referee_all, results, minimal)
     finally:
         torch.set_num_threads(threads)
     streamed = on_result is not None
@@ -170,6 +178,29 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
                        checked=checked if streamed else None, ids=tuple(ids) if streamed else (),
                        blocks_retried=tuple(b for b in events.get("retried", ()) if b not in events.get("lost", ())),
                        blocks_lost=tuple(events.get("lost", ())))
+
+
+def _refereed(referee: Callable[[CaseResult], CaseResult], every: bool, results: list[CaseResult],
+              minimal: list[CaseResult]) -> tuple[list[CaseResult], list[CaseResult], str]:
+    """The referee's opinion added to the minimal counterexamples and to the sweep's smallest case
+    of each distinct failure (``every``: to every case); a Ctrl-C keeps what was judged."""
+    originals = {id(r) for r in distinct_failures(results)}
+    results, minimal = list(results), list(minimal)
+    judged: dict[int, CaseResult] = {}      # a minimal counterexample may be one of the results
+
+    def judge(r: CaseResult) -> CaseResult:
+        if id(r) not in judged:
+            judged[id(r)] = referee(r)
+        return judged[id(r)]
+    try:
+        for i, r in enumerate(results):
+            if every or id(r) in originals:
+                results[i] = judge(r)
+        for i, m in enumerate(minimal):
+            minimal[i] = judge(m)
+    except KeyboardInterrupt:
+        return results, minimal, INTERRUPTED
+    return results, minimal, ""
 
 
 @contextlib.contextmanager

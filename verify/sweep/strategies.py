@@ -46,7 +46,10 @@ OPTION_VALUES = {
 
 
 def _names(kind: str, given: Sequence[str] | None, registry) -> tuple[str, ...]:
-    names = tuple(registry) if given is None else tuple(given)
+    """The names given, or every built-in one (a user's activation, verify.core.custom, is drawn only
+    where named)."""
+    names = tuple(n for n in registry if not getattr(registry[n], "user_defined", False)) if given is None \
+        else tuple(given)
     unknown = [n for n in names if n not in registry]
     if unknown:
         raise ValueError(f"unknown {kind} {shown(unknown[0])}; valid: {', '.join(registry)}")
