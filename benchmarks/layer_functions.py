@@ -89,10 +89,15 @@ def power(seeds: int, say) -> list[tuple[str, int, list[int]]]:
     return rows
 
 
-def main(argv: Sequence[str] | None = None, out=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=400, help="cases per pair and seed (default: 400)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per reference module (default: 3)")
+def run(argv: Sequence[str] | None, out, *, description: str, false_alarms, power, what: str, cases: int,
+        width: int) -> int:
+    """Both error rates, printed: ``false_alarms(cases, seeds, say) -> (total, alarm lines)`` over
+    ``what`` ("pairs in … cases of the two reference modules"), ``power(seeds, say) -> rows`` of
+    (bug, killed, first failing cases), the bug's name in ``width`` columns. Shared with
+    benchmarks/layer_models.py. Exit 0 with no false alarm and every bug dead in every seed."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cases", type=int, default=cases, help=f"cases per reference and seed (default: {cases})")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per reference (default: 3)")
     parser.add_argument("--bug-seeds", type=int, default=10, help="seeds per planted bug (default: 10)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
@@ -103,16 +108,21 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
             print(line, file=sys.stderr, flush=True)
 
     total, alarms = false_alarms(args.cases, args.seeds, say)
-    print(f"false alarms: {len(alarms)} pairs in {total:,} cases of the two reference modules", file=out)
+    print(f"false alarms: {len(alarms)} {what.format(total=total)}", file=out)
     for line in alarms:
         print(f"  {line}", file=out)
     rows = power(args.bug_seeds, say)
-    print(f"power: {'bug':<20} killed  first failing case (median, max)", file=out)
+    print(f"power: {'bug':<{width}} killed  first failing case (median, max)", file=out)
     for bug, killed, found in rows:
         spread = f"{statistics.median(found):g}, {max(found)}" if found else "-"
-        print(f"       {bug:<20} {killed}/{args.bug_seeds}   {spread}", file=out)
+        print(f"       {bug:<{width}} {killed}/{args.bug_seeds}   {spread}", file=out)
     return 0 if not alarms and all(k == args.bug_seeds for _, k, _ in rows) else 1
 
+
+def main(argv: Sequence[str] | None = None, out=None) -> int:
+    return run(argv, out, description=__doc__.splitlines()[0], false_alarms=false_alarms, power=power,
+               cases=400, width=20,
+               what="pairs in {total:,} cases of the two reference modules")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,12 +15,12 @@ seed, 1 otherwise.
 """
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
+
+from layer_functions import run  # benchmarks/: the report both benchmarks print
 
 from verify.layers.model import check_model
 from verify.layers.run import DEFAULT_EXAMPLES
@@ -69,29 +69,9 @@ def power(seeds: int, say) -> list[tuple[str, int, list[int]]]:
 
 
 def main(argv: Sequence[str] | None = None, out=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=300, help="cases per model and seed (default: 300)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per reference model (default: 3)")
-    parser.add_argument("--bug-seeds", type=int, default=10, help="seeds per planted bug (default: 10)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    args = parser.parse_args(argv)
-    out = out or sys.stdout
-
-    def say(line: str) -> None:
-        if not args.quiet:
-            print(line, file=sys.stderr, flush=True)
-
-    total, alarms = false_alarms(args.cases, args.seeds, say)
-    print(f"false alarms: {len(alarms)} sweeps in {total:,} cases of the reference models", file=out)
-    for line in alarms:
-        print(f"  {line}", file=out)
-    rows = power(args.bug_seeds, say)
-    print(f"power: {'bug':<28} killed  first failing case (median, max)", file=out)
-    for bug, killed, found in rows:
-        spread = f"{statistics.median(found):g}, {max(found)}" if found else "-"
-        print(f"       {bug:<28} {killed}/{args.bug_seeds}   {spread}", file=out)
-    return 0 if not alarms and all(k == args.bug_seeds for _, k, _ in rows) else 1
-
+    return run(argv, out, description=__doc__.splitlines()[0], false_alarms=false_alarms, power=power,
+               cases=300, width=28,
+               what="sweeps in {total:,} cases of the reference models")
 
 if __name__ == "__main__":
     sys.exit(main())
