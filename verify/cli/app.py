@@ -339,32 +339,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = (Path(args.out) if args.out else RUN_OUT).absolute()
     check_fn = functools.partial(trace.check, strict=True) if args.strict else None
     n = DEFAULT_EXAMPLES if args.examples is None else args.examples
-    if args.referee:
-        # The referee adds its opinion to results after the sweep (to the distinct failures, or with
-        # fd-all to every case), so their rows are written from memory once it has judged.
-        referee = functools.partial(referee_case, every=args.referee == "fd-all", strict=bool(args.strict))
-        progress = progress_reporter()
-        try:
-            result = sweep(**sweep_kwargs(args), check_fn=check_fn, progress=progress, referee=referee,
-                           referee_all=args.referee == "fd-all")
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        finally:
-            progress.close()
-        return conclude(result, out)
-    spool = spool_dir(out, FILES.values())     # the two CSV files, written as the cases come
+    # The referee adds its opinion to results after the sweep (to the distinct failures, or with
+    # fd-all to every case), so with it the rows are written from memory once it has judged;
+    # without it they are written as the cases come, the two CSV files in a spool.
+    referee = None if not args.referee else \
+        functools.partial(referee_case, every=args.referee == "fd-all", strict=bool(args.strict))
+    spool = None if referee else spool_dir(out, FILES.values())
     try:
-        recorder = Recorder(spool, args.keep or default_keep(n))
+        recorder = None if spool is None else Recorder(spool, args.keep or default_keep(n))
         progress = progress_reporter()
         try:
-            result = sweep(**sweep_kwargs(args), check_fn=check_fn, progress=progress, on_result=recorder.add)
+            result = sweep(**sweep_kwargs(args), check_fn=check_fn, progress=progress,
+                           on_result=None if recorder is None else recorder.add,
+                           referee=referee, referee_all=args.referee == "fd-all")
         except ValueError as e:
             raise UsageError(str(e)) from None
         finally:
             progress.close()
         return conclude(result, out, recorder=recorder)
     finally:
-        shutil.rmtree(spool, ignore_errors=True)
+        if spool is not None:
+            shutil.rmtree(spool, ignore_errors=True)
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
