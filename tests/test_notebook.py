@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
+
 import handimpl
 import verify
 from verify.api import sweep_implementation
@@ -36,6 +38,20 @@ def test_a_sweeps_summary_gives_the_verdict_and_one_card_per_distinct_failure():
     assert page.count('<div class="cx') == len(result.minimal) >= 1
     passing = sweep_implementation(handimpl.backprop, examples=5, seed=0)
     assert "all 5 cases agree" in passing._repr_html_() and 'class="cx' not in passing._repr_html_()
+
+
+def test_check_implementations_frame_shows_the_sweeps_summary_above_its_table():
+    frame = verify.check_implementation(hidden_fprime_dropped, examples=6, seed=0)
+    page = frame._repr_html_()
+    assert page.index('class="banner fail"') < page.index("<table")   # the summary, then the rows
+    assert f"{frame.attrs['n_failed']} of 6 cases disagree" in page and '<div class="cx' in page
+
+
+def test_a_frame_derived_from_check_implementations_is_a_plain_table():
+    frame = verify.check_implementation(handimpl.backprop, examples=3, seed=0)
+    assert "all 3 cases agree" in frame._repr_html_()
+    derived = frame[frame["status"] == "agrees"]
+    assert type(derived) is pd.DataFrame and "banner" not in (derived._repr_html_() or "")
 
 
 def test_the_summarys_stylesheet_styles_nothing_outside_the_summary():

@@ -23,8 +23,8 @@ from verify.harness.diagnose import explain_failure
 from verify.harness.localise import with_location
 from verify.harness.referee import referee_case, validate_mode
 from verify.harness.trace import CaseResult, Impl, check, strict_or_default
-from verify.report import notebook as _notebook  # noqa: F401  (installs the results' notebook summaries)
 from verify.report.frames import discrepancy_frame
+from verify.report.notebook import summary_frame  # importing it installs the results' notebook summaries
 from verify.report.write import conclude
 from verify.sweep import strategies
 from verify.sweep.progress import progress_reporter
@@ -153,13 +153,14 @@ def check_implementation(fn: Impl | str, **options: Unpack[SweepOptions]) -> pd.
     Options are those of ``verify check --impl``: examples, seed, activations,
     losses, dtypes, max_depth, max_width, max_batch, jobs, time_limit, isolate, strict. The frame's
     ``attrs`` hold ``passed``, ``n_failed``, ``minimal`` (the shrunk failing
-    CaseResults) and ``message`` (the explanation of the first of them).
+    CaseResults) and ``message`` (the explanation of the first of them). In a notebook it shows
+    the sweep's summary (the verdict, the counts, the cards) above its table.
     """
     result = sweep_implementation(fn, **options)
     frame = discrepancy_frame(result.results)
     frame.attrs.update(passed=bool(result.passed), n_failed=int(result.n_failed),
                        minimal=list(result.minimal), message=_message(result, fn))
-    return frame
+    return summary_frame(frame, result)
 
 
 def assert_matches_torch(fn: Impl | str, **options: Unpack[SweepOptions]) -> None:

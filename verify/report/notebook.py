@@ -3,6 +3,8 @@ CaseResult and of a sweep's SweepResult: the verdict, the counts, the first dive
 the counterexample cards, as report.html draws them (its card template and its stylesheet's rules,
 scoped to the summary so that they style nothing else in the notebook).
 
+check_implementation's DataFrame shows the same sweep summary above its table (SummaryFrame).
+
 Importing this module installs the two summaries (verify.harness.trace.HTML_SUMMARY,
 verify.sweep.run.HTML_SUMMARY: the layers below cannot import this one); the verify package
 imports it."""
@@ -11,6 +13,8 @@ from __future__ import annotations
 import functools
 import html
 import re
+
+import pandas as pd
 
 from verify.harness import trace
 from verify.harness.trace import CaseResult
@@ -79,6 +83,30 @@ def sweep_html(result: SweepResult) -> str:
     if result.minimal:
         body = f"<p>{html.escape(plural(len(result.minimal), 'minimal counterexample'))}:</p>" + body
     return _page(css, f"verify: {verdict(result)}", counts, body)
+
+
+class SummaryFrame(pd.DataFrame):
+    """check_implementation's frame: a plain DataFrame (one row per compared tensor per case) that
+    shows, in a notebook, the sweep's summary above its table. What pandas derives from it
+    (a filter, a groupby, a copy) is a plain DataFrame: the summary belongs to this frame only."""
+
+    _verify_summary: str = ""
+
+    @property
+    def _constructor(self) -> type[pd.DataFrame]:  # type: ignore[override]
+        return pd.DataFrame
+
+    def _repr_html_(self) -> str | None:
+        table = super()._repr_html_()
+        return self._verify_summary + (table or "")
+
+
+def summary_frame(frame: pd.DataFrame, result: SweepResult) -> SummaryFrame:
+    """``frame``'s rows, with ``result``'s notebook summary (sweep_html) shown above them."""
+    out = SummaryFrame(frame)
+    out.attrs.update(frame.attrs)
+    object.__setattr__(out, "_verify_summary", sweep_html(result))
+    return out
 
 
 trace.HTML_SUMMARY = case_html
