@@ -49,6 +49,14 @@ def test_a_function_that_raises_becomes_a_failing_case_with_its_line():
     assert "user_impls.py:16 in raises: return out[\"dW1\"] @ np.ones" in result.error
 
 
+def test_code_compiled_from_a_string_is_located_by_its_file_name_without_brackets():
+    namespace: dict = {}
+    exec(compile("def backprop(*args, **kwargs):\n    raise ValueError('no')\n",  # noqa: S102
+                 "<mutant x handimpl/network.py>", "exec"), namespace)
+    result = check(SPEC, seed=1, impl=namespace["backprop"])
+    assert "at network.py:2 in backprop" in result.error
+
+
 def test_a_raising_implementation_is_a_failing_row_of_the_sweep_not_a_crash():
     frame = verify.check_implementation(user("raises"), examples=5)
     assert not frame.attrs["passed"] and len(frame) == 5

@@ -196,7 +196,8 @@ def describe_exception(e: BaseException, fn: Any) -> str:
     if mine:
         f = mine[-1]
         line = (f.line or "").strip()
-        text += f" at {os.path.basename(f.filename)}:{f.lineno} in {f.name}" + (f": {line}" if line else "")
+        # source compiled from a string is named "<label path/file.py>" (a mutant's, say): its file
+        text += f" at {os.path.basename(f.filename.strip('<>'))}:{f.lineno} in {f.name}" + (f": {line}" if line else "")
     return text
 
 
