@@ -83,6 +83,15 @@ def test_the_html_is_self_contained_with_inline_svg_plots(tmp_path):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html) and "<link" not in html
 
 
+def test_the_html_groups_a_stacks_tensors_by_layer_kind_and_labels_their_activation_row(tmp_path):
+    result = sweep(examples=4, seed=0, max_depth=2, max_width=3, max_batch=3, architectures=["stack"])
+    page = write_reports(result, tmp_path)["html"].read_text()
+    assert re.search(r'<h3>by layer kind</h3>.*class="row_heading[^"]*" >linear</th>', page, re.S)
+    assert "(layer stacks: see by layer kind)" in page
+    assert not re.search(r'class="row_heading[^"]*" >\s*</th>', page)      # no row without a label
+    assert not re.search(r'id="[^"]* [^"]*"', page)                     # ids without spaces
+
+
 def test_no_temporary_files_are_left_beside_the_reports(tmp_path):
     write_reports(_small(), tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

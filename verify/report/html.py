@@ -164,13 +164,18 @@ def breakable(name: str) -> str:
     return str(name).replace("_", "_\u200b")
 
 
+STACK_ROW = "(layer stacks: see by layer kind)"
+
+
 def pivot_tables(summary: pd.DataFrame) -> list[tuple[str, str, bool]]:
-    """(title, html, full width?) for activation × loss (worst, median), depth, dtype and
-    quantity: the rows of summary.csv (verify.report.frames.summary_frame) laid out as tables."""
+    """(title, html, full width?) for activation × loss (worst, median), depth, dtype, quantity
+    and layer kind: the rows of summary.csv (verify.report.frames.summary_frame) laid out as tables."""
     if summary.empty or not summary["n_tensors"].sum():
         return []
     out = []
-    by_al = summary[summary["by"] == "activation x loss"]
+    by_al = summary[summary["by"] == "activation x loss"].copy()
+    # a layer stack's tensors have no activation of their own: they group by layer kind below
+    by_al["activation"] = by_al["activation"].replace("", STACK_ROW).fillna(STACK_ROW)
     failing = by_al.pivot(index="activation", columns="loss", values="n_failed") > 0
     failing.columns = [breakable(c) for c in failing.columns]
     for stat in ("worst", "median"):
@@ -179,15 +184,17 @@ def pivot_tables(summary: pd.DataFrame) -> list[tuple[str, str, bool]]:
         values.columns = [breakable(c) for c in values.columns]
         out.append((f"{stat} norm_rel_err: activation of the tensor's layer × loss",
                     _styled(values, failing, f"al{stat}", list(values.columns)), True))
-    for key in ("depth", "dtype", "quantity"):
-        rows = summary[summary["by"] == key].set_index(key)
+    for key, column in (("depth", "depth"), ("dtype", "dtype"), ("quantity", "quantity"), ("layer kind", "kind")):
+        rows = summary[summary["by"] == key].set_index(column)
+        if rows.empty:
+            continue
         frame = pd.DataFrame({"tensors": rows["n_tensors"], "diverging": rows["n_diverging"],
                               "inheriting": rows["n_inheriting"],
                               "worst": rows["worst_norm_rel_err"], "median": rows["median_norm_rel_err"]})
         marked = pd.DataFrame(False, index=frame.index, columns=frame.columns)
         marked.loc[frame["diverging"] > 0, ["diverging", "worst"]] = True
         marked.loc[frame["inheriting"] > 0, ["inheriting", "worst"]] = True
-        out.append((f"by {key}", _styled(frame, marked, f"by{key}", ["worst", "median"]), False))
+        out.append((f"by {key}", _styled(frame, marked, f"by{column}", ["worst", "median"]), False))
     return out
 
 
