@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from verify.cli.app import main
 from verify.errors import UsageError
@@ -176,6 +177,21 @@ def test_none_returned_is_a_failing_row(good):
 
     pair = only_pair(check_layers(module_with(good, relu_backward=relu_backward), only=["relu"], examples=5))
     assert any("relu_backward returned None where dx is expected" in p for p in failing_problems(pair))
+
+
+def test_layer_functions_are_checked_on_one_torch_thread_and_the_setting_is_restored(good):
+    seen = []
+
+    def relu_forward(x):
+        seen.append(torch.get_num_threads())
+        return good.relu_forward(x)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert only_pair(check_layers(module_with(good, relu_forward=relu_forward), only=["relu"], examples=3)).passed
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_keepdims_gradient_gets_a_hint(good):

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
-import torch
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from verify.api import check_impl_command
@@ -24,6 +23,7 @@ from verify.byo.call import DEFAULT_OUT as IMPL_OUT
 from verify.byo.call import load_target, reset_warnings
 from verify.cli import limits
 from verify.core.stack import StackSpec, parse_any
+from verify.core.torch_ops import one_thread
 from verify.errors import INPUT_ERRORS, UsageError
 from verify.explain.layers import DEFAULT_BATCH as STACK_BATCH
 from verify.explain.page import explain_command
@@ -283,19 +283,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.impl:                      # one case of a user implementation, as a repro line says
         impl = load_target(args.impl)
         reset_warnings()
-    # One torch thread, as a sweep runs its cases: float32 sums split over more threads round
-    # differently, and a repro line must print the numbers of the report it came from.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():                 # as a sweep runs its cases: the repro line's numbers
         result = trace.check(args.spec, seed=args.seed, batch=args.batch or 4, impl=impl,
                              time_limit=args.time_limit, isolate=args.isolate, strict=args.strict)
         result = with_location(result, impl)
         if args.referee:
             result = referee_case(result, impl, every=args.referee == "fd-all", time_limit=args.time_limit,
                                   isolate=args.isolate, strict=trace.strict_or_default(args.strict))
-    finally:
-        torch.set_num_threads(threads)
     table = case_table(result)
     with pd.option_context("display.max_rows", None, "display.width", 200,
                            "display.float_format", "{:.3g}".format):

@@ -7,14 +7,29 @@ there without a torch counterpart fails at import instead of at comparison time.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from handimpl import ACTIVATIONS, LOSSES, Registry
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread within, as a sweep runs its cases, restored after: on small tensors
+    threads only cost (and wait on a busy machine), and float32 sums split over more threads round
+    differently, so a repro line prints the numbers of the report it came from."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _quadratic(a: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -44,7 +44,6 @@ import sys
 from typing import Any, Callable
 
 import numpy as np
-import torch
 from hypothesis import strategies as st
 
 from handimpl.layers import Act, BatchNorm, Context, Conv2d, Dropout, Flatten, LayerNorm, Linear, MaxPool2d
@@ -53,6 +52,7 @@ from verify.core.data import Case as StackCase
 from verify.core.stack import StackSpec
 from verify.core.stack_bounds import stack_a_priori
 from verify.core.stack_twin import stack_trace
+from verify.core.torch_ops import one_thread
 from verify.errors import UsageError
 from verify.layers.calls import Failed, U, as_tuple, call, failed_record, judge
 from verify.layers.families import BINOMIAL_ALPHA, Case, Family, Settings, binomial_p_value
@@ -653,12 +653,8 @@ def check_model(where: Any, init: str | None = None, *, examples: int = 100, see
     if isinstance(where, type):
         where = f"{where.__module__}:{where.__name__}"
     conf = Settings(limit=TimeLimit(time_limit or None, isolate=isolate))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)           # tiny tensors: threads only cost (and wait on a busy machine)
-    try:
+    with one_thread():
         pair = sweep_pair(family, (family.forward,), (cls,), conf, examples=examples, seed_value=seed_value)
-    finally:
-        torch.set_num_threads(threads)
     pair.note = "; ".join([family.note, *([how] if how else []), *sorted(conf.remarks)])
     return LayersResult(where, [pair], {"examples": examples, "seed": seed_value, "only": None, "model": where,
                                         "init": init or "", "dropout_p": dropout_p, "time_limit": time_limit,

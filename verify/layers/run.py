@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from verify.byo.call import _import, describe_exception
 from verify.byo.guard import TimeLimit, guarded
+from verify.core.torch_ops import one_thread
 from verify.errors import UsageError
 from verify.layers.families import FAMILIES, Case, Family, Settings, p_convention
 
@@ -207,7 +208,8 @@ def check_layers(module: Any, *, only: list[str] | None = None, examples: int = 
             conf.fd = reference.get(family.name) == "fd"
             if conf.fd:
                 note = FD_NOTE
-            pair = sweep_pair(family, names, fns, conf, examples=examples, seed_value=seed_value)
+            with one_thread():
+                pair = sweep_pair(family, names, fns, conf, examples=examples, seed_value=seed_value)
             pair.reference = "fd" if conf.fd else "torch"
             pair.note = "; ".join([note, *sorted(conf.remarks)])
         pairs.append(pair)

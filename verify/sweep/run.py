@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
-
+from verify.core.torch_ops import one_thread
 from verify.harness.trace import CaseResult
 from verify.sweep.execute import INTERRUPTED, CheckFn, OnResult, Progress, impl_of, run_cases
 from verify.sweep.shrink import MAX_SHRUNK, SHRINK_SECONDS, distinct_failures, shrink_failures, size_key
@@ -157,21 +156,16 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     if referee is not None:
         settings["referee"] = "fd-all" if referee_all else "fd"
     start = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)            # small nets: threads only cost, and results stay job-independent
-    try:
-        with _old_objects_frozen():
-            results, ids, checked, stopped = run_cases(strategy_args, n, seed, check_fn, jobs, progress,
-                                                       on_result, scheduler, events)
-            minimal: list[CaseResult] = distinct_failures(results)
-            if not stopped and max_shrunk:
-                minimal, interrupted = shrink_failures(results, check_fn, max_shrunk=max_shrunk,
-                                                       seconds=shrink_seconds)
-                stopped = INTERRUPTED if interrupted else ""
-            if referee is not None and not stopped:
-                results, minimal, stopped = _refereed(referee, referee_all, results, minimal)
-    finally:
-        torch.set_num_threads(threads)
+    with one_thread(), _old_objects_frozen():   # one thread: results stay job-independent
+        results, ids, checked, stopped = run_cases(strategy_args, n, seed, check_fn, jobs, progress,
+                                                   on_result, scheduler, events)
+        minimal: list[CaseResult] = distinct_failures(results)
+        if not stopped and max_shrunk:
+            minimal, interrupted = shrink_failures(results, check_fn, max_shrunk=max_shrunk,
+                                                   seconds=shrink_seconds)
+            stopped = INTERRUPTED if interrupted else ""
+        if referee is not None and not stopped:
+            results, minimal, stopped = _refereed(referee, referee_all, results, minimal)
     streamed = on_result is not None
     return SweepResult(tuple(results), tuple(sorted(minimal, key=size_key)), settings,
                        bool(stopped), time.perf_counter() - start, stopped,

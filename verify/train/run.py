@@ -32,6 +32,7 @@ from verify.core.compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, pr
 from verify.core.optim_spec import OptimizerSpec
 from verify.core.spec import NetSpec
 from verify.core.stack import StackSpec, parse_any
+from verify.core.torch_ops import one_thread
 from verify.train import model
 
 StepFn = Callable[[dict, dict, dict, dict], Any]
@@ -331,12 +332,10 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
     case = model.draw(spec, seed, batch)
     x, y, dtype = case.x, case.y, spec.dtype
     buffers = model.buffer_names(spec)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)            # as a sweep runs its cases: float32 sums round one way
-    # A training that diverges overflows on both sides; the non-finite values are compared as
-    # every other (nan agrees with nan, inf with inf), without a warning per overflow.
-    errors = np.seterr(all="ignore")
-    try:
+    # One torch thread, as a sweep runs its cases (float32 sums round one way). A training that
+    # diverges overflows on both sides; the non-finite values are compared as every other (nan
+    # agrees with nan, inf with inf), without a warning per overflow.
+    with one_thread(), np.errstate(all="ignore"):
         torch_side = TorchTrainer(spec, case.params, optimizer)
         own = {"params": model.flat_params(spec, case.params), "state": {}, "buffers": {}}
         hand_ok = True                  # the hand trajectory goes on (a failed step call stops it)
@@ -366,9 +365,6 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
                 break
             if progress:
                 progress(t)
-    finally:
-        torch.set_num_threads(threads)
-        np.seterr(**errors)
     return result
 
 
