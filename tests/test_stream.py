@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from verify import api
 from verify.cli.app import main
 from verify.harness.trace import check
 from verify.report import stream
@@ -43,6 +44,17 @@ def test_verify_run_writes_byte_identical_csvs_with_one_and_two_jobs(tmp_path):
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     assert main([*args, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
     assert _files(tmp_path / "one") == _files(tmp_path / "two")
+
+
+def test_verify_check_impl_streams_its_rows_and_keeps_no_passing_case_in_memory(tmp_path, monkeypatch):
+    concluded = []
+    real = api.conclude
+    monkeypatch.setattr(api, "conclude", lambda result, *a, **k: concluded.append(result) or real(result, *a, **k))
+    assert main(["check", "--impl", "handimpl:backprop", "--examples", "12", "--out", str(tmp_path)]) == 0
+    assert concluded[0].n_cases == 12 and not concluded[0].results       # streamed, not held
+    assert len((tmp_path / FILES["cases"]).read_text().splitlines()) == 1 + 12
+    assert len((tmp_path / FILES["discrepancies"]).read_text().splitlines()) > 1 + 12
+    assert not [p for p in tmp_path.parent.iterdir() if p.name.startswith(f".{tmp_path.name}.")]  # no spool left
 
 
 def _varied_case():

@@ -25,8 +25,9 @@ from verify.harness.referee import referee_case, validate_mode
 from verify.harness.trace import CaseResult, Impl, check, strict_or_default
 from verify.report.frames import discrepancy_frame
 from verify.report.notebook import summary_frame  # importing it installs the results' notebook summaries
-from verify.report.write import conclude
+from verify.report.write import conclude, recording
 from verify.sweep import strategies
+from verify.sweep.execute import OnResult
 from verify.sweep.progress import progress_reporter
 from verify.sweep.run import DEFAULT_EXAMPLES, SweepResult, sweep
 from verify.sweep.shrink import failure_groups, signature
@@ -107,7 +108,7 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
                          progress: Callable[[int, int, int], None] | None = None,
                          time_limit: float | None = None, isolate: bool = False,
                          strict: bool | None = None, architectures: Names = None,
-                         referee: str | None = None) -> SweepResult:
+                         referee: str | None = None, on_result: OnResult | None = None) -> SweepResult:
     """verify.sweep.run.sweep over ``impl``, restricted to what it supports. Returns the SweepResult.
 
     Each call of ``impl`` may take ``time_limit`` seconds (default verify.byo.call.TIME_LIMIT);
@@ -117,7 +118,8 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
     written (imprecise, passing by default) fails (None: the session's default, False unless
     the pytest gate's --verify-strict is given; docs/verdict.md). ``referee``: 'fd' asks the
     finite-difference referee about each minimal counterexample, 'fd-all' about every case of a
-    small sweep (verify.harness.referee; docs/verdict.md).
+    small sweep (verify.harness.referee; docs/verdict.md). ``on_result``: called with each case's
+    id and result as it comes (a report's Recorder); the passing results are then not kept.
 
     Unknown names or impossible bounds raise UsageError (one line)."""
     fn = resolve(impl)
@@ -142,7 +144,7 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
         strict=strict_or_default(strict))
     result = sweep(examples=examples, seed=seed, max_depth=max_depth, max_width=max_width,
                    max_batch=max_batch, jobs=jobs, check_fn=check_fn, progress=progress,
-                   referee=judge, referee_all=referee == "fd-all",
+                   referee=judge, referee_all=referee == "fd-all", on_result=on_result,
                    architectures=None if architectures is None else list(architectures), **names)
     return dataclasses.replace(result, minimal=tuple(with_location(m, fn) for m in result.minimal))
 
@@ -185,13 +187,19 @@ def check_impl_command(args: argparse.Namespace) -> int:
     # Where the reports go is fixed before any user code runs, which may change the directory.
     out_dir = (Path(args.out) if args.out else DEFAULT_OUT).absolute()
     load_target(args.impl)             # a bad TARGET is a usage error before anything runs
-    progress = progress_reporter()
-    result = sweep_implementation(
-        args.impl, examples=args.examples, seed=args.seed, activations=args.activations,
-        losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
-        max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
-        time_limit=getattr(args, "time_limit", None), isolate=getattr(args, "isolate", False),
-        strict=getattr(args, "strict", False), architectures=getattr(args, "architectures", None),
-        referee=getattr(args, "referee", None), progress=progress)
-    progress.close()
-    return conclude(result, out_dir, title=f"verify check --impl {args.impl}")
+    referee = getattr(args, "referee", None)
+    n = DEFAULT_EXAMPLES if args.examples is None else args.examples
+    # The rows stream to disk as the cases come (the referee's: written once it has judged).
+    with recording(out_dir, n, getattr(args, "keep", None), stream=referee is None) as recorder:
+        progress = progress_reporter()
+        try:
+            result = sweep_implementation(
+                args.impl, examples=args.examples, seed=args.seed, activations=args.activations,
+                losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
+                max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
+                time_limit=getattr(args, "time_limit", None), isolate=getattr(args, "isolate", False),
+                strict=getattr(args, "strict", False), architectures=getattr(args, "architectures", None),
+                referee=referee, progress=progress, on_result=None if recorder is None else recorder.add)
+        finally:
+            progress.close()
+        return conclude(result, out_dir, title=f"verify check --impl {args.impl}", recorder=recorder)

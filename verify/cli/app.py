@@ -8,7 +8,6 @@ import argparse
 import contextlib
 import functools
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -37,9 +36,9 @@ from verify.mutants.run import DEFAULT_OUT as MUTANTS_OUT
 from verify.mutants.run import FILES as MUTANT_FILES
 from verify.mutants.run import mutants_command
 from verify.report.frames import FILES
-from verify.report.output import Terminated, check_out_dir, check_out_file, short, spool_dir, terminate_as_interrupt
-from verify.report.stream import KEEP, KEEP_ALL_UP_TO, Recorder, default_keep
-from verify.report.write import conclude
+from verify.report.output import Terminated, check_out_dir, check_out_file, short, terminate_as_interrupt
+from verify.report.stream import KEEP, KEEP_ALL_UP_TO
+from verify.report.write import conclude, recording
 from verify.sweep.draw import blocks
 from verify.sweep.progress import progress_reporter
 from verify.sweep.run import DEFAULT_EXAMPLES, sweep
@@ -90,7 +89,7 @@ def _size(text: str) -> int:
 
 
 SWEEP_DEFAULTS = {"max_depth": 4, "max_width": 16, "max_batch": 16, "jobs": 1}
-SWEEP_ONLY = ("examples", "out", "activations", "losses", "dtypes", "architectures", *SWEEP_DEFAULTS)
+SWEEP_ONLY = ("examples", "out", "activations", "losses", "dtypes", "architectures", "keep", *SWEEP_DEFAULTS)
 
 
 def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None, out: str,
@@ -133,6 +132,10 @@ def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None, out: 
                         "torch's, both, neither) with its error bar, or that a kink makes the derivative a "
                         f"convention; fd-all on every case and tensor (at most {FD_ALL_MAX_EXAMPLES} examples, "
                         f"width and batch {FD_ALL_MAX_WIDTH}) (default: none, torch's verdict alone)")
+    p.add_argument("--keep", choices=KEEP, default=None,
+                   help="discrepancies.csv holds every row (all) or only the failing, imprecise and "
+                        "near-failing ones (failing); cases.csv always has every case (default: all up to "
+                        f"{KEEP_ALL_UP_TO:,} cases, failing above)")
     p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
                    help="refuse a run whose largest case (times --jobs) is estimated to need more "
                         f"(e.g. 8G; default: {limits.MEMORY_FRACTION:.0%}% of the memory available)")
@@ -338,9 +341,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # without it they are written as the cases come, the two CSV files in a spool.
     referee = None if not args.referee else \
         functools.partial(referee_case, every=args.referee == "fd-all", strict=bool(args.strict))
-    spool = None if referee else spool_dir(out, FILES.values())
-    try:
-        recorder = None if spool is None else Recorder(spool, args.keep or default_keep(n))
+    with recording(out, n, args.keep, stream=referee is None) as recorder:
         progress = progress_reporter()
         try:
             result = sweep(**sweep_kwargs(args), check_fn=check_fn, progress=progress,
@@ -351,9 +352,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             progress.close()
         return conclude(result, out, recorder=recorder)
-    finally:
-        if spool is not None:
-            shutil.rmtree(spool, ignore_errors=True)
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
@@ -400,10 +398,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="hypothesis sweep of random networks -> reports",
                        description="Draw random cases, check each against torch, write the reports.")
     add_sweep_options(p, examples=None, out="reports/latest")
-    p.add_argument("--keep", choices=KEEP, default=None,
-                   help="discrepancies.csv holds every row (all) or only the failing, imprecise and "
-                        f"near-failing ones (failing); cases.csv always has every case (default: all up to "
-                        f"{KEEP_ALL_UP_TO:,} cases, failing above)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="send the blocks of cases to a Dask cluster: local:N (N worker processes here) or "
                         "tcp://HOST:PORT (a running dask scheduler; docs/scale.md); the output is that of "

@@ -2,10 +2,13 @@
 report.json with the versions, and a sweep's result with the whole command's time."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from verify.meta import STARTED
@@ -19,8 +22,14 @@ from verify.report.frames import (
     verdict,
     versions,
 )
-from verify.report.output import write_dir, write_file
-from verify.report.stream import NUMPY_PRINT_DEFAULTS, Recorder, record_all, to_csv_text  # noqa: F401 - re-exported
+from verify.report.output import spool_dir, write_dir, write_file
+from verify.report.stream import (  # noqa: F401 - NUMPY_PRINT_DEFAULTS, record_all, to_csv_text re-exported
+    NUMPY_PRINT_DEFAULTS,
+    Recorder,
+    default_keep,
+    record_all,
+    to_csv_text,
+)
 from verify.sweep.execute import INTERRUPTED
 from verify.sweep.run import SweepResult
 
@@ -28,6 +37,21 @@ from verify.sweep.run import SweepResult
 def finished(result: SweepResult) -> SweepResult:
     """``result`` with the whole command's time so far (since verify was imported)."""
     return dataclasses.replace(result, total_time=time.perf_counter() - STARTED)
+
+
+@contextlib.contextmanager
+def recording(out_dir: Path | str, examples: int, keep: str | None, *, stream: bool = True
+              ) -> Iterator[Recorder | None]:
+    """The Recorder that writes a sweep command's rows as its cases come (``keep``: all or failing;
+    None: verify.report.stream.default_keep of ``examples``), spooled beside ``out_dir`` and removed
+    after; None where not ``stream`` (the referee judges after the sweep: the rows are written
+    from memory then). Pass its ``add`` as the sweep's on_result, then it to conclude."""
+    spool = spool_dir(out_dir, FILES.values()) if stream else None
+    try:
+        yield None if spool is None else Recorder(spool, keep or default_keep(examples))
+    finally:
+        if spool is not None:
+            shutil.rmtree(spool, ignore_errors=True)
 
 
 def conclude(result: SweepResult, out_dir: Path | str, *, title: str = "verify run",
