@@ -124,6 +124,20 @@ def test_a_batch_norm_bug_in_backward_is_rooted_in_the_gradient_into_the_batch_n
     assert [r.status for r in result.records if r.name in ("out2", "grad2")] == ["agrees", "agrees"]
 
 
+@pytest.mark.parametrize("spec", ["2>linear:3|mse_loss", "2>linear:3>sigmoid|binary_cross_entropy",
+                                  "3>linear:4|cross_entropy:label_smoothing=0.1"])
+def test_a_stacks_wrong_loss_is_a_failing_loss_row_not_an_error(spec):
+    from handimpl.stack import stack_backprop
+
+    def off_by_one(*args):
+        out = stack_backprop(*args)
+        out["loss"] = out["loss"] + 1.0
+        return out
+    result = verify.check(spec, seed=1, batch=2, impl=off_by_one)
+    assert result.error == "" and result.first_divergence.name == "loss"
+    assert [r.name for r in result.records if not r.passed] == ["loss"]
+
+
 def test_verify_check_takes_a_stack_spec_on_the_command_line():
     ok = subprocess.run([sys.executable, "-m", "verify", "check", EXAMPLES[2], "--seed", "1"],
                         capture_output=True, text=True, timeout=120)

@@ -198,15 +198,17 @@ def _digits_lost(r: Comparison, dtype: str) -> float | None:
 def convention_note(spec: Any, case: Any, ref: dict, r: Comparison) -> str:
     """Where the worst element of a failing tensor lies where torch applies a documented
     convention (a clamp, a threshold; handimpl.textbook.Convention), what torch does there."""
-    if r.quantity not in ("a", "delta", "loss") or (r.quantity != "loss" and not r.worst_index):
+    stack = isinstance(spec, StackSpec)
+    if r.quantity not in (("out", "grad", "loss") if stack else ("a", "delta", "loss")) or \
+            (r.quantity != "loss" and not r.worst_index):
         return ""
     texts = []
     reduction, opts = split_loss_kwargs(spec)
     y = np.asarray(case.y)
-    a_out = np.asarray(ref[f"a{spec.depth}"], dtype=np.float64)
+    a_out = np.asarray(ref[f"out{spec.depth}" if stack else f"a{spec.depth}"], dtype=np.float64)
     for _, fn, part in _functions_of_step(spec, r.name):
         for c in fn.conventions:
-            if c.part != part:
+            if c.part != part or (stack and part in ("f", "df")):   # a stack's: its loss's alone
                 continue
             with np.errstate(all="ignore"):
                 if part in ("f", "df"):
