@@ -49,6 +49,25 @@ def test_a_function_that_raises_becomes_a_failing_case_with_its_line():
     assert "user_impls.py:16 in raises: return out[\"dW1\"] @ np.ones" in result.error
 
 
+def test_a_file_target_imports_the_files_beside_it_as_a_script_would(tmp_path):
+    (tmp_path / "helpers_beside.py").write_text("from handimpl import backprop as own\n")
+    (tmp_path / "mine_beside.py").write_text("from helpers_beside import own\n\n"
+                                             "def backprop(*args, **kwargs):\n    return own(*args, **kwargs)\n")
+    assert check(SPEC, seed=1, impl=load_target(f"{tmp_path / 'mine_beside.py'}:backprop")).passed
+
+
+def test_a_file_inside_a_package_is_imported_as_its_module_so_relative_imports_work(tmp_path):
+    package = tmp_path / "course_pkg" / "classifiers"
+    package.mkdir(parents=True)
+    (tmp_path / "course_pkg" / "__init__.py").write_text("")
+    (tmp_path / "course_pkg" / "layers.py").write_text("from handimpl import backprop as own\n")
+    (package / "__init__.py").write_text("")
+    (package / "net.py").write_text("from ..layers import own\n\n"
+                                    "def backprop(*args, **kwargs):\n    return own(*args, **kwargs)\n")
+    fn = load_target(f"{package / 'net.py'}:backprop")
+    assert fn.__module__ == "course_pkg.classifiers.net" and check(SPEC, seed=1, impl=fn).passed
+
+
 def test_code_compiled_from_a_string_is_located_by_its_file_name_without_brackets():
     namespace: dict = {}
     exec(compile("def backprop(*args, **kwargs):\n    raise ValueError('no')\n",  # noqa: S102

@@ -128,6 +128,15 @@ def _import(target: str, where: str):
     path = Path(where).expanduser().resolve()
     if not path.is_file():
         raise UsageError(f"--impl {target!r}: no file {where}")
+    # As Python runs a script: its directory first on sys.path, so that it imports the files beside
+    # it; a file inside a package (__init__.py beside it) is imported as that package's module, so
+    # that its relative imports (from ..layers import *) work.
+    package = _in_package(path)
+    if package is not None:
+        root, dotted = package
+        _importable(str(root))
+        return importlib.import_module(dotted)
+    _importable(str(path.parent))
     mod_name = f"{USER_MODULE_PREFIX}{abs(hash(str(path)))}"
     module_spec = importlib.util.spec_from_file_location(mod_name, path)
     if module_spec is None or module_spec.loader is None:
@@ -148,9 +157,25 @@ def _attribute(module: Any, name: str) -> Any:
 def _current_directory_importable() -> None:
     """Put the current directory first on sys.path, as ``python -m`` and pytest's rootdir
     do, so that ``mypkg.mlp:backprop`` imports from where the command runs."""
-    cwd = os.getcwd()
-    if "" not in sys.path and cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    if "" not in sys.path:
+        _importable(os.getcwd())
+
+
+def _importable(directory: str) -> None:
+    """``directory`` first on sys.path, unless it is there already."""
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+
+
+def _in_package(path: Path) -> tuple[Path, str] | None:
+    """(the directory above the outermost package, the module's dotted name) for a file inside a
+    package (a directory with __init__.py); None for a file on its own."""
+    parts = [path.stem]
+    directory = path.parent
+    while (directory / "__init__.py").is_file() and directory.name.isidentifier():
+        parts.insert(0, directory.name)
+        directory = directory.parent
+    return (directory, ".".join(parts)) if len(parts) > 1 and path.stem.isidentifier() else None
 
 
 def resolve(impl: Impl | str) -> Impl:
