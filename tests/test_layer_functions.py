@@ -263,6 +263,16 @@ def test_the_command_exits_0_on_the_reference_and_writes_its_reports(tmp_path, c
     assert json.loads((out / "report.json").read_text())["passed"] is True
 
 
+def test_a_disagreeing_pairs_terminal_lines_say_its_note(tmp_path, capsys):
+    bug = tmp_path / "relu_ge.py"
+    bug.write_text(VECTORISED.read_text() + "\n\ndef relu_backward(dout, cache):\n"
+                   "    return dout * (cache >= 0)\n")        # relu'(0) = 1: torch's is 0
+    assert main(["layers", str(bug), "--only", "relu", "--out", str(tmp_path / "rep")]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(lines) if "DISAGREES" in line)
+    assert lines[at + 2].strip() == "note: at x = 0 the gradient is 0 (torch's)"
+
+
 def test_the_command_exits_1_on_a_bug_with_the_smallest_case_and_a_repro(tmp_path, capsys):
     bug = tmp_path / "my_layers.py"
     bug.write_text(VECTORISED.read_text() + "\n\ndef svm_loss(x, y):\n    return 0.0, np.zeros_like(x)\n")

@@ -189,8 +189,10 @@ def terminal_row(pair: PairResult) -> str:
         by = " (judged by finite differences alone)" if pair.reference == "fd" else ""
         return f"  {pair.label:<54} agrees     {plural(pair.cases, 'case')}{by}"
     smallest = pair.minimal or pair.first
+    # the pair's note (the convention assumed, torch's choice at a kink or a tie) often says why
+    note = f"\n  {'':<54}            note: {pair.note}" if pair.note else ""
     return (f"  {pair.label:<54} DISAGREES  at case {pair.cases}: {worst_text(smallest.failing[0])}\n"
-            f"  {'':<54}            smallest case: {smallest.case.describe()}")
+            f"  {'':<54}            smallest case: {smallest.case.describe()}{note}")
 
 
 def report_json(result: LayersResult) -> dict:
