@@ -68,6 +68,17 @@ def test_a_file_inside_a_package_is_imported_as_its_module_so_relative_imports_w
     assert fn.__module__ == "course_pkg.classifiers.net" and check(SPEC, seed=1, impl=fn).passed
 
 
+def test_a_float32_loss_in_a_float64_case_is_named_as_a_dtype_problem_and_a_float64_one_in_float32_is_fine():
+    def loss_as(dtype):
+        def backprop(*args, **kwargs):
+            out = handimpl.backprop(*args, **kwargs)
+            return {**out, "loss": np.dtype(dtype).type(out["loss"])}
+        return backprop
+    low = check("3-4-2:tanh,identity:mse_loss", seed=1, batch=3, impl=loss_as("float32"))
+    assert low.first_divergence.name == "loss" and low.first_divergence.problem == "dtype float32 where torch has float64"
+    assert check("3-4-2:tanh,identity:mse_loss:dtype=float32", seed=1, batch=3, impl=loss_as("float64")).passed
+
+
 def test_code_compiled_from_a_string_is_located_by_its_file_name_without_brackets():
     namespace: dict = {}
     exec(compile("def backprop(*args, **kwargs):\n    raise ValueError('no')\n",  # noqa: S102

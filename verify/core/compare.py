@@ -173,6 +173,10 @@ def _prepare(pair: Pair, dtype: str) -> tuple[np.ndarray[Any, Any] | None, np.nd
         return None, t, f"{type(hand).__name__} where torch has an array"
     h = np.asarray(hand)
     if pair.name == "loss":
+        # a Python number, or NumPy's of the case's precision or above, is J in the case's dtype;
+        # a float32 J in a float64 case has lost digits: say so, as for any array
+        if h.dtype.kind == "f" and h.dtype.itemsize < np.dtype(dtype).itemsize:
+            return None, t, f"dtype {h.dtype} where torch has {dtype}"
         h, t = h.astype(dtype), t.astype(dtype)
     if h.shape != t.shape:
         hint = ": a missing transpose?" if h.shape == t.shape[::-1] and t.ndim == 2 else ""
