@@ -199,8 +199,9 @@ def _usable(E: Any) -> np.ndarray:
 
 def _all_usable(bounds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """_usable of each of a case's bounds (float64 arrays): almost always all of them are finite,
-    which one check over their concatenation shows, and then each is usable as it is."""
-    if np.isfinite(np.concatenate(list(bounds.values()), axis=None)).all():
+    which the sum of each shows (finite exactly when every term is, but for an overflow, which
+    the elementwise test then settles), and then each is usable as it is."""
+    if all(np.isfinite(np.add.reduce(E, axis=None)) or np.isfinite(E).all() for E in bounds.values()):
         return bounds
     return {name: _usable(E) for name, E in bounds.items()}
 
