@@ -91,12 +91,19 @@ def _both_ways(value: Array, at: Callable[[Array], Array], error: Array, points:
 
 
 def _inside(value: Array, error: Array, points: tuple, move: Callable[[Array], Array]) -> Array:
-    """max of ``move(p)`` over the points p inside [value - error, value + error] (0 where none is)."""
+    """max of ``move(p)`` over the points p inside [value - error, value + error] (0 where none is).
+    Which points lie inside is found for all of them in one broadcast pass (each p in the value's
+    own dtype, as value - p would take it); ``move`` is read only at those that do."""
     out = np.zeros(np.shape(value))
-    for p in points:
-        inside = (np.abs(value - p) <= error) & (error > 0)
-        if inside.any():
-            out = np.maximum(out, np.where(inside, move(np.full(np.shape(value), p)), 0.0))
+    if not points:
+        return out
+    value = np.asarray(value)
+    ps = np.array(points, dtype=np.result_type(value.dtype, 0.0)).reshape((-1,) + (1,) * value.ndim)
+    inside = (np.abs(value - ps) <= error) & (error > 0)
+    hits = inside.reshape(len(points), -1).any(axis=1).tolist()
+    for p, where, hit in zip(points, inside, hits):
+        if hit:
+            out = np.maximum(out, np.where(where, move(np.full(np.shape(value), p)), 0.0))
     return out
 
 

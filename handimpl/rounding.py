@@ -24,13 +24,19 @@ def gamma(n: Any, u: float) -> Any:
     return (n + 2) * u
 
 
+# Products of fewer multiply-adds than this are computed even where E is all 0: on small arrays the
+# test costs as much as the product.
+SKIP_ZERO_PRODUCTS = 2**16
+
+
 def spread_product(E: np.ndarray, M: np.ndarray, error_left: bool = True) -> np.ndarray:
     """E @ M (``error_left``) or M @ E, E an error bound and M a magnitude (both >= 0): exact
     zeros, without the product, where E is all 0 (a step's inputs held exactly: the network's x,
     or every input of local_steps) and M finite, which is what the product gives there (each
     term 0·M is +0 and so is their sum; a non-finite M gives NaN, so it is multiplied as is).
     On a big layer this is a whole matrix product saved for nothing."""
-    if E.ndim != 2 or M.ndim != 2 or E.any() or not np.isfinite(M).all():
+    if E.ndim != 2 or M.ndim != 2 or E.size * M.shape[1 if error_left else 0] < SKIP_ZERO_PRODUCTS \
+            or E.any() or not np.isfinite(M).all():
         return E @ M if error_left else M @ E
     shape = (E.shape[0], M.shape[1]) if error_left else (M.shape[0], E.shape[1])
     return np.zeros(shape, dtype=np.result_type(E, M))

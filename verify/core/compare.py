@@ -96,15 +96,18 @@ class Comparison:
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Comparison) if f.default is not dataclasses.MISSING}
 
 
-def _judged(**values: Any) -> Comparison:
+def _judged(*columns: Any, **values: Any) -> Comparison:
     """Comparison(**values), built without the frozen dataclass's __init__, which sets each
     field through object.__setattr__ and costs about as much as the rest of a small case's
-    comparison. The record is as frozen as any other; tests/test_compare.py checks the two
-    constructions are equal."""
+    comparison; ``columns``, iterables of (field, value), are more fields (a row of compare_all's
+    columns, without a keyword dict made for it). The record is as frozen as any other;
+    tests/test_compare.py checks the two constructions are equal."""
     record = object.__new__(Comparison)
     fields = record.__dict__
     fields.update(_DEFAULTS)
     fields.update(values)
+    for more in columns:
+        fields.update(more)
     return record
 
 
@@ -429,15 +432,14 @@ def _judge(ready: list[Any], dtype: str, rtol: float, atol: float) -> list[Compa
     offsets = (worst - f.seg.starts).tolist()
     keys = tuple(columns)
     records = []
-    for (_, pair, h, t), row, offset in zip(ready, zip(*columns.values()), offsets):
-        values = dict(zip(keys, row))
+    for (_, pair, h, t), row, offset, nb, n_imprecise in zip(
+            ready, zip(*columns.values()), offsets, columns["n_mismatched"], columns["n_imprecise"]):
         quantity, layer = split_name(pair.name)
-        nb = values["n_mismatched"]
-        status = ("imprecise" if values["n_imprecise"] else "agrees") if nb == 0 else "diverges"
+        status = ("imprecise" if n_imprecise else "agrees") if nb == 0 else "diverges"
         records.append(_judged(
-            name=pair.name, quantity=quantity, layer=layer, dtype=dtype, shape=t.shape, n_elements=h.size,
-            worst_index=_unravel(offset, t.shape), rtol=rtol, atol=atol, passed=nb == 0,
-            status=status, **values))
+            zip(keys, row), name=pair.name, quantity=quantity, layer=layer, dtype=dtype, shape=t.shape,
+            n_elements=h.size, worst_index=_unravel(offset, t.shape), rtol=rtol, atol=atol, passed=nb == 0,
+            status=status))
     return records
 
 
