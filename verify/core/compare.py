@@ -134,7 +134,8 @@ def _max_ulps(ht: np.ndarray[Any, Any], seg: "_Segments", finite: np.ndarray[Any
     is |i₀ - i₁|, which fits the integer's own width; where they differ (rare: values about 0) it
     is the sum of the two magnitudes' bits, up to 2**(bits) - 2, taken unsigned in 64 bits. Only
     the largest of each segment is kept, so the elementwise work stays in the dtype's width."""
-    bits = ht.view(np.int32 if ht.dtype == np.float32 else np.int64)
+    width: type[np.signedinteger[Any]] = np.int32 if ht.dtype == np.float32 else np.int64
+    bits = ht.view(width)
     i0, i1 = bits
     d = np.subtract(i0, i1)
     np.abs(d, out=d)
@@ -148,7 +149,7 @@ def _max_ulps(ht: np.ndarray[Any, Any], seg: "_Segments", finite: np.ndarray[Any
     d[mixed] = 0
     top = seg.max(d).astype(np.uint64)
     where = np.flatnonzero(mixed)
-    magnitude = np.iinfo(bits.dtype).max
+    magnitude = np.iinfo(width).max
     across = (i0[where] & magnitude).astype(np.uint64) + (i1[where] & magnitude).astype(np.uint64)
     np.maximum.at(top, seg.ids[where], across)
     return top.astype(np.float64)
