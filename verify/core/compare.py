@@ -126,33 +126,33 @@ def split_name(name: str) -> tuple[str, int | None]:
     return quantity, int(match["layer"])
 
 
-def _max_ulps(ht: np.ndarray[Any, Any], seg: "_Segments", finite: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+def _max_ulps(ht: np.ndarray[Any, Any], seg: "_Segments", finite: np.ndarray[Any, Any] | None,
+              scratch: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None) -> np.ndarray[Any, Any]:
     """Per segment, the most representable floats between ht[0] and ht[1] (the elements where
     ``finite`` is false count 0), exactly, as float64 (exact up to 2**53; the conversion keeps the
     order, so the largest distance is taken before it). A float's bits, read as a signed integer
     i, are consecutive for consecutive floats of one sign: where the two signs agree the distance
-    is |i₀ - i₁|, which fits the integer's own width; where they differ (rare: values about 0) it
-    is the sum of the two magnitudes' bits, up to 2**(bits) - 2, taken unsigned in 64 bits. Only
-    the largest of each segment is kept, so the elementwise work stays in the dtype's width."""
+    is |i₀ - i₁|, which fits the integer's own width; where they differ (values about 0, or +0
+    against -0) it is the sum of the two magnitudes' bits, up to 2**(bits) - 2, which fits the
+    unsigned integer of that width. So the elementwise work stays in the dtype's own width.
+    ``scratch``: two float64 arrays of ht[0]'s size, free to overwrite, to hold the two integer
+    arrays (on a big case a fresh array costs more in page faults than in arithmetic)."""
     width: type[np.signedinteger[Any]] = np.int32 if ht.dtype == np.float32 else np.int64
+    unsigned: type[np.unsignedinteger[Any]] = np.uint32 if ht.dtype == np.float32 else np.uint64
     bits = ht.view(width)
     i0, i1 = bits
-    d = np.subtract(i0, i1)
-    np.abs(d, out=d)
-    mixed = np.bitwise_xor(i0, i1)
+    room = [None, None] if scratch is None else [b.view(width)[:i0.size] for b in scratch]
+    d = np.subtract(i0, i1, out=room[0])
+    np.abs(d, out=d)                                    # exact where the signs agree
+    distance = d.view(unsigned)                         # the same bits: every value there is >= 0
+    mixed = np.bitwise_xor(i0, i1, out=room[1])
     mixed = mixed < 0                                   # signs differ
+    if mixed.any():
+        magnitude = np.iinfo(width).max
+        distance[mixed] = (i0[mixed] & magnitude).view(unsigned) + (i1[mixed] & magnitude).view(unsigned)
     if finite is not None:
-        d[~finite] = 0
-        mixed &= finite
-    if not mixed.any():
-        return seg.max(d).astype(np.float64)
-    d[mixed] = 0
-    top = seg.max(d).astype(np.uint64)
-    where = np.flatnonzero(mixed)
-    magnitude = np.iinfo(width).max
-    across = (i0[where] & magnitude).astype(np.uint64) + (i1[where] & magnitude).astype(np.uint64)
-    np.maximum.at(top, seg.ids[where], across)
-    return top.astype(np.float64)
+        distance[~finite] = 0
+    return seg.max(distance).astype(np.float64)
 
 
 def problem_record(name: str, dtype: str, shape: tuple[int, ...], problem: str,
@@ -218,17 +218,25 @@ class _Segments:
     def sum(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         return np.add.reduceat(v, self.starts, axis=-1)
 
-    def norm(self, v: np.ndarray[Any, Any], top: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    def norm(self, v: np.ndarray[Any, Any], top: np.ndarray[Any, Any],
+             scratch: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         """‖v‖₂ of each segment of each row, given ``top``, each segment's max|v|. A segment
         where a square could overflow or underflow (max|v| beyond 1e±150, or not finite) is
         scaled by its max|v| first; the others are not, so that each segment's norm depends
-        on that segment alone."""
-        plain = np.sqrt(self.sum(v * v))
+        on that segment alone. ``scratch`` (v's shape and dtype), where given, holds the squares."""
+        plain = np.sqrt(self.sum(np.multiply(v, v, out=scratch)))
         safe = ((top > 1e-150) & (top < 1e150)) | (top == 0)
         if safe.all():
             return plain  # type: ignore[no-any-return]
         scale = np.where((top > 0) & np.isfinite(top), top, 1.0)
-        scaled = scale * np.sqrt(self.sum((v / scale[..., self.ids]) ** 2))
+        if v.ndim == 1:                # only the segments that need it, each summed as it would be
+            unsafe = np.flatnonzero(~safe).tolist()
+            part = _Segments([self.sizes[k] for k in unsafe])
+            values = np.concatenate([v[self.starts[k]:self.starts[k] + self.sizes[k]] for k in unsafe])
+            scaled = plain.copy()
+            scaled[unsafe] = scale[unsafe] * np.sqrt(part.sum((values / scale[unsafe][part.ids]) ** 2))
+        else:
+            scaled = scale * np.sqrt(self.sum((v / scale[..., self.ids]) ** 2))
         return np.where(safe, plain, np.where(np.isfinite(top), scaled, top))
 
     def count(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -356,7 +364,7 @@ def _verdict(f: _Flat, gaps: _Gaps, bound: np.ndarray[Any, Any], rtol: float, at
     a ``textbook`` bound, that one judges, and the elements within it but beyond ``bound`` are
     counted (n_imprecise). Overwrites ``gaps`` (read the statistics first) and ``bound``."""
     seg = f.seg
-    floor = np.multiply(gaps.ref, rtol)
+    floor = np.multiply(gaps.ref, rtol, out=gaps.ref)
     floor += atol                                        # atol + rtol·|r|
     e_h = gaps.hand
     imprecise = None
@@ -405,13 +413,16 @@ def _statistics(f: _Flat, gaps: _Gaps) -> dict[str, list[Any]]:
         diff = gaps.hand
         rows = {"h-t": diff, "t": abs_t}
     tops = {k: seg.max(v) for k, v in rows.items()}
-    norm = {k: seg.norm(v, tops[k]) for k, v in rows.items()}
+    scratch = np.empty_like(f.h)                         # the squares of each row in turn
+    norm = {k: seg.norm(v, tops[k], scratch) for k, v in rows.items()}
     rel = np.divide(diff, abs_t, out=abs_t)              # inf where t = 0 and h is not; 0/0 below
     rel[np.isnan(rel)] = 0.0
+    max_rel = seg.max(rel).tolist()
+    max_ulp = _max_ulps(f.hand_torch, seg, f.finite, (scratch, rel)).tolist()    # both read: overwritten
     none = [None] * len(tops["h-t"])
-    return {"max_abs_err": tops["h-t"].tolist(), "max_rel_err": seg.max(rel).tolist(),
+    return {"max_abs_err": tops["h-t"].tolist(), "max_rel_err": max_rel,
             "norm_rel_err": _norm_rel(norm["h-t"], norm["t"]).tolist(),
-            "max_ulp": _max_ulps(f.hand_torch, seg, f.finite).tolist(),
+            "max_ulp": max_ulp,
             "hand_ref_err": _norm_rel(norm["h-r"], norm["r"]).tolist() if f.separate else none,
             "torch_ref_err": _norm_rel(norm["t-r"], norm["r"]).tolist() if f.separate else none}
 
