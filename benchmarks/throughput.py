@@ -134,7 +134,7 @@ def time_machine(jobs: int) -> float:
     for i in tasks:
         _spin(i)
     serial = time.perf_counter() - start
-    with _pool_context().Pool(jobs) as pool:
+    with _pool_context(None).Pool(jobs) as pool:
         pool.map(abs, range(jobs), chunksize=1)        # workers started before the clock runs
         start = time.perf_counter()
         pool.map(_spin, tasks, chunksize=1)

@@ -370,7 +370,7 @@ def power_rows(*, seed: int = 0, jobs: int = 1, mutant_examples: int | None = No
             [("precision", n, seed, precision_examples) for n in bugs]
     if jobs <= 1:
         return [_power_task(t) for t in tasks]
-    with _pool_context().Pool(jobs) as pool:
+    with _pool_context(None).Pool(jobs) as pool:
         return list(pool.imap(_power_task, tasks, chunksize=1))
 
 

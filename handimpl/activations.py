@@ -91,12 +91,22 @@ def _both_ways(value: Array, at: Callable[[Array], Array], error: Array, points:
 
 
 def _inside(value: Array, error: Array, points: tuple, move: Callable[[Array], Array]) -> Array:
-    """max of ``move(p)`` over the points p inside [value - error, value + error] (0 where none is)."""
+    """max of ``move(p)`` over the points p inside [value - error, value + error] (0 where none is).
+    For a float64 value (the bounds'), which points lie inside is found for all of them in one
+    broadcast pass; ``move`` is read only at those that do."""
     out = np.zeros(np.shape(value))
-    for p in points:
-        inside = (np.abs(value - p) <= error) & (error > 0)
-        if inside.any():
-            out = np.maximum(out, np.where(inside, move(np.full(np.shape(value), p)), 0.0))
+    if not points:
+        return out
+    value = np.asarray(value)
+    if value.dtype == np.float64:      # value - p is float64 whatever p's type: all p at once
+        ps = np.array(points, dtype=np.float64).reshape((-1,) + (1,) * value.ndim)
+        inside = (np.abs(value - ps) <= error) & (error > 0)
+        found = zip(points, inside, inside.reshape(len(points), -1).any(axis=1).tolist())
+    else:                              # value - p's dtype depends on p's (NEP 50): one at a time
+        found = ((p, where, where.any()) for p in points for where in [(np.abs(value - p) <= error) & (error > 0)])
+    for p, where, hit in found:
+        if hit:
+            out = np.maximum(out, np.where(where, move(np.full(np.shape(value), p)), 0.0))
     return out
 
 

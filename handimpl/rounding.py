@@ -24,6 +24,24 @@ def gamma(n: Any, u: float) -> Any:
     return (n + 2) * u
 
 
+# Products of fewer multiply-adds than this are computed even where E is all 0: on small arrays the
+# test costs as much as the product.
+SKIP_ZERO_PRODUCTS = 2**16
+
+
+def spread_product(E: np.ndarray, M: np.ndarray, error_left: bool = True) -> np.ndarray:
+    """E @ M (``error_left``) or M @ E, E an error bound and M a magnitude (both >= 0): exact
+    zeros, without the product, where E is all 0 (a step's inputs held exactly: the network's x,
+    or every input of local_steps) and M finite, which is what the product gives there (each
+    term 0·M is +0 and so is their sum; a non-finite M gives NaN, so it is multiplied as is).
+    On a big layer this is a whole matrix product saved for nothing."""
+    if E.ndim != 2 or M.ndim != 2 or E.size * M.shape[1 if error_left else 0] < SKIP_ZERO_PRODUCTS \
+            or E.any() or not np.isfinite(M).all():
+        return E @ M if error_left else M @ E
+    shape = (E.shape[0], M.shape[1]) if error_left else (M.shape[0], E.shape[1])
+    return np.zeros(shape, dtype=np.result_type(E, M))
+
+
 # -- the steps: E of each step's result from its inputs' magnitudes and errors -----------------
 # a_priori carries errors through all of them; local_steps calls each with its inputs exact.
 
@@ -32,7 +50,7 @@ def linear_error(absA: np.ndarray, Ea: np.ndarray, absW: np.ndarray, absb: Any, 
     """z = aWᵀ + b: E_a|W|ᵀ + γ_n((|a| + E_a)|W|ᵀ + |b|) (the rounding is of the a an
     implementation holds), and n underflows where the terms are not all 0."""
     n = absW.shape[1]
-    spread = Ea @ absW.T
+    spread = spread_product(Ea, absW.T)
     terms = absA @ absW.T + absb
     return spread + gamma(n, u) * (terms + spread) + n * tiny * (terms > 0)
 
@@ -49,7 +67,7 @@ def activation_error(act: Any, z: np.ndarray, a: np.ndarray, Ez: np.ndarray, u: 
 def backward_error(absD: np.ndarray, Ed: np.ndarray, absW: np.ndarray, u: float, tiny: float) -> np.ndarray:
     """δW (the g of the layer below, and ∂J/∂x): E_δ|W| + γ_n(|δ| + E_δ)|W|, n the rows of W."""
     n = absW.shape[0]
-    spread = Ed @ absW
+    spread = spread_product(Ed, absW)
     return spread + gamma(n, u) * (absD @ absW + spread) + n * tiny
 
 
@@ -67,7 +85,7 @@ def weight_grad_error(absD: np.ndarray, Ed: np.ndarray, absA: np.ndarray, Ea: np
     """∂J/∂W = δᵀa: E_δᵀ(|a| + E_a) + |δ|ᵀE_a + γ_m(|δ| + E_δ)ᵀ(|a| + E_a) (the product term
     counts where a kink makes E_δ as large as δ itself; the rounding is of what is held)."""
     m = absD.shape[0]
-    spread = Ed.T @ (absA + Ea) + absD.T @ Ea
+    spread = spread_product(Ed.T, absA + Ea) + spread_product(Ea, absD.T, error_left=False)
     return spread + gamma(m, u) * (absD.T @ absA + spread) + m * tiny
 
 

@@ -197,10 +197,20 @@ def _usable(E: Any) -> np.ndarray:
     return np.where(np.isfinite(E), E, 0.0)
 
 
+BIG_CASE = 2**16        # traced values from which a case's bounds are checked array by array
+
+
 def _all_usable(bounds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """_usable of each of a case's bounds (float64 arrays): almost always all of them are finite,
-    which one check over their concatenation shows, and then each is usable as it is."""
-    if np.isfinite(np.concatenate(list(bounds.values()), axis=None)).all():
+    which one check over their concatenation shows (a small case's), or the sum of each (a big
+    one's: finite exactly when every term is, but for an overflow, which the elementwise test then
+    settles, and nothing copied), and then each is usable as it is."""
+    values = bounds.values()
+    if sum(getattr(E, "size", 1) for E in values) < BIG_CASE:
+        finite = np.isfinite(np.concatenate(list(values), axis=None)).all()
+    else:
+        finite = all(np.isfinite(np.add.reduce(E, axis=None)) or np.isfinite(E).all() for E in values)
+    if finite:
         return bounds
     return {name: _usable(E) for name, E in bounds.items()}
 

@@ -96,15 +96,18 @@ class Comparison:
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Comparison) if f.default is not dataclasses.MISSING}
 
 
-def _judged(**values: Any) -> Comparison:
+def _judged(*columns: Any, **values: Any) -> Comparison:
     """Comparison(**values), built without the frozen dataclass's __init__, which sets each
     field through object.__setattr__ and costs about as much as the rest of a small case's
-    comparison. The record is as frozen as any other; tests/test_compare.py checks the two
-    constructions are equal."""
+    comparison; ``columns``, iterables of (field, value), are more fields (a row of compare_all's
+    columns, without a keyword dict made for it). The record is as frozen as any other;
+    tests/test_compare.py checks the two constructions are equal."""
     record = object.__new__(Comparison)
     fields = record.__dict__
     fields.update(_DEFAULTS)
     fields.update(values)
+    for more in columns:
+        fields.update(more)
     return record
 
 
@@ -123,22 +126,33 @@ def split_name(name: str) -> tuple[str, int | None]:
     return quantity, int(match["layer"])
 
 
-def _ulps(ht: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """How many representable floats lie between ht[0] and ht[1], elementwise, exactly: int64
-    for float32, uint64 for float64 (read as float64 where used: exact up to 2**53, and the
-    conversion keeps the order, so the largest distance may be taken before it). Floats map to
-    integers that are consecutive for consecutive floats; for float64 their difference, which
-    for values of opposite signs can exceed int64, is taken modulo 2**64 and read as uint64,
-    which holds any distance exactly."""
-    if ht.dtype == np.float32:
-        i = ht.view(np.int32).astype(np.int64)
-        o = np.where(i < 0, np.iinfo(np.int32).min - i, i)
-        d32 = o[0] - o[1]
-        return np.abs(d32, out=d32)  # type: ignore[no-any-return]
-    i = ht.view(np.int64)
-    o = np.where(i < 0, np.iinfo(np.int64).min - i, i)
-    d = (o[0] - o[1]).view(np.uint64)
-    return np.where(o[0] >= o[1], d, -d)  # type: ignore[no-any-return]
+def _max_ulps(ht: np.ndarray[Any, Any], seg: "_Segments", finite: np.ndarray[Any, Any] | None,
+              scratch: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None) -> np.ndarray[Any, Any]:
+    """Per segment, the most representable floats between ht[0] and ht[1] (the elements where
+    ``finite`` is false count 0), exactly, as float64 (exact up to 2**53; the conversion keeps the
+    order, so the largest distance is taken before it). A float's bits, read as a signed integer
+    i, are consecutive for consecutive floats of one sign: where the two signs agree the distance
+    is |i₀ - i₁|, which fits the integer's own width; where they differ (values about 0, or +0
+    against -0) it is the sum of the two magnitudes' bits, up to 2**(bits) - 2, which fits the
+    unsigned integer of that width. So the elementwise work stays in the dtype's own width.
+    ``scratch``: two float64 arrays of ht[0]'s size, free to overwrite, to hold the two integer
+    arrays (on a big case a fresh array costs more in page faults than in arithmetic)."""
+    width: type[np.signedinteger[Any]] = np.int32 if ht.dtype == np.float32 else np.int64
+    unsigned: type[np.unsignedinteger[Any]] = np.uint32 if ht.dtype == np.float32 else np.uint64
+    bits = ht.view(width)
+    i0, i1 = bits
+    room = [None, None] if scratch is None else [b.view(width)[:i0.size] for b in scratch]
+    d = np.subtract(i0, i1, out=room[0])
+    np.abs(d, out=d)                                    # exact where the signs agree
+    distance = d.view(unsigned)                         # the same bits: every value there is >= 0
+    mixed = np.bitwise_xor(i0, i1, out=room[1])
+    mixed = mixed < 0                                   # signs differ
+    if mixed.any():
+        magnitude = np.iinfo(width).max
+        distance[mixed] = (i0[mixed] & magnitude).view(unsigned) + (i1[mixed] & magnitude).view(unsigned)
+    if finite is not None:
+        distance[~finite] = 0
+    return seg.max(distance).astype(np.float64)
 
 
 def problem_record(name: str, dtype: str, shape: tuple[int, ...], problem: str,
@@ -208,17 +222,25 @@ class _Segments:
     def sum(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         return np.add.reduceat(v, self.starts, axis=-1)
 
-    def norm(self, v: np.ndarray[Any, Any], top: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    def norm(self, v: np.ndarray[Any, Any], top: np.ndarray[Any, Any],
+             scratch: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         """‖v‖₂ of each segment of each row, given ``top``, each segment's max|v|. A segment
         where a square could overflow or underflow (max|v| beyond 1e±150, or not finite) is
         scaled by its max|v| first; the others are not, so that each segment's norm depends
-        on that segment alone."""
-        plain = np.sqrt(self.sum(v * v))
+        on that segment alone. ``scratch`` (v's shape and dtype), where given, holds the squares."""
+        plain = np.sqrt(self.sum(np.multiply(v, v, out=scratch)))
         safe = ((top > 1e-150) & (top < 1e150)) | (top == 0)
         if safe.all():
             return plain  # type: ignore[no-any-return]
         scale = np.where((top > 0) & np.isfinite(top), top, 1.0)
-        scaled = scale * np.sqrt(self.sum((v / scale[..., self.ids]) ** 2))
+        if v.ndim == 1:                # only the segments that need it, each summed as it would be
+            unsafe = np.flatnonzero(~safe).tolist()
+            part = _Segments([self.sizes[k] for k in unsafe])
+            values = np.concatenate([v[self.starts[k]:self.starts[k] + self.sizes[k]] for k in unsafe])
+            scaled = plain.copy()
+            scaled[unsafe] = scale[unsafe] * np.sqrt(part.sum((values / scale[unsafe][part.ids]) ** 2))
+        else:
+            scaled = scale * np.sqrt(self.sum((v / scale[..., self.ids]) ** 2))
         return np.where(safe, plain, np.where(np.isfinite(top), scaled, top))
 
     def count(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -291,9 +313,19 @@ class _Flat(NamedTuple):
     h: np.ndarray[Any, Any]                 # float64, non-finite elements set to 0 (see finite)
     t: np.ndarray[Any, Any]
     r: np.ndarray[Any, Any]                 # the reference (torch's own values where no separate one is given)
-    finite: np.ndarray[Any, Any]            # h, t and r all finite
-    everywhere: bool              # finite.all()
+    finite: np.ndarray[Any, Any] | None     # h, t and r all finite (None: everywhere)
     separate: bool                # a separate float64 reference was given
+
+    @property
+    def everywhere(self) -> bool:
+        return self.finite is None
+
+
+def _all_finite(v: np.ndarray[Any, Any]) -> bool:
+    """Whether every element of ``v`` is finite: its sum is finite exactly when they all are, but
+    for a sum of finite values that overflows (then the elementwise test decides). One pass,
+    nothing allocated."""
+    return bool(np.isfinite(np.add.reduce(v, axis=None))) or bool(np.isfinite(v).all())
 
 
 def _flatten(ready: list[Any]) -> _Flat:
@@ -304,78 +336,97 @@ def _flatten(ready: list[Any]) -> _Flat:
     both = hand_torch.astype(np.float64, copy=False)
     h, t = both
     r = np.concatenate([p.exact for _, p, _, _ in ready], axis=None, dtype=np.float64) if separate else t
+    if _all_finite(both) and (not separate or _all_finite(r)):
+        return _Flat(seg, hand_torch, both, h, t, r, None, separate)
     finite = np.isfinite(both).all(axis=0) & np.isfinite(r)
-    everywhere = bool(finite.all())
-    if not everywhere:
-        h, t, r = np.where(finite, [h, t, r], 0.0)
-    return _Flat(seg, hand_torch, both, h, t, r, finite, everywhere, separate)
+    h, t, r = np.where(finite, [h, t, r], 0.0)
+    return _Flat(seg, hand_torch, both, h, t, r, finite, separate)
 
 
-def _verdict(f: _Flat, bound: np.ndarray[Any, Any], rtol: float, atol: float,
+class _Gaps(NamedTuple):
+    """The elementwise magnitudes both the verdict and the statistics read, each computed once:
+    |h - r|, |t - r| and |r| (with no separate reference, r is t: |h - t|, zeros and |t|)."""
+    hand: np.ndarray[Any, Any]
+    torch: np.ndarray[Any, Any] | None     # None without a separate reference
+    ref: np.ndarray[Any, Any]
+
+
+def _gaps(f: _Flat) -> _Gaps:
+    e_h = np.subtract(f.h, f.r)
+    np.abs(e_h, out=e_h)
+    e_t = None
+    if f.separate:
+        e_t = np.subtract(f.t, f.r)
+        np.abs(e_t, out=e_t)
+    return _Gaps(e_h, e_t, np.abs(f.r))
+
+
+def _verdict(f: _Flat, gaps: _Gaps, bound: np.ndarray[Any, Any], rtol: float, atol: float,
              textbook: np.ndarray[Any, Any] | None = None) -> dict[str, Any]:
     """Which elements miss their allowance, and per tensor: how many, the worst one (by
     |h - r|/allowance, failing ones first), margin and torch_margin (verify.core.compare). With
     a ``textbook`` bound, that one judges, and the elements within it but beyond ``bound`` are
-    counted (n_imprecise)."""
+    counted (n_imprecise). Overwrites ``gaps`` (read the statistics first) and ``bound``."""
     seg = f.seg
-    floor = np.abs(f.r)
-    floor *= rtol
+    floor = np.multiply(gaps.ref, rtol, out=gaps.ref)
     floor += atol                                        # atol + rtol·|r|
-    e_h = np.subtract(f.h, f.r)
-    np.abs(e_h, out=e_h)
+    e_h = gaps.hand
     imprecise = None
     if textbook is None:
-        allowance = np.add(bound, floor, out=floor)
+        allowance = np.add(bound, floor, out=bound)
     else:
         allowance = np.maximum(textbook, bound) + floor
-        imprecise = (e_h > bound + floor) & (e_h <= allowance)
+        imprecise = (e_h > np.add(bound, floor, out=bound)) & (e_h <= allowance)
     bad = e_h > allowance
     score = np.divide(e_h, allowance, out=e_h)           # in units of the allowance
     score[np.isnan(score)] = 0.0                         # 0/0: exact where nothing is allowed
-    if not f.everywhere:                                 # non-finite: bad unless torch holds the same
+    if f.finite is not None:                             # non-finite: bad unless torch holds the same
         H, T = f.both
         bad |= ~f.finite & ~((H == T) | (np.isnan(H) & np.isnan(T)))
         score[~f.finite] = 0.0
     margin = seg.max(score)
-    if not f.everywhere:                                 # a non-finite mismatch is off without bound
+    if f.finite is not None:                             # a non-finite mismatch is off without bound
         margin = np.where(seg.max((~f.finite & bad).astype(np.int8)) > 0, np.inf, margin)
         score[~f.finite & bad] = np.inf
     n_bad = seg.count(bad)
     # the worst element: the worst failing one where any fails, else the worst of all
     worst = seg.first_argmax(np.where(bad | (n_bad[seg.ids] == 0), score, -1.0) if n_bad.any() else score)
     n_imprecise = seg.count(imprecise).tolist() if imprecise is not None else [0] * len(n_bad)
-    if f.separate:
-        off = np.subtract(f.t, f.r)
-        np.abs(off, out=off)
+    if gaps.torch is not None:
+        off = gaps.torch
         torch_margin = seg.max(np.divide(off, allowance, out=off)).tolist()
     else:
         torch_margin = [None] * len(n_bad)
-    reference = np.where(f.finite[worst], f.r[worst], np.nan)
+    reference = f.r[worst] if f.finite is None else np.where(f.finite[worst], f.r[worst], np.nan)
     return {"n_mismatched": n_bad.tolist(), "n_imprecise": n_imprecise, "worst": worst, "margin": margin.tolist(),
             "allowed": allowance[worst].tolist(), "reference_value": reference.tolist(),
             "torch_margin": torch_margin}
 
 
-def _statistics(f: _Flat) -> dict[str, list[Any]]:
+def _statistics(f: _Flat, gaps: _Gaps) -> dict[str, list[Any]]:
     """Per tensor, against torch: max_abs_err, max_rel_err, norm_rel_err, max_ulp; against the
     reference (when a separate one is given): hand_ref_err, torch_ref_err. Each row is reduced
-    on its own, never stacked into one copy."""
+    on its own, never stacked into one copy; ``gaps`` is read, not changed."""
     seg = f.seg
-    diff, abs_t = np.abs(f.h - f.t), np.abs(f.t)
-    rows = {"h-t": diff, "t": abs_t}                     # whose norms and maxima are taken
+    abs_t = np.abs(f.t)
     if f.separate:
-        rows.update({"h-r": np.abs(f.h - f.r), "t-r": np.abs(f.t - f.r), "r": np.abs(f.r)})
+        diff = np.subtract(f.h, f.t)
+        np.abs(diff, out=diff)
+        rows = {"h-t": diff, "t": abs_t, "h-r": gaps.hand, "t-r": gaps.torch, "r": gaps.ref}
+    else:                                                # r is t: |h - r| is |h - t|
+        diff = gaps.hand
+        rows = {"h-t": diff, "t": abs_t}
     tops = {k: seg.max(v) for k, v in rows.items()}
-    norm = {k: seg.norm(v, tops[k]) for k, v in rows.items()}
+    scratch = np.empty_like(f.h)                         # the squares of each row in turn
+    norm = {k: seg.norm(v, tops[k], scratch) for k, v in rows.items()}
     rel = np.divide(diff, abs_t, out=abs_t)              # inf where t = 0 and h is not; 0/0 below
     rel[np.isnan(rel)] = 0.0
-    ulp = _ulps(f.hand_torch)
-    if not f.everywhere:
-        ulp[~f.finite] = 0
+    max_rel = seg.max(rel).tolist()
+    max_ulp = _max_ulps(f.hand_torch, seg, f.finite, (scratch, rel)).tolist()    # both read: overwritten
     none = [None] * len(tops["h-t"])
-    return {"max_abs_err": tops["h-t"].tolist(), "max_rel_err": seg.max(rel).tolist(),
+    return {"max_abs_err": tops["h-t"].tolist(), "max_rel_err": max_rel,
             "norm_rel_err": _norm_rel(norm["h-t"], norm["t"]).tolist(),
-            "max_ulp": seg.max(ulp).astype(np.float64).tolist(),
+            "max_ulp": max_ulp,
             "hand_ref_err": _norm_rel(norm["h-r"], norm["r"]).tolist() if f.separate else none,
             "torch_ref_err": _norm_rel(norm["t-r"], norm["r"]).tolist() if f.separate else none}
 
@@ -388,23 +439,23 @@ def _judge(ready: list[Any], dtype: str, rtol: float, atol: float) -> list[Compa
         if any(p.textbook is not None for _, p, _, _ in ready):      # a pair without one: its own bound
             textbook = np.concatenate([_flat_like(_or_zero(p.bound if p.textbook is None else p.textbook), h.shape)
                                        for _, p, h, _ in ready])
-        verdict = _verdict(f, bound, rtol, atol, textbook)
-        stats = _statistics(f)
+        gaps = _gaps(f)
+        stats = _statistics(f, gaps)                            # before _verdict overwrites gaps
+        verdict = _verdict(f, gaps, bound, rtol, atol, textbook)
     worst = verdict.pop("worst")
     H, T = f.both
     columns = {**verdict, **stats, "hand_value": H[worst].tolist(), "torch_value": T[worst].tolist()}
     offsets = (worst - f.seg.starts).tolist()
     keys = tuple(columns)
     records = []
-    for (_, pair, h, t), row, offset in zip(ready, zip(*columns.values()), offsets):
-        values = dict(zip(keys, row))
+    for (_, pair, h, t), row, offset, nb, n_imprecise in zip(
+            ready, zip(*columns.values()), offsets, columns["n_mismatched"], columns["n_imprecise"]):
         quantity, layer = split_name(pair.name)
-        nb = values["n_mismatched"]
-        status = ("imprecise" if values["n_imprecise"] else "agrees") if nb == 0 else "diverges"
+        status = ("imprecise" if n_imprecise else "agrees") if nb == 0 else "diverges"
         records.append(_judged(
-            name=pair.name, quantity=quantity, layer=layer, dtype=dtype, shape=t.shape, n_elements=h.size,
-            worst_index=_unravel(offset, t.shape), rtol=rtol, atol=atol, passed=nb == 0,
-            status=status, **values))
+            zip(keys, row), name=pair.name, quantity=quantity, layer=layer, dtype=dtype, shape=t.shape,
+            n_elements=h.size, worst_index=_unravel(offset, t.shape), rtol=rtol, atol=atol, passed=nb == 0,
+            status=status))
     return records
 
 
