@@ -45,8 +45,9 @@ from verify.sweep.progress import progress_reporter
 from verify.sweep.run import DEFAULT_EXAMPLES, sweep
 from verify.sweep.run import DEFAULT_OUT as RUN_OUT
 from verify.sweep.strategies import cases
-from verify.train.check import add_optimizers_option, check_optimizers_command
+from verify.train.check import RUN_HELP, add_optimizers_option, check_optimizers_command, optimizer_names
 from verify.train.command import add_train_parser, train_command
+from verify.train.sweep import check_trained
 
 
 def _csv(text: str) -> list[str]:
@@ -224,6 +225,8 @@ def validate(args: argparse.Namespace) -> None:
                                  "to check one case)")
             validate_sweep(args, IMPL_OUT, FILES.values())
     elif args.command == "run":
+        if args.optimizers:
+            optimizer_names(args.optimizers)
         validate_sweep(args, RUN_OUT, FILES.values())
     elif args.command == "mutants":
         if args.examples is not None and args.examples > limits.MAX_EXAMPLES:
@@ -337,7 +340,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     """`verify run`: sweep, write the reports, print a summary. Exit 0 agree, 1 discrepancies,
     2 bad input, 130 interrupted (the partial report is written)."""
     out = (Path(args.out) if args.out else RUN_OUT).absolute()
-    check_fn = functools.partial(trace.check, strict=True) if args.strict else None
+    optimizers = optimizer_names(args.optimizers) if args.optimizers else None
+    if optimizers:                      # each case's training too (verify.train.sweep)
+        check_fn = functools.partial(check_trained, strict=bool(args.strict))
+    else:
+        check_fn = functools.partial(trace.check, strict=True) if args.strict else None
     n = DEFAULT_EXAMPLES if args.examples is None else args.examples
     # The referee adds its opinion to results after the sweep (to the distinct failures, or with
     # fd-all to every case), so with it the rows are written from memory once it has judged;
@@ -349,7 +356,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         recorder = None if spool is None else Recorder(spool, args.keep or default_keep(n))
         progress = progress_reporter()
         try:
-            result = sweep(**sweep_kwargs(args), check_fn=check_fn, progress=progress,
+            result = sweep(**sweep_kwargs(args), check_fn=check_fn, progress=progress, optimizers=optimizers,
                            on_result=None if recorder is None else recorder.add,
                            referee=referee, referee_all=args.referee == "fd-all")
         except ValueError as e:
@@ -406,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="hypothesis sweep of random networks -> reports",
                        description="Draw random cases, check each against torch, write the reports.")
     add_sweep_options(p, examples=None, out="reports/latest")
+    add_optimizers_option(p, RUN_HELP)
     p.add_argument("--keep", choices=KEEP, default=None,
                    help="discrepancies.csv holds every row (all) or only the failing, imprecise and "
                         f"near-failing ones (failing); cases.csv always has every case (default: all up to "
