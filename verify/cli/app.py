@@ -31,6 +31,7 @@ from verify.harness import trace
 from verify.harness.diagnose import describe_case
 from verify.harness.localise import with_location
 from verify.harness.referee import FD_ALL_MAX_EXAMPLES, FD_ALL_MAX_WIDTH, MODES, referee_case, validate_mode
+from verify.harness.referee import summary_lines as referee_summary
 from verify.layers.command import add_layers_parser, layers_command
 from verify.meta import __version__
 from verify.mutants.run import DEFAULT_OUT as MUTANTS_OUT
@@ -310,13 +311,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     first = result.first_divergence
     if result.passed:
         print(f"PASS: all {len(result.records)} tensors agree")
-        judged = [r for r in result.records if r.referee]
-        if judged:
-            print(f"referee (finite differences, float64): {sum(r.referee == 'both' for r in judged)} of "
-                  f"{len(judged)} derivative tensors supported on both sides")
-            for r in judged:
-                if r.referee != "both":
-                    print(f"  {r.referee_note}")
+        for line in referee_summary(result.spec, result.records):
+            print(line)
+        for r in result.records:
+            if r.referee and r.referee != "both":
+                print(f"  {r.referee_note}")
         return 0
     if result.records:
         print(f"FAIL: {sum(not r.passed for r in result.records)} of {len(result.records)} tensors "
@@ -324,6 +323,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         print("FAIL: nothing could be compared")
     print(describe_case(result))
+    for line in referee_summary(result.spec, result.records):
+        print(line)
     return 1
 
 
