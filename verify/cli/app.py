@@ -200,7 +200,8 @@ def validate_sweep(args: argparse.Namespace, default_out, report_files) -> None:
     if args.jobs > limits.max_jobs():
         raise UsageError(f"--jobs {args.jobs}: at most {limits.max_jobs()} worker processes "
                          f"({limits.JOBS_PER_CPU} per CPU on this machine)")
-    n_blocks = len(blocks({"max_depth": args.max_depth}, n, args.seed))
+    drawn = {"max_depth": args.max_depth, **({"optimizers": ()} if getattr(args, "optimizers", None) else {})}
+    n_blocks = len(blocks(drawn, n, args.seed))
     workers = max(n_blocks, 2)          # still worker processes: one that ends fails its case alone
     if args.jobs > workers:
         print(f"verify: --jobs {args.jobs}: the {n} cases are drawn and checked in {n_blocks} "
