@@ -255,7 +255,7 @@ def test_the_complex_step_gives_an_analytic_derivative_to_rounding_where_central
 
 
 def test_on_an_analytic_case_the_referee_takes_the_complex_step_and_its_bar_covers_the_exact_value():
-    import mpmath
+    mpmath = pytest.importorskip("mpmath")       # a dependency of torch (through sympy)
     run = trace("2-2-1:sigmoid:quadratic", seed=0, batch=4)
     probe = Probe(run.spec, run.case)
     W = [lin.weight.detach().numpy() for lin in list(probe.model)[0::2]]
