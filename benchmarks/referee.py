@@ -11,7 +11,8 @@ It needs float64 inputs: a float32 case's gradients are compared after casting t
 For each mutant of the zoo (verify/mutants/zoo.py), its minimal counterexample (a sweep of
 ``--examples`` cases, shrunk: what --referee fd judges) is given to all three: verify.check (caught: it fails),
 gradcheck (caught: it returns False or raises), and the referee (what it says of the first
-diverging tensor). Then a kink convention bug and a float32 precision bug, each on correct code
+diverging tensor, the method it used there, complex step or central differences, and its error bar
+relative to torch's value). Then a kink convention bug and a float32 precision bug, each on correct code
 too (a false alarm is a catch of correct code), and the wall time of gradcheck against verify.check
 on a 161-parameter network (8-16-1) and a 26,122-parameter one (64-128-128-10).
 """
@@ -76,15 +77,26 @@ def verify_case(spec, seed, batch, impl):
     judged = referee_case(result, impl)
     t_ref = time.perf_counter() - start
     first = judged.first_divergence
-    return (not result.passed), t_check, (first.referee or "-") if first else "-", t_ref
+    return (not result.passed), t_check, (first.referee or "-") if first else "-", t_ref, _method(first)
+
+
+def _method(first) -> str:
+    """The referee's method on the first diverging tensor (complex step or central differences) and
+    its error bar relative to torch's value there, or '-'."""
+    if first is None or first.referee_error is None:
+        return "-"
+    method = "complex" if "complex step" in first.referee_note else "central"
+    size = max(abs(first.torch_value), abs(first.referee_value or 0.0))
+    return f"{method} {first.referee_error / size:.0e}" if size > 0 else f"{method} ±{first.referee_error:.0e}"
 
 
 def row(label, spec, seed, batch, impl):
     run = trace(spec, seed, batch)
     g_caught, g_time, why = gradcheck_case(run.spec, run.case, impl or _default(run.spec))
-    v_caught, v_time, opinion, r_time = verify_case(spec, seed, batch, impl)
+    v_caught, v_time, opinion, r_time, method = verify_case(spec, seed, batch, impl)
     print(f"{label:42s} {'yes' if v_caught else 'no':>6s} {v_time * 1e3:8.1f} {'yes' if g_caught else 'no':>9s} "
-          f"{g_time * 1e3:9.1f} {opinion:>9s} {r_time * 1e3:8.1f}   {spec} seed {seed} batch {batch}", flush=True)
+          f"{g_time * 1e3:9.1f} {opinion:>9s} {r_time * 1e3:8.1f} {method:>13s}   {spec} seed {seed} batch {batch}",
+          flush=True)
     return v_caught, g_caught
 
 
@@ -106,7 +118,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"load: {os.getloadavg()}")
-    head = (f"{'':42s} {'verify':>6s} {'ms':>8s} {'gradcheck':>9s} {'ms':>9s} {'referee':>9s} {'ms':>8s}")
+    head = (f"{'':42s} {'verify':>6s} {'ms':>8s} {'gradcheck':>9s} {'ms':>9s} {'referee':>9s} {'ms':>8s} "
+            f"{'method, bar':>13s}")
     caught = {"verify": 0, "gradcheck": 0}
     if not args.skip_zoo:
         print(f"\nthe mutant zoo ({len(ZOO)} mutants; each one's minimal counterexample from {args.examples} cases)")

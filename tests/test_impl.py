@@ -75,7 +75,8 @@ def test_a_float32_loss_in_a_float64_case_is_named_as_a_dtype_problem_and_a_floa
             return {**out, "loss": np.dtype(dtype).type(out["loss"])}
         return backprop
     low = check("3-4-2:tanh,identity:mse_loss", seed=1, batch=3, impl=loss_as("float32"))
-    assert low.first_divergence.name == "loss" and low.first_divergence.problem == "dtype float32 where torch has float64"
+    first = low.first_divergence
+    assert first.name == "loss" and first.problem == "dtype float32 where torch has float64"
     assert check("3-4-2:tanh,identity:mse_loss:dtype=float32", seed=1, batch=3, impl=loss_as("float64")).passed
 
 

@@ -237,3 +237,115 @@ def test_an_embeddings_padding_row_is_left_out_as_a_convention():
                                 0, 4), every=True)
     dW1 = next(r for r in judged.records if r.name == "dW1")
     assert dW1.referee == "both" and "padding_idx" in dW1.referee_note
+
+
+# -- the complex step (verify.core.referee: where J is analytic) -----------------------------------
+
+def test_the_complex_step_gives_an_analytic_derivative_to_rounding_where_central_differences_do_not():
+    import cmath
+
+    from verify.core.referee import complex_step
+    t = 0.7
+    exact = math.exp(t) * (math.sin(t) + math.cos(t))                 # d/dt eᵗ sin t
+    value, trunc, rounding = complex_step(lambda d: (cmath.exp(t + d) * cmath.sin(t + d), 0.0), t)
+    central_value, *_ = central(lambda s: math.exp(s) * math.sin(s), t)
+    assert abs(value - exact) <= 1e-15 * abs(exact) and abs(value - exact) <= trunc + rounding
+    assert trunc + rounding <= 1e-14 * abs(exact)
+    assert abs(central_value - exact) > 1e-13 * abs(exact)               # differences lose about 1e-11
+
+
+def test_on_an_analytic_case_the_referee_takes_the_complex_step_and_its_bar_covers_the_exact_value():
+    mpmath = pytest.importorskip("mpmath")       # a dependency of torch (through sympy)
+    run = trace("2-2-1:sigmoid:quadratic", seed=0, batch=4)
+    probe = Probe(run.spec, run.case)
+    W = [lin.weight.detach().numpy() for lin in list(probe.model)[0::2]]
+    b = [lin.bias.detach().numpy() for lin in list(probe.model)[0::2]]
+    x, y = np.asarray(run.case.x, float), np.asarray(run.case.y, float)
+
+    def J(w):                                   # the tutorial's network in 40 digits, W¹₀₀ = w
+        total = mpmath.mpf(0)
+        for xi, yi in zip(x, y):
+            a = [mpmath.mpf(v) for v in xi]
+            for l in range(2):
+                rows = [[w if (l, j, q) == (0, 0, 0) else mpmath.mpf(W[l][j, q]) for q in range(len(a))]
+                        for j in range(W[l].shape[0])]
+                a = [1 / (1 + mpmath.exp(-(sum(r * v for r, v in zip(row, a)) + mpmath.mpf(b[l][j]))))
+                     for j, row in enumerate(rows)]
+            total += sum((ai - mpmath.mpf(yi_)) ** 2 / 2 for ai, yi_ in zip(a, yi))
+        return total / len(x)
+
+    with mpmath.workdps(40):
+        exact = float(mpmath.diff(J, mpmath.mpf(W[0][0, 0])))
+    est = probe.derivative("W1", [0])
+    assert est.method_at(0) == "complex step, complex128"
+    value, bar = float(est.value.flat[0]), float(est.error.flat[0])
+    assert abs(value - exact) <= bar <= 1e-14 * abs(exact)
+    probe.complex = None                                                 # central differences alone
+    assert float(probe.derivative("W1", [0]).error.flat[0]) > 1e-9 * abs(exact)
+
+
+@pytest.mark.parametrize("name", ["identity", "sigmoid", "tanh", "silu", "tanhshrink"])
+def test_each_activation_the_complex_step_trusts_is_analytic_as_torch_evaluates_it(name):
+    from verify.core.referee import COMPLEX_ACTIVATIONS, complex_step
+    from verify.core.torch_ops import TORCH_ACTIVATIONS
+    assert name in COMPLEX_ACTIVATIONS
+    f = TORCH_ACTIVATIONS[name]()
+    for t in (-2.3, -0.4, 0.9, 3.1):
+        z = torch.tensor(t, dtype=torch.float64, requires_grad=True)
+        (exact,) = torch.autograd.grad(f(z), z)
+        value, _, _ = complex_step(lambda d: (complex(f(torch.tensor(t + d, dtype=torch.complex128))), 0.0), t)
+        assert value == pytest.approx(float(exact), rel=1e-13, abs=1e-300)
+
+
+@pytest.mark.parametrize("name, target", [
+    ("quadratic", "real"), ("mse_loss", "real"), ("cross_entropy", "classes"), ("poisson_nll_loss", "counts"),
+    ("soft_margin_loss", "signs")])
+def test_each_loss_the_complex_step_trusts_sums_torchs_own_loss_and_is_analytic(name, target):
+    from verify.core.referee import COMPLEX_LOSSES
+    from verify.core.torch_ops import TORCH_LOSSES
+    rng = np.random.default_rng(0)
+    a = torch.tensor(rng.uniform(-1.5, 1.5, (3, 4)), dtype=torch.float64, requires_grad=True)
+    y = {"real": torch.tensor(rng.uniform(-1, 1, (3, 4))), "classes": torch.tensor([0, 3, 1]),
+         "counts": torch.tensor(rng.integers(0, 4, (3, 4)), dtype=torch.float64),
+         "signs": torch.tensor(rng.choice([-1.0, 1.0], (3, 4)))}[target]
+    J = TORCH_LOSSES[name](a, y)
+    (grad,) = torch.autograd.grad(J, a)
+    terms = COMPLEX_LOSSES[name](a.detach().to(torch.complex128), y if target == "classes" else y.to(torch.complex128))
+    assert complex(terms.sum()).real == pytest.approx(float(J.detach()), rel=1e-14)
+    h = 1e-20
+    for k in range(12):
+        moved = a.detach().to(torch.complex128).clone()
+        moved.view(-1)[k] += 1j * h
+        c = COMPLEX_LOSSES[name](moved, y if target == "classes" else y.to(torch.complex128)).sum()
+        assert float(c.imag) / h == pytest.approx(float(grad.view(-1)[k]), rel=1e-13, abs=1e-300)
+
+
+@pytest.mark.parametrize("spec", ["3-4-2:relu,identity:mse_loss", "2-3-1:softsign,sigmoid:mse_loss",
+                                  "3-4-2:tanh,identity:l1_loss", "2>linear:3>tanh>linear:1|mse_loss"])
+def test_where_some_function_is_not_analytic_the_referee_keeps_central_differences(spec):
+    from verify.core.referee import METHOD
+    run = trace(spec, seed=1, batch=3)
+    probe = Probe(run.spec, run.case)
+    est = probe.derivative("W1")
+    assert probe.complex is None and est.method == METHOD and est.complex_step is None
+    assert est.method_at(0) == "central differences, float64"
+
+
+def test_the_referees_sentence_names_the_method_and_its_much_smaller_bar():
+    impl = mutant("hidden_fprime_dropped")
+    analytic = referee_case(check("1-1-1:sigmoid:mse_loss", 0, 1, impl=impl), impl).first_divergence
+    smooth = referee_case(check("1-1-1:softplus:mse_loss", 0, 1, impl=impl), impl).first_divergence
+    assert analytic.referee == smooth.referee == "torch's"
+    assert "referee (complex step, complex128) supports torch's value" in analytic.referee_note
+    assert "referee (central differences, float64) supports torch's value" in smooth.referee_note
+    assert analytic.referee_error < 1e-14 * abs(analytic.torch_value) < smooth.referee_error
+
+
+def test_the_referee_says_plainly_that_it_does_not_judge_forward_values_the_loss_or_buffers():
+    from verify.harness.referee import summary_lines
+    judged = referee_case(check("2>linear:3>batchnorm>tanh>linear:1|mse_loss", seed=0, batch=3), every=True)
+    first, unjudged = summary_lines(judged.spec, judged.records)
+    assert first.startswith("referee (central differences, float64): ")
+    named = unjudged.split(": ", 1)[1].split(" (")[0].split(", ")
+    assert {"out1", "running_mean2", "running_var2", "loss"} <= set(named)
+    assert not {"dW1", "grad2", "dx"} & set(named)

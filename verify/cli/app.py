@@ -30,6 +30,7 @@ from verify.harness import trace
 from verify.harness.diagnose import describe_case
 from verify.harness.localise import with_location
 from verify.harness.referee import FD_ALL_MAX_EXAMPLES, FD_ALL_MAX_WIDTH, MODES, referee_case, validate_mode
+from verify.harness.referee import summary_lines as referee_summary
 from verify.layers.command import add_layers_parser, layers_command
 from verify.meta import __version__
 from verify.mutants.run import DEFAULT_OUT as MUTANTS_OUT
@@ -44,8 +45,9 @@ from verify.sweep.progress import progress_reporter
 from verify.sweep.run import DEFAULT_EXAMPLES, sweep
 from verify.sweep.run import DEFAULT_OUT as RUN_OUT
 from verify.sweep.strategies import cases
-from verify.train.check import add_optimizers_option, check_optimizers_command
+from verify.train.check import RUN_HELP, add_optimizers_option, check_optimizers_command, optimizer_names
 from verify.train.command import add_train_parser, train_command
+from verify.train.sweep import check_trained
 
 
 def _csv(text: str) -> list[str]:
@@ -201,7 +203,8 @@ def validate_sweep(args: argparse.Namespace, default_out, report_files) -> None:
     if args.jobs > limits.max_jobs():
         raise UsageError(f"--jobs {args.jobs}: at most {limits.max_jobs()} worker processes "
                          f"({limits.JOBS_PER_CPU} per CPU on this machine)")
-    n_blocks = len(blocks({"max_depth": args.max_depth}, n, args.seed))
+    drawn = {"max_depth": args.max_depth, **({"optimizers": ()} if getattr(args, "optimizers", None) else {})}
+    n_blocks = len(blocks(drawn, n, args.seed))
     workers = max(n_blocks, 2)          # still worker processes: one that ends fails its case alone
     if args.jobs > workers:
         print(f"verify: --jobs {args.jobs}: the {n} cases are drawn and checked in {n_blocks} "
@@ -227,6 +230,8 @@ def validate(args: argparse.Namespace) -> None:
                                  "to check one case)")
             validate_sweep(args, IMPL_OUT, FILES.values())
     elif args.command == "run":
+        if args.optimizers:
+            optimizer_names(args.optimizers)
         validate_sweep(args, RUN_OUT, FILES.values())
     elif args.command == "mutants":
         if args.examples is not None and args.examples > limits.MAX_EXAMPLES:
@@ -304,13 +309,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     first = result.first_divergence
     if result.passed:
         print(f"PASS: all {len(result.records)} tensors agree")
-        judged = [r for r in result.records if r.referee]
-        if judged:
-            print(f"referee (finite differences, float64): {sum(r.referee == 'both' for r in judged)} of "
-                  f"{len(judged)} derivative tensors supported on both sides")
-            for r in judged:
-                if r.referee != "both":
-                    print(f"  {r.referee_note}")
+        for line in referee_summary(result.spec, result.records):
+            print(line)
+        for r in result.records:
+            if r.referee and r.referee != "both":
+                print(f"  {r.referee_note}")
         return 0
     if result.records:
         print(f"FAIL: {sum(not r.passed for r in result.records)} of {len(result.records)} tensors "
@@ -318,6 +321,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         print("FAIL: nothing could be compared")
     print(describe_case(result))
+    for line in referee_summary(result.spec, result.records):
+        print(line)
     return 1
 
 
@@ -334,7 +339,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     """`verify run`: sweep, write the reports, print a summary. Exit 0 agree, 1 discrepancies,
     2 bad input, 130 interrupted (the partial report is written)."""
     out = (Path(args.out) if args.out else RUN_OUT).absolute()
-    check_fn = functools.partial(trace.check, strict=True) if args.strict else None
+    optimizers = optimizer_names(args.optimizers) if args.optimizers else None
+    if optimizers:                      # each case's training too (verify.train.sweep)
+        check_fn = functools.partial(check_trained, strict=bool(args.strict))
+    else:
+        check_fn = functools.partial(trace.check, strict=True) if args.strict else None
     n = DEFAULT_EXAMPLES if args.examples is None else args.examples
     # The referee adds its opinion to results after the sweep (to the distinct failures, or with
     # fd-all to every case), so with it the rows are written from memory once it has judged;
@@ -344,7 +353,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with recording(out, n, args.keep, stream=referee is None) as recorder:
         progress = progress_reporter()
         try:
-            result = sweep(**sweep_kwargs(args), check_fn=check_fn, progress=progress,
+            result = sweep(**sweep_kwargs(args), check_fn=check_fn, progress=progress, optimizers=optimizers,
                            on_result=None if recorder is None else recorder.add,
                            referee=referee, referee_all=args.referee == "fd-all")
         except ValueError as e:
@@ -398,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="hypothesis sweep of random networks -> reports",
                        description="Draw random cases, check each against torch, write the reports.")
     add_sweep_options(p, examples=None, out="reports/latest")
+    add_optimizers_option(p, RUN_HELP)
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="send the blocks of cases to a Dask cluster: local:N (N worker processes here) or "
                         "tcp://HOST:PORT (a running dask scheduler; docs/scale.md); the output is that of "

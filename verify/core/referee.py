@@ -28,6 +28,26 @@ is the mean of the one-sided slopes, and its error bar their half-difference (at
 |D(h) − D(2h)|); the derivative there is a convention, not a number the referee can
 confirm (verify.harness.referee says so instead of siding with either side).
 
+Where J is analytic in θ, the referee uses the complex step as well (Squire and Trapp 1998): J of a
+complex128 copy of the twin at θ + ih, whose imaginary part is h·J′(θ) − h³J‴(θ)/6 + …, with no
+difference taken, so no cancellation and h as small as COMPLEX_STEP = 1e-20·max(1, |θ|). Its value
+is D(h) = Im J(θ + ih)/h, and its error bar:
+
+- truncation: |D(h) − D(3h)|, eight times the h² term of D(h) (≈ 1e-40 relative), and the rounding
+  noise the two evaluations show (their imaginary parts round differently);
+- rounding: ROUNDING_ULPS · u · max(|D(h)|, Σ|Im Jₖ|/h), the rounding of one evaluation of Im J,
+  relative to the imaginary parts of the terms Jₖ whose sum is J (the loss's elements, divided as its
+  reduction divides them), so that their cancellation counts; cancellation within one term's
+  evaluation shows only in the truncation term's two evaluations.
+
+J is analytic where every function of the case is, as a complex function that torch evaluates as
+the same formula: COMPLEX_ACTIVATIONS and COMPLEX_LOSSES (a dense network only; torch 2.13's CPU
+kernels, each checked against autograd by tests/test_referee.py; the others raise for complex
+input, or, as softsign's |z|, are not analytic). Each element's complex step is kept only where it
+lies within the central differences' error bar (which the referee computes anyway, and which
+also detects a corner); elsewhere, and for every other function, the central differences stand.
+Each estimate says which method gave each element and its error bar.
+
 The referee never overrules torch: it is a third opinion, with its error bar, on the
 derivatives only (δ, ∂W, ∂b, ∂x, a stack's ∂J/∂out and parameter gradients, and the parameters
 after one step, θ − η·∂J/∂θ); the forward tensors are J's own evaluation, its subject, not its
@@ -35,6 +55,7 @@ verdict.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -53,6 +74,10 @@ ROUNDING_ULPS = 16.0                  # ε_J = ROUNDING_ULPS · u · max|J|: the
 CORNER_ULPS = 64.0                    # |S(2h) − 4S(h)| beyond CORNER_ULPS · u · max|J|: a corner within the step
 CORNER_JUMP = 1e-3                    # ... whose one-sided slopes differ by this fraction of the larger at least
 METHOD = "central differences in float64 (steps h and 2h, Richardson)"
+COMPLEX_STEP = 1e-20                  # the complex step's h, times max(1, |θ|)
+COMPLEX_METHOD = "the complex step in complex128 (Im J(θ + ih)/h, h = 1e-20·max(1, |θ|), and 3h)"
+# How a note names the method that gave an element (Estimate.method_at).
+CENTRAL, COMPLEX = "central differences, float64", "complex step, complex128"
 
 
 @dataclass(frozen=True)
@@ -67,16 +92,21 @@ class Estimate:
     corner: np.ndarray
     step: np.ndarray
     method: str = METHOD
+    complex_step: np.ndarray | None = None     # where the complex step gave the value (None: nowhere)
 
     @property
     def error(self) -> np.ndarray:
         """The error bar: truncation + rounding."""
         return self.truncation + self.rounding
 
+    def method_at(self, k: int) -> str:
+        """The method that gave flat element ``k``: CENTRAL or COMPLEX."""
+        return COMPLEX if self.complex_step is not None and bool(self.complex_step.reshape(-1)[k]) else CENTRAL
+
     def scaled(self, factor: float, offset: np.ndarray) -> "Estimate":
         """offset + factor·(this estimate): θ − η·∂J/∂θ, the parameters after one step."""
         return Estimate(offset + factor * self.value, abs(factor) * self.truncation,
-                        abs(factor) * self.rounding, self.corner, self.step, self.method)
+                        abs(factor) * self.rounding, self.corner, self.step, self.method, self.complex_step)
 
 
 def _combine(j0: Any, jp: Any, jm: Any, jp2: Any, jm2: Any, h: Any, magnitude: Any = 0.0) -> tuple[Any, ...]:
@@ -123,6 +153,19 @@ def central(J: Callable[[float], float], theta: float,
     return float(value), float(trunc), float(rounding), bool(corner), h
 
 
+def complex_step(J: Callable[[complex], tuple[complex, float]], theta: float) -> tuple[float, float, float]:
+    """One element by the complex step: (value, truncation, rounding) from J(θ + δ) for complex δ,
+    which gives J and the sum of the absolute imaginary parts of its terms (the module docstring);
+    NaN and infinite bars where J is not finite there."""
+    h = COMPLEX_STEP * max(1.0, abs(theta))
+    with np.errstate(all="ignore"):
+        (j1, terms), (j3, _) = J(1j * h), J(3j * h)
+        d1, d3 = j1.imag / h, j3.imag / (3 * h)
+    if not (np.isfinite(d1) and np.isfinite(d3) and np.isfinite(terms)):
+        return np.nan, np.inf, np.inf
+    return d1, abs(d1 - d3), ROUNDING_ULPS * UNIT * max(abs(d1), terms / h)
+
+
 def elementwise_derivative(f: Callable[[np.ndarray], np.ndarray], z: np.ndarray) -> Estimate:
     """f′ of an elementwise function at every element of ``z`` at once, in float64: five calls of
     ``f`` on whole arrays (a user activation's derivative, verify.core.custom)."""
@@ -134,6 +177,102 @@ def elementwise_derivative(f: Callable[[np.ndarray], np.ndarray], z: np.ndarray)
 
     value, trunc, rounding, corner = _combine(F(z), F(z + h), F(z - h), F(z + 2 * h), F(z - 2 * h), h)
     return Estimate(value, trunc, rounding, corner, h)
+
+
+def _mean_or_sum(terms: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The terms whose sum is the loss: each divided by their number for 'mean'."""
+    return terms / terms.numel() if reduction == "mean" else terms
+
+
+def _quadratic_terms(a: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """The tutorial's J = (1/m) Σᵢ ½‖aᵢ − yᵢ‖², term by term."""
+    terms = 0.5 * (a - y) ** 2
+    return terms / a.shape[0] if reduction == "mean" else terms
+
+
+def _mse_terms(a: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """torch's mse_loss, mean((a − y)²), term by term (its kernel takes no complex input)."""
+    return _mean_or_sum((a - y) ** 2, reduction)
+
+
+def _cross_entropy_terms(z: torch.Tensor, y: torch.Tensor, reduction: str = "mean",
+                         label_smoothing: float = 0.0) -> torch.Tensor:
+    """torch's cross_entropy, one term per example (its kernel takes no complex input): −Σ_c q_c log p_c,
+    p = softmax(z) (shifted by the real part's maximum), q the one-hot target (or the given
+    probabilities) smoothed, q ← (1 − ε)q + ε/C."""
+    C = z.shape[1]
+    shifted = z - z.real.max(dim=1, keepdim=True).values
+    logp = shifted - torch.log(torch.exp(shifted).sum(dim=1, keepdim=True))
+    q = torch.nn.functional.one_hot(y, C).to(logp.dtype) if y.dtype == torch.int64 else y.to(logp.dtype)
+    q = (1 - label_smoothing) * q + label_smoothing / C
+    return _mean_or_sum(-(q * logp).sum(dim=1), reduction)
+
+
+def _torch_terms(name: str) -> Callable[..., torch.Tensor]:
+    """A torch loss function's terms: its reduction='none', each divided by their number for 'mean'."""
+    def terms(a: torch.Tensor, y: torch.Tensor, reduction: str = "mean", **options: Any) -> torch.Tensor:
+        return _mean_or_sum(TORCH_LOSSES[name](a, y, reduction="none", **options), reduction)
+    return terms
+
+
+# The functions J may be made of where the referee takes the complex step: analytic, and evaluated by
+# torch (2.13, CPU) for complex input as the same formula. Activations: their torch modules. Losses:
+# the terms whose sum is J (so that the rounding bar counts their cancellation), by torch's function
+# or (quadratic, mse_loss, cross_entropy, whose kernels take no complex input or sum at once) the formula
+# written above. torch's complex kernels stop there: relu, hardtanh, relu6 (clamp), leaky_relu, elu,
+# selu, celu, gelu, mish, softplus, hardsigmoid, hardswish, logsigmoid, softmax, log_softmax and the
+# other losses raise for complex input; softsign's |z| is not analytic (its complex step is wrong).
+COMPLEX_ACTIVATIONS = ("identity", "sigmoid", "tanh", "silu", "tanhshrink")
+COMPLEX_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "quadratic": _quadratic_terms, "mse_loss": _mse_terms, "cross_entropy": _cross_entropy_terms,
+    "poisson_nll_loss": _torch_terms("poisson_nll_loss"), "soft_margin_loss": _torch_terms("soft_margin_loss"),
+}
+
+
+class ComplexTwin:
+    """J of a dense case as a function of one element of one input moved by a complex δ: the float64
+    twin's weights, biases, x and y in complex128, its activation modules, the loss of COMPLEX_LOSSES.
+    ``of`` gives None where some function of the case is not among those (the complex step does not
+    apply)."""
+
+    def __init__(self, spec: Any, model: torch.nn.Sequential, x: torch.Tensor, y: torch.Tensor):
+        layers = list(model)
+        self.W = [lin.weight.detach().to(torch.complex128) for lin in layers[0::2]]
+        self.b = [None if lin.bias is None else lin.bias.detach().to(torch.complex128) for lin in layers[0::2]]
+        self.acts = layers[1::2]
+        self.x = x.to(torch.complex128)
+        self.y = y if y.dtype == torch.int64 else y.to(torch.complex128)
+        self.loss = functools.partial(COMPLEX_LOSSES[spec.loss], **spec.loss_kwargs)
+        self.variables = {"x", *(f"{p}{l}" for l in range(1, spec.depth + 1) for p in "Wz"),
+                          *(f"b{l}" for l in range(1, spec.depth + 1) if self.b[l - 1] is not None)}
+
+    @classmethod
+    def of(cls, spec: Any, model: torch.nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> "ComplexTwin | None":
+        if hasattr(spec, "layers") or spec.loss not in COMPLEX_LOSSES \
+                or spec.loss_kwargs.get("reduction", "mean") not in ("mean", "sum") \
+                or not all(a in COMPLEX_ACTIVATIONS for a in spec.activations):
+            return None
+        return cls(spec, model, x, y)
+
+    def J(self, name: str, k: int, delta: complex) -> tuple[complex, float]:
+        """J with element ``k`` (flat) of ``name`` ('W2', 'b1', 'x', or the offset of 'z2') moved by
+        ``delta``, and the sum of the absolute imaginary parts of its terms."""
+        def moved(t: torch.Tensor, key: str) -> torch.Tensor:
+            if key != name:
+                return t
+            t = t.clone()
+            t.view(-1)[k] += delta
+            return t
+
+        with torch.no_grad():
+            a = moved(self.x, "x")
+            for l, (W, b, act) in enumerate(zip(self.W, self.b, self.acts), start=1):
+                z = a @ moved(W, f"W{l}").T
+                if b is not None:
+                    z = z + moved(b, f"b{l}")
+                a = act(moved(z, f"z{l}"))
+            terms = self.loss(a, self.y)
+            return complex(terms.sum().item()), float(terms.imag.abs().sum())
 
 
 class Probe:
@@ -163,6 +302,7 @@ class Probe:
             self.x = self.x.to(torch.float64)
             self.inputs["x"] = self.x
         self.y = torch_target(case.y, "float64")
+        self.complex = None if self.stack else ComplexTwin.of(spec, self.model, self.x, self.y)
         self.offsets: dict[int, torch.Tensor] = {}
         self.base: dict[str, torch.Tensor] = {}       # the intermediate tensors, unperturbed
         with torch.no_grad():
@@ -195,6 +335,8 @@ class Probe:
         n = flat.numel()
         out = np.full((5, n), np.nan)
         corner = np.zeros(n, dtype=bool)
+        by_complex = np.zeros(n, dtype=bool)
+        analytic = self.complex is not None and name in self.complex.variables
         self.offset_active = name if base is not None else ""
         with torch.no_grad():
             for k in (range(n) if indices is None else indices):
@@ -209,10 +351,18 @@ class Probe:
                 finally:
                     flat[k] = saved
                 out[:, k] = (value, trunc, rounding, h, 0.0)
+                if analytic and not corner[k]:
+                    cv, ct, cr = complex_step(functools.partial(self.complex.J, name, k), theta0)
+                    # kept where it lies within the central differences' bar (and they within its own)
+                    if np.isfinite(cv) and abs(cv - value) <= trunc + rounding + ct + cr:
+                        out[:3, k] = (cv, ct, cr)
+                        by_complex[k] = True
         self.offset_active = ""
         shape = tuple(tensor.shape)
         return Estimate(out[0].reshape(shape), out[1].reshape(shape), out[2].reshape(shape),
-                        corner.reshape(shape), out[3].reshape(shape))
+                        corner.reshape(shape), out[3].reshape(shape),
+                        COMPLEX_METHOD if by_complex.any() else METHOD,
+                        by_complex.reshape(shape) if by_complex.any() else None)
 
 
 def function_gradients(f: Callable[[dict[str, np.ndarray]], np.ndarray], arrays: dict[str, np.ndarray],

@@ -15,7 +15,7 @@ from handimpl.layers import Act as ActLayer
 from handimpl.layers.pool import ONE, _flat
 from handimpl.layers.windows import windows
 from verify.core.compare import Comparison, split_name
-from verify.core.referee import Estimate, Probe, estimate, judged_by_referee
+from verify.core.referee import CENTRAL, COMPLEX, Estimate, Probe, estimate, judged_by_referee
 from verify.core.spec import NetSpec
 from verify.core.torch_ops import TORCH_ACTIVATIONS
 from verify.errors import UsageError
@@ -162,13 +162,13 @@ def note_of(name: str, conclusion: str, est: Estimate, k: int, shape: tuple[int,
                 f"{_fmt(left)} and {_fmt(right)}, so the derivative is a convention here, not a number the "
                 f"referee can confirm (yours {_fmt(hand)}, torch {_fmt(theirs)}){named}")
     if conclusion == "undecided":
-        return (f"referee (central differences, float64) cannot tell the two values apart: {where} = {_fmt(v)} "
+        return (f"referee ({est.method_at(k)}) cannot tell the two values apart: {where} = {_fmt(v)} "
                 f"± {trunc + rnd:.2g} (truncation {trunc:.2g}, rounding {rnd:.2g}), a bar wider than the "
                 f"difference between yours {_fmt(hand)} and torch's {_fmt(theirs)}: J bends sharply (or has a "
                 f"corner) within its step")
     supports = {"yours": "supports your value", "torch's": "supports torch's value",
                 "both": "supports both values", "neither": "supports neither value"}[conclusion]
-    return (f"referee (central differences, float64) {supports}: {where} = {_fmt(v)} ± {trunc + rnd:.2g} (truncation "
+    return (f"referee ({est.method_at(k)}) {supports}: {where} = {_fmt(v)} ± {trunc + rnd:.2g} (truncation "
             f"{trunc:.2g}, rounding {rnd:.2g}); yours {_fmt(hand)} is off by {abs(hand - v):.3g}, torch's "
             f"{_fmt(theirs)} by {abs(theirs - v):.3g}")
 
@@ -241,6 +241,27 @@ def referee_case(result: CaseResult, impl: Impl | None = None, *, every: bool = 
                    for r in result.records]
     return dataclasses.replace(result, records=tuple(records))
 
+
+
+def summary_lines(spec: Any, records: Sequence[Comparison]) -> list[str]:
+    """What the referee said of a case's records, for the terminal: how many derivative tensors it
+    supports on both sides and by which method, and, plainly, what it does not judge (the forward
+    tensors, the loss and the buffers: J's own evaluation, not derivatives of it). [] where it was
+    not asked."""
+    judged = [r for r in records if r.referee]
+    if not judged:
+        return []
+    by_complex = sum("complex step" in r.referee_note for r in judged)
+    method = (COMPLEX if by_complex == len(judged) else CENTRAL if not by_complex
+              else f"{COMPLEX} for {by_complex}, {CENTRAL} for {len(judged) - by_complex}")
+    lines = [f"referee ({method}): {sum(r.referee == 'both' for r in judged)} of {len(judged)} "
+             f"derivative tensors judged supported on both sides"]
+    unjudged = [r.name for r in records if r.quantity and not r.quantity.startswith("optimizer:")
+                and not judged_by_referee(spec, r.name)]
+    if unjudged:
+        lines.append(f"not judged by the referee: {', '.join(unjudged)} (forward values, the loss and buffers are "
+                     f"what J evaluates, not derivatives of it; torch's verdict on them stands alone)")
+    return lines
 
 
 def validate_mode(mode: str | None, *, examples: int, max_width: int, max_batch: int) -> None:

@@ -32,6 +32,12 @@ Trace = dict[str, Any]     # a traced tensor (or the loss, a float) by name: 'z1
 # gate's --verify-strict sets it for the session (verify.pytest_plugin).
 STRICT_DEFAULT = False
 
+# The quantity of a record judged by a case's training (verify run --optimizers): 'optimizer:param',
+# 'optimizer:state', 'optimizer:loss', 'optimizer:buffer' (verify.train.sweep); and how the error of
+# a case whose training could not be run begins.
+OPTIMIZER = "optimizer:"
+TRAINING_FAILED = "training:"
+
 # Called with every CaseResult that check returns (the pytest plugin records through one).
 # A sweep's worker processes forward theirs to the parent, which calls these (verify.sweep.run).
 OBSERVERS: list[Callable[["CaseResult"], None]] = []
@@ -96,6 +102,9 @@ class CaseResult:
     note: str = ""           # about the case as a counterexample: "did not reproduce when re-run"
     impl: str = DEFAULT_IMPL  # the implementation checked, as a TARGET (verify.byo.target)
     test: str = ""            # the pytest node id of the test that made the check, if any
+    optimizer: str = ""       # a case drawn with an optimizer (verify run --optimizers): its spec,
+                              # 'adam:lr=0.01' (verify.core.optim_spec); '' for none
+    train_repro: str = ""     # the `verify train` command that runs its training again ('' for none)
 
     @property
     def passed(self) -> bool:
@@ -116,7 +125,13 @@ class CaseResult:
 
     @property
     def repro(self) -> str:
-        """The shell command that runs this check again (verify.byo.target.repro_command)."""
+        """The shell command that runs this check again (verify.byo.target.repro_command); for a
+        case whose training failed (an optimizer drawn, the pass itself agreeing), the `verify
+        train` command that runs the training again."""
+        first = self.first_divergence
+        if self.train_repro and not self.passed and (
+                self.error.startswith(TRAINING_FAILED) or (first is not None and first.quantity.startswith(OPTIMIZER))):
+            return self.train_repro
         return repro_command(self.spec, self.seed, self.batch, self.impl)
 
     def _repr_html_(self) -> str | None:

@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from handimpl.optim import OPTIMIZERS
 from verify.byo.target import NOT_IMPORTABLE, importable
 from verify.core.verdict import counts
 from verify.harness.diagnose import and_join, hint, kink_sentence, refereed, tally, worst_sentence
-from verify.harness.trace import CaseResult
+from verify.harness.trace import OPTIMIZER, CaseResult
 from verify.sweep.shrink import Seen, failure_groups, signature, size_key
 
 DISCREPANCY_COLUMNS = [
@@ -34,7 +35,7 @@ DISCREPANCY_COLUMNS = [
 CASE_COLUMNS = [
     "case_id", "spec", "seed", "depth", "widths", "activations", "loss", "dtype", "batch", "passed",
     "worst_norm_rel_err", "first_divergence", "n_diverging", "n_inheriting", "n_imprecise", "note", "impl",
-    "test", "referee",
+    "test", "referee", "optimizer", "optimizer_hyper",
 ]
 QUANTITY_ORDER = ["z", "a", "loss", "delta", "dW", "db", "dx", "W_after_step", "b_after_step"]
 # A stack's quantities: outputs, the loss, gradients into each output, parameter gradients, buffers, updates.
@@ -163,7 +164,9 @@ def case_row(case_id: int, c: CaseResult) -> dict:
             "n_diverging": tally["diverges"], "n_inheriting": tally["inherits"],
             "n_imprecise": tally["imprecise"],
             "note": c.error or (first.problem if first else ""),
-            "referee": first.referee if first else ""}
+            "referee": first.referee if first else "",
+            # verify run --optimizers: the optimizer drawn and its hyperparameters other than torch's defaults
+            "optimizer": c.optimizer.partition(":")[0], "optimizer_hyper": c.optimizer.partition(":")[2]}
 
 
 def tensor_keys(spec, quantity: str, layer) -> tuple[str, str, int, str]:
@@ -179,6 +182,8 @@ def _kind(spec, quantity: str, layer: float) -> str:
     i + 1's backward, or the loss's); 'dense' for the dense network's tensors."""
     if not hasattr(spec, "layers"):
         return "dense"
+    if quantity.startswith(OPTIMIZER):        # a training's update (verify run --optimizers)
+        return "optimizer"
     if quantity == "loss" or (quantity == "grad" and layer == spec.depth):
         return "loss"
     i = 1 if quantity == "dx" else int(layer) + (1 if quantity == "grad" else 0)
@@ -206,6 +211,9 @@ def _divergence(result: CaseResult) -> str:
         return f"all {len(result.records)} tensors agree"
     first = result.records[pos]
     before = result.records[:pos]
+    trained = [r for r in before if r.quantity.startswith(OPTIMIZER)]     # verify run --optimizers
+    if trained:
+        before = tuple(r for r in before if not r.quantity.startswith(OPTIMIZER))
     total = Counter(r.quantity for r in result.records)
     seen = Counter(r.quantity for r in before)
     full = [q for q in seen if q != "loss" and seen[q] == total[q]]
@@ -217,6 +225,9 @@ def _divergence(result: CaseResult) -> str:
         clauses.append(f"{and_join(full)} agree{'s' if len(full) == 1 else ''}{where}{loss}")
     if some:
         clauses.append(f"{and_join(some)} agree{'s' if len(some) == 1 else ''}{' too' if full else ''}")
+    if trained:
+        n = len(trained)
+        clauses.append(f"then, training from torch's state, {plural(n, 'tensor')} agree{'s' if n == 1 else ''}")
     why = f" ({first.problem})" if first.problem else ""
     return "; ".join(clauses + [f"{first.name} is the first to diverge{why}"])
 
@@ -271,7 +282,10 @@ def counterexample(case: CaseResult, seen: dict[tuple, Seen] | None = None) -> d
     if first is None:
         return out
     _, where = hint(case.spec, first.name)
-    if first.quantity in QUANTITIES:
+    if first.quantity.startswith(OPTIMIZER):    # the training's update (verify run --optimizers)
+        name = case.optimizer.partition(":")[0]
+        out.update(look_at=f"the {name} update", formula=OPTIMIZERS[name].formula)
+    elif first.quantity in QUANTITIES:
         look, _, formula = where.partition(": ")
         out.update(look_at=look, formula=formula)
     else:

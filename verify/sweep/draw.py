@@ -18,7 +18,6 @@ try:        # hypothesis's pool of literals collected from imported modules (6.1
 except ImportError:                                           # an older hypothesis: no such pool
     _hypothesis_providers = None
 
-from verify.core.spec import NetSpec
 from verify.sweep.strategies import cases
 
 # The integer literals hypothesis offers the sweep's draws (see pinned_constants): the pool it
@@ -29,7 +28,8 @@ PINNED_INTEGERS = (-1022, -126, -100, 130, 143, 200, 297, 300, 438, 511, 1000, 1
 BLOCK = 40                  # cases per block, i.e. per hypothesis example (fewer for deep specs)
 CHOICES_PER_BLOCK = 1600    # choices one example comfortably holds (hypothesis stops at 8 * 1024,
                             # and caps its early examples lower: 100 cases of depth <= 32 overran)
-Case = tuple[NetSpec, int, int]
+OPTIMIZER_CHOICES = 10      # about the choices an optimizer and its hyperparameters take
+Case = tuple  # (NetSpec | StackSpec, data seed, batch), or with --optimizers (..., OptimizerSpec)
 
 
 def draw_cases(strategy, n: int, seed: int) -> list[Case]:
@@ -113,7 +113,8 @@ def blocks(strategy_args: dict, n: int, seed: int) -> list[tuple[int, int]]:
     stays that of a single process.
     """
     max_depth = strategy_args.get("max_depth", 5)          # net_specs's default
-    size = max(1, min(BLOCK, CHOICES_PER_BLOCK // (2 * max_depth + 14)))
+    per_case = 2 * max_depth + 14 + (OPTIMIZER_CHOICES if strategy_args.get("optimizers") is not None else 0)
+    size = max(1, min(BLOCK, CHOICES_PER_BLOCK // per_case))
     k = max(1, -(-n // size))
     k8 = -(-k // 8) * 8
     if n // k8 >= 16:

@@ -31,7 +31,7 @@ JUDGED_TOGETHER = 200_000   # traced values compared in one call at most (about 
                             # of this size live during it; a block of small cases has ~50,000)
 IN_FLIGHT_PER_JOB = 3      # blocks sent ahead per worker process: the results waiting for this process
                             # to take them stay bounded however many blocks a sweep has
-CheckFn = Callable[[NetSpec, int, int], CaseResult]
+CheckFn = Callable[..., CaseResult]   # (spec, seed, batch) -> result; with optimizers drawn, (..., optimizer)
 Progress = Callable[[int, int, int], None]     # (cases done, total, failing so far)
 
 
@@ -40,12 +40,13 @@ def default_check() -> CheckFn:
     return trace_module.check
 
 
-def run_case(check_fn: CheckFn | None, spec: NetSpec, seed: int, batch: int) -> CaseResult:
-    """check_fn(spec, seed, batch); an exception becomes a failing CaseResult carrying its text."""
+def run_case(check_fn: CheckFn | None, spec: NetSpec, seed: int, batch: int, *optimizer) -> CaseResult:
+    """check_fn(spec, seed, batch) (a case drawn with optimizers: check_fn(spec, seed, batch,
+    optimizer)); an exception becomes a failing CaseResult carrying its text."""
     try:
-        return (check_fn or default_check())(spec, seed, batch)
+        return (check_fn or default_check())(spec, seed, batch, *optimizer)
     except Exception as e:     # a user implementation may raise anything
-        return _raised(spec, seed, batch, e, impl_of(check_fn))
+        return _raised((spec, seed, batch, *optimizer), e, impl_of(check_fn))
 
 
 def impl_of(check_fn: CheckFn | None) -> str:
@@ -54,9 +55,11 @@ def impl_of(check_fn: CheckFn | None) -> str:
     return getattr(check_fn, "impl_name", DEFAULT_IMPL)
 
 
-def _raised(spec: NetSpec, seed: int, batch: int, e: BaseException | str, impl: str = DEFAULT_IMPL) -> CaseResult:
+def _raised(case: Case, e: BaseException | str, impl: str = DEFAULT_IMPL) -> CaseResult:
+    """The failing result of a case whose check raised ``e`` (or ended with the text ``e``)."""
+    spec, seed, batch, *optimizer = case
     return CaseResult(spec, seed, batch, (), error=e if isinstance(e, str) else isolation.exception_text(e),
-                      impl=impl)
+                      impl=impl, optimizer=str(optimizer[0]) if optimizer else "")
 
 
 def run_block(check_fn: CheckFn | None, block: list[Case]) -> Iterator[CaseResult]:
@@ -86,7 +89,7 @@ def run_block(check_fn: CheckFn | None, block: list[Case]) -> Iterator[CaseResul
         except Exception as e:          # noqa: BLE001 - as run_case; the cases before it first
             yield from _judge_group(checking, group)
             group, size = [], 0
-            yield _raised(*case, e, impl_of(check_fn))
+            yield _raised(case, e, impl_of(check_fn))
             continue
         group.append(run)
         size += run.size
@@ -124,7 +127,7 @@ def _judge_group(checking, runs: list) -> Iterator[CaseResult]:
             records = compared[i] if compared is not None else checking.compare_many([run])[0]
             result = checking.result_of(run, records)
         except Exception as e:          # noqa: BLE001 - as run_case
-            result = _raised(run.spec, run.seed, run.batch, e, run.impl)
+            result = _raised((run.spec, run.seed, run.batch), e, run.impl)
         yield result
     if interrupted:
         raise KeyboardInterrupt
@@ -253,7 +256,7 @@ def _iter_results(strategy_args: dict, n: int, seed: int, check_fn: CheckFn | No
         from verify.sweep import distributed
         yield from distributed.iter_results(strategy_args, blocks(strategy_args, n, seed), check_fn, scheduler,
                                             {} if events is None else events,
-                                            lambda case, text: _raised(*case, text, impl_of(check_fn)))
+                                            lambda case, text: _raised(case, text, impl_of(check_fn)))
         return
     if jobs <= 1:
         for block in iter_blocks(strategy_args, n, seed):
@@ -322,10 +325,10 @@ def _run_block_forked(check_fn: CheckFn | None, block: list[Case], observed) -> 
                 observed.notify(r)
             yield result
         elif outcome.ended:
-            yield _raised(*case, f"{PROCESS_ENDED}: the implementation ended the process ({outcome.ended})",
+            yield _raised(case, f"{PROCESS_ENDED}: the implementation ended the process ({outcome.ended})",
                           impl_of(check_fn))
         else:
-            yield _raised(*case, outcome.raised, impl_of(check_fn))
+            yield _raised(case, outcome.raised, impl_of(check_fn))
 
 
 OnResult = Callable[[int, CaseResult], None]     # (case_id, its result), in case order

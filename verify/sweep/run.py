@@ -117,7 +117,8 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
           max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS,
           architectures: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
           on_result: OnResult | None = None, scheduler: str | None = None,
-          referee: Callable[[CaseResult], CaseResult] | None = None, referee_all: bool = False) -> SweepResult:
+          referee: Callable[[CaseResult], CaseResult] | None = None, referee_all: bool = False,
+          optimizers: Sequence[str] | None = None) -> SweepResult:
     """Draw ``examples`` cases (DEFAULT_EXAMPLES if None), check each, shrink the failures.
 
     Raises ValueError (from verify.sweep.strategies) for unknown names or impossible bounds.
@@ -131,6 +132,9 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
     ``referee`` (verify.harness.referee.referee_case for the implementation checked): applied to
     each minimal counterexample and to the sweep's own smallest case of each distinct failure, or,
     with ``referee_all``, to every case (the finite-difference referee, docs/verdict.md).
+    ``optimizers`` (names of handimpl.optim.OPTIMIZERS): each case also draws one of them and its
+    hyperparameters, and is checked by ``check_fn(spec, seed, batch, optimizer)``, which must then
+    be given (verify.train.sweep.check_trained: the case's training against torch.optim).
     """
     n = DEFAULT_EXAMPLES if examples is None else examples
     strategy_args = dict(max_batch=max_batch, max_depth=max_depth, max_width=max_width,
@@ -139,6 +143,11 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
         strategy_args["architectures"] = tuple(architectures)     # (dense alone: the draws as ever)
     if kinds:
         strategy_args["kinds"] = tuple(kinds)
+    if optimizers is not None:
+        if check_fn is None:
+            raise ValueError("optimizers need a check_fn(spec, seed, batch, optimizer), e.g. "
+                             "verify.train.sweep.check_trained")
+        strategy_args["optimizers"] = tuple(optimizers)
     cases(**strategy_args)              # validate the names and bounds before anything runs
     if scheduler:
         from verify.sweep.distributed import check_scheduler
@@ -150,6 +159,8 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
                 "strict": bool(getattr(check_fn, "keywords", {}).get("strict", False))}
     if "architectures" in strategy_args:
         settings["architectures"] = list(strategy_args["architectures"])
+    if optimizers is not None:
+        settings["optimizers"] = list(optimizers)
     if scheduler:
         settings["scheduler"] = scheduler
     events: dict = {}

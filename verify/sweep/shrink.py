@@ -15,10 +15,11 @@ from hypothesis.errors import Flaky, HypothesisException, NoSuchExample
 
 from verify.byo import isolation
 from verify.byo.call import PROCESS_ENDED
+from verify.core.optim_spec import OptimizerSpec
 from verify.core.spec import NetSpec
 from verify.core.verdict import step_key
 from verify.harness import trace as trace_module
-from verify.harness.trace import CaseResult
+from verify.harness.trace import OPTIMIZER, CaseResult
 from verify.sweep.draw import Case, pinned_constants
 from verify.sweep.execute import CheckFn, run_case
 from verify.sweep.strategies import cases
@@ -55,6 +56,9 @@ def signature(result: CaseResult) -> tuple | None:
     if r.problem:
         kind = r.problem.split(" ", 1)[0]
         return (r.quantity, kind) + ((spec.dtype,) if kind == "dtype" else ())
+    if r.quantity.startswith(OPTIMIZER):     # the training's update: the optimizer, the tensor's kind and entry
+        entry = r.name.rpartition(".")[2] if "." in r.name else ""
+        return (r.quantity, result.optimizer.partition(":")[0], "" if entry.isdigit() else entry)
     key = step_key(spec, r.name)
     if r.quantity in ("a", "delta"):
         return (*key, r.at_kink)      # a kink matters where f or f′ is read
@@ -106,18 +110,26 @@ def size_key(result: CaseResult) -> tuple:
     """Smaller is simpler: depth, total width, batch, then the spec text and seed."""
     s = result.spec
     width = sum(int(np.prod(shape)) for shape in s.shapes) if hasattr(s, "layers") else sum(s.widths)
-    return (s.depth, width, result.batch, len(str(s)), str(s), result.seed)
+    return (s.depth, width, result.batch, len(result.optimizer), len(str(s)), str(s), result.seed)
 
 
-def _neighbourhood(spec: NetSpec, batch: int):
-    """Cases no larger than (spec, batch), with its loss, dtype and activations."""
+def case_of(result: CaseResult) -> Case:
+    """The case a result checked: (spec, data seed, batch), and its optimizer where one was drawn."""
+    optimizer = (OptimizerSpec.parse(result.optimizer),) if result.optimizer else ()
+    return (result.spec, result.seed, result.batch, *optimizer)
+
+
+def _neighbourhood(spec: NetSpec, batch: int, optimizer: str = ""):
+    """Cases no larger than (spec, batch), with its loss, dtype and activations (and its optimizer,
+    the hyperparameters drawn again)."""
     acts = list(dict.fromkeys(spec.activations)) or None
+    optimizers = {"optimizers": [optimizer.partition(":")[0]]} if optimizer else {}
     if hasattr(spec, "layers"):          # a stack: stacks no larger, with its loss, dtype and activations
         width = max(int(np.prod(s)) for s in spec.shapes)
         return cases(max_batch=max(batch, 2), max_depth=spec.depth, max_width=max(width, 1), activations=acts,
-                     losses=[spec.loss], dtypes=[spec.dtype], architectures=["stack"])
+                     losses=[spec.loss], dtypes=[spec.dtype], architectures=["stack"], **optimizers)
     return cases(max_batch=batch, max_depth=spec.depth, max_width=max(spec.widths),
-                 activations=acts, losses=[spec.loss], dtypes=[spec.dtype])
+                 activations=acts, losses=[spec.loss], dtypes=[spec.dtype], **optimizers)
 
 
 class _OutOfTime(Exception):
@@ -147,7 +159,7 @@ def shrink(found: CaseResult, check_fn: CheckFn | None = None, *,
     target = signature(found)
     deadline = time.monotonic() + seconds
     with _unobserved():
-        again = run_case(check_fn, found.spec, found.seed, found.batch)
+        again = run_case(check_fn, *case_of(found))
     if signature(again) != target:
         return dataclasses.replace(found, note=NOT_REPRODUCED)
     best = [found]
@@ -166,7 +178,7 @@ def shrink(found: CaseResult, check_fn: CheckFn | None = None, *,
                      phases=[Phase.generate, Phase.shrink])
     with _unobserved(), pinned_constants():
         try:
-            find(_neighbourhood(found.spec, found.batch), same_failure, settings=opts,
+            find(_neighbourhood(found.spec, found.batch, found.optimizer), same_failure, settings=opts,
                  random=random.Random(0))
         except Flaky:
             return dataclasses.replace(found, note=NOT_REPRODUCED)

@@ -143,11 +143,18 @@ ARCHITECTURES = ("dense", "stack")
 STACK_WIDTH = 8          # a stack's layers stay this narrow at most (its steps cost more per value)
 
 
-def cases(*, max_batch: int = 16, architectures: Sequence[str] | None = None, **spec_bounds):
+def cases(*, max_batch: int = 16, architectures: Sequence[str] | None = None,
+          optimizers: Sequence[str] | None = None, **spec_bounds):
     """(spec, data seed, batch) triples, batch in 1..max_batch: dense networks (NetSpec), layer
     stacks (StackSpec: stack_cases, within max_depth blocks and max_width, at most STACK_WIDTH,
     units) or both, as ``architectures`` says (default: dense only, which draws exactly what it
-    drew before stacks existed)."""
+    drew before stacks existed). With ``optimizers`` (names of handimpl.optim.OPTIMIZERS), each
+    case is a 4-tuple (spec, data seed, batch, OptimizerSpec): the triple as drawn without them,
+    then an optimizer and its hyperparameters (optimizer_specs)."""
+    if optimizers is not None:
+        names = list(optimizers)
+        triples = cases(max_batch=max_batch, architectures=architectures, **spec_bounds)
+        return _with_optimizer(triples, optimizer_specs(names=names))
     if not 1 <= max_batch <= 4096:
         raise ValueError(f"max_batch must lie in 1..4096, got {max_batch}")
     required = tuple(spec_bounds.pop("kinds", None) or ())
@@ -166,6 +173,12 @@ def cases(*, max_batch: int = 16, architectures: Sequence[str] | None = None, **
 def _either(draw, dense, stacks) -> tuple:
     """A dense case or a stack case (the first shrinks to dense)."""
     return draw(dense) if draw(_between(0, 1)) == 0 else draw(stacks)
+
+
+@st.composite
+def _with_optimizer(draw, triples, optimizers) -> tuple:
+    """A case (spec, data seed, batch), then an optimizer for it: (spec, seed, batch, OptimizerSpec)."""
+    return (*draw(triples), draw(optimizers))
 
 
 @st.composite

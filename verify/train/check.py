@@ -25,20 +25,36 @@ DEFAULT_EXAMPLES = 30
 MAX_WIDTH, MAX_BATCH, MAX_DEPTH = 6, 4, 3      # small networks: the update's bugs show at any size
 
 
-def add_optimizers_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--optimizers", default=None, metavar="A,B",
-                   help="check TARGET as an optimizer step, step(params, grads, state, hyper) -> (params, "
-                        f"state), on drawn hyperparameters of these optimizers ({', '.join(OPTIMIZERS)}); "
-                        "each draw is trained a few steps against torch.optim (default: none; TARGET is a "
-                        "backprop; docs/byo.md)")
+RUN_HELP = ("also draw one of these optimizers and its hyperparameters for each case, and train "
+            f"handimpl.optim's against torch.optim for {SEARCH_STEPS} steps on the case's data, each step "
+            f"judged from torch's state ({', '.join(OPTIMIZERS)}, or all; docs/training.md; default: none)")
+CHECK_HELP = ("check TARGET as an optimizer step, step(params, grads, state, hyper) -> (params, "
+              f"state), on drawn hyperparameters of these optimizers ({', '.join(OPTIMIZERS)}, or all); "
+              "each draw is trained a few steps against torch.optim (default: none; TARGET is a "
+              "backprop; docs/byo.md)")
 
 
-def check_optimizers_command(args: argparse.Namespace) -> int:
-    names = [t.strip() for t in args.optimizers.split(",") if t.strip()]
+def add_optimizers_option(p: argparse.ArgumentParser, help: str = CHECK_HELP) -> None:
+    """--optimizers A,B for `verify check --impl` (a user's step) and `verify run` (handimpl's):
+    the same names, drawn by the same strategy (verify.sweep.strategies.optimizer_specs)."""
+    p.add_argument("--optimizers", default=None, metavar="A,B", help=help)
+
+
+def optimizer_names(text: str) -> list[str]:
+    """The names --optimizers gives ('all': every registered optimizer); an unknown or missing one
+    is a UsageError, one line with the valid choices."""
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if names == ["all"]:
+        return list(OPTIMIZERS)
     unknown = [n for n in names if n not in OPTIMIZERS]
     if unknown or not names:
         raise UsageError(f"--optimizers: unknown optimizer {unknown[0] if unknown else '(none given)'!r}; "
-                         f"valid: {', '.join(OPTIMIZERS)}")
+                         f"valid: {', '.join(OPTIMIZERS)}, or all")
+    return list(dict.fromkeys(names))
+
+
+def check_optimizers_command(args: argparse.Namespace) -> int:
+    names = optimizer_names(args.optimizers)
     if not args.impl:
         raise UsageError("--optimizers checks a user's step: give --impl TARGET (step(params, grads, state, hyper))")
     examples = args.examples or DEFAULT_EXAMPLES

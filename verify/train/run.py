@@ -317,12 +317,14 @@ def parameter_error(pairs: list[Pair], names: Any) -> float:
 
 def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, steps: int = DEFAULT_STEPS,
           seed: int = 0, batch: int = 4, step_fn: StepFn | None = None, impl: str = "handimpl",
-          time_limit: float | None = 10.0, isolate: bool = False,
+          time_limit: float | None = 10.0, isolate: bool = False, trajectory: bool = True,
           progress: Callable[[int], None] | None = None) -> TrainResult:
     """Train both sides for ``steps`` steps on the case ``seed`` draws and compare them at every
     step (the module docstring). ``step_fn`` is the hand side's optimizer step (default
     handimpl.optim's; a user's is called under verify.byo's guard, stopped after ``time_limit``;
-    with ``isolate``, each call in a forked child process, killed when it outlives the limit)."""
+    with ``isolate``, each call in a forked child process, killed when it outlives the limit).
+    ``trajectory=False``: the one-step comparisons alone (the hand side's own trajectory, drift
+    only, is not run: a sweep's case, verify.train.sweep)."""
     spec = parse_any(spec) if isinstance(spec, str) else spec
     optimizer = OptimizerSpec.parse(optimizer) if isinstance(optimizer, str) else optimizer
     trusted = step_fn is None
@@ -358,7 +360,7 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
                                "empty); later steps are compared as drift")
             if result.error:            # a step that hangs once would hang again: stop here
                 break
-            if hand_ok:
+            if hand_ok and trajectory:
                 hand_ok = _trajectory(result, t, spec, hand_step, case.params, own, ref, flat_next, state_next,
                                       torch_side.buffers, x, y, dtype, buffers)
             if result.error:
