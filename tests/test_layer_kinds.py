@@ -1,6 +1,8 @@
 """Convolution, pooling and embedding layers (handimpl.layers) against torch's modules and
 autograd, each within its own a priori error bound; tie-breaking, overlap, repeated indices;
-and planted bugs that the same comparison catches."""
+and the zoo's layer mutants (verify.mutants.zoo) and one planted bug, which the same comparison catches."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -9,11 +11,9 @@ from hypothesis import strategies as st
 from strategies_numeric import DTYPES, agree, f64
 
 from handimpl.layers import AvgPool2d, Context, Conv1d, Conv2d, Embedding, MaxPool2d
-from handimpl.layers.conv import ONE, columns, correlate, full_input, placed, rows
-from handimpl.layers.pool import _flat, _unflat
-from handimpl.layers.windows import pad, unwindows, windows
 from verify.core.bounds import underflow
 from verify.core.compare import UNIT_ROUNDOFF
+from verify.mutants.run import mutated_layers
 
 # -- drawing cases: (layer, per-example input shape, batch) --------------------------------------
 
@@ -303,61 +303,17 @@ def test_init_draws_as_torchs_default_uniform_within_one_over_root_fan_in(layer,
         assert np.abs(ours).max() <= fan_in**-0.5 and theirs.abs().max().item() <= fan_in**-0.5
 
 
-# -- planted bugs: each a small wrong backward, caught by the same comparison --------------------
+# -- bugs: the zoo's mutants and one planted here, each caught by the same comparison -------------
 
-def _conv_parts(layer, x, p):
-    xp = pad(layer._as2d(x), layer.p)
-    return xp, layer._as2d(p["W"])
-
-
-def conv_kernel_not_flipped(layer, x, p, dy):
-    """dx as a correlation of dy with W: the kernel not flipped."""
-    dx, grads = hand_backward(layer, x, p, dy)
-    xp, W = _conv_parts(layer, x, p)
-    core = correlate(full_input(layer._as2d(dy), layer.k, layer.s, layer.d), W.transpose(1, 0, 2, 3), ONE, layer.d)
-    return placed(core, xp.shape, layer.p).reshape(x.shape), grads
-
-
-def conv_padding_ignored_in_backward(layer, x, p, dy):
-    """dx read from the top-left of ∂J/∂x̄, as if there were no padding."""
-    dx, grads = hand_backward(layer, x, p, dy)
-    xp, W = _conv_parts(layer, x, p)
-    core = correlate(full_input(layer._as2d(dy), layer.k, layer.s, layer.d), W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3),
-                     ONE, layer.d)
-    full = placed(core, xp.shape, (0, 0))
-    return full[:, :, :x.shape[-2], :x.shape[-1]].reshape(x.shape), grads
-
-
-def conv_stride_ignored_in_dW(layer, x, p, dy):
-    """∂J/∂W from the windows at stride 1 (the first Ho × Wo of them)."""
-    dx, grads = hand_backward(layer, x, p, dy)
-    xp, _ = _conv_parts(layer, x, p)
-    dy4 = layer._as2d(dy)
-    cols = windows(xp, layer.k, ONE, layer.d)[..., :dy4.shape[2], :dy4.shape[3]]
-    cols = cols.transpose(0, 4, 5, 1, 2, 3).reshape(rows(dy4).shape[0], -1)
-    assert cols.shape == columns(xp, layer.k, layer.s, layer.d)[0].shape
-    return dx, grads | {"W": (rows(dy4).T @ cols).reshape(p["W"].shape)}
-
-
-def maxpool_to_every_element(layer, x, p, dy):
-    """Each window's dy sent to every element of the window."""
-    cols = np.broadcast_to(dy[:, :, None, None], dy.shape[:2] + layer.k + dy.shape[2:])
-    return unwindows(cols, x.shape, layer.s, ONE), {}
-
-
-def maxpool_to_every_tied_element(layer, x, p, dy):
-    """Each window's dy given to every element equal to its maximum."""
-    win = _flat(windows(x, layer.k, layer.s, ONE))
-    tied = win == win.max(axis=-1, keepdims=True)
-    return unwindows(_unflat(np.where(tied, dy[..., None], 0), layer.k), x.shape, layer.s, ONE), {}
-
-
-def embedding_overwritten(layer, x, p, dy):
-    """dW[x] = dy: a repeated index keeps one row of dy instead of their sum."""
-    dW = np.zeros_like(p["W"])
-    dW[x] = dy
-    dW[layer.padding_idx] = 0
-    return None, {"W": dW}
+def zoo(name):
+    """The backward of the zoo mutant ``name`` (verify.mutants.zoo: one line of handimpl/layers
+    changed), on one layer: the layer's class swapped for the mutated module's."""
+    def backward(layer, x, p, dy):
+        mutated = copy.copy(layer)
+        mutated.__class__ = mutated_layers(name)[type(layer).__name__]
+        return hand_backward(mutated, x, p, dy)
+    backward.__name__ = name
+    return backward
 
 
 def avgpool_not_divided(layer, x, p, dy):
@@ -367,16 +323,16 @@ def avgpool_not_divided(layer, x, p, dy):
 
 
 BUGS = [
-    (conv_kernel_not_flipped, Conv2d(2, (3, 2), stride=2, padding=1), (2, 6, 5), "normal"),
-    (conv_kernel_not_flipped, Conv1d(2, 3, dilation=2), (2, 8), "normal"),
-    (conv_padding_ignored_in_backward, Conv2d(2, (3, 2), stride=2, padding=1), (2, 6, 5), "normal"),
-    (conv_padding_ignored_in_backward, Conv1d(2, 3, padding=2), (2, 6), "normal"),
-    (conv_stride_ignored_in_dW, Conv2d(2, (3, 2), stride=2, padding=1), (2, 6, 5), "normal"),
-    (conv_stride_ignored_in_dW, Conv1d(2, 2, stride=3), (1, 8), "normal"),
-    (maxpool_to_every_element, MaxPool2d(2), (2, 4, 4), "normal"),
-    (maxpool_to_every_element, MaxPool2d(3, 1), (1, 5, 5), "normal"),
-    (maxpool_to_every_tied_element, MaxPool2d(2, 1), (2, 4, 4), "small integers"),
-    (embedding_overwritten, Embedding(3, 2, padding_idx=0), (6,), "normal"),
+    (zoo("conv_kernel_not_flipped"), Conv2d(2, (3, 2), stride=2, padding=1), (2, 6, 5), "normal"),
+    (zoo("conv_kernel_not_flipped"), Conv1d(2, 3, dilation=2), (2, 8), "normal"),
+    (zoo("conv_padding_ignored_in_backward"), Conv2d(2, (3, 2), stride=2, padding=1), (2, 6, 5), "normal"),
+    (zoo("conv_padding_ignored_in_backward"), Conv1d(2, 3, padding=2), (2, 6), "normal"),
+    (zoo("conv_stride_ignored_in_dW"), Conv2d(2, (3, 2), stride=2, padding=1), (2, 6, 5), "normal"),
+    (zoo("conv_stride_ignored_in_dW"), Conv1d(2, 2, stride=3), (1, 8), "normal"),
+    (zoo("maxpool_gradient_to_whole_window"), MaxPool2d(2), (2, 4, 4), "normal"),
+    (zoo("maxpool_gradient_to_whole_window"), MaxPool2d(3, 1), (1, 5, 5), "normal"),
+    (zoo("maxpool_gradient_to_every_tied_element"), MaxPool2d(2, 1), (2, 4, 4), "small integers"),
+    (zoo("embedding_rows_overwritten"), Embedding(3, 2, padding_idx=0), (6,), "normal"),
     (avgpool_not_divided, AvgPool2d(2, 1, 1), (1, 4, 4), "normal"),
 ]
 

@@ -12,6 +12,8 @@ import pytest
 import handimpl
 from verify import check
 from verify.cli.app import main
+from verify.core.data import draw_stack_case
+from verify.core.stack import StackSpec
 from verify.mutants import run as mutants_module
 from verify.mutants.run import build, kill_stats, mutated_source, run_mutant, run_zoo
 from verify.mutants.zoo import BY_NAME, ZOO, Mutant
@@ -45,6 +47,14 @@ def test_every_mutant_is_killed_within_the_default_budget():
     assert survivors == []
     assert all(r.examples_to_kill <= mutants_module.DEFAULT_EXAMPLES for r in results)
     assert kill_stats(results)["kill_rate"] == 1.0
+
+
+def test_the_tied_element_mutant_dies_at_dx_on_a_max_pools_exact_ties_where_handimpl_passes():
+    spec, batch = "1x4x4>maxpool:2>flatten>linear:2|mse_loss", 3
+    seed = next(s for s in range(50) if draw_stack_case(StackSpec.parse(spec), s, batch).zero_fraction > 0)
+    assert check(spec, seed=seed, batch=batch).passed
+    result = check(spec, seed=seed, batch=batch, impl=build("maxpool_gradient_to_every_tied_element"))
+    assert not result.passed and result.first_divergence.name == "dx"
 
 
 def test_a_killed_mutant_reports_its_minimal_counterexample_and_first_diverging_tensor():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import find, given
 from hypothesis import strategies as st
 
 import verify
@@ -165,6 +165,27 @@ def test_a_mangled_stack_spec_parses_and_round_trips_or_is_one_line(text, edits)
         assert "\n" not in str(e)
     else:
         assert StackSpec.parse(str(spec)) == spec
+
+
+def _layer_kinds(spec):
+    return [layer.kind for layer in spec.layers]
+
+
+def test_the_stack_strategy_draws_one_dimensional_cnns_and_shrinks_them_to_the_smallest():
+    smallest = find(stack_specs(), lambda spec: "conv1d" in _layer_kinds(spec))
+    assert str(smallest).startswith("1x3>conv1d:1,k1,nobias>identity>flatten>linear:1|")
+
+
+def test_drawn_one_dimensional_cnns_agree_with_their_torch_twin():
+    from verify.sweep.run import sweep
+    result = sweep(examples=15, seed=2, jobs=1, architectures=["stack"], kinds=("conv1d",), max_shrunk=0)
+    assert len(result.results) == 15 and all("conv1d" in _layer_kinds(r.spec) for r in result.results)
+    assert result.n_failed == 0, [str(r.spec) for r in result.results if not r.passed]
+
+
+def test_the_stack_strategy_draws_a_max_pool_on_the_input_itself_where_zeros_tie_exactly():
+    first = find(stack_specs(), lambda spec: _layer_kinds(spec)[0] == "maxpool")
+    assert str(first).startswith("1x3x3>maxpool:2,s1>")
 
 
 def test_a_sweep_of_stacks_in_two_worker_processes_gives_the_one_process_records():

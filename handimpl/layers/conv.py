@@ -7,6 +7,9 @@ x̄ = x zero-padded by (ph, pw), and Ho × Wo windows of x̄ (stride s, dilation
     W₂    (O, C·kh·kw)        W reshaped
     y₂    (m·Ho·Wo, O)        cols W₂ᵀ + b, reshaped to y (m, O, Ho, Wo)
 
+∂J/∂W is the same correlation with x̄ as the input and dy as the kernel (``kernel_gradient``),
+∂J/∂x̄ a full convolution of dy with the flipped kernel (``full_input``, ``flipped``, ``placed``).
+
 A 1-d layer is the 2-d one with H = kh = 1: x (m, C, L) is read as (m, C, 1, L)."""
 from __future__ import annotations
 
@@ -52,6 +55,15 @@ def correlate_error(absx: Array, Ex: Array, absW: Array, absb, s, d, u: float, t
     return unrows(linear_error(cols, Ecols, absW.reshape(absW.shape[0], -1), absb, u, tiny), *shape)
 
 
+def kernel_gradient(xp: Array, dy: Array, k, s, d) -> Array:
+    """∂J/∂W[o, c, i, j] = Σ_{n,a,b} dy[n, o, a, b]·xp[n, c, a·s + i·d, b·s + j·d]: x̄ correlated with dy
+    as the kernel (batch and channels swapped, so that the sum runs over n), dy's entries read s
+    apart (the layer's stride is this kernel's dilation) and the kernel offsets d apart (its
+    dilation is this correlation's stride); the first kh × kw offsets are W's: (O, C, kh, kw)."""
+    dW = correlate(xp.transpose(1, 0, 2, 3), dy.transpose(1, 0, 2, 3), d, s)   # (C, O, ≥ kh, ≥ kw)
+    return dW[:, :, :k[0], :k[1]].transpose(1, 0, 2, 3)
+
+
 def full_input(dy: Array, k, s, d) -> Array:
     """The input of dx's full convolution: dy (m, O, Ho, Wo) dilated by the stride (s − 1 zeros
     between its entries), then padded by the dilated kernel's reach d(k − 1) on every side."""
@@ -82,8 +94,9 @@ class Conv2d(Layer):
     """y = W ⋆ x̄ + b, a correlation as torch.nn.Conv2d: x (m, C, H, W), W (O, C, kh, kw), b (O,),
     x̄ = x zero-padded by p, y (m, O, Ho, Wo).
 
-    Backward (im2col shapes in the module docstring):
-        ∂J/∂W = dy₂ᵀ cols, the input correlated with the upstream gradient;
+    Backward:
+        ∂J/∂W = x̄ ⋆ dy, the input correlated with the upstream gradient, dy read with the stride
+                as its dilation (``kernel_gradient``);
         ∂J/∂b = Σ_{n,a,b} dy;
         ∂J/∂x̄ = (dy dilated by s, padded by d(k − 1)) ⋆ rot180(W)ᵀ, a full convolution with the
                 flipped kernel (C_in and C_out swapped), read at dilation d; ∂J/∂x = ∂J/∂x̄ without
@@ -161,18 +174,18 @@ class Conv2d(Layer):
         y = cols @ W.reshape(self.out, -1).T                          # y[n,o,a,b] = Σ_{c,i,j} W[o,c,i,j]·x̄[…]
         if self.bias:
             y = y + p["b"]                                            #     + b[o]
-        return self._from2d(unrows(y, m, Ho, Wo)), (x.shape, xp.shape, cols, W)
+        return self._from2d(unrows(y, m, Ho, Wo)), (x.shape, xp, W)
 
     def backward(self, dy, cache):
-        x_shape, xp_shape, cols, W = cache
+        x_shape, xp, W = cache
         dy = self._as2d(dy)                                           # (m, O, Ho, Wo)
-        D = rows(dy)                                                  # dy₂ (m·Ho·Wo, O)
-        grads = {"W": (D.T @ cols).reshape(self._W_shape(W.shape[1]))}  # ∂J/∂W = dy₂ᵀ cols
+        dW = kernel_gradient(xp, dy, self.k, self.s, self.d)  # ∂J/∂W[o,c,i,j] = Σ dy[n,o,a,b]·x̄[n,c,a·s+i·d,b·s+j·d]
+        grads = {"W": dW.reshape(self._W_shape(W.shape[1]))}
         if self.bias:
-            grads["b"] = D.sum(axis=0)                                # ∂J/∂b[o] = Σ_{n,a,b} dy[n,o,a,b]
+            grads["b"] = dy.sum(axis=(0, 2, 3))                       # ∂J/∂b[o] = Σ_{n,a,b} dy[n,o,a,b]
         spread = full_input(dy, self.k, self.s, self.d)              # dy dilated by s, padded by d(k − 1)
         core = correlate(spread, flipped(W), ONE, self.d)             # ∂J/∂x̄ = spread ⋆ rot180(W)ᵀ = dy ∗ W, full
-        dx = placed(core, xp_shape, self.p)                           # ∂J/∂x = ∂J/∂x̄ unpadded
+        dx = placed(core, xp.shape, self.p)                          # ∂J/∂x = ∂J/∂x̄ unpadded
         return dx.reshape(x_shape), grads
 
     def forward_error(self, x, Ex, p, u, tiny, ctx=None):

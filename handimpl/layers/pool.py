@@ -35,6 +35,12 @@ def first_max(v: Array) -> Array:
     return np.where(nan.any(axis=-1), last_nan, np.argmax(v, axis=-1))
 
 
+def winners(v: Array) -> Array:
+    """Each window's winner as a mask (v (..., k) -> bool (..., k)): True at ``first_max`` only,
+    so that a window's dy goes to one entry even where several equal its maximum."""
+    return np.arange(v.shape[-1]) == first_max(v)[..., None]
+
+
 def may_win(v: Array, Ev: Array) -> Array:
     """Which entries of each window (..., k) some evaluation with v off by up to Ev makes the
     winner: j can win when it can exceed every entry before it and equal every entry after it
@@ -114,7 +120,7 @@ class MaxPool2d(Layer):
         win = self.window_values(x)                                   # (m, C, Ho, Wo, k) of x̄
         first = first_max(win)                                        # torch's winner of each window
         y = np.take_along_axis(win, first[..., None], axis=-1)[..., 0]  # y = max over the window
-        return y, (x.shape, first)
+        return y, (x.shape, win)
 
     def _back(self, v: Array, shape) -> Array:
         """Window entries (m, C, Ho, Wo, k) summed back onto x (m, C, H, W): x̄'s padding dropped."""
@@ -123,10 +129,10 @@ class MaxPool2d(Layer):
         return full[:, :, self.p[0]: self.p[0] + H, self.p[1]: self.p[1] + W]
 
     def backward(self, dy, cache):
-        shape, first = cache
-        won = np.arange(self.k[0] * self.k[1]) == first[..., None]   # the winner of each window
-        routed = np.where(won, dy[..., None], 0).astype(dy.dtype)
-        return self._back(routed, shape), {}                         # ∂J/∂x_e = Σ_{w won by e} dy_w
+        shape, win = cache
+        won = winners(win)                                            # e wins w: e = first_max(w), row-major
+        routed = np.where(won, dy[..., None], 0).astype(dy.dtype)     # dy_w to the winner of w, 0 elsewhere
+        return self._back(routed, shape), {}                          # ∂J/∂x_e = Σ_{w won by e} dy_w
 
     def forward_error(self, x, Ex, p, u, tiny, ctx=None):
         """A max rounds nothing: E_y = max over the window of E_x."""
@@ -138,7 +144,7 @@ class MaxPool2d(Layer):
         them, as a correct evaluation may route it to any; and the rounding of the sums where
         overlapping windows route more than one term to an entry."""
         win, Ewin = self.window_values(x), self.window_values(Ex, 0.0)
-        won = np.arange(win.shape[-1]) == first_max(win)[..., None]
+        won = winners(win)
         may = may_win(win, Ewin)
         open_ = may.sum(axis=-1, keepdims=True) > 1                   # windows a correct evaluation may route elsewhere
         routed = np.where(open_, may, won)

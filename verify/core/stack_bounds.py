@@ -23,9 +23,20 @@ from verify.core.bounds import _all_usable, _f64, _target
 from verify.core.compare import UNIT_ROUNDOFF
 
 
+def textbook_of_layer(layer: Layer) -> Layer | None:
+    """The layer's own textbook view, where it declares textbook forms (``textbook``: batch, layer
+    and group norm's σ² as mean(x²) − μ², handimpl.layers.norm): the layer with its error model
+    widened to them (``textbook_view``; infinite where that form may reach σ² + ε ≤ 0, which the
+    verdict reads as no allowance beyond the tight one); None where it declares none. The one
+    place both verdicts take a layer's textbook allowance from (the stack's here, `verify layers`'
+    in verify.layers.families)."""
+    return layer.textbook_view if getattr(layer, "textbook", ()) else None
+
+
 def _textbook(layer: Layer) -> Layer:
     """An activation layer judged by its activation's textbook view, a residual block by its inner
-    layers' (recursively); other layers as they are."""
+    layers' (recursively), a layer that declares textbook forms (a normalisation) by its own
+    textbook view; other layers as they are."""
     if isinstance(layer, Act) and layer.f.textbook:
         view = copy.copy(layer)
         view.f = layer.f.textbook_view
@@ -34,14 +45,15 @@ def _textbook(layer: Layer) -> Layer:
         view = copy.copy(layer)
         view.inner = tuple(_textbook(inner) for inner in layer.inner)
         return view
-    return layer
+    own = textbook_of_layer(layer)
+    return layer if own is None else own
 
 
 def _has_textbook(layer: Layer) -> bool:
     """Whether the layer, or a layer inside it (a residual block's), evaluates a textbook form."""
     if isinstance(layer, Act):
         return bool(layer.f.textbook)
-    return any(_has_textbook(inner) for inner in getattr(layer, "inner", ()))
+    return textbook_of_layer(layer) is not None or any(_has_textbook(inner) for inner in getattr(layer, "inner", ()))
 
 
 def functions(spec: Any, textbook: bool = False) -> tuple[list[Layer], Any]:

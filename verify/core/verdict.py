@@ -27,7 +27,7 @@ from handimpl.network import split_loss_kwargs
 from verify.core.bounds import local_steps
 from verify.core.compare import UNIT_ROUNDOFF, Comparison, split_name
 from verify.core.stack import StackSpec
-from verify.core.stack_bounds import stack_local_steps, stack_step_inputs, stack_step_of
+from verify.core.stack_bounds import stack_local_steps, stack_step_inputs, stack_step_of, textbook_of_layer
 
 # A float64 result off relatively by this much or more, and by less than FLOAT32_LEVEL, rounds
 # like float32 (its unit roundoff is 2⁻²⁴ ≈ 6e-8; one float32 rounding anywhere upstream leaves
@@ -130,8 +130,9 @@ def _functions_of_step(spec: Any, name: str) -> list[tuple[str, Any, str]]:
 
 def _stack_functions_of_step(spec: Any, name: str) -> list[tuple[str, Any, str]]:
     """As _functions_of_step, for a stack: an activation layer's forward evaluates f, the backward
-    into its input f′ (a residual block's: those of its inner activation layers); the loss its
-    value, ∂J/∂out⁽ⁿ⁾ its gradient."""
+    into its input f′ (a residual block's: those of its inner activation layers); a normalisation
+    layer's forward, backward, parameter gradients and buffers all evaluate its σ² (part 'var');
+    the loss its value, ∂J/∂out⁽ⁿ⁾ its gradient."""
     kind, i, _ = stack_step_of(spec, name)
     loss = (f"{spec.loss}", LOSSES[spec.loss])
     if kind == "loss":
@@ -140,20 +141,21 @@ def _stack_functions_of_step(spec: Any, name: str) -> list[tuple[str, Any, str]]
         return [(*loss, "grad")]
     layer_index = i + 1 if kind == "grad" else (1 if kind == "dx" else i)
     layer = spec.layers[layer_index - 1] if 1 <= layer_index <= spec.depth else None
-    if layer is None or kind not in ("forward", "grad", "dx"):
+    if layer is None or kind not in ("forward", "grad", "dx", "param", "buffer"):
         return []
     part = "f" if kind == "forward" else "df"
-    return [(f"{act.name}{'′' if part == 'df' else ''}, layer {where}", act.f, part)
-            for where, act in _activation_layers(layer, str(layer_index))]
+    within = _layers_within(layer, str(layer_index))
+    acts = [(f"{act.name}{'′' if part == 'df' else ''}, layer {where}", act.f, part)
+            for where, act in within if isinstance(act, Act)] if kind in ("forward", "grad", "dx") else []
+    return acts + [(f"{norm.kind}, layer {where}", norm, "var") for where, norm in within
+                   if textbook_of_layer(norm) is not None]
 
 
-def _activation_layers(layer: Any, where: str) -> list[tuple[str, Any]]:
-    """(position, activation layer) for ``layer`` itself or each activation inside it (a residual
-    block's inner layer j at position 'i.j')."""
-    if isinstance(layer, Act):
-        return [(where, layer)]
-    return [item for j, inner in enumerate(getattr(layer, "inner", ()), start=1)
-            for item in _activation_layers(inner, f"{where}.{j}")]
+def _layers_within(layer: Any, where: str) -> list[tuple[str, Any]]:
+    """(position, layer) for ``layer`` itself and each layer inside it (a residual block's inner
+    layer j at position 'i.j')."""
+    return [(where, layer)] + [item for j, inner in enumerate(getattr(layer, "inner", ()), start=1)
+                               for item in _layers_within(inner, f"{where}.{j}")]
 
 
 def _all_forms(spec: Any) -> list[tuple[str, Any]]:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from handimpl.layers import Act, Context, Layer
-from handimpl.layers.conv import Conv2d, correlate, flipped, full_input, placed
+from handimpl.layers.conv import Conv2d, correlate, flipped, full_input, kernel_gradient, placed
 from handimpl.layers.norm import BatchNorm, _Norm
 from handimpl.layers.pool import MaxPool2d, first_max
 from handimpl.stack import stack_backprop
@@ -320,10 +320,7 @@ def _conv_steps(layer: Conv2d, x: np.ndarray, p: dict, dy: np.ndarray, run: Laye
     K = flipped(W)
     core = correlate(spread, K, (1, 1), layer.d)
     dx = layer._from2d(placed(core, xp.shape, layer.p)).reshape(np.shape(x))
-    # dW[o,c,i,j] = Σ_{n,a,b} x̄[n,c,a·s+i·d,b·s+j·d]·dy[n,o,a,b]: x̄ correlated with dy as the kernel
-    # (batch and channels swapped; the layer's stride is the dilation of that kernel, its dilation the stride)
-    dW = correlate(xp.transpose(1, 0, 2, 3), dy2.transpose(1, 0, 2, 3), layer.d, layer.s)
-    dW = dW[:, :, :layer.k[0], :layer.k[1]].transpose(1, 0, 2, 3).reshape(np.shape(p["W"]))
+    dW = kernel_gradient(xp, dy2, layer.k, layer.s, layer.d).reshape(np.shape(p["W"]))   # x̄ ⋆ dy
     s, d = layer._hyper(layer.s), layer._hyper(layer.d)
     steps = [
         Step("dy dilated by the stride (s − 1 zeros between entries) and padded by the kernel's reach d(k − 1)",

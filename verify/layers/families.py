@@ -25,6 +25,7 @@ from handimpl.losses import LOSSES
 from handimpl.rounding import gamma, underflow
 from verify.byo.guard import TimeLimit
 from verify.core.referee import function_gradients
+from verify.core.stack_bounds import textbook_of_layer
 from verify.core.stack_twin import torch_layer
 from verify.layers.calls import DTYPE, Failed, U, as_tuple, call, copied, failed_record, guarded_value, judge, modified
 
@@ -133,9 +134,10 @@ class Explained:
 def textbook_of(layer) -> tuple[Any, dict]:
     """(the layer's textbook view, judge's keywords naming its forms), or (None, {}) where the
     layer declares no textbook form (the textbook allowance of the verdict, docs/verdict.md)."""
-    if not getattr(layer, "textbook", ()):
+    view = textbook_of_layer(layer)
+    if view is None:
         return None, {}
-    return layer.textbook_view, {"forms": layer.textbook, "who": layer.kind}
+    return view, {"forms": layer.textbook, "who": layer.kind}
 
 
 class Family:

@@ -19,7 +19,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jinja2
 import pandas as pd
@@ -89,11 +89,19 @@ def build(name: str) -> Callable:
     return fn
 
 
+@functools.lru_cache(maxsize=None)
+def mutated_layers(name: str) -> dict[str, Any]:
+    """The layer mutant ``name``'s module (handimpl/layers/<module>.py with its one line changed),
+    executed privately: its namespace, each layer class by name."""
+    mutant = BY_NAME[name]
+    return _exec(mutated_source(mutant), f"mutant {mutant.name}: handimpl/{mutant.module.replace('.', '/')}.py",
+                 package="handimpl.layers")
+
+
 def _build_layer_mutant(mutant: Mutant) -> Callable:
     """A layer mutant's stack backprop: handimpl.stack's, with every layer whose class the mutated
     module defines replaced by the mutated class (residual blocks' inner layers too)."""
-    changed = _exec(mutated_source(mutant), f"mutant {mutant.name}: handimpl/{mutant.module.replace('.', '/')}.py",
-                    package="handimpl.layers")
+    changed = mutated_layers(mutant.name)
 
     def swapped(layer):
         new = copy.copy(layer)

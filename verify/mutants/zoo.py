@@ -109,6 +109,7 @@ ZOO: tuple[Mutant, ...] = (
 # Layer mutants: each breaks one line of a layer class (handimpl/layers/); its sweep draws layer
 # stacks that hold that layer kind (verify.sweep.strategies.stack_cases, kinds=).
 NORM = "layers.norm"
+WINNER_MASK = "won = winners(win)                                            # e wins w: e = first_max(w), row-major"
 LAYER_ZOO: tuple[Mutant, ...] = (
     Mutant("batchnorm_mean_term_dropped", "batch norm's backward without the Σdx̂ term (the path through μ)",
            "dx = (1/σ)(dx̂ − mean(dx̂) − x̂·mean(dx̂⊙x̂))", "dx = (1/σ)(dx̂ − x̂·mean(dx̂⊙x̂))", NORM,
@@ -157,8 +158,15 @@ LAYER_ZOO: tuple[Mutant, ...] = (
            "return full[:, :, : shape[2] - 2 * p[0], : shape[3] - 2 * p[1]]", layer="conv2d"),
     Mutant("maxpool_gradient_to_whole_window", "max pooling's gradient sent to every element of the window",
            "dx_e = dy_w for the window's winner e", "dx_e = dy_w for every e in w", "layers.pool",
-           "won = np.arange(self.k[0] * self.k[1]) == first[..., None]",
-           "won = np.ones(self.k[0] * self.k[1], bool) | (first[..., None] < 0)", layer="maxpool"),
+           WINNER_MASK, "won = np.ones(win.shape, bool)", layer="maxpool"),
+    Mutant("conv_stride_ignored_in_dW", "convolution's stride ignored in ∂W: x̄ read at stride 1",
+           "∂J/∂W[o,c,i,j] = Σ dy[n,o,a,b]·x̄[n,c,a·s+i·d,b·s+j·d]",
+           "∂J/∂W[o,c,i,j] = Σ dy[n,o,a,b]·x̄[n,c,a+i·d,b+j·d]", "layers.conv",
+           "dW = kernel_gradient(xp, dy, self.k, self.s, self.d)",
+           "dW = kernel_gradient(xp, dy, self.k, ONE, self.d)", layer="conv2d"),
+    Mutant("maxpool_gradient_to_every_tied_element", "max pooling's gradient given to every element equal to the max",
+           "dx_e = dy_w for the window's first maximum e", "dx_e = dy_w for every e equal to the maximum of w",
+           "layers.pool", WINNER_MASK, "won = win == win.max(axis=-1, keepdims=True)", layer="maxpool"),
     Mutant("groupnorm_groups_ignored", "group norm normalising all channels together (G ignored)",
            "μ, σ per group of C/G channels", "μ, σ over all C channels", NORM,
            "return x.reshape(x.shape[0], self.groups, -1)", "return x.reshape(x.shape[0], 1, -1)",

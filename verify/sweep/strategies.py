@@ -18,6 +18,7 @@ from handimpl.layers import (
     Act,
     AvgPool2d,
     BatchNorm,
+    Conv1d,
     Conv2d,
     Dropout,
     Embedding,
@@ -226,17 +227,37 @@ def _shape_after(shape: tuple, layers: list) -> tuple:
 
 
 def _conv_blocks(draw, max_blocks: int, acts) -> tuple[tuple[int, ...], list]:
-    """A small CNN's input shape (C ≤ 4 channels, 3..8 high and wide) and its blocks: conv (kernel
-    up to 3, non-square, stride, padding, dilation drawn) → maybe batch or group norm → an
-    activation → maybe a max pool (padding up to half the kernel, dilation 1 or 2) or an average pool; a
-    block that would not fit (or whose pool would read a window of padding alone) is left out."""
-    shape = inputs = (draw(_between(1, 4)), draw(_between(3, 8)), draw(_between(3, 8)))
+    """A small CNN's input shape and its blocks. Two-dimensional (C ≤ 4 channels, 3..8 high and
+    wide): maybe a max pool on the input itself, then blocks of conv (kernel up to 3, non-square,
+    stride, padding, dilation drawn) → maybe batch or group norm → an activation → maybe a max
+    pool (padding up to half the kernel, dilation 1 or 2) or an average pool. One-dimensional, a
+    third of the time (C ≤ 4 channels, length 3..12): blocks of conv1d (the same hyperparameters)
+    → maybe batch or group norm → an activation (handimpl has no 1-d pooling). A block that would
+    not fit (or whose pool would read a window of padding alone) is left out.
+
+    The max pool on the input sees x exactly, with its exact zeros (every example's where the
+    case draws a zero fraction, and all of the first example's): exact ties, which a correct
+    max pool must route to the first maximum alone, however its backward is written."""
+    spatial = 1 if draw(_between(0, 2)) == 2 else 2
+    channels = draw(_between(1, 4))
+    shape = inputs = (channels, draw(_between(3, 12))) if spatial == 1 else \
+        (channels, draw(_between(3, 8)), draw(_between(3, 8)))
     layers: list = []
+    if spatial == 2 and draw(_between(0, 1)) == 1:
+        k = draw(_between(2, 3))
+        lead = MaxPool2d(k, stride=draw(_between(1, k)))
+        if all(n >= k for n in shape[1:]):
+            layers.append(lead)
+            shape = lead.out_shape(shape)
     for _ in range(draw(_between(1, max(1, min(max_blocks, 3))))):
-        conv = Conv2d(draw(_between(1, 4)), (draw(_between(1, 3)), draw(_between(1, 3))),
-                      stride=(draw(_between(1, 2)), draw(_between(1, 2))), padding=draw(_between(0, 1)),
-                      dilation=draw(_between(1, 2)), bias=draw(st.booleans()))
-        block = [conv]
+        if spatial == 1:
+            conv: Conv2d = Conv1d(draw(_between(1, 4)), draw(_between(1, 3)), stride=draw(_between(1, 2)),
+                                  padding=draw(_between(0, 1)), dilation=draw(_between(1, 2)), bias=draw(st.booleans()))
+        else:
+            conv = Conv2d(draw(_between(1, 4)), (draw(_between(1, 3)), draw(_between(1, 3))),
+                          stride=(draw(_between(1, 2)), draw(_between(1, 2))), padding=draw(_between(0, 1)),
+                          dilation=draw(_between(1, 2)), bias=draw(st.booleans()))
+        block: list = [conv]
         norm = draw(_between(0, 3))
         if norm == 1:
             block.append(BatchNorm())
@@ -244,7 +265,7 @@ def _conv_blocks(draw, max_blocks: int, acts) -> tuple[tuple[int, ...], list]:
             block.append(GroupNorm(_pick(draw, [g for g in range(conv.out, 0, -1) if conv.out % g == 0])))
         if acts:
             block.append(Act(_pick(draw, [a for a in acts if ACTIVATIONS[a].elementwise] or ["identity"])))
-        pool = draw(_between(0, 2))
+        pool = draw(_between(0, 2)) if spatial == 2 else 0
         if pool:
             k = draw(_between(1, 3))
             block.append(MaxPool2d(k, stride=draw(_between(1, k)), padding=draw(_between(0, k // 2)),
@@ -269,7 +290,7 @@ def _stacks(draw, max_blocks, max_width, acts, losses, dtypes) -> StackSpec:
     if not outputs:
         options = {}
         outputs = _fitting(loss, options, acts)
-    shape_kind = draw(_between(0, 3))             # 0-1: an MLP, 2: a CNN, 3: an embedding's tokens
+    shape_kind = draw(_between(0, 3))             # 0-1: an MLP, 2: a CNN (2-d or 1-d), 3: an embedding's tokens
     layers: list = []
     if shape_kind == 2:
         inputs, layers = _conv_blocks(draw, max_blocks, acts)
@@ -301,8 +322,9 @@ def stack_specs(*, max_blocks: int = 4, max_width: int = 8, activations: Sequenc
                 losses: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
                 kinds: Sequence[str] = ()):
     """Valid StackSpecs: MLPs of up to max_blocks blocks (linear, maybe batch, layer or group norm,
-    an activation, maybe dropout; or a residual block), then a linear layer and an output
-    activation the loss takes; train or eval mode."""
+    an activation, maybe dropout; or a residual block), small 2-d and 1-d CNNs (_conv_blocks) then
+    flatten, or an embedding's tokens then flatten; then a linear layer and an output activation
+    the loss takes; train or eval mode."""
     acts, usable, dts = validate(max_depth=max_blocks, max_width=max_width, activations=activations,
                                  losses=losses, dtypes=dtypes)
     specs = _stacks(max_blocks, max_width, acts, usable, dts)
