@@ -13,12 +13,14 @@ from hypothesis import find, given
 from hypothesis import strategies as st
 
 import verify
+import verify.api
 from handimpl.layers import BatchNorm, Context
 from verify.byo.call import load_target
 from verify.core.data import draw_stack_case
 from verify.core.stack import StackSpec
 from verify.errors import SpecError
-from verify.sweep.strategies import stack_cases, stack_specs
+from verify.sweep.draw import draw_all
+from verify.sweep.strategies import OPTIONAL_KINDS, stack_cases, stack_specs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 stack_bugs = sys.modules[load_target(f"{FIXTURES / 'stack_bugs.py'}:buggy").__module__]
@@ -195,3 +197,46 @@ def test_a_sweep_of_stacks_in_two_worker_processes_gives_the_one_process_records
     assert [str(r.spec) for r in one.results] == [str(r.spec) for r in two.results]
     assert [r.records for r in one.results] == [r.records for r in two.results]
     assert all(hasattr(r.spec, "layers") for r in one.results)
+
+
+def _kinds_of(layers):
+    for layer in layers:
+        yield layer.kind
+        yield from _kinds_of(getattr(layer, "inner", ()))
+
+
+@pytest.mark.parametrize("kind", OPTIONAL_KINDS)
+def test_every_stack_drawn_for_a_kind_holds_it_by_construction(kind):
+    drawn = draw_all(dict(max_batch=6, max_depth=4, max_width=6, activations=None, losses=None, dtypes=None,
+                          architectures=("stack",), kinds=(kind,)), 30, 0)
+    assert len(drawn) == 30 and all(kind in set(_kinds_of(spec.layers)) for spec, *_ in drawn)
+
+
+def test_stacks_drawn_with_allowed_layers_hold_no_other_kind():
+    allowed = {"batchnorm", "dropout", "conv2d"}
+    drawn = draw_all(dict(max_batch=6, max_depth=4, max_width=6, activations=None, losses=None, dtypes=None,
+                          architectures=("stack",), layers=tuple(allowed)), 80, 1)
+    held = set().union(*(set(_kinds_of(spec.layers)) for spec, *_ in drawn))
+    assert held - {"linear", "flatten", "activation"} <= allowed and {"batchnorm", "conv2d"} <= held
+
+
+def test_an_implementations_supported_layers_restrict_its_sweep():
+    from handimpl.stack import stack_backprop
+
+    def mine(*args):
+        return stack_backprop(*args)
+    mine.supports = {"layers": ["layernorm"]}
+    result = verify.api.sweep_implementation(mine, architectures=["stack"], examples=20, seed=2)
+    assert result.passed
+    assert all(set(_kinds_of(c.spec.layers)) <= {"linear", "flatten", "activation", "layernorm"}
+               for c in result.results)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--layers", "batchnorm,bogus"], "unknown layer kind 'bogus'; valid: linear, flatten, activation, batchnorm"),
+])
+def test_an_unknown_layer_kind_is_one_line_and_exit_2(args, says, capsys, tmp_path):
+    from verify.cli.app import main
+    assert main(["run", *args, "--examples", "2", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
-SUPPORT_KEYS = ("activations", "losses", "dtypes")
+SUPPORT_KEYS = ("activations", "losses", "dtypes", "layers")
 Names = Iterable[str] | None      # activation, loss or dtype names; None: all (or what fn supports)
 
 
@@ -47,6 +47,7 @@ class SweepOptions(TypedDict, total=False):
     activations: Names
     losses: Names
     dtypes: Names
+    layers: Names
     max_depth: int
     max_width: int
     max_batch: int
@@ -69,8 +70,9 @@ def check_case(impl: Impl | str, spec: Any, seed: int, batch: int, *, time_limit
 
 
 def supported(fn: Impl, *, activations: Names = None, losses: Names = None,
-              dtypes: Names = None) -> dict[str, Any]:
-    """The sweep's activations/losses/dtypes: what was asked, within ``fn.supports``.
+              dtypes: Names = None, layers: Names = None) -> dict[str, Any]:
+    """The sweep's activations/losses/dtypes/layers (the optional layer kinds of a stack): what
+    was asked, within ``fn.supports``.
 
     Raises UsageError when something asked for is outside what ``fn`` declares."""
     declared = getattr(fn, "supports", None) or {}
@@ -81,7 +83,7 @@ def supported(fn: Impl, *, activations: Names = None, losses: Names = None,
     if unknown:
         raise UsageError(f"{name}.supports: unknown key {shown(unknown[0])}; valid: {', '.join(SUPPORT_KEYS)}")
     out: dict[str, Any] = {}
-    for kind, asked in (("activations", activations), ("losses", losses), ("dtypes", dtypes)):
+    for kind, asked in (("activations", activations), ("losses", losses), ("dtypes", dtypes), ("layers", layers)):
         allowed = declared.get(kind)
         if allowed is None:
             out[kind] = None if asked is None else list(asked)
@@ -104,7 +106,8 @@ def supported(fn: Impl, *, activations: Names = None, losses: Names = None,
 
 def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed: int = 0,
                          activations: Names = None, losses: Names = None, dtypes: Names = None,
-                         max_depth: int = 4, max_width: int = 16, max_batch: int = 16, jobs: int = 1,
+                         layers: Names = None, max_depth: int = 4, max_width: int = 16, max_batch: int = 16,
+                         jobs: int = 1,
                          progress: Callable[[int, int, int], None] | None = None,
                          time_limit: float | None = None, isolate: bool = False,
                          strict: bool | None = None, architectures: Names = None,
@@ -125,10 +128,12 @@ def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed:
     fn = resolve(impl)
     n = DEFAULT_EXAMPLES if examples is None else examples
     validate_mode(referee, examples=n, max_width=max_width, max_batch=max_batch)
-    names = supported(fn, activations=activations, losses=losses, dtypes=dtypes)
+    names = supported(fn, activations=activations, losses=losses, dtypes=dtypes, layers=layers)
     try:
-        strategies.validate(max_depth=max_depth, max_width=max_width, **names)
-        strategies.cases(architectures=None if architectures is None else list(architectures))
+        strategies.validate(max_depth=max_depth, max_width=max_width,
+                            **{k: v for k, v in names.items() if k != "layers"})
+        strategies.cases(architectures=None if architectures is None else list(architectures),
+                         layers=names["layers"])
     except ValueError as e:
         raise UsageError(str(e)) from None
     if jobs > 1 and not isinstance(impl, str):
@@ -195,8 +200,8 @@ def check_impl_command(args: argparse.Namespace) -> int:
         try:
             result = sweep_implementation(
                 args.impl, examples=args.examples, seed=args.seed, activations=args.activations,
-                losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
-                max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
+                losses=args.losses, dtypes=args.dtypes, layers=getattr(args, "layers", None),
+                max_depth=args.max_depth, max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
                 time_limit=getattr(args, "time_limit", None), isolate=getattr(args, "isolate", False),
                 strict=getattr(args, "strict", False), architectures=getattr(args, "architectures", None),
                 referee=referee, progress=progress, on_result=None if recorder is None else recorder.add)

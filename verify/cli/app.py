@@ -44,7 +44,7 @@ from verify.sweep.draw import blocks
 from verify.sweep.progress import progress_reporter
 from verify.sweep.run import DEFAULT_EXAMPLES, sweep
 from verify.sweep.run import DEFAULT_OUT as RUN_OUT
-from verify.sweep.strategies import cases
+from verify.sweep.strategies import OPTIONAL_KINDS, cases
 from verify.train.check import RUN_HELP, add_optimizers_option, check_optimizers_command, optimizer_names
 from verify.train.command import add_train_parser, train_command
 from verify.train.sweep import check_trained
@@ -91,7 +91,8 @@ def _size(text: str) -> int:
 
 
 SWEEP_DEFAULTS = {"max_depth": 4, "max_width": 16, "max_batch": 16, "jobs": 1}
-SWEEP_ONLY = ("examples", "out", "activations", "losses", "dtypes", "architectures", "keep", *SWEEP_DEFAULTS)
+SWEEP_ONLY = ("examples", "out", "activations", "losses", "dtypes", "architectures", "layers", "keep",
+              *SWEEP_DEFAULTS)
 
 
 def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None, out: str,
@@ -125,6 +126,9 @@ def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None, out: 
                    help="what to draw: dense (WIDTHS:ACTIVATIONS:LOSS networks), stack (layer stacks with "
                         "batch/layer/group norm, dropout, residual blocks) or both (default: both for "
                         "verify run, dense for --impl)")
+    p.add_argument("--layers", type=_csv, default=None, metavar="K,L",
+                   help="the layer kinds drawn stacks may hold besides linear, flatten and activations: "
+                        f"{', '.join(OPTIONAL_KINDS)} (default: all)")
     p.add_argument("--strict", action="store_true",
                    help="judge by the tight allowance alone: a documented formula evaluated as written "
                         "(α(eᶻ − 1), log(1 + eᶻ)), which passes as imprecise by default, fails")
@@ -329,7 +333,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def sweep_kwargs(args) -> dict:
     """sweep()'s keyword arguments from parsed `verify run` options."""
     return dict(examples=args.examples, seed=args.seed, activations=args.activations,
-                losses=args.losses, dtypes=args.dtypes, max_depth=args.max_depth,
+                losses=args.losses, dtypes=args.dtypes, layers=args.layers, max_depth=args.max_depth,
                 max_width=args.max_width, max_batch=args.max_batch, jobs=args.jobs,
                 architectures=args.architectures or list(RUN_ARCHITECTURES),
                 **({"scheduler": args.scheduler} if getattr(args, "scheduler", None) else {}))

@@ -209,7 +209,7 @@ def convention_note(spec: Any, case: Any, ref: dict, r: Comparison) -> str:
     y = np.asarray(case.y)
     a_out = np.asarray(ref[f"out{spec.depth}" if stack else f"a{spec.depth}"], dtype=np.float64)
     for _, fn, part in _functions_of_step(spec, r.name):
-        for c in fn.conventions:
+        for c in getattr(fn, "conventions", ()):   # a norm layer (its textbook form) has none
             if c.part != part or (stack and part in ("f", "df")):   # a stack's: its loss's alone
                 continue
             with np.errstate(all="ignore"):

@@ -116,6 +116,7 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
           check_fn: CheckFn | None = None, progress: Progress | None = None,
           max_shrunk: int = MAX_SHRUNK, shrink_seconds: float = SHRINK_SECONDS,
           architectures: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
+          layers: Sequence[str] | None = None,
           on_result: OnResult | None = None, scheduler: str | None = None,
           referee: Callable[[CaseResult], CaseResult] | None = None, referee_all: bool = False,
           optimizers: Sequence[str] | None = None) -> SweepResult:
@@ -143,6 +144,8 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
         strategy_args["architectures"] = tuple(architectures)     # (dense alone: the draws as ever)
     if kinds:
         strategy_args["kinds"] = tuple(kinds)
+    if layers is not None:              # the optional layer kinds a stack may hold
+        strategy_args["layers"] = tuple(layers)
     if optimizers is not None:
         if check_fn is None:
             raise ValueError("optimizers need a check_fn(spec, seed, batch, optimizer), e.g. "
@@ -157,6 +160,8 @@ def sweep(*, examples: int | None = None, seed: int = 0, activations: Sequence[s
                 "max_width": max_width, "max_batch": max_batch, "jobs": jobs,
                 "check_fn": _describe(check_fn), "impl": impl_of(check_fn),
                 "strict": bool(getattr(check_fn, "keywords", {}).get("strict", False))}
+    if "layers" in strategy_args:
+        settings["layers"] = list(strategy_args["layers"])
     if "architectures" in strategy_args:
         settings["architectures"] = list(strategy_args["architectures"])
     if optimizers is not None:

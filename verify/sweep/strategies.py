@@ -11,6 +11,7 @@ import functools
 from typing import Sequence
 
 import numpy as np
+from hypothesis import reject
 from hypothesis import strategies as st
 
 from handimpl import ACTIVATIONS, INITS, LOSSES
@@ -159,11 +160,14 @@ def cases(*, max_batch: int = 16, architectures: Sequence[str] | None = None,
     if not 1 <= max_batch <= 4096:
         raise ValueError(f"max_batch must lie in 1..4096, got {max_batch}")
     required = tuple(spec_bounds.pop("kinds", None) or ())
+    layers = spec_bounds.pop("layers", None)
     kinds = _names("architecture", architectures or ("dense",), {a: a for a in ARCHITECTURES})
     dense = _cases(net_specs(**spec_bounds), max_batch) if "dense" in kinds else None
     if kinds == ("dense",):
+        if layers is not None:
+            check_kinds(layers)         # the names, even where only dense networks are drawn
         return dense
-    bounds = dict(spec_bounds, kinds=required)
+    bounds = dict(spec_bounds, kinds=required, layers=None if layers is None else tuple(layers))
     max_blocks = bounds.pop("max_depth", 4)
     bounds["max_width"] = min(bounds.get("max_width", STACK_WIDTH), STACK_WIDTH)
     stacks = _stack_cases(stack_specs(max_blocks=max_blocks, **bounds), max(max_batch, 2))
@@ -195,27 +199,39 @@ DROPOUT_P = (0.5, 0.1, 0.25)
 MODES = ("train", "eval")
 
 
-def _dense_block(draw, width: int, max_width: int, acts) -> tuple[list, int]:
+# The layer kinds a stack may hold besides linear, flatten and activations (which every stack may),
+# and the kinds only one shape of stack holds (verify.core.stack's kinds).
+OPTIONAL_KINDS = ("batchnorm", "layernorm", "groupnorm", "dropout", "residual", "embedding", "conv1d", "conv2d",
+                  "maxpool", "avgpool")
+_CHOICE_OF = {"residual": 5, "batchnorm": 1, "layernorm": 3, "groupnorm": 4}   # _dense_block's choices
+_MLP_ONLY = {"residual", "layernorm", "dropout"}
+_CNN_ONLY = {"conv1d", "conv2d", "maxpool", "avgpool"}
+
+
+def _dense_block(draw, width: int, max_width: int, acts, allow=frozenset(OPTIONAL_KINDS),
+                 force: str = "") -> tuple[list, int]:
     """One block of an MLP: linear (to a new width), then maybe a normalisation, then an activation,
-    then maybe dropout; or a residual block of the same width."""
-    choice = draw(_between(0, 5))
+    then maybe dropout; or a residual block of the same width. Only the kinds in ``allow``;
+    ``force``: the kind the block must hold (its width then at least 2 where the kind needs it)."""
+    choice = _CHOICE_OF.get(force, 0) if force else draw(_between(0, 5))
     act = Act(_pick(draw, acts)) if acts else None
-    if choice == 5 and width > 1:
+    if choice == 5 and width > 1 and "residual" in allow:
         inner = [Linear(width)] + ([act] if act else []) + ([Linear(width)] if draw(st.booleans()) else [])
         return [Residual(inner)], width
-    new = draw(_between(1, max_width))
+    low = 2 if force in ("batchnorm", "groupnorm", "residual") else 1
+    new = draw(_between(low, max(low, max_width)))
     layers: list = [Linear(new, bias=draw(st.booleans()))]
-    if choice in (1, 2) and new > 1:
+    if choice in (1, 2) and new > 1 and "batchnorm" in allow:
         layers.append(BatchNorm(momentum=_pick(draw, (0.1, 0.3))))
-    elif choice == 3:
+    elif choice == 3 and "layernorm" in allow:
         layers.append(LayerNorm())
-    elif choice == 4:
+    elif choice == 4 and "groupnorm" in allow:
         groups = [g for g in range(new // 2, 0, -1) if new % g == 0]     # more than one group first
         if groups:
             layers.append(GroupNorm(_pick(draw, groups)))
     if act:
         layers.append(act)
-    if draw(_between(0, 3)) == 0:
+    if force == "dropout" or (draw(_between(0, 3)) == 0 and "dropout" in allow):
         layers.append(Dropout(_pick(draw, DROPOUT_P)))
     return layers, new
 
@@ -226,7 +242,8 @@ def _shape_after(shape: tuple, layers: list) -> tuple:
     return shape
 
 
-def _conv_blocks(draw, max_blocks: int, acts) -> tuple[tuple[int, ...], list]:
+def _conv_blocks(draw, max_blocks: int, acts, allow=frozenset(OPTIONAL_KINDS), need=frozenset()
+                 ) -> tuple[tuple[int, ...], list]:
     """A small CNN's input shape and its blocks. Two-dimensional (C ≤ 4 channels, 3..8 high and
     wide): maybe a max pool on the input itself, then blocks of conv (kernel up to 3, non-square,
     stride, padding, dilation drawn) → maybe batch or group norm → an activation → maybe a max
@@ -237,19 +254,28 @@ def _conv_blocks(draw, max_blocks: int, acts) -> tuple[tuple[int, ...], list]:
 
     The max pool on the input sees x exactly, with its exact zeros (every example's where the
     case draws a zero fraction, and all of the first example's): exact ties, which a correct
-    max pool must route to the first maximum alone, however its backward is written."""
-    spatial = 1 if draw(_between(0, 2)) == 2 else 2
+    max pool must route to the first maximum alone, however its backward is written.
+
+    Only the kinds in ``allow``; the first block holds the kinds in ``need`` (a forced block that
+    would not fit takes a 1-wide kernel and pool, which always fit)."""
+    if "conv1d" in need or "conv2d" not in allow or need & {"conv2d", "maxpool", "avgpool"}:
+        spatial = 1 if "conv1d" in need or "conv2d" not in allow else 2
+    else:
+        spatial = 1 if draw(_between(0, 2)) == 2 and "conv1d" in allow else 2
     channels = draw(_between(1, 4))
     shape = inputs = (channels, draw(_between(3, 12))) if spatial == 1 else \
         (channels, draw(_between(3, 8)), draw(_between(3, 8)))
     layers: list = []
-    if spatial == 2 and draw(_between(0, 1)) == 1:
+    # (a norm that must be drawn skips the lead pool: the first block then sees at least 3×3)
+    lead_ok = "maxpool" in allow and not (need & {"batchnorm", "groupnorm"} and "maxpool" not in need)
+    if spatial == 2 and lead_ok and ("maxpool" in need or draw(_between(0, 1)) == 1):
         k = draw(_between(2, 3))
         lead = MaxPool2d(k, stride=draw(_between(1, k)))
         if all(n >= k for n in shape[1:]):
             layers.append(lead)
             shape = lead.out_shape(shape)
-    for _ in range(draw(_between(1, max(1, min(max_blocks, 3))))):
+    for b in range(draw(_between(1, max(1, min(max_blocks, 3))))):
+        forced = need if b == 0 else frozenset()
         if spatial == 1:
             conv: Conv2d = Conv1d(draw(_between(1, 4)), draw(_between(1, 3)), stride=draw(_between(1, 2)),
                                   padding=draw(_between(0, 1)), dilation=draw(_between(1, 2)), bias=draw(st.booleans()))
@@ -257,43 +283,62 @@ def _conv_blocks(draw, max_blocks: int, acts) -> tuple[tuple[int, ...], list]:
             conv = Conv2d(draw(_between(1, 4)), (draw(_between(1, 3)), draw(_between(1, 3))),
                           stride=(draw(_between(1, 2)), draw(_between(1, 2))), padding=draw(_between(0, 1)),
                           dilation=draw(_between(1, 2)), bias=draw(st.booleans()))
-        block: list = [conv]
-        norm = draw(_between(0, 3))
-        if norm == 1:
-            block.append(BatchNorm())
-        elif norm == 2:
-            block.append(GroupNorm(_pick(draw, [g for g in range(conv.out, 0, -1) if conv.out % g == 0])))
-        if acts:
-            block.append(Act(_pick(draw, [a for a in acts if ACTIVATIONS[a].elementwise] or ["identity"])))
-        pool = draw(_between(0, 2)) if spatial == 2 else 0
-        if pool:
-            k = draw(_between(1, 3))
-            block.append(MaxPool2d(k, stride=draw(_between(1, k)), padding=draw(_between(0, k // 2)),
-                                   dilation=draw(_between(1, 2))) if pool == 1 else
-                         AvgPool2d(k, stride=draw(_between(1, k)), padding=draw(_between(0, k // 2))))
+        norm = 1 if "batchnorm" in forced else 2 if "groupnorm" in forced else None
+        pool = 1 if "maxpool" in forced and not layers else 2 if "avgpool" in forced else None
+        block = _conv_block(draw, conv, norm, pool if spatial == 2 else 0, acts, allow)
         try:
-            new = shape
-            for layer in block:
-                new = layer.out_shape(new)
-        except ValueError:               # too small for this block: stop here
-            break
+            new = _shape_after(shape, block)
+        except ValueError:               # too small for this block: stop here (a forced one: 1-wide)
+            if not forced:
+                break
+            one = Conv1d(conv.out, 1, bias=conv.bias) if spatial == 1 else Conv2d(conv.out, (1, 1), bias=conv.bias)
+            kinds = {layer.kind for layer in block}
+            block = _conv_block(draw, one, 1 if "batchnorm" in kinds else 2 if "groupnorm" in kinds else 0,
+                                1 if "maxpool" in kinds else 2 if "avgpool" in kinds else 0, acts, allow,
+                                one_wide=True)
+            try:
+                new = _shape_after(shape, block)
+            except ValueError:       # a norm over one value: rare (need: maxpool and a norm)
+                reject()
         layers += block
         shape = new
     return inputs, layers
 
 
+def _conv_block(draw, conv, norm: int | None, pool: int | None, acts, allow, one_wide: bool = False) -> list:
+    """conv → maybe a norm (1 batch, 2 group) → an activation → maybe a pool (1 max, 2 average;
+    1-wide where ``one_wide``, which fits any input); a norm or pool of None is drawn, one whose
+    kind ``allow`` leaves out is none."""
+    block: list = [conv]
+    norm = draw(_between(0, 3)) if norm is None else norm
+    if norm == 1 and "batchnorm" in allow:
+        block.append(BatchNorm())
+    elif norm == 2 and "groupnorm" in allow:
+        block.append(GroupNorm(_pick(draw, [g for g in range(conv.out, 0, -1) if conv.out % g == 0])))
+    if acts:
+        block.append(Act(_pick(draw, [a for a in acts if ACTIVATIONS[a].elementwise] or ["identity"])))
+    pool = draw(_between(0, 2)) if pool is None else pool
+    if (pool == 1 and "maxpool" in allow) or (pool == 2 and "avgpool" in allow):
+        k = 1 if one_wide else draw(_between(1, 3))
+        block.append(MaxPool2d(k, stride=draw(_between(1, k)), padding=draw(_between(0, k // 2)),
+                               dilation=1 if one_wide else draw(_between(1, 2))) if pool == 1 else
+                     AvgPool2d(k, stride=draw(_between(1, k)), padding=draw(_between(0, k // 2))))
+    return block
+
+
 @st.composite
-def _stacks(draw, max_blocks, max_width, acts, losses, dtypes) -> StackSpec:
+def _stacks(draw, max_blocks, max_width, acts, losses, dtypes, allow=frozenset(OPTIONAL_KINDS),
+            need=()) -> StackSpec:
     loss = _pick(draw, losses)
     options = {k: _pick(draw, OPTION_VALUES[k]) for k in LOSSES[loss].options}
     outputs = _fitting(loss, options, acts)
     if not outputs:
         options = {}
         outputs = _fitting(loss, options, acts)
-    shape_kind = draw(_between(0, 3))             # 0-1: an MLP, 2: a CNN (2-d or 1-d), 3: an embedding's tokens
+    shape_kind = _shape_kind(draw, allow, frozenset(need))   # 0-1: an MLP, 2: a CNN (2-d or 1-d), 3: tokens
     layers: list = []
     if shape_kind == 2:
-        inputs, layers = _conv_blocks(draw, max_blocks, acts)
+        inputs, layers = _conv_blocks(draw, max_blocks, acts, allow, frozenset(need))
         layers.append(Flatten())
         width = int(np.prod(_shape_after(inputs, layers)))
     elif shape_kind == 3:
@@ -304,10 +349,13 @@ def _stacks(draw, max_blocks, max_width, acts, losses, dtypes) -> StackSpec:
         layers = [embed, Flatten()]
         width = tokens * embed.dim
     else:
-        width = draw(_between(1, max_width))
+        # the blocks that must hold a kind come first (a residual block first of all: it keeps
+        # the input's width, drawn at least 2 for it)
+        forced = sorted((k for k in need if k in _CHOICE_OF or k == "dropout"), key=lambda k: k != "residual")
+        width = draw(_between(2 if "residual" in forced else 1, max(2 if forced else 1, max_width)))
         inputs = (width,)
-        for _ in range(draw(_between(0, max_blocks - 1))):
-            block, width = _dense_block(draw, width, max_width, acts)
+        for b in range(draw(_between(len(forced), max(len(forced), max_blocks - 1)))):
+            block, width = _dense_block(draw, width, max_width, acts, allow, forced[b] if b < len(forced) else "")
             layers += block
     layers.append(Linear(draw(_between(1, max_width))))
     out = _pick(draw, outputs)
@@ -318,16 +366,57 @@ def _stacks(draw, max_blocks, max_width, acts, losses, dtypes) -> StackSpec:
                      mode=_pick(draw, MODES))
 
 
+def _shape_kind(draw, allow: frozenset, need: frozenset) -> int:
+    """0 or 1: an MLP, 2: a CNN, 3: an embedding's tokens; the one shape that holds the kinds in
+    ``need``, else drawn among those ``allow`` permits."""
+    if need & _CNN_ONLY:
+        return 2
+    if "embedding" in need:
+        return 3
+    if need & _MLP_ONLY:
+        return 0
+    shape = draw(_between(0, 3))
+    if (shape == 2 and not allow & {"conv1d", "conv2d"}) or (shape == 3 and ("embedding" not in allow or need)):
+        return 0
+    return shape
+
+
+def check_kinds(layers: Sequence[str] | None, kinds: Sequence[str] = (), max_width: int = 8) -> frozenset:
+    """The optional layer kinds a stack may hold (``layers``: None for all; linear, flatten and
+    activations always), after checking that a stack can hold every kind in ``kinds``.
+    Raises ValueError naming the bad part."""
+    always = ("linear", "flatten", "activation")
+    for what, names in (("layer kind", layers or ()), ("layer kind", kinds)):
+        unknown = [n for n in names if n not in OPTIONAL_KINDS and n not in always]
+        if unknown:
+            raise ValueError(f"unknown {what} {shown(unknown[0])}; valid: {', '.join(always + OPTIONAL_KINDS)}")
+    allow = frozenset(OPTIONAL_KINDS if layers is None else [n for n in layers if n in OPTIONAL_KINDS])
+    need = frozenset(n for n in kinds if n in OPTIONAL_KINDS)
+    if need - allow:
+        raise ValueError(f"layer kinds: {', '.join(sorted(need - allow))} asked for but not allowed")
+    shapes = [bool(need & _CNN_ONLY), "embedding" in need, bool(need & _MLP_ONLY)]
+    if sum(shapes) > 1 or {"conv1d", "conv2d"} <= need or ("conv1d" in need and need & {"maxpool", "avgpool"}):
+        raise ValueError(f"no drawn stack holds all of {', '.join(sorted(need))}")
+    if need & {"maxpool", "avgpool"} and "conv2d" not in allow:
+        raise ValueError("maxpool and avgpool are drawn in 2-d CNNs: allow conv2d too")
+    if need & {"batchnorm", "groupnorm", "residual"} and max_width < 2:
+        raise ValueError(f"{', '.join(sorted(need & {'batchnorm', 'groupnorm', 'residual'}))} need max_width >= 2")
+    return allow
+
+
 def stack_specs(*, max_blocks: int = 4, max_width: int = 8, activations: Sequence[str] | None = None,
                 losses: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
-                kinds: Sequence[str] = ()):
+                kinds: Sequence[str] = (), layers: Sequence[str] | None = None):
     """Valid StackSpecs: MLPs of up to max_blocks blocks (linear, maybe batch, layer or group norm,
     an activation, maybe dropout; or a residual block), small 2-d and 1-d CNNs (_conv_blocks) then
     flatten, or an embedding's tokens then flatten; then a linear layer and an output activation
-    the loss takes; train or eval mode."""
+    the loss takes; train or eval mode. ``layers``: the optional layer kinds the stacks may hold
+    (OPTIONAL_KINDS; None: all); ``kinds``: those each stack must hold, by construction (a filter
+    would reject nearly every list of cases hypothesis draws in one example)."""
     acts, usable, dts = validate(max_depth=max_blocks, max_width=max_width, activations=activations,
                                  losses=losses, dtypes=dtypes)
-    specs = _stacks(max_blocks, max_width, acts, usable, dts)
+    allow = check_kinds(layers, kinds, max_width)
+    specs = _stacks(max_blocks, max_width, acts, usable, dts, allow, tuple(k for k in kinds if k in OPTIONAL_KINDS))
     return specs.filter(functools.partial(_holds, tuple(kinds))) if kinds else specs
 
 
