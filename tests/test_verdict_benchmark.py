@@ -81,7 +81,8 @@ def test_a_false_alarm_is_printed_with_a_repro_line_that_reproduces_it(monkeypat
 def test_the_benchmark_prints_both_tables_and_exits_0_when_nothing_is_wrong():
     out = io.StringIO()
     rc = benchmark.main(["--cases", "5", "--jobs", "1", "--styles", "einsum_required,pairwise_full",
-                         "--mutant-examples", "10", "--precision-examples", "5", "--quiet"], out=out)
+                         "--mutant-examples", "10", "--precision-examples", "5", "--stack-cases", "5",
+                         "--layer-cases", "5", "--quiet"], out=out)
     text = out.getvalue()
     # 10: the cases drawn for a seed differ between Python versions; on 3.10, relu_prime_at_zero_is_one
     # first meets relu at z = 0 in the 7th example (3.11: within 5)
