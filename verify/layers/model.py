@@ -50,7 +50,7 @@ from handimpl.layers import Act, BatchNorm, Context, Conv2d, Dropout, Flatten, L
 from handimpl.rounding import gamma
 from verify.core.data import Case as StackCase
 from verify.core.stack import StackSpec
-from verify.core.stack_bounds import stack_a_priori
+from verify.core.stack_bounds import has_textbook, stack_a_priori
 from verify.core.stack_twin import stack_trace
 from verify.core.torch_ops import one_thread
 from verify.errors import UsageError
@@ -365,11 +365,14 @@ class ModelFamily(Family):
         if compare_train:
             stack_params = _stack_params(spec, keys, a, h, masks, training=True)
             ref = stack_trace(spec, stack_params, X, y, lr=0.0, dtype="float64")
-            E = stack_a_priori(spec, StackCase(stack_params, X, y, 1.0, 0.0), ref, 0.0)
+            case = StackCase(stack_params, X, y, 1.0, 0.0)
+            E = stack_a_priori(spec, case, ref, 0.0)
+            # the textbook allowance (a norm's σ² as mean(x²) − μ²), as verify layers gives each function
+            E_tb = stack_a_priori(spec, case, ref, 0.0, textbook=True) if has_textbook(spec) else None
             reg = float(init.get("reg", 0.0) or 0.0)
-            records += _train_items(spec, keys, a, ref, E, reg, loss, grads)
+            records += _train_items(spec, keys, a, ref, E, reg, loss, grads, E_tb)
             if norm == "batchnorm" and bn_after is not None:
-                records += _running_items(spec, ref, E, a, h, bn_after)
+                records += _running_items(spec, ref, E, a, h, bn_after, E_tb)
         # test mode: the running statistics drawn, dropout the identity
         if bn_params is not None and norm == "batchnorm":
             for i, p in enumerate(bn_params, start=1):
@@ -537,33 +540,45 @@ def _stack_params(spec: StackSpec, keys: list[tuple], a: dict, h: dict, masks: d
     return params
 
 
-def _train_items(spec, keys, a, ref, E, reg, loss, grads) -> list:
-    """(name, the user's value, the reference, its bound) for the loss and each gradient: torch's
-    data loss + ½·reg·ΣW², torch's gradient + reg·W for each W; the L2 term's rounding added."""
+def _textbook_said(spec) -> dict:
+    """judge's keywords naming the textbook forms the stack's norm layers declare."""
+    layers = [layer for layer in spec.layers if getattr(layer, "textbook", ())]
+    forms = tuple(dict.fromkeys(form for layer in layers for form in layer.textbook))
+    return {"forms": forms, "who": ", ".join(dict.fromkeys(layer.kind for layer in layers))} if forms else {}
+
+
+def _train_items(spec, keys, a, ref, E, reg, loss, grads, E_tb=None) -> list:
+    """(name, the user's value, the reference, its bound, its textbook bound) for the loss and each
+    gradient: torch's data loss + ½·reg·ΣW², torch's gradient + reg·W for each W; the L2 term's
+    rounding added to both bounds (``E_tb``: the textbook allowance's E, or None)."""
     W = [a[k] for k, _, pname, _, _ in keys if pname == "W"]
     squares = float(sum(np.sum(w * w) for w in W))
     n_terms = sum(w.size for w in W) + 2 * len(W) + 2
     ref_loss = float(ref["loss"]) + 0.5 * reg * squares
-    E_loss = float(np.max(E["loss"])) + gamma(n_terms, U) * (abs(float(ref["loss"])) + 0.5 * reg * squares)
+    l2 = gamma(n_terms, U) * (abs(float(ref["loss"])) + 0.5 * reg * squares)
+    E_loss = float(np.max(E["loss"])) + l2
     if isinstance(loss, np.ndarray) and loss.size == 1:
         loss = loss.reshape(())
-    items = [("loss", loss, np.asarray(ref_loss), np.asarray(E_loss))]
+    items = [("loss", loss, np.asarray(ref_loss), np.asarray(E_loss),
+              None if E_tb is None else np.asarray(float(np.max(E_tb["loss"])) + l2))]
     for key, i, pname, _, transpose in keys:
         trace = f"d{pname}{i + 1}"
         g, Eg = ref[trace], E[trace]
         if transpose:
             g, Eg = g.T, Eg.T
+        Eg_tb = None if E_tb is None else (E_tb[trace].T if transpose else E_tb[trace])
         if pname == "W":
             want = g + reg * a[key]
-            bound = Eg + gamma(1, U) * (np.abs(g) + reg * np.abs(a[key]))
+            step = gamma(1, U) * (np.abs(g) + reg * np.abs(a[key]))
+            bound, bound_tb = Eg + step, None if Eg_tb is None else Eg_tb + step
         else:
-            want, bound = g, Eg
+            want, bound, bound_tb = g, Eg, Eg_tb
         if key not in grads:
             items.append(failed_record(f"grads[{key!r}]", f"grads has no {key!r} (grads[k] is the gradient of "
                                                           f"params[k])"))
             continue
-        items.append((f"grads[{key!r}]", grads[key], want, bound))
-    judged = judge([t for t in items if isinstance(t, tuple)])
+        items.append((f"grads[{key!r}]", grads[key], want, bound, bound_tb))
+    judged = judge([t for t in items if isinstance(t, tuple)], **_textbook_said(spec))
     data_loss = float(ref["loss"])
     tempting = {"loss": [("the L2 term without its ½ (reg·ΣW²)", data_loss + reg * squares),
                          ("no L2 term", data_loss)]}
@@ -591,7 +606,7 @@ def _said(record, hand: Any, rules: list):
     return record
 
 
-def _running_items(spec, ref, E, a, h, bn_after) -> list:
+def _running_items(spec, ref, E, a, h, bn_after, E_tb=None) -> list:
     """The running statistics the training call left in bn_params, against the convention's rule
     (momentum weighs the old value, the biased variance) from torch's batch statistics."""
     m = h["momentum"]
@@ -611,8 +626,9 @@ def _running_items(spec, ref, E, a, h, bn_after) -> list:
             if key not in param:
                 out.append(failed_record(name, f"the training call left no {key!r} in bn_params[{bn - 1}]"))
                 continue
-            items.append((name, param[key], value, E[f"{key}{i + 1}"]))
-    return out + judge(items)
+            items.append((name, param[key], value, E[f"{key}{i + 1}"],
+                          None if E_tb is None else E_tb[f"{key}{i + 1}"]))
+    return out + judge(items, **_textbook_said(spec))
 
 
 # -- the sweep ---------------------------------------------------------------------------------------
