@@ -137,11 +137,12 @@ def _max_ulps(ht: np.ndarray[Any, Any], seg: "_Segments", finite: np.ndarray[Any
     unsigned integer of that width. So the elementwise work stays in the dtype's own width.
     ``scratch``: two float64 arrays of ht[0]'s size, free to overwrite, to hold the two integer
     arrays (on a big case a fresh array costs more in page faults than in arithmetic)."""
-    width: type[np.signedinteger[Any]] = np.int32 if ht.dtype == np.float32 else np.int64
-    unsigned: type[np.unsignedinteger[Any]] = np.uint32 if ht.dtype == np.float32 else np.uint64
+    # (typed Any: numpy 1.26's and 2.x's stubs type these classes differently)
+    width: Any = np.int32 if ht.dtype == np.float32 else np.int64
+    unsigned: Any = np.uint32 if ht.dtype == np.float32 else np.uint64
     bits = ht.view(width)
     i0, i1 = bits
-    room = [None, None] if scratch is None else [b.view(width)[:i0.size] for b in scratch]
+    room: list[Any] = [None, None] if scratch is None else [b.view(width)[:i0.size] for b in scratch]
     d = np.subtract(i0, i1, out=room[0])
     np.abs(d, out=d)                                    # exact where the signs agree
     distance = d.view(unsigned)                         # the same bits: every value there is >= 0
