@@ -363,7 +363,8 @@ def _stacks(draw, max_blocks, max_width, acts, losses, dtypes, allow=frozenset(O
         layers.append(Act(out))
     return StackSpec(inputs, tuple(layers), loss, tuple(options.items()),
                      reduction=_pick(draw, LOSSES[loss].reductions), dtype=_pick(draw, dtypes),
-                     mode=_pick(draw, MODES))
+                     # a mutant's dropout or batch norm in training (eval: the identity, the running statistics)
+                     mode="train" if {"dropout", "batchnorm"} & set(need) else _pick(draw, MODES))
 
 
 def _shape_kind(draw, allow: frozenset, need: frozenset) -> int:
