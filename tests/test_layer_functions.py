@@ -18,7 +18,7 @@ import torch
 
 from verify.cli.app import main
 from verify.errors import UsageError
-from verify.layers.families import binomial_p_value, p_convention
+from verify.layers.families import binomial_p_value, p_convention, p_names_both
 from verify.layers.run import DEFAULT_EXAMPLES, check_layers, find, load_module
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -229,6 +229,14 @@ def test_dropouts_p_is_read_from_the_docstring():
     assert p_convention("p: Dropout parameter. We keep each neuron output with probability p.") is True
     assert p_convention("p: Dropout parameter. We drop each neuron output with probability p.") is False
     assert p_convention("Performs dropout.") is None and p_convention(None) is None
+
+
+def test_a_docstring_naming_both_conventions_is_read_by_its_first_statement_of_p():
+    cs231n = ("p: Dropout parameter. We keep each neuron output with probability p.\n"
+              "NOTE 2: p is the probability of keeping; some sources use it as the probability of dropping.")
+    older = "p: We drop each neuron output with probability p. (Newer versions keep each with probability p.)"
+    assert (p_convention(cs231n), p_names_both(cs231n)) == (True, True)
+    assert (p_convention(older), p_names_both(older)) == (False, True)
 
 
 def test_the_drop_convention_fails_under_keep_and_passes_under_drop(good):

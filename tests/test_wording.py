@@ -118,3 +118,32 @@ def test_the_time_in_all_counts_from_before_verify_imports_torch():
     started, imported = map(float, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                                   check=True).stdout.split())
     assert started < 0.25 * imported           # the clock starts before torch, pandas and the rest load
+
+
+def test_a_type_is_named_with_its_article():
+    import numpy as np
+
+    from verify.byo.call import a_type_name
+    assert [a_type_name(v) for v in (np.zeros(1), (1,), None, 1.5)] == ["an ndarray", "a tuple", "None", "a float"]
+
+
+def test_a_call_that_times_out_says_the_time_limit_once_and_where_it_was(tmp_path):
+    from verify.byo.guard import TimeLimit
+    from verify.layers.calls import Failed, call
+
+    def spin(x):
+        while True:
+            x = x + 1
+
+    try:
+        call(spin, "spin", (0,), TimeLimit(0.2))
+    except Failed as e:
+        message = str(e)
+    assert message.count("time limit") == 1 and "test_wording.py:" in message and " in spin: " in message
+
+
+def test_a_syntax_error_is_located_in_the_users_file_not_in_importlib(tmp_path):
+    bad = tmp_path / "broken.py"
+    bad.write_text("def relu_forward(x)\n    return x\n")
+    run = subprocess.run([sys.executable, "-m", "verify", "layers", str(bad)], capture_output=True, text=True)
+    assert run.returncode == 2 and "at broken.py:1: def relu_forward(x)" in run.stderr and "importlib" not in run.stderr

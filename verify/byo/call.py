@@ -115,7 +115,7 @@ def load_target(target: str) -> Impl:
         raise UsageError(f"--impl {target!r}: {where} has no attribute {name!r}"
                      + ("" if isinstance(e, AttributeError) else f" ({describe_exception(e, None)})")) from None
     if not callable(fn):
-        raise UsageError(f"--impl {target!r}: {name} is a {_type_name(fn)}, not callable")
+        raise UsageError(f"--impl {target!r}: {name} is {a_type_name(fn)}, not callable")
     return fn
 
 
@@ -211,19 +211,28 @@ def describe_exception(e: BaseException, fn: Any) -> str:
     text = f"{name}: {message}".strip().splitlines()[0] if message.strip() else name
     if len(text) > 300:
         text = text[:297] + "..."
+    return text + where_raised(e, fn)
+
+
+def where_raised(e: BaseException, fn: Any) -> str:
+    """`` at impl.py:42 in backprop: dW = delta @ a``: the innermost frame in ``fn``'s file (else
+    the innermost outside this module); for a SyntaxError, the line it names. '' when none."""
     try:
+        if isinstance(e, SyntaxError) and e.filename and e.lineno:
+            line = (e.text or "").strip()
+            return f" at {os.path.basename(e.filename)}:{e.lineno}" + (f": {line}" if line else "")
         frames = traceback.extract_tb(e.__traceback__)
         user = _user_file(fn)
         mine = [f for f in frames if f.filename == user] or \
             [f for f in frames if f.filename not in (__file__, _GUARD_FILE)]
     except BaseException:                 # noqa: BLE001 - a __traceback__ property, say
         mine = []
-    if mine:
-        f = mine[-1]
-        line = (f.line or "").strip()
-        # source compiled from a string is named "<label path/file.py>" (a mutant's, say): its file
-        text += f" at {os.path.basename(f.filename.strip('<>'))}:{f.lineno} in {f.name}" + (f": {line}" if line else "")
-    return text
+    if not mine:
+        return ""
+    f = mine[-1]
+    line = (f.line or "").strip()
+    # source compiled from a string is named "<label path/file.py>" (a mutant's, say): its file
+    return f" at {os.path.basename(f.filename.strip('<>'))}:{f.lineno} in {f.name}" + (f": {line}" if line else "")
 
 
 _GUARD_FILE = guard.__file__
@@ -491,7 +500,7 @@ def call_safely(fn: Impl, spec: Any, params: list, x: np.ndarray, y: np.ndarray,
     if e is not None and not returned:
         return {}, [], mutations, describe_exception(e, fn)
     if e is not None:
-        problem = f"{name} returned a {_type_name(returned[0])} that raised {describe_exception(e, fn)} when read"
+        problem = f"{name} returned {a_type_name(returned[0])} that raised {describe_exception(e, fn)} when read"
         return {}, [_not_a_tensor(CALL, spec, problem, rtol, atol)], mutations, ""
     hand, problems, unknown = read
     if unknown:
@@ -504,6 +513,14 @@ def _type_name(value: Any) -> str:
         return _plain_str(type(value).__name__)
     except BaseException:                 # noqa: BLE001
         return "value"
+
+
+def a_type_name(value: Any) -> str:
+    """The value's type with its article, as a sentence reads it: "an ndarray", "a tuple", "None"."""
+    if value is None:
+        return "None"
+    name = _type_name(value)
+    return ("an " if name[:1].lower() in "aeiou" or name.startswith("nd") else "a ") + name
 
 
 def _mutations(name, spec, spec_copy, params, x, y, p_copy, x_copy, y_copy, rtol, atol, guard=guarded

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from verify.byo import isolation
-from verify.byo.call import _type_name, describe_exception
+from verify.byo.call import a_type_name, describe_exception, where_raised
 from verify.byo.guard import CallTimedOut, TimeLimit, guarded
 from verify.core.compare import UNIT_ROUNDOFF, Comparison, Pair, compare_all, problem_record, tolerances
 
@@ -54,8 +54,8 @@ def call(fn: Callable, name: str, args: tuple, limit: TimeLimit, blame: Any = No
     value, e = guarded(quietly, limit)
     if e is not None:
         if isinstance(e, CallTimedOut):
-            raise Failed(name, f"{name} did not return within {limit.seconds:g} s (the time limit): "
-                               f"{describe_exception(e, blame)}")
+            raise Failed(name, f"{name} did not return within {limit.seconds:g} s (the time limit)"
+                               f"{where_raised(e, blame)}")
         raise Failed(name, f"{name} raised {describe_exception(e, blame)}")
     return value
 
@@ -117,7 +117,7 @@ def as_tuple(value: Any, name: str, n: int, what: str) -> tuple:
     if not isinstance(value, (tuple, list)):
         if n == 1:
             return (value,)
-        raise Failed(name, f"{name} returned a {_type_name(value)} where {what} is expected")
+        raise Failed(name, f"{name} returned {a_type_name(value)} where {what} is expected")
     if n == 1 and len(value) != 1:
         return (value,)
     if len(value) != n:
@@ -130,7 +130,7 @@ def shape_problem(hand: Any, ref: np.ndarray) -> str:
     if hand is None:
         return "None where an array is expected: a missing return?"
     if isinstance(hand, bool) or not isinstance(hand, (np.ndarray, np.generic, float, int)):
-        return f"a {_type_name(hand)} where an array is expected"
+        return f"{a_type_name(hand)} where an array is expected"
     h = np.asarray(hand)
     if h.dtype.kind not in "fiu":
         return f"dtype {h.dtype} where {ref.dtype} is expected"

@@ -44,7 +44,7 @@ class Case:
     def describe(self) -> str:
         shapes = ", ".join(f"{k} {tuple(np.shape(v))}" for k, v in self.arrays.items())
         hyper = ", ".join(f"{k}={v!r}" for k, v in self.hyper.items())
-        return f"{shapes}" + (f"; {hyper}" if hyper else "") + f"; values {self.style} (seed {self.value_seed})"
+        return f"{shapes}" + (f"; {hyper}" if hyper else "") + f"; values {self.style} (data seed {self.value_seed})"
 
     def size(self) -> int:
         return sum(int(np.size(v)) for v in self.arrays.values())
@@ -524,15 +524,27 @@ DROP_WORDS = re.compile(r"drop(?:ping)?\s+(?:each|a|the)|probability of (?:dropp
 BINOMIAL_ALPHA = 1e-6        # a correct mask fails the kept-fraction check in one case in a million
 
 
+def _p_sentences(doc: str | None) -> list[str]:
+    """The docstring's sentences that speak of p as a probability."""
+    return [s for s in re.split(r"(?<=[.\n])", doc or "") if re.search(r"\bp\b", s) and "probab" in s.lower()]
+
+
 def p_convention(doc: str | None) -> bool | None:
     """True when dropout_forward's docstring says p is the keep probability, False when it says
-    the drop probability, None when it says neither (or both)."""
-    if not doc:
-        return None
-    lines = [s for s in re.split(r"(?<=[.\n])", doc) if re.search(r"\bp\b", s) and "probab" in s.lower()]
-    text = " ".join(lines)
-    keep, drop = bool(KEEP_WORDS.search(text)), bool(DROP_WORDS.search(text))
-    return keep if keep != drop else None
+    the drop probability, None when it says neither. A docstring that names both (CS231n's: "We
+    keep each neuron output with probability p", then a note that older versions dropped with p) is
+    read by its first sentence that names one."""
+    for sentence in _p_sentences(doc):
+        keep, drop = bool(KEEP_WORDS.search(sentence)), bool(DROP_WORDS.search(sentence))
+        if keep != drop:
+            return keep
+    return None
+
+
+def p_names_both(doc: str | None) -> bool:
+    """Whether the docstring speaks of p both as the keep and as the drop probability."""
+    text = " ".join(_p_sentences(doc))
+    return bool(KEEP_WORDS.search(text)) and bool(DROP_WORDS.search(text))
 
 
 def binomial_p_value(k: int, n: int, q: float) -> float:

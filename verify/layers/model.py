@@ -48,6 +48,7 @@ from hypothesis import strategies as st
 
 from handimpl.layers import Act, BatchNorm, Context, Conv2d, Dropout, Flatten, LayerNorm, Linear, MaxPool2d
 from handimpl.rounding import gamma
+from verify.byo.call import a_type_name
 from verify.core.data import Case as StackCase
 from verify.core.stack import StackSpec
 from verify.core.stack_bounds import has_textbook, stack_a_priori
@@ -357,7 +358,7 @@ class ModelFamily(Family):
                                          settings.limit, blame)
         loss, grads = as_tuple(value, f"{name}.loss", 2, "(loss, grads)")
         if not isinstance(grads, dict):
-            raise Failed(name, f"{name}.loss returned a {type(grads).__name__} where a dict of gradients is expected")
+            raise Failed(name, f"{name}.loss returned {a_type_name(grads)} where a dict of gradients is expected")
         masks: dict[int, np.ndarray] = {}
         compare_train = True
         if q < 1:

@@ -172,7 +172,7 @@ def verdict_text(result: LayersResult) -> str:
     if failing:
         text += f"; disagrees: {', '.join(p.label for p in failing)}"
     if absent:
-        text += f"; absent: {', '.join(p.family for p in absent)}"
+        text += f"; absent: {', '.join(p.label for p in absent)}"
     by_fd = [p.label for p in present if p.reference == "fd"]
     if by_fd:
         text += f"; judged by finite differences alone (no torch counterpart): {', '.join(by_fd)}"

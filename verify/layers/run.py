@@ -21,7 +21,7 @@ from verify.byo.call import _import, describe_exception
 from verify.byo.guard import TimeLimit, guarded
 from verify.core.torch_ops import one_thread
 from verify.errors import UsageError
-from verify.layers.families import FAMILIES, Case, Family, Settings, p_convention
+from verify.layers.families import FAMILIES, Case, Family, Settings, p_convention, p_names_both
 
 DEFAULT_EXAMPLES = 100
 SHRINK_SECONDS = 20.0      # shrinking one pair's failure stops after this long (a slow user function)
@@ -257,7 +257,11 @@ def _dropout_convention(fn: Any, flag: str | None) -> tuple[bool, str]:
     if flag is not None:
         return flag == "keep", "--dropout-p"
     doc, e = guarded(lambda: fn.__doc__)
-    found = p_convention(doc if isinstance(doc, str) else None)
+    doc = doc if isinstance(doc, str) else None
+    found = p_convention(doc)
     if found is None:
         return True, "assumed: the docstring does not say; --dropout-p drop for the early convention"
+    if p_names_both(doc):
+        return found, ("from the docstring's first sentence that names one (it names both; "
+                       "--dropout-p keep|drop to choose)")
     return found, "from the docstring"
