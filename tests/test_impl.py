@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import handimpl
@@ -40,6 +41,32 @@ def test_a_student_implementation_written_from_scratch_passes_a_sweep_within_wha
     frame = verify.check_implementation(f"{FIXTURES / 'student_mlp.py'}:backprop", examples=25)
     assert frame.attrs["passed"] and frame["passed"].all()
     assert set(frame["spec"].str.split(":").str[2]) <= {"mse_loss", "quadratic"}
+
+
+def test_code_without_label_smoothing_fails_a_sweep_that_draws_it():
+    frame = verify.check_implementation(f"{USER}:no_label_smoothing", examples=30, losses=["cross_entropy"])
+    assert not frame.attrs["passed"] and frame["spec"].str.contains("label_smoothing").any()
+
+
+def test_a_loss_declared_with_a_pinned_option_is_drawn_with_that_option_only():
+    frame = verify.check_implementation(f"{USER}:no_label_smoothing_declared", examples=30)
+    assert frame.attrs["passed"] and not frame["spec"].str.contains("label_smoothing").any()
+    assert set(frame["spec"].str.split(":").str[2].str.split("|").str[-1]) == {"cross_entropy"}
+
+
+def test_verify_check_impl_pins_a_loss_option_given_in_losses(tmp_path):
+    args = ["check", "--impl", f"{USER}:no_label_smoothing", "--examples", "30", "--out", str(tmp_path),
+            "--losses", "cross_entropy:label_smoothing=0,target=index,mse_loss"]
+    assert main(args) == 0
+    specs = " ".join(pd.read_csv(tmp_path / "cases.csv")["spec"])
+    assert "label_smoothing" not in specs and "target=prob" not in specs and "mse_loss" in specs
+
+
+def test_a_loss_option_that_cannot_be_pinned_is_one_usage_line(capsys, tmp_path):
+    assert main(["check", "--impl", f"{USER}:correct", "--losses", "cross_entropy:beta=1",
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'beta' cannot be pinned" in err and "label_smoothing" in err
 
 
 def test_a_function_that_raises_becomes_a_failing_case_with_its_line():

@@ -83,7 +83,7 @@ def supported(fn: Impl, *, activations: Names = None, losses: Names = None,
     if unknown:
         raise UsageError(f"{name}.supports: unknown key {shown(unknown[0])}; valid: {', '.join(SUPPORT_KEYS)}")
     out: dict[str, Any] = {}
-    for kind, asked in (("activations", activations), ("losses", losses), ("dtypes", dtypes), ("layers", layers)):
+    for kind, asked in zip(SUPPORT_KEYS, (activations, losses, dtypes, layers)):
         allowed = declared.get(kind)
         if allowed is None:
             out[kind] = None if asked is None else list(asked)
@@ -96,12 +96,28 @@ def supported(fn: Impl, *, activations: Names = None, losses: Names = None,
         if asked is None:
             out[kind] = allowed
             continue
+        if kind == "losses":            # entries may pin options: NAME:KEY=VALUE,... (loss_entry)
+            out[kind] = _losses_within(name, allowed, list(asked))
+            continue
         outside = [n for n in asked if n not in allowed]
         if outside:
             raise UsageError(f"{getattr(fn, '__name__', fn)} supports {kind} {', '.join(allowed)}; "
                          f"not {', '.join(outside)}")
         out[kind] = list(asked)
     return out
+
+
+def _losses_within(name: str, allowed: list[str], asked: list[str]) -> list[str]:
+    """The losses asked for, by name within those ``supports`` declares; an entry asked without
+    pinned options takes the declared entry's pins (a loss declared as
+    ``cross_entropy:label_smoothing=0`` is never drawn with label smoothing)."""
+    def base(entry: str) -> str:
+        return entry.partition(":")[0].strip()
+    declared = {base(e): e for e in allowed}
+    outside = [n for n in asked if base(n) not in declared]
+    if outside:
+        raise UsageError(f"{name} supports losses {', '.join(allowed)}; not {', '.join(outside)}")
+    return [n if ":" in n else declared[base(n)] for n in asked]
 
 
 def sweep_implementation(impl: Impl | str, *, examples: int | None = None, seed: int = 0,

@@ -54,6 +54,18 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _loss_csv(text: str) -> list[str]:
+    """Loss entries, comma-separated, each maybe with pinned options (``NAME:KEY=VALUE,...``,
+    verify.sweep.strategies.loss_entry): an item ``KEY=VALUE`` belongs to the entry before it."""
+    entries: list[str] = []
+    for item in _csv(text):
+        if "=" in item and ":" not in item and entries:
+            entries[-1] += "," + item
+        else:
+            entries.append(item)
+    return entries
+
+
 def _integer(minimum: int, what: str):
     """An argparse type: an integer >= minimum, else one line naming what was expected."""
     def parse(text: str) -> int:
@@ -109,8 +121,9 @@ def add_sweep_options(p: argparse.ArgumentParser, *, examples: int | None, out: 
     p.add_argument("--out", default=None, metavar="DIR", help=f"report directory (default: {out})")
     p.add_argument("--activations", type=_csv, default=None, metavar="A,B",
                    help="comma-separated activation names to draw from (default: all)")
-    p.add_argument("--losses", type=_csv, default=None, metavar="L,M",
-                   help="comma-separated loss names to draw from (default: all)")
+    p.add_argument("--losses", type=_loss_csv, default=None, metavar="L,M",
+                   help="comma-separated loss names to draw from (default: all); NAME:KEY=VALUE,... "
+                        "pins options, e.g. cross_entropy:label_smoothing=0,target=index")
     p.add_argument("--dtypes", type=_csv, default=None, metavar="D,E",
                    help="float32, float64 or both (default: both)")
     p.add_argument("--max-depth", type=_positive, default=d["max_depth"], metavar="D",

@@ -45,7 +45,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _parse_value(key: str, text: str, like: Any) -> Any:
+def parse_option_value(key: str, text: str, like: Any) -> Any:
     if isinstance(like, bool):
         if text.lower() not in ("true", "false"):
             raise SpecError(f"option {key}={shown(text)}: expected true or false")
@@ -190,11 +190,11 @@ class NetSpec:
             if key in fields or key in options:
                 raise SpecError(f"option {shown(key)} given twice")
             if key == "bias":
-                fields[key] = _parse_value(key, value, True)
+                fields[key] = parse_option_value(key, value, True)
             elif key in ("dtype", "init", "target", "reduction"):
                 fields[key] = value
             elif key in loss_defaults:
-                options[key] = _parse_value(key, value, loss_defaults[key])
+                options[key] = parse_option_value(key, value, loss_defaults[key])
             else:
                 valid = ["dtype", "bias", "init", "target", "reduction", *loss_defaults]
                 raise SpecError(f"unknown option {shown(key)} for {loss}; valid: {', '.join(valid)}")

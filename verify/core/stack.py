@@ -37,7 +37,7 @@ from handimpl import ACTIVATIONS, LOSSES
 from handimpl.layers import KINDS, Act, Layer
 from handimpl.stack import param_key
 from verify.core.compare import split_name
-from verify.core.spec import DTYPES, NetSpec, _fmt, _parse_value, shown
+from verify.core.spec import DTYPES, NetSpec, _fmt, parse_option_value, shown
 from verify.errors import SpecError
 
 MODES = ("train", "eval")
@@ -328,7 +328,7 @@ class StackSpec:
             if key in ("dtype", "mode", "reduction"):
                 fields[key] = value
             elif key in defaults:
-                options[key] = _parse_value(key, value, defaults[key])
+                options[key] = parse_option_value(key, value, defaults[key])
             else:
                 valid = ["dtype", "mode", "reduction", *defaults]
                 raise SpecError(f"unknown option {shown(key)} for {loss}; valid: {', '.join(valid)}")

@@ -8,7 +8,7 @@ activation, loss and dtype listed, batch 1.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from hypothesis import reject
@@ -32,8 +32,9 @@ from handimpl.layers import (
 )
 from handimpl.optim import OPTIMIZERS
 from verify.core.optim_spec import OptimizerSpec
-from verify.core.spec import DTYPES, NetSpec, shown
+from verify.core.spec import DTYPES, NetSpec, parse_option_value, shown
 from verify.core.stack import StackSpec
+from verify.errors import SpecError
 
 # Values offered for each loss option (the first is torch's default, so shrinking goes there).
 OPTION_VALUES = {
@@ -71,11 +72,49 @@ def _fitting_cached(loss: str, options: tuple, activations: tuple) -> tuple[str,
     return tuple(a for a in activations if ACTIVATIONS[a].range[0] >= lo and ACTIVATIONS[a].range[1] <= hi)
 
 
-def _option_choices(loss: str):
-    yield {}
+PIN_KEYS = ("target", "reduction")     # besides the loss's own options, what a loss entry may pin
+
+
+@functools.lru_cache(maxsize=None)
+def loss_entry(text: str) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """A loss to draw, as ``--losses`` and ``supports["losses"]`` name it: ``cross_entropy``, or
+    ``NAME:KEY=VALUE,...`` with some of its options (and ``target``, ``reduction``) pinned, e.g.
+    ``cross_entropy:label_smoothing=0,target=index`` for code that implements neither label
+    smoothing nor probability targets. Returns (name, pinned options). Raises ValueError naming
+    the bad part."""
+    name, _, rest = (t.strip() for t in text.partition(":"))
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {shown(name)}; valid: {', '.join(LOSSES)}")
+    valid = (*LOSSES[name].options, *PIN_KEYS)
+    keys = [item.partition("=")[0].strip() for item in rest.split(",") if item.strip()]
+    bad = [k for k in keys if k not in valid]
+    if bad:
+        raise ValueError(f"loss {shown(text)}: {shown(bad[0])} cannot be pinned; {name}'s: {', '.join(valid)}")
+    if not keys:
+        return name, ()
+    try:
+        options = {k.strip(): parse_option_value(k.strip(), v.strip(), LOSSES[name].options[k.strip()])
+                   for k, v in (i.partition("=")[::2] for i in rest.split(",")) if k.strip() in LOSSES[name].options}
+        fits = [a for a in ACTIVATIONS if not getattr(ACTIVATIONS[a], "user_defined", False)]
+        act = next(iter(_fitting(name, options, tuple(fits))), None)
+        if act is None:
+            raise ValueError(f"loss {shown(text)}: no output activation fits {name} with these options")
+        spec = NetSpec.parse(f"1-1:{act}:{name}:{rest}")
+    except SpecError as e:
+        raise ValueError(f"loss {shown(text)}: {e}") from None
+    pins = dict(spec.loss_options) | {k: getattr(spec, k) for k in PIN_KEYS}
+    return name, tuple((k, pins[k]) for k in valid if k in keys)
+
+
+def _option_choices(entry: str):
+    """The options a loss is drawn with, one at a time beside its pinned ones (which come first)."""
+    loss, pins = loss_entry(entry)
+    pinned = {k: v for k, v in pins if k in LOSSES[loss].options}
+    yield dict(pinned)
     for key in LOSSES[loss].options:
-        for value in OPTION_VALUES[key]:
-            yield {key: value}
+        if key not in pinned:
+            for value in OPTION_VALUES[key]:
+                yield {**pinned, key: value}
 
 
 def validate(*, max_depth: int, max_width: int, activations, losses, dtypes) -> tuple:
@@ -84,9 +123,12 @@ def validate(*, max_depth: int, max_width: int, activations, losses, dtypes) -> 
     if not 1 <= max_width <= 1024:
         raise ValueError(f"max_width must lie in 1..1024, got {max_width}")
     acts = _names("activation", activations, ACTIVATIONS)
-    loss_names = _names("loss", losses, LOSSES)
+    loss_names = _names("loss", losses, LOSSES) if losses is None else \
+        _names("loss", losses, {e: e for e in losses if loss_entry(e)})
     dts = _names("dtype", dtypes, {d: d for d in DTYPES})
-    usable = [l for l in loss_names if any(_fitting(l, o, acts) for o in _option_choices(l))]
+    # a loss with pinned options must fit with those alone: they are what a draw falls back to
+    usable = [l for l in loss_names if any(_fitting(loss_entry(l)[0], o, acts) for o in _option_choices(l))
+              and (not loss_entry(l)[1] or _fitting(loss_entry(l)[0], next(_option_choices(l)), acts))]
     if not usable:
         raise ValueError(f"none of the losses {', '.join(loss_names)} can follow any of the "
                          f"activations {', '.join(acts)}")
@@ -108,24 +150,33 @@ def _pick(draw, values: Sequence):
 
 @st.composite
 def _specs(draw, max_depth, max_width, acts, losses, dtypes) -> NetSpec:
-    loss = _pick(draw, losses)
-    options = {k: _pick(draw, OPTION_VALUES[k]) for k in LOSSES[loss].options}
+    loss, options, pins = _loss_and_options(draw, losses, acts)
     outputs = _fitting(loss, options, acts)
-    if not outputs:                      # e.g. poisson_nll_loss(log_input=False) after identity only
-        options = {}
-        outputs = _fitting(loss, options, acts)
     depth = draw(_between(1, max_depth))
     widths = tuple(draw(_between(1, max_width)) for _ in range(depth + 1))
     hidden = [_pick(draw, acts) for _ in range(depth - 1)]
     out = _pick(draw, outputs)
     return NetSpec(
         widths, tuple(hidden + [out]), loss, tuple(options.items()),
-        reduction=_pick(draw, LOSSES[loss].reductions),
+        reduction=pins["reduction"] if "reduction" in pins else _pick(draw, LOSSES[loss].reductions),
         bias=_pick(draw, (True, False)),
         dtype=_pick(draw, dtypes),
         init=_pick(draw, tuple(INITS)),
-        target=_pick(draw, ("index", "prob")) if loss == "cross_entropy" else "index",
+        target=pins["target"] if "target" in pins else
+        _pick(draw, ("index", "prob")) if loss == "cross_entropy" else "index",
     )
+
+
+def _loss_and_options(draw, losses, acts) -> tuple[str, dict, dict]:
+    """(loss name, its options, what its entry pins): the options drawn where not pinned, and only
+    the pinned ones where no output activation fits the drawn ones (e.g. poisson_nll_loss with
+    log_input=False after identity alone)."""
+    loss, pinned = loss_entry(_pick(draw, losses))
+    pins = dict(pinned)
+    options = {k: pins[k] if k in pins else _pick(draw, OPTION_VALUES[k]) for k in LOSSES[loss].options}
+    if not _fitting(loss, options, acts):
+        options = {k: v for k, v in pins.items() if k in LOSSES[loss].options}
+    return loss, options, pins
 
 
 def net_specs(*, max_depth: int = 5, max_width: int = 16, activations: Sequence[str] | None = None,
@@ -329,12 +380,8 @@ def _conv_block(draw, conv, norm: int | None, pool: int | None, acts, allow, one
 @st.composite
 def _stacks(draw, max_blocks, max_width, acts, losses, dtypes, allow=frozenset(OPTIONAL_KINDS),
             need=()) -> StackSpec:
-    loss = _pick(draw, losses)
-    options = {k: _pick(draw, OPTION_VALUES[k]) for k in LOSSES[loss].options}
+    loss, options, pins = _loss_and_options(draw, losses, acts)
     outputs = _fitting(loss, options, acts)
-    if not outputs:
-        options = {}
-        outputs = _fitting(loss, options, acts)
     shape_kind = _shape_kind(draw, allow, frozenset(need))   # 0-1: an MLP, 2: a CNN (2-d or 1-d), 3: tokens
     layers: list = []
     if shape_kind == 2:
@@ -362,7 +409,8 @@ def _stacks(draw, max_blocks, max_width, acts, losses, dtypes, allow=frozenset(O
     if out != "identity":
         layers.append(Act(out))
     return StackSpec(inputs, tuple(layers), loss, tuple(options.items()),
-                     reduction=_pick(draw, LOSSES[loss].reductions), dtype=_pick(draw, dtypes),
+                     reduction=pins["reduction"] if "reduction" in pins else _pick(draw, LOSSES[loss].reductions),
+                     dtype=_pick(draw, dtypes),
                      # a mutant's dropout or batch norm in training (eval: the identity, the running statistics)
                      mode="train" if {"dropout", "batchnorm"} & set(need) else _pick(draw, MODES))
 
@@ -417,6 +465,10 @@ def stack_specs(*, max_blocks: int = 4, max_width: int = 8, activations: Sequenc
     acts, usable, dts = validate(max_depth=max_blocks, max_width=max_width, activations=activations,
                                  losses=losses, dtypes=dtypes)
     allow = check_kinds(layers, kinds, max_width)
+    prob = [e for e in usable if dict(loss_entry(e)[1]).get("target", "index") != "index"]
+    if prob:
+        raise ValueError(f"loss {shown(prob[0])}: layer stacks take class indices (target=index); "
+                         f"probability targets are drawn for dense networks only (--architectures dense)")
     specs = _stacks(max_blocks, max_width, acts, usable, dts, allow, tuple(k for k in kinds if k in OPTIONAL_KINDS))
     return specs.filter(functools.partial(_holds, tuple(kinds))) if kinds else specs
 
