@@ -102,6 +102,49 @@ def test_a_user_step_that_misbehaves_fails_its_step_with_a_row_saying_how(fn, st
     assert problem in result.first_divergence.problem
 
 
+def test_a_nan_parameter_from_a_user_step_fails_its_row_with_a_problem_naming_the_element():
+    from verify.byo.call import load_target
+    result = train("3-4-2:tanh,identity:mse_loss", "sgd:lr=0.01", steps=4,
+                   step_fn=load_target(f"{FIXTURES}:nan_from_step_3"), impl="nan")
+    assert not result.passed and result.first_diverging_step == 3
+    assert re.match(r"not finite: yours W1\[0, 0\] is nan where torch's is -?\d", result.first_divergence.problem)
+
+
+def test_an_infinite_state_tensor_fails_its_one_step_row_saying_so():
+    from verify.byo.call import load_target
+    result = train("3-4-2:tanh,identity:mse_loss", "adam", steps=2, step_fn=load_target(f"{FIXTURES}:infinite_exp_avg"),
+                   impl="inf")
+    first = result.first_divergence
+    assert result.first_diverging_step == 1 and first.name.endswith(".exp_avg")
+    assert "is -inf where torch's is" in first.problem or "is inf where torch's is" in first.problem
+
+
+def test_a_nan_along_the_trajectory_is_a_failing_csv_row_with_its_problem_and_the_page_says_it(tmp_path):
+    from verify.byo.call import load_target
+    result = train("3-4-2:tanh,identity:mse_loss", "sgd:lr=0.01", steps=4,
+                   step_fn=load_target(f"{FIXTURES}:nan_from_step_3"), impl="nan")
+    paths = write_train_reports(result, tmp_path / "out")
+    with open(paths["csv"], newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["check"] == TRAJECTORY and r["step"] == "3" and r["tensor"] == "W1"]
+    assert rows[0]["status"] == "diverges" and rows[0]["problem"].startswith("not finite: yours W1[0, 0] is nan")
+    page = paths["html"].read_text()
+    assert "not finite: yours W1[0, 0] is nan" in page and "first diverging step: 3" in page
+
+
+def test_a_training_whose_torch_side_overflows_stops_there_and_correct_code_passes():
+    result = train("3-8-2:relu,identity:mse_loss", "sgd:lr=50", steps=20)
+    assert result.passed and result.overflow == 5 and len(result.torch_loss) == 4
+    assert "overflowed at step 5" in result.note
+
+
+def test_the_verdict_line_counts_the_steps_judged_when_a_users_state_is_its_own(tmp_path):
+    from verify.byo.call import load_target
+    from verify.train.report import summary_text
+    result = train("3-4-2:tanh,identity:mse_loss", "sgd:lr=0.1", steps=3,
+                   step_fn=load_target(f"{FIXTURES}:sgd_opaque_state"), impl="opaque")
+    assert summary_text(result).startswith("PASS: 1 of 3 steps judged")
+
+
 def test_a_user_step_that_hangs_is_stopped_at_its_time_limit_and_ends_the_run():
     from verify.byo.call import load_target
     result = train("2-2-1:sigmoid:mse_loss", "sgd", steps=5, step_fn=load_target(f"{FIXTURES}:hangs"),
