@@ -78,6 +78,16 @@ def test_the_referee_supports_yours_where_torch_is_wrong():
     assert not delta1.passed and delta1.referee == "yours"
 
 
+def test_the_referee_supports_neither_where_both_sides_are_wrong():
+    run = trace("3-4-2:tanh,sigmoid:mse_loss", seed=1, batch=3, impl=mutant("hidden_fprime_dropped"))
+    ref = dict(run.refs[0])
+    ref["delta1"] = ref["delta1"] * 1.5              # torch's side wrong too, differently
+    bad = dataclasses.replace(run, refs=(ref, None))
+    records = referee_run(bad, compare_many([bad])[0])
+    delta1 = next(r for r in records if r.name == "delta1")
+    assert not delta1.passed and delta1.referee == "neither"
+
+
 def test_the_referee_says_both_for_values_that_agree():
     judged = referee_case(check("3-4-2:tanh,sigmoid:mse_loss", seed=1, batch=3), every=True)
     opinions = {r.name: r.referee for r in judged.records if r.referee}

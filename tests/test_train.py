@@ -213,6 +213,22 @@ def test_verify_check_finds_and_shrinks_a_user_steps_bug(capsys, tmp_path):
     assert (tmp_path / "r" / "trajectory.csv").is_file()
 
 
+def test_verify_check_stops_at_a_user_step_that_hangs_and_reports_it_without_a_traceback(capsys, tmp_path):
+    status = main(["check", "--impl", f"{FIXTURES}:hangs", "--optimizers", "sgd", "--examples", "3",
+                   "--time-limit", "0.3", "--out", str(tmp_path / "r")])
+    captured = capsys.readouterr()
+    assert status == 1 and "FAIL: the step could not be run: CallTimedOut" in captured.out
+    assert "Traceback" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_an_empty_optimizers_list_is_one_line_and_exit_status_2(command, capsys, tmp_path):
+    impl = ["--impl", f"{FIXTURES}:adam"] if command == "check" else []
+    status = main([command, *impl, "--optimizers", "", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert status == 2 and "--optimizers: unknown optimizer '(none given)'" in err and err.count("\n") == 1
+
+
 def test_verify_check_refuses_an_unknown_optimizer_in_one_line(capsys):
     status = main(["check", "--impl", f"{FIXTURES}:adam", "--optimizers", "sgd,adm"])
     err = capsys.readouterr().err

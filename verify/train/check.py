@@ -84,7 +84,10 @@ def check_optimizers_command(args: argparse.Namespace) -> int:
         print(f"PASS: all {plural(len(found.tried), 'training')} agree with torch.optim at every step")
         print(f"report (the last training): {paths['html']}")
         return 0
-    print(f"FAIL at training {found.first_failure}; the smallest failing one (hypothesis shrank it):")
+    hung = found.minimal.error.startswith("CallTimedOut")
+    shown_as = ("the training that hung (not shrunk: each call would hang again)" if hung
+                else "the smallest failing one (hypothesis shrank it)")
+    print(f"FAIL at training {found.first_failure}; {shown_as}:")
     print(f"  {found.minimal.repro}")
     print(f"  {summary_text(found.minimal)}")
     print(f"report: {paths['html']}")
