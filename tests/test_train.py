@@ -221,6 +221,14 @@ def test_verify_check_stops_at_a_user_step_that_hangs_and_reports_it_without_a_t
     assert "Traceback" not in captured.out + captured.err
 
 
+@pytest.mark.parametrize("argv", [["train", "2-2-1:sigmoid:mse_loss"], ["check", "--optimizers", "sgd"]])
+def test_a_step_whose_signature_cannot_take_the_four_arguments_is_one_line_and_exit_status_2(argv, capsys, tmp_path):
+    status = main([*argv, "--impl", f"{FIXTURES}:one_step_signature", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert status == 2 and "its signature (params, grads, lr) cannot take step(params, grads, state, hyper)" in err
+    assert err.count("\n") == 1
+
+
 @pytest.mark.parametrize("command", ["check", "run"])
 def test_an_empty_optimizers_list_is_one_line_and_exit_status_2(command, capsys, tmp_path):
     impl = ["--impl", f"{FIXTURES}:adam"] if command == "check" else []

@@ -11,12 +11,13 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from handimpl.optim import OPTIMIZERS
-from verify.byo.call import load_target, reset_warnings
+from verify.byo.call import reset_warnings
 from verify.core.stack import parse_any
 from verify.errors import UsageError
 from verify.report.frames import plural
 from verify.report.output import check_out_dir
 from verify.sweep.strategies import cases
+from verify.train.command import load_step
 from verify.train.report import FILES, summary_text, write_train_reports
 from verify.train.search import SEARCH_STEPS, search
 
@@ -70,7 +71,7 @@ def check_optimizers_command(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise UsageError(str(e)) from None
     out = check_out_dir(args.out or DEFAULT_OUT, FILES.values())
-    step = load_target(args.impl)
+    step = load_step(args.impl)
     reset_warnings()
     print(f"verify check --impl {args.impl} --optimizers {','.join(names)}: up to "
           f"{plural(examples, 'training')} of {SEARCH_STEPS} steps (seed {args.seed})", flush=True)

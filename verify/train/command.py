@@ -4,6 +4,7 @@ input, is the CLI's: one line)."""
 from __future__ import annotations
 
 import argparse
+import inspect
 
 from verify.byo.call import load_target, reset_warnings
 from verify.core.optim_spec import OptimizerSpec
@@ -11,7 +12,7 @@ from verify.core.stack import StackSpec, parse_any
 from verify.errors import UsageError
 from verify.report.output import check_out_dir
 from verify.train.report import DEFAULT_OUT, FILES, drift_text, summary_text, write_train_reports
-from verify.train.run import DEFAULT_STEPS, train
+from verify.train.run import DEFAULT_STEPS, StepFn, train
 
 MAX_STEPS = 100_000
 
@@ -41,6 +42,24 @@ def add_train_parser(sub, positive, seed, seconds) -> argparse.ArgumentParser:
     return p
 
 
+def load_step(target: str) -> StepFn:
+    """The user's optimizer step ``target`` (verify.byo.call.load_target), refused in one line when
+    its signature cannot take the contract's four arguments: most often the one-step
+    ``backprop.step(params, grads, lr)`` of `verify check` (docs/byo.md)."""
+    fn = load_target(target)
+    try:
+        signature = inspect.signature(fn)
+    except Exception:                    # noqa: BLE001 - no signature to read (user code may raise): the call will tell
+        return fn
+    try:
+        signature.bind(None, None, None, None)
+    except TypeError:
+        raise UsageError(f"--impl {target!r}: its signature {signature} cannot take step(params, grads, state, "
+                         f"hyper); backprop.step(params, grads, lr) is verify check's one-step contract "
+                         f"(docs/byo.md)") from None
+    return fn
+
+
 def train_command(args: argparse.Namespace) -> int:
     if args.steps > MAX_STEPS:
         raise UsageError(f"--steps {args.steps}: at most {MAX_STEPS:,}")
@@ -51,7 +70,7 @@ def train_command(args: argparse.Namespace) -> int:
     out = check_out_dir(args.out or DEFAULT_OUT, FILES.values())
     step_fn = None
     if args.impl:
-        step_fn = load_target(args.impl)
+        step_fn = load_step(args.impl)
         reset_warnings()
     print(f"verify train {spec}  --optimizer {optimizer}  {args.steps} steps  seed {args.seed}  "
           f"batch {args.batch}", flush=True)
