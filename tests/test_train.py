@@ -137,6 +137,31 @@ def test_a_training_whose_torch_side_overflows_stops_there_and_correct_code_pass
     assert "overflowed at step 5" in result.note
 
 
+def _interrupt_at(step):
+    def progress(t):
+        if t == step:
+            raise KeyboardInterrupt
+    return progress
+
+
+def test_an_interrupted_training_keeps_the_steps_before_it():
+    result = train("2-3-2:tanh,identity:mse_loss", "adam", steps=10, progress=_interrupt_at(3), partial=True)
+    assert result.interrupted == 3 and {step for step, _, _, _ in result.records} == {1, 2, 3}
+
+
+def test_without_partial_an_interrupt_propagates_so_that_a_search_stops_on_it():
+    with pytest.raises(KeyboardInterrupt):
+        train("2-3-2:tanh,identity:mse_loss", "adam", steps=10, progress=_interrupt_at(3))
+
+
+def test_verify_train_interrupted_writes_its_partial_report_and_exits_130(monkeypatch, capsys, tmp_path):
+    import verify.train.command as command
+    monkeypatch.setattr(command, "train", lambda *a, **k: train(*a, **k, progress=_interrupt_at(2)))
+    status = main(["train", "2-3-2:tanh,identity:mse_loss", "--steps", "10", "--out", str(tmp_path / "r")])
+    assert status == 130 and "PARTIAL: interrupted during step 2 of 10" in capsys.readouterr().out
+    assert "PARTIAL" in (tmp_path / "r" / "report.html").read_text()
+
+
 def test_the_verdict_line_counts_the_steps_judged_when_a_users_state_is_its_own(tmp_path):
     from verify.byo.call import load_target
     from verify.train.report import summary_text

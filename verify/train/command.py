@@ -75,11 +75,14 @@ def train_command(args: argparse.Namespace) -> int:
     print(f"verify train {spec}  --optimizer {optimizer}  {args.steps} steps  seed {args.seed}  "
           f"batch {args.batch}", flush=True)
     result = train(spec, optimizer, steps=args.steps, seed=args.seed, batch=args.batch, step_fn=step_fn,
-                   impl=args.impl or "handimpl", time_limit=args.time_limit or None, isolate=args.isolate)
+                   impl=args.impl or "handimpl", time_limit=args.time_limit or None, isolate=args.isolate,
+                   partial=True)
     paths = write_train_reports(result, out)
     print(summary_text(result))
     print(f"drift: {drift_text(result)}")
     if result.note:
         print(f"note: {result.note}")
     print(f"report: {paths['html']}")
+    if result.interrupted is not None:
+        return 130                      # 143 for SIGTERM (verify.cli.app.main)
     return 0 if result.passed else 1

@@ -80,7 +80,8 @@ def _plot_errors(result: TrainResult, frame: pd.DataFrame) -> str:
     ax.set_ylabel("error")
     _log_axis(ax)
     _mark(ax, result)
-    ax.legend(frameon=False, fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(frameon=False, fontsize=7)
     return _svg(fig)
 
 
@@ -93,6 +94,18 @@ def _mark(ax, result: TrainResult) -> None:
 
 
 def summary_text(result: TrainResult) -> str:
+    if result.interrupted is not None:
+        stopped = f"interrupted during step {result.interrupted} of {result.steps}"
+        if result.first_diverging_step is not None or result.error:
+            return f"PARTIAL ({stopped}): {_verdict_text(result)}"
+        judged = result.judged_steps
+        verdict = (f"every one-step comparison of the {plural(judged, 'step')} judged agrees with torch within its "
+                   f"a priori allowance" if judged else "no step was judged")
+        return f"PARTIAL: {stopped}; {verdict}"
+    return _verdict_text(result)
+
+
+def _verdict_text(result: TrainResult) -> str:
     if result.error:
         return f"FAIL: the step could not be run: {result.error}"
     first = result.first_diverging_step

@@ -16,11 +16,12 @@ The loss at step t is the loss at the parameters before update t.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -59,6 +60,7 @@ class TrainResult:
     error: str = ""                            # a step call that failed outright (the run stopped there)
     note: str = ""                             # why some comparison could not be made
     overflow: int | None = None                # the step where torch's own loss or gradients left the finite range
+    interrupted: int | None = None             # the step during which Ctrl-C (or SIGTERM) stopped the run
 
     def failing(self, check: str, record: Comparison) -> bool:
         """Whether a record fails the run: a one-step record that does not pass, and a record with a
@@ -362,13 +364,15 @@ def parameter_error(pairs: list[Pair], names: Any) -> float:
 def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, steps: int = DEFAULT_STEPS,
           seed: int = 0, batch: int = 4, step_fn: StepFn | None = None, impl: str = "handimpl",
           time_limit: float | None = 10.0, isolate: bool = False, trajectory: bool = True,
-          progress: Callable[[int], None] | None = None) -> TrainResult:
+          progress: Callable[[int], None] | None = None, partial: bool = False) -> TrainResult:
     """Train both sides for ``steps`` steps on the case ``seed`` draws and compare them at every
     step (the module docstring). ``step_fn`` is the hand side's optimizer step (default
     handimpl.optim's; a user's is called under verify.byo's guard, stopped after ``time_limit``;
     with ``isolate``, each call in a forked child process, killed when it outlives the limit).
     ``trajectory=False``: the one-step comparisons alone (the hand side's own trajectory, drift
-    only, is not run: a sweep's case, verify.train.sweep)."""
+    only, is not run: a sweep's case, verify.train.sweep). ``partial``: Ctrl-C (or SIGTERM) ends the
+    training and the result holds the steps before it (TrainResult.interrupted), for `verify train`'s
+    partial report; otherwise it propagates (a search or a sweep stops on it)."""
     spec = parse_any(spec) if isinstance(spec, str) else spec
     optimizer = OptimizerSpec.parse(optimizer) if isinstance(optimizer, str) else optimizer
     trusted = step_fn is None
@@ -381,7 +385,8 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
     # One torch thread, as a sweep runs its cases (float32 sums round one way). A training that
     # diverges stops where torch's own pass overflows (_finite_pass); before that a non-finite value
     # is compared as every other (nan agrees with nan, inf with inf), without a warning per overflow.
-    with one_thread(), np.errstate(all="ignore"):
+    at = [1]                            # the step in progress
+    with one_thread(), np.errstate(all="ignore"), _stops_at_interrupt(result, at, partial):
         torch_side = TorchTrainer(spec, case.params, optimizer)
         own = {"params": model.flat_params(spec, case.params), "state": {}, "buffers": {}}
         hand_ok = True                  # the hand trajectory goes on (a failed step call stops it)
@@ -389,6 +394,7 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
         # shows torch's layout; a user's first step starts from {} (torch's state then is the initial one).
         torch_state_ok = trusted
         for t in range(1, steps + 1):
+            at[0] = t
             flat_t, state_t = torch_side.flat(), torch_side.state()
             ref, params_t = torch_side.step(x, y)
             if not _finite_pass(ref, flat_t):
@@ -420,6 +426,19 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
             f"torch's own training overflowed at step {result.overflow} (its loss or a gradient is nan or "
             f"±inf: the learning rate is too large for this network); the run stops there and {judged}"))))
     return result
+
+
+@contextlib.contextmanager
+def _stops_at_interrupt(result: TrainResult, at: list[int], partial: bool) -> Iterator[None]:
+    """With ``partial``, Ctrl-C (or SIGTERM, verify.report.output.Terminated) ends the training during
+    step ``at[0]``, the steps before it kept (TrainResult.interrupted), so that the command writes a
+    partial report."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not partial:
+            raise
+        result.interrupted = at[0]
 
 
 def _finite_pass(ref: dict, names: Any) -> bool:
