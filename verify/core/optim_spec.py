@@ -50,7 +50,8 @@ def _shown(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, tuple):
         return "/".join(map(_shown, value))
-    return repr(float(value))
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
 
 
 @dataclass(frozen=True)
