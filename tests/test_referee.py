@@ -110,6 +110,13 @@ def test_at_a_kink_the_referee_names_the_convention_instead_of_siding():
     assert "z¹ = 0 exactly" in first.referee_note and "torch uses 0" in first.referee_note
 
 
+def test_at_a_kink_the_sentence_on_a_parameter_after_the_step_gives_the_two_steps_not_slopes():
+    impl = mutant("relu_prime_at_zero_is_one")
+    judged = referee_case(check("2-3-1:relu,identity:mse_loss", seed=1, batch=3, impl=impl), impl)
+    after = [r for r in judged.records if r.name.endswith("_after") and r.referee == "kink"]
+    assert after and all("a step along each one-sided slope gives" in r.referee_note for r in after)
+
+
 def test_referee_fd_all_on_a_large_sweep_is_refused_in_one_line(capsys):
     assert main(["run", "--referee", "fd-all", "--examples", "100"]) == 2
     err = capsys.readouterr().err.strip()
