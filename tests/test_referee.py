@@ -230,6 +230,15 @@ def test_a_sweep_over_a_decorated_activation_with_its_right_derivative_agrees(re
     assert frame.attrs["passed"], frame.attrs["message"]
 
 
+def test_a_spec_naming_an_activation_registered_in_the_impl_file_is_checked(capsys):
+    target = str(Path(__file__).parent / "fixtures" / "registers_activation.py") + ":backprop"
+    try:
+        status = main(["check", "3-4-2:lecun_tanh_from_file,identity:mse_loss", "--impl", target])
+    finally:
+        unregister("lecun_tanh_from_file")
+    assert status == 0 and "PASS" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("misuse, words", [
     (lambda: verify.activation(3), "takes a function"),
     (lambda: verify.activation(name="relu")(lambda z: z), "'relu' is a built-in activation"),

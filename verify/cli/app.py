@@ -227,6 +227,8 @@ def validate(args: argparse.Namespace) -> None:
         return                          # an optimizer step's check validates its own (verify.train.check)
     if args.command == "check":
         if args.spec:
+            if args.impl:               # its file may register an activation the SPEC names (@verify.activation)
+                load_target(args.impl)
             validate_case(args)
         elif args.impl:
             if args.batch is not None:

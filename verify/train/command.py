@@ -63,14 +63,14 @@ def load_step(target: str) -> StepFn:
 def train_command(args: argparse.Namespace) -> int:
     if args.steps > MAX_STEPS:
         raise UsageError(f"--steps {args.steps}: at most {MAX_STEPS:,}")
+    # the step's file first: it may register an activation the SPEC names (@verify.activation)
+    step_fn = load_step(args.impl) if args.impl else None
     spec = parse_any(args.spec)
     optimizer = OptimizerSpec.parse(args.optimizer)
     if isinstance(spec, StackSpec) and args.batch < spec.min_batch:
         raise UsageError(f"--batch {args.batch}: {spec} needs at least {spec.min_batch} examples")
     out = check_out_dir(args.out or DEFAULT_OUT, FILES.values())
-    step_fn = None
     if args.impl:
-        step_fn = load_step(args.impl)
         reset_warnings()
     print(f"verify train {spec}  --optimizer {optimizer}  {args.steps} steps  seed {args.seed}  "
           f"batch {args.batch}", flush=True)
