@@ -8,7 +8,8 @@ parameter and x), and whose backward returns the implementation's gradients at t
 values (so gradcheck compares the hand-written backward with its own finite differences of J).
 It needs float64 inputs: a float32 case's gradients are compared after casting them to float64.
 
-For each mutant of the zoo (verify/mutants/zoo.py), its minimal counterexample (a sweep of
+For each mutant of the zoo (verify/mutants/zoo.py) but the optimizer ones (update rules, trained
+by `verify train`: gradcheck and the referee have no derivative to check there), its minimal counterexample (a sweep of
 ``--examples`` cases, shrunk: what --referee fd judges) is given to all three: verify.check (caught: it fails),
 gradcheck (caught: it returns False or raises), and the referee (what it says of the first
 diverging tensor, the method it used there, complex step or central differences, and its error bar
@@ -32,7 +33,8 @@ from verify.harness.referee import referee_case
 from verify.harness.trace import check, trace
 from verify.mutants.impl import __getattr__ as mutant_impl
 from verify.mutants.run import run_mutant
-from verify.mutants.zoo import ZOO
+from verify.mutants.zoo import OPTIM_ZOO, ZOO
+from verify.train.run import train
 
 
 def gradcheck_case(spec, case, impl) -> tuple[bool, float, str]:
@@ -100,6 +102,17 @@ def row(label, spec, seed, batch, impl):
     return v_caught, g_caught
 
 
+def optimizer_row(m, found) -> None:
+    """An optimizer mutant: `verify train` on its minimal counterexample. gradcheck has nothing to
+    check (an update rule has no derivative to compare), and the referee judges no training."""
+    start = time.perf_counter()
+    result = train(found.spec, found.optimizer, steps=found.steps, seed=found.seed, batch=found.batch,
+                   step_fn=mutant_impl(m.name), impl=m.name)
+    took = time.perf_counter() - start
+    print(f"{m.name:42s} {'yes' if not result.passed else 'no':>6s} {took * 1e3:8.1f} {'n/a':>9s} {'':9s} "
+          f"{'n/a':>9s} {'':8s} {'':>13s}   {found.repro}", flush=True)
+
+
 def _default(spec):
     return stack_backprop if hasattr(spec, "layers") else handimpl.backprop
 
@@ -129,10 +142,16 @@ def main() -> None:
             if found is None:
                 print(f"{m.name:42s} (no failing case in {args.examples})")
                 continue
+            if m in OPTIM_ZOO:
+                optimizer_row(m, found)
+                continue
             v, g = row(m.name, str(found.spec), found.seed, found.batch, mutant_impl(m.name))
             caught["verify"] += v
             caught["gradcheck"] += g
-        print(f"caught: verify {caught['verify']} of {len(ZOO)}, gradcheck {caught['gradcheck']} of {len(ZOO)}")
+        judged = len(ZOO) - len(OPTIM_ZOO)
+        print(f"caught: verify {caught['verify']} of {judged}, gradcheck {caught['gradcheck']} of {judged}; "
+              f"the {len(OPTIM_ZOO)} optimizer mutants are update rules, trained by verify train (above), with no "
+              f"derivative for gradcheck or the referee to check")
     print("\na kink convention bug (relu′(0) = 1) and a float32 precision bug (dW¹ rounded to float32 in a "
           "float64 case), each with correct code beside it (a catch of correct code is a false alarm)")
     print(head)

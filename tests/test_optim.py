@@ -99,6 +99,11 @@ def test_an_optimizer_spec_reads_back_from_its_string(optimizer):
     assert OptimizerSpec.parse(str(optimizer)) == optimizer
 
 
+def test_an_optimizer_spec_written_out_keeps_every_digit_of_its_hyperparameters():
+    optimizer = OptimizerSpec.parse("adam:lr=0.0123456789,betas=0.91234567/0.999")
+    assert str(optimizer) == "adam:lr=0.0123456789,betas=0.91234567/0.999"
+
+
 @pytest.mark.parametrize("text, named", [
     ("adm", "valid: sgd, adam, adamw, rmsprop, adagrad"),
     ("adam:foo=1", "valid: lr, betas, eps"),
@@ -108,6 +113,7 @@ def test_an_optimizer_spec_reads_back_from_its_string(optimizer):
     ("adam:amsgrad=maybe", "true or false"),
     ("sgd:nesterov=true", "momentum > 0"),
     ("sgd:lr", "KEY=VALUE"),
+    ("adam:lr=0.1,lr=0.2", "lr given twice"),
 ])
 def test_a_bad_optimizer_spec_names_the_bad_part_and_the_choices(text, named):
     with pytest.raises(SpecError, match=None) as e:

@@ -78,6 +78,16 @@ def test_the_referee_supports_yours_where_torch_is_wrong():
     assert not delta1.passed and delta1.referee == "yours"
 
 
+def test_the_referee_supports_neither_where_both_sides_are_wrong():
+    run = trace("3-4-2:tanh,sigmoid:mse_loss", seed=1, batch=3, impl=mutant("hidden_fprime_dropped"))
+    ref = dict(run.refs[0])
+    ref["delta1"] = ref["delta1"] * 1.5              # torch's side wrong too, differently
+    bad = dataclasses.replace(run, refs=(ref, None))
+    records = referee_run(bad, compare_many([bad])[0])
+    delta1 = next(r for r in records if r.name == "delta1")
+    assert not delta1.passed and delta1.referee == "neither"
+
+
 def test_the_referee_says_both_for_values_that_agree():
     judged = referee_case(check("3-4-2:tanh,sigmoid:mse_loss", seed=1, batch=3), every=True)
     opinions = {r.name: r.referee for r in judged.records if r.referee}
@@ -98,6 +108,13 @@ def test_at_a_kink_the_referee_names_the_convention_instead_of_siding():
     first = judged.first_divergence
     assert first.referee == "kink"
     assert "z¹ = 0 exactly" in first.referee_note and "torch uses 0" in first.referee_note
+
+
+def test_at_a_kink_the_sentence_on_a_parameter_after_the_step_gives_the_two_steps_not_slopes():
+    impl = mutant("relu_prime_at_zero_is_one")
+    judged = referee_case(check("2-3-1:relu,identity:mse_loss", seed=1, batch=3, impl=impl), impl)
+    after = [r for r in judged.records if r.name.endswith("_after") and r.referee == "kink"]
+    assert after and all("a step along each one-sided slope gives" in r.referee_note for r in after)
 
 
 def test_referee_fd_all_on_a_large_sweep_is_refused_in_one_line(capsys):
@@ -211,6 +228,15 @@ def test_a_sweep_over_a_decorated_activation_with_its_right_derivative_agrees(re
     frame = verify.check_implementation("handimpl:backprop", activations=["lecun_ok", "sigmoid"], examples=15,
                                         max_width=4, max_depth=2)
     assert frame.attrs["passed"], frame.attrs["message"]
+
+
+def test_a_spec_naming_an_activation_registered_in_the_impl_file_is_checked(capsys):
+    target = str(Path(__file__).parent / "fixtures" / "registers_activation.py") + ":backprop"
+    try:
+        status = main(["check", "3-4-2:lecun_tanh_from_file,identity:mse_loss", "--impl", target])
+    finally:
+        unregister("lecun_tanh_from_file")
+    assert status == 0 and "PASS" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("misuse, words", [

@@ -102,6 +102,74 @@ def test_a_user_step_that_misbehaves_fails_its_step_with_a_row_saying_how(fn, st
     assert problem in result.first_divergence.problem
 
 
+def test_a_nan_parameter_from_a_user_step_fails_its_row_with_a_problem_naming_the_element():
+    from verify.byo.call import load_target
+    result = train("3-4-2:tanh,identity:mse_loss", "sgd:lr=0.01", steps=4,
+                   step_fn=load_target(f"{FIXTURES}:nan_from_step_3"), impl="nan")
+    assert not result.passed and result.first_diverging_step == 3
+    assert re.match(r"not finite: yours W1\[0, 0\] is nan where torch's is -?\d", result.first_divergence.problem)
+
+
+def test_an_infinite_state_tensor_fails_its_one_step_row_saying_so():
+    from verify.byo.call import load_target
+    result = train("3-4-2:tanh,identity:mse_loss", "adam", steps=2, step_fn=load_target(f"{FIXTURES}:infinite_exp_avg"),
+                   impl="inf")
+    first = result.first_divergence
+    assert result.first_diverging_step == 1 and first.name.endswith(".exp_avg")
+    assert "is -inf where torch's is" in first.problem or "is inf where torch's is" in first.problem
+
+
+def test_a_nan_along_the_trajectory_is_a_failing_csv_row_with_its_problem_and_the_page_says_it(tmp_path):
+    from verify.byo.call import load_target
+    result = train("3-4-2:tanh,identity:mse_loss", "sgd:lr=0.01", steps=4,
+                   step_fn=load_target(f"{FIXTURES}:nan_from_step_3"), impl="nan")
+    paths = write_train_reports(result, tmp_path / "out")
+    with open(paths["csv"], newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["check"] == TRAJECTORY and r["step"] == "3" and r["tensor"] == "W1"]
+    assert rows[0]["status"] == "diverges" and rows[0]["problem"].startswith("not finite: yours W1[0, 0] is nan")
+    page = paths["html"].read_text()
+    assert "not finite: yours W1[0, 0] is nan" in page and "first diverging step: 3" in page
+
+
+def test_a_training_whose_torch_side_overflows_stops_there_and_correct_code_passes():
+    result = train("3-8-2:relu,identity:mse_loss", "sgd:lr=50", steps=20)
+    assert result.passed and result.overflow == 5 and len(result.torch_loss) == 4
+    assert "overflowed at step 5" in result.note
+
+
+def _interrupt_at(step):
+    def progress(t):
+        if t == step:
+            raise KeyboardInterrupt
+    return progress
+
+
+def test_an_interrupted_training_keeps_the_steps_before_it():
+    result = train("2-3-2:tanh,identity:mse_loss", "adam", steps=10, progress=_interrupt_at(3), partial=True)
+    assert result.interrupted == 3 and {step for step, _, _, _ in result.records} == {1, 2, 3}
+
+
+def test_without_partial_an_interrupt_propagates_so_that_a_search_stops_on_it():
+    with pytest.raises(KeyboardInterrupt):
+        train("2-3-2:tanh,identity:mse_loss", "adam", steps=10, progress=_interrupt_at(3))
+
+
+def test_verify_train_interrupted_writes_its_partial_report_and_exits_130(monkeypatch, capsys, tmp_path):
+    import verify.train.command as command
+    monkeypatch.setattr(command, "train", lambda *a, **k: train(*a, **k, progress=_interrupt_at(2)))
+    status = main(["train", "2-3-2:tanh,identity:mse_loss", "--steps", "10", "--out", str(tmp_path / "r")])
+    assert status == 130 and "PARTIAL: interrupted during step 2 of 10" in capsys.readouterr().out
+    assert "PARTIAL" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_the_verdict_line_counts_the_steps_judged_when_a_users_state_is_its_own(tmp_path):
+    from verify.byo.call import load_target
+    from verify.train.report import summary_text
+    result = train("3-4-2:tanh,identity:mse_loss", "sgd:lr=0.1", steps=3,
+                   step_fn=load_target(f"{FIXTURES}:sgd_opaque_state"), impl="opaque")
+    assert summary_text(result).startswith("PASS: 1 of 3 steps judged")
+
+
 def test_a_user_step_that_hangs_is_stopped_at_its_time_limit_and_ends_the_run():
     from verify.byo.call import load_target
     result = train("2-2-1:sigmoid:mse_loss", "sgd", steps=5, step_fn=load_target(f"{FIXTURES}:hangs"),
@@ -168,6 +236,30 @@ def test_verify_check_finds_and_shrinks_a_user_steps_bug(capsys, tmp_path):
     out = capsys.readouterr().out
     assert status == 1 and "FAIL at training 1" in out and "verify train '1-1:identity" in out
     assert (tmp_path / "r" / "trajectory.csv").is_file()
+
+
+def test_verify_check_stops_at_a_user_step_that_hangs_and_reports_it_without_a_traceback(capsys, tmp_path):
+    status = main(["check", "--impl", f"{FIXTURES}:hangs", "--optimizers", "sgd", "--examples", "3",
+                   "--time-limit", "0.3", "--out", str(tmp_path / "r")])
+    captured = capsys.readouterr()
+    assert status == 1 and "FAIL: the step could not be run: CallTimedOut" in captured.out
+    assert "Traceback" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("argv", [["train", "2-2-1:sigmoid:mse_loss"], ["check", "--optimizers", "sgd"]])
+def test_a_step_whose_signature_cannot_take_the_four_arguments_is_one_line_and_exit_status_2(argv, capsys, tmp_path):
+    status = main([*argv, "--impl", f"{FIXTURES}:one_step_signature", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert status == 2 and "its signature (params, grads, lr) cannot take step(params, grads, state, hyper)" in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_an_empty_optimizers_list_is_one_line_and_exit_status_2(command, capsys, tmp_path):
+    impl = ["--impl", f"{FIXTURES}:adam"] if command == "check" else []
+    status = main([command, *impl, "--optimizers", "", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert status == 2 and "--optimizers: unknown optimizer '(none given)'" in err and err.count("\n") == 1
 
 
 def test_verify_check_refuses_an_unknown_optimizer_in_one_line(capsys):

@@ -236,10 +236,12 @@ def validate_sweep(args: argparse.Namespace, default_out, report_files) -> None:
 def validate(args: argparse.Namespace) -> None:
     """Everything about the command line that can be refused before work starts (UsageError,
     SpecError, OutError: one line, exit 2)."""
-    if args.command == "check" and args.optimizers:
+    if args.command == "check" and args.optimizers is not None:
         return                          # an optimizer step's check validates its own (verify.train.check)
     if args.command == "check":
         if args.spec:
+            if args.impl:               # its file may register an activation the SPEC names (@verify.activation)
+                load_target(args.impl)
             validate_case(args)
         elif args.impl:
             if args.batch is not None:
@@ -247,7 +249,7 @@ def validate(args: argparse.Namespace) -> None:
                                  "to check one case)")
             validate_sweep(args, IMPL_OUT, FILES.values())
     elif args.command == "run":
-        if args.optimizers:
+        if args.optimizers is not None:
             optimizer_names(args.optimizers)
         validate_sweep(args, RUN_OUT, FILES.values())
     elif args.command == "mutants":
@@ -298,7 +300,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise UsageError("--time-limit applies to --impl (handimpl's own backprop has no limit)")
     if args.isolate and not args.impl:
         raise UsageError("--isolate applies to --impl (handimpl's own backprop runs in this process)")
-    if args.optimizers:
+    if args.optimizers is not None:
         return check_optimizers_command(args)
     if args.impl and not args.spec:
         return check_impl_command(args)
@@ -356,7 +358,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """`verify run`: sweep, write the reports, print a summary. Exit 0 agree, 1 discrepancies,
     2 bad input, 130 interrupted (the partial report is written)."""
     out = (Path(args.out) if args.out else RUN_OUT).absolute()
-    optimizers = optimizer_names(args.optimizers) if args.optimizers else None
+    optimizers = optimizer_names(args.optimizers) if args.optimizers is not None else None
     if optimizers:                      # each case's training too (verify.train.sweep)
         check_fn = functools.partial(check_trained, strict=bool(args.strict))
     else:

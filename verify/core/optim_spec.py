@@ -44,11 +44,14 @@ def _value(optimizer: Optimizer, key: str, text: str) -> Any:
 
 
 def _shown(value: Any) -> str:
+    """A value as the spec writes it: the shortest text that reads back as the same float (so a
+    report's repro line trains with the very hyperparameters that were judged)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
-        return "/".join(f"{v:g}" for v in value)
-    return f"{value:g}"
+        return "/".join(map(_shown, value))
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class OptimizerSpec:
                 raise SpecError(f"{name}: {item!r}: expected KEY=VALUE; keys: {', '.join(optimizer.hyper)}")
             if key not in optimizer.hyper:
                 raise SpecError(f"{name}: unknown hyperparameter {key!r}; valid: {', '.join(optimizer.hyper)}")
+            if key in options:
+                raise SpecError(f"{name}: {key} given twice")
             options[key] = _value(optimizer, key, value.strip())
         try:
             optimizer.filled(options)

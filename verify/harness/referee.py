@@ -158,9 +158,10 @@ def note_of(name: str, conclusion: str, est: Estimate, k: int, shape: tuple[int,
     if conclusion == "kink":
         left, right = v - trunc, v + trunc
         named = f"; {kinks[0]}" if kinks else ""
-        return (f"referee (finite differences): {where} sits on a kink: the one-sided slopes are "
-                f"{_fmt(left)} and {_fmt(right)}, so the derivative is a convention here, not a number the "
-                f"referee can confirm (yours {_fmt(hand)}, torch {_fmt(theirs)}){named}")
+        sides = (f"a step along each one-sided slope gives {_fmt(left)} and {_fmt(right)}" if name.endswith("_after")
+                 else f"the one-sided slopes are {_fmt(left)} and {_fmt(right)}")
+        return (f"referee (finite differences): {where} sits on a kink: {sides}, so the derivative is a convention "
+                f"here, not a number the referee can confirm (yours {_fmt(hand)}, torch {_fmt(theirs)}){named}")
     if conclusion == "undecided":
         return (f"referee ({est.method_at(k)}) cannot tell the two values apart: {where} = {_fmt(v)} "
                 f"± {trunc + rnd:.2g} (truncation {trunc:.2g}, rounding {rnd:.2g}), a bar wider than the "

@@ -11,12 +11,13 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from handimpl.optim import OPTIMIZERS
-from verify.byo.call import load_target, reset_warnings
+from verify.byo.call import reset_warnings
 from verify.core.stack import parse_any
 from verify.errors import UsageError
 from verify.report.frames import plural
 from verify.report.output import check_out_dir
 from verify.sweep.strategies import cases
+from verify.train.command import load_step
 from verify.train.report import FILES, summary_text, write_train_reports
 from verify.train.search import SEARCH_STEPS, search
 
@@ -70,7 +71,7 @@ def check_optimizers_command(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise UsageError(str(e)) from None
     out = check_out_dir(args.out or DEFAULT_OUT, FILES.values())
-    step = load_target(args.impl)
+    step = load_step(args.impl)
     reset_warnings()
     print(f"verify check --impl {args.impl} --optimizers {','.join(names)}: up to "
           f"{plural(examples, 'training')} of {SEARCH_STEPS} steps (seed {args.seed})", flush=True)
@@ -84,7 +85,10 @@ def check_optimizers_command(args: argparse.Namespace) -> int:
         print(f"PASS: all {plural(len(found.tried), 'training')} agree with torch.optim at every step")
         print(f"report (the last training): {paths['html']}")
         return 0
-    print(f"FAIL at training {found.first_failure}; the smallest failing one (hypothesis shrank it):")
+    hung = found.minimal.error.startswith("CallTimedOut")
+    shown_as = ("the training that hung (not shrunk: each call would hang again)" if hung
+                else "the smallest failing one (hypothesis shrank it)")
+    print(f"FAIL at training {found.first_failure}; {shown_as}:")
     print(f"  {found.minimal.repro}")
     print(f"  {summary_text(found.minimal)}")
     print(f"report: {paths['html']}")

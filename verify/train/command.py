@@ -4,6 +4,7 @@ input, is the CLI's: one line)."""
 from __future__ import annotations
 
 import argparse
+import inspect
 
 from verify.byo.call import load_target, reset_warnings
 from verify.core.optim_spec import OptimizerSpec
@@ -11,7 +12,7 @@ from verify.core.stack import StackSpec, parse_any
 from verify.errors import UsageError
 from verify.report.output import check_out_dir
 from verify.train.report import DEFAULT_OUT, FILES, drift_text, summary_text, write_train_reports
-from verify.train.run import DEFAULT_STEPS, train
+from verify.train.run import DEFAULT_STEPS, StepFn, train
 
 MAX_STEPS = 100_000
 
@@ -41,26 +42,47 @@ def add_train_parser(sub, positive, seed, seconds) -> argparse.ArgumentParser:
     return p
 
 
+def load_step(target: str) -> StepFn:
+    """The user's optimizer step ``target`` (verify.byo.call.load_target), refused in one line when
+    its signature cannot take the contract's four arguments: most often the one-step
+    ``backprop.step(params, grads, lr)`` of `verify check` (docs/byo.md)."""
+    fn = load_target(target)
+    try:
+        signature = inspect.signature(fn)
+    except Exception:                    # noqa: BLE001 - no signature to read (user code may raise): the call will tell
+        return fn
+    try:
+        signature.bind(None, None, None, None)
+    except TypeError:
+        raise UsageError(f"--impl {target!r}: its signature {signature} cannot take step(params, grads, state, "
+                         f"hyper); backprop.step(params, grads, lr) is verify check's one-step contract "
+                         f"(docs/byo.md)") from None
+    return fn
+
+
 def train_command(args: argparse.Namespace) -> int:
     if args.steps > MAX_STEPS:
         raise UsageError(f"--steps {args.steps}: at most {MAX_STEPS:,}")
+    # the step's file first: it may register an activation the SPEC names (@verify.activation)
+    step_fn = load_step(args.impl) if args.impl else None
     spec = parse_any(args.spec)
     optimizer = OptimizerSpec.parse(args.optimizer)
     if isinstance(spec, StackSpec) and args.batch < spec.min_batch:
         raise UsageError(f"--batch {args.batch}: {spec} needs at least {spec.min_batch} examples")
     out = check_out_dir(args.out or DEFAULT_OUT, FILES.values())
-    step_fn = None
     if args.impl:
-        step_fn = load_target(args.impl)
         reset_warnings()
     print(f"verify train {spec}  --optimizer {optimizer}  {args.steps} steps  seed {args.seed}  "
           f"batch {args.batch}", flush=True)
     result = train(spec, optimizer, steps=args.steps, seed=args.seed, batch=args.batch, step_fn=step_fn,
-                   impl=args.impl or "handimpl", time_limit=args.time_limit or None, isolate=args.isolate)
+                   impl=args.impl or "handimpl", time_limit=args.time_limit or None, isolate=args.isolate,
+                   partial=True)
     paths = write_train_reports(result, out)
     print(summary_text(result))
     print(f"drift: {drift_text(result)}")
     if result.note:
         print(f"note: {result.note}")
     print(f"report: {paths['html']}")
+    if result.interrupted is not None:
+        return 130                      # 143 for SIGTERM (verify.cli.app.main)
     return 0 if result.passed else 1

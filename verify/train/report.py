@@ -25,9 +25,10 @@ COLUMNS = ["step", "check", "kind", "tensor", "shape", "status", "error", "relat
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("verify.train", "templates"), autoescape=True)
 
 
-def _status(check: str, record: Any) -> str:
-    """The one-step verdict, or 'drift' for a trajectory row (a problem fails either)."""
-    if record.problem:
+def _status(result: TrainResult, check: str, record: Any) -> str:
+    """The one-step verdict, or 'drift' for a trajectory row; 'diverges' for a row that fails the
+    run (TrainResult.failing: a problem fails either)."""
+    if result.failing(check, record):
         return "diverges"
     return record.status if check == ONE_STEP else "drift"
 
@@ -35,7 +36,7 @@ def _status(check: str, record: Any) -> str:
 def trajectory_frame(result: TrainResult) -> pd.DataFrame:
     rows = [{
         "step": step, "check": check, "kind": kind, "tensor": r.name,
-        "shape": "x".join(map(str, r.shape)) or "()", "status": _status(check, r),
+        "shape": "x".join(map(str, r.shape)) or "()", "status": _status(result, check, r),
         "error": r.max_abs_err, "relative_error": r.norm_rel_err,
         "allowance": r.allowed if check == ONE_STEP else math.nan,
         "margin": r.margin if check == ONE_STEP else math.nan,
@@ -79,7 +80,8 @@ def _plot_errors(result: TrainResult, frame: pd.DataFrame) -> str:
     ax.set_ylabel("error")
     _log_axis(ax)
     _mark(ax, result)
-    ax.legend(frameon=False, fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(frameon=False, fontsize=7)
     return _svg(fig)
 
 
@@ -92,17 +94,39 @@ def _mark(ax, result: TrainResult) -> None:
 
 
 def summary_text(result: TrainResult) -> str:
+    if result.interrupted is not None:
+        stopped = f"interrupted during step {result.interrupted} of {result.steps}"
+        if result.first_diverging_step is not None or result.error:
+            return f"PARTIAL ({stopped}): {_verdict_text(result)}"
+        judged = result.judged_steps
+        verdict = (f"every one-step comparison of the {plural(judged, 'step')} judged agrees with torch within its "
+                   f"a priori allowance" if judged else "no step was judged")
+        return f"PARTIAL: {stopped}; {verdict}"
+    return _verdict_text(result)
+
+
+def _verdict_text(result: TrainResult) -> str:
     if result.error:
         return f"FAIL: the step could not be run: {result.error}"
     first = result.first_diverging_step
     if first is None:
-        return (f"PASS: every one-step comparison of {plural(result.steps, 'step')} agrees with torch "
-                f"within its a priori allowance")
+        judged = result.judged_steps
+        if judged == result.steps:
+            return (f"PASS: every one-step comparison of {plural(result.steps, 'step')} agrees with torch "
+                    f"within its a priori allowance")
+        return (f"PASS: {judged} of {plural(result.steps, 'step')} judged, and every one-step comparison agrees "
+                f"with torch within its a priori allowance; the note says why the others were not")
     broken = next((r for s, _, _, r in result.failures if s == first and r.name == STEP), None)
     if broken is not None:
         return f"FAIL: step {first}: the optimizer step failed: {broken.problem}"
-    names = sorted({r.name for s, _, _, r in result.failures if s == first})
-    return f"FAIL: first diverging step {first}: {', '.join(names[:6])}{' …' if len(names) > 6 else ''}"
+    at_first = [(check, r) for s, check, _, r in result.failures if s == first]
+    names = sorted({r.name for _, r in at_first})
+    text = f"FAIL: first diverging step {first}: {', '.join(names[:6])}{' …' if len(names) > 6 else ''}"
+    problem = next(((check, r.problem) for check, r in at_first if r.problem), None)
+    if problem is not None:
+        where = "one step from torch's state" if problem[0] == ONE_STEP else "along your own trajectory"
+        text += f" ({where}: {problem[1]})"
+    return text
 
 
 def drift_text(result: TrainResult) -> str:
@@ -110,6 +134,10 @@ def drift_text(result: TrainResult) -> str:
     if not result.drift:
         return "no trajectory"
     last = result.drift[-1]
+    broken = next((t for t, e in enumerate(result.drift, 1) if not math.isfinite(e)), None)
+    if broken is not None:
+        return (f"your trajectory's parameters are not finite (nan or ±inf where torch's are not) from step "
+                f"{broken} of {len(result.drift)}")
     if last == 0:
         return f"the parameters agree bit for bit after {plural(len(result.drift), 'step')}"
     if rate is None:
@@ -119,7 +147,7 @@ def drift_text(result: TrainResult) -> str:
 
 
 def render_html(result: TrainResult, frame: pd.DataFrame) -> str:
-    failing = frame[(frame["check"] == ONE_STEP) & (frame["status"] == "diverges")].head(50)
+    failing = frame[frame["status"] == "diverges"].head(50)
     worst = frame[frame["check"] == TRAJECTORY]
     last = worst[worst["step"] == worst["step"].max()] if len(worst) else worst
     cards = [("steps", result.steps, False), ("optimizer", str(result.optimizer), False),

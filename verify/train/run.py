@@ -16,10 +16,12 @@ The loss at step t is the loss at the parameters before update t.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -39,6 +41,7 @@ StepFn = Callable[[dict, dict, dict, dict], Any]
 DEFAULT_STEPS = 100
 ONE_STEP, TRAJECTORY = "one-step", "trajectory"
 STEP = "step"             # the record name for problems with the step call as a whole
+NOT_FINITE = "not finite"  # how the problem of a value nan or ±inf on one side only begins
 
 
 @dataclass
@@ -56,11 +59,27 @@ class TrainResult:
     one_step: list[float] = field(default_factory=list)        # ... and their one-step error (parameter_error)
     error: str = ""                            # a step call that failed outright (the run stopped there)
     note: str = ""                             # why some comparison could not be made
+    overflow: int | None = None                # the step where torch's own loss or gradients left the finite range
+    interrupted: int | None = None             # the step during which Ctrl-C (or SIGTERM) stopped the run
+
+    def failing(self, check: str, record: Comparison) -> bool:
+        """Whether a record fails the run: a one-step record that does not pass, and a record with a
+        problem in either check (a step call that failed, a state tensor missing, a value nan or
+        ±inf where torch's is not), but a trajectory's non-finite value when torch's own training
+        overflowed too (rounding decides which side overflows first: drift)."""
+        if record.problem:
+            return not (check == TRAJECTORY and self.overflow is not None and record.problem.startswith(NOT_FINITE))
+        return check == ONE_STEP and not record.passed
 
     @property
     def failures(self) -> list[tuple[int, str, str, Comparison]]:
-        """The failing one-step records, and a step call that failed in either check."""
-        return [r for r in self.records if (r[1] == ONE_STEP and not r[3].passed) or r[3].name == STEP]
+        """The failing records (``failing``), in the order compared."""
+        return [r for r in self.records if self.failing(r[1], r[3])]
+
+    @property
+    def judged_steps(self) -> int:
+        """How many steps were judged one step from torch's state."""
+        return len({step for step, check, _, _ in self.records if check == ONE_STEP})
 
     @property
     def passed(self) -> bool:
@@ -277,7 +296,8 @@ def _state_pairs(hand_state: dict, torch_state: dict, bounds: dict | None) -> li
 
 
 def _judge(pairs: list[Pair], dtype: str) -> list[Comparison]:
-    """compare_all, with a missing hand value a failing record of its own."""
+    """compare_all, with a missing hand value a failing record of its own, and a non-finite value
+    on one side only named in the record's problem (_non_finite)."""
     rtol, atol = tolerances(dtype)
     present = [p for p in pairs if p.hand is not None]
     judged = iter(compare_all(present, dtype=dtype, rtol=rtol, atol=atol) if present else ())
@@ -286,8 +306,32 @@ def _judge(pairs: list[Pair], dtype: str) -> list[Comparison]:
         if p.hand is None:
             out.append(problem_record(p.name, dtype, np.shape(p.ref), "missing from the step's state", rtol, atol))
         else:
-            out.append(next(judged))
+            out.append(_non_finite(p, next(judged)))
     return out
+
+
+def _non_finite(pair: Pair, record: Comparison) -> Comparison:
+    """``record`` failed, with a problem naming the first element where one side is nan or ±inf and
+    the other is not the same value (compare_all counts such an element off without bound, but its
+    error columns hold the finite elements' only, and a nan is a blank CSV cell)."""
+    h, r = _f64(pair.hand), _f64(pair.ref)
+    with np.errstate(invalid="ignore"):
+        off = ~(np.isfinite(h) & np.isfinite(r)) & ~((h == r) | (np.isnan(h) & np.isnan(r)))
+    if not off.any():
+        return record
+    index = tuple(int(i) for i in np.argwhere(off)[0])
+    hv, rv = float(h[index]), float(r[index])
+    where = f"{record.name}{list(index)}" if index else record.name
+    if math.isfinite(hv):
+        text = f"{NOT_FINITE}: torch's {where} is {rv} where yours is {hv:.6g}"
+    else:
+        bad = int(np.count_nonzero(~np.isfinite(h)))
+        shown = format(rv, ".6g") if math.isfinite(rv) else rv
+        text = (f"{NOT_FINITE}: yours {where} is {hv} where torch's is {shown} "
+                f"({bad} of {h.size} elements of yours not finite)")
+    return dataclasses.replace(record, problem=text, passed=False, status="diverges", worst_index=index,
+                               hand_value=hv, torch_value=rv, max_abs_err=math.inf, norm_rel_err=math.inf,
+                               margin=math.inf)
 
 
 def _kind(name: str, buffers: list[str]) -> str:
@@ -310,6 +354,8 @@ def parameter_error(pairs: list[Pair], names: Any) -> float:
                 return math.inf
             diff += float(np.sum((h - r) ** 2))
             ref += float(np.sum(r * r))
+    if not math.isfinite(diff):                  # nan or ±inf on one side: off without bound (drawn at the top)
+        return math.inf
     return math.sqrt(diff / ref) if ref > 0 else (0.0 if diff == 0 else math.inf)
 
 
@@ -318,13 +364,15 @@ def parameter_error(pairs: list[Pair], names: Any) -> float:
 def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, steps: int = DEFAULT_STEPS,
           seed: int = 0, batch: int = 4, step_fn: StepFn | None = None, impl: str = "handimpl",
           time_limit: float | None = 10.0, isolate: bool = False, trajectory: bool = True,
-          progress: Callable[[int], None] | None = None) -> TrainResult:
+          progress: Callable[[int], None] | None = None, partial: bool = False) -> TrainResult:
     """Train both sides for ``steps`` steps on the case ``seed`` draws and compare them at every
     step (the module docstring). ``step_fn`` is the hand side's optimizer step (default
     handimpl.optim's; a user's is called under verify.byo's guard, stopped after ``time_limit``;
     with ``isolate``, each call in a forked child process, killed when it outlives the limit).
     ``trajectory=False``: the one-step comparisons alone (the hand side's own trajectory, drift
-    only, is not run: a sweep's case, verify.train.sweep)."""
+    only, is not run: a sweep's case, verify.train.sweep). ``partial``: Ctrl-C (or SIGTERM) ends the
+    training and the result holds the steps before it (TrainResult.interrupted), for `verify train`'s
+    partial report; otherwise it propagates (a search or a sweep stops on it)."""
     spec = parse_any(spec) if isinstance(spec, str) else spec
     optimizer = OptimizerSpec.parse(optimizer) if isinstance(optimizer, str) else optimizer
     trusted = step_fn is None
@@ -335,9 +383,10 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
     x, y, dtype = case.x, case.y, spec.dtype
     buffers = model.buffer_names(spec)
     # One torch thread, as a sweep runs its cases (float32 sums round one way). A training that
-    # diverges overflows on both sides; the non-finite values are compared as every other (nan
-    # agrees with nan, inf with inf), without a warning per overflow.
-    with one_thread(), np.errstate(all="ignore"):
+    # diverges stops where torch's own pass overflows (_finite_pass); before that a non-finite value
+    # is compared as every other (nan agrees with nan, inf with inf), without a warning per overflow.
+    at = [1]                            # the step in progress
+    with one_thread(), np.errstate(all="ignore"), _stops_at_interrupt(result, at, partial):
         torch_side = TorchTrainer(spec, case.params, optimizer)
         own = {"params": model.flat_params(spec, case.params), "state": {}, "buffers": {}}
         hand_ok = True                  # the hand trajectory goes on (a failed step call stops it)
@@ -345,8 +394,12 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
         # shows torch's layout; a user's first step starts from {} (torch's state then is the initial one).
         torch_state_ok = trusted
         for t in range(1, steps + 1):
+            at[0] = t
             flat_t, state_t = torch_side.flat(), torch_side.state()
             ref, params_t = torch_side.step(x, y)
+            if not _finite_pass(ref, flat_t):
+                result.overflow = t
+                break
             flat_next, state_next = torch_side.flat(), torch_side.state()
             result.torch_loss.append(float(ref["loss"]))
             given = state_t if torch_state_ok else {} if t == 1 else None
@@ -367,7 +420,32 @@ def train(spec: NetSpec | StackSpec | str, optimizer: OptimizerSpec | str, *, st
                 break
             if progress:
                 progress(t)
+    if result.overflow is not None:
+        judged = f"steps 1–{result.overflow - 1} are compared" if result.overflow > 1 else "no step is compared"
+        result.note = " ".join(filter(None, (result.note, (
+            f"torch's own training overflowed at step {result.overflow} (its loss or a gradient is nan or "
+            f"±inf: the learning rate is too large for this network); the run stops there and {judged}"))))
     return result
+
+
+@contextlib.contextmanager
+def _stops_at_interrupt(result: TrainResult, at: list[int], partial: bool) -> Iterator[None]:
+    """With ``partial``, Ctrl-C (or SIGTERM, verify.report.output.Terminated) ends the training during
+    step ``at[0]``, the steps before it kept (TrainResult.interrupted), so that the command writes a
+    partial report."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not partial:
+            raise
+        result.interrupted = at[0]
+
+
+def _finite_pass(ref: dict, names: Any) -> bool:
+    """Whether torch's loss and gradients at a step are finite: where they are not, torch's own
+    training has overflowed (too large a learning rate), and neither side's values mean anything
+    from that step on, so the run stops there (TrainResult.overflow)."""
+    return math.isfinite(float(ref["loss"])) and all(np.isfinite(ref["d" + n]).all() for n in names)
 
 
 def _one_step(result, t, spec, optimizer, hand_step, params_t, flat_t, state_t, ref, flat_next, state_next,

@@ -53,15 +53,19 @@ def search(step_fn: StepFn | None, *, impl: str, specs: Any, optimizers: list[st
     @given(drawn)
     def probe(case):
         (spec, data_seed, batch), optimizer = case
-        if found.tried and found.tried[-1].error.startswith("CallTimedOut"):
-            return                                        # shrinking a hang would hang each time
-        result = train(spec, optimizer, steps=SEARCH_STEPS, seed=data_seed, batch=batch, step_fn=step_fn,
-                       impl=impl, time_limit=time_limit, isolate=isolate)
-        found.tried.append(result)
-        if progress:
-            progress(result)
+        # Shrinking a hang would hang each time: once a call has timed out, every later draw fails
+        # at once, unrun, with the same error from the same line, so that hypothesis's replay of the
+        # failure fails as it did (a draw that passed, or failed elsewhere, would make it flaky).
+        result = found.tried[-1] if found.tried and found.tried[-1].error.startswith("CallTimedOut") else None
+        if result is None:
+            result = train(spec, optimizer, steps=SEARCH_STEPS, seed=data_seed, batch=batch, step_fn=step_fn,
+                           impl=impl, time_limit=time_limit, isolate=isolate)
+            found.tried.append(result)
+            if progress:
+                progress(result)
+            if not result.passed:
+                found.failed.append(result)
         if not result.passed:
-            found.failed.append(result)
             raise AssertionError(result.repro)
 
     try:
