@@ -4,6 +4,9 @@
 - ci: 25, derandomized (the README's test command: the same cases every run);
 - thorough: 200, random (.ci/run's oldest-versions job: new cases every CI run);
 - exhaustive: 1000, random (by hand, before a release or after changing the error model).
+
+The sweeps that show a correct reference agrees run a quarter of their cases in dev and ci, all of
+them in thorough and exhaustive (tests/budget.py).
 """
 import os
 
@@ -15,3 +18,17 @@ settings.register_profile("ci", max_examples=25, derandomize=True, database=None
 settings.register_profile("thorough", max_examples=200, database=None, print_blob=True, **_common)
 settings.register_profile("exhaustive", max_examples=1000, print_blob=True, **_common)
 settings.load_profile(os.environ.get("VERIFY_PROFILE", "dev"))
+
+
+# The files that spend longest in child processes (fresh interpreters importing torch, pytest runs,
+# signals sent to a running command), longest first (durations of 2026-12-07, docs/testing.md). With
+# `--dist loadfile` a file runs whole on one worker, in collection order; one of these collected last
+# would keep its worker busy while the other one, done, waits. Run first, the short files even out
+# the end. Every other file keeps its place, and every file its order within.
+FIRST = ("test_gate.py", "test_cli_check.py", "test_output.py", "test_hostile.py", "test_exit.py",
+         "test_isolate.py", "test_plugin.py", "test_verdict_benchmark.py", "test_notebooks.py", "test_notebook.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))     # a stable sort

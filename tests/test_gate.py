@@ -43,26 +43,33 @@ def test_a_bug_that_fails_its_test():
 SCRIPT_DIR = Path(sys.executable).parent
 
 
-def _pytest(where: Path, *args: str) -> subprocess.CompletedProcess:
+def _pytest(where: Path, *args: str) -> subprocess.Popen:
+    """pytest over ``where`` in a child Python, started (``.communicate()`` waits for it)."""
     env = {**os.environ, "PATH": f"{SCRIPT_DIR}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("PYTEST_ADDOPTS", None)
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *args],
-                          cwd=where, capture_output=True, text=True, env=env)
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *args],
+                            cwd=where, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _done(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The user's test file run serially, under xdist, and over a subset (-k), each with
-    --verify-report."""
+    --verify-report. The xdist run goes on beside the other two (each writes its own directory)."""
     where = tmp_path_factory.mktemp("gate")
     (where / "test_user.py").write_text(USER_TESTS)
     out = {"where": where}
-    out["serial"] = _pytest(where, "--verify-report", "serial")
-    out["xdist"] = _pytest(where, "-n", "2", "--verify-report", "xdist")
+    xdist = _pytest(where, "-n", "2", "--verify-report", "xdist")
+    out["serial"] = _done(_pytest(where, "--verify-report", "serial"))
     (where / "serial" / "cases.csv").rename(where / "serial-cases.csv")   # the full report, kept
     out["full_before"] = {p.name: p.read_bytes() for p in (where / "serial").iterdir()}
-    out["subset"] = _pytest(where, "-k", "not fails_its_test", "--verify-report", "serial")
+    out["subset"] = _done(_pytest(where, "-k", "not fails_its_test", "--verify-report", "serial"))
     (where / "serial-cases.csv").rename(where / "serial" / "cases.csv")
+    out["xdist"] = _done(xdist)
     return out
 
 
@@ -201,6 +208,6 @@ def test_last_failed_is_a_subset_only_when_failures_are_recorded(pytester):
 def test_a_run_that_stops_before_its_last_test_writes_to_the_subset_report(pytester):
     pytester.makepyfile(test_x="def test_a():\n    pass\n\n\ndef test_b():\n    assert 0\n\n\n"
                                "def test_c():\n    pass\n")
-    result = pytester.runpytest_subprocess("-x", "-p", "no:cacheprovider", "--verify-report", "rep")
+    result = pytester.runpytest_inprocess("-x", "-p", "no:cacheprovider", "--verify-report", "rep")
     result.stdout.fnmatch_lines(["*verify report: *rep-subset*stopped after 2 of 3 tests*"])
     assert (pytester.path / "rep-subset" / "report.json").exists() and not (pytester.path / "rep").exists()

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-import sys
 from pathlib import Path
 
+import forked_cli
 import pandas as pd
 import pytest
 
@@ -99,17 +99,31 @@ def test_with_jobs_2_a_failure_on_the_first_two_calls_is_reported_with_exit_stat
 
 # -- worker processes that die or raise --------------------------------------------------------
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``verify ARGS`` in a child Python, killed after ``timeout`` seconds (a hang fails the test)."""
-    return subprocess.run([sys.executable, "-m", "verify.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=Path(__file__).parent.parent)
+STREAMS = {"closes_stdout": "out", "closes_stdout_buffer": "out", "rewraps_stdout": "out",
+           "closes_file_descriptor_1": "out", "closes_stderr": "err", "closes_the_original_streams": "err",
+           "redirects_file_descriptor_2": "err"}
 
 
-def test_with_jobs_2_an_implementation_that_ends_its_process_fails_rows_and_the_command_exits_1(tmp_path):
-    done = run_cli("check", "--impl", f"{HOSTILE}:ends_the_process_on_batches_of_three", "--jobs", "2",
-                   "--examples", "96", "--max-depth", "2", "--max-batch", "4", "--out", str(tmp_path))
+@pytest.fixture(scope="module")
+def commands(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """The `verify` commands of this file, each in a process of its own (forked from one that
+    imported the command once, tests/forked_cli.py), run together; a hang fails its test."""
+    out = tmp_path_factory.mktemp("commands")
+    cwd = Path(__file__).parent.parent
+    runs = {"ends_the_process": {"cwd": cwd, "args": [
+        "check", "--impl", f"{HOSTILE}:ends_the_process_on_batches_of_three", "--jobs", "2", "--examples", "96",
+        "--max-depth", "2", "--max-batch", "4", "--out", str(out / "ends_the_process")]}}
+    for name in STREAMS:
+        runs[name] = {"cwd": cwd, "args": ["check", "--impl", f"{HOSTILE}:{name}", "--examples", "6",
+                                           "--max-depth", "2", "--out", str(out / name)]}
+    done = forked_cli.run_all(runs, out)
+    return {name: (done[name], out / name) for name in runs}
+
+
+def test_with_jobs_2_an_implementation_that_ends_its_process_fails_rows_and_the_command_exits_1(commands):
+    done, out = commands["ends_the_process"]
     assert done.returncode == 1, done.stderr[-2000:]
-    cases = pd.read_csv(tmp_path / "cases.csv")
+    cases = pd.read_csv(out / "cases.csv")
     assert len(cases) == 96
     assert cases["note"].fillna("").str.contains(
         "ProcessEnded: the implementation ended the process (exit status 3)", regex=False).any()
@@ -173,14 +187,9 @@ def test_a_memmap_in_place_of_an_array_is_read_as_the_plain_array_it_is():
 
 # -- the harness's own output ------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, stream", [
-    ("closes_stdout", "out"), ("closes_stdout_buffer", "out"), ("rewraps_stdout", "out"),
-    ("closes_file_descriptor_1", "out"), ("closes_stderr", "err"), ("closes_the_original_streams", "err"),
-    ("redirects_file_descriptor_2", "err"),
-])
-def test_code_that_closes_or_redirects_a_standard_stream_leaves_the_harness_s_output_intact(name, stream, tmp_path):
-    done = run_cli("check", "--impl", f"{HOSTILE}:{name}", "--examples", "6", "--max-depth", "2",
-                   "--out", str(tmp_path))
+@pytest.mark.parametrize("name, stream", STREAMS.items())
+def test_code_that_closes_or_redirects_a_standard_stream_leaves_the_harness_s_output_intact(name, stream, commands):
+    done, _ = commands[name]
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Traceback" not in done.stdout + done.stderr
     expected = "verify: all 6 cases agree" if stream == "out" else "checked 6/6 cases, 0 failing"

@@ -4,9 +4,9 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import subprocess
-import sys
 from pathlib import Path
 
+import forked_cli
 import pandas as pd
 import pytest
 import torch
@@ -23,29 +23,38 @@ FIXTURES = Path(__file__).parent / "fixtures"
 HOSTILE = FIXTURES / "hostile_impls.py"
 
 
-def run_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    """``verify ARGS`` in a child Python, killed after ``timeout`` seconds (a hang fails the test)."""
-    return subprocess.run([sys.executable, "-m", "verify.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=Path(__file__).parent.parent)
+@pytest.fixture(scope="module")
+def commands(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    """This file's `verify` commands, each in a process of its own (forked from one that imported
+    the command once, tests/forked_cli.py), run together; a hang fails its test."""
+    out = tmp_path_factory.mktemp("commands")
+    cwd = Path(__file__).parent.parent
+    runs = {
+        "hangs": ["check", "--impl", f"{HOSTILE}:hangs_ignoring_alarms", "--isolate", "--time-limit", "0.5",
+                  "--examples", "40", "--max-depth", "2", "--max-batch", "4"],
+        "ends": ["check", "--impl", f"{HOSTILE}:ends_the_process_on_batches_of_three", "--isolate",
+                 "--examples", "16", "--max-depth", "2", "--max-batch", "4"],
+    }
+    done = forked_cli.run_all({name: {"cwd": cwd, "args": [*args, "--out", str(out / name)]}
+                               for name, args in runs.items()}, out, timeout=90)
+    return {name: (done[name], out / name) for name in runs}
 
 
-def test_a_call_that_ignores_the_alarm_and_swallows_everything_is_killed_and_stops_the_sweep(tmp_path):
-    done = run_cli("check", "--impl", f"{HOSTILE}:hangs_ignoring_alarms", "--isolate", "--time-limit", "0.5",
-                   "--examples", "40", "--max-depth", "2", "--max-batch", "4", "--out", str(tmp_path))
+def test_a_call_that_ignores_the_alarm_and_swallows_everything_is_killed_and_stops_the_sweep(commands):
+    done, out = commands["hangs"]
     assert done.returncode == 1, done.stderr[-2000:]
-    cases = pd.read_csv(tmp_path / "cases.csv")
+    cases = pd.read_csv(out / "cases.csv")
     assert 0 < len(cases) < 40
     assert cases["note"].iloc[-1].startswith("CallTimedOut: did not return within 0.5 s (the time limit) "
                                              "and did not stop when told to: its process was killed")
-    assert "PARTIAL" in (tmp_path / "report.html").read_text()
+    assert "PARTIAL" in (out / "report.html").read_text()
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
 
 
-def test_a_call_that_ends_its_process_under_isolate_fails_its_case_and_the_sweep_goes_on(tmp_path):
-    done = run_cli("check", "--impl", f"{HOSTILE}:ends_the_process_on_batches_of_three", "--isolate",
-                   "--examples", "16", "--max-depth", "2", "--max-batch", "4", "--out", str(tmp_path))
+def test_a_call_that_ends_its_process_under_isolate_fails_its_case_and_the_sweep_goes_on(commands):
+    done, out = commands["ends"]
     assert done.returncode == 1, done.stderr[-2000:]
-    cases = pd.read_csv(tmp_path / "cases.csv")
+    cases = pd.read_csv(out / "cases.csv")
     assert len(cases) == 16
     ended = cases["note"].fillna("").str.contains("the implementation ended the process (exit status 3)",
                                                   regex=False)
@@ -73,22 +82,28 @@ def test_isolate_without_impl_is_bad_input():
 STUDENT = f"{FIXTURES / 'student_mlp.py'}:backprop"
 
 
-def _report(tmp_path, name: str, *flags: str) -> tuple[bytes, bytes]:
-    out = tmp_path / name
+def _report(out: Path, *flags: str) -> tuple[bytes, bytes]:
     assert main(["check", "--impl", STUDENT, "--examples", "60", "--max-depth", "2", "--seed", "3",
                  "--out", str(out), *flags]) == 0
     return (out / "cases.csv").read_bytes(), (out / "discrepancies.csv").read_bytes()
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> tuple[bytes, bytes]:
+    """The report of the sweep below in one process, no flags: what every other way must give."""
+    return _report(tmp_path_factory.mktemp("one") / "report")
+
+
 @pytest.mark.parametrize("method", multiprocessing.get_all_start_methods())
 def test_the_reports_of_jobs_2_are_byte_identical_to_jobs_1_whatever_way_the_workers_start(method, tmp_path,
-                                                                                          monkeypatch, capsys):
+                                                                                          monkeypatch, capsys,
+                                                                                          one_process):
     monkeypatch.setattr(execute, "START_METHODS", (method,))
-    assert _report(tmp_path, method, "--jobs", "2") == _report(tmp_path, "one")
+    assert _report(tmp_path / method, "--jobs", "2") == one_process
 
 
-def test_the_reports_with_isolate_are_byte_identical_to_those_without(tmp_path, capsys):
-    assert _report(tmp_path, "isolated", "--isolate") == _report(tmp_path, "plain")
+def test_the_reports_with_isolate_are_byte_identical_to_those_without(tmp_path, capsys, one_process):
+    assert _report(tmp_path / "isolated", "--isolate") == one_process
 
 
 def test_by_default_the_workers_of_a_sweep_of_a_target_start_from_a_fork_server_where_there_is_one(monkeypatch):

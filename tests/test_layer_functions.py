@@ -12,6 +12,7 @@ import sys
 import types
 from pathlib import Path
 
+import budget
 import numpy as np
 import pytest
 import torch
@@ -65,14 +66,15 @@ def failing_problems(pair) -> list[str]:
 # -- the references -------------------------------------------------------------------------------
 
 def test_the_vectorised_reference_agrees_on_every_family(good):
-    result = check_layers(good, examples=DEFAULT_EXAMPLES)
+    n = budget.examples(DEFAULT_EXAMPLES)
+    result = check_layers(good, examples=n)
     assert len(result.present) == 12 and not [p.family for p in result.pairs if not p.present]
     assert [p.label for p in result.present if not p.passed] == []
-    assert all(p.cases == DEFAULT_EXAMPLES for p in result.present)
+    assert all(p.cases == n for p in result.present)
 
 
 def test_the_loop_reference_agrees_on_every_family_it_defines_and_lists_the_others():
-    result = check_layers(str(LOOPS), examples=DEFAULT_EXAMPLES)
+    result = check_layers(str(LOOPS), examples=budget.examples(DEFAULT_EXAMPLES))
     assert [p.label for p in result.present if not p.passed] == []
     assert {p.family for p in result.present} == {"affine", "relu", "batchnorm", "dropout", "conv", "max_pool",
                                                   "softmax_loss", "svm_loss"}

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+import budget
 import numpy as np
 import pytest
 
@@ -47,20 +48,23 @@ def problems(pair) -> list[str]:
 # -- the references -------------------------------------------------------------------------------
 
 def test_the_reference_fully_connected_net_agrees_with_the_issues_keywords():
-    pair = the_pair(check_model(f"{MODELS}:FullyConnectedNet", ISSUE_INIT, examples=DEFAULT_EXAMPLES))
-    assert pair.passed and pair.cases == DEFAULT_EXAMPLES
+    n = budget.examples(DEFAULT_EXAMPLES)
+    pair = the_pair(check_model(f"{MODELS}:FullyConnectedNet", ISSUE_INIT, examples=n))
+    assert pair.passed and pair.cases == n
     assert "cannot be read" not in pair.note
 
 
 def test_the_reference_fully_connected_net_agrees_on_drawn_keywords():
-    pair = the_pair(check_model(f"{MODELS}:FullyConnectedNet", examples=60, seed_value=1))
-    assert pair.passed and pair.cases == 60
+    n = budget.examples(60)
+    pair = the_pair(check_model(f"{MODELS}:FullyConnectedNet", examples=n, seed_value=1))
+    assert pair.passed and pair.cases == n
 
 
 @pytest.mark.parametrize("name", ["TwoLayerNet", "ThreeLayerConvNet"])
 def test_the_reference_two_layer_and_conv_nets_agree(name):
-    pair = the_pair(check_model(f"{MODELS}:{name}", examples=40))
-    assert pair.passed and pair.cases == 40
+    n = budget.examples(40)
+    pair = the_pair(check_model(f"{MODELS}:{name}", examples=n))
+    assert pair.passed and pair.cases == n
 
 
 def test_a_model_whose_batch_norm_uses_the_textbook_variance_passes_as_imprecise_and_a_real_bug_still_fails(fixtures):

@@ -3,7 +3,6 @@ refuses bad input in one line; handimpl's stack agrees with its torch twin on dr
 under the a priori verdict; and each classic normalisation, dropout and residual bug is caught."""
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import verify
 import verify.api
 from handimpl.layers import BatchNorm, Context
 from verify.byo.call import load_target
+from verify.cli.app import main
 from verify.core.data import draw_stack_case
 from verify.core.stack import StackSpec
 from verify.errors import SpecError
@@ -140,14 +140,12 @@ def test_a_stacks_wrong_loss_is_a_failing_loss_row_not_an_error(spec):
     assert [r.name for r in result.records if not r.passed] == ["loss"]
 
 
-def test_verify_check_takes_a_stack_spec_on_the_command_line():
-    ok = subprocess.run([sys.executable, "-m", "verify", "check", EXAMPLES[2], "--seed", "1"],
-                        capture_output=True, text=True, timeout=120)
-    assert ok.returncode == 0 and "PASS" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "verify", "check", "6>linear:5>batchnorm>relu>linear:3|cross_entropy",
-                          "--impl", "tests/fixtures/stack_bugs.py:batchnorm_no_mean_term"],
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1 and "look at the backward step of layer 2 (batchnorm)" in bad.stdout
+def test_verify_check_takes_a_stack_spec_on_the_command_line(capsys):
+    assert main(["check", EXAMPLES[2], "--seed", "1"]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert main(["check", "6>linear:5>batchnorm>relu>linear:3|cross_entropy",
+                 "--impl", f"{FIXTURES / 'stack_bugs.py'}:batchnorm_no_mean_term"]) == 1
+    assert "look at the backward step of layer 2 (batchnorm)" in capsys.readouterr().out
 
 
 PIECES = ["(", ")", ">", "|", ":", ",", "=", "x", "0", "-1", "1e999", "nan", "inf", "k0", "s0", "p9", "d0",
@@ -236,7 +234,6 @@ def test_an_implementations_supported_layers_restrict_its_sweep():
     (["--layers", "batchnorm,bogus"], "unknown layer kind 'bogus'; valid: linear, flatten, activation, batchnorm"),
 ])
 def test_an_unknown_layer_kind_is_one_line_and_exit_2(args, says, capsys, tmp_path):
-    from verify.cli.app import main
     assert main(["run", *args, "--examples", "2", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and says in err
