@@ -127,7 +127,7 @@ def split_name(name: str) -> tuple[str, int | None]:
 
 
 def _max_ulps(ht: np.ndarray[Any, Any], seg: "_Segments", finite: np.ndarray[Any, Any] | None,
-              scratch: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None) -> np.ndarray[Any, Any]:
+              scratch: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
     """Per segment, the most representable floats between ht[0] and ht[1] (the elements where
     ``finite`` is false count 0), exactly, as float64 (exact up to 2**53; the conversion keeps the
     order, so the largest distance is taken before it). A float's bits, read as a signed integer
@@ -135,19 +135,18 @@ def _max_ulps(ht: np.ndarray[Any, Any], seg: "_Segments", finite: np.ndarray[Any
     is |i₀ - i₁|, which fits the integer's own width; where they differ (values about 0, or +0
     against -0) it is the sum of the two magnitudes' bits, up to 2**(bits) - 2, which fits the
     unsigned integer of that width. So the elementwise work stays in the dtype's own width.
-    ``scratch``: two float64 arrays of ht[0]'s size, free to overwrite, to hold the two integer
-    arrays (on a big case a fresh array costs more in page faults than in arithmetic)."""
+    ``scratch``: a float64 array of ht[0]'s size, free to overwrite, to hold the integer
+    distances (on a big case a fresh array costs more in page faults than in arithmetic)."""
     # (typed Any: numpy 1.26's and 2.x's stubs type these classes differently)
     width: Any = np.int32 if ht.dtype == np.float32 else np.int64
     unsigned: Any = np.uint32 if ht.dtype == np.float32 else np.uint64
     bits = ht.view(width)
     i0, i1 = bits
-    room: list[Any] = [None, None] if scratch is None else [b.view(width)[:i0.size] for b in scratch]
-    d = np.subtract(i0, i1, out=room[0])
+    room = None if scratch is None else scratch.view(width)[:i0.size]
+    d = np.subtract(i0, i1, out=room)
     np.abs(d, out=d)                                    # exact where the signs agree
     distance = d.view(unsigned)                         # the same bits: every value there is >= 0
-    mixed = np.bitwise_xor(i0, i1, out=room[1])
-    mixed = mixed < 0                                   # signs differ
+    mixed = np.signbit(ht[0]) != np.signbit(ht[1])      # signs differ (the integers' signs, NaN's too)
     if mixed.any():
         magnitude = np.iinfo(width).max
         distance[mixed] = (i0[mixed] & magnitude).view(unsigned) + (i1[mixed] & magnitude).view(unsigned)
@@ -245,7 +244,11 @@ class _Segments:
         return np.where(safe, plain, np.where(np.isfinite(top), scaled, top))
 
     def count(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """How many of each segment's elements are true (v: bool)."""
+        """How many of each segment's elements are true (v: bool, one row); with few segments
+        (a big case's tensors) np.count_nonzero of each, which reads bytes without widening them."""
+        if len(self.starts) <= FEW_SEGMENTS and v.ndim == 1:
+            ends = [*self.starts[1:].tolist(), v.size]
+            return np.array([np.count_nonzero(v[a:b]) for a, b in zip(self.starts.tolist(), ends)], dtype=np.int64)
         return np.add.reduceat(v, self.starts, axis=-1, dtype=np.int64)
 
     def first_argmax(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -279,10 +282,35 @@ def compare_all(pairs: list[Pair], *, dtype: str, rtol: float, atol: float) -> l
         else:
             records[i] = Comparison(pair.name, *split_name(pair.name), dtype, t.shape, 0, 0.0, 0.0, 0.0,
                                     0.0, (), float("nan"), float("nan"), 0, rtol, atol, True)
-    if ready:
-        for i, record in zip([i for i, *_ in ready], _judge(ready, dtype, rtol, atol)):
+    separate = all(p.exact is not None for _, p, _, _ in ready)   # one reference for the whole call
+    for chunk in _chunks(ready):
+        for i, record in zip([i for i, *_ in chunk], _judge(chunk, dtype, rtol, atol, separate)):
             records[i] = record
     return records  # type: ignore[return-value]  # every entry is filled
+
+
+# Tensors are judged together, flattened into one array, up to this many elements; a bigger
+# tensor is judged alone. Each element's verdict and each tensor's statistics depend on that
+# tensor alone (its sums, maxima and norms are reduced per tensor, in the same order either
+# way), so the records are the same whatever the split; on a big case, arrays of one tensor's
+# size stay in the processor's caches through the comparison's dozens of passes, where arrays
+# of the whole case's size go to memory and back in each.
+CHUNK = 2**16
+
+
+def _chunks(ready: list[Any]) -> list[list[Any]]:
+    """``ready`` cut into runs of consecutive tensors of at most CHUNK elements together (a
+    bigger tensor alone)."""
+    chunks: list[list[Any]] = []
+    size = CHUNK
+    for item in ready:
+        n = item[2].size
+        if size + n > CHUNK:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += n
+    return chunks
 
 
 def _or_zero(bound: Any) -> Any:
@@ -329,11 +357,12 @@ def _all_finite(v: np.ndarray[Any, Any]) -> bool:
     return bool(np.isfinite(np.add.reduce(v, axis=None))) or bool(np.isfinite(v).all())
 
 
-def _flatten(ready: list[Any]) -> _Flat:
+def _flatten(ready: list[Any], separate: bool) -> _Flat:
+    """``ready``'s tensors flattened; ``separate``: every pair of the compare_all call has its own
+    reference (else torch's values are the reference for all)."""
     seg = _Segments([h.size for _, _, h, _ in ready])
     hand_torch = np.concatenate([h for _, _, h, _ in ready] + [t for _, _, _, t in ready], axis=None)
     hand_torch = hand_torch.reshape(2, -1)
-    separate = all(p.exact is not None for _, p, _, _ in ready)
     both = hand_torch.astype(np.float64, copy=False)
     h, t = both
     r = np.concatenate([p.exact for _, p, _, _ in ready], axis=None, dtype=np.float64) if separate else t
@@ -409,21 +438,21 @@ def _statistics(f: _Flat, gaps: _Gaps) -> dict[str, list[Any]]:
     reference (when a separate one is given): hand_ref_err, torch_ref_err. Each row is reduced
     on its own, never stacked into one copy; ``gaps`` is read, not changed."""
     seg = f.seg
-    abs_t = np.abs(f.t)
     if f.separate:
+        abs_t = np.abs(f.t)
         diff = np.subtract(f.h, f.t)
         np.abs(diff, out=diff)
         rows = {"h-t": diff, "t": abs_t, "h-r": gaps.hand, "t-r": gaps.torch, "r": gaps.ref}
-    else:                                                # r is t: |h - r| is |h - t|
-        diff = gaps.hand
+    else:                                                # r is t: |h - r| is |h - t|, |r| is |t|
+        diff, abs_t = gaps.hand, gaps.ref
         rows = {"h-t": diff, "t": abs_t}
     tops = {k: seg.max(v) for k, v in rows.items()}
-    scratch = np.empty_like(f.h)                         # the squares of each row in turn
+    scratch = np.empty_like(f.h)                         # the squares of each row in turn, then rel
     norm = {k: seg.norm(v, tops[k], scratch) for k, v in rows.items()}
-    rel = np.divide(diff, abs_t, out=abs_t)              # inf where t = 0 and h is not; 0/0 below
+    rel = np.divide(diff, abs_t, out=scratch)            # inf where t = 0 and h is not; 0/0 below
     rel[np.isnan(rel)] = 0.0
     max_rel = seg.max(rel).tolist()
-    max_ulp = _max_ulps(f.hand_torch, seg, f.finite, (scratch, rel)).tolist()    # both read: overwritten
+    max_ulp = _max_ulps(f.hand_torch, seg, f.finite, scratch).tolist()    # rel read: overwritten
     none = [None] * len(tops["h-t"])
     return {"max_abs_err": tops["h-t"].tolist(), "max_rel_err": max_rel,
             "norm_rel_err": _norm_rel(norm["h-t"], norm["t"]).tolist(),
@@ -432,9 +461,9 @@ def _statistics(f: _Flat, gaps: _Gaps) -> dict[str, list[Any]]:
             "torch_ref_err": _norm_rel(norm["t-r"], norm["r"]).tolist() if f.separate else none}
 
 
-def _judge(ready: list[Any], dtype: str, rtol: float, atol: float) -> list[Comparison]:
+def _judge(ready: list[Any], dtype: str, rtol: float, atol: float, separate: bool) -> list[Comparison]:
     with np.errstate(all="ignore"):
-        f = _flatten(ready)
+        f = _flatten(ready, separate)
         bound = np.concatenate([_flat_like(_or_zero(p.bound), h.shape) for _, p, h, _ in ready])
         textbook = None
         if any(p.textbook is not None for _, p, _, _ in ready):      # a pair without one: its own bound
