@@ -126,8 +126,8 @@ def split_name(name: str) -> tuple[str, int | None]:
     return quantity, int(match["layer"])
 
 
-def _max_ulps(ht: np.ndarray[Any, Any], seg: "_Segments", finite: np.ndarray[Any, Any] | None,
-              scratch: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
+def _max_ulps(ht: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], seg: "_Segments",
+              finite: np.ndarray[Any, Any] | None, scratch: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
     """Per segment, the most representable floats between ht[0] and ht[1] (the elements where
     ``finite`` is false count 0), exactly, as float64 (exact up to 2**53; the conversion keeps the
     order, so the largest distance is taken before it). A float's bits, read as a signed integer
@@ -138,10 +138,9 @@ def _max_ulps(ht: np.ndarray[Any, Any], seg: "_Segments", finite: np.ndarray[Any
     ``scratch``: a float64 array of ht[0]'s size, free to overwrite, to hold the integer
     distances (on a big case a fresh array costs more in page faults than in arithmetic)."""
     # (typed Any: numpy 1.26's and 2.x's stubs type these classes differently)
-    width: Any = np.int32 if ht.dtype == np.float32 else np.int64
-    unsigned: Any = np.uint32 if ht.dtype == np.float32 else np.uint64
-    bits = ht.view(width)
-    i0, i1 = bits
+    width: Any = np.int32 if ht[0].dtype == np.float32 else np.int64
+    unsigned: Any = np.uint32 if ht[0].dtype == np.float32 else np.uint64
+    i0, i1 = ht[0].view(width), ht[1].view(width)
     room = None if scratch is None else scratch.view(width)[:i0.size]
     d = np.subtract(i0, i1, out=room)
     np.abs(d, out=d)                                    # exact where the signs agree
@@ -337,8 +336,8 @@ def _unravel(i: int, shape: tuple[int, ...]) -> tuple[int, ...]:
 class _Flat(NamedTuple):
     """The tensors of one compare_all call, flattened and concatenated (verify.core.compare)."""
     seg: _Segments
-    hand_torch: np.ndarray[Any, Any]        # (2, N) in the dtype: row 0 the implementation, row 1 torch
-    both: np.ndarray[Any, Any]              # the same as float64
+    hand_torch: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]   # (the implementation's, torch's) in the dtype
+    both: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]         # the same as float64
     h: np.ndarray[Any, Any]                 # float64, non-finite elements set to 0 (see finite)
     t: np.ndarray[Any, Any]
     r: np.ndarray[Any, Any]                 # the reference (torch's own values where no separate one is given)
@@ -357,18 +356,25 @@ def _all_finite(v: np.ndarray[Any, Any]) -> bool:
     return bool(np.isfinite(np.add.reduce(v, axis=None))) or bool(np.isfinite(v).all())
 
 
+def _joined(arrays: list[Any], dtype: Any = None) -> np.ndarray[Any, Any]:
+    """The arrays flattened and concatenated (one array: flattened only, a view where its layout
+    allows; nothing here writes into it)."""
+    if len(arrays) == 1:
+        return np.asarray(arrays[0], dtype=dtype).reshape(-1)
+    return np.concatenate(arrays, axis=None, dtype=dtype)
+
+
 def _flatten(ready: list[Any], separate: bool) -> _Flat:
     """``ready``'s tensors flattened; ``separate``: every pair of the compare_all call has its own
     reference (else torch's values are the reference for all)."""
     seg = _Segments([h.size for _, _, h, _ in ready])
-    hand_torch = np.concatenate([h for _, _, h, _ in ready] + [t for _, _, _, t in ready], axis=None)
-    hand_torch = hand_torch.reshape(2, -1)
-    both = hand_torch.astype(np.float64, copy=False)
+    hand_torch = (_joined([h for _, _, h, _ in ready]), _joined([t for _, _, _, t in ready]))
+    both = (hand_torch[0].astype(np.float64, copy=False), hand_torch[1].astype(np.float64, copy=False))
     h, t = both
-    r = np.concatenate([p.exact for _, p, _, _ in ready], axis=None, dtype=np.float64) if separate else t
-    if _all_finite(both) and (not separate or _all_finite(r)):
+    r = _joined([p.exact for _, p, _, _ in ready], dtype=np.float64) if separate else t
+    if _all_finite(h) and _all_finite(t) and (not separate or _all_finite(r)):
         return _Flat(seg, hand_torch, both, h, t, r, None, separate)
-    finite = np.isfinite(both).all(axis=0) & np.isfinite(r)
+    finite = np.isfinite(h) & np.isfinite(t) & np.isfinite(r)
     h, t, r = np.where(finite, [h, t, r], 0.0)
     return _Flat(seg, hand_torch, both, h, t, r, finite, separate)
 
