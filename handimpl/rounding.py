@@ -69,7 +69,7 @@ def linear_error(absA: np.ndarray, Ea: np.ndarray, absW: np.ndarray, absb: Any, 
     n = absW.shape[1]
     spread = spread_product(Ea, absW.T)
     terms = absA @ absW.T + absb
-    if not _in_place(spread, terms):
+    if terms.size < IN_PLACE or not _in_place(spread, terms):
         return spread + gamma(n, u) * (terms + spread) + n * tiny * (terms > 0)
     out = np.add(terms, spread)                     # the same expression, one buffer for its steps
     out *= gamma(n, u)
@@ -91,7 +91,7 @@ def backward_error(absD: np.ndarray, Ed: np.ndarray, absW: np.ndarray, u: float,
     n = absW.shape[0]
     spread = spread_product(Ed, absW)
     out = absD @ absW
-    if not _in_place(spread, out):
+    if out.size < IN_PLACE or not _in_place(spread, out):
         return spread + gamma(n, u) * (out + spread) + n * tiny
     out += spread                                   # the same expression, in place
     out *= gamma(n, u)
@@ -117,7 +117,7 @@ def weight_grad_error(absD: np.ndarray, Ed: np.ndarray, absA: np.ndarray, Ea: np
     spread = spread_product(Ed.T, absA + Ea)
     other = spread_product(Ea, absD.T, error_left=False)
     out = absD.T @ absA
-    if not _in_place(spread, other, out):
+    if out.size < IN_PLACE or not _in_place(spread, other, out):
         spread = spread + other
         return spread + gamma(m, u) * (out + spread) + m * tiny
     spread += other                                 # the same expression, in place
@@ -145,7 +145,7 @@ def accumulation_error(spread: np.ndarray, held: np.ndarray, count: np.ndarray, 
 def update_error(absP: Any, Egrad: Any, lr: float, abs_grad: np.ndarray, u: float) -> np.ndarray:
     """p - η·grad: η·E_grad + 3u(|p| + η(|grad| + E_grad)): the rounding is of the gradient an
     implementation holds, which at a kink may be a whole jump away from the reference's."""
-    if not _in_place(abs_grad, absP, Egrad):
+    if abs_grad.size < IN_PLACE or not _in_place(abs_grad, absP, Egrad):
         return lr * Egrad + STEP_ULPS * u * (absP + lr * (abs_grad + Egrad))
     out = np.add(abs_grad, Egrad)                   # the same expression, two buffers for its steps
     out *= lr
