@@ -42,6 +42,23 @@ def spread_product(E: np.ndarray, M: np.ndarray, error_left: bool = True) -> np.
     return np.zeros(shape, dtype=np.result_type(E, M))
 
 
+# Arrays from this many elements have a step's expression evaluated in place (_in_place); on
+# smaller ones the fresh temporaries cost nothing and the calls with out= cost more.
+IN_PLACE = 2**15
+
+
+def _in_place(first: Any, *values: Any) -> bool:
+    """Whether every value is a float64 array of one shape, of IN_PLACE elements or more, so
+    that a step's expression may be evaluated in place (out=), in a buffer or two instead of a
+    fresh array per operation, with the same roundings in the same order as written: each
+    operation is one IEEE operation on each element either way, and a sum or product of two
+    terms is the same whichever is written first. Anything else (a scalar, another dtype, whose
+    promotion an in-place step would change, a broadcast, a small array) takes the expression
+    as written."""
+    return type(first) is np.ndarray and first.size >= IN_PLACE and first.dtype == np.float64 and all(
+        type(v) is np.ndarray and v.dtype == np.float64 and v.shape == first.shape for v in values)
+
+
 # -- the steps: E of each step's result from its inputs' magnitudes and errors -----------------
 # a_priori carries errors through all of them; local_steps calls each with its inputs exact.
 
@@ -52,7 +69,12 @@ def linear_error(absA: np.ndarray, Ea: np.ndarray, absW: np.ndarray, absb: Any, 
     n = absW.shape[1]
     spread = spread_product(Ea, absW.T)
     terms = absA @ absW.T + absb
-    return spread + gamma(n, u) * (terms + spread) + n * tiny * (terms > 0)
+    if terms.size < IN_PLACE or not _in_place(spread, terms):
+        return spread + gamma(n, u) * (terms + spread) + n * tiny * (terms > 0)
+    out = np.add(terms, spread)                     # the same expression, one buffer for its steps
+    out *= gamma(n, u)
+    out += spread
+    return np.add(out, n * tiny, out=out, where=terms > 0)
 
 
 def activation_error(act: Any, z: np.ndarray, a: np.ndarray, Ez: np.ndarray, u: float,
@@ -68,7 +90,14 @@ def backward_error(absD: np.ndarray, Ed: np.ndarray, absW: np.ndarray, u: float,
     """δW (the g of the layer below, and ∂J/∂x): E_δ|W| + γ_n(|δ| + E_δ)|W|, n the rows of W."""
     n = absW.shape[0]
     spread = spread_product(Ed, absW)
-    return spread + gamma(n, u) * (absD @ absW + spread) + n * tiny
+    out = absD @ absW
+    if out.size < IN_PLACE or not _in_place(spread, out):
+        return spread + gamma(n, u) * (out + spread) + n * tiny
+    out += spread                                   # the same expression, in place
+    out *= gamma(n, u)
+    out += spread
+    out += n * tiny
+    return out
 
 
 def delta_error(act: Any, z: np.ndarray, a: np.ndarray, g: np.ndarray, Ez: np.ndarray, Ea: np.ndarray,
@@ -85,8 +114,18 @@ def weight_grad_error(absD: np.ndarray, Ed: np.ndarray, absA: np.ndarray, Ea: np
     """∂J/∂W = δᵀa: E_δᵀ(|a| + E_a) + |δ|ᵀE_a + γ_m(|δ| + E_δ)ᵀ(|a| + E_a) (the product term
     counts where a kink makes E_δ as large as δ itself; the rounding is of what is held)."""
     m = absD.shape[0]
-    spread = spread_product(Ed.T, absA + Ea) + spread_product(Ea, absD.T, error_left=False)
-    return spread + gamma(m, u) * (absD.T @ absA + spread) + m * tiny
+    spread = spread_product(Ed.T, absA + Ea)
+    other = spread_product(Ea, absD.T, error_left=False)
+    out = absD.T @ absA
+    if out.size < IN_PLACE or not _in_place(spread, other, out):
+        spread = spread + other
+        return spread + gamma(m, u) * (out + spread) + m * tiny
+    spread += other                                 # the same expression, in place
+    out += spread
+    out *= gamma(m, u)
+    out += spread
+    out += m * tiny
+    return out
 
 
 def bias_grad_error(absD: np.ndarray, Ed: np.ndarray, u: float, tiny: float) -> np.ndarray:
@@ -106,7 +145,15 @@ def accumulation_error(spread: np.ndarray, held: np.ndarray, count: np.ndarray, 
 def update_error(absP: Any, Egrad: Any, lr: float, abs_grad: np.ndarray, u: float) -> np.ndarray:
     """p - η·grad: η·E_grad + 3u(|p| + η(|grad| + E_grad)): the rounding is of the gradient an
     implementation holds, which at a kink may be a whole jump away from the reference's."""
-    return lr * Egrad + STEP_ULPS * u * (absP + lr * (abs_grad + Egrad))
+    if abs_grad.size < IN_PLACE or not _in_place(abs_grad, absP, Egrad):
+        return lr * Egrad + STEP_ULPS * u * (absP + lr * (abs_grad + Egrad))
+    out = np.add(abs_grad, Egrad)                   # the same expression, two buffers for its steps
+    out *= lr
+    out += absP
+    out *= STEP_ULPS * u
+    first = np.multiply(Egrad, lr)
+    out += first
+    return out
 
 
 def not_exact(act: Any, z: np.ndarray, Ez: np.ndarray) -> np.ndarray:

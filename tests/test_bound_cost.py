@@ -95,3 +95,16 @@ def test_a_cases_bounds_are_the_same_bits_whether_zero_products_are_skipped_or_c
         skipped, computed = bounds.values()
         assert skipped.keys() == computed.keys()
         assert all(skipped[k].tobytes() == computed[k].tobytes() for k in skipped), spec
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_cases_bounds_are_the_same_bits_whether_each_step_is_evaluated_in_place_or_as_written(monkeypatch, seed):
+    for spec, case_seed, batch in draw_all(dict(max_depth=4, max_width=16, max_batch=16), 30, seed):
+        run = trace(spec, case_seed, batch)
+        bounds = {}
+        for threshold in (0, 2**62):             # every float64 array in place, or none
+            monkeypatch.setattr(rounding, "IN_PLACE", threshold)
+            bounds[threshold] = a_priori(spec, draw_case(spec, case_seed, batch), exact_trace(run), 0.1)
+        in_place, as_written = bounds.values()
+        assert in_place.keys() == as_written.keys()
+        assert all(in_place[k].tobytes() == as_written[k].tobytes() for k in in_place), spec

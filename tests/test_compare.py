@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from strategies_numeric import as_dtype
 
+import verify.core.compare as compare_module
 from verify.core.compare import TOLERANCES, Comparison, Pair, _judged, compare_all
 
 SPECIAL = (0.0, -0.0, 1.0, -1.0, 1e-30, 1e30, math.inf, -math.inf, math.nan)
@@ -141,6 +142,22 @@ def test_a_tensors_record_is_the_same_judged_alone_or_with_others(drawn):
     together = compare_all(given_pairs, dtype=dtype, rtol=rtol, atol=atol)
     alone = [compare_all([pair], dtype=dtype, rtol=rtol, atol=atol)[0] for pair in given_pairs]
     assert [repr(r) for r in together] == [repr(r) for r in alone]          # repr: nan == nan
+
+
+@given(st.sampled_from([("float32", True), ("float32", False), ("float64", False)]).flatmap(
+    lambda d: st.tuples(st.just(d[0]), pairs(dtype=d[0], with_ref=d[1], max_tensors=6, misshapen=True))),
+    st.integers(0, 6))
+def test_a_calls_records_are_the_same_however_its_tensors_are_cut_into_chunks(drawn, unreferenced):
+    dtype, given_pairs = drawn
+    if unreferenced < len(given_pairs):          # one pair without a reference: torch's is everyone's
+        given_pairs[unreferenced] = given_pairs[unreferenced]._replace(exact=None)
+    rtol, atol = TOLERANCES[dtype]
+    records = {}
+    for chunk in (1, 2**62):                     # each tensor judged in its own chunk, or all in one
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(compare_module, "CHUNK", chunk)
+            records[chunk] = [repr(r) for r in compare_all(given_pairs, dtype=dtype, rtol=rtol, atol=atol)]
+    assert records[1] == records[2**62]          # repr: nan == nan
 
 
 def test_a_record_built_by_the_fast_constructor_equals_the_dataclass_one_and_is_frozen():

@@ -12,7 +12,7 @@ import pytest
 
 import handimpl
 import verify
-from verify.byo.call import ImplementationWarning, load_target
+from verify.byo.call import ImplementationWarning, _same, load_target
 from verify.cli.app import UsageError, main
 from verify.harness.trace import check
 from verify.sweep import execute
@@ -164,6 +164,16 @@ def test_an_implementation_that_modifies_its_inputs_is_caught_and_the_input_name
     bad = failing(result)
     assert list(bad) == ["W1"] and "modified its input W1 in place" in bad["W1"].problem
     assert not result.passed
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_an_input_counts_as_modified_when_any_bit_changed_even_where_the_values_compare_equal(dtype):
+    x = np.array([[0.0, 1.0], [np.nan, 2.0]], dtype=dtype)
+    assert _same(x, x.copy()) and _same(x, np.asfortranarray(x))      # the same bits, either layout
+    for index, value in (((0, 0), -0.0), ((1, 0), -np.nan), ((1, 1), np.nextafter(x[1, 1], 3))):
+        changed = x.copy()
+        changed[index] = value
+        assert not _same(x, changed) and not _same(x, np.asfortranarray(changed)), (index, value)
 
 
 def test_unknown_extra_keys_are_ignored_with_one_warning_per_sweep():

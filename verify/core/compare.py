@@ -126,8 +126,8 @@ def split_name(name: str) -> tuple[str, int | None]:
     return quantity, int(match["layer"])
 
 
-def _max_ulps(ht: np.ndarray[Any, Any], seg: "_Segments", finite: np.ndarray[Any, Any] | None,
-              scratch: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None) -> np.ndarray[Any, Any]:
+def _max_ulps(ht: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], seg: "_Segments",
+              finite: np.ndarray[Any, Any] | None, scratch: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
     """Per segment, the most representable floats between ht[0] and ht[1] (the elements where
     ``finite`` is false count 0), exactly, as float64 (exact up to 2**53; the conversion keeps the
     order, so the largest distance is taken before it). A float's bits, read as a signed integer
@@ -135,19 +135,17 @@ def _max_ulps(ht: np.ndarray[Any, Any], seg: "_Segments", finite: np.ndarray[Any
     is |i₀ - i₁|, which fits the integer's own width; where they differ (values about 0, or +0
     against -0) it is the sum of the two magnitudes' bits, up to 2**(bits) - 2, which fits the
     unsigned integer of that width. So the elementwise work stays in the dtype's own width.
-    ``scratch``: two float64 arrays of ht[0]'s size, free to overwrite, to hold the two integer
-    arrays (on a big case a fresh array costs more in page faults than in arithmetic)."""
+    ``scratch``: a float64 array of ht[0]'s size, free to overwrite, to hold the integer
+    distances (on a big case a fresh array costs more in page faults than in arithmetic)."""
     # (typed Any: numpy 1.26's and 2.x's stubs type these classes differently)
-    width: Any = np.int32 if ht.dtype == np.float32 else np.int64
-    unsigned: Any = np.uint32 if ht.dtype == np.float32 else np.uint64
-    bits = ht.view(width)
-    i0, i1 = bits
-    room: list[Any] = [None, None] if scratch is None else [b.view(width)[:i0.size] for b in scratch]
-    d = np.subtract(i0, i1, out=room[0])
+    width: Any = np.int32 if ht[0].dtype == np.float32 else np.int64
+    unsigned: Any = np.uint32 if ht[0].dtype == np.float32 else np.uint64
+    i0, i1 = ht[0].view(width), ht[1].view(width)
+    room = None if scratch is None else scratch.view(width)[:i0.size]
+    d = np.subtract(i0, i1, out=room)
     np.abs(d, out=d)                                    # exact where the signs agree
     distance = d.view(unsigned)                         # the same bits: every value there is >= 0
-    mixed = np.bitwise_xor(i0, i1, out=room[1])
-    mixed = mixed < 0                                   # signs differ
+    mixed = np.signbit(ht[0]) != np.signbit(ht[1])      # signs differ (the integers' signs, NaN's too)
     if mixed.any():
         magnitude = np.iinfo(width).max
         distance[mixed] = (i0[mixed] & magnitude).view(unsigned) + (i1[mixed] & magnitude).view(unsigned)
@@ -245,7 +243,11 @@ class _Segments:
         return np.where(safe, plain, np.where(np.isfinite(top), scaled, top))
 
     def count(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """How many of each segment's elements are true (v: bool)."""
+        """How many of each segment's elements are true (v: bool, one row); with few segments
+        (a big case's tensors) np.count_nonzero of each, which reads bytes without widening them."""
+        if len(self.starts) <= FEW_SEGMENTS and v.ndim == 1:
+            ends = [*self.starts[1:].tolist(), v.size]
+            return np.array([np.count_nonzero(v[a:b]) for a, b in zip(self.starts.tolist(), ends)], dtype=np.int64)
         return np.add.reduceat(v, self.starts, axis=-1, dtype=np.int64)
 
     def first_argmax(self, v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -279,10 +281,35 @@ def compare_all(pairs: list[Pair], *, dtype: str, rtol: float, atol: float) -> l
         else:
             records[i] = Comparison(pair.name, *split_name(pair.name), dtype, t.shape, 0, 0.0, 0.0, 0.0,
                                     0.0, (), float("nan"), float("nan"), 0, rtol, atol, True)
-    if ready:
-        for i, record in zip([i for i, *_ in ready], _judge(ready, dtype, rtol, atol)):
+    separate = all(p.exact is not None for _, p, _, _ in ready)   # one reference for the whole call
+    for chunk in _chunks(ready):
+        for i, record in zip([i for i, *_ in chunk], _judge(chunk, dtype, rtol, atol, separate)):
             records[i] = record
     return records  # type: ignore[return-value]  # every entry is filled
+
+
+# Tensors are judged together, flattened into one array, up to this many elements; a bigger
+# tensor is judged alone. Each element's verdict and each tensor's statistics depend on that
+# tensor alone (its sums, maxima and norms are reduced per tensor, in the same order either
+# way), so the records are the same whatever the split; on a big case, arrays of one tensor's
+# size stay in the processor's caches through the comparison's dozens of passes, where arrays
+# of the whole case's size go to memory and back in each.
+CHUNK = 2**16
+
+
+def _chunks(ready: list[Any]) -> list[list[Any]]:
+    """``ready`` cut into runs of consecutive tensors of at most CHUNK elements together (a
+    bigger tensor alone)."""
+    chunks: list[list[Any]] = []
+    size = CHUNK
+    for item in ready:
+        n = item[2].size
+        if size + n > CHUNK:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += n
+    return chunks
 
 
 def _or_zero(bound: Any) -> Any:
@@ -309,8 +336,8 @@ def _unravel(i: int, shape: tuple[int, ...]) -> tuple[int, ...]:
 class _Flat(NamedTuple):
     """The tensors of one compare_all call, flattened and concatenated (verify.core.compare)."""
     seg: _Segments
-    hand_torch: np.ndarray[Any, Any]        # (2, N) in the dtype: row 0 the implementation, row 1 torch
-    both: np.ndarray[Any, Any]              # the same as float64
+    hand_torch: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]   # (the implementation's, torch's) in the dtype
+    both: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]         # the same as float64
     h: np.ndarray[Any, Any]                 # float64, non-finite elements set to 0 (see finite)
     t: np.ndarray[Any, Any]
     r: np.ndarray[Any, Any]                 # the reference (torch's own values where no separate one is given)
@@ -329,17 +356,25 @@ def _all_finite(v: np.ndarray[Any, Any]) -> bool:
     return bool(np.isfinite(np.add.reduce(v, axis=None))) or bool(np.isfinite(v).all())
 
 
-def _flatten(ready: list[Any]) -> _Flat:
+def _joined(arrays: list[Any], dtype: Any = None) -> np.ndarray[Any, Any]:
+    """The arrays flattened and concatenated (one array: flattened only, a view where its layout
+    allows; nothing here writes into it)."""
+    if len(arrays) == 1:
+        return np.asarray(arrays[0], dtype=dtype).reshape(-1)
+    return np.concatenate(arrays, axis=None, dtype=dtype)
+
+
+def _flatten(ready: list[Any], separate: bool) -> _Flat:
+    """``ready``'s tensors flattened; ``separate``: every pair of the compare_all call has its own
+    reference (else torch's values are the reference for all)."""
     seg = _Segments([h.size for _, _, h, _ in ready])
-    hand_torch = np.concatenate([h for _, _, h, _ in ready] + [t for _, _, _, t in ready], axis=None)
-    hand_torch = hand_torch.reshape(2, -1)
-    separate = all(p.exact is not None for _, p, _, _ in ready)
-    both = hand_torch.astype(np.float64, copy=False)
+    hand_torch = (_joined([h for _, _, h, _ in ready]), _joined([t for _, _, _, t in ready]))
+    both = (hand_torch[0].astype(np.float64, copy=False), hand_torch[1].astype(np.float64, copy=False))
     h, t = both
-    r = np.concatenate([p.exact for _, p, _, _ in ready], axis=None, dtype=np.float64) if separate else t
-    if _all_finite(both) and (not separate or _all_finite(r)):
+    r = _joined([p.exact for _, p, _, _ in ready], dtype=np.float64) if separate else t
+    if _all_finite(h) and _all_finite(t) and (not separate or _all_finite(r)):
         return _Flat(seg, hand_torch, both, h, t, r, None, separate)
-    finite = np.isfinite(both).all(axis=0) & np.isfinite(r)
+    finite = np.isfinite(h) & np.isfinite(t) & np.isfinite(r)
     h, t, r = np.where(finite, [h, t, r], 0.0)
     return _Flat(seg, hand_torch, both, h, t, r, finite, separate)
 
@@ -409,21 +444,21 @@ def _statistics(f: _Flat, gaps: _Gaps) -> dict[str, list[Any]]:
     reference (when a separate one is given): hand_ref_err, torch_ref_err. Each row is reduced
     on its own, never stacked into one copy; ``gaps`` is read, not changed."""
     seg = f.seg
-    abs_t = np.abs(f.t)
     if f.separate:
+        abs_t = np.abs(f.t)
         diff = np.subtract(f.h, f.t)
         np.abs(diff, out=diff)
         rows = {"h-t": diff, "t": abs_t, "h-r": gaps.hand, "t-r": gaps.torch, "r": gaps.ref}
-    else:                                                # r is t: |h - r| is |h - t|
-        diff = gaps.hand
+    else:                                                # r is t: |h - r| is |h - t|, |r| is |t|
+        diff, abs_t = gaps.hand, gaps.ref
         rows = {"h-t": diff, "t": abs_t}
     tops = {k: seg.max(v) for k, v in rows.items()}
-    scratch = np.empty_like(f.h)                         # the squares of each row in turn
+    scratch = np.empty_like(f.h)                         # the squares of each row in turn, then rel
     norm = {k: seg.norm(v, tops[k], scratch) for k, v in rows.items()}
-    rel = np.divide(diff, abs_t, out=abs_t)              # inf where t = 0 and h is not; 0/0 below
+    rel = np.divide(diff, abs_t, out=scratch)            # inf where t = 0 and h is not; 0/0 below
     rel[np.isnan(rel)] = 0.0
     max_rel = seg.max(rel).tolist()
-    max_ulp = _max_ulps(f.hand_torch, seg, f.finite, (scratch, rel)).tolist()    # both read: overwritten
+    max_ulp = _max_ulps(f.hand_torch, seg, f.finite, scratch).tolist()    # rel read: overwritten
     none = [None] * len(tops["h-t"])
     return {"max_abs_err": tops["h-t"].tolist(), "max_rel_err": max_rel,
             "norm_rel_err": _norm_rel(norm["h-t"], norm["t"]).tolist(),
@@ -432,9 +467,9 @@ def _statistics(f: _Flat, gaps: _Gaps) -> dict[str, list[Any]]:
             "torch_ref_err": _norm_rel(norm["t-r"], norm["r"]).tolist() if f.separate else none}
 
 
-def _judge(ready: list[Any], dtype: str, rtol: float, atol: float) -> list[Comparison]:
+def _judge(ready: list[Any], dtype: str, rtol: float, atol: float, separate: bool) -> list[Comparison]:
     with np.errstate(all="ignore"):
-        f = _flatten(ready)
+        f = _flatten(ready, separate)
         bound = np.concatenate([_flat_like(_or_zero(p.bound), h.shape) for _, p, h, _ in ready])
         textbook = None
         if any(p.textbook is not None for _, p, _, _ in ready):      # a pair without one: its own bound
