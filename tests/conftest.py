@@ -9,8 +9,16 @@ The sweeps that show a correct reference agrees run a quarter of their cases in 
 them in thorough and exhaustive (tests/budget.py).
 """
 import os
+import signal
 
 from hypothesis import HealthCheck, settings
+
+# The Ctrl-C tests send SIGINT to the commands they start. A shell that starts the suite in the
+# background (`nohup … &` without job control, some CI runners) hands it SIGINT ignored, and an
+# ignored signal stays ignored across exec: those commands would never see it. Python's own handler
+# here instead (exec resets a handled signal to the default, so every command started gets Python's).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("dev", max_examples=25, **_common)
