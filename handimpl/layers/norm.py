@@ -120,7 +120,15 @@ class _Statistics:
         if not textbook:
             # and Σx̂² = Nσ²/(σ² + ε) ≤ N: any two-pass evaluation's x̂ lies within √N (rounded) of 0
             E_xhat = np.minimum(E_xhat, np.abs(xhat) + math.sqrt(N) * (1 + 4 * N * u))
-        return xhat, E_xhat, inv, E_inv, inv_hi, mu, E_mu, var, E_var
+        out = (xhat, E_xhat, inv, E_inv, inv_hi, mu, E_mu, var, E_var)
+        unbounded = textbook and not np.all(np.isfinite(inv_hi))
+        if unbounded:
+            # where mean(x²) − μ² may reach σ² + ε ≤ 0 this layer gets no textbook allowance: the
+            # two-pass bound there (a textbook σ² is judged by it), so that the textbook forms of the
+            # other layers (an activation after it, say) keep theirs instead of inheriting infinity
+            tight = self.forward_error(x, Ex, u)
+            out = tuple(np.where(np.isfinite(inv_hi), t, a) for t, a in zip(out, tight))
+        return out
 
     def backward_error(self, dxhat, E_dxhat, xhat, E_xhat, inv, E_inv, inv_hi, u):
         """E of ∂J/∂x = (1/σ)·(dx̂ − mean(dx̂) − x̂·mean(dx̂ ⊙ x̂)), each term's rounding on held values
