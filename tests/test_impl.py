@@ -170,7 +170,7 @@ def test_an_implementation_that_modifies_its_inputs_is_caught_and_the_input_name
 def test_an_input_counts_as_modified_when_any_bit_changed_even_where_the_values_compare_equal(dtype):
     x = np.array([[0.0, 1.0], [np.nan, 2.0]], dtype=dtype)
     assert _same(x, x.copy()) and _same(x, np.asfortranarray(x))      # the same bits, either layout
-    for index, value in (((0, 0), -0.0), ((1, 0), -np.nan), ((1, 1), np.nextafter(x[1, 1], 3))):
+    for index, value in (((0, 0), -0.0), ((1, 0), -np.nan), ((1, 1), np.nextafter(x[1, 1], x.dtype.type(3)))):
         changed = x.copy()
         changed[index] = value
         assert not _same(x, changed) and not _same(x, np.asfortranarray(changed)), (index, value)
